@@ -1,0 +1,90 @@
+"""Input validation shared by every helper.
+
+Each function raises ``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong
+shape, empty, non-finite, out of range) with a message that names the argument, and
+otherwise returns the input as a NumPy array so callers can write
+``x = as_float_array(x, "x")``.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+
+
+def as_float_array(
+    value: Any,
+    name: str,
+    *,
+    ndim: int | tuple[int, ...] | None = None,
+    allow_empty: bool = False,
+    allow_nonfinite: bool = False,
+) -> np.ndarray:
+    """Return ``value`` as a floating-point ndarray, or raise naming ``name``.
+
+    Accepts NumPy arrays, nested sequences and torch tensors (converted on the CPU).
+    Integer and boolean input is rejected with ``TypeError``: silently promoting it
+    would hide a caller's mistake (logits are never integers in this book).
+    ``ndim`` restricts the number of dimensions (an int or a tuple of allowed ints).
+    Empty arrays and NaN/inf values raise ``ValueError`` unless explicitly allowed.
+    """
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        value = value.detach().cpu()
+        if str(value.dtype) in {"torch.bfloat16", "torch.float16"}:
+            value = value.float()
+        value = value.numpy()
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be an array of floats, got {type(value).__name__}")
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise ValueError(f"{name} could not be read as an array: {exc}") from exc
+    if array.dtype == object or not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"{name} must hold floating-point numbers, got dtype {array.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if array.ndim not in allowed:
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), "
+                f"got shape {array.shape}"
+            )
+    if array.size == 0 and not allow_empty:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    if not allow_nonfinite and array.size and not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite (it holds NaN or inf)")
+    return array
+
+
+def positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int >= ``minimum`` or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def finite_float(value: Any, name: str, *, positive: bool = False) -> float:
+    """Return ``value`` as a finite float (optionally > 0) or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    result = float(value)
+    if not np.isfinite(result):
+        raise ValueError(f"{name} must be finite, got {result}")
+    if positive and result <= 0:
+        raise ValueError(f"{name} must be > 0, got {result}")
+    return result
+
+
+def rng_from(seed: Any, name: str = "seed") -> np.random.Generator:
+    """Return a seeded ``np.random.Generator``; a Generator passes through unchanged.
+
+    ``None`` is rejected: every random draw in the book is reproducible.
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, Integral):
+        raise TypeError(f"{name} must be an int or np.random.Generator, got {type(seed).__name__}")
+    return np.random.default_rng(int(seed))
