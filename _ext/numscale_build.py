@@ -21,7 +21,8 @@ A cell error fails the build (with the traceback) unless the cell is tagged
 
 Configuration (``_config.yml`` → ``sphinx: config:``):
 ``numscale_src_dir`` (package source root, default ``"src"``), ``numscale_package``
-(default ``"numscale"``), ``numscale_exec_workers`` (default: number of CPUs),
+(default ``"numscale"``), ``numscale_exec_workers`` (default: number of CPUs; the
+environment variable ``NUMSCALE_EXEC_WORKERS`` overrides it),
 ``numscale_mathjax_dir`` (MathJax ``es5`` folder to serve, default
 ``"node_modules/mathjax/es5"``).
 """
@@ -234,7 +235,8 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
 
     report: dict[str, Any] = {"executed": {}, "workers": 0, "wall_seconds": 0.0}
     if plan:
-        workers = max(1, min(int(app.config.numscale_exec_workers or os.cpu_count() or 1), len(plan)))
+        configured = int(os.environ.get("NUMSCALE_EXEC_WORKERS") or app.config.numscale_exec_workers or 0)
+        workers = max(1, min(configured or os.cpu_count() or 1, len(plan)))
         report["workers"] = workers
         order = sorted(plan, key=lambda d: -new_keys[d]["seconds"])  # longest first
         LOGGER.info(f"[numscale] executing {len(order)} page(s) on {workers} worker(s): {', '.join(order)}")
@@ -305,6 +307,23 @@ def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
             shutil.copy2(src, dst)
 
 
+def stable_source_notebooks(app: Sphinx, exception: Exception | None) -> None:
+    """Give the copied ``_sources/**/*.ipynb`` deterministic cell ids.
+
+    myst-nb writes each text notebook's source as ``.ipynb``; nbformat gives every cell a
+    random id, so two builds would differ. The id becomes a hash of position and source.
+    """
+    if exception is not None or app.builder.format != "html":
+        return
+    for path in sorted((Path(app.outdir) / "_sources").rglob("*.ipynb")):
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        for index, cell in enumerate(notebook.get("cells", [])):
+            source = cell.get("source", "")
+            text = "".join(source) if isinstance(source, list) else source
+            cell["id"] = hashlib.sha1(f"{index}:{text}".encode()).hexdigest()[:8]
+        path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("numscale_src_dir", "src", "env")
     app.add_config_value("numscale_package", "numscale", "env")
@@ -312,4 +331,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("numscale_mathjax_dir", "node_modules/mathjax/es5", "env")
     app.connect("env-get-outdated", execute_outdated)
     app.connect("build-finished", copy_mathjax)
+    app.connect("build-finished", stable_source_notebooks)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

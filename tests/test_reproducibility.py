@@ -1,0 +1,45 @@
+"""Two clean builds of the book are byte-identical: figures, HTML and everything else.
+
+The session's fresh build (fixture ``built_site``) is compared with a second clean build
+in another folder. Figures are checked first and separately, since they are what
+unseeded randomness or timestamps would break.
+"""
+
+from __future__ import annotations
+
+import filecmp
+from pathlib import Path
+
+import pytest
+
+from conftest import build_book
+
+pytestmark = pytest.mark.build
+
+
+@pytest.fixture(scope="module")
+def second_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("book-again")
+    result = build_book(output)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return output / "_build" / "html"
+
+
+def _files(site: Path) -> dict[str, Path]:
+    return {str(p.relative_to(site)): p for p in sorted(site.rglob("*")) if p.is_file() and p.name != ".built"}
+
+
+def test_figures_are_byte_identical(built_site: Path, second_site: Path) -> None:
+    first = {k: v for k, v in _files(built_site).items() if k.startswith("_images/")}
+    second = {k: v for k, v in _files(second_site).items() if k.startswith("_images/")}
+    assert first, "the build wrote no figures"
+    assert sorted(first) == sorted(second), "the two builds wrote different figure files"
+    different = [name for name in first if first[name].read_bytes() != second[name].read_bytes()]
+    assert not different, f"figures differ between builds: {different}"
+
+
+def test_whole_site_is_byte_identical(built_site: Path, second_site: Path) -> None:
+    first, second = _files(built_site), _files(second_site)
+    assert sorted(first) == sorted(second)
+    different = [name for name in first if not filecmp.cmp(first[name], second[name], shallow=False)]
+    assert not different, f"files differ between builds: {different[:20]}"
