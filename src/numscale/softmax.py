@@ -8,9 +8,18 @@ along that axis first (the log-sum-exp trick), which leaves the result unchanged
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from numscale.checks import as_float_array
+from numscale.checks import as_float_array, positive_int, rng_from
+
+
+def _as_logits(logits: np.ndarray) -> np.ndarray:
+    z = as_float_array(logits, "logits")
+    if z.ndim == 0:
+        raise ValueError("logits must have at least 1 dimension, got a scalar")
+    return z
 
 
 def _check_axis(logits: np.ndarray, axis: int) -> int:
@@ -21,27 +30,54 @@ def _check_axis(logits: np.ndarray, axis: int) -> int:
     return int(axis)
 
 
-def logsumexp(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    """log Σ exp(z) along ``axis``, computed as m + log Σ exp(z − m), m = max z.
+def _shift_and_log1p(z: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(m, z − m, log1p(s)) with m = max z and s = Σ exp(z − m) over all but one maximal entry.
 
-    Shape ``(..., n) -> (...)``. Finite for any finite input.
+    Σ exp(z − m) = 1 + s exactly (the maximal entry contributes exp(0) = 1), and
+    log(1 + s) = log1p(s) keeps the tiny s that 1 + s would round away: the log-sum-exp
+    of Blanchard, Higham & Higham (2021).
     """
-    z = as_float_array(logits, "logits", ndim=tuple(range(1, 33)))
-    axis = _check_axis(z, axis)
     m = np.max(z, axis=axis, keepdims=True)
-    out = m + np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True))
-    return np.squeeze(out, axis=axis)
+    shifted = z - m
+    terms = np.exp(shifted)
+    np.put_along_axis(terms, np.expand_dims(np.argmax(z, axis=axis), axis), 0.0, axis=axis)
+    return m, shifted, np.log1p(np.sum(terms, axis=axis, keepdims=True))
+
+
+def logsumexp(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """log Σ exp(z) along ``axis``, computed as m + log1p(Σ' exp(z − m)), m = max z.
+
+    Σ' leaves out one maximal entry, whose term is exactly 1. Shape ``(..., n) -> (...)``.
+    Finite for any finite input.
+    """
+    z = _as_logits(logits)
+    axis = _check_axis(z, axis)
+    m, _, log1p_rest = _shift_and_log1p(z, axis)
+    return np.squeeze(m + log1p_rest, axis=axis)
 
 
 def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    """log p = z − logsumexp(z) along ``axis``. Shape ``(..., n) -> (..., n)``.
+    """log p = z − logsumexp(z) along ``axis``, as (z − m) − log1p(Σ' exp(z − m)).
 
-    Use ``-log_softmax(z)`` for the negative log-likelihood: unlike
-    ``-log(softmax(z))`` it stays finite where p underflows to 0.
+    Shape ``(..., n) -> (..., n)``. Always <= 0. Subtracting the maximum first keeps
+    the log-probability of the top entry accurate when it is tiny (p close to 1): it is
+    −log1p(s) ≈ −s, not 0. Use ``-log_softmax(z)`` (or :func:`surprisal`) for the
+    negative log-likelihood: unlike ``-log(softmax(z))`` it stays finite where p
+    underflows to 0.
     """
-    z = as_float_array(logits, "logits", ndim=tuple(range(1, 33)))
+    z = _as_logits(logits)
     axis = _check_axis(z, axis)
-    return z - np.expand_dims(logsumexp(z, axis=axis), axis)
+    _, shifted, log1p_rest = _shift_and_log1p(z, axis)
+    return shifted - log1p_rest
+
+
+def surprisal(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """−log p (nats) of every entry of softmax(z), computed as −log_softmax(z).
+
+    The negative log-likelihood of outcome i is ``surprisal(z)[..., i]``. It is >= 0,
+    0 only where p = 1, and finite for finite logits. Shape ``(..., n) -> (..., n)``.
+    """
+    return -log_softmax(logits, axis=axis) + 0.0  # + 0.0 turns −0.0 into 0.0
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -49,7 +85,7 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
 
     Never overflows; returns a new array (the input is not modified).
     """
-    z = as_float_array(logits, "logits", ndim=tuple(range(1, 33)))
+    z = _as_logits(logits)
     axis = _check_axis(z, axis)
     shifted = np.exp(z - np.max(z, axis=axis, keepdims=True))
     return shifted / np.sum(shifted, axis=axis, keepdims=True)
@@ -61,7 +97,7 @@ def naive_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     Overflows to inf/NaN once exp(z) exceeds the dtype's range; numpy warnings are
     silenced so a chapter can show the failure. Shape ``(..., n) -> (..., n)``.
     """
-    z = as_float_array(logits, "logits", ndim=tuple(range(1, 33)))
+    z = _as_logits(logits)
     axis = _check_axis(z, axis)
     with np.errstate(over="ignore", invalid="ignore"):
         e = np.exp(z)
@@ -72,8 +108,40 @@ def entropy(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     """Entropy (nats) of softmax(z) along ``axis``: −Σ p log p. Shape ``(..., n) -> (...)``.
 
     Computed from log_softmax, so rows where some p underflow to 0 still give a finite
-    result (0 · log 0 is taken as 0).
+    result (0 · log 0 is taken as 0). Always >= 0: log_softmax is <= 0 by construction.
     """
     logp = log_softmax(logits, axis=axis)
     p = np.exp(logp)
     return -np.sum(p * logp, axis=axis)
+
+
+def one_hot_gap(dtype: type | np.dtype | str = np.float64) -> float:
+    """Logit gap g beyond which softmax([g, 0]) rounds to exactly (1, 0) in ``dtype``.
+
+    The stable softmax computes 1 / (1 + e^(−g)); the sum 1 + e^(−g) rounds to 1 once
+    e^(−g) is at most half the spacing eps above 1, i.e. for g >= ln(2/eps): about 36.7
+    in float64, 16.6 in float32. Beyond it p = 1.0 exactly and log p = 0.0.
+    """
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be a NumPy floating dtype, got {dtype!r}") from exc
+    if not np.issubdtype(dt, np.floating):
+        raise TypeError(f"dtype must be a floating dtype, got {dt}")
+    return float(np.log(2.0 / float(np.finfo(dt).eps)))
+
+
+def gaussian_logit_entropy(n: int, sigmas: Sequence[float] | np.ndarray, n_rows: int, seed: int | np.random.Generator) -> np.ndarray:
+    """Mean entropy (nats) of softmax over ``n`` iid N(0, σ²) logits, for each σ in ``sigmas``.
+
+    One set of ``(n_rows, n)`` standard-normal draws is scaled by every σ, so the curve
+    is smooth in σ. For small σ the mean is close to ln n − σ²(n − 1)/(2n) ≈ ln n − σ²/2.
+    Shapes: ``sigmas (m,) -> (m,)``.
+    """
+    n = positive_int(n, "n")
+    n_rows = positive_int(n_rows, "n_rows")
+    s = as_float_array(np.asarray(sigmas), "sigmas", ndim=1)
+    if np.any(s < 0):
+        raise ValueError("sigmas must be >= 0")
+    draws = rng_from(seed).standard_normal((n_rows, n))
+    return np.array([entropy(sigma * draws).mean() for sigma in s])
