@@ -68,15 +68,18 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, dict], int]:
     return header, data_start
 
 
-def read_tensors(path: str | os.PathLike, names: Iterable[str]) -> dict[str, np.ndarray]:
+def read_tensors(
+    path: str | os.PathLike, names: Iterable[str], parsed: tuple[dict[str, dict], int] | None = None
+) -> dict[str, np.ndarray]:
     """Read the named tensors (and only them) from a safetensors file.
 
     Returns ``{name: array}`` with the stored shape; floating-point tensors come back as
     float32 or float64 (F16 and BF16 are widened to float32). Unknown names raise
-    ``KeyError`` listing a few available ones.
+    ``KeyError`` listing a few available ones. ``parsed`` is the result of
+    :func:`read_header` for this file, to avoid reading the header again.
     """
     path = Path(path)
-    header, data_start = read_header(path)
+    header, data_start = parsed if parsed is not None else read_header(path)
     wanted = list(dict.fromkeys(names))
     missing = [n for n in wanted if n not in header]
     if missing:

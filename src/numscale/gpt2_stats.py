@@ -1,0 +1,210 @@
+"""Statistics of GPT-2's tensors for the two GPT-2 chapters.
+
+Everything here works on plain arrays (the loader, :mod:`numscale.gpt2`, provides
+them), so it is tested on small synthetic inputs. Shapes: ``L`` modules or blocks,
+``d`` channels (768 for GPT-2 small).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from numscale.checks import as_float_array, finite_float, positive_int
+
+#: GPT-2's initialization scale of every weight matrix (Radford et al. 2019; HF GPT2Config).
+GPT2_INIT_STD = 0.02
+
+
+# ------------------------------------------------------------------- selection
+
+
+def select_rows(names: Sequence[str], values: np.ndarray, suffix: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """Rows of ``values`` (L, d) whose module name ends with ``suffix`` (e.g. ``"ln_1"``).
+
+    Returns the selected names and a new (k, d) array; ``ValueError`` when none match or
+    when ``names`` and ``values`` disagree in length.
+    """
+    values = as_float_array(values, "values", ndim=2)
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise TypeError("names must be a sequence of str")
+    if len(names) != values.shape[0]:
+        raise ValueError(f"names has {len(names)} entries but values has {values.shape[0]} rows")
+    if not isinstance(suffix, str):
+        raise TypeError(f"suffix must be a str, got {type(suffix).__name__}")
+    keep = [i for i, n in enumerate(names) if n.endswith(suffix)]
+    if not keep:
+        raise ValueError(f"no module name ends with suffix {suffix!r}")
+    return tuple(names[i] for i in keep), values[keep].copy()
+
+
+def stack_blocks(tensors: Mapping[str, np.ndarray], template: str, n_layer: int) -> np.ndarray:
+    """``np.stack([tensors[template.format(i)] for i in range(n_layer)])``, checked.
+
+    ``template`` holds ``{}`` for the block index, e.g. ``"h.{}.attn.c_proj.weight"``.
+    A missing name raises ``KeyError`` naming it; tensors of different shapes ``ValueError``.
+    """
+    if not isinstance(template, str) or "{}" not in template:
+        raise TypeError("template must be a str containing '{}' for the block index")
+    n_layer = positive_int(n_layer, "n_layer")
+    names = [template.format(i) for i in range(n_layer)]
+    absent = [n for n in names if n not in tensors]
+    if absent:
+        raise KeyError(f"tensors lacks {', '.join(absent)}")
+    arrays = [as_float_array(tensors[n], n) for n in names]
+    if len({a.shape for a in arrays}) != 1:
+        raise ValueError(f"tensors named by {template!r} differ in shape: {sorted({a.shape for a in arrays})}")
+    return np.stack(arrays)
+
+
+# ---------------------------------------------------------------- distributions
+
+
+def count_outside(values: np.ndarray, low: float, high: float) -> int:
+    """Number of entries of ``values`` outside the closed interval [low, high].
+
+    These are the values that ``np.histogram(values, range=(low, high))`` silently drops.
+    """
+    values = as_float_array(values, "values")
+    low, high = finite_float(low, "low"), finite_float(high, "high")
+    if not low < high:
+        raise ValueError(f"low must be < high, got low={low}, high={high}")
+    return int(np.count_nonzero((values < low) | (values > high)))
+
+
+def full_range_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
+    """``n_bins + 1`` equal-width bin edges from min to max of ``values``: no value dropped.
+
+    A constant array gets edges spanning ±0.5 around its value.
+    """
+    values = as_float_array(values, "values")
+    n_bins = positive_int(n_bins, "n_bins")
+    low, high = float(values.min()), float(values.max())
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    return np.linspace(low, high, n_bins + 1)
+
+
+def plot_log_counts(ax: plt.Axes, values: np.ndarray, edges: np.ndarray, **bar_kwargs) -> np.ndarray:
+    """Histogram of ``values`` over ``edges`` with counts on a log axis; returns the counts.
+
+    Empty bins are not drawn at all (a bar of height 0 has no logarithm: it would be
+    −inf, which plotting libraries turn into a missing or a clipped bar). Values outside
+    ``edges`` raise ``ValueError``, since a histogram that drops them misleads.
+    """
+    values = as_float_array(values, "values").ravel()
+    edges = as_float_array(edges, "edges", ndim=1)
+    if edges.size < 2 or np.any(np.diff(edges) <= 0):
+        raise ValueError("edges must be at least two strictly increasing numbers")
+    outside = count_outside(values, float(edges[0]), float(edges[-1]))
+    if outside:
+        raise ValueError(f"{outside} values lie outside edges [{edges[0]}, {edges[-1]}]")
+    counts, _ = np.histogram(values, bins=edges)
+    filled = counts > 0
+    ax.bar(edges[:-1][filled], counts[filled], width=np.diff(edges)[filled], align="edge", **bar_kwargs)
+    ax.set_xlim(edges[0], edges[-1])  # the whole binned range, even where bins are empty
+    ax.set_yscale("log")
+    ax.set_ylim(0.5, None)  # a count of 1 stays visible above the axis
+    return counts
+
+
+# ------------------------------------------------------------------------ scales
+
+
+def residual_init_std(n_layer: int, std: float = GPT2_INIT_STD) -> float:
+    """GPT-2's initial std of a residual output projection: ``std / sqrt(2 * n_layer)``.
+
+    Each block adds two branches (attention and MLP) to the residual stream.
+    """
+    n_layer = positive_int(n_layer, "n_layer")
+    std = finite_float(std, "std", positive=True)
+    return std / math.sqrt(2 * n_layer)
+
+
+def block_stds(stack: np.ndarray) -> np.ndarray:
+    """Standard deviation (ddof=0) of each block's entries: (L, ...) -> (L,)."""
+    stack = as_float_array(stack, "stack", ndim=(2, 3))
+    return stack.reshape(stack.shape[0], -1).std(axis=1)
+
+
+def row_norms(matrix: np.ndarray) -> np.ndarray:
+    """Euclidean norm of each row: (n, d) -> (n,). For ``wpe``, the norm of each position."""
+    matrix = as_float_array(matrix, "matrix", ndim=2)
+    return np.linalg.norm(matrix.astype(np.float64), axis=1)
+
+
+def relative_to_row_median(values: np.ndarray) -> np.ndarray:
+    """``values / median(values, axis=1)``: each module's gains relative to its typical gain.
+
+    (L, d) -> (L, d). A row whose median is not positive raises ``ValueError``.
+    """
+    values = as_float_array(values, "values", ndim=2)
+    medians = np.median(values, axis=1, keepdims=True)
+    if np.any(medians <= 0):
+        raise ValueError("values must have a positive median in every row")
+    return values / medians
+
+
+# ---------------------------------------------------------------------- channels
+
+
+def smallest_channels(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` smallest entries of each row, smallest first: (L, d) -> (L, k).
+
+    Ties are broken by the lower index (stable sort), so the result is deterministic.
+    """
+    values = as_float_array(values, "values", ndim=2)
+    k = positive_int(k, "k")
+    if k > values.shape[1]:
+        raise ValueError(f"k must be <= the number of channels {values.shape[1]}, got {k}")
+    return np.argsort(values, axis=1, kind="stable")[:, :k]
+
+
+def channel_ranks(values: np.ndarray) -> np.ndarray:
+    """Rank of every channel within its row (0 = smallest): (L, d) -> (L, d) ints."""
+    values = as_float_array(values, "values", ndim=2)
+    order = np.argsort(values, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(values.shape[1])[None, :].repeat(values.shape[0], 0), axis=1)
+    return ranks
+
+
+def recurring_channels(indices: np.ndarray, min_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Channels that appear in at least ``min_rows`` rows of ``indices`` (L, k).
+
+    Returns ``(channels, counts)`` sorted by decreasing count, then increasing channel.
+    """
+    indices = np.asarray(indices)
+    if indices.ndim != 2 or not np.issubdtype(indices.dtype, np.integer):
+        raise TypeError("indices must be a 2-D array of integer channel indices")
+    min_rows = positive_int(min_rows, "min_rows")
+    per_row = [np.unique(row) for row in indices]  # count a channel once per row
+    channels, counts = np.unique(np.concatenate(per_row), return_counts=True)
+    keep = counts >= min_rows
+    channels, counts = channels[keep], counts[keep]
+    order = np.lexsort((channels, -counts))
+    return channels[order], counts[order]
+
+
+def column_abs_sum(stack: np.ndarray) -> np.ndarray:
+    """Sum over rows of ``|stack|``: (L, d) -> (d,). With the blocks' output biases,
+    how much constant signal all blocks together write into each residual channel."""
+    stack = as_float_array(stack, "stack", ndim=2)
+    return np.abs(stack).sum(axis=0)
+
+
+def robust_outliers(values: np.ndarray, threshold: float = 6.0) -> np.ndarray:
+    """Boolean mask of entries far from their row's median, in robust standard deviations.
+
+    An entry is an outlier when ``|x − median| > threshold · 1.4826 · MAD`` of its row
+    (1.4826·MAD estimates σ for Gaussian data). (L, d) -> (L, d) bool.
+    """
+    values = as_float_array(values, "values", ndim=2)
+    threshold = finite_float(threshold, "threshold", positive=True)
+    median = np.median(values, axis=1, keepdims=True)
+    mad = np.median(np.abs(values - median), axis=1, keepdims=True)
+    scale = 1.4826 * np.where(mad > 0, mad, np.finfo(np.float64).tiny)
+    return np.abs(values - median) > threshold * scale
