@@ -103,14 +103,19 @@ EXPECTED: dict[str, dict[str, tuple[float, float, str]]] = {
         "uniform_std": (math.sqrt(50 / 9), 5 * 0.005 * math.sqrt(50 / 9), "5 SE of a std"),
     },
     "book/sqrt_law": {
-        # log–log slope over d = 2…99 at N = 1000: SE 0.003 (science notes); 5 SE.
-        "sqrt_law_slope": (0.5, 5 * 0.003, "5 SE of the fitted slope"),
+        # log–log slope over d = 2…99: SE 0.003 at N = 1000 pairs per d (science notes), smaller
+        # with more pairs; 5 SE at N = 1000 bounds it (the page's own SE is checked below).
+        "sqrt_law_slope": (0.5, 5 * 0.003, "5 SE of the fitted slope at N = 1000"),
     },
     "book/softmax_saturation": {
-        # means over many seeds (science notes, 500 seeds): 0.77 and 0.12; generous ±0.05/±0.02
-        # covers a smaller number of seeds (row max p has sd ≈ 0.25 unscaled over 50 rows·seeds).
-        "softmax_maxp_unscaled": (0.77, 0.05, "mean over seeds, ≥ 20 seeds"),
-        "softmax_maxp_scaled": (0.12, 0.02, "mean over seeds, ≥ 20 seeds"),
+        # Science notes (500 seeds): 0.77, 0.12, 0.65 and 3.45, rounded to two decimals (±0.005).
+        # The chapter averages 500 seeds too; the SE of such a mean is ≈0.0013 (max p, unscaled),
+        # 0.0004 (scaled), 0.003 and 0.0014 nats (entropies). Tolerance: rounding + 4·√2·SE.
+        "softmax_maxp_unscaled": (0.77, 0.005 + 4 * 1.42 * 0.0013, "rounding + 4√2 SE"),
+        "softmax_maxp_scaled": (0.12, 0.005 + 4 * 1.42 * 0.0004, "rounding + 4√2 SE"),
+        "softmax_entropy_unscaled": (0.65, 0.005 + 4 * 1.42 * 0.003, "rounding + 4√2 SE"),
+        "softmax_entropy_scaled": (3.45, 0.005 + 4 * 1.42 * 0.0014, "rounding + 4√2 SE"),
+        "softmax_entropy_max": (math.log(50), 1e-12, "ln 50, exact"),
     },
 }
 
@@ -161,6 +166,13 @@ def test_glued_numbers_within_tolerance(built_site: Path, page: str) -> None:
     # The page shows the values, formatted as the prose asks.
     html = (built_site / f"{page}.html").read_text(encoding="utf-8")
     assert html.count('class="pasted-text"') >= len(EXPECTED[page])
+
+
+def test_sqrt_law_slope_within_its_own_standard_error(built_site: Path) -> None:
+    values = glued_values(built_site, "book/sqrt_law")
+    # The page's sampling-theory SE of the slope (numscale.dotprod.predicted_slope_se, unit
+    # tested); a correct law lands within 5 SE with probability 1 − 6e-7.
+    assert abs(values["sqrt_law_slope"] - 0.5) <= 5 * values["sqrt_law_slope_se_theory"]
 
 
 @pytest.mark.skipif(not (REFERENCE / "gpt2_small_layernorm.npz").is_file(), reason="no reference GPT-2 tensors")
