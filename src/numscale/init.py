@@ -1,0 +1,189 @@
+"""Initialization scales: Xavier/Glorot, He/Kaiming, GPT-2's residual scaling.
+
+Shapes: a weight matrix maps ``fan_in`` inputs to ``fan_out`` outputs; activations are
+``(n_samples, width)``; per-layer results have one entry per layer, input included
+(``depth + 1`` entries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from numscale.checks import as_float_array, finite_float, positive_int, rng_from
+
+#: The initialization schemes of the chapter, by name.
+SCHEMES = ("lecun", "xavier", "he")
+
+
+def init_std(scheme: str, fan_in: int, fan_out: int | None = None) -> float:
+    """Standard deviation of the zero-mean weights of one layer under ``scheme``.
+
+    ``"lecun"``: Var = 1/fan_in (keeps the variance of a *linear* layer);
+    ``"xavier"``: Var = 2/(fan_in + fan_out) (Glorot & Bengio 2010; ``fan_out`` needed);
+    ``"he"``: Var = 2/fan_in (He et al. 2015, for ReLU, which zeroes half the inputs).
+    """
+    fan_in = positive_int(fan_in, "fan_in")
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    if scheme == "lecun":
+        return float(np.sqrt(1.0 / fan_in))
+    if scheme == "he":
+        return float(np.sqrt(2.0 / fan_in))
+    if fan_out is None:
+        raise ValueError("fan_out is required for scheme 'xavier'")
+    fan_out = positive_int(fan_out, "fan_out")
+    return float(np.sqrt(2.0 / (fan_in + fan_out)))
+
+
+def relu_mlp_second_moments(
+    width: int, depth: int, scheme: str, n_samples: int, seed: int | np.random.Generator
+) -> np.ndarray:
+    """Second moment E[x²] of the activations of a deep, bias-free ReLU MLP at init.
+
+    The input ``x_0`` is ``(n_samples, width)`` standard normal; layer l computes
+    ``x_l = relu(x_{l-1} @ W_l)`` with ``W_l`` of shape ``(width, width)`` and iid
+    N(0, init_std(scheme, width, width)²) entries. Returns the ``(depth + 1,)`` array
+    of mean(x_l²) over samples and units, ``l = 0 … depth``. Computed in float64
+    (2⁻⁵⁰ ≈ 9e-16 is far above its smallest normal number, 2e-308).
+    """
+    width = positive_int(width, "width")
+    depth = positive_int(depth, "depth")
+    n_samples = positive_int(n_samples, "n_samples")
+    std = init_std(scheme, width, width)
+    rng = rng_from(seed)
+    x = rng.standard_normal((n_samples, width))
+    moments = [float(np.mean(x**2))]
+    for _ in range(depth):
+        w = rng.standard_normal((width, width)) * std
+        x = np.maximum(x @ w, 0.0)
+        moments.append(float(np.mean(x**2)))
+    return np.array(moments)
+
+
+def relu_layer_gain(scheme: str, width: int) -> float:
+    """Expected factor E[x_l²] / E[x_{l-1}²] of one square ReLU layer: width·σ²/2."""
+    return width * init_std(scheme, width, width) ** 2 / 2.0
+
+
+def log2_moment_spread(width: int, depth: int) -> tuple[float, float]:
+    """Mean and standard deviation of log2(|x_L|² / |x_0|²) for one input under He init.
+
+    Given x_{l-1}, ``x_{l-1} @ W_l`` is exactly N(0, (2/n)|x_{l-1}|² I) for Gaussian W,
+    so each layer multiplies |x|² by an independent factor g = (2/n) Σ_i relu(z_i)² with
+    z iid N(0, 1): E[g] = 1, Var[g] = (4/n²)·n·Var(relu(z)²) = 5/n (E[relu(z)⁴] = 3/2,
+    E[relu(z)²] = 1/2). By the delta method log g has mean ≈ −5/(2n) and variance
+    ≈ 5/n; log2 of the product of ``depth`` factors has the returned mean and std.
+    Other schemes only shift the mean by depth·log2(relu_layer_gain).
+    """
+    width = positive_int(width, "width")
+    depth = positive_int(depth, "depth")
+    mean = -depth * 5.0 / (2.0 * width) / np.log(2.0)
+    std = np.sqrt(depth * 5.0 / width) / np.log(2.0)
+    return float(mean), float(std)
+
+
+def gpt2_residual_proj_std(n_layer: int, base_std: float = 0.02) -> float:
+    """GPT-2's std for the residual output projections: base_std / √(2·n_layer).
+
+    Two residual branches (attention and MLP) per block, so 2·n_layer of them in all.
+    """
+    n_layer = positive_int(n_layer, "n_layer")
+    base_std = finite_float(base_std, "base_std", positive=True)
+    return base_std / float(np.sqrt(2 * n_layer))
+
+
+def hf_gpt2_init_stds(n_layer: int, n_embd: int, seed: int) -> dict[str, float]:
+    """Measured std of a freshly initialised transformers ``GPT2Model``'s weights.
+
+    Builds a small-width model (``n_embd``, 4 heads, vocabulary 64) with ``n_layer``
+    blocks and returns the pooled sample std of the weights of every ``attn.c_attn``,
+    ``mlp.c_fc`` (expected 0.02) and every ``attn.c_proj``, ``mlp.c_proj`` (expected
+    0.02/√(2·n_layer)). transformers draws from torch's global generator, so the draw
+    runs inside ``torch.random.fork_rng``: the caller's global RNG state is untouched.
+    """
+    n_layer = positive_int(n_layer, "n_layer")
+    n_embd = positive_int(n_embd, "n_embd", minimum=4)
+    if n_embd % 4:
+        raise ValueError(f"n_embd must be a multiple of 4 (4 heads), got {n_embd}")
+    seed = positive_int(seed, "seed", minimum=0)
+    import torch
+    from transformers import GPT2Config, GPT2Model
+
+    config = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=4, n_positions=16, vocab_size=64,
+                        bos_token_id=0, eos_token_id=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT2Model(config)
+    groups: dict[str, list[np.ndarray]] = {"attn.c_attn": [], "mlp.c_fc": [], "attn.c_proj": [], "mlp.c_proj": []}
+    for block in model.h:
+        for name in groups:
+            part, layer = name.split(".")
+            groups[name].append(getattr(getattr(block, part), layer).weight.detach().numpy().ravel())
+    return {name: float(np.concatenate(ws).std()) for name, ws in groups.items()}
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """GPT-2's GELU (tanh approximation), elementwise."""
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def _layer_norm_rows(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    mu = x.mean(axis=-1, keepdims=True)
+    var = x.var(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps)
+
+
+@dataclass(frozen=True)
+class ResidualGrowth:
+    """Result of :func:`pre_ln_residual_rms`: one row per configuration."""
+
+    depths: np.ndarray  #: (m,) number of blocks N of each stack
+    rms_unscaled: np.ndarray  #: (m,) RMS of the stream after N blocks, projections N(0, 0.02²)
+    rms_scaled: np.ndarray  #: (m,) the same with projections scaled by 1/√(2N)
+    branch_rms: float  #: RMS of one branch output with unscaled projections (measured)
+
+
+def pre_ln_residual_rms(
+    depths: Sequence[int], d: int, n_tokens: int, seed: int | np.random.Generator, base_std: float = 0.02
+) -> ResidualGrowth:
+    """RMS of the residual stream at the end of pre-LN stacks of random blocks.
+
+    Each block has two residual branches (GPT-2's attention and MLP); in this toy both are
+    MLPs ``x + gelu(LN(x) @ W_fc) @ W_proj`` with ``W_fc`` ``(d, 4d)`` and ``W_proj``
+    ``(4d, d)``, entries N(0, base_std²); no attention, so the ``n_tokens`` rows are
+    independent samples. The stream starts as N(0, base_std²) entries (GPT-2's
+    embedding scale). For every depth N in ``depths`` the same weights (common random
+    numbers) are used twice: as drawn, and with ``W_proj`` scaled by 1/√(2N).
+    RMS = √mean(x²) over tokens and coordinates. Shapes: ``(len(depths),)``.
+    """
+    depths_arr = np.asarray(list(depths))
+    if depths_arr.size == 0:
+        raise ValueError("depths must not be empty")
+    if not np.issubdtype(depths_arr.dtype, np.integer) or np.any(depths_arr < 1):
+        raise ValueError(f"depths must be positive integers, got {depths_arr.tolist()}")
+    d = positive_int(d, "d")
+    n_tokens = positive_int(n_tokens, "n_tokens")
+    base_std = finite_float(base_std, "base_std", positive=True)
+    rng = rng_from(seed)
+    x0 = rng.standard_normal((n_tokens, d)) * base_std
+    # one stream per (depth, scaled?) configuration, all advanced block by block
+    scales = np.concatenate([np.ones(depths_arr.size), 1.0 / np.sqrt(2.0 * depths_arr)])
+    limits = np.concatenate([depths_arr, depths_arr])
+    streams = np.repeat(x0[None], scales.size, axis=0)
+    branch_sq: list[float] = []
+    for block in range(int(depths_arr.max())):
+        active = limits > block
+        for _ in range(2):  # attention-like and MLP branch
+            w_fc = rng.standard_normal((d, 4 * d)) * base_std
+            w_proj = rng.standard_normal((4 * d, d)) * base_std
+            out = gelu(_layer_norm_rows(streams[active]) @ w_fc) @ w_proj
+            if block == 0:
+                branch_sq.append(float(np.mean(out[0] ** 2)))
+            streams[active] = streams[active] + out * scales[active, None, None]
+    rms = np.sqrt(np.mean(streams**2, axis=(1, 2)))
+    m = depths_arr.size
+    return ResidualGrowth(depths=depths_arr, rms_unscaled=rms[:m], rms_scaled=rms[m:],
+                          branch_rms=float(np.sqrt(np.mean(branch_sq))))

@@ -1,0 +1,215 @@
+"""The residual stream of pre-LN and post-LN Transformers: its norm and its gradients.
+
+A toy Transformer (torch, no position embeddings, one attention head, GPT-2's 4×
+MLP) built from a seeded ``torch.Generator``, in two arrangements of the same weights:
+
+* pre-LN (GPT-2): ``x = x + attn(LN(x))``, ``x = x + mlp(LN(x))``, a final LN before
+  the unembedding;
+* post-LN (the original Transformer): ``x = LN(x + attn(x))``, ``x = LN(x + mlp(x))``.
+
+Shapes: token ids are ``(batch, seq)`` int64; per-layer results have ``n_layer + 1``
+entries (the embedding, then the stream after each block) or ``n_layer`` (one per
+block). :func:`residual_stream_norms` measures a real transformers GPT-2 model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from numscale.checks import finite_float, positive_int
+
+#: "The quick brown fox jumps over the lazy dog." in GPT-2's byte-pair encoding, fixed
+#: so that measuring GPT-2 needs no tokenizer.
+FIXED_TOKEN_IDS: tuple[int, ...] = (464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13)
+FIXED_TEXT = "The quick brown fox jumps over the lazy dog."
+
+POSITIONS = ("pre", "post")
+#: Tensors without which no GPT-2 forward pass can run (canonical ``GPT2Model`` names).
+CORE_TENSORS = frozenset({"wte.weight", "h.0.attn.c_attn.weight", "h.0.mlp.c_fc.weight", "h.0.mlp.c_proj.weight"})
+
+
+def _xavier(generator: torch.Generator, fan_in: int, fan_out: int) -> torch.Tensor:
+    std = math.sqrt(2.0 / (fan_in + fan_out))
+    return torch.randn(fan_in, fan_out, generator=generator) * std
+
+
+class ToyTransformer(torch.nn.Module):
+    """A bias-free toy Transformer with Xavier-initialised weights.
+
+    ``position`` is ``"pre"`` or ``"post"``; two models built with the same ``seed``
+    share every weight, so they differ only in where LayerNorm sits. Embeddings are
+    N(0, 1) (stream norm ≈ √d at the input). LayerNorms have γ = 1, β = 0 (their
+    initial values) and no learnable parameters here. ``proj_scale`` multiplies the
+    output matrices of both branches (``o`` and ``proj``) after drawing them:
+    ``1/√(2·n_layer)`` is GPT-2's residual scaling.
+    """
+
+    def __init__(self, d: int, n_layer: int, position: str, *, seed: int, vocab: int = 256,
+                 proj_scale: float = 1.0):
+        super().__init__()
+        self.d = positive_int(d, "d")
+        self.n_layer = positive_int(n_layer, "n_layer")
+        self.vocab = positive_int(vocab, "vocab", minimum=2)
+        if position not in POSITIONS:
+            raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
+        self.position = position
+        proj_scale = finite_float(proj_scale, "proj_scale", positive=True)
+        g = torch.Generator().manual_seed(positive_int(seed, "seed", minimum=0))
+        self.embed = torch.nn.Parameter(torch.randn(self.vocab, d, generator=g))
+        self.blocks = torch.nn.ModuleList()
+        for _ in range(self.n_layer):
+            block = torch.nn.ParameterDict({
+                name: torch.nn.Parameter(_xavier(g, i, o))
+                for name, (i, o) in {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d),
+                                     "fc": (d, 4 * d), "proj": (4 * d, d)}.items()
+            })
+            with torch.no_grad():
+                block["o"].mul_(proj_scale)
+                block["proj"].mul_(proj_scale)
+            self.blocks.append(block)
+        self.unembed = torch.nn.Parameter(torch.randn(d, self.vocab, generator=g) / math.sqrt(d))
+
+    def _ln(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (self.d,), eps=1e-5)
+
+    @staticmethod
+    def _attn(x: torch.Tensor, p: torch.nn.ParameterDict) -> torch.Tensor:
+        q, k, v = (x @ p["q"])[:, None], (x @ p["k"])[:, None], (x @ p["v"])[:, None]
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)[:, 0] @ p["o"]
+
+    @staticmethod
+    def _mlp(x: torch.Tensor, p: torch.nn.ParameterDict) -> torch.Tensor:
+        return F.gelu(x @ p["fc"], approximate="tanh") @ p["proj"]
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits ``(batch, seq, vocab)`` and the stream ``(batch, seq, d)`` at each depth."""
+        x = self.embed[ids]
+        streams = [x]
+        for p in self.blocks:
+            if self.position == "pre":
+                x = x + self._attn(self._ln(x), p)
+                x = x + self._mlp(self._ln(x), p)
+            else:
+                x = self._ln(x + self._attn(x, p))
+                x = self._ln(x + self._mlp(x, p))
+            streams.append(x)
+        final = self._ln(x) if self.position == "pre" else x
+        return final @ self.unembed, streams
+
+
+def _check_ids(ids, name: str, vocab: int | None = None) -> torch.Tensor:
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
+    if ids.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{name} must hold integer token ids (int64), got dtype {ids.dtype}")
+    if ids.ndim != 2:
+        raise ValueError(f"{name} must have shape (batch, seq), got {tuple(ids.shape)}")
+    if ids.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(ids.shape)}")
+    if ids.min() < 0 or (vocab is not None and ids.max() >= vocab):
+        raise ValueError(f"{name} must lie in [0, {vocab}), got values in [{int(ids.min())}, {int(ids.max())}]")
+    return ids.long()
+
+
+def toy_batch(vocab: int, batch: int, seq: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Uniformly random token ids and next-token targets, both ``(batch, seq)`` int64."""
+    vocab = positive_int(vocab, "vocab", minimum=2)
+    batch = positive_int(batch, "batch")
+    seq = positive_int(seq, "seq")
+    g = torch.Generator().manual_seed(positive_int(seed, "seed", minimum=0))
+    ids = torch.randint(0, vocab, (batch, seq + 1), generator=g)
+    return ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
+
+
+def stream_norms(model: ToyTransformer, ids: torch.Tensor) -> np.ndarray:
+    """Mean over tokens of the L2 norm of the residual stream: ``(n_layer + 1,)``."""
+    ids = _check_ids(ids, "ids", model.vocab)
+    with torch.no_grad():
+        _, streams = model(ids)
+    return np.array([float(s.norm(dim=-1).mean()) for s in streams])
+
+
+def layer_grad_norms(model: ToyTransformer, ids: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+    """Gradient norm of each block's MLP weights at the current weights: ``(n_layer,)``.
+
+    The loss is the mean next-token cross-entropy of ``targets`` ``(batch, seq)``; the
+    norm is √(‖∂L/∂W_fc‖² + ‖∂L/∂W_proj‖²) (Xiong et al. 2020 track these weights).
+    The model's stored gradients are cleared before and after.
+    """
+    ids = _check_ids(ids, "ids", model.vocab)
+    targets = _check_ids(targets, "targets", model.vocab)
+    if targets.shape != ids.shape:
+        raise ValueError(f"targets must have the shape of ids {tuple(ids.shape)}, got {tuple(targets.shape)}")
+    model.zero_grad(set_to_none=True)
+    logits, _ = model(ids)
+    loss = F.cross_entropy(logits.reshape(-1, model.vocab), targets.reshape(-1))
+    loss.backward()
+    norms = np.array([
+        math.sqrt(float(p["fc"].grad.norm()) ** 2 + float(p["proj"].grad.norm()) ** 2) for p in model.blocks
+    ])
+    model.zero_grad(set_to_none=True)
+    return norms
+
+
+def residual_stream_norms(model, input_ids: torch.Tensor, *, per_token: bool = False) -> np.ndarray:
+    """L2 norms of a transformers GPT-2 model's residual stream, one row per depth.
+
+    ``input_ids`` is ``(1, seq)``. Row 0 is the embedding (token + position), row l the
+    stream after block l, l = 1 … n_layer. ``output_hidden_states`` supplies rows
+    0 … n_layer − 1; its last entry has the final LayerNorm ``ln_f`` applied, so row
+    n_layer is read by a forward hook on the last block instead. Returns
+    ``(n_layer + 1,)`` means over tokens, or ``(n_layer + 1, seq)`` with ``per_token``.
+    """
+    transformer = getattr(model, "transformer", None)
+    if transformer is None or not hasattr(transformer, "h"):
+        raise TypeError(f"model must be a transformers GPT2LMHeadModel, got {type(model).__name__}")
+    vocab = int(model.config.vocab_size)
+    ids = _check_ids(input_ids, "input_ids", vocab)
+    if ids.shape[0] != 1:
+        raise ValueError(f"input_ids must hold one sequence, shape (1, seq), got {tuple(ids.shape)}")
+    if ids.shape[1] > int(model.config.n_positions):
+        raise ValueError(f"input_ids is longer than the model's context ({model.config.n_positions})")
+    captured: list[torch.Tensor] = []
+
+    def hook(module, args, output):
+        captured.append(output[0] if isinstance(output, tuple) else output)
+
+    handle = transformer.h[-1].register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            out = model(ids, output_hidden_states=True)
+    finally:
+        handle.remove()
+    states = list(out.hidden_states[:-1]) + [captured[-1]]
+    norms = torch.stack([s[0].float().norm(dim=-1) for s in states]).numpy()
+    return norms if per_token else norms.mean(axis=1)
+
+
+def load_gpt2(source: str | None = None):
+    """The full GPT-2 model from ``numscale.gpt2.load_model``, or ``None`` and why not.
+
+    Returns ``(model, message)``. ``model`` is ``None`` when the loader module is
+    missing or raises ``GPT2Unavailable`` (the source holds no full model, or the hub
+    is unreachable); ``message`` then says why.
+    """
+    try:
+        from numscale import gpt2
+    except ImportError as exc:
+        return None, f"the GPT-2 loader numscale.gpt2 is not available ({exc})"
+    try:
+        # Cheap check first: listing the source's tensors reads no weights and imports no
+        # transformers, so a partial source is turned down in milliseconds.
+        names = set(gpt2.list_tensors(source))
+        absent = sorted(CORE_TENSORS - names)
+        if absent:
+            return None, (f"{gpt2.describe_source(source)}: it holds only part of GPT-2 (it lacks "
+                          f"{', '.join(absent)}), so the model cannot run.")
+        model = gpt2.load_model(source)
+    except gpt2.GPT2Unavailable as exc:
+        # the loader's generic advice also names partial sources; the chapter gives its own
+        return None, str(exc).replace(getattr(gpt2, "HOW_TO_PROVIDE", "\0"), "").strip()
+    return model.eval(), "loaded"

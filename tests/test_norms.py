@@ -1,0 +1,183 @@
+"""Tests for numscale.norms: LayerNorm and RMSNorm in NumPy, against torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from numscale import norms
+
+D = 768
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def _rows(seed, n=4, d=D, mean=3.0, std=5.0):
+    return mean + std * np.random.default_rng(seed).standard_normal((n, d))
+
+
+def test_bare_layer_norm_mean_zero_norm_sqrt_d():
+    y = norms.layer_norm(_rows(0))
+    # mean of d values of size O(1): float64 rounding ≤ d·eps64·max|y| ≈ 768·2.2e-16·4 < 1e-12
+    assert np.abs(y.mean(axis=-1)).max() < 1e-12
+    # |ŷ|² = d·σ²/(σ²+ε) exactly; σ² ≈ 25 so the norm is √d·(1 − ε/(2σ²)): compare with the
+    # exact expression to float64 rounding, and with √d to the ε term (≤ √d·ε/(2·20) ≈ 7e-6)
+    var = _rows(0).var(axis=-1)
+    np.testing.assert_allclose(np.linalg.norm(y, axis=-1), np.sqrt(D * var / (var + 1e-5)), rtol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(y, axis=-1), np.sqrt(D), atol=np.sqrt(D) * 1e-5 / (2 * 20))
+    assert np.sqrt(768) == pytest.approx(27.71, abs=0.005)  # the science notes' 27.71
+
+
+def test_gamma_beta_set_coordinate_mean_and_std():
+    rng = np.random.default_rng(1)
+    n, d = 4000, 64
+    gamma, beta = rng.uniform(0.2, 2.0, d), rng.normal(0, 1, d)
+    x = rng.normal(0, 10, (n, 1)) + rng.uniform(0.1, 10, (n, 1)) * rng.standard_normal((n, d))
+    y = norms.layer_norm(x, gamma, beta)
+    # each coordinate's mean over n tokens: SE γ/√n; 5 SE for each of 64 coordinates
+    # (P(any beyond 5 SE) ≤ 64·6e-7). x̂_i has variance (d−1)/d·... ≈ 1, so std ≈ γ with
+    # relative SE 1/√(2n) = 1.1%; 5 SE plus 1/d for the (d−1)/d from centring.
+    assert np.all(np.abs(y.mean(axis=0) - beta) < 5 * gamma / np.sqrt(n))
+    assert np.all(np.abs(y.std(axis=0, ddof=1) / gamma - 1) < 5 / np.sqrt(2 * n) + 1 / d)
+    # the output's squared L2 norm averages Σ(γᵢ² + βᵢ²): per token it is Σγᵢ²x̂ᵢ² + 2Σγᵢβᵢx̂ᵢ
+    # + Σβᵢ², with variance ≈ 2Σγᵢ⁴ + 4Σγᵢ²βᵢ² (x̂ᵢ ≈ iid N(0,1)); 5 SE of the mean over n
+    sq = np.sum(y**2, axis=-1)
+    se = np.sqrt((2 * np.sum(gamma**4) + 4 * np.sum(gamma**2 * beta**2)) / n)
+    assert abs(sq.mean() - np.sum(gamma**2 + beta**2)) < 5 * se
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    hnp.arrays(np.float64, st.integers(2, 64), elements=st.floats(-100, 100)),
+    st.floats(0.01, 100), st.floats(-100, 100),
+)
+def test_layer_norm_affine_invariance(x, a, b):
+    # LN(a·x + b) = LN(x) for a > 0 at ε = 0. Skip near-constant x (σ tiny relative to |x|:
+    # the subtraction cancels and rounding dominates). Rounding: computing x − μ loses
+    # ≈ eps64·(|a·x| + |b|)/(a·σ) relative; allow 1e3 times that.
+    sigma = x.std()
+    scale = np.abs(x).max() + abs(b) / a
+    if sigma < 1e-3 * (scale + 1):
+        return
+    tol = 1e3 * np.finfo(float).eps * (scale + 1) / sigma
+    np.testing.assert_allclose(norms.layer_norm(a * x + b, eps=0.0), norms.layer_norm(x, eps=0.0), atol=tol)
+    # negative a flips the sign
+    np.testing.assert_allclose(norms.layer_norm(-a * x + b, eps=0.0), -norms.layer_norm(x, eps=0.0), atol=tol)
+    # RMSNorm: scale-invariant too
+    np.testing.assert_allclose(norms.rms_norm(a * x, eps=0.0), norms.rms_norm(x, eps=0.0), atol=tol)
+
+
+def test_layer_norm_invariance_with_eps_follows_formula():
+    # With ε > 0: LN(ax+b) = (x−μ)/√(σ² + ε/a²); the chapter's 3.7x − 2 example.
+    x = np.random.default_rng(2).standard_normal(D)
+    a, b = 3.7, -2.0
+    expected = (x - x.mean()) / np.sqrt(x.var() + 1e-5 / a**2)
+    np.testing.assert_allclose(norms.layer_norm(a * x + b), expected, atol=1e-12)
+    diff = np.abs(norms.layer_norm(a * x + b) - norms.layer_norm(x)).max()
+    # first order in ε: |x̂|max·(ε/2σ²)·(1 − 1/a²); 5% slack for the second-order term
+    xhat = (x - x.mean()) / x.std()
+    bound = np.abs(xhat).max() * 1e-5 / (2 * x.var()) * (1 - 1 / a**2)
+    assert diff == pytest.approx(bound, rel=0.05)
+
+
+def test_rms_norm_not_shift_invariant_and_mean():
+    # RMSNorm's output mean for N(m, s²) coordinates is ≈ m/√(m²+s²). Over 8·768 draws the
+    # sample mean of the normalized output has SE ≈ s/√(m²+s²)/√(8·768) = 0.008; 5 SE.
+    rng = np.random.default_rng(3)
+    x = 1.0 + rng.standard_normal((8, D))
+    out = norms.rms_norm(x)
+    assert out.mean() == pytest.approx(norms.rms_norm_output_mean(1.0, 1.0), abs=5 * 0.71 / np.sqrt(8 * D))
+    # LayerNorm's mean is 0 to rounding
+    assert np.abs(norms.layer_norm(x).mean(axis=-1)).max() < 1e-12
+    # output RMS of RMSNorm is √(ms/(ms+ε)) ≈ 1
+    ms = np.mean(x**2, axis=-1)
+    np.testing.assert_allclose(np.sqrt(np.mean(out**2, axis=-1)), np.sqrt(ms / (ms + 1e-5)), rtol=1e-12)
+    assert np.abs(norms.rms_norm(x + 2.0) - out).max() > 0.5  # a shift changes the output
+
+
+def test_rms_norm_of_centred_equals_layer_norm():
+    x = _rows(4)
+    centred = x - x.mean(axis=-1, keepdims=True)
+    # identical arithmetic once centred; float64 rounding only
+    np.testing.assert_allclose(norms.rms_norm(centred), norms.layer_norm(x), atol=1e-13)
+
+
+def test_layer_norm_gain_and_tiny_variance():
+    eps = 1e-5
+    # exact formula: output RMS = σ/√(σ²+ε) for the bare LN
+    z = np.random.default_rng(5).standard_normal(D)
+    for s in [1e-6, 1e-4, np.sqrt(eps), 1e-1, 10.0]:
+        x = s * z / z.std()
+        rms = np.sqrt(np.mean(norms.layer_norm(x, eps=eps) ** 2))
+        assert rms == pytest.approx(float(norms.layer_norm_gain(s, eps)), rel=1e-10)
+    # limits: σ ≪ √ε gives σ/√ε (relative error σ²/(2ε) = 5e-4 at σ = 1e-4); σ = √ε gives 1/√2
+    assert float(norms.layer_norm_gain(1e-4, eps)) == pytest.approx(1e-4 / np.sqrt(eps), rel=1e-3)
+    assert float(norms.layer_norm_gain(np.sqrt(eps), eps)) == pytest.approx(1 / np.sqrt(2), rel=1e-12)
+    assert np.all(norms.layer_norm(np.full(16, 5.0)) == 0.0)  # a constant token → zeros
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_against_torch(seed):
+    # float32 torch vs float64 numpy on the same float32 input: torch's reductions over d
+    # terms and the final scaling round at float32; error ≤ 2·eps32·√d·max|y| (probabilistic
+    # bound, √d accumulated roundings of relative size eps32). Typical: ~7·eps32 absolute.
+    rng = np.random.default_rng(seed)
+    x = (2.0 + 3.0 * rng.standard_normal((16, D))).astype(np.float32)
+    gamma, beta = rng.uniform(0.2, 2.0, D), rng.normal(0, 1, D)
+    ref = norms.layer_norm(x.astype(np.float64), gamma, beta)
+    got = norms.torch_layer_norm(x, gamma, beta)
+    assert got.dtype == np.float32 and got.shape == x.shape
+    assert np.abs(got - ref).max() < norms.float32_tolerance(D, np.abs(ref).max())
+    ref_r = norms.rms_norm(x.astype(np.float64), gamma)
+    assert np.abs(norms.torch_rms_norm(x, gamma) - ref_r).max() < norms.float32_tolerance(D, np.abs(ref_r).max())
+
+
+def test_float32_numpy_keeps_dtype():
+    x = np.random.default_rng(6).standard_normal((2, 32)).astype(np.float32)
+    assert norms.layer_norm(x).dtype == np.float32
+    assert norms.rms_norm(x).dtype == np.float32
+
+
+def test_float32_tolerance_value():
+    assert norms.float32_tolerance(768) == pytest.approx(2 * EPS32 * np.sqrt(768), rel=1e-12)
+    with pytest.raises(ValueError, match="d must"):
+        norms.float32_tolerance(0)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("fn", [norms.layer_norm, norms.rms_norm, norms.torch_layer_norm, norms.torch_rms_norm])
+def test_bad_x(fn):
+    with pytest.raises(ValueError, match="x must have"):  # wrong shape: a scalar
+        fn(np.float64(1.0))
+    with pytest.raises(ValueError, match="x must be finite"):
+        fn(np.array([1.0, np.nan, 2.0]))
+    with pytest.raises(ValueError, match="x must be finite"):
+        fn(np.array([1.0, np.inf, 2.0]))
+    with pytest.raises(ValueError, match="x must not be empty"):
+        fn(np.zeros((2, 0)))
+    with pytest.raises(TypeError, match="x must hold floating"):
+        fn(np.arange(4))
+
+
+def test_bad_gamma_beta_eps():
+    x = np.ones((2, 4)) + np.arange(4.0)
+    with pytest.raises(ValueError, match="gamma must have shape"):
+        norms.layer_norm(x, gamma=np.ones(3))
+    with pytest.raises(ValueError, match="beta must have shape"):
+        norms.layer_norm(x, beta=np.ones(5))
+    with pytest.raises(ValueError, match="gamma must be finite"):
+        norms.rms_norm(x, gamma=np.array([1.0, np.nan, 1.0, 1.0]))
+    with pytest.raises(TypeError, match="beta must hold floating"):
+        norms.torch_layer_norm(x, beta=np.arange(4))
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        norms.layer_norm(x, eps=-1.0)
+    with pytest.raises(TypeError, match="eps"):
+        norms.rms_norm(x, eps="small")
+    with pytest.raises(ValueError, match="input_std must be >= 0"):
+        norms.layer_norm_gain(-1.0)
+    with pytest.raises(ValueError, match="mean and std"):
+        norms.rms_norm_output_mean(0.0, 0.0)
