@@ -62,8 +62,8 @@ N_EMBD = 768
 HOW_TO_PROVIDE = (
     "To provide GPT-2's weights, set the environment variable NUMSCALE_GPT2 to a directory "
     "written by save_pretrained, to a .safetensors or .npz file keyed by state-dict name, or "
-    "to a folder of such files (e.g. NUMSCALE_GPT2=../shared/reference), or make the model "
-    "'gpt2' available in the local Hugging Face cache."
+    "to a folder of such files, or build with access to the Hugging Face hub once so that "
+    "the model 'gpt2' is in the local Hugging Face cache."
 )
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
