@@ -1,0 +1,178 @@
+"""Attention entropy as the logits grow, and the bound that QK-normalization puts on them.
+
+Shapes: a row of logits is ``(n,)``; a batch of rows ``(rows, n)``; token vectors are
+``(n_tokens, d_model)``; projection matrices ``(d_model, d_head)``; attention logits
+``(n_tokens, n_tokens)``. Sweeps return one value per entry of their parameter list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from numscale import softmax
+from numscale.checks import as_float_array, finite_float, positive_int, rng_from
+
+
+# --------------------------------------------------------------------------- entropy of iid logits
+
+
+def entropy_approximation(n_keys: int, sigma: float | np.ndarray) -> np.ndarray:
+    """ln n − σ²/2: the mean entropy (nats) of softmax over n iid N(0, σ²) logits, large n.
+
+    Valid while many keys share the mass (e^{σ²} ≪ n); it reaches 0 at σ = √(2 ln n),
+    see :func:`collapse_sigma`. Shape: that of ``sigma``.
+    """
+    n = positive_int(n_keys, "n_keys", minimum=2)
+    s = as_float_array(np.asarray(sigma, dtype=float), "sigma", ndim=tuple(range(0, 33)))
+    return np.log(n) - s**2 / 2
+
+
+def entropy_finite_n_correction(n_keys: int, sigma: float | np.ndarray) -> np.ndarray:
+    """The 1/n term of the mean entropy: E[H] ≈ ln n − σ²/2 + (σ² e^{σ²} − (e^{σ²} − 1)/2) / n.
+
+    From the delta method applied to H = log Z − W/Z with Z = Σ e^{z_i},
+    W = Σ z_i e^{z_i} (second order in the fluctuations of Z and W, whose relative
+    variance is (e^{σ²} − 1)/n); the neglected terms are O(e^{2σ²}/n²). Shape: that of ``sigma``.
+    """
+    n = positive_int(n_keys, "n_keys", minimum=2)
+    s2 = as_float_array(np.asarray(sigma, dtype=float), "sigma", ndim=tuple(range(0, 33))) ** 2
+    return (s2 * np.exp(s2) - np.expm1(s2) / 2) / n
+
+
+def collapse_sigma(n_keys: int) -> float:
+    """√(2 ln n): the logit scale at which ln n − σ²/2 reaches zero (attention one-hot)."""
+    n = positive_int(n_keys, "n_keys", minimum=2)
+    return float(np.sqrt(2 * np.log(n)))
+
+
+@dataclass(frozen=True)
+class EntropySweep:
+    """Result of :func:`iid_entropy_sweep`: one entry per logit scale σ."""
+
+    sigmas: np.ndarray  #: (m,) logit standard deviations
+    mean: np.ndarray  #: (m,) mean entropy (nats) over the rows
+    se: np.ndarray  #: (m,) standard error of that mean: sample std / √rows
+    n_keys: int
+    rows: int
+
+
+def iid_entropy_sweep(n_keys: int, sigmas: Sequence[float], rows: int, seed: int | np.random.Generator) -> EntropySweep:
+    """Mean softmax entropy of ``rows`` rows of ``n_keys`` iid N(0, σ²) logits, for each σ.
+
+    The same standard-normal draws are scaled by every σ (common random numbers), so
+    the curve is smooth in σ; each point's standard error is still that of ``rows``
+    independent rows.
+    """
+    n = positive_int(n_keys, "n_keys", minimum=2)
+    rows = positive_int(rows, "rows", minimum=2)
+    s = as_float_array(np.asarray(sigmas, dtype=float), "sigmas", ndim=1)
+    if np.any(s < 0):
+        raise ValueError("sigmas must be >= 0")
+    base = rng_from(seed).standard_normal((rows, n))
+    ent = np.array([softmax.entropy(sig * base) for sig in s])  # (m, rows)
+    return EntropySweep(sigmas=s, mean=ent.mean(axis=1), se=ent.std(axis=1, ddof=1) / np.sqrt(rows),
+                        n_keys=n, rows=rows)
+
+
+# --------------------------------------------------------------------------- QK-normalization
+
+
+def layer_norm(x: np.ndarray, gamma: np.ndarray | None = None, eps: float = 1e-5) -> np.ndarray:
+    """γ ⊙ (x − mean)/√(var + ε) over the last axis (no bias). Shape ``(..., d) -> (..., d)``.
+
+    Before γ each output vector has mean 0 and Euclidean norm √d·√(var/(var + ε)) ≤ √d.
+    """
+    x = as_float_array(x, "x", ndim=tuple(range(1, 33)))
+    eps = finite_float(eps, "eps")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    centred = x - x.mean(axis=-1, keepdims=True)
+    out = centred / np.sqrt((centred**2).mean(axis=-1, keepdims=True) + eps)
+    if gamma is None:
+        return out
+    g = as_float_array(gamma, "gamma", ndim=1)
+    if g.shape[0] != x.shape[-1]:
+        raise ValueError(f"gamma must have length d = {x.shape[-1]}, got {g.shape[0]}")
+    return out * g
+
+
+def attention_logits(
+    x: np.ndarray,
+    w_q: np.ndarray,
+    w_k: np.ndarray,
+    *,
+    qk_norm: bool = False,
+    gamma_q: np.ndarray | None = None,
+    gamma_k: np.ndarray | None = None,
+    eps: float = 1e-5,
+) -> np.ndarray:
+    """Scaled logits q·k/√d_head of one head: ``(n, d_model), (d_model, d_head) ×2 -> (n, n)``.
+
+    q = x W_q, k = x W_k; with ``qk_norm`` each q and k first goes through
+    :func:`layer_norm` with gains ``gamma_q`` / ``gamma_k`` (default all ones).
+    """
+    x = as_float_array(x, "x", ndim=2)
+    w_q = as_float_array(w_q, "w_q", ndim=2)
+    w_k = as_float_array(w_k, "w_k", ndim=2)
+    if w_q.shape != w_k.shape or w_q.shape[0] != x.shape[1]:
+        raise ValueError(f"w_q and w_k must both have shape (d_model={x.shape[1]}, d_head), got {w_q.shape} and {w_k.shape}")
+    if not isinstance(qk_norm, bool):
+        raise TypeError(f"qk_norm must be a bool, got {type(qk_norm).__name__}")
+    q, k = x @ w_q, x @ w_k
+    if qk_norm:
+        q, k = layer_norm(q, gamma_q, eps), layer_norm(k, gamma_k, eps)
+    return q @ k.T / np.sqrt(q.shape[1])
+
+
+def qk_norm_bound(d_head: int, gamma_q: np.ndarray | None = None, gamma_k: np.ndarray | None = None) -> float:
+    """√d_head · max|γ_q| · max|γ_k|: no QK-normalized logit q̂·k̂/√d_head can exceed it.
+
+    (Cauchy–Schwarz: |q̂·k̂| ≤ ‖q̂‖‖k̂‖ ≤ (max|γ_q|√d)(max|γ_k|√d).) Gains default to ones.
+    """
+    d = positive_int(d_head, "d_head")
+    gq = 1.0 if gamma_q is None else float(np.max(np.abs(as_float_array(gamma_q, "gamma_q", ndim=1))))
+    gk = 1.0 if gamma_k is None else float(np.max(np.abs(as_float_array(gamma_k, "gamma_k", ndim=1))))
+    return float(np.sqrt(d) * gq * gk)
+
+
+def random_head(n_tokens: int, d_model: int, d_head: int, seed: int | np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token vectors ``x`` (n_tokens, d_model) ~ N(0, 1) and W_q, W_k (d_model, d_head) ~ N(0, 1/d_model).
+
+    With these scales q and k have unit-variance entries, so the scaled logits start with
+    standard deviation about 1.
+    """
+    n = positive_int(n_tokens, "n_tokens")
+    dm = positive_int(d_model, "d_model")
+    dh = positive_int(d_head, "d_head")
+    rng = rng_from(seed)
+    x = rng.standard_normal((n, dm))
+    w_q = rng.standard_normal((dm, dh)) / np.sqrt(dm)
+    w_k = rng.standard_normal((dm, dh)) / np.sqrt(dm)
+    return x, w_q, w_k
+
+
+@dataclass(frozen=True)
+class GrowthSweep:
+    """Result of :func:`query_growth_sweep`: one entry per growth factor."""
+
+    factors: np.ndarray  #: (m,) the factor c multiplying W_q
+    max_logit: np.ndarray  #: (m,) max |logit| over the n × n attention logits
+    logit_std: np.ndarray  #: (m,) std of the logits
+    entropy: np.ndarray  #: (m,) mean attention entropy (nats) over the n rows
+
+
+def query_growth_sweep(x: np.ndarray, w_q: np.ndarray, w_k: np.ndarray, factors: Sequence[float], *, qk_norm: bool) -> GrowthSweep:
+    """Attention logits and entropy when W_q is replaced by c·W_q, for each c in ``factors``."""
+    c = as_float_array(np.asarray(factors, dtype=float), "factors", ndim=1)
+    if np.any(c <= 0):
+        raise ValueError("factors must be > 0")
+    rows = [attention_logits(x, ci * np.asarray(w_q), w_k, qk_norm=qk_norm) for ci in c]
+    return GrowthSweep(
+        factors=c,
+        max_logit=np.array([np.abs(r).max() for r in rows]),
+        logit_std=np.array([r.std() for r in rows]),
+        entropy=np.array([softmax.entropy(r).mean() for r in rows]),
+    )

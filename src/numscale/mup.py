@@ -1,0 +1,161 @@
+"""Attention-logit scaling with width: 1/√d (standard) against 1/d (μP).
+
+Queries and keys are Gaussian vectors of length d. A *correlated pair* has
+k = ρ q + √(1 − ρ²) ε with q, ε independent N(0, I): every coordinate of k has unit
+variance and correlation ρ with the same coordinate of q. ρ = 0 gives independent
+vectors (as at initialization), ρ = 1 gives k = q (perfect alignment).
+
+Shapes: a batch of pairs is ``(n_pairs, d)`` per vector; sweeps return one value per
+dimension in ``dims``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from numscale import softmax
+from numscale.checks import as_float_array, finite_float, positive_int, rng_from
+
+#: The two logit scalings compared in the chapter, as functions of the head width d.
+SCALINGS = {"1/sqrt(d)": lambda d: 1.0 / np.sqrt(d), "1/d": lambda d: 1.0 / d}
+
+
+def _rho(rho: float) -> float:
+    rho = finite_float(rho, "rho")
+    if not -1.0 <= rho <= 1.0:
+        raise ValueError(f"rho must lie in [-1, 1], got {rho}")
+    return rho
+
+
+def _dims(dims: Sequence[int]) -> np.ndarray:
+    arr = np.asarray(list(dims))
+    if arr.size == 0:
+        raise ValueError("dims must not be empty")
+    if not np.issubdtype(arr.dtype, np.integer) or np.any(arr < 1):
+        raise ValueError(f"dims must be positive integers, got {arr.tolist()}")
+    return arr
+
+
+def _scale(scaling: str):
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {sorted(SCALINGS)}, got {scaling!r}")
+    return SCALINGS[scaling]
+
+
+def correlated_pairs(d: int, n_pairs: int, rho: float, seed: int | np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n_pairs`` pairs (q, k) of length-``d`` vectors with k = ρq + √(1−ρ²)ε. Two ``(n_pairs, d)`` arrays."""
+    d = positive_int(d, "d")
+    n_pairs = positive_int(n_pairs, "n_pairs")
+    rho = _rho(rho)
+    rng = rng_from(seed)
+    q = rng.standard_normal((n_pairs, d))
+    k = rho * q + np.sqrt(1.0 - rho**2) * rng.standard_normal((n_pairs, d))
+    return q, k
+
+
+def predicted_dot_rms(d: int | np.ndarray, rho: float) -> np.ndarray:
+    """√E[(q·k)²] = √(ρ²d² + (1 + ρ²)d) for a correlated pair. Shape: that of ``d``.
+
+    q·k = ρ‖q‖² + √(1−ρ²) q·ε has mean ρd and variance 2ρ²d + (1−ρ²)d = (1+ρ²)d.
+    """
+    rho = _rho(rho)
+    d_arr = np.asarray(d, dtype=float)
+    if d_arr.size == 0 or np.any(d_arr < 1):
+        raise ValueError("d must be >= 1 (and not empty)")
+    return np.sqrt(rho**2 * d_arr**2 + (1 + rho**2) * d_arr)
+
+
+@dataclass(frozen=True)
+class DotScaleSweep:
+    """Result of :func:`dot_rms_sweep`: one entry per dimension."""
+
+    dims: np.ndarray  #: (m,) the dimensions d
+    rms: np.ndarray  #: (m,) root mean square of the n_pairs dot products q·k
+    rel_se: np.ndarray  #: (m,) relative standard error of each rms (delta method, from the sample)
+    predicted: np.ndarray  #: (m,) √(ρ²d² + (1+ρ²)d)
+    rho: float
+    n_pairs: int
+
+
+def dot_rms_sweep(dims: Sequence[int], n_pairs: int, rho: float, seed: int) -> DotScaleSweep:
+    """RMS of ``n_pairs`` dot products of correlated pairs for each d in ``dims``.
+
+    The relative standard error of an rms √m̂ (m̂ the mean of X = (q·k)²) is
+    SE(m̂)/(2m̂) = std(X)/(2m̂√n_pairs), estimated from the sample. Each d has its own
+    child generator spawned from ``seed``.
+    """
+    dims_arr = _dims(dims)
+    n_pairs = positive_int(n_pairs, "n_pairs", minimum=2)
+    rho = _rho(rho)
+    children = np.random.SeedSequence(positive_int(seed, "seed", minimum=0)).spawn(dims_arr.size)
+    rms, rel_se = [], []
+    for d, child in zip(dims_arr, children):
+        q, k = correlated_pairs(int(d), n_pairs, rho, np.random.default_rng(child))
+        sq = np.einsum("ij,ij->i", q, k) ** 2
+        m = sq.mean()
+        rms.append(np.sqrt(m))
+        rel_se.append(sq.std(ddof=1) / (2 * m * np.sqrt(n_pairs)))
+    return DotScaleSweep(dims=dims_arr, rms=np.array(rms), rel_se=np.array(rel_se),
+                         predicted=predicted_dot_rms(dims_arr, rho), rho=rho, n_pairs=n_pairs)
+
+
+def slope_standard_error(dims: Sequence[int], rel_se: np.ndarray) -> float:
+    """Sampling standard error of the least-squares slope of log(values) on log(dims).
+
+    The slope is Σ wᵢ yᵢ with wᵢ = (xᵢ − x̄)/Σ(xⱼ − x̄)², x = log d; with independent
+    yᵢ = log(valueᵢ) of standard deviation ``rel_se[i]`` its variance is Σ wᵢ² rel_seᵢ².
+    """
+    x = np.log(_dims(dims).astype(float))
+    s = as_float_array(rel_se, "rel_se", ndim=1)
+    if s.size != x.size or x.size < 2:
+        raise ValueError(f"dims and rel_se must have the same length >= 2, got {x.size} and {s.size}")
+    centred = x - x.mean()
+    w = centred / np.sum(centred**2)
+    return float(np.sqrt(np.sum(w**2 * s**2)))
+
+
+def init_entropy(dims: Sequence[int], n_keys: int, n_queries: int, scaling: str, seed: int) -> np.ndarray:
+    """Mean attention entropy (nats) of independent N(0, I) queries and keys with logits scale(d)·q·k.
+
+    One query block ``(n_queries, d)`` and one key block ``(n_keys, d)`` per d. Returns ``(m,)``.
+    With scale 1/d the logits have variance 1/d, so by ln n − σ²/2 the entropy is about
+    ln n − 1/(2d); with 1/√d it is about ln n − 1/2 at every width.
+    """
+    dims_arr = _dims(dims)
+    n_keys = positive_int(n_keys, "n_keys", minimum=2)
+    n_queries = positive_int(n_queries, "n_queries")
+    scale = _scale(scaling)
+    children = np.random.SeedSequence(positive_int(seed, "seed", minimum=0)).spawn(dims_arr.size)
+    out = []
+    for d, child in zip(dims_arr, children):
+        rng = np.random.default_rng(child)
+        q = rng.standard_normal((n_queries, int(d)))
+        k = rng.standard_normal((n_keys, int(d)))
+        out.append(softmax.entropy(scale(int(d)) * (q @ k.T)).mean())
+    return np.array(out)
+
+
+def aligned_key_weight(dims: Sequence[int], n_keys: int, rho: float, scaling: str, n_trials: int, seed: int) -> np.ndarray:
+    """Mean attention weight on one key correlated with the query (ρ) among ``n_keys − 1`` independent keys.
+
+    Each trial draws a query q, the aligned key ρq + √(1−ρ²)ε and ``n_keys − 1`` independent
+    keys, all N(0, I) of length d, and applies softmax to scale(d)·(q·k). Returns ``(m,)``, one mean per d.
+    """
+    dims_arr = _dims(dims)
+    n_keys = positive_int(n_keys, "n_keys", minimum=2)
+    rho = _rho(rho)
+    n_trials = positive_int(n_trials, "n_trials")
+    scale = _scale(scaling)
+    children = np.random.SeedSequence(positive_int(seed, "seed", minimum=0)).spawn(dims_arr.size)
+    out = []
+    for d, child in zip(dims_arr, children):
+        rng = np.random.default_rng(child)
+        q, k0 = correlated_pairs(int(d), n_trials, rho, rng)
+        others = rng.standard_normal((n_trials, n_keys - 1, int(d)))
+        logits = np.concatenate([np.einsum("td,td->t", q, k0)[:, None],
+                                 np.einsum("td,tnd->tn", q, others)], axis=1) * scale(int(d))
+        out.append(softmax.softmax(logits)[:, 0].mean())
+    return np.array(out)

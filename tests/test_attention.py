@@ -1,0 +1,181 @@
+"""Tests for numscale.attention: entropy of iid logits, LayerNorm, QK-norm bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from numscale import attention, softmax
+
+
+# --------------------------------------------------------------------------- entropy against σ
+
+
+@pytest.mark.parametrize("n", [50, 1000])
+def test_entropy_matches_approximation_with_finite_n_correction(n: int) -> None:
+    sigmas = np.array([0.1, 0.25, 0.5, 0.75, 1.0])
+    sweep = attention.iid_entropy_sweep(n, sigmas, rows=3000, seed=11)
+    predicted = attention.entropy_approximation(n, sigmas) + attention.entropy_finite_n_correction(n, sigmas)
+    # 5 standard errors of a mean over 3000 independent rows, plus the neglected O(e^{2σ²}/n²)
+    # term of the delta method, with a generous constant 5.
+    tol = 5 * sweep.se + 5 * np.exp(2 * sigmas**2) / n**2
+    assert np.all(np.abs(sweep.mean - predicted) <= tol), (sweep.mean - predicted, tol)
+
+
+def test_plain_approximation_error_is_the_1_over_n_term_at_large_n() -> None:
+    # n = 1000, σ ≤ 1: ln n − σ²/2 alone is within |1/n correction| + 5 SE (the correction is ≤ 0.002).
+    sigmas = np.array([0.25, 0.5, 1.0])
+    sweep = attention.iid_entropy_sweep(1000, sigmas, rows=2000, seed=12)
+    corr = np.abs(attention.entropy_finite_n_correction(1000, sigmas))
+    assert np.all(corr < 2e-3)
+    assert np.all(np.abs(sweep.mean - attention.entropy_approximation(1000, sigmas)) <= corr + 5 * sweep.se + 1e-6)
+
+
+def test_correction_is_sigma2_over_2n_for_small_sigma() -> None:
+    # Series: n·corr = σ²/2 + 3σ⁴/4 + O(σ⁶), so |corr − σ²/(2n)| ≤ σ⁴/n for σ ≤ 0.3 (exact inequality).
+    n = 50
+    for s in [1e-3, 1e-2, 0.1, 0.3]:
+        corr = float(attention.entropy_finite_n_correction(n, s))
+        assert abs(corr - s**2 / (2 * n)) <= s**4 / n
+
+
+@pytest.mark.parametrize("n", [50, 1000])
+def test_entropy_stays_positive_where_approximation_reaches_zero(n: int) -> None:
+    s_star = attention.collapse_sigma(n)
+    # ln n − s*²/2 = 0 up to rounding of sqrt/log in float64 (a few ulps of ln n).
+    assert abs(float(attention.entropy_approximation(n, s_star))) < 1e-12
+    sweep = attention.iid_entropy_sweep(n, [s_star], rows=2000, seed=13)
+    # The chapter's claim "still clearly positive": more than 1 nat, 5 standard errors clear.
+    assert sweep.mean[0] - 5 * sweep.se[0] > 1.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(z=arrays(np.float64, st.integers(2, 40), elements=st.floats(-5, 5)),
+       t1=st.floats(0, 3), dt=st.floats(0, 3))
+def test_entropy_never_increases_with_logit_scale(z: np.ndarray, t1: float, dt: float) -> None:
+    # d/dt H(t z) = −t·Var_p(z) ≤ 0. Float64 rounding of an entropy over ≤ 40 terms is < 1e-12;
+    # 1e-9 leaves room.
+    assert softmax.entropy(((t1 + dt) * z)[None])[0] <= softmax.entropy((t1 * z)[None])[0] + 1e-9
+
+
+def test_sweep_uses_common_random_numbers_and_is_reproducible() -> None:
+    a = attention.iid_entropy_sweep(20, [0.5, 1.0], rows=50, seed=3)
+    b = attention.iid_entropy_sweep(20, [0.5, 1.0], rows=50, seed=3)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    # σ = 0 gives uniform rows: entropy ln n to rounding (n·eps).
+    c = attention.iid_entropy_sweep(20, [0.0], rows=5, seed=3)
+    assert abs(c.mean[0] - np.log(20)) < 1e-12
+
+
+# --------------------------------------------------------------------------- LayerNorm and QK-norm
+
+
+def test_layer_norm_mean_zero_and_norm_sqrt_d() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((100, 64)) * 3 + 2
+    y = attention.layer_norm(x, eps=1e-5)
+    v = x.var(axis=-1)
+    # float64: mean of 64 O(1) numbers is exact to ~64·eps ≈ 1e-14.
+    np.testing.assert_allclose(y.mean(axis=-1), 0, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(y, axis=-1), np.sqrt(64 * v / (v + 1e-5)), rtol=1e-12)
+    # eps = 0: invariant to x → a·x + b (a > 0), to rounding.
+    np.testing.assert_allclose(attention.layer_norm(7.5 * x - 3, eps=0.0), attention.layer_norm(x, eps=0.0), rtol=1e-10, atol=1e-12)
+
+
+def test_layer_norm_gain_multiplies() -> None:
+    x = np.random.default_rng(1).standard_normal((3, 8))
+    g = np.linspace(0.5, 2, 8)
+    np.testing.assert_allclose(attention.layer_norm(x, g), attention.layer_norm(x) * g, rtol=1e-15)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), d_head=st.integers(2, 48), gq=st.floats(0.1, 5), gk=st.floats(0.1, 5),
+       scale=st.floats(1e-2, 1e3))
+def test_qk_norm_logits_never_exceed_bound(seed: int, d_head: int, gq: float, gk: float, scale: float) -> None:
+    rng = np.random.default_rng(seed)
+    x, w_q, w_k = attention.random_head(12, 16, d_head, rng)
+    gamma_q = gq * rng.uniform(-1, 1, d_head)
+    gamma_k = gk * rng.uniform(-1, 1, d_head)
+    logits = attention.attention_logits(x, scale * w_q, w_k, qk_norm=True, gamma_q=gamma_q, gamma_k=gamma_k)
+    bound = attention.qk_norm_bound(d_head, gamma_q, gamma_k)
+    # Cauchy–Schwarz bound; 1e-12 relative slack for float64 rounding of d-term sums.
+    assert np.abs(logits).max() <= bound * (1 + 1e-12)
+
+
+def test_bound_is_attained_by_aligned_query_and_key() -> None:
+    x, w_q, _ = attention.random_head(10, 16, 32, seed=4)
+    logits = attention.attention_logits(x, w_q, w_q, qk_norm=True, eps=0.0)
+    # k = q, unit gains, ε = 0: q̂·q̂/√d = d/√d = √d exactly, to rounding.
+    np.testing.assert_allclose(np.diag(logits), attention.qk_norm_bound(32), rtol=1e-12)
+
+
+def test_growing_queries_scales_plain_logits_but_not_normalized_ones() -> None:
+    x, w_q, w_k = attention.random_head(64, 64, 64, seed=0)
+    factors = np.geomspace(1, 64, 7)
+    plain = attention.query_growth_sweep(x, w_q, w_k, factors, qk_norm=False)
+    normed = attention.query_growth_sweep(x, w_q, w_k, factors, qk_norm=True)
+    # Plain logits are exactly c times the c = 1 logits (one multiplication's rounding).
+    np.testing.assert_allclose(plain.max_logit / factors, plain.max_logit[0], rtol=1e-12)
+    assert np.all(np.diff(plain.entropy) < 0)
+    assert plain.entropy[-1] < 0.1 < 3.0 < plain.entropy[0]
+    # LN(c·q) differs from LN(q) only through ε: relative change ≤ ε/(2 v_min) with v_min the
+    # smallest variance of a query row at c = 1.
+    v_min = (x @ w_q).var(axis=-1).min()
+    np.testing.assert_allclose(normed.max_logit, normed.max_logit[0], rtol=1e-5 / v_min)
+    np.testing.assert_allclose(normed.entropy, normed.entropy[0], rtol=1e-5 / v_min)
+    assert normed.max_logit.max() <= attention.qk_norm_bound(64)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_wrong_shape_raises() -> None:
+    x, w_q, w_k = attention.random_head(4, 8, 8, seed=0)
+    with pytest.raises(ValueError, match="x"):
+        attention.attention_logits(x[0], w_q, w_k)
+    with pytest.raises(ValueError, match="w_q"):
+        attention.attention_logits(x, w_q[:5], w_k)
+    with pytest.raises(ValueError, match="gamma"):
+        attention.layer_norm(x, np.ones(3))
+    with pytest.raises(ValueError, match="sigmas"):
+        attention.iid_entropy_sweep(10, [[1.0]], rows=5, seed=0)
+
+
+def test_nonfinite_raises() -> None:
+    with pytest.raises(ValueError, match="sigmas"):
+        attention.iid_entropy_sweep(10, [1.0, np.nan], rows=5, seed=0)
+    with pytest.raises(ValueError, match="x"):
+        attention.layer_norm(np.array([[1.0, np.inf]]))
+    with pytest.raises(ValueError, match="factors"):
+        attention.query_growth_sweep(*attention.random_head(4, 8, 8, seed=0), [1.0, np.inf], qk_norm=False)
+
+
+def test_empty_raises() -> None:
+    with pytest.raises(ValueError, match="sigmas"):
+        attention.iid_entropy_sweep(10, [], rows=5, seed=0)
+    with pytest.raises(ValueError, match="x"):
+        attention.layer_norm(np.zeros((0, 4)))
+
+
+def test_wrong_dtype_raises() -> None:
+    _, w_q, w_k = attention.random_head(4, 8, 8, seed=0)
+    with pytest.raises(TypeError, match="x"):
+        attention.attention_logits(np.ones((4, 8), dtype=int), w_q, w_k)
+    with pytest.raises(TypeError, match="n_keys"):
+        attention.entropy_approximation(10.0, 1.0)
+    with pytest.raises(TypeError, match="qk_norm"):
+        attention.attention_logits(np.ones((4, 8)), w_q, w_k, qk_norm=1)
+    with pytest.raises(TypeError, match="seed"):
+        attention.iid_entropy_sweep(10, [1.0], rows=5, seed=None)
+
+
+def test_out_of_range_raises() -> None:
+    with pytest.raises(ValueError, match="sigmas"):
+        attention.iid_entropy_sweep(10, [-1.0], rows=5, seed=0)
+    with pytest.raises(ValueError, match="n_keys"):
+        attention.collapse_sigma(1)
+    with pytest.raises(ValueError, match="eps"):
+        attention.layer_norm(np.ones((2, 3)), eps=-1.0)

@@ -1,0 +1,126 @@
+"""Tests for numscale.mup: √d versus d growth of q·k, and attention under 1/√d and 1/d."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from numscale import dotprod, mup
+
+DIMS = 2 ** np.arange(4, 11)  # 16 … 1024
+
+
+def test_independent_slope_is_one_half() -> None:
+    sweep = mup.dot_rms_sweep(DIMS, n_pairs=1000, rho=0.0, seed=1)
+    slope, _ = dotprod.loglog_slope(sweep.dims, sweep.rms)
+    se = mup.slope_standard_error(sweep.dims, sweep.rel_se)
+    # E[(q·k)²] = d exactly, so the population slope is 1/2; 5 sampling standard errors.
+    assert abs(slope - 0.5) < 5 * se
+
+
+@pytest.mark.parametrize("rho", [0.5, 1.0])
+def test_aligned_slope_matches_exact_formula_and_is_near_one(rho: float) -> None:
+    sweep = mup.dot_rms_sweep(DIMS, n_pairs=1000, rho=rho, seed=2)
+    slope, _ = dotprod.loglog_slope(sweep.dims, sweep.rms)
+    predicted_slope, _ = dotprod.loglog_slope(sweep.dims, sweep.predicted)
+    se = mup.slope_standard_error(sweep.dims, sweep.rel_se)
+    # The slope of the exact rms √(ρ²d² + (1+ρ²)d) over the same dims, within 5 standard errors.
+    assert abs(slope - predicted_slope) < 5 * se
+    # Θ(d): the exact-formula slope over d = 16…1024 is 0.97 (ρ = 1/2) and 0.99 (ρ = 1).
+    assert 0.95 < predicted_slope < 1.0
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 1.0])
+def test_rms_matches_prediction_pointwise(rho: float) -> None:
+    sweep = mup.dot_rms_sweep([8, 64, 512], n_pairs=2000, rho=rho, seed=3)
+    # Each measured rms is within 5 of its own (delta-method) standard errors.
+    assert np.all(np.abs(sweep.rms / sweep.predicted - 1) < 5 * sweep.rel_se)
+
+
+def test_rel_se_estimate_agrees_with_theory_for_independent_vectors() -> None:
+    n = 4000
+    sweep = mup.dot_rms_sweep([64, 256], n_pairs=n, rho=0.0, seed=4)
+    theory = dotprod.std_relative_standard_error(sweep.dims, n)  # √((1+3/d)/(2n))
+    # The estimate is a sample std of X = (q·k)², nearly a scaled χ²₁ (kurtosis 15): its relative
+    # standard error is √((15 − 1)/(4n)) ≈ 3% at n = 4000; 5 of those.
+    assert np.all(np.abs(sweep.rel_se / theory - 1) < 5 * np.sqrt(14 / (4 * n)))
+
+
+def test_predicted_rms_special_cases() -> None:
+    d = np.array([1.0, 16.0, 1024.0])
+    np.testing.assert_allclose(mup.predicted_dot_rms(d, 0.0), np.sqrt(d), rtol=1e-15)
+    np.testing.assert_allclose(mup.predicted_dot_rms(d, 1.0), np.sqrt(d**2 + 2 * d), rtol=1e-15)
+
+
+def test_correlated_pairs_have_unit_variance_and_correlation_rho() -> None:
+    q, k = mup.correlated_pairs(50, 4000, 0.3, seed=5)
+    # 200,000 entries: SE of a variance ≈ √(2/2e5) = 0.003, of a correlation ≈ (1−ρ²)/√2e5 = 0.002.
+    assert abs(k.var() - 1) < 5 * 0.003
+    assert abs(np.corrcoef(q.ravel(), k.ravel())[0, 1] - 0.3) < 5 * 0.002
+
+
+@settings(max_examples=30, deadline=None)
+@given(s=st.floats(1e-3, 1.0), x1=st.integers(1, 100), gap=st.integers(1, 100))
+def test_slope_standard_error_two_points(s: float, x1: int, gap: int) -> None:
+    # Two points, equal errors s: slope = (y2 − y1)/(x2 − x1), SE = s√2/|x2 − x1| exactly.
+    dims = [x1, x1 + gap]
+    expected = s * np.sqrt(2) / np.log((x1 + gap) / x1)
+    assert mup.slope_standard_error(dims, np.array([s, s])) == pytest.approx(expected, rel=1e-12)
+
+
+def test_init_entropy_with_1_over_d_is_ln_n_minus_1_over_2d() -> None:
+    n, nq, d = 256, 256, 256
+    h = mup.init_entropy([d], n_keys=n, n_queries=nq, scaling="1/d", seed=6)[0]
+    gap = np.log(n) - h
+    predicted = (n - 1) / (2 * n * d)  # small-σ expansion, σ² = 1/d
+    # Relative sampling error of the mean row variance: √(2/((n−1)·nq)) (logits within rows) and
+    # √(2/d)/√nq (query norms), ≈ 0.009 together; 5 of those, plus 2σ² = 2/d for the O(σ⁴) term.
+    rel_tol = 5 * np.sqrt(2 / ((n - 1) * nq) + 2 / (d * nq)) + 2 / d
+    assert abs(gap / predicted - 1) < rel_tol
+
+
+def test_init_entropy_with_1_over_sqrt_d_does_not_depend_on_width() -> None:
+    h = mup.init_entropy([16, 1024], n_keys=256, n_queries=256, scaling="1/sqrt(d)", seed=7)
+    # σ = 1 at every width: ln n − 1/2 + 1/n-correction. The row entropies have sd ≲ 0.2 (from
+    # the χ²_d/d spread of ‖q‖²/d at d = 16); over 256 rows the SE is ≲ 0.013, 5 SE ≈ 0.065.
+    expected = np.log(256) - 0.5 + (np.e - (np.e - 1) / 2) / 256
+    assert np.all(np.abs(h - expected) < 0.07)
+
+
+def test_aligned_key_weight_constant_with_1_over_d_and_one_hot_with_1_over_sqrt_d() -> None:
+    n, trials, dims = 64, 200, [64, 1024]
+    w_d = mup.aligned_key_weight(dims, n_keys=n, rho=1.0, scaling="1/d", n_trials=trials, seed=8)
+    limit = np.e / (np.e + n - 1)
+    # Aligned logit ‖q‖²/d = 1 ± √(2/d), others N(0, 1/d): relative spread of w about √(3/d) per
+    # trial, SE √(3/(d·trials)); Jensen bias O(1/d). 5 SE + 2/d.
+    for d, w in zip(dims, w_d):
+        assert abs(w / limit - 1) < 5 * np.sqrt(3 / (d * trials)) + 2 / d
+    w_s = mup.aligned_key_weight([16, 64, 1024], n_keys=n, rho=1.0, scaling="1/sqrt(d)", n_trials=trials, seed=9)
+    assert w_s[0] < w_s[1] < w_s[2]
+    # d = 1024: aligned logit ‖q‖²/32 ≈ 32 (≥ 27 at 5 sd of χ²), others ≲ 6: the rest weighs < 63·e^{-21} ≈ 5e-8.
+    assert w_s[2] > 1 - 1e-6
+
+
+def test_bad_input_raises() -> None:
+    with pytest.raises(ValueError, match="rho"):
+        mup.correlated_pairs(4, 4, 1.5, seed=0)
+    with pytest.raises(ValueError, match="rho"):
+        mup.dot_rms_sweep([4, 8], 10, float("nan"), seed=0)  # NaN
+    with pytest.raises(ValueError, match="dims"):
+        mup.dot_rms_sweep([], 10, 0.0, seed=0)  # empty
+    with pytest.raises(ValueError, match="dims"):
+        mup.dot_rms_sweep([4.5, 8.0], 10, 0.0, seed=0)  # not integers
+    with pytest.raises(ValueError, match="rel_se"):
+        mup.slope_standard_error([4, 8, 16], np.array([0.1, 0.1]))  # wrong shape
+    with pytest.raises(ValueError, match="rel_se"):
+        mup.slope_standard_error([4, 8], np.array([0.1, np.inf]))  # inf
+    with pytest.raises(TypeError, match="rel_se"):
+        mup.slope_standard_error([4, 8], np.array([1, 2]))  # integer dtype
+    with pytest.raises(ValueError, match="scaling"):
+        mup.init_entropy([4], 4, 4, "1/d^2", seed=0)
+    with pytest.raises(TypeError, match="n_keys"):
+        mup.aligned_key_weight([4], 4.0, 1.0, "1/d", 3, seed=0)
+    with pytest.raises(TypeError, match="rho"):
+        mup.correlated_pairs(4, 4, "0.5", seed=0)
