@@ -15,7 +15,6 @@ export NUMSCALE_GPT2 ?= $(REFERENCE)
 endif
 export PYTHONHASHSEED := 0
 export SOURCE_DATE_EPOCH := 1767225600
-export MPLBACKEND := Agg
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BOOK_SOURCES := _config.yml _toc.yml references.bib requirements.txt \

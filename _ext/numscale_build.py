@@ -17,7 +17,8 @@ stale outputs. This extension runs before Sphinx reads any page and
 
 A cell error fails the build (with the traceback) unless the cell is tagged
 ``raises-exception``. What ran, and for how long, is written to
-``<outdir>/../.numscale_exec/report.json`` (read by the benchmark and the tests).
+``<outdir>/../.numscale_exec/report.json`` (read by the benchmark and the tests), and
+each executed notebook to ``<outdir>/../.numscale_exec/executed/<docname>.ipynb``.
 
 Configuration (``_config.yml`` → ``sphinx: config:``):
 ``numscale_src_dir`` (package source root, default ``"src"``), ``numscale_package``
@@ -263,6 +264,9 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
                     new_keys.pop(docname, None)
                     continue
                 executed = nbformat.reads(outcome["notebook"], as_version=4)
+                copy = state_dir / "executed" / f"{docname}.ipynb"  # for tests and readers
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                copy.write_text(outcome["notebook"], encoding="utf-8")
                 record = cache.add_nb_to_project(str(path), read_data={"name": "myst_nb_md", "type": "plugin"} if path.suffix == ".md" else {"name": "nbformat", "type": "plugin"})
                 cache.cache_notebook_bundle(
                     CacheBundleIn(executed, record.uri, data={"execution_seconds": outcome["seconds"]}),

@@ -68,8 +68,9 @@ def use_book_style(figure_format: str = "svg") -> None:
 
         shell = get_ipython()
         if shell is not None:
-            set_matplotlib_formats(figure_format, metadata={"Date": None})
+            # Activate the inline backend first: activating it resets the figure formats.
             shell.run_line_magic("matplotlib", "inline")
+            set_matplotlib_formats(figure_format, metadata={"Date": None})
     except ImportError:  # pragma: no cover - plain Python has no inline backend
         pass
 
