@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from numscale import checks
 from numscale.checks import as_float_array, finite_float, positive_int, rng_from
 
 PROPERTY = settings(max_examples=60, deadline=None)
@@ -181,3 +182,17 @@ def test_rng_from_wrong_type(bad):
         rng_from(bad)
     with pytest.raises(TypeError, match="seeds must be"):
         rng_from(bad, "seeds")
+
+
+# ------------------------------------------------------------------------------ float_dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, "float64", np.dtype("float32")])
+def test_float_dtype_accepts_floating_dtypes(dtype):
+    assert np.issubdtype(checks.float_dtype(dtype), np.floating)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, "int64", bool, "not-a-dtype", 3.5])
+def test_float_dtype_rejects_others_naming_the_argument(dtype):
+    with pytest.raises(TypeError, match="precision"):
+        checks.float_dtype(dtype, "precision")

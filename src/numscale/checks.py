@@ -78,6 +78,17 @@ def finite_float(value: Any, name: str, *, positive: bool = False) -> float:
     return result
 
 
+def float_dtype(value: Any, name: str = "dtype") -> np.dtype:
+    """Return ``value`` as a NumPy floating dtype, or raise ``TypeError`` naming ``name``."""
+    try:
+        dtype = np.dtype(value)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a NumPy floating dtype, got {value!r}") from exc
+    if not np.issubdtype(dtype, np.floating):
+        raise TypeError(f"{name} must be a floating dtype, got {dtype}")
+    return dtype
+
+
 def rng_from(seed: Any, name: str = "seed") -> np.random.Generator:
     """Return a seeded ``np.random.Generator``; a Generator passes through unchanged.
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from numscale import softmax as _softmax
-from numscale.checks import as_float_array, finite_float, positive_int, rng_from
+from numscale.checks import as_float_array, finite_float, float_dtype, positive_int, rng_from
 
 #: Entry distributions with zero mean, named for the chapters. Each takes (rng, shape)
 #: and returns float64 draws; ``ENTRY_VARIANCE`` holds the exact variance of each.
@@ -222,12 +222,7 @@ def qk_softmax_rows(n: int, d: int, seeds: Sequence[int], scale: float, dtype: t
     n = positive_int(n, "n")
     d = positive_int(d, "d")
     scale = finite_float(scale, "scale", positive=True)
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"dtype must be a NumPy floating dtype, got {dtype!r}") from exc
-    if not np.issubdtype(dt, np.floating):
-        raise TypeError(f"dtype must be a floating dtype, got {dt}")
+    dt = float_dtype(dtype, "dtype")
     seed_list = list(seeds)
     if not seed_list:
         raise ValueError("seeds must not be empty")

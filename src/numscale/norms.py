@@ -91,6 +91,16 @@ def rms_norm_output_mean(mean, std) -> np.ndarray:
     return m / np.sqrt(m**2 + s**2)
 
 
+def _affine_vector(value, name: str, d: int):
+    """A gain or bias of shape (d,) as a float32 torch tensor, or raise naming ``name``."""
+    import torch
+
+    vector = as_float_array(value, name, ndim=1)
+    if vector.shape != (d,):
+        raise ValueError(f"{name} must have shape ({d},), got {vector.shape}")
+    return torch.from_numpy(vector.astype(np.float32))
+
+
 def torch_layer_norm(x, gamma=None, beta=None, eps: float = GPT2_EPS) -> np.ndarray:
     """The same as :func:`layer_norm`, computed by ``torch.nn.LayerNorm`` in float32."""
     import torch
@@ -100,15 +110,9 @@ def torch_layer_norm(x, gamma=None, beta=None, eps: float = GPT2_EPS) -> np.ndar
     layer = torch.nn.LayerNorm(d, eps=_eps(eps), elementwise_affine=True, dtype=torch.float32)
     with torch.no_grad():
         if gamma is not None:
-            g = as_float_array(gamma, "gamma", ndim=1)
-            if g.shape != (d,):
-                raise ValueError(f"gamma must have shape ({d},), got {g.shape}")
-            layer.weight.copy_(torch.from_numpy(g.astype(np.float32)))
+            layer.weight.copy_(_affine_vector(gamma, "gamma", d))
         if beta is not None:
-            b = as_float_array(beta, "beta", ndim=1)
-            if b.shape != (d,):
-                raise ValueError(f"beta must have shape ({d},), got {b.shape}")
-            layer.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+            layer.bias.copy_(_affine_vector(beta, "beta", d))
         return layer(torch.from_numpy(x.astype(np.float32))).numpy()
 
 
@@ -121,10 +125,7 @@ def torch_rms_norm(x, gamma=None, eps: float = GPT2_EPS) -> np.ndarray:
     layer = torch.nn.RMSNorm(d, eps=_eps(eps), elementwise_affine=True, dtype=torch.float32)
     with torch.no_grad():
         if gamma is not None:
-            g = as_float_array(gamma, "gamma", ndim=1)
-            if g.shape != (d,):
-                raise ValueError(f"gamma must have shape ({d},), got {g.shape}")
-            layer.weight.copy_(torch.from_numpy(g.astype(np.float32)))
+            layer.weight.copy_(_affine_vector(gamma, "gamma", d))
         return layer(torch.from_numpy(x.astype(np.float32))).numpy()
 
 

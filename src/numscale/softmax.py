@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from numscale.checks import as_float_array, positive_int, rng_from
+from numscale.checks import as_float_array, float_dtype, positive_int, rng_from
 
 
 def _as_logits(logits: np.ndarray) -> np.ndarray:
@@ -122,12 +122,7 @@ def one_hot_gap(dtype: type | np.dtype | str = np.float64) -> float:
     e^(−g) is at most half the spacing eps above 1, i.e. for g >= ln(2/eps): about 36.7
     in float64, 16.6 in float32. Beyond it p = 1.0 exactly and log p = 0.0.
     """
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"dtype must be a NumPy floating dtype, got {dtype!r}") from exc
-    if not np.issubdtype(dt, np.floating):
-        raise TypeError(f"dtype must be a floating dtype, got {dt}")
+    dt = float_dtype(dtype, "dtype")
     return float(np.log(2.0 / float(np.finfo(dt).eps)))
 
 
