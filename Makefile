@@ -18,7 +18,7 @@ export SOURCE_DATE_EPOCH := 1767225600
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BOOK_SOURCES := _config.yml _toc.yml references.bib requirements.txt \
-	$(wildcard book/*.md) $(wildcard src/numscale/*.py) $(wildcard _ext/*.py)
+	$(wildcard book/*.md) $(wildcard src/numscale/*.py) $(wildcard _ext/*.py) $(wildcard _static/*)
 
 .PHONY: book test bench screenshots setup browser clean FORCE
 

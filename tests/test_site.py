@@ -1,0 +1,479 @@
+"""The built site in a real browser (Chromium via Playwright), as a reader gets it.
+
+Every page of the toc plus ``search.html`` is opened once per theme mode (light, dark)
+from a loopback server; one visit records console messages, page errors, every request,
+the images, the maths, the colours and an axe-core run, and the tests below assert on
+that record. Separate visits check search, the phone layout and the notebook/launch
+buttons. The build is the session's ``built_site`` (``NUMSCALE_TEST_SITE`` reuses one).
+
+One Chromium serves the whole module (closed when the module ends). Chromium must be at
+/usr/bin/chromium (``make test`` installs it): if it is missing the tests fail with that
+message; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import html
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urljoin
+
+import pytest
+import yaml
+
+from browser_support import (
+    MODES,
+    PHONE,
+    ROOT,
+    SiteServer,
+    launch_chromium,
+    new_context,
+    notebook_docnames,
+    repository_branch,
+    repository_url,
+    run_axe,
+    toc_docnames,
+    visit,
+)
+
+PAGES = [f"{name}.html" for name in toc_docnames()] + ["search.html"]
+CHAPTERS = notebook_docnames()
+SERIOUS = {"serious", "critical"}
+#: Raw TeX that MathJax should have replaced: display and inline delimiters, commands.
+RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\[A-Za-z]{2,}|(?<![\w$])\$[^$\s][^$\n]{0,80}?\$(?!\w)")
+GENERIC_ALT = re.compile(
+    r"^(image|figure|fig|img|plot|graph|chart|output|picture|png|svg|jpe?g|untitled|\S+\.(png|svg|jpe?g|gif|webp))$",
+    re.IGNORECASE,
+)
+
+
+# ----------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def site_url(built_site: Path):
+    with SiteServer(built_site) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        try:
+            chromium = launch_chromium(playwright)
+        except RuntimeError as error:
+            pytest.fail(str(error), pytrace=False)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def contexts(browser):
+    opened = {mode: new_context(browser, mode) for mode in MODES}
+    yield opened
+    for context in opened.values():
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def report_of(site_url, contexts):
+    """``report_of(path, mode)``: the (cached) record of one visit, with axe results."""
+    cache = {}
+
+    def get(path: str, mode: str):
+        if (path, mode) not in cache:
+            page, report = visit(contexts[mode], site_url, path, mode)
+            try:
+                report.axe = run_axe(page)
+            finally:
+                page.close()
+            cache[path, mode] = report
+        return cache[path, mode]
+
+    return get
+
+
+def _fmt(items) -> str:
+    return "\n  ".join(str(item) for item in items)
+
+
+# ------------------------------------------------------------- every page, both modes
+
+
+def test_toc_pages_were_built(built_site: Path):
+    missing = [page for page in PAGES if not (built_site / page).is_file()]
+    assert not missing, f"pages of _toc.yml missing from the site: {missing}"
+    assert CHAPTERS, "no notebook chapters found in _toc.yml"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("path", PAGES)
+def test_no_console_or_page_errors(report_of, path, mode):
+    report = report_of(path, mode)
+    assert not report.page_errors, f"{path} ({mode}): uncaught errors:\n  {_fmt(report.page_errors)}"
+    assert not report.console_errors, f"{path} ({mode}): console errors:\n  {_fmt(report.console_errors)}"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("path", PAGES)
+def test_every_request_succeeds_on_the_site(report_of, path, mode):
+    report = report_of(path, mode)
+    assert report.requests, f"{path}: no request recorded"
+    assert not report.offsite_requests, (
+        f"{path} ({mode}) requested URLs outside the site (the book must work offline):\n  "
+        f"{_fmt(report.offsite_requests)}"
+    )
+    assert not report.failed_requests, f"{path} ({mode}): failed requests:\n  {_fmt(report.failed_requests)}"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("path", PAGES)
+def test_every_image_decodes(report_of, path, mode):
+    images = report_of(path, mode).info["images"]
+    broken = [img["src"] for img in images if not img["complete"] or img["naturalWidth"] == 0]
+    assert not broken, f"{path} ({mode}): images that did not load or decode:\n  {_fmt(broken)}"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("path", PAGES)
+def test_maths_is_typeset(report_of, path, mode):
+    info = report_of(path, mode).info
+    assert not info["untypeset"], f"{path} ({mode}): maths MathJax did not typeset:\n  {_fmt(info['untypeset'])}"
+    leftovers = sorted({m.group(0) for m in RAW_TEX.finditer(info["prose"])})
+    assert not leftovers, f"{path} ({mode}): raw TeX in the visible text (outside code): {leftovers}"
+    if info["mathCount"]:
+        assert info["mjxCount"] >= info["mathCount"], (
+            f"{path}: {info['mathCount']} maths elements but {info['mjxCount']} MathJax containers"
+        )
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("path", PAGES)
+def test_theme_mode_is_applied(report_of, path, mode):
+    info = report_of(path, mode).info
+    assert info["dataTheme"] == mode, f"{path}: data-theme is {info['dataTheme']!r}, expected {mode!r}"
+    background, text = info["bodyBackgroundLuminance"], info["textLuminance"]
+    if mode == "dark":
+        assert background < 0.05 and text > 0.4, (
+            f"{path} is not dark: background {info['bodyBackground']}, text {info['textColor']}"
+        )
+    else:
+        assert background > 0.9 and text < 0.2, (
+            f"{path} is not light: background {info['bodyBackground']}, text {info['textColor']}"
+        )
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("path", PAGES)
+def test_no_serious_accessibility_violations(report_of, path, mode):
+    violations = [v for v in report_of(path, mode).axe if v["impact"] in SERIOUS]
+    details = [
+        f"{v['impact']} {v['id']}: {v['help']} ({v['helpUrl']})\n    "
+        + "\n    ".join(f"{n['target']}: {n['summary']}" for n in v["nodes"][:5])
+        for v in violations
+    ]
+    assert not violations, f"{path} ({mode}): axe-core violations:\n  {_fmt(details)}"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("path", PAGES)
+def test_content_images_have_descriptive_alt_text(report_of, path):
+    bad = []
+    for img in report_of(path, "light").info["images"]:
+        if not img["inContent"]:
+            continue
+        alt = (img["alt"] or "").strip()
+        basename = (img["src"] or "").rsplit("/", 1)[-1]
+        if (
+            not alt
+            or GENERIC_ALT.match(alt)
+            or alt == basename
+            or basename and basename in alt
+            or re.fullmatch(r"[0-9a-f]{16,}\S*", alt)
+            or len(alt.split()) < 4
+        ):
+            bad.append(f"{img['src']}: alt={alt!r}")
+    assert not bad, (
+        f"{path}: figures need alt text that says what they show "
+        f"(`mystnb: image: alt:` in the cell metadata):\n  {_fmt(bad)}"
+    )
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("path", PAGES)
+def test_figures_stay_legible_in_dark_mode(report_of, path):
+    """Figures are drawn on opaque white; in dark mode the theme must not invert, dim or
+    make them transparent."""
+    problems = []
+    for figure in report_of(path, "dark").info["figures"]:
+        where = figure["src"]
+        if figure["error"]:
+            problems.append(f"{where}: could not read pixels ({figure['error']})")
+            continue
+        if figure["filter"] != "none":
+            problems.append(f"{where}: CSS filter {figure['filter']!r} (inverted/dimmed)")
+        if float(figure["opacity"]) < 1 or figure["mixBlendMode"] != "normal":
+            problems.append(f"{where}: opacity {figure['opacity']}, blend {figure['mixBlendMode']}")
+        for r, g, b, a in figure["corners"]:
+            if a < 255 or min(r, g, b) < 235:
+                problems.append(f"{where}: corner pixel rgba({r},{g},{b},{a}) is not opaque white")
+                break
+    assert not problems, f"{path} (dark): figures not shown as drawn:\n  {_fmt(problems)}"
+
+
+# ----------------------------------------------------------------------- search
+
+
+def _body_words(page_html: str) -> Counter:
+    """Words of a chapter's prose (no title, code, maths or glued numbers)."""
+    match = re.search(r'<article class="bd-article"[^>]*>(.*?)</article>', page_html, re.S)
+    text = match.group(1) if match else page_html
+    for pattern in (r"<h1.*?</h1>", r"<pre.*?</pre>", r"<code.*?</code>", r"<script.*?</script>",
+                    r'<span class="math[^"]*">.*?</span>', r'<div class="math[^"]*"[^>]*>.*?</div>',
+                    r'<span class="pasted-text">.*?</span>'):
+        text = re.sub(pattern, " ", text, flags=re.S)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", text))
+    return Counter(word.lower() for word in re.findall(r"\b[A-Za-z]{7,}\b", text))
+
+
+def _search_word(built_site: Path, docname: str) -> str:
+    """The word of the chapter's body that the fewest other chapters use."""
+    words = {name: _body_words((built_site / f"{name}.html").read_text(encoding="utf-8")) for name in CHAPTERS}
+    own = words[docname]
+    assert own, f"{docname}: no prose words to search for"
+    elsewhere = Counter(w for name, counter in words.items() if name != docname for w in counter)
+    return min(own, key=lambda w: (elsewhere[w], -own[w], w))
+
+
+SEARCH_DONE_JS = """() => {
+  const results = document.querySelector('#search-results');
+  const title = results && results.querySelector('h2');
+  return title && title.textContent.trim() === 'Search Results'
+    && results.dataset.numscaleTypeset !== 'pending';
+}"""
+#: Result snippets without typeset maths (MathJax output removed).
+SNIPPETS_JS = """() => {
+  const clone = document.querySelector('#search-results').cloneNode(true);
+  clone.querySelectorAll('mjx-container').forEach((node) => node.remove());
+  return clone.textContent;
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_search_finds_chapter_by_a_word_of_its_body(built_site, site_url, contexts, docname):
+    word = _search_word(built_site, docname)
+    page = contexts["light"].new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    try:
+        page.goto(f"{site_url}search.html?q={word}", wait_until="load")
+        page.wait_for_function(SEARCH_DONE_JS, timeout=20_000)
+        hrefs = page.eval_on_selector_all("#search-results ul.search li a", "els => els.map(e => e.href)")
+        snippets = page.evaluate(SNIPPETS_JS)
+    finally:
+        page.close()
+    found = [h for h in hrefs if h.split("?")[0].split("#")[0].endswith(f"{docname}.html")]
+    assert found, f"search for {word!r} (from {docname}) did not list {docname}.html; results: {hrefs}"
+    assert not errors, f"search for {word!r}: errors {errors}"
+    leftovers = sorted({m.group(0) for m in RAW_TEX.finditer(snippets)})
+    assert not leftovers, f"search for {word!r}: raw TeX in the result snippets: {leftovers}"
+
+
+@pytest.mark.browser
+def test_search_snippets_typeset_their_maths(site_url, contexts):
+    """The intro's snippet for "softmax" quotes q·k and √d: they must be typeset."""
+    page = contexts["dark"].new_page()
+    try:
+        page.goto(f"{site_url}search.html?q=softmax", wait_until="load")
+        page.wait_for_function(SEARCH_DONE_JS, timeout=20_000)
+        snippets = page.evaluate(SNIPPETS_JS)
+        typeset = page.locator("#search-results mjx-container").count()
+    finally:
+        page.close()
+    leftovers = sorted({m.group(0) for m in RAW_TEX.finditer(snippets)})
+    assert not leftovers, f"raw TeX in the search result snippets: {leftovers}"
+    assert typeset > 0, "no maths typeset in the search results for 'softmax'"
+
+
+# ------------------------------------------------------------------ phone layout
+
+
+@pytest.fixture(scope="module")
+def phone_context(browser):
+    context = new_context(browser, "light", viewport=PHONE, is_mobile=True, has_touch=True)
+    yield context
+    context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("path", PAGES)
+def test_phone_navigation_opens(site_url, phone_context, path):
+    page = phone_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(site_url + path, wait_until="load")
+        page.wait_for_load_state("networkidle")
+        overflow = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{path}: the page scrolls sideways by {overflow}px on a phone"
+        nav = page.locator("nav.bd-links a.reference").first
+        assert not nav.is_visible(), f"{path}: the navigation is already visible on a phone"
+        toggles = page.locator("button.primary-toggle")
+        visible = [toggles.nth(i) for i in range(toggles.count()) if toggles.nth(i).is_visible()]
+        assert visible, f"{path}: no visible sidebar toggle on a phone"
+        visible[0].click()
+        nav.wait_for(state="visible", timeout=5_000)
+        box = nav.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"] + 1, (
+            f"{path}: the opened navigation is off screen: {box}"
+        )
+        page.keyboard.press("Escape")
+        nav.wait_for(state="hidden", timeout=5_000)
+    finally:
+        page.close()
+    assert not errors, f"{path}: errors on the phone layout: {errors}"
+
+
+# ---------------------------------------------------- notebook download and launch
+
+
+def _notebooks_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("numscale_notebooks", ROOT / "_ext" / "numscale_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_chapter_offers_its_notebook_and_launch_buttons(site_url, contexts, docname):
+    notebooks = _notebooks_module()
+    repo, branch = repository_url(), repository_branch()
+    org, name = repo.split("github.com/")[1].split("/")[:2]
+    relpath = f"_notebooks/{docname}.ipynb"
+    page = contexts["light"].new_page()
+    try:
+        page.goto(f"{site_url}{docname}.html", wait_until="load")
+        page.click(".dropdown-download-buttons button.dropdown-toggle")
+        link = page.locator("a.btn-download-notebook-button")
+        link.wait_for(state="visible", timeout=5_000)
+        href = urljoin(page.url, link.get_attribute("href"))
+        assert href == f"{site_url}{relpath}", f"{docname}: notebook link {href}"
+        assert link.get_attribute("download"), f"{docname}: the notebook link does not download"
+        response = page.request.get(href)
+        assert response.ok, f"{docname}: {href} answered {response.status}"
+        served = response.text()
+        launch = {
+            text: page.locator(f".dropdown-launch-buttons a:has-text('{text}')").get_attribute("href")
+            for text in ("Colab", "Binder")
+        }
+    finally:
+        page.close()
+    source = next(ROOT.glob(f"{docname}.*"))
+    assert served == notebooks.notebook_text(notebooks.chapter_notebook(source, repo, branch)), (
+        f"{docname}: the served notebook is not the conversion of {source.name}"
+    )
+    first = json.loads(served)["cells"][0]
+    assert "remove-cell" in first["metadata"]["tags"]
+    assert f'"numscale @ git+{repo}' in "".join(first["source"])
+    # Colab opens the notebook from the branch the publish workflow pushes (_config.yml).
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    nb_branch = config["sphinx"]["config"]["numscale_notebooks_branch"]
+    workflow = (ROOT / ".github" / "workflows" / "publish.yml").read_text()
+    assert "push -f" in workflow and workflow.rstrip().endswith(nb_branch)
+    assert launch["Colab"] == f"https://colab.research.google.com/github/{org}/{name}/blob/{nb_branch}/{relpath}"
+    assert launch["Binder"] == f"https://mybinder.org/v2/gh/{org}/{name}/{branch}?urlpath=lab/tree/{relpath}"
+
+
+def test_binder_generates_the_same_notebooks(built_site, tmp_path):
+    """Binder opens ``_notebooks/<page>.ipynb`` from ``main``: binder/postBuild must make
+    exactly the files the site serves (and Colab opens from the notebooks branch)."""
+    post_build = (ROOT / "binder" / "postBuild").read_text(encoding="utf-8")
+    assert "_ext/numscale_notebooks.py" in post_build and "--out _notebooks" in post_build
+    requirements = (ROOT / "binder" / "requirements.txt").read_text(encoding="utf-8")
+    for package in ("numpy", "matplotlib", "myst-nb", "jupytext"):
+        assert re.search(rf"^{package}\b", requirements, re.M | re.I), f"binder/requirements.txt lacks {package}"
+    notebooks = _notebooks_module()
+    sources = [next(ROOT.glob(f"{name}.*")) for name in CHAPTERS]
+    assert notebooks.main(["--root", str(ROOT), "--out", str(tmp_path), *map(str, sources)]) == 0
+    for name in CHAPTERS:
+        made = (tmp_path / f"{name}.ipynb").read_text(encoding="utf-8")
+        served = (built_site / "_notebooks" / f"{name}.ipynb").read_text(encoding="utf-8")
+        assert made == served, f"{name}: Binder's notebook differs from the site's"
+
+
+# ------------------------------------------------------------------- figure files
+
+
+def _content_figures(built_site: Path) -> dict[str, list[str]]:
+    figures: dict[str, list[str]] = {}
+    for name in CHAPTERS:
+        text = (built_site / f"{name}.html").read_text(encoding="utf-8")
+        match = re.search(r'<article class="bd-article"[^>]*>(.*?)</article>', text, re.S)
+        srcs = re.findall(r'<img[^>]*\ssrc="([^"]+)"', match.group(1) if match else text)
+        figures[name] = [str((built_site / name).parent / src) for src in srcs]
+    return figures
+
+
+def test_figures_are_svg(built_site):
+    """CONTRIBUTING: figures are SVG (crisp at any zoom; the colours can be checked)."""
+    raster = [f"{name}: {Path(src).name}" for name, srcs in _content_figures(built_site).items()
+              for src in srcs if Path(src).suffix != ".svg"]
+    assert not raster, (
+        "figures written as raster images; numscale.plotting.use_book_style() should make them SVG "
+        "(with MPLBACKEND=Agg, as the Makefile exports, `%matplotlib inline` resets the inline "
+        f"format to PNG if it runs after set_matplotlib_formats):\n  {_fmt(raster)}"
+    )
+
+
+def _allowed_colours() -> list[tuple[float, float, float]]:
+    import matplotlib
+    import numpy as np
+
+    okabe_ito = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
+    colours = [matplotlib.colors.to_rgb(c) for c in okabe_ito]
+    for name in ("viridis", "cividis", "RdBu_r", "RdBu", "magma", "inferno", "plasma", "Greys", "gray"):
+        cmap = matplotlib.colormaps[name]
+        colours += [tuple(c[:3]) for c in cmap(np.linspace(0, 1, 256))]
+    return colours
+
+
+def test_figure_colours_are_colourblind_safe(built_site):
+    """Every chromatic colour drawn in an SVG figure is an Okabe–Ito colour or comes from a
+    perceptually uniform, colour-blind-safe map (greys, black and white are free)."""
+    import matplotlib
+
+    allowed = _allowed_colours()
+    bad = []
+    for name, srcs in _content_figures(built_site).items():
+        for src in srcs:
+            if not src.endswith(".svg"):
+                continue
+            svg = Path(src).read_text(encoding="utf-8")
+            for colour in sorted(set(re.findall(r"(?:fill|stroke|stop-color)\s*[:=]\s*\"?(#[0-9a-fA-F]{6})", svg))):
+                rgb = matplotlib.colors.to_rgb(colour)
+                _, saturation, value = colorsys.rgb_to_hsv(*rgb)
+                if saturation < 0.15 or value < 0.15:
+                    continue  # grey, black or white
+                distance = min(sum((a - b) ** 2 for a, b in zip(rgb, ok)) ** 0.5 for ok in allowed)
+                if distance > 0.02:
+                    bad.append(f"{name}: {Path(src).name} uses {colour}")
+    assert not bad, (
+        "figure colours outside the Okabe–Ito palette and the viridis/cividis/RdBu maps "
+        f"(use numscale.plotting.OKABE_ITO):\n  {_fmt(bad)}"
+    )
