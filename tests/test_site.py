@@ -394,8 +394,11 @@ def test_chapter_offers_its_notebook_and_launch_buttons(site_url, contexts, docn
     # Colab opens the notebook from the branch the publish workflow pushes (_config.yml).
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     nb_branch = config["sphinx"]["config"]["numscale_notebooks_branch"]
-    workflow = (ROOT / ".github" / "workflows" / "publish.yml").read_text()
-    assert "push -f" in workflow and workflow.rstrip().endswith(nb_branch)
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "publish.yml").read_text())
+    pushes = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
+    assert any(re.search(rf"git push -f .+ {re.escape(nb_branch)}\s*$", run, re.M) for run in pushes), (
+        f"no publish step pushes the notebooks to the {nb_branch!r} branch Colab opens"
+    )
     assert launch["Colab"] == f"https://colab.research.google.com/github/{org}/{name}/blob/{nb_branch}/{relpath}"
     assert launch["Binder"] == f"https://mybinder.org/v2/gh/{org}/{name}/{branch}?urlpath=lab/tree/{relpath}"
 
