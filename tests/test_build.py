@@ -101,6 +101,13 @@ EXPECTED: dict[str, dict[str, tuple[float, float, str]]] = {
         "qk_std": (math.sqrt(50), 4 * 0.025 * math.sqrt(50), "4 × 2.5% seed spread"),
         # uniform entries: √(50/9) with relative SE √((2+κ)/(4n)) ≈ 0.5% at n = 20,000; 5 SE.
         "uniform_std": (math.sqrt(50 / 9), 5 * 0.005 * math.sqrt(50 / 9), "5 SE of a std"),
+        # Over 2,000 seeds: mean std(QKᵀ) has SE 0.025·7.07/√2000 ≈ 0.004 (5 SE = 0.02); the
+        # seed-to-seed spread ≈ 2.5% (science notes, rounded: ±0.05) is itself estimated to
+        # a relative SE 1/√(2·2000) ≈ 1.6%, i.e. ±0.04 points (4 SE).
+        "qk_seed_mean": (math.sqrt(50), 0.02, "5 SE of a mean over 2,000 seeds"),
+        "qk_seed_spread_pct": (2.5, 0.05 + 4 * 0.04, "rounding + 4 SE of a spread"),
+        # The iid formula √((1 + 3/d)/(2N)) with d = 50, N = 2,500: exact arithmetic.
+        "qk_iid_spread_pct": (100 * math.sqrt((1 + 3 / 50) / 5000), 1e-9, "closed form"),
     },
     "book/sqrt_law": {
         # log–log slope over d = 2…99: SE 0.003 at N = 1000 pairs per d (science notes), smaller
