@@ -196,3 +196,22 @@ def test_float_dtype_accepts_floating_dtypes(dtype):
 def test_float_dtype_rejects_others_naming_the_argument(dtype):
     with pytest.raises(TypeError, match="precision"):
         checks.float_dtype(dtype, "precision")
+
+
+# ------------------------------------------------------------------------------ spawn_rngs
+
+
+def test_spawn_rngs_is_reproducible_and_prefix_stable():
+    first = [g.standard_normal(4) for g in checks.spawn_rngs(7, 3)]
+    again = [g.standard_normal(4) for g in checks.spawn_rngs(7, 5)]
+    # Same seed: the first three streams are identical whether 3 or 5 are spawned.
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    # Different streams differ (identical float64 draws would be a 2^-53-chance event).
+    assert not np.array_equal(first[0], first[1])
+
+
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (1.5, TypeError), (None, TypeError)])
+def test_spawn_rngs_rejects_bad_seeds(bad, error):
+    with pytest.raises(error, match="seed"):
+        checks.spawn_rngs(bad, 2)

@@ -99,3 +99,13 @@ def rng_from(seed: Any, name: str = "seed") -> np.random.Generator:
     if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise TypeError(f"{name} must be an int or np.random.Generator, got {type(seed).__name__}")
     return np.random.default_rng(int(seed))
+
+
+def spawn_rngs(seed: Any, count: int, name: str = "seed") -> list[np.random.Generator]:
+    """``count`` independent generators spawned from one integer ``seed``.
+
+    Sweeps give each point (each dimension d, say) its own child stream, so adding a point
+    to a sweep leaves the draws of the others unchanged.
+    """
+    root = np.random.SeedSequence(positive_int(seed, name, minimum=0))
+    return [np.random.default_rng(child) for child in root.spawn(positive_int(count, "count", minimum=0))]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from numscale import softmax as _softmax
-from numscale.checks import as_float_array, finite_float, float_dtype, positive_int, rng_from
+from numscale.checks import as_float_array, finite_float, float_dtype, positive_int, rng_from, spawn_rngs
 
 #: Entry distributions with zero mean, named for the chapters. Each takes (rng, shape)
 #: and returns float64 draws; ``ENTRY_VARIANCE`` holds the exact variance of each.
@@ -149,10 +149,10 @@ def sqrt_law_sweep(dims: Sequence[int], n_pairs: int, seed: int, distribution: s
         raise ValueError("dims must be a flat sequence of positive integers")
     _check_distribution(distribution)
     n_pairs = positive_int(n_pairs, "n_pairs", minimum=2)
-    children = np.random.SeedSequence(positive_int(seed, "seed", minimum=0)).spawn(dims_arr.size)
+    rngs = spawn_rngs(seed, dims_arr.size)
     std = np.array([
-        independent_dots(int(d), n_pairs, np.random.default_rng(child), distribution).std(ddof=1)
-        for d, child in zip(dims_arr, children)
+        independent_dots(int(d), n_pairs, rng, distribution).std(ddof=1)
+        for d, rng in zip(dims_arr, rngs)
     ])
     return SqrtLawSweep(dims=dims_arr, std=std, rel_se=std_relative_standard_error(dims_arr, n_pairs, distribution), n_pairs=n_pairs)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from numscale import softmax
-from numscale.checks import as_float_array, finite_float, positive_int, rng_from
+from numscale.checks import as_float_array, finite_float, positive_int, rng_from, spawn_rngs
 
 #: The two logit scalings compared in the chapter, as functions of the head width d.
 SCALINGS = {"1/sqrt(d)": lambda d: 1.0 / np.sqrt(d), "1/d": lambda d: 1.0 / d}
@@ -90,10 +90,10 @@ def dot_rms_sweep(dims: Sequence[int], n_pairs: int, rho: float, seed: int) -> D
     dims_arr = _dims(dims)
     n_pairs = positive_int(n_pairs, "n_pairs", minimum=2)
     rho = _rho(rho)
-    children = np.random.SeedSequence(positive_int(seed, "seed", minimum=0)).spawn(dims_arr.size)
+    rngs = spawn_rngs(seed, dims_arr.size)
     rms, rel_se = [], []
-    for d, child in zip(dims_arr, children):
-        q, k = correlated_pairs(int(d), n_pairs, rho, np.random.default_rng(child))
+    for d, rng in zip(dims_arr, rngs):
+        q, k = correlated_pairs(int(d), n_pairs, rho, rng)
         sq = np.einsum("ij,ij->i", q, k) ** 2
         m = sq.mean()
         rms.append(np.sqrt(m))
@@ -128,10 +128,9 @@ def init_entropy(dims: Sequence[int], n_keys: int, n_queries: int, scaling: str,
     n_keys = positive_int(n_keys, "n_keys", minimum=2)
     n_queries = positive_int(n_queries, "n_queries")
     scale = _scale(scaling)
-    children = np.random.SeedSequence(positive_int(seed, "seed", minimum=0)).spawn(dims_arr.size)
+    rngs = spawn_rngs(seed, dims_arr.size)
     out = []
-    for d, child in zip(dims_arr, children):
-        rng = np.random.default_rng(child)
+    for d, rng in zip(dims_arr, rngs):
         q = rng.standard_normal((n_queries, int(d)))
         k = rng.standard_normal((n_keys, int(d)))
         out.append(softmax.entropy(scale(int(d)) * (q @ k.T)).mean())
@@ -149,10 +148,9 @@ def aligned_key_weight(dims: Sequence[int], n_keys: int, rho: float, scaling: st
     rho = _rho(rho)
     n_trials = positive_int(n_trials, "n_trials")
     scale = _scale(scaling)
-    children = np.random.SeedSequence(positive_int(seed, "seed", minimum=0)).spawn(dims_arr.size)
+    rngs = spawn_rngs(seed, dims_arr.size)
     out = []
-    for d, child in zip(dims_arr, children):
-        rng = np.random.default_rng(child)
+    for d, rng in zip(dims_arr, rngs):
         q, k0 = correlated_pairs(int(d), n_trials, rho, rng)
         others = rng.standard_normal((n_trials, n_keys - 1, int(d)))
         logits = np.concatenate([np.einsum("td,td->t", q, k0)[:, None],

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from numscale.checks import as_float_array, positive_int, rng_from
+from numscale.checks import as_float_array, positive_int, rng_from, spawn_rngs
 from numscale.softmax import softmax
 
 
@@ -102,10 +102,10 @@ def jacobian_norm_sweep(
     dims_arr = np.array([positive_int(int(x), "dims") for x in dims])
     if dims_arr.size == 0:
         raise ValueError("dims must not be empty")
-    children = np.random.SeedSequence(positive_int(seed, "seed", minimum=0)).spawn(dims_arr.size)
+    rngs = spawn_rngs(seed, dims_arr.size)
     means, errs = [], []
-    for d, child in zip(dims_arr, children):
-        rows = qk_logit_rows(int(d), n_keys, n_matrices, np.random.default_rng(child), scale)
+    for d, rng in zip(dims_arr, rngs):
+        rows = qk_logit_rows(int(d), n_keys, n_matrices, rng, scale)
         per_matrix = jacobian_frobenius(rows).mean(axis=1)
         means.append(per_matrix.mean())
         errs.append(per_matrix.std(ddof=1) / np.sqrt(n_matrices))
