@@ -263,6 +263,19 @@ SEARCH_DONE_JS = """() => {
     && results.dataset.numscaleTypeset !== 'pending';
 }"""
 #: Result snippets without typeset maths (MathJax output removed).
+def _wait_for_search(page) -> None:
+    """Wait until the results, their snippets and the snippets' maths are all in place.
+
+    Sphinx writes "Search Results" when the list is complete, but it fetches each result's
+    page to build its snippet and inserts the snippet when that fetch returns, possibly
+    later; the snippet's maths is then typeset asynchronously. So: results listed, every
+    fetch finished (network idle), then no typesetting pending.
+    """
+    page.wait_for_function(SEARCH_DONE_JS, timeout=20_000)
+    page.wait_for_load_state("networkidle", timeout=20_000)
+    page.wait_for_function(SEARCH_DONE_JS, timeout=20_000)
+
+
 SNIPPETS_JS = """() => {
   const clone = document.querySelector('#search-results').cloneNode(true);
   clone.querySelectorAll('mjx-container').forEach((node) => node.remove());
@@ -280,7 +293,7 @@ def test_search_finds_chapter_by_a_word_of_its_body(built_site, site_url, contex
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     try:
         page.goto(f"{site_url}search.html?q={word}", wait_until="load")
-        page.wait_for_function(SEARCH_DONE_JS, timeout=20_000)
+        _wait_for_search(page)
         hrefs = page.eval_on_selector_all("#search-results ul.search li a", "els => els.map(e => e.href)")
         snippets = page.evaluate(SNIPPETS_JS)
     finally:
@@ -298,7 +311,7 @@ def test_search_snippets_typeset_their_maths(site_url, contexts):
     page = contexts["dark"].new_page()
     try:
         page.goto(f"{site_url}search.html?q=softmax", wait_until="load")
-        page.wait_for_function(SEARCH_DONE_JS, timeout=20_000)
+        _wait_for_search(page)
         snippets = page.evaluate(SNIPPETS_JS)
         typeset = page.locator("#search-results mjx-container").count()
     finally:
