@@ -1,0 +1,56 @@
+"""Glue many measured numbers at once, so a chapter's cells show the computation, not bookkeeping.
+
+``glue_numbers(prefix_value_pairs)`` calls :func:`myst_nb.glue` once per entry with
+``display=False``, casting NumPy scalars to plain ``int``/``float`` (glue's text formatting
+fails on ``np.float64``). Names must be unique across the book, as for ``glue`` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+
+
+def plain_number(value: Any, name: str) -> int | float | str:
+    """``value`` as a built-in ``int``/``float`` (or ``str``), or raise naming ``name``.
+
+    Bools are rejected (``TypeError``): a glued number is a measurement, never a flag.
+    NaN and inf are rejected (``ValueError``): the prose would print them as numbers.
+    A 0-d or one-element array is unwrapped.
+    """
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise ValueError(f"{name} must be a single number, got an array of shape {value.shape}")
+        value = value.reshape(()).item()
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a number, got a bool")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, Real):
+        number = float(value)
+        if not np.isfinite(number):
+            raise ValueError(f"{name} must be finite, got {number}")
+        return number
+    raise TypeError(f"{name} must be a number or a string, got {type(value).__name__}")
+
+
+def glue_numbers(values: Mapping[str, Any], *, prefix: str = "") -> dict[str, int | float | str]:
+    """Glue every ``name -> value`` of ``values`` (as ``prefix + name``), hidden from output.
+
+    Returns the glued mapping (full names -> plain values), which tests and later cells may use.
+    Raises ``TypeError``/``ValueError`` naming the entry for a value that is not a finite number
+    or a string, before anything is glued.
+    """
+    from myst_nb import glue  # imported here: only chapters (kernels with myst_nb) call this
+
+    if not isinstance(values, Mapping) or not values:
+        raise ValueError("values must be a non-empty mapping of glue names to numbers")
+    plain = {f"{prefix}{key}": plain_number(value, f"values[{key!r}]") for key, value in values.items()}
+    for key, value in plain.items():
+        glue(key, value, display=False)
+    return plain
