@@ -1,6 +1,7 @@
 # Two commands for a fresh machine:  `make book`  and  `make test`.
-# Everything they need is installed here, once; a second run with nothing changed
-# installs nothing and (for `make book`) builds nothing.
+# Each installs what it needs, once (`make book` the book's requirements.txt, `make test`
+# also requirements-test.txt); a second run with nothing changed installs nothing and
+# (for `make book`) builds nothing.
 SHELL := /bin/bash
 .DEFAULT_GOAL := book
 
@@ -8,28 +9,51 @@ PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 PY      := $(BIN)/python
-# Real GPT-2 tensors, when this checkout sits beside the project's shared folder.
+PIP     := $(BIN)/pip --disable-pip-version-check
+# torch comes from PyTorch's CPU wheel index (PyPI's build of the same version pulls several
+# GB of CUDA libraries). Another build: `make book TORCH_INDEX=https://download.pytorch.org/whl/cu126`.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_PIN   := $(shell grep -m1 -E '^torch==' requirements.txt)
+# An index lookup that fails is retried once, a silent connection abandoned after 15 s: an
+# unreachable index costs seconds, not minutes (pip's defaults are 5 retries with back-off).
+PIP_NET     ?= --retries 1 --timeout 15
+# Real data, when this checkout sits beside the project's shared folder.
 REFERENCE := $(abspath ../shared/reference)
 ifneq ($(wildcard $(REFERENCE)/gpt2_small_layernorm.npz),)
 export NUMSCALE_GPT2 ?= $(REFERENCE)
 endif
+ifneq ($(wildcard $(REFERENCE)/tinystories/stories260K.bin),)
+export NUMSCALE_TINYSTORIES ?= $(REFERENCE)/tinystories
+endif
 export PYTHONHASHSEED := 0
-export SOURCE_DATE_EPOCH := 1767225600
+# Dates in the site: the last commit's time (reproducible, and true). Outside git the build
+# extension dates each page by its file's modification time.
+COMMIT_EPOCH := $(shell git log -1 --format=%ct 2>/dev/null)
+ifneq ($(COMMIT_EPOCH),)
+export SOURCE_DATE_EPOCH ?= $(COMMIT_EPOCH)
+endif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BOOK_SOURCES := _config.yml _toc.yml references.bib requirements.txt \
 	$(wildcard book/*.md) $(wildcard src/numscale/*.py) $(wildcard _ext/*.py) $(wildcard _static/*)
 
-.PHONY: book test bench screenshots setup browser clean FORCE
+.PHONY: book test pdf bench screenshots setup setup-test browser clean FORCE
 
 setup: $(VENV)/.installed node_modules/.installed
+setup-test: setup $(VENV)/.installed-test
 
-# Python: the venv, pinned requirements, and the helper package (editable).
+# Python: the venv, torch's CPU build, the book's pinned requirements, the helper package.
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PIP) install --quiet $(PIP_NET) --index-url $(TORCH_INDEX) "$(TORCH_PIN)"
+	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+# What only the tests need (pytest, hypothesis, playwright, ruff).
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
+	$(PIP) install --quiet -r requirements-test.txt
 	@touch $@
 
 # MathJax (served by the built site, so formulas render offline) and axe-core (tests).
@@ -37,31 +61,45 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# Debian's Chromium for the browser tests (Playwright's own browser download fails offline).
+# Debian's Chromium for the browser tests and the PDF (Playwright's own browser download
+# fails offline).
 /usr/bin/chromium:
 	$(SUDO) apt-get update -qq
 	$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-browser: /usr/bin/chromium
+# Poppler's pdftotext/pdfimages, with which the tests read the PDF back.
+/usr/bin/pdftotext:
+	$(SUDO) apt-get update -qq
+	$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null
+browser: /usr/bin/chromium /usr/bin/pdftotext
 
-# Rebuilt only when a source, the config or the GPT-2 source changed; the build itself
+# Rebuilt only when a source, the config or a data source changed; the build itself
 # re-executes only the pages whose code or imported helper modules changed.
-_build/.gpt2-source: FORCE
+_build/.sources: FORCE
 	@mkdir -p _build
-	@echo "$${NUMSCALE_GPT2-}" | cmp -s - $@ || echo "$${NUMSCALE_GPT2-}" > $@
+	@printf '%s\n' "$${NUMSCALE_GPT2-}" "$${NUMSCALE_TINYSTORIES-}" | cmp -s - $@ \
+		|| printf '%s\n' "$${NUMSCALE_GPT2-}" "$${NUMSCALE_TINYSTORIES-}" > $@
 
-_build/html/.built: $(BOOK_SOURCES) _build/.gpt2-source $(VENV)/.installed node_modules/.installed
+# The stamp lives outside _build/html (the folder that gets published). It is removed
+# first, so a failed build leaves no stamp claiming the site is current.
+_build/.built: $(BOOK_SOURCES) _build/.sources $(VENV)/.installed node_modules/.installed
+	@rm -f $@
 	$(BIN)/jupyter-book build . --path-output . -n -W --keep-going --builder html
 	@touch $@
 
-book: _build/html/.built
+book: _build/.built
 
-test: setup browser
+test: setup-test browser
 	$(PY) -m pytest
+
+# The whole book as one PDF in _build/pdf/ (Chromium prints the single-page build, driven
+# by Playwright, which comes with the test requirements).
+pdf: setup-test browser
+	$(PY) tools/pdf.py
 
 bench: setup
 	$(PY) tools/bench.py
 
-screenshots: setup browser _build/html/.built
+screenshots: setup-test browser _build/.built
 	$(PY) tools/screenshots.py _build/html _build/screenshots
 
 clean:

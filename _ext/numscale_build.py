@@ -6,19 +6,29 @@ its cache on a page's code cells only, so editing a helper module in ``src/`` le
 stale outputs. This extension runs before Sphinx reads any page and
 
 1. computes for every notebook page a *dependency key*: the page's code cells, the
-   source of every module of the helper package it imports (directly or through other
-   modules, found with ``ast``), the values of environment variables those modules read
-   (e.g. ``NUMSCALE_GPT2``, with the size and mtime of a local path it names), and
-   ``requirements.txt``;
+   code of every module of the helper package it imports (directly or through other
+   modules, found with ``ast``; keyed on the module's syntax tree, so an edit of comments
+   or blank lines changes nothing), the values of environment variables those modules
+   read (e.g. ``NUMSCALE_GPT2``, with the size and mtime of a local path it names), and
+   the requirements in ``requirements.txt``;
 2. executes the pages whose key changed, in parallel (one kernel per worker process),
    longest-running pages first, and stores the results in myst-nb's jupyter-cache, so
    myst-nb then finds every page in the cache and executes nothing itself;
 3. tells Sphinx to re-read exactly those pages, even when their ``.md`` did not change.
 
-A cell error fails the build (with the traceback) unless the cell is tagged
-``raises-exception``. What ran, and for how long, is written to
+A cell error fails the build unless the cell is tagged ``raises-exception``: one line
+per failed page names the page, the cell and the exception (``book/x.md, code cell 3
+(line 57): numscale.sources.SourceError: ...``), the traceback goes to
+``<outdir>/../.numscale_exec/failed/<docname>.txt``, and the page's previous HTML is
+removed so that no stale page passes for a current one. Kernels talk to the build over
+local IPC sockets (not TCP). What ran, and for how long, is written to
 ``<outdir>/../.numscale_exec/report.json`` (read by the benchmark and the tests), and
 each executed notebook to ``<outdir>/../.numscale_exec/executed/<docname>.ipynb``.
+
+Also: MathJax is served from the built site when ``node_modules/mathjax`` is there (``make``
+installs it), and otherwise loaded from Sphinx's default CDN, with one info line; every
+page's "last updated" date is its source's last commit (its file's mtime when it has
+uncommitted edits or outside git), which is both true and reproducible.
 
 Configuration (``_config.yml`` → ``sphinx: config:``):
 ``numscale_src_dir`` (package source root, default ``"src"``), ``numscale_package``
@@ -37,8 +47,12 @@ import json
 import multiprocessing
 import os
 import re
+import subprocess
+import sys
+import tempfile
 import time
 import traceback
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +62,7 @@ from sphinx.util import logging
 
 LOGGER = logging.getLogger(__name__)
 ENV_VAR_PATTERN = re.compile(r"""(?:os\.environ\.get|os\.getenv|os\.environ\[)\(?\s*["']([A-Z0-9_]+)["']""")
-KEY_VERSION = "1"
+KEY_VERSION = "2"
 #: Threads per kernel: pages run side by side, so each gets one BLAS/torch thread.
 KERNEL_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -126,12 +140,43 @@ def module_closure(roots: set[str], src_dir: Path, package: str) -> dict[str, Pa
 # ------------------------------------------------------------------ dependency key
 
 
-def _env_fingerprint(modules: dict[str, Path]) -> dict[str, Any]:
+def code_fingerprint(source: str) -> str:
+    """What Python runs of a module: its syntax tree, without comments, blank lines or
+    layout (``ast.dump`` leaves out line numbers). Unparsable source is kept as text."""
+    try:
+        return ast.dump(ast.parse(source))
+    except SyntaxError:
+        return source
+
+
+def requirements_fingerprint(text: str) -> str:
+    """The requirement lines of a requirements file, without comments or blank lines."""
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def environment_names(source: str, package: str) -> set[str]:
+    """Environment variables a module reads: literal ``os.environ``/``os.getenv`` keys,
+    and string constants named like the package's variables (``NUMSCALE_GPT2`` assigned
+    to ``ENV_VAR`` and read through a helper)."""
+    names = set(ENV_VAR_PATTERN.findall(source))
+    own = re.compile(re.escape(package.upper()) + r"_[A-Z0-9_]+")
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return names
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and own.fullmatch(node.value):
+            names.add(node.value)
+    return names
+
+
+def _env_fingerprint(modules: dict[str, Path], package: str) -> dict[str, Any]:
     """Values of the environment variables the modules read; for a local path, its
     size and mtime (of every file directly inside it, for a directory)."""
     names: set[str] = set()
     for path in modules.values():
-        names.update(ENV_VAR_PATTERN.findall(path.read_text(encoding="utf-8")))
+        names |= environment_names(path.read_text(encoding="utf-8"), package)
     result: dict[str, Any] = {}
     for name in sorted(names):
         value = os.environ.get(name)
@@ -154,8 +199,9 @@ def dependency_key(code_cells: list[str], src_dir: Path, package: str, extra: st
     for code in code_cells:
         digest.update(b"\0cell\0" + code.encode())
     for name in sorted(modules):
-        digest.update(f"\0module {name}\0".encode() + modules[name].read_bytes())
-    digest.update(json.dumps(_env_fingerprint(modules), sort_keys=True).encode())
+        code = code_fingerprint(modules[name].read_text(encoding="utf-8"))
+        digest.update(f"\0module {name}\0".encode() + code.encode())
+    digest.update(json.dumps(_env_fingerprint(modules, package), sort_keys=True).encode())
     digest.update(extra.encode())
     return digest.hexdigest(), sorted(modules)
 
@@ -163,20 +209,92 @@ def dependency_key(code_cells: list[str], src_dir: Path, package: str, extra: st
 # ----------------------------------------------------------------------- execution
 
 
+#: Evaluated in the kernel after a cell error: the exception's full class name.
+_QUALNAME = "(lambda e: type(e).__module__ + '.' + type(e).__qualname__)(__import__('sys').last_value)"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _execute(nb_json: str, cwd: str, timeout: int, pythonpath: str) -> dict[str, Any]:
-    """Run one notebook in a fresh kernel (in a worker process)."""
+    """Run one notebook in a fresh kernel (in a worker process).
+
+    Returns the executed notebook and its time, or, when a cell fails, ``error``: the index
+    of the failing cell, the exception's class (with its module) and message, and the
+    traceback as plain text. The kernel listens on IPC sockets in a private temporary
+    folder, so it neither opens TCP ports nor warns that TCP is unencrypted.
+    """
     import nbformat
-    from jupyter_cache.executors.utils import single_nb_execution
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from traitlets.config import Config
 
     os.environ.update(KERNEL_ENV)
     os.environ["PYTHONPATH"] = pythonpath + os.pathsep + os.environ.get("PYTHONPATH", "")
     notebook = nbformat.reads(nb_json, as_version=4)
-    result = single_nb_execution(notebook, cwd=cwd, timeout=timeout, allow_errors=False)
+    failure: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="numscale-kernel-") as sockets:
+        config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
+        # The same client settings as jupyter-cache's executor, so outputs are unchanged.
+        client = NotebookClient(
+            notebook, timeout=timeout, allow_errors=False, record_timing=False,
+            resources={"metadata": {"path": cwd}}, config=config,
+        )
+
+        async def on_cell_error(cell, cell_index, execute_reply) -> None:
+            if "raises-exception" in cell.metadata.get("tags", []):
+                return  # an expected error: the cell shows it and execution goes on
+            content = execute_reply["content"]
+            failure.update(cell=cell_index, ename=content.get("ename", "Exception"), evalue=content.get("evalue", ""))
+            try:  # the class's module, from the kernel that raised it
+                msg_id = client.kc.execute("", silent=True, store_history=False, user_expressions={"q": _QUALNAME})
+                reply = await client.async_wait_for_reply(msg_id)
+                answer = reply["content"]["user_expressions"]["q"]
+                if answer.get("status") == "ok":
+                    failure["ename"] = ast.literal_eval(answer["data"]["text/plain"]).removeprefix("builtins.")
+            except Exception:  # noqa: BLE001 - the short class name is still right
+                pass
+
+        client.on_cell_error = on_cell_error
+        start = time.perf_counter()
+        try:
+            client.execute()
+        except CellExecutionError as exc:
+            failure.setdefault("ename", exc.ename)
+            failure.setdefault("evalue", exc.evalue)
+            failure["traceback"] = _ANSI.sub("", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a timeout or a dead kernel: report it the same way
+            failure.setdefault("ename", type(exc).__name__)
+            failure.setdefault("evalue", str(exc).strip().splitlines()[-1] if str(exc).strip() else "")
+            failure["traceback"] = _ANSI.sub("", traceback.format_exc())
+        seconds = time.perf_counter() - start
     return {
         "notebook": nbformat.writes(notebook),
-        "seconds": result.time,
-        "error": None if result.err is None else f"{type(result.err).__name__}: {result.exc_string}",
+        "seconds": seconds,
+        "error": failure if "traceback" in failure else None,
     }
+
+
+def cell_location(path: Path, notebook, cell_index: int | None) -> str:
+    """Where cell ``cell_index`` of ``notebook`` (read from ``path``) is, for a reader:
+    ``code cell 3 (line 57)`` for a MyST page, ``cell 4`` for an ``.ipynb``."""
+    if cell_index is None:  # a timeout or a kernel that died: no cell reported an error
+        return "execution"
+    number = sum(1 for cell in notebook.cells[: cell_index + 1] if cell.cell_type == "code")
+    if path.suffix != ".md":
+        return f"cell {cell_index + 1}"
+    fences = [
+        i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.match(r"^\s*(`{3,}|~{3,})\s*\{code-cell\}", line)
+    ]
+    where = f" (line {fences[number - 1]})" if 0 < number <= len(fences) else ""
+    return f"code cell {number}{where}"
+
+
+def _remove_stale_output(app: Sphinx, docname: str, state_dir: Path) -> None:
+    """Delete what an earlier build wrote for a page that now fails, so it cannot be
+    mistaken for the current page."""
+    suffix = getattr(app.builder, "out_suffix", ".html")
+    for stale in (Path(app.outdir) / f"{docname}{suffix}", state_dir / "executed" / f"{docname}.ipynb"):
+        stale.unlink(missing_ok=True)
 
 
 def _notebook_pages(app: Sphinx, env) -> dict[str, Path]:
@@ -199,6 +317,40 @@ def _read_notebook(app: Sphinx, env, path: Path):
     return reader.read(text), reader
 
 
+def fail_build(app: Sphinx, env, plan: dict, failures: dict[str, dict[str, Any]], state_dir: Path) -> None:
+    """Stop the build with one line per failed page, and nothing stale left behind.
+
+    Raising an exception here would make Sphinx and then jupyter-book's command line print
+    it again and again inside their tracebacks; the build exits instead (status 1) after
+    the lines, and the full traceback of each page goes to a file.
+    """
+    root = Path(app.confdir)
+    lines = []
+    for docname in sorted(failures):
+        error = failures[docname]
+        path, notebook = plan[docname][0], plan[docname][1]
+        where = cell_location(path, notebook, error.get("cell"))
+        message = " ".join(str(error.get("evalue", "")).split())  # one line
+        source = path.relative_to(root) if path.is_relative_to(root) else path
+        lines.append(f"{source}, {where}: {error['ename']}" + (f": {message}" if message else ""))
+        log = state_dir / "failed" / f"{docname}.txt"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(error.get("traceback", ""), encoding="utf-8")
+        _remove_stale_output(app, docname, state_dir)
+    where_logs = state_dir / "failed"
+    try:
+        where_logs = where_logs.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    sys.stdout.flush()
+    sys.stderr.write(
+        "".join(f"ERROR: [numscale] {line}\n" for line in lines)
+        + f"ERROR: [numscale] {len(lines)} page(s) failed; tracebacks in {where_logs}/\n"
+    )
+    sys.stderr.flush()
+    raise SystemExit(1)
+
+
 def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
     """``env-get-outdated`` handler: execute stale pages, return them for re-reading."""
     if env.mystnb_config.execution_mode != "cache":
@@ -211,7 +363,7 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
     src_dir = root / app.config.numscale_src_dir
     package = app.config.numscale_package
     requirements = root / "requirements.txt"
-    extra = requirements.read_text(encoding="utf-8") if requirements.is_file() else ""
+    extra = requirements_fingerprint(requirements.read_text(encoding="utf-8")) if requirements.is_file() else ""
     state_dir = Path(app.outdir).parent / ".numscale_exec"
     state_dir.mkdir(parents=True, exist_ok=True)
     keys_file = state_dir / "keys.json"
@@ -243,7 +395,7 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
         LOGGER.info(f"[numscale] executing {len(order)} page(s) on {workers} worker(s): {', '.join(order)}")
         timeout = int(env.mystnb_config.execution_timeout or 300)
         start = time.perf_counter()
-        failures: list[str] = []
+        failures: dict[str, dict[str, Any]] = {}
         context = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {
@@ -256,17 +408,16 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
                 try:
                     outcome = future.result()
                 except Exception:  # the worker itself died
-                    failures.append(f"{docname}: {traceback.format_exc()}")
-                    new_keys.pop(docname, None)
-                    continue
+                    outcome = {"error": {"ename": "worker crash", "evalue": "", "traceback": traceback.format_exc()}}
                 if outcome["error"] is not None:
-                    failures.append(f"{docname}: {outcome['error']}")
+                    failures[docname] = outcome["error"]
                     new_keys.pop(docname, None)
                     continue
                 executed = nbformat.reads(outcome["notebook"], as_version=4)
                 copy = state_dir / "executed" / f"{docname}.ipynb"  # for tests and readers
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 copy.write_text(outcome["notebook"], encoding="utf-8")
+                (state_dir / "failed" / f"{docname}.txt").unlink(missing_ok=True)
                 record = cache.add_nb_to_project(str(path), read_data={"name": "myst_nb_md", "type": "plugin"} if path.suffix == ".md" else {"name": "nbformat", "type": "plugin"})
                 cache.cache_notebook_bundle(
                     CacheBundleIn(executed, record.uri, data={"execution_seconds": outcome["seconds"]}),
@@ -279,7 +430,9 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
         report["wall_seconds"] = round(time.perf_counter() - start, 3)
         keys_file.write_text(json.dumps(new_keys, indent=1, sort_keys=True))
         if failures:
-            raise ExtensionError("Executing pages failed:\n\n" + "\n\n".join(failures))
+            report["failed"] = sorted(failures)
+            (state_dir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True))
+            fail_build(app, env, plan, failures, state_dir)
     else:
         keys_file.write_text(json.dumps(new_keys, indent=1, sort_keys=True))
     (state_dir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True))
@@ -289,17 +442,39 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
 # ------------------------------------------------------------------------- MathJax
 
 
+#: ``mathjax_path`` of the copy this extension serves from the built site.
+LOCAL_MATHJAX = "mathjax/tex-chtml.js"
+
+
+def _local_mathjax(app: Sphinx) -> Path | None:
+    source = Path(app.confdir) / app.config.numscale_mathjax_dir
+    return source if (source / "tex-chtml.js").is_file() else None
+
+
+def choose_mathjax(app: Sphinx, config) -> None:
+    """``config-inited``: serve MathJax from the site when the npm package is there;
+    otherwise (a reader who ran ``jupyter-book build .`` without ``npm ci``) keep Sphinx's
+    default, MathJax from its CDN, so the maths still renders for a reader online."""
+    if config.mathjax_path != LOCAL_MATHJAX or _local_mathjax(app) is not None:
+        return
+    from sphinx.ext.mathjax import MATHJAX_URL
+
+    config.mathjax_path = MATHJAX_URL
+    LOGGER.info(
+        f"[numscale] {config.numscale_mathjax_dir} not found: pages load MathJax from {MATHJAX_URL} "
+        "(`make book` runs `npm ci` and serves it from the site, for offline reading)"
+    )
+
+
 def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
     """Copy the MathJax files a page needs into ``_static/mathjax`` of the built site."""
-    if exception is not None or app.builder.format != "html":
+    if exception is not None or app.builder.format != "html" or app.config.mathjax_path != LOCAL_MATHJAX:
         return
     import shutil
 
-    source = Path(app.confdir) / app.config.numscale_mathjax_dir
-    if not (source / "tex-chtml.js").is_file():
-        raise ExtensionError(
-            f"MathJax not found at {source}: run `npm ci` (make does) so the book can serve it offline"
-        )
+    source = _local_mathjax(app)
+    if source is None:
+        raise ExtensionError(f"MathJax not found in {app.config.numscale_mathjax_dir}: run `npm ci` (make does)")
     target = Path(app.outdir) / "_static" / "mathjax"
     for relative in ("tex-chtml.js", "output/chtml/fonts/woff-v2", "input/tex/extensions", "a11y", "sre", "ui", "adaptors"):
         src = source / relative
@@ -309,6 +484,63 @@ def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
         elif src.is_file():
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
+
+
+# --------------------------------------------------------------------------- dates
+
+
+def source_dates(root: Path) -> dict[str, float]:
+    """Time (Unix seconds) each file under ``root`` last changed, by relative POSIX path:
+    its last commit, or its modification time when it has uncommitted changes. Empty
+    outside git (callers fall back to modification times)."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    log = git("log", "--format=@%ct", "--name-only", "--no-renames", "--relative", "--", ".")
+    if log is None:
+        return {}
+    dates: dict[str, float] = {}
+    current = 0.0
+    for line in log.splitlines():
+        if line.startswith("@"):
+            current = float(line[1:])
+        elif line and line not in dates:  # newest commit first
+            dates[line] = current
+    prefix = (git("rev-parse", "--show-prefix") or "").strip()  # porcelain paths start at the top
+    status = git("status", "--porcelain", "--untracked-files=all", "--", ".") or ""
+    for line in status.splitlines():
+        name = line[3:].split(" -> ")[-1].strip().strip('"').removeprefix(prefix)
+        if (root / name).is_file():
+            dates[name] = (root / name).stat().st_mtime
+    return dates
+
+
+def set_page_dates(app: Sphinx) -> None:
+    """``builder-inited``: look up every file's date once per build."""
+    app.numscale_dates = source_dates(Path(app.srcdir))  # type: ignore[attr-defined]
+
+
+def page_date(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """``html-page-context``: "Last updated" is the date the page's source last changed
+    (Sphinx's default is the build's date, or SOURCE_DATE_EPOCH for every page)."""
+    if context.get("last_updated") is None or pagename not in app.env.all_docs:
+        return
+    from sphinx.util.i18n import format_date
+
+    path = Path(app.env.doc2path(pagename))
+    relative = path.relative_to(app.srcdir).as_posix() if path.is_relative_to(app.srcdir) else ""
+    dates: dict[str, float] = getattr(app, "numscale_dates", {})
+    when = dates.get(relative)
+    if when is None:
+        if not path.is_file():
+            return
+        when = path.stat().st_mtime
+    fmt = app.config.html_last_updated_fmt or "%b %d, %Y"
+    context["last_updated"] = format_date(fmt, date=datetime.fromtimestamp(when, tz=timezone.utc), language=app.config.language)
 
 
 def stable_source_notebooks(app: Sphinx, exception: Exception | None) -> None:
@@ -329,11 +561,15 @@ def stable_source_notebooks(app: Sphinx, exception: Exception | None) -> None:
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
-    app.add_config_value("numscale_src_dir", "src", "env")
-    app.add_config_value("numscale_package", "numscale", "env")
+    for name, default in (("numscale_src_dir", "src"), ("numscale_package", "numscale")):
+        if name not in app.config:  # also declared by numscale_api
+            app.add_config_value(name, default, "env")
     app.add_config_value("numscale_exec_workers", 0, "env")
     app.add_config_value("numscale_mathjax_dir", "node_modules/mathjax/es5", "env")
+    app.connect("config-inited", choose_mathjax)
+    app.connect("builder-inited", set_page_dates)
     app.connect("env-get-outdated", execute_outdated)
+    app.connect("html-page-context", page_date)
     app.connect("build-finished", copy_mathjax)
     app.connect("build-finished", stable_source_notebooks)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -5,6 +5,62 @@
     document.readyState === "loading"
       ? document.addEventListener("DOMContentLoaded", callback)
       : callback();
+  const loaded = (callback) =>
+    document.readyState === "complete" ? callback() : window.addEventListener("load", callback);
+
+  // A first visit. pydata-sphinx-theme's inline script copies localStorage "mode" and
+  // "theme" onto <html> before the first paint, falling back to html_context.default_mode;
+  // with empty storage and no default it wrote "", so its script logged "Got invalid theme
+  // mode: . Resetting to auto." on every page and the page was painted in neither theme
+  // until it ran. _config.yml sets default_mode "auto"; this script (loaded in <head>,
+  // before the body is painted) also resolves "auto" to the reader's system scheme at
+  // once, and repairs an invalid stored mode.
+  const root = document.documentElement;
+  if (!["light", "dark", "auto"].includes(root.dataset.mode)) root.dataset.mode = "auto";
+  if (!["light", "dark"].includes(root.dataset.theme)) {
+    const stored = root.dataset.mode;
+    const systemDark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
+    root.dataset.theme = stored === "light" || stored === "dark" ? stored : systemDark ? "dark" : "light";
+  }
+
+  // Accessible names of the header buttons (axe-core "label-content-name-mismatch",
+  // WCAG 2.5.3 "Label in Name"). The search button shows "Search Ctrl+K" but is named
+  // "Search"; the theme switch shows the icon of the current mode, titled "Light", "Dark"
+  // or "System Settings", but is named "Color mode". Speech-input users say what they
+  // see, so the name must contain the visible label: name each button by what it shows.
+  const visibleText = (element) => {
+    let text = "";
+    const walk = (node) => {
+      if (node.nodeType === Node.TEXT_NODE) { text += node.data; return; }
+      if (node.nodeType !== Node.ELEMENT_NODE) return;
+      const style = getComputedStyle(node);
+      if (style.display === "none" || style.visibility === "hidden") return;
+      if (node.localName === "title" || node.localName === "svg" || node.localName === "i") {
+        const title = node.getAttribute("title") || (node.querySelector && node.querySelector("title")?.textContent) || "";
+        text += title ? ` ${title} ` : "";
+        return;
+      }
+      node.childNodes.forEach(walk);
+    };
+    walk(element);
+    return text.replace(/\s+/g, " ").trim();
+  };
+  const nameButtons = () => {
+    for (const button of document.querySelectorAll(".search-button__button")) {
+      const shown = visibleText(button);
+      if (shown) button.setAttribute("aria-label", shown);
+      button.setAttribute("aria-keyshortcuts", "Control+K Meta+K");
+    }
+    for (const button of document.querySelectorAll(".theme-switch-button")) {
+      const shown = visibleText(button);
+      button.setAttribute("aria-label", shown ? `Color mode: ${shown}` : "Color mode");
+    }
+  };
+  loaded(() => {
+    nameButtons();
+    // The theme switch cycles light / dark / auto: rename it when the mode changes.
+    new MutationObserver(nameButtons).observe(root, { attributes: true, attributeFilter: ["data-mode"] });
+  });
 
   // Sidebar toggles. pydata-sphinx-theme 0.17 and sphinx-book-theme 1.3 attach their click
   // handlers (open the navigation dialog on narrow screens, collapse the sidebar on wide

@@ -4,7 +4,8 @@
   (static files, a threaded server, no directory tricks).
 * :func:`launch_chromium` starts Debian's Chromium through Playwright (its own browser
   download does not work here); a missing ``/usr/bin/chromium`` is an error, never a skip.
-* :func:`new_context` opens a browser context in the theme's light or dark mode.
+* :func:`new_context` opens a browser context in the theme's light or dark mode, stored
+  as a returning reader has it or (``first_visit=True``) with empty storage.
 * :func:`visit` loads one page, waits for MathJax and every image, and returns a
   :class:`PageReport` with everything the tests assert on (console, network, images,
   maths, dark mode, figures); :func:`run_axe` runs axe-core on the loaded page.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,9 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
+#: Debian's Chromium; ``NUMSCALE_CHROMIUM`` names another build (e.g. the one
+#: ``browser-actions/setup-chrome`` installs on a CI runner, where /usr/bin/chromium is a snap stub).
+CHROMIUM = Path(os.environ.get("NUMSCALE_CHROMIUM") or "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -35,6 +39,9 @@ CHROMIUM_ARGS = [
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 MODES = ("light", "dark")
 DESKTOP = {"width": 1280, "height": 900}
+#: Window widths at which every code block must fit its column without scrolling
+#: sideways: a desktop window and a laptop screen (both sidebars shown at both).
+CODE_WIDTHS = (1300, 1280)
 PHONE = {"width": 390, "height": 844}
 
 
@@ -125,21 +132,38 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
 
 
-def new_context(browser, mode: str, viewport: dict[str, int] | None = None, **options: Any):
+def new_context(browser, mode: str, viewport: dict[str, int] | None = None, *,
+                first_visit: bool = False, **options: Any):
     """A context whose pages open in the theme's ``mode`` ("light" or "dark").
 
     pydata-sphinx-theme reads ``localStorage.mode`` / ``theme`` before the first paint;
-    the OS preference is emulated as well, so "auto" would agree.
+    the OS preference is emulated as well, so "auto" would agree. With
+    ``first_visit=True`` nothing is stored: the page opens as it does for a reader who
+    has never been to the site, whose system scheme is ``mode`` (a fresh context has
+    empty storage; use one context per page to keep every page a first visit).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     context = browser.new_context(
         viewport=viewport or DESKTOP, color_scheme=mode, reduced_motion="reduce", **options
     )
-    context.add_init_script(
-        f"try {{ localStorage.setItem('mode', '{mode}'); localStorage.setItem('theme', '{mode}'); }} catch (e) {{}}"
-    )
+    if not first_visit:
+        context.add_init_script(
+            f"try {{ localStorage.setItem('mode', '{mode}'); localStorage.setItem('theme', '{mode}'); }} catch (e) {{}}"
+        )
     return context
+
+
+#: The visits every page gets: the theme chosen by the reader (stored), and a first
+#: visit (empty storage) with the system scheme light or dark.
+VISITS = ("light", "dark", "first-visit-light", "first-visit-dark")
+
+
+def visit_mode(visit_name: str) -> tuple[str, bool]:
+    """``(mode, first_visit)`` of a name in :data:`VISITS`."""
+    if visit_name not in VISITS:
+        raise ValueError(f"visit must be one of {VISITS}, got {visit_name!r}")
+    return visit_name.removeprefix("first-visit-"), visit_name.startswith("first-visit-")
 
 
 # ------------------------------------------------------------------------ a visit
@@ -307,7 +331,12 @@ def run_axe(page) -> list[dict[str, Any]]:
     page.add_script_tag(path=str(AXE))
     return page.evaluate(
         """async () => {
-          const result = await axe.run(document, {resultTypes: ["violations"]});
+          // "label-content-name-mismatch" (WCAG 2.5.3 Label in Name) is tagged
+          // experimental in axe-core 4.x and off by default: run it too.
+          const result = await axe.run(document, {
+            resultTypes: ["violations"],
+            rules: {"label-content-name-mismatch": {enabled: true}},
+          });
           return result.violations.map((v) => ({
             id: v.id, impact: v.impact, help: v.help, helpUrl: v.helpUrl,
             nodes: v.nodes.map((n) => ({target: n.target.join(" "), html: n.html.slice(0, 200),
@@ -315,3 +344,38 @@ def run_axe(page) -> list[dict[str, Any]]:
           }));
         }"""
     )
+
+
+#: Every ``pre`` of the article that scrolls sideways (scrollWidth > clientWidth + 1),
+#: and how many characters of its font fit in a code cell's ``pre`` (the code column).
+CODE_OVERFLOW_JS = r"""
+() => {
+  const article = document.querySelector("article.bd-article") || document.body;
+  const columnChars = (pre) => {
+    const style = getComputedStyle(pre);
+    const probe = document.createElement("span");
+    probe.textContent = "x".repeat(200);
+    pre.appendChild(probe);
+    const charWidth = probe.getBoundingClientRect().width / 200;
+    probe.remove();
+    const inner = pre.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    return Math.floor(inner / charWidth + 1e-6);
+  };
+  const pres = Array.from(article.querySelectorAll("pre")).filter((pre) => pre.getClientRects().length);
+  const code = pres.find((pre) => pre.closest(".cell_input")) || pres.find((pre) => !pre.closest(".cell_output"));
+  return {
+    columnChars: code ? columnChars(code) : null,
+    blocks: pres.length,
+    overflowing: pres.filter((pre) => pre.scrollWidth > pre.clientWidth + 1).map((pre) => {
+      const lines = pre.textContent.split("\n");
+      const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), "");
+      return {
+        kind: pre.closest(".cell_output") ? "output" : "code",
+        overflowPx: pre.scrollWidth - pre.clientWidth,
+        longestChars: longest.length,
+        longest: longest.slice(0, 120),
+      };
+    }),
+  };
+}
+"""

@@ -179,3 +179,55 @@ def test_out_of_range_raises() -> None:
         attention.collapse_sigma(1)
     with pytest.raises(ValueError, match="eps"):
         attention.layer_norm(np.ones((2, 3)), eps=-1.0)
+
+
+# --------------------------------------------------------------------------- ℓ2 QK-norm (Henry et al.)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), d_head=st.integers(2, 48), g=st.floats(-20, 20),
+       scale=st.floats(1e-2, 1e3))
+def test_l2_qk_logits_never_exceed_abs_g(seed: int, d_head: int, g: float, scale: float) -> None:
+    rng = np.random.default_rng(seed)
+    x, w_q, w_k = attention.random_head(12, 16, d_head, rng)
+    logits = attention.attention_logits(x, scale * w_q, w_k, qk_norm="l2", g=g)
+    # |cos| ≤ 1; float64 rounding of a normalized d-term dot product: 1e-12 relative slack.
+    assert np.abs(logits).max() <= attention.l2_qk_bound(g) * (1 + 1e-12) + 1e-300
+
+
+def test_l2_bound_attained_and_scale_invariant() -> None:
+    x, w_q, w_k = attention.random_head(10, 16, 32, seed=4)
+    same = attention.attention_logits(x, w_q, w_q, qk_norm="l2", g=3.0)
+    np.testing.assert_allclose(np.diag(same), 3.0, rtol=1e-14)  # cos(q, q) = 1
+    a = attention.attention_logits(x, w_q, w_k, qk_norm="l2", g=3.0)
+    b = attention.attention_logits(x, 37.0 * w_q, 0.01 * w_k, qk_norm="l2", g=3.0)
+    np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)  # exact up to rounding
+    # Default g = √d_k.
+    np.testing.assert_allclose(attention.attention_logits(x, w_q, w_k, qk_norm="l2"),
+                               a * np.sqrt(32) / 3.0, rtol=1e-14)
+
+
+def test_layernorm_core_matches_public_layer_norm() -> None:
+    rng = np.random.default_rng(8)
+    q, k = rng.standard_normal((5, 8)), rng.standard_normal((6, 8))
+    gq, gk = rng.uniform(0.5, 2, 8), rng.uniform(0.5, 2, 8)
+    core = attention.layernorm_qk_logits(q, k, gq, gk, 1e-5)
+    ref = attention.layer_norm(q, gq) @ attention.layer_norm(k, gk).T / np.sqrt(8)
+    np.testing.assert_allclose(core, ref, rtol=1e-14)
+    assert attention.layernorm_qk_bound(8, gq, gk) == attention.qk_norm_bound(8, gq, gk)
+
+
+def test_l2_growth_sweep_is_flat() -> None:
+    x, w_q, w_k = attention.random_head(64, 64, 64, seed=0)
+    sweep = attention.query_growth_sweep(x, w_q, w_k, np.geomspace(1, 64, 5), qk_norm="l2")
+    # ℓ2 normalization removes c exactly (no ε): rounding only.
+    np.testing.assert_allclose(sweep.max_logit, sweep.max_logit[0], rtol=1e-12)
+    assert sweep.max_logit.max() <= np.sqrt(64)
+
+
+def test_bad_qk_norm_mode_raises() -> None:
+    x, w_q, w_k = attention.random_head(4, 8, 8, seed=0)
+    with pytest.raises(TypeError, match="qk_norm"):
+        attention.attention_logits(x, w_q, w_k, qk_norm="rms")
+    with pytest.raises(ValueError, match="g"):
+        attention.attention_logits(x, w_q, w_k, qk_norm="l2", g=np.inf)

@@ -398,3 +398,77 @@ def test_qk_softmax_rows_bad_input():
         dotprod.qk_softmax_rows(4, 4, [0], scale=1.0, dtype="no-such-type")
     with pytest.raises(ValueError, match="n must be >= 1"):
         dotprod.qk_softmax_rows(0, 4, [0], scale=1.0)
+
+
+# ----------------------------------------------------------------------------- mean_and_seed_se
+
+
+def test_mean_and_seed_se_uses_the_per_seed_means():
+    # Two seeds of three rows: per-seed means 2 and 5, mean 3.5; their sample std is
+    # |5 − 2|/√2, so the SE is that over √2 = 1.5 exactly (up to rounding).
+    mean, se = dotprod.mean_and_seed_se(np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
+    assert mean == pytest.approx(3.5, abs=1e-15) and se == pytest.approx(1.5, abs=1e-15)
+
+
+def test_mean_and_seed_se_matches_the_spread_of_independent_seeds():
+    # With rows sharing a seed-level offset, the SE from per-seed means matches the
+    # between-seed std of the grand mean across replicated experiments (50 replicates:
+    # the std of those means is itself known to a relative 1/√(2·49) ≈ 10%; allow 4×).
+    rng = np.random.default_rng(11)
+    means, ses = [], []
+    for _ in range(50):
+        data = rng.standard_normal((40, 1)) + 0.2 * rng.standard_normal((40, 25))
+        mean, se = dotprod.mean_and_seed_se(data)
+        means.append(mean)
+        ses.append(se)
+    assert np.std(means, ddof=1) == pytest.approx(np.mean(ses), rel=0.4)
+
+
+def test_mean_and_seed_se_bad_input():
+    with pytest.raises(ValueError, match="per_row"):
+        dotprod.mean_and_seed_se(np.ones((1, 5)))
+    with pytest.raises(ValueError, match="per_row"):
+        dotprod.mean_and_seed_se(np.ones(5))
+    with pytest.raises(ValueError, match="per_row"):
+        dotprod.mean_and_seed_se(np.array([[1.0, np.nan], [1.0, 2.0]]))
+    with pytest.raises(TypeError, match="per_row"):
+        dotprod.mean_and_seed_se(np.ones((2, 2), dtype=int))
+
+
+# ----------------------------------------------------------------------------- dot_moments
+
+
+def test_dot_moments_reduces_to_the_iid_law():
+    d = 7
+    mean, var = dotprod.dot_moments(np.zeros(d), 4 * np.eye(d), np.zeros(d), 0.25 * np.eye(d))
+    assert mean == 0 and var == pytest.approx(d * 4 * 0.25, rel=1e-15)  # d σq² σk², exact
+
+
+def test_dot_moments_match_simulation_with_means_and_anisotropy():
+    # Anisotropic covariances sharing their large directions, and nonzero means. Tolerance:
+    # 5 standard errors of a sample mean (√(var/N)) and of a sample variance
+    # (var·√((κ_excess + 2)/N), κ from the sample).
+    d, n_pairs = 16, 200_000
+    spectrum = 1 / np.arange(1, d + 1)
+    cov_q = np.diag(spectrum * d / spectrum.sum())
+    cov_k = np.diag((spectrum * d / spectrum.sum()) ** 2 / 2)
+    mean_q, mean_k = np.full(d, 0.3), np.linspace(-0.5, 0.5, d)
+    mean, var = dotprod.dot_moments(mean_q, cov_q, mean_k, cov_k)
+    dots = dotprod.gaussian_dots(mean_q, cov_q, mean_k, cov_k, n_pairs, seed=4)
+    kappa = dotprod.sample_kurtosis(dots) - 3
+    assert abs(dots.mean() - mean) <= 5 * math.sqrt(var / n_pairs)
+    assert abs(dots.var(ddof=1) - var) <= 5 * var * math.sqrt((kappa + 2) / n_pairs)
+    # and the iid formula with the average entry variances is visibly wrong here
+    naive = d * np.trace(cov_q) / d * np.trace(cov_k) / d
+    assert abs(naive - var) > 20 * var * math.sqrt((kappa + 2) / n_pairs)
+
+
+def test_dot_moments_bad_input():
+    with pytest.raises(ValueError, match="cov_q"):
+        dotprod.dot_moments(np.zeros(3), np.eye(2), np.zeros(3), np.eye(3))
+    with pytest.raises(ValueError, match="mean_k"):
+        dotprod.dot_moments(np.zeros(3), np.eye(3), np.zeros(2), np.eye(3))
+    with pytest.raises(ValueError, match="mean_q"):
+        dotprod.dot_moments(np.array([np.nan, 0.0]), np.eye(2), np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="n_pairs"):
+        dotprod.gaussian_dots(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2), 0, seed=0)

@@ -34,6 +34,30 @@ def test_format_info_matches_finfo(dtype):
     assert info.has_inf == (dtype != torch.float8_e4m3fn)  # E4M3FN: finite and NaN only
 
 
+def test_e4m3fn_conversion_of_infinities_in_this_torch():
+    # Measured, implementation-defined behaviour the chapter glues (issue 9, point 1): torch
+    # saturates ±inf and out-of-range values to ±448 (bits 0x7E / 0xFE); only NaN stays NaN
+    # (0x7F). If a torch release changes this, the chapter's prose must change with it.
+    stored, bits = fp.stored_in_format([math.inf, -math.inf, math.nan, 1000.0, -1000.0],
+                                       torch.float8_e4m3fn)
+    assert stored[:2] == [448.0, -448.0] and math.isnan(stored[2])
+    assert stored[3:] == [448.0, -448.0]
+    assert bits == [0x7E, 0xFE, 0x7F, 0x7E, 0xFE]
+    # E5M2 has infinities (IEEE-like): +inf stays +inf, bits 0x7C
+    stored, bits = fp.stored_in_format([math.inf], torch.float8_e5m2)
+    assert stored == [math.inf] and bits == [0x7C]
+
+
+def test_stored_in_format_bits_are_unsigned_patterns():
+    # IEEE half: −1.0 is 0xBC00, +inf 0x7C00 (not negative two's-complement integers)
+    assert fp.stored_in_format([-1.0, math.inf], torch.float16)[1] == [0xBC00, 0x7C00]
+    assert fp.stored_in_format([1.0], torch.float32) == ([1.0], [0x3F800000])
+    with pytest.raises(ValueError, match="values"):
+        fp.stored_in_format([], torch.float16)
+    with pytest.raises(TypeError, match="dtype"):
+        fp.stored_in_format([1.0], np.float16)
+
+
 def test_known_layouts():
     # bit layouts defined by IEEE 754 / the bfloat16 and OCP FP8 specifications
     layouts = {name: (fp.format_info(dt).exponent_bits, fp.format_info(dt).mantissa_bits) for name, dt in fp.FORMATS.items()}
@@ -249,6 +273,41 @@ def test_softmax_errors():
     assert np.nanmax(e64.naive_rel) <= 2 * 30
 
 
+def test_exact_softmax_known_values():
+    from decimal import Decimal, localcontext
+
+    # logits 0, ln 2, ln 5 rounded to float64: p = (1, 2, 5)/8 up to the rounding of ln 2 and
+    # ln 5 (relative ≤ 2^-53 each, so p moves by ≤ 1e-16 relative); the 40-digit reference must
+    # sit within that, far tighter than any float64 softmax (which errs by ~1e-16 itself).
+    p = fp.exact_softmax(np.array([0.0, math.log(2.0), math.log(5.0)]))
+    for got, want in zip(p, (1 / 8, 2 / 8, 5 / 8)):
+        assert abs(float(got) - want) <= 2e-16 * want
+    assert abs(sum(p) - 1) < Decimal("1e-38")  # 40 digits: the sum is 1 to ~n·1e-40
+    # a two-logit row has the closed form p_top = 1 / (1 + e^(−g)); Decimal's exp is correctly
+    # rounded to 40 digits, so the reference matches a 40-digit evaluation of the closed form
+    g = 30.0
+    top = fp.exact_softmax(np.array([g, 0.0]))[0]
+    with localcontext() as ctx:
+        ctx.prec = 40
+        assert abs(top - 1 / (1 + (-Decimal(g)).exp())) < Decimal("1e-39")
+
+
+def test_softmax_errors_do_not_depend_on_long_double(monkeypatch):
+    # The reference is decimal, not np.longdouble (float64 on macOS/arm64, 80-bit on x86):
+    # making long double float64 must not change a single value.
+    row = np.random.default_rng(2).standard_normal(20)
+    tops = np.array([1.0, 30.0, 300.0])
+    before = fp.softmax_errors(row, tops, np.float64)
+    monkeypatch.setattr(np, "longdouble", np.float64)
+    after = fp.softmax_errors(row, tops, np.float64)
+    for name in ("naive_abs", "stable_abs", "naive_rel", "stable_rel"):
+        np.testing.assert_array_equal(getattr(before, name), getattr(after, name))
+    # and float64's own stable softmax is seen to err: at top = 300 the relative error of the
+    # smallest entries is u·|z_i − m| ≈ 1e-16·300·(spread/max) ≫ 0, which a float64 reference
+    # could not resolve at all on a platform whose long double is float64
+    assert before.stable_rel[-1] > 1
+
+
 def test_softmax_errors_bad_input():
     with pytest.raises(TypeError, match="dtype"):
         fp.softmax_errors(np.ones(3), np.ones(2), np.float16)
@@ -265,3 +324,40 @@ def test_gpt2_config_has_reorder_and_upcast_attn():
     transformers = pytest.importorskip("transformers")
     config = transformers.GPT2Config()
     assert config.reorder_and_upcast_attn is False
+
+
+def test_fp8_roundtrip_unscaled_is_a_plain_cast():
+    x = np.array([[1.0, 0.3, 1e-3, 1e-6], [448.0, 1000.0, -2.0, 0.0]])
+    for dt in fp.FP8:
+        expected = torch.from_numpy(x).to(dt).double().numpy()
+        np.testing.assert_array_equal(fp.fp8_roundtrip(x, dt, scaled=False), expected)
+
+
+def test_fp8_roundtrip_scaled_maps_each_row_max_to_the_format_max():
+    # with its scale, each row's largest entry is stored exactly (it becomes max_finite), and
+    # every entry above the scaled smallest normal keeps a relative error ≤ eps/2 (round to
+    # nearest); a zero row stays zero
+    rng = np.random.default_rng(3)
+    x = np.vstack([rng.uniform(1e-3, 1.0, (4, 64)), np.zeros((1, 64))])
+    for dt in fp.FP8:
+        fi = torch.finfo(dt)
+        out = fp.fp8_roundtrip(x, dt, scaled=True)
+        rows = x[:4]
+        top = rows.argmax(axis=1)
+        np.testing.assert_allclose(out[np.arange(4), top], rows[np.arange(4), top],
+                                   rtol=1e-15)
+        normal = rows * (fi.max / rows.max(axis=1, keepdims=True)) >= fi.smallest_normal
+        rel = np.abs(out[:4] - rows)[normal] / rows[normal]
+        assert rel.max() <= fi.eps / 2 * (1 + 1e-12)
+        assert np.all(out[4] == 0)
+
+
+def test_fp8_roundtrip_bad_input():
+    with pytest.raises(ValueError, match="fp8"):
+        fp.fp8_roundtrip(np.ones((2, 2)), torch.float16, scaled=True)
+    with pytest.raises(ValueError, match="values"):
+        fp.fp8_roundtrip(np.ones(3), torch.float8_e4m3fn, scaled=True)
+    with pytest.raises(ValueError, match="values"):
+        fp.fp8_roundtrip(np.array([[np.inf, 1.0]]), torch.float8_e4m3fn, scaled=False)
+    with pytest.raises(TypeError, match="dtype"):
+        fp.fp8_roundtrip(np.ones((2, 2)), np.float16, scaled=False)

@@ -14,6 +14,8 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra.numpy import arrays  # noqa: E402
 
+from conftest import REFERENCE  # noqa: E402
+
 from numscale import gpt2, gpt2_stats  # noqa: E402
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
@@ -262,3 +264,57 @@ def test_init_tensors_bad_input():
         gpt2.init_tensors("wpe.weight", seed=0)
     with pytest.raises(TypeError, match="seed"):
         gpt2.init_tensors(["wpe.weight"], seed=None)
+
+
+# ------------------------------------------------------------ read strength, labels
+
+
+def test_relative_read_strength_folds_the_gain_into_the_row():
+    rng = np.random.default_rng(0)
+    gains = rng.uniform(0.5, 2.0, size=(2, 5))
+    weights = rng.normal(size=(2, 5, 7))
+    strength = gpt2_stats.relative_read_strength(gains, weights)
+    folded = gains[:, :, None] * weights                 # diag(γ) W, row by row
+    expected = np.linalg.norm(folded, axis=2)
+    expected = expected / np.median(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(strength, expected, rtol=1e-12)   # float64, same sums
+    # a gain scaled by c and its row by 1/c read the same: only the product matters
+    gains2, weights2 = gains.copy(), weights.copy()
+    gains2[0, 3] *= 4.0
+    weights2[0, 3] /= 4.0
+    np.testing.assert_allclose(gpt2_stats.relative_read_strength(gains2, weights2), strength,
+                               rtol=1e-12)
+
+
+def test_relative_read_strength_bad_input():
+    with pytest.raises(ValueError, match="weights"):
+        gpt2_stats.relative_read_strength(np.ones((2, 5)), np.ones((2, 4, 3)))
+    with pytest.raises(ValueError, match="weights"):
+        gpt2_stats.relative_read_strength(np.ones((2, 5)), np.ones((2, 5)))
+    with pytest.raises(ValueError, match="gains"):
+        gpt2_stats.relative_read_strength(np.full((2, 5), np.nan), np.ones((2, 5, 3)))
+    with pytest.raises(TypeError, match="gains"):
+        gpt2_stats.relative_read_strength(np.ones((2, 5), dtype=int), np.ones((2, 5, 3)))
+
+
+def test_layernorm_tensors_rebuild_state_dict_names():
+    ln = gpt2.init_layernorm_parameters(n_layer=1, n_embd=4)
+    tensors = gpt2_stats.layernorm_tensors(ln.names, ln.gains, ln.biases)
+    assert list(tensors) == ["h.0.ln_1.weight", "h.0.ln_1.bias", "h.0.ln_2.weight",
+                             "h.0.ln_2.bias", "ln_f.weight", "ln_f.bias"]
+    assert tensors["ln_f.weight"].dtype == np.float32
+    np.testing.assert_array_equal(tensors["h.0.ln_2.bias"], ln.biases[1])
+    # not the released model: initialization has no matching checksums
+    assert gpt2.model_label(tensors) == gpt2.OTHER_LABEL
+    with pytest.raises(ValueError, match="one row per name"):
+        gpt2_stats.layernorm_tensors(ln.names[:2], ln.gains, ln.biases)
+    with pytest.raises(TypeError, match="names"):
+        gpt2_stats.layernorm_tensors("h.0.ln_1", ln.gains, ln.biases)
+
+
+@pytest.mark.skipif(not (REFERENCE / "gpt2_small_layernorm.npz").is_file(),
+                    reason="reference GPT-2 tensors not present")
+def test_layernorm_tensors_of_the_reference_are_the_released_model():
+    ln = gpt2.layernorm_parameters(REFERENCE)
+    tensors = gpt2_stats.layernorm_tensors(ln.names, ln.gains, ln.biases)
+    assert gpt2.model_label(tensors) == gpt2.RELEASED_LABEL

@@ -33,6 +33,13 @@ def test_init_std_relations(fan_in, fan_out):
     assert lo * (1 - 1e-12) <= xav2 <= hi * (1 + 1e-12)
 
 
+def test_init_variance_core_is_the_three_rules():
+    # the function shown in the chapter: exact formulas (float64 rounding only)
+    assert init._init_variance("lecun", 512, None) == 1 / 512
+    assert init._init_variance("he", 512, None) == 2 / 512
+    assert init._init_variance("xavier", 768, 3072) == 2 / (768 + 3072)
+
+
 def test_init_std_bad_input():
     with pytest.raises(ValueError, match="scheme"):
         init.init_std("orthogonal", 4)
@@ -155,6 +162,12 @@ def test_hf_gpt2_init_stds_match_formula():
         assert stds[name] == pytest.approx(init.gpt2_residual_proj_std(12), rel=tol)
     for name in ("attn.c_attn", "mlp.c_fc"):
         assert stds[name] == pytest.approx(0.02, rel=tol)
+    # The reconstruction draws wpe with 0.02, where OpenAI's released model.py declares
+    # 0.01: 16 × 64 = 1,024 draws, relative SE 1/√2048 = 2.2%, 5 SE = 11%, so 0.02 and
+    # 0.01 are told apart. wte: 64 × 64 draws, same band.
+    emb_tol = 5 / np.sqrt(2 * 16 * 64)
+    assert stds["wpe"] == pytest.approx(0.02, rel=emb_tol)
+    assert stds["wte"] == pytest.approx(0.02, rel=emb_tol)
     with pytest.raises(ValueError, match="n_embd"):
         init.hf_gpt2_init_stds(2, 30, seed=0)
 

@@ -124,3 +124,18 @@ def test_bad_input_raises() -> None:
         mup.aligned_key_weight([4], 4.0, 1.0, "1/d", 3, seed=0)
     with pytest.raises(TypeError, match="rho"):
         mup.correlated_pairs(4, 4, "0.5", seed=0)
+
+
+def test_attention_scale_and_multiplier() -> None:
+    d = np.array([16, 64, 128])
+    np.testing.assert_allclose(mup.attention_scale(d, "1/sqrt(d)"), 1 / np.sqrt(d), rtol=1e-15)
+    np.testing.assert_allclose(mup.attention_scale(d, "1/d"), 1 / d, rtol=1e-15)
+    # At a fixed d_k a multiplier √d_k turns 1/d_k into 1/√d_k (the constant the chapter
+    # says a tunable multiplier absorbs); mup's 8/d equals 1/√d at d = 64 exactly.
+    np.testing.assert_allclose(mup.attention_scale(d, "1/d", multiplier=np.sqrt(d)),
+                               mup.attention_scale(d, "1/sqrt(d)"), rtol=1e-15)
+    assert mup.attention_scale(64, "1/d", multiplier=8.0) == mup.attention_scale(64, "1/sqrt(d)")
+    for name, f in mup.SCALINGS.items():
+        np.testing.assert_array_equal(f(d), mup.attention_scale(d, name))
+    with pytest.raises(ValueError, match="scaling"):
+        mup.attention_scale(64, "1/d^2")

@@ -121,8 +121,10 @@ def test_layer_norm_gain_and_tiny_variance():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_against_torch(seed):
     # float32 torch vs float64 numpy on the same float32 input: torch's reductions over d
-    # terms and the final scaling round at float32; error ≤ 2·eps32·√d·max|y| (probabilistic
-    # bound, √d accumulated roundings of relative size eps32). Typical: ~7·eps32 absolute.
+    # terms and the final scaling round at float32. The tolerance 2·eps32·√d·max|y| is a
+    # probabilistic estimate (√d accumulated roundings if they behave like independent
+    # mean-zero errors), not a bound; typical errors are ~7·eps32, eight times below it.
+    # The worst-case bound of the two-pass algorithm (float32_error_bound) is larger still.
     rng = np.random.default_rng(seed)
     x = (2.0 + 3.0 * rng.standard_normal((16, D))).astype(np.float32)
     gamma, beta = rng.uniform(0.2, 2.0, D), rng.normal(0, 1, D)
@@ -138,6 +140,56 @@ def test_float32_numpy_keeps_dtype():
     x = np.random.default_rng(6).standard_normal((2, 32)).astype(np.float32)
     assert norms.layer_norm(x).dtype == np.float32
     assert norms.rms_norm(x).dtype == np.float32
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 3000), st.sampled_from([0.0, 2.0, 100.0, 1e4]),
+       st.sampled_from([1e-3, 1.0, 30.0]), st.integers(0, 2**32 - 1))
+def test_float32_error_bound_holds(d, mean, std, seed):
+    # The worst-case bound of norms.float32_error_bound must hold for every input of the
+    # two-pass algorithm evaluated in float32, including badly conditioned ones (mean 1e4,
+    # std 1e-3: the centring cancels). Reference: the same helpers in float64 on the same
+    # float32 input (their own error ~d·2⁻⁵³, 2²⁹ times below the bound's scale).
+    rng = np.random.default_rng(seed)
+    x = (mean + std * rng.standard_normal((3, d))).astype(np.float32)
+    gamma, beta = rng.uniform(-3, 3, d), rng.normal(0, 2, d)
+    ln_err = np.abs(norms.layer_norm(x, gamma, beta) - norms.layer_norm(x.astype(np.float64), gamma, beta))
+    assert np.all(ln_err <= norms.float32_error_bound(x, gamma, beta))
+    rms_err = np.abs(norms.rms_norm(x, gamma) - norms.rms_norm(x.astype(np.float64), gamma))
+    assert np.all(rms_err <= norms.float32_error_bound(x, gamma, kind="rms"))
+
+
+def test_float32_error_bound_scale_and_input():
+    # The bound grows like d·u: for standard-normal input, γ = 1, β = 0, the largest term is
+    # |x̂|·γ_{d+5}/2 ≈ |x̂|·(d/2)·u, so max bound / (d·u·max|x̂|) lies between ½ and 2.
+    u = EPS32 / 2
+    for d in (64, 768, 4096):
+        x = np.random.default_rng(d).standard_normal((2, d)).astype(np.float32)
+        x_hat = norms.layer_norm(x.astype(np.float64))
+        ratio = norms.float32_error_bound(x).max() / (d * u * np.abs(x_hat).max())
+        assert 0.5 < ratio < 2
+    # and it exceeds the √d tolerance for large d (a bound is the pessimistic one)
+    x = np.random.default_rng(0).standard_normal((4, 768)).astype(np.float32)
+    assert norms.float32_error_bound(x).max() > norms.float32_tolerance(768, 4.0)
+    with pytest.raises(ValueError, match="kind"):
+        norms.float32_error_bound(x, kind="batch")
+    with pytest.raises(ValueError, match="x must be finite"):
+        norms.float32_error_bound(np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match="gamma must have shape"):
+        norms.float32_error_bound(x, gamma=np.ones(3))
+
+
+def test_cores_are_the_equations():
+    # the functions shown in the chapter, on float64 input: equations eq-layernorm and
+    # eq-rmsnorm written out (float64 rounding: 1e-13 absolute on outputs of size ≤ 10)
+    rng = np.random.default_rng(7)
+    x = 1.5 + 2.0 * rng.standard_normal((5, 32))
+    g, b, eps = rng.uniform(0.5, 2, 32), rng.normal(0, 1, 32), 1e-5
+    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    np.testing.assert_allclose(norms._layer_norm_core(x, g, b, eps),
+                               g * (x - mu) / np.sqrt(var + eps) + b, atol=1e-13)
+    ms = np.mean(x**2, -1, keepdims=True)
+    np.testing.assert_allclose(norms._rms_norm_core(x, g, eps), g * x / np.sqrt(ms + eps), atol=1e-13)
 
 
 def test_float32_tolerance_value():

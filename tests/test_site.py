@@ -1,10 +1,14 @@
 """The built site in a real browser (Chromium via Playwright), as a reader gets it.
 
-Every page of the toc plus ``search.html`` is opened once per theme mode (light, dark)
-from a loopback server; one visit records console messages, page errors, every request,
-the images, the maths, the colours and an axe-core run, and the tests below assert on
-that record. Separate visits check search, the phone layout and the notebook/launch
-buttons. The build is the session's ``built_site`` (``NUMSCALE_TEST_SITE`` reuses one).
+Every page of the toc plus ``search.html`` is opened four times from a loopback server:
+in the light and the dark theme as a returning reader has stored it, and as a first
+visit (a fresh browser context, empty storage) with the system scheme light or dark
+(``VISITS``). One visit records console messages, page errors, every request, the
+images, the maths, the colours and an axe-core run (including the experimental
+"label-content-name-mismatch" rule), and the tests below assert on that record.
+Separate visits check that no code block scrolls sideways at a desktop (1300 px) and a
+laptop (1280 px) window, search, the phone layout, the notebook/launch buttons and the
+PDF link. The build is the session's ``built_site`` (``NUMSCALE_TEST_SITE`` reuses one).
 
 One Chromium serves the whole module (closed when the module ends). Chromium must be at
 /usr/bin/chromium (``make test`` installs it): if it is missing the tests fail with that
@@ -25,8 +29,12 @@ import pytest
 import yaml
 
 from browser_support import (
+    CODE_OVERFLOW_JS,
+    CODE_WIDTHS,
     MODES,
     PHONE,
+    SETTLE_JS,
+    VISITS,
     ROOT,
     SiteServer,
     launch_chromium,
@@ -37,6 +45,7 @@ from browser_support import (
     run_axe,
     toc_docnames,
     visit,
+    visit_mode,
 )
 
 PAGES = [f"{name}.html" for name in toc_docnames()] + ["search.html"]
@@ -81,19 +90,31 @@ def contexts(browser):
 
 
 @pytest.fixture(scope="module")
-def report_of(site_url, contexts):
-    """``report_of(path, mode)``: the (cached) record of one visit, with axe results."""
+def report_of(site_url, browser, contexts):
+    """``report_of(path, visit)``: the (cached) record of one visit, with axe results.
+
+    ``visit`` is one of :data:`VISITS`: "light"/"dark" reuse a context whose storage
+    holds that theme (a returning reader); "first-visit-light"/"first-visit-dark" open
+    the page in a fresh context with empty storage and that system scheme, so that
+    every page is checked as a reader's first page of the book.
+    """
     cache = {}
 
-    def get(path: str, mode: str):
-        if (path, mode) not in cache:
-            page, report = visit(contexts[mode], site_url, path, mode)
+    def get(path: str, visit_name: str):
+        if (path, visit_name) not in cache:
+            mode, first = visit_mode(visit_name)
+            context = new_context(browser, mode, first_visit=True) if first else contexts[mode]
             try:
-                report.axe = run_axe(page)
+                page, report = visit(context, site_url, path, mode)
+                try:
+                    report.axe = run_axe(page)
+                finally:
+                    page.close()
             finally:
-                page.close()
-            cache[path, mode] = report
-        return cache[path, mode]
+                if first:
+                    context.close()
+            cache[path, visit_name] = report
+        return cache[path, visit_name]
 
     return get
 
@@ -112,7 +133,7 @@ def test_toc_pages_were_built(built_site: Path):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", VISITS)
 @pytest.mark.parametrize("path", PAGES)
 def test_no_console_or_page_errors(report_of, path, mode):
     report = report_of(path, mode)
@@ -121,7 +142,7 @@ def test_no_console_or_page_errors(report_of, path, mode):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", VISITS)
 @pytest.mark.parametrize("path", PAGES)
 def test_every_request_succeeds_on_the_site(report_of, path, mode):
     report = report_of(path, mode)
@@ -134,7 +155,7 @@ def test_every_request_succeeds_on_the_site(report_of, path, mode):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", VISITS)
 @pytest.mark.parametrize("path", PAGES)
 def test_every_image_decodes(report_of, path, mode):
     images = report_of(path, mode).info["images"]
@@ -143,7 +164,7 @@ def test_every_image_decodes(report_of, path, mode):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", VISITS)
 @pytest.mark.parametrize("path", PAGES)
 def test_maths_is_typeset(report_of, path, mode):
     info = report_of(path, mode).info
@@ -157,10 +178,14 @@ def test_maths_is_typeset(report_of, path, mode):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", VISITS)
 @pytest.mark.parametrize("path", PAGES)
 def test_theme_mode_is_applied(report_of, path, mode):
     info = report_of(path, mode).info
+    scheme, first = visit_mode(mode)
+    if first:  # a first visitor gets "auto": the theme follows the system scheme
+        assert info["dataMode"] == "auto", f"{path} ({mode}): data-mode is {info['dataMode']!r}, expected 'auto'"
+    mode = scheme
     assert info["dataTheme"] == mode, f"{path}: data-theme is {info['dataTheme']!r}, expected {mode!r}"
     background, text = info["bodyBackgroundLuminance"], info["textLuminance"]
     if mode == "dark":
@@ -174,7 +199,7 @@ def test_theme_mode_is_applied(report_of, path, mode):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", VISITS)
 @pytest.mark.parametrize("path", PAGES)
 def test_no_serious_accessibility_violations(report_of, path, mode):
     violations = [v for v in report_of(path, mode).axe if v["impact"] in SERIOUS]
@@ -230,6 +255,66 @@ def test_figures_stay_legible_in_dark_mode(report_of, path):
                 problems.append(f"{where}: corner pixel rgba({r},{g},{b},{a}) is not opaque white")
                 break
     assert not problems, f"{path} (dark): figures not shown as drawn:\n  {_fmt(problems)}"
+
+
+# ---------------------------------------------------------------- the code column
+
+
+@pytest.fixture(scope="module")
+def code_overflow(site_url, browser):
+    """``code_overflow(path, width)``: :data:`CODE_OVERFLOW_JS` for a page opened in a
+    window ``width`` px wide (cached)."""
+    cache: dict[tuple[str, int], dict] = {}
+    contexts_by_width: dict[int, object] = {}
+
+    def get(path: str, width: int) -> dict:
+        if (path, width) not in cache:
+            if width not in contexts_by_width:
+                contexts_by_width[width] = new_context(browser, "light", viewport={"width": width, "height": 900})
+            page = contexts_by_width[width].new_page()
+            try:
+                page.goto(site_url + path, wait_until="load")
+                page.wait_for_load_state("networkidle")
+                page.evaluate(SETTLE_JS)
+                cache[path, width] = page.evaluate(CODE_OVERFLOW_JS)
+            finally:
+                page.close()
+        return cache[path, width]
+
+    yield get
+    for context in contexts_by_width.values():
+        context.close()
+
+
+def _overflow_details(result: dict, kind: str) -> list[str]:
+    return [
+        f"{block['longestChars']} chars, {block['overflowPx']} px too wide: {block['longest']!r}"
+        for block in result["overflowing"] if block["kind"] == kind
+    ]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", CODE_WIDTHS)
+@pytest.mark.parametrize("path", PAGES)
+def test_code_fits_the_column(code_overflow, path, width):
+    """No code block (code cell or listing) scrolls sideways at a desktop or laptop width:
+    the column holds the book's 88-character lines (CONTRIBUTING, ruff line-length)."""
+    result = code_overflow(path, width)
+    if result["columnChars"] is not None:
+        assert result["columnChars"] >= 88, (
+            f"{path}: at {width} px the code column holds {result['columnChars']} characters, fewer than 88"
+        )
+    wide = _overflow_details(result, "code")
+    assert not wide, f"{path} at {width} px: code blocks scroll sideways (reflow to 88 chars):\n  {_fmt(wide)}"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", CODE_WIDTHS)
+@pytest.mark.parametrize("path", PAGES)
+def test_printed_output_fits_the_column(code_overflow, path, width):
+    """Printed cell output (notices, tables) does not scroll sideways either."""
+    wide = _overflow_details(code_overflow(path, width), "output")
+    assert not wide, f"{path} at {width} px: printed output scrolls sideways:\n  {_fmt(wide)}"
 
 
 # ----------------------------------------------------------------------- search
@@ -374,7 +459,7 @@ def _notebooks_module():
 
 @pytest.mark.browser
 @pytest.mark.parametrize("docname", CHAPTERS)
-def test_chapter_offers_its_notebook_and_launch_buttons(site_url, contexts, docname):
+def test_chapter_offers_its_notebook_and_launch_buttons(built_site, site_url, contexts, docname):
     notebooks = _notebooks_module()
     repo, branch = repository_url(), repository_branch()
     org, name = repo.split("github.com/")[1].split("/")[:2]
@@ -397,13 +482,12 @@ def test_chapter_offers_its_notebook_and_launch_buttons(site_url, contexts, docn
         }
     finally:
         page.close()
-    source = next(ROOT.glob(f"{docname}.*"))
-    assert served == notebooks.notebook_text(notebooks.chapter_notebook(source, repo, branch)), (
-        f"{docname}: the served notebook is not the conversion of {source.name}"
-    )
+    expected = notebooks.notebook_text(notebooks.site_notebook(ROOT, docname, built_site.parent))
+    assert served == expected, f"{docname}: the served notebook is not the conversion of its page"
     first = json.loads(served)["cells"][0]
     assert "remove-cell" in first["metadata"]["tags"]
-    assert f'"numscale @ git+{repo}' in "".join(first["source"])
+    ref = notebooks.source_ref(ROOT, branch)
+    assert f"numscale @ git+{repo}@{ref}" in "".join(first["source"])
     # Colab opens the notebook from the branch the publish workflow pushes (_config.yml).
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     nb_branch = config["sphinx"]["config"]["numscale_notebooks_branch"]
@@ -414,6 +498,22 @@ def test_chapter_offers_its_notebook_and_launch_buttons(site_url, contexts, docn
     )
     assert launch["Colab"] == f"https://colab.research.google.com/github/{org}/{name}/blob/{nb_branch}/{relpath}"
     assert launch["Binder"] == f"https://mybinder.org/v2/gh/{org}/{name}/{branch}?urlpath=lab/tree/{relpath}"
+
+
+def test_site_links_the_pdf_only_when_it_exists(built_site):
+    """With ``make pdf`` run before the HTML build, every page's download menu offers the
+    whole book as a PDF that the site serves; without it, no page links a missing file."""
+    pdf = built_site / "numscale-book.pdf"
+    pages = [page for page in PAGES if page != "search.html"]
+    linked = [page for page in pages if "btn-download-book-pdf-button" in (built_site / page).read_text(encoding="utf-8")]
+    if pdf.is_file():
+        assert pdf.read_bytes()[:5] == b"%PDF-", f"{pdf} is not a PDF"
+        assert linked == pages, f"pages without the PDF link: {sorted(set(pages) - set(linked))}"
+        for page in pages:
+            href = re.search(r'href="([^"]*numscale-book\.pdf)"', (built_site / page).read_text(encoding="utf-8"))
+            assert href and (built_site / page).parent.joinpath(href.group(1)).resolve() == pdf.resolve(), page
+    else:
+        assert not linked, f"pages linking a PDF the site does not have: {linked}"
 
 
 def test_binder_generates_the_same_notebooks(built_site, tmp_path):
@@ -428,9 +528,21 @@ def test_binder_generates_the_same_notebooks(built_site, tmp_path):
     sources = [next(ROOT.glob(f"{name}.*")) for name in CHAPTERS]
     assert notebooks.main(["--root", str(ROOT), "--out", str(tmp_path), *map(str, sources)]) == 0
     for name in CHAPTERS:
-        made = (tmp_path / f"{name}.ipynb").read_text(encoding="utf-8")
+        made = json.loads((tmp_path / f"{name}.ipynb").read_text(encoding="utf-8"))
+        served = json.loads((built_site / "_notebooks" / f"{name}.ipynb").read_text(encoding="utf-8"))
+        # Binder has no build: its prose names the glued values instead of quoting them
+        # (the reader computes them by running the cells); the code is the same.
+        code = [[c["source"] for c in nb["cells"] if c["cell_type"] == "code"] for nb in (made, served)]
+        assert code[0] == code[1], f"{name}: Binder's notebook runs different code from the site's"
+        assert made == json.loads(notebooks.notebook_text(notebooks.site_notebook(ROOT, name))), name
+    # With the build's executed notebooks the script writes exactly the site's notebooks.
+    built = tmp_path / "with-build"
+    args = ["--root", str(ROOT), "--out", str(built), "--build", str(built_site.parent), *map(str, sources)]
+    assert notebooks.main(args) == 0
+    for name in CHAPTERS:
+        made = (built / f"{name}.ipynb").read_text(encoding="utf-8")
         served = (built_site / "_notebooks" / f"{name}.ipynb").read_text(encoding="utf-8")
-        assert made == served, f"{name}: Binder's notebook differs from the site's"
+        assert made == served, f"{name}: the script's notebook differs from the site's"
 
 
 # ------------------------------------------------------------------- figure files

@@ -211,3 +211,119 @@ def test_logit_scale_sweep():
     assert s.ce_wrong[-1] == pytest.approx(math.sqrt(2), abs=1e-14)
     with pytest.raises(ValueError, match="alphas"):
         sg.logit_scale_sweep(z, [-1.0])
+
+
+# --------------------------------------------------------------------------- new: crossover vs n,
+# the gradient with respect to q, and the SGD/Adam reparametrization
+
+
+def test_jacobian_from_probs_is_the_shown_formula():
+    p = softmax(np.random.default_rng(5).standard_normal((3, 7)))
+    J = sg.jacobian_from_probs(p)
+    for row, Jr in zip(p, J):
+        np.testing.assert_allclose(Jr, np.diag(row) - np.outer(row, row), rtol=0, atol=1e-17)
+    np.testing.assert_allclose(J.sum(axis=-1), 0, atol=4 * EPS)  # rows sum to p − p·1 = 0
+
+
+def test_attention_backward_matches_autograd():
+    rng = np.random.default_rng(6)
+    q, keys = rng.standard_normal(16), rng.standard_normal((9, 16))
+    values, upstream = rng.standard_normal((9, 5)), rng.standard_normal(5)
+    for scale in (1.0, 0.25):
+        dz, dq = sg.attention_backward(q, keys, values, upstream, scale)
+        qt = torch.tensor(q, requires_grad=True)
+        z = scale * torch.tensor(keys) @ qt
+        z.retain_grad()
+        out = torch.softmax(z, dim=0) @ torch.tensor(values)
+        out.backward(torch.tensor(upstream))
+        # float64, a handful of O(1) terms per entry: 1e-12 absolute.
+        np.testing.assert_allclose(dq, qt.grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(dz, z.grad.numpy(), rtol=1e-10, atol=1e-12)
+    # Batched call equals the per-trial calls.
+    qs, ks = rng.standard_normal((3, 16)), rng.standard_normal((3, 9, 16))
+    vs, us = rng.standard_normal((3, 9, 5)), rng.standard_normal((3, 5))
+    batched = sg.query_gradient(qs, ks, vs, us, 0.5)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i], sg.query_gradient(qs[i], ks[i], vs[i], us[i], 0.5),
+                                   rtol=1e-13, atol=1e-15)
+
+
+def test_query_gradient_bad_input():
+    q, keys, values, up = np.ones(4), np.ones((3, 4)), np.ones((3, 2)), np.ones(2)
+    with pytest.raises(ValueError, match="keys"):
+        sg.query_gradient(q, np.ones((3, 5)), values, up, 1.0)
+    with pytest.raises(ValueError, match="upstream"):
+        sg.query_gradient(q, keys, values, np.ones(3), 1.0)
+    with pytest.raises(ValueError, match="q"):
+        sg.query_gradient(np.array([1.0, np.nan, 0, 0]), keys, values, up, 1.0)
+    with pytest.raises(TypeError, match="keys"):
+        sg.query_gradient(q, np.ones((3, 4), dtype=int), values, up, 1.0)
+    with pytest.raises(TypeError, match="scale"):
+        sg.query_gradient(q, keys, values, up, "1")
+
+
+def test_effective_count():
+    assert sg.effective_count(np.ones(7)) == pytest.approx(7.0, rel=1e-14)
+    assert sg.effective_count(np.array([0.0, -3.0, 0.0])) == pytest.approx(1.0, rel=1e-14)
+    assert sg.effective_count(np.array([1.0, -1.0])) == pytest.approx(2.0, rel=1e-14)
+
+
+def test_crossover_exists_at_50_keys_and_scaled_norm_is_sqrt_e_over_n():
+    c = sg.iid_jacobian_crossover(50, 1000, seed=11)
+    assert c.crossed
+    # Chapter (2000 rows): 63 ± 4; the book's QKᵀ rows: 70. With 1000 rows the SE is ≈ 5;
+    # [40, 100] is > 4 SE either side of 63 and also excludes "no crossover".
+    assert 40 < c.d_cross < 100 and c.d_cross_se < 15
+    # Peak on the power-of-two grid: 2.83 (d = 8) measured; neighbours 2 and 4.
+    assert 2.0 <= c.sigma_peak <= 4.0
+    # The mean curve at the crossover equals the scaled value by construction: check the
+    # gap changes sign between the grid points around d_cross.
+    below = c.dims[c.dims < c.d_cross][-1]
+    above = c.dims[c.dims > c.d_cross][0]
+    assert c.gap[c.dims == below][0] > 0 > c.gap[c.dims == above][0]
+
+
+def test_crossover_moves_right_with_n():
+    c512 = sg.iid_jacobian_crossover(512, 300, seed=12)
+    # Chapter: 1,269 ± 172 (800 rows); with 300 rows SE ≈ 280; [500, 3000] is > 2.5 SE below
+    # and > 6 SE above, and far above the n = 50 value.
+    assert c512.crossed and 500 < c512.d_cross < 3000
+    # ‖J‖_F at σ = 1 ≈ √(e/n) (E Σp² = e^{σ²}/n for large n): measured within 2% at n = 512;
+    # rows are iid with relative spread ≈ 10%, so 300 rows give SE ≈ 0.6%: 5% tolerance.
+    assert c512.norm_at_1 == pytest.approx(math.sqrt(math.e / 512), rel=0.05)
+    assert c512.sigma_peak > 2.83  # the n = 50 peak
+
+
+def test_crossover_input_checks():
+    with pytest.raises(ValueError, match="d_max"):
+        sg.iid_jacobian_crossover(50, 10, seed=0, d_max=1000)
+    with pytest.raises(ValueError, match="n_rows"):
+        sg.iid_jacobian_crossover(50, 1, seed=0)
+
+
+def test_unscaled_query_gradient_is_larger_and_reaches_fewer_keys():
+    r = sg.query_gradient_sweep([8, 64, 2048], seed=21, n_trials=150)
+    # Chapter (300 trials): ratio 3.5, 6.3, 10.8 with SE 0.13, 0.44, 1.9; with 150 trials the
+    # SEs are √2 larger (≈ 2.7 at 2048: ‖∂L/∂q‖ is heavy-tailed there). "Larger at every
+    # d_k": each ratio exceeds 1 by more than 3 SE (one-sided normal tail 1.3e-3; measured
+    # margins 17, 11 and 3.7 SE for this seed).
+    assert np.all(r.ratio - 1 > 3 * r.ratio_se)
+    assert r.ratio[1] > r.ratio[0]  # grows with d_k (measured gap ≈ 2.8, ≈ 4 SE here)
+    # Keys receiving gradient: unscaled 6.4 → 2.05 (SE ≈ 0.05 at 2048), scaled ≈ 17.3 of 50
+    # at every width (SE ≈ 0.4): bounds at > 5 SE from the measured values.
+    assert r.keys_unscaled[-1] < 2.5 and r.keys_unscaled[0] > 5
+    assert np.all((r.keys_scaled > 15) & (r.keys_scaled < 20))
+
+
+def test_scaling_is_a_reparametrization_sgd_s2_adam_s():
+    # SGD: init s·W0, lr s²η reproduces the scaled run; s = 1/8 is a power of two, so every
+    # multiplication by it is exact and the trajectories agree bit for bit.
+    assert sg.reparametrization_gap("sgd", 2) == 0.0
+    # Adam: the step is invariant to the gradient's scale up to ε = 1e-8 against gradients of
+    # order 1e-3..1e-1 over 20 steps: a relative difference ≲ 1e-4 (measured 2.5e-5).
+    assert sg.reparametrization_gap("adam", 1) < 1e-4
+    # The wrong rule for each optimizer misses by a visible amount (measured 0.08 and 0.28).
+    assert sg.reparametrization_gap("sgd", 1) > 1e-2
+    assert sg.reparametrization_gap("adam", 2) > 1e-2
+    with pytest.raises(ValueError, match="optimizer"):
+        sg.reparametrization_gap("rmsprop", 1)

@@ -1,11 +1,13 @@
 """Screenshots of every page of the built book, in light and dark mode, for review.
 
-    python tools/screenshots.py _build/html _build/screenshots [--phone] [--pages book/intro ...]
+    python tools/screenshots.py _build/html _build/screenshots [--phone] [--first-visit]
+                                [--pages book/intro ...]
 
 Writes ``<out>/<page>-light.png`` and ``<out>/<page>-dark.png`` (full page, desktop
 width) for every page of ``_toc.yml`` and for ``search.html`` (with a query); with
 ``--phone``, also ``<page>-phone-<mode>.png`` (390 × 844, the first screen, and the
-navigation opened). The site is served on loopback and rendered by /usr/bin/chromium,
+navigation opened); with ``--first-visit``, the pages as a first-time visitor sees them
+(empty browser storage, the system scheme light or dark). The site is served on loopback and rendered by /usr/bin/chromium,
 exactly as in the browser tests (tests/browser_support.py).
 """
 
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("site", type=Path, help="the built HTML folder (_build/html)")
     parser.add_argument("out", type=Path, help="folder for the PNG files")
     parser.add_argument("--phone", action="store_true", help="also phone-sized screenshots")
+    parser.add_argument("--first-visit", action="store_true",
+                        help="open every page with empty browser storage (a first visit)")
     parser.add_argument("--pages", nargs="*", help="only these pages (e.g. book/intro)")
     args = parser.parse_args(argv)
     if not (args.site / "index.html").is_file():
@@ -55,14 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     with SiteServer(args.site) as server, sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         for mode in MODES:
-            context = new_context(browser, mode)
+            context = new_context(browser, mode, first_visit=args.first_visit)
             for path, stem in _page_list(args.pages):
+                if args.first_visit:  # a fresh context per page: nothing stored
+                    context.close()
+                    context = new_context(browser, mode, first_visit=True)
                 page = context.new_page()
                 page.goto(server.url + path, wait_until="load")
                 if path.startswith("search.html"):
                     page.wait_for_selector("#search-results .search-summary", timeout=20_000)
                 _settle(page)
-                page.screenshot(path=str(args.out / f"{stem}-{mode}.png"), full_page=True)
+                suffix = "-first-visit" if args.first_visit else ""
+                page.screenshot(path=str(args.out / f"{stem}-{mode}{suffix}.png"), full_page=True)
                 written += 1
                 page.close()
             context.close()

@@ -78,6 +78,19 @@ def iid_entropy_sweep(n_keys: int, sigmas: Sequence[float], rows: int, seed: int
 
 
 # --------------------------------------------------------------------------- QK-normalization
+#
+# Two different things go by the name "QK-norm":
+#   * Henry et al. (2020): ℓ2-normalize q and k and multiply their dot product (a cosine)
+#     by a learned scalar g instead of 1/√d_k, so |logit| ≤ |g|  (l2_qk_logits);
+#   * Dehghani et al. (2023, ViT-22B) and Wortsman et al. (2023): a LayerNorm (with a
+#     learned gain) on q and on k, keeping 1/√d_k, so |logit| ≤ √d_k·max|γ_q|·max|γ_k|
+#     (layernorm_qk_logits).
+
+
+def standardize(x: np.ndarray, eps: float) -> np.ndarray:
+    """(x − mean)/√(var + ε) over the last axis, no gain: ``(..., d) -> (..., d)``."""
+    centred = x - x.mean(axis=-1, keepdims=True)
+    return centred / np.sqrt((centred**2).mean(axis=-1, keepdims=True) + eps)
 
 
 def layer_norm(x: np.ndarray, gamma: np.ndarray | None = None, eps: float = 1e-5) -> np.ndarray:
@@ -89,8 +102,7 @@ def layer_norm(x: np.ndarray, gamma: np.ndarray | None = None, eps: float = 1e-5
     eps = finite_float(eps, "eps")
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
-    centred = x - x.mean(axis=-1, keepdims=True)
-    out = centred / np.sqrt((centred**2).mean(axis=-1, keepdims=True) + eps)
+    out = standardize(x, eps)
     if gamma is None:
         return out
     g = as_float_array(gamma, "gamma", ndim=1)
@@ -99,43 +111,86 @@ def layer_norm(x: np.ndarray, gamma: np.ndarray | None = None, eps: float = 1e-5
     return out * g
 
 
+def layernorm_qk_logits(q: np.ndarray, k: np.ndarray, gamma_q: np.ndarray,
+                        gamma_k: np.ndarray, eps: float) -> np.ndarray:
+    """LayerNorm on q and k, then q̂·k̂/√d_k: ``(n, d_k), (n, d_k) -> (n, n)``."""
+    q_hat = gamma_q * standardize(q, eps)
+    k_hat = gamma_k * standardize(k, eps)
+    return q_hat @ k_hat.T / np.sqrt(q.shape[1])
+
+
+def layernorm_qk_bound(d_k: int, gamma_q: np.ndarray, gamma_k: np.ndarray) -> float:
+    """No logit of :func:`layernorm_qk_logits` exceeds this (Cauchy–Schwarz)."""
+    return float(np.sqrt(d_k) * np.max(np.abs(gamma_q)) * np.max(np.abs(gamma_k)))
+
+
+def l2_qk_logits(q: np.ndarray, k: np.ndarray, g: float) -> np.ndarray:
+    """g · cos(q, k), ℓ2-normalized q and k, no 1/√d_k: ``(n, d_k) ×2 -> (n, n)``."""
+    q_hat = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    k_hat = k / np.linalg.norm(k, axis=-1, keepdims=True)
+    return g * (q_hat @ k_hat.T)
+
+
+def l2_qk_bound(g: float) -> float:
+    """No logit of :func:`l2_qk_logits` exceeds |g| (a cosine lies in [−1, 1])."""
+    return abs(float(g))
+
+
+def _qk_mode(qk_norm: bool | str) -> str:
+    if isinstance(qk_norm, bool):
+        return "layernorm" if qk_norm else "none"
+    if qk_norm in ("none", "layernorm", "l2"):
+        return qk_norm
+    raise TypeError(f"qk_norm must be a bool or one of 'none', 'layernorm', 'l2', got {qk_norm!r}")
+
+
 def attention_logits(
     x: np.ndarray,
     w_q: np.ndarray,
     w_k: np.ndarray,
     *,
-    qk_norm: bool = False,
+    qk_norm: bool | str = False,
     gamma_q: np.ndarray | None = None,
     gamma_k: np.ndarray | None = None,
     eps: float = 1e-5,
+    g: float | None = None,
 ) -> np.ndarray:
-    """Scaled logits q·k/√d_head of one head: ``(n, d_model), (d_model, d_head) ×2 -> (n, n)``.
+    """Logits of one head: ``(n, d_model), (d_model, d_k) ×2 -> (n, n)``.
 
-    q = x W_q, k = x W_k; with ``qk_norm`` each q and k first goes through
-    :func:`layer_norm` with gains ``gamma_q`` / ``gamma_k`` (default all ones).
+    q = x W_Q, k = x W_K. ``qk_norm``: ``False``/``"none"`` gives q·k/√d_k;
+    ``True``/``"layernorm"`` gives :func:`layernorm_qk_logits` with gains ``gamma_q`` /
+    ``gamma_k`` (default all ones); ``"l2"`` gives :func:`l2_qk_logits` with scalar ``g``
+    (default √d_k, which gives logits of the scale of q·k/√d_k for random q and k).
     """
     x = as_float_array(x, "x", ndim=2)
     w_q = as_float_array(w_q, "w_q", ndim=2)
     w_k = as_float_array(w_k, "w_k", ndim=2)
     if w_q.shape != w_k.shape or w_q.shape[0] != x.shape[1]:
-        raise ValueError(f"w_q and w_k must both have shape (d_model={x.shape[1]}, d_head), got {w_q.shape} and {w_k.shape}")
-    if not isinstance(qk_norm, bool):
-        raise TypeError(f"qk_norm must be a bool, got {type(qk_norm).__name__}")
+        raise ValueError(f"w_q and w_k must both have shape (d_model={x.shape[1]}, d_k), "
+                         f"got {w_q.shape} and {w_k.shape}")
+    mode = _qk_mode(qk_norm)
     q, k = x @ w_q, x @ w_k
-    if qk_norm:
-        q, k = layer_norm(q, gamma_q, eps), layer_norm(k, gamma_k, eps)
-    return q @ k.T / np.sqrt(q.shape[1])
+    d_k = q.shape[1]
+    if mode == "none":
+        return q @ k.T / np.sqrt(d_k)
+    if mode == "l2":
+        return l2_qk_logits(q, k, np.sqrt(d_k) if g is None else finite_float(g, "g"))
+    eps = finite_float(eps, "eps")
+    gq = np.ones(d_k) if gamma_q is None else as_float_array(gamma_q, "gamma_q", ndim=1)
+    gk = np.ones(d_k) if gamma_k is None else as_float_array(gamma_k, "gamma_k", ndim=1)
+    return layernorm_qk_logits(q, k, gq, gk, eps)
 
 
-def qk_norm_bound(d_head: int, gamma_q: np.ndarray | None = None, gamma_k: np.ndarray | None = None) -> float:
-    """√d_head · max|γ_q| · max|γ_k|: no QK-normalized logit q̂·k̂/√d_head can exceed it.
+def qk_norm_bound(d_head: int, gamma_q: np.ndarray | None = None,
+                  gamma_k: np.ndarray | None = None) -> float:
+    """√d_k · max|γ_q| · max|γ_k|: the bound on LayerNorm-QK logits; gains default to ones.
 
-    (Cauchy–Schwarz: |q̂·k̂| ≤ ‖q̂‖‖k̂‖ ≤ (max|γ_q|√d)(max|γ_k|√d).) Gains default to ones.
+    (Cauchy–Schwarz: |q̂·k̂| ≤ ‖q̂‖‖k̂‖ ≤ (max|γ_q|√d)(max|γ_k|√d).)
     """
     d = positive_int(d_head, "d_head")
-    gq = 1.0 if gamma_q is None else float(np.max(np.abs(as_float_array(gamma_q, "gamma_q", ndim=1))))
-    gk = 1.0 if gamma_k is None else float(np.max(np.abs(as_float_array(gamma_k, "gamma_k", ndim=1))))
-    return float(np.sqrt(d) * gq * gk)
+    gq = np.ones(1) if gamma_q is None else as_float_array(gamma_q, "gamma_q", ndim=1)
+    gk = np.ones(1) if gamma_k is None else as_float_array(gamma_k, "gamma_k", ndim=1)
+    return layernorm_qk_bound(d, gq, gk)
 
 
 def random_head(n_tokens: int, d_model: int, d_head: int, seed: int | np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -164,8 +219,12 @@ class GrowthSweep:
     entropy: np.ndarray  #: (m,) mean attention entropy (nats) over the n rows
 
 
-def query_growth_sweep(x: np.ndarray, w_q: np.ndarray, w_k: np.ndarray, factors: Sequence[float], *, qk_norm: bool) -> GrowthSweep:
-    """Attention logits and entropy when W_q is replaced by c·W_q, for each c in ``factors``."""
+def query_growth_sweep(x: np.ndarray, w_q: np.ndarray, w_k: np.ndarray,
+                       factors: Sequence[float], *, qk_norm: bool | str) -> GrowthSweep:
+    """Attention logits and entropy when W_Q is replaced by c·W_Q, for each c in ``factors``.
+
+    ``qk_norm`` as in :func:`attention_logits` (unit gains; g = √d_k for ``"l2"``).
+    """
     c = as_float_array(np.asarray(factors, dtype=float), "factors", ndim=1)
     if np.any(c <= 0):
         raise ValueError("factors must be > 0")

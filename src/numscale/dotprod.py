@@ -187,8 +187,8 @@ def loglog_slope(dims: np.ndarray, values: np.ndarray) -> tuple[float, float]:
 def predicted_slope_se(dims: np.ndarray, rel_se: np.ndarray) -> float:
     """Standard error of the log–log least-squares slope predicted by sampling theory.
 
-    If log(values[i]) has independent errors of standard deviation ``rel_se[i]`` (a small
-    relative error of values[i]), the least-squares slope Σ wᵢ log(valuesᵢ) with
+    If log(values[i]) has independent errors of standard deviation ``rel_se[i]`` (a
+    small relative error of values[i]), the least-squares slope Σ wᵢ log(valuesᵢ) with
     wᵢ = (xᵢ − x̄) / Σ(xⱼ − x̄)², xᵢ = log dimsᵢ, has standard error √(Σ wᵢ² rel_seᵢ²).
     Shapes ``(m,), (m,) -> float``.
     """
@@ -234,3 +234,64 @@ def qk_softmax_rows(n: int, d: int, seeds: Sequence[int], scale: float, dtype: t
         max_prob[row] = _softmax.softmax(logits).max(axis=-1)
         entropy[row] = _softmax.entropy(logits)
     return SoftmaxRowStats(max_prob=max_prob, entropy=entropy, scale=scale)
+
+
+def mean_and_seed_se(per_row: np.ndarray) -> tuple[float, float]:
+    """Mean over all rows of a ``(n_seeds, n)`` statistic, and its standard error.
+
+    The rows of one seed share its keys (and queries), so they are not independent:
+    the standard error is taken from the spread of the ``n_seeds`` per-seed means,
+    ``std(ddof=1) / √n_seeds``. Needs at least two seeds.
+    """
+    values = as_float_array(per_row, "per_row", ndim=2)
+    if values.shape[0] < 2 or values.shape[1] == 0:
+        raise ValueError(f"per_row must have >= 2 seeds and >= 1 row, got {values.shape}")
+    per_seed = values.mean(axis=1)
+    se = per_seed.std(ddof=1) / np.sqrt(per_seed.size)
+    return float(per_seed.mean()), float(se)
+
+
+def dot_moments(
+    mean_q: np.ndarray, cov_q: np.ndarray, mean_k: np.ndarray, cov_k: np.ndarray
+) -> tuple[float, float]:
+    """Mean and variance of q·k for *independent* q, k with given means and covariances.
+
+    Shapes ``(d,), (d, d), (d,), (d, d)``. With ``E[q] = μ_q``, ``Cov(q) = Σ_q`` (same for
+    k), ``E[q·k] = μ_q·μ_k`` and ``Var(q·k) = tr(Σ_q Σ_k) + μ_qᵀ Σ_k μ_q + μ_kᵀ Σ_q μ_k``,
+    whatever the distribution. For ``μ = 0`` and ``Σ = σ² I`` this is ``d σ_q² σ_k²``.
+    """
+    mq = as_float_array(mean_q, "mean_q", ndim=1)
+    mk = as_float_array(mean_k, "mean_k", ndim=1)
+    cq = as_float_array(cov_q, "cov_q", ndim=2)
+    ck = as_float_array(cov_k, "cov_k", ndim=2)
+    d = mq.size
+    expected = {"mean_k": (mk, (d,)), "cov_q": (cq, (d, d)), "cov_k": (ck, (d, d))}
+    for name, (arr, shape) in expected.items():
+        if arr.shape != shape:
+            raise ValueError(
+                f"{name} must have shape {shape} to match mean_q, got {arr.shape}"
+            )
+    mean = float(mq @ mk)
+    var = float(np.trace(cq @ ck) + mq @ ck @ mq + mk @ cq @ mk)
+    return mean, var
+
+
+def gaussian_dots(
+    mean_q: np.ndarray, cov_q: np.ndarray, mean_k: np.ndarray, cov_k: np.ndarray,
+    n_pairs: int, seed: int | np.random.Generator,
+) -> np.ndarray:
+    """``n_pairs`` dot products of independent q ~ N(μ_q, Σ_q), k ~ N(μ_k, Σ_k).
+
+    Shape ``(n_pairs,)``.
+
+    Shapes of the moments as in :func:`dot_moments` (which checks them); the covariances
+    must be positive definite (Cholesky factorisation).
+    """
+    dot_moments(mean_q, cov_q, mean_k, cov_k)  # validates shapes and values
+    n_pairs = positive_int(n_pairs, "n_pairs")
+    rng = rng_from(seed)
+    draws = [rng.multivariate_normal(np.asarray(mean, float), np.asarray(cov, float),
+                                     n_pairs, method="cholesky")
+             for mean, cov in ((mean_q, cov_q), (mean_k, cov_k))]
+    q, k = draws
+    return np.einsum("ij,ij->i", q, k)

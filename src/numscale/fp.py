@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, localcontext
 
 import numpy as np
 import torch
@@ -64,8 +65,13 @@ class FormatInfo:
 
 
 def format_info(dtype: torch.dtype) -> FormatInfo:
-    """:class:`FormatInfo` of ``dtype``. Mantissa bits = −log2(eps); ``has_inf`` is
-    measured by storing +inf in the format (E4M3FN has no infinity: it becomes NaN)."""
+    """:class:`FormatInfo` of ``dtype``. Mantissa bits = −log2(eps).
+
+    ``has_inf`` is measured: whether +inf is still infinite after conversion to the
+    format in the running torch. E4M3FN has no infinity; what a conversion does with
+    an out-of-range value is implementation-defined (torch 2.13 saturates +inf to the
+    largest finite value, 448; see :func:`stored_in_format`).
+    """
     dtype = _check_dtype(dtype)
     fi = torch.finfo(dtype)
     mantissa = int(round(-math.log2(fi.eps)))
@@ -112,6 +118,27 @@ def to_markdown(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
+def stored_in_format(
+    values: Sequence[float], dtype: torch.dtype
+) -> tuple[list[float], list[int]]:
+    """What the running torch stores for each of ``values`` in format ``dtype``.
+
+    Returns ``(stored, bits)``: the stored values read back as floats (NaN, ±inf
+    included) and their integer bit patterns. Conversion of out-of-range values and
+    infinities is implementation-defined, so this is a measurement of this torch,
+    not a property of the format.
+    """
+    dtype = _check_dtype(dtype)
+    if len(values) == 0:
+        raise ValueError("values must not be empty")
+    x = torch.tensor([float(v) for v in values], dtype=torch.float64).to(dtype)
+    int_dtype = _INT_OF_SIZE[torch.finfo(dtype).bits]
+    bits = x.view(int_dtype).to(torch.int64)
+    if int_dtype is not torch.uint8:
+        bits = bits & ((1 << torch.finfo(dtype).bits) - 1)  # two's complement -> unsigned
+    return x.double().tolist(), [int(b) for b in bits.tolist()]
+
+
 # ------------------------------------------------------------------ bisection on bits
 
 
@@ -129,8 +156,11 @@ def bits_of(x: float, dtype: torch.dtype) -> int:
     return int(torch.tensor([x], dtype=torch.float64).to(dtype).view(int_dtype)[0].item())
 
 
-def _largest_bits_where(dtype: torch.dtype, holds: Callable[[torch.Tensor], bool]) -> int:
-    lo, hi = 1, _max_bits(dtype)  # smallest positive (subnormal) and largest finite value
+def _largest_bits_where(
+    dtype: torch.dtype, holds: Callable[[torch.Tensor], bool]
+) -> int:
+    """Largest bit pattern b of a positive value of ``dtype`` with ``holds`` true."""
+    lo, hi = 1, _max_bits(dtype)  # bits of the smallest and the largest positive value
     if not holds(value_of_bits(lo, dtype)):
         raise ValueError("holds must be true at the smallest positive value")
     if holds(value_of_bits(hi, dtype)):
@@ -286,8 +316,9 @@ class SoftmaxErrors:
     """Errors of the naive and the max-shifted softmax over a sweep of logit scales.
 
     ``tops``: the largest logit of each row, shape ``(k,)``. Errors are in units of the
-    format's eps, against a long-double reference computed from the same (rounded)
-    logits; NaN where the method returned a non-finite value.
+    format's eps, against an exact reference (40 significant digits, :mod:`decimal`)
+    computed from the same rounded logits, so the result is the same on every
+    platform; NaN where the method returned a non-finite value.
     ``*_abs``: max_i |p̂_i − p_i|; ``*_rel``: max_i |p̂_i − p_i| / p_i over the entries
     with p_i above the format's smallest normal.
     """
@@ -299,9 +330,45 @@ class SoftmaxErrors:
     stable_rel: np.ndarray
 
 
+_REFERENCE_DIGITS = 40
+
+
+def exact_softmax(logits: np.ndarray) -> list[Decimal]:
+    """softmax of the float values ``logits`` ``(n,)`` to 40 significant digits.
+
+    Each float converts to :class:`decimal.Decimal` exactly; exp and the sum are
+    evaluated with 40-digit decimal arithmetic (correctly rounded exp), so the relative
+    error of every entry is far below float64's 1.1e-16, on any platform.
+    """
+    from numscale.checks import as_float_array
+
+    z = as_float_array(logits, "logits", ndim=1)
+    with localcontext() as ctx:
+        ctx.prec = _REFERENCE_DIGITS
+        exact = [Decimal(float(v)) for v in z]
+        m = max(exact)
+        terms = [(v - m).exp() for v in exact]
+        total = sum(terms, Decimal(0))
+        return [t / total for t in terms]
+
+
+def _errors_in_eps(p: np.ndarray, ref: list[Decimal], ok: np.ndarray,
+                   eps: float) -> tuple[float, float]:
+    """(max |p − ref|, max |p − ref| / ref over ``ok``) in units of ``eps``; NaN if p
+    is not finite."""
+    if not np.all(np.isfinite(p)):
+        return np.nan, np.nan
+    with localcontext() as ctx:
+        ctx.prec = _REFERENCE_DIGITS
+        err = [abs(Decimal(float(v)) - r) for v, r in zip(p, ref)]
+        rel = [e / r for e, r, keep in zip(err, ref, ok) if keep]
+    return float(max(err)) / eps, float(max(rel)) / eps
+
+
 def softmax_errors(row: np.ndarray, tops: np.ndarray, dtype: type) -> SoftmaxErrors:
     """Scale ``row`` so its largest entry is each value in ``tops``, round to ``dtype``
-    (``np.float32`` or ``np.float64``) and measure naive and stable softmax errors.
+    (``np.float32`` or ``np.float64``) and measure naive and stable softmax errors
+    against :func:`exact_softmax` of the rounded logits.
 
     ``row``: ``(n,)`` with a positive maximum; ``tops``: ``(k,)`` positive.
     """
@@ -317,14 +384,44 @@ def softmax_errors(row: np.ndarray, tops: np.ndarray, dtype: type) -> SoftmaxErr
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be np.float32 or np.float64, got {dtype!r}")
     eps = float(np.finfo(dtype).eps)
-    out: dict[str, list[float]] = {"naive_abs": [], "stable_abs": [], "naive_rel": [], "stable_rel": []}
+    tiny = Decimal(float(np.finfo(dtype).smallest_normal))
+    out: dict[str, list[float]] = {
+        "naive_abs": [], "stable_abs": [], "naive_rel": [], "stable_rel": []
+    }
     for top in t:
         z = (r * (top / r.max())).astype(dtype)
-        ref = softmax(z.astype(np.longdouble))
-        ok = ref > np.finfo(dtype).smallest_normal
+        ref = exact_softmax(z)
+        ok = np.array([v > tiny for v in ref])
         for name, p in (("naive", naive_softmax(z)), ("stable", softmax(z))):
-            err = np.abs(p.astype(np.longdouble) - ref)
-            finite = bool(np.all(np.isfinite(p)))
-            out[f"{name}_abs"].append(float(err.max()) / eps if finite else np.nan)
-            out[f"{name}_rel"].append(float((err[ok] / ref[ok]).max()) / eps if finite else np.nan)
+            abs_err, rel_err = _errors_in_eps(p, ref, ok, eps)
+            out[f"{name}_abs"].append(abs_err)
+            out[f"{name}_rel"].append(rel_err)
     return SoftmaxErrors(tops=t, **{k: np.array(v) for k, v in out.items()})
+
+
+# ------------------------------------------------------------------ fp8 storage with scales
+
+
+def fp8_roundtrip(values: np.ndarray, dtype: torch.dtype, *, scaled: bool) -> np.ndarray:
+    """``values`` ``(rows, n)`` stored in fp8 format ``dtype`` and read back, as float64.
+
+    ``scaled=False`` casts the values as they are. ``scaled=True`` first multiplies each
+    row by its own scale factor ``max_finite / max|row|`` (a per-block scale, one block
+    per row), so the row's largest magnitude maps to the format's largest finite number,
+    casts, and divides the scale out again, as fp8 recipes do (Micikevicius et al. 2022).
+    Rows that are all zero keep scale 1.
+    """
+    dtype = _check_dtype(dtype)
+    if dtype not in FP8:
+        raise ValueError(f"dtype must be an fp8 format, got {dtype}")
+    from numscale.checks import as_float_array
+
+    x = as_float_array(values, "values", ndim=2).astype(np.float64)
+    if x.size == 0:
+        raise ValueError(f"values must not be empty, got shape {x.shape}")
+    scale = np.ones((x.shape[0], 1))
+    if scaled:
+        peak = np.abs(x).max(axis=1, keepdims=True)
+        scale = np.where(peak > 0, torch.finfo(dtype).max / np.where(peak > 0, peak, 1), 1)
+    stored = torch.from_numpy(x * scale).to(dtype).double().numpy()
+    return stored / scale

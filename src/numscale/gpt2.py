@@ -1,83 +1,91 @@
-"""Read GPT-2's tensors from wherever they are, one tensor at a time.
+"""GPT-2's tensors, read one at a time, checked, and labelled honestly.
 
-The source is named by the ``source`` argument or, when that is ``None``, by the
-environment variable ``NUMSCALE_GPT2`` (default ``"gpt2"``, the Hugging Face id).
-Accepted sources:
+Where the tensors come from follows :mod:`numscale.sources`: the ``source`` argument or,
+when that is ``None``, the environment variable ``NUMSCALE_GPT2``; by default ``"gpt2"``,
+the Hugging Face id. Accepted sources:
 
 * a Hugging Face hub id (``"gpt2"``, ``"openai-community/gpt2"``): the local Hugging Face
-  cache is tried first; otherwise, unless ``HF_HUB_OFFLINE`` is set, the hub endpoint
-  (``HF_ENDPOINT`` or https://huggingface.co) is probed for at most
-  :data:`PROBE_TIMEOUT` seconds and ``model.safetensors`` is downloaded;
-* a directory written by ``save_pretrained`` (``model.safetensors``, or sharded
-  ``model-0000x-of-0000y.safetensors`` files with their index, and ``config.json``);
+  cache first, else (unless ``HF_HUB_OFFLINE`` is set) ``model.safetensors`` is downloaded
+  after a probe of at most :data:`~numscale.sources.PROBE_TIMEOUT` seconds;
+* a directory written by ``save_pretrained`` (``model.safetensors`` or sharded files with
+  their index, and ``config.json``);
 * one ``.safetensors`` file, or one ``.npz`` of arrays keyed by state-dict name;
-* a directory of such ``.safetensors`` / ``.npz`` files holding one state dict between
-  them (the project's ``../shared/reference`` folder is one).
+* a directory of such files holding one state dict between them (the project's
+  ``../shared/reference`` folder is one).
 
-A relative path that does not exist from the current directory is also tried from ``$PWD``
-(the directory the build was launched from: the book executes pages inside ``book/``).
+Tensor names are normalised to the bare ``GPT2Model`` form (``transformer.h.0.ln_1.weight``
+and ``h.0.ln_1.weight`` both name ``h.0.ln_1.weight``). Only the tensors asked for are
+read (:mod:`numscale.safetensors_io` reads a safetensors tensor's byte range; an ``.npz``
+member is read on access). Pickle files are never unpickled. Every tensor read is checked:
+a float dtype, the shape GPT-2 has for that name (GPT-2 small's, or the shape implied by
+the source's ``config.json``), finite values.
 
-Tensor names are normalised to the bare ``GPT2Model`` form: ``transformer.h.0.ln_1.weight``
-and ``h.0.ln_1.weight`` both name ``h.0.ln_1.weight`` (``lm_head.weight`` keeps its name).
-Only the tensors asked for are read: a safetensors file's header is parsed and each
-requested tensor's byte range is read on its own (:mod:`numscale.safetensors_io`), ``.npz`` members are decompressed on access. Pickle files
-(``pytorch_model.bin``, ``.pt``) are never unpickled: a source that holds only those is
-refused with :class:`GPT2Unavailable`.
-
-Errors: :class:`GPT2Unavailable` (a ``RuntimeError``) when the source is missing,
-unreachable or holds no readable weights; ``ValueError`` naming the file when a file is
-corrupt; :class:`MissingTensorError` (a ``KeyError``) listing the available names when a
-tensor is not in the source; ``TypeError`` for arguments of the wrong type.
+Errors: a source the reader named that cannot be used (missing path, pickle-only folder,
+corrupt file, bad tensor, missing tensors) raises :class:`~numscale.sources.SourceError`
+(a ``ValueError``; :class:`MissingTensorError` for missing tensors), one line naming the
+variable, the source and the reason. Only the default hub id, unreachable, raises
+:class:`GPT2Unavailable`, which chapters catch to show a notice; so does
+:func:`load_model` on a source that holds only part of GPT-2 (:class:`ModelIncomplete`).
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import hashlib
 import json
 import os
 import re
-import threading
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from numscale import safetensors_io
+from numscale import safetensors_io, sources
+from numscale.gpt2_checksums import RELEASED_SHA256
+from numscale.sources import PROBE_TIMEOUT, SourceError, SourceUnavailable, endpoint_reachable
+
+__all__ = [
+    "ENV_VAR", "DEFAULT_SOURCE", "PROBE_TIMEOUT", "N_LAYER", "N_EMBD", "HOW_TO_PROVIDE",
+    "GPT2Unavailable", "ModelIncomplete", "MissingTensorError", "SourceError",
+    "LayerNormParameters", "canonical_name", "layernorm_module_names", "endpoint_reachable",
+    "clear_cache", "list_tensors", "describe_source", "source_available", "load_tensors",
+    "load_tensor", "count_layers", "layernorm_parameters", "init_layernorm_parameters",
+    "load_model", "gpt2_shape", "init_tensors", "is_released_gpt2_small", "model_label",
+]
 
 #: Environment variable naming the source of the weights.
 ENV_VAR = "NUMSCALE_GPT2"
 #: Source used when neither ``source`` nor ``NUMSCALE_GPT2`` is given.
 DEFAULT_SOURCE = "gpt2"
-#: Seconds allowed for the reachability probe of the hub endpoint.
-PROBE_TIMEOUT = 1.5
 #: GPT-2 small's depth and width.
 N_LAYER = 12
 N_EMBD = 768
+RELEASED_LABEL = "the released GPT-2 small"
+OTHER_LABEL = "a model with GPT-2's tensor names"
 
 HOW_TO_PROVIDE = (
-    "To provide GPT-2's weights, set the environment variable NUMSCALE_GPT2 to a directory "
-    "written by save_pretrained, to a .safetensors or .npz file keyed by state-dict name, or "
-    "to a folder of such files, or build with access to the Hugging Face hub once so that "
-    "the model 'gpt2' is in the local Hugging Face cache."
+    "To provide GPT-2's weights, set NUMSCALE_GPT2 to a save_pretrained directory, to a "
+    ".safetensors or .npz file keyed by state-dict name, or to a folder of such files, or "
+    "build once with access to the Hugging Face hub so that 'gpt2' is in its local cache."
 )
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
+_WEIGHT_SUFFIXES = (".safetensors", ".npz")
 
 
-class GPT2Unavailable(RuntimeError):
-    """The GPT-2 weights cannot be had: missing path, no network, pickle-only files."""
+class GPT2Unavailable(SourceUnavailable):
+    """No GPT-2 weights to be had from the default source (not cached, hub unreachable)."""
 
 
-class MissingTensorError(KeyError):
-    """A requested tensor is not in the source; the message lists what is."""
+class ModelIncomplete(GPT2Unavailable):
+    """The source is readable but holds no whole model for :func:`load_model`."""
 
-    def __str__(self) -> str:  # KeyError would print the message in quotes
-        return str(self.args[0]) if self.args else ""
+
+class MissingTensorError(SourceError):
+    """Requested tensors are not in the source; the message lists some that are."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ class LayerNormParameters:
 
     ``names``: module names in order (``h.0.ln_1``, ``h.0.ln_2``, ..., ``ln_f``);
     ``gains`` and ``biases``: float32 arrays of shape ``(len(names), n_embd)``;
-    ``source``: a description of where they came from.
+    ``source``: a description of where they came from (no machine paths).
     """
 
     names: tuple[str, ...]
@@ -114,43 +122,78 @@ def layernorm_module_names(n_layer: int = N_LAYER) -> tuple[str, ...]:
     return tuple(f"h.{i}.{ln}" for i in range(n_layer) for ln in ("ln_1", "ln_2")) + ("ln_f",)
 
 
+def gpt2_shape(name: str, n_layer: int = N_LAYER, n_embd: int = N_EMBD,
+               n_positions: int = 1024, vocab_size: int = 50257) -> tuple[int, ...]:
+    """Shape of a GPT-2 state-dict tensor (Conv1D weights are ``(in, out)``).
+
+    ``ValueError`` for a name GPT-2 does not have (or a block index >= ``n_layer``).
+    """
+    name = canonical_name(name)
+    d = n_embd
+    fixed = {"wte.weight": (vocab_size, d), "wpe.weight": (n_positions, d),
+             "lm_head.weight": (vocab_size, d), "ln_f.weight": (d,), "ln_f.bias": (d,)}
+    if name in fixed:
+        return fixed[name]
+    match = re.fullmatch(r"h\.(\d+)\.(.+)", name)
+    per_block = {
+        "ln_1.weight": (d,), "ln_1.bias": (d,), "ln_2.weight": (d,), "ln_2.bias": (d,),
+        "attn.c_attn.weight": (d, 3 * d), "attn.c_attn.bias": (3 * d,),
+        "attn.c_proj.weight": (d, d), "attn.c_proj.bias": (d,),
+        "mlp.c_fc.weight": (d, 4 * d), "mlp.c_fc.bias": (4 * d,),
+        "mlp.c_proj.weight": (4 * d, d), "mlp.c_proj.bias": (d,),
+    }
+    if match is None or match.group(2) not in per_block or int(match.group(1)) >= n_layer:
+        raise ValueError(f"{name!r} is not a tensor of GPT-2 with {n_layer} blocks")
+    return per_block[match.group(2)]
+
+
 # ----------------------------------------------------------------- resolution
-
-
-def _source_string(source: Any) -> str:
-    if source is None:
-        source = os.environ.get("NUMSCALE_GPT2") or DEFAULT_SOURCE
-    if isinstance(source, os.PathLike):
-        source = os.fspath(source)
-    if not isinstance(source, str):
-        raise TypeError(f"source must be a str or a path, got {type(source).__name__}")
-    if not source.strip():
-        raise ValueError("source must not be an empty string")
-    return source
-
-
-def _looks_like_path(source: str) -> bool:
-    """A path (rather than a hub id): starts with / . ~, has a weight-file suffix, or
-    cannot be a hub id (``name`` or ``owner/name``)."""
-    return (
-        source.startswith(("/", ".", "~"))
-        or source.endswith((".npz", ".safetensors") + _PICKLE_SUFFIXES)
-        or (os.sep != "/" and os.sep in source)
-        or not _HUB_ID.match(source)
-    )
 
 
 @dataclass(frozen=True)
 class _Resolved:
-    """Files holding one state dict, and what to call them."""
+    """Files holding one state dict, what to call them, and the dimensions to check."""
 
     files: tuple[Path, ...]
     description: str
     config: Path | None  # config.json, when the source has one
+    choice: sources.Choice
+    dims: tuple[int, int, int]  # n_embd, n_positions, vocab_size the shapes are checked with
+
+    def error(self, reason: str, cls: type | None = None) -> Exception:
+        """``SourceError`` (or ``cls``) for an explicit source, else ``GPT2Unavailable``."""
+        exc = self.choice.error(reason, HOW_TO_PROVIDE)
+        if isinstance(exc, SourceUnavailable):
+            return _as_gpt2(exc)
+        return cls(str(exc)) if cls is not None else exc
 
 
-def _weight_files_in(directory: Path) -> tuple[list[Path], Path | None]:
-    """The weight files of a directory, and its config.json if any."""
+def _as_gpt2(exc: Exception) -> Exception:
+    """A ``SourceUnavailable`` as ``GPT2Unavailable`` (same message, reason, advice)."""
+    if not isinstance(exc, SourceUnavailable) or isinstance(exc, GPT2Unavailable):
+        return exc
+    converted = GPT2Unavailable(str(exc))
+    converted.reason, converted.advice = exc.reason, exc.advice
+    return converted
+
+
+def _fail(choice: sources.Choice, reason: str) -> Exception:
+    return _as_gpt2(choice.error(reason, HOW_TO_PROVIDE))
+
+
+def _dims_from(config: Path | None, choice: sources.Choice) -> tuple[int, int, int]:
+    small = (N_EMBD, 1024, 50257)
+    if config is None:
+        return small
+    try:
+        values = json.loads(config.read_text(encoding="utf-8"))
+        return (int(values.get("n_embd", small[0])), int(values.get("n_positions", small[1])),
+                int(values.get("vocab_size", small[2])))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise _fail(choice, f"{config.name} is not a readable config ({exc})") from None
+
+
+def _weight_files_in(directory: Path, choice: sources.Choice) -> tuple[list[Path], Path | None]:
     config = directory / "config.json"
     config = config if config.is_file() else None
     index = directory / "model.safetensors.index.json"
@@ -158,182 +201,104 @@ def _weight_files_in(directory: Path) -> tuple[list[Path], Path | None]:
         try:
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"corrupt safetensors index {index}: {exc}") from exc
+            raise _fail(choice, f"corrupt safetensors index {index.name} ({exc})") from None
         return [directory / f for f in sorted(set(weight_map.values()))], config
     if (directory / "model.safetensors").is_file():
         return [directory / "model.safetensors"], config
-    files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in {".safetensors", ".npz"})
+    files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
     return files, config
 
 
-def _resolve_path(path: Path) -> _Resolved:
+def _resolve_path(choice: sources.Choice, path: Path) -> _Resolved:
     if not path.exists():
-        raise GPT2Unavailable(f"GPT-2 source {str(path)!r} does not exist. {HOW_TO_PROVIDE}")
+        raise _fail(choice, "the path does not exist")
     if path.is_file():
         if path.suffix in _PICKLE_SUFFIXES:
-            raise GPT2Unavailable(
-                f"{path} is a pickle file; it is not loaded because unpickling can run arbitrary "
-                f"code. Convert it to safetensors (model.save_pretrained(dir)). {HOW_TO_PROVIDE}"
-            )
-        if path.suffix not in {".safetensors", ".npz"}:
-            raise GPT2Unavailable(f"{path} is neither a .safetensors nor an .npz file. {HOW_TO_PROVIDE}")
-        return _Resolved((path,), f"file {path}", None)
-    files, config = _weight_files_in(path)
+            raise _fail(choice, f"{path.name} is a pickle file, which is never loaded "
+                                f"(unpickling can run arbitrary code); convert it to "
+                                f"safetensors with save_pretrained")
+        if path.suffix not in _WEIGHT_SUFFIXES:
+            raise _fail(choice, f"{path.name} is neither a .safetensors nor an .npz file")
+        return _Resolved((path,), sources.describe_local(choice, path), None, choice,
+                         _dims_from(None, choice))
+    files, config = _weight_files_in(path, choice)
     if not files:
         pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
         if pickles:
-            raise GPT2Unavailable(
-                f"directory {path} holds only pickle weights ({', '.join(pickles)}), which are not "
-                f"loaded because unpickling can run arbitrary code. Save the model with "
-                f"save_pretrained (safetensors, the default). {HOW_TO_PROVIDE}"
-            )
-        raise GPT2Unavailable(f"directory {path} holds no .safetensors or .npz files. {HOW_TO_PROVIDE}")
-    names = ", ".join(f.name for f in files)
-    kind = "save_pretrained directory" if config is not None else "directory"
-    return _Resolved(tuple(files), f"{kind} {path} ({len(files)} file{'s' * (len(files) > 1)}: {names})", config)
+            raise _fail(choice, f"the folder holds only pickle weights ({', '.join(pickles)}), "
+                                f"which are never loaded (unpickling can run arbitrary "
+                                f"code); save the model with save_pretrained (safetensors)")
+        raise _fail(choice, "the folder holds no .safetensors or .npz files")
+    description = sources.describe_local(choice, path, [f.name for f in files])
+    if config is not None:
+        description = description.replace("the folder", "the save_pretrained folder", 1)
+    return _Resolved(tuple(files), description, config, choice, _dims_from(config, choice))
 
 
-def _offline() -> bool:
-    return (os.environ.get("HF_HUB_OFFLINE") or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _endpoint() -> str:
-    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
-
-
-def endpoint_reachable(url: str | None = None, timeout: float = PROBE_TIMEOUT) -> bool:
-    """Whether an HTTP ``HEAD url`` gets a usable answer within ``timeout`` seconds.
-
-    Usable: a success or redirect status, or 401/403 (the hub answered but wants a token).
-    A 404 or a server error counts as unreachable: some networks answer every request
-    with an error page. The request runs in a daemon thread that is abandoned after
-    ``timeout``, so a stuck DNS lookup or a silent server cannot hold the caller longer.
-    """
-    url = url or _endpoint()
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as response:
-                result.append(response.status < 400)
-        except urllib.error.HTTPError as exc:
-            result.append(exc.code in (401, 403))
-        except Exception:  # noqa: BLE001 - any other failure means unreachable
-            result.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
-
-
-_HUB_CACHE: dict[tuple, _Resolved | str] = {}
+_HUB: dict[tuple, _Resolved | Exception] = {}
 
 
 def clear_cache() -> None:
-    """Forget hub look-ups made in this process (successes and failures)."""
-    _HUB_CACHE.clear()
+    """Forget hub look-ups, probes and file indexes made in this process."""
+    _HUB.clear()
+    _INDEX.clear()
+    sources.clear_cache()
 
 
-def _hub_cache_dir() -> str | None:
-    """The hub cache named by the environment now (the hub client reads it at import)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ.get("HF_HUB_CACHE")
-    if os.environ.get("HF_HOME"):
-        return os.path.join(os.environ.get("HF_HOME", ""), "hub")
-    return None
-
-
-def _hub_file(repo_id: str, filename: str, *, local_only: bool) -> Path:
-    from huggingface_hub import hf_hub_download
-
-    return Path(hf_hub_download(repo_id, filename, local_files_only=local_only,
-                                endpoint=_endpoint(), cache_dir=_hub_cache_dir()))
-
-
-def _resolve_hub(repo_id: str) -> _Resolved:
-    key = (repo_id, _offline(), _endpoint(), os.environ.get("HF_HOME"), os.environ.get("HF_HUB_CACHE"))
-    cached = _HUB_CACHE.get(key)
+def _resolve_hub(choice: sources.Choice) -> _Resolved:
+    key = (choice, *sources.environment_key())
+    cached = _HUB.get(key)
     if isinstance(cached, _Resolved):
         return cached
-    if isinstance(cached, str):
-        raise GPT2Unavailable(cached)
+    if isinstance(cached, Exception):
+        raise _as_gpt2(cached)
+    repo_id = choice.text
     try:
-        resolved = _resolve_hub_uncached(repo_id)
-    except GPT2Unavailable as exc:
-        _HUB_CACHE[key] = str(exc)
-        raise
-    _HUB_CACHE[key] = resolved
+        fetched = sources.fetch_hub_files(choice, repo_id, ["model.safetensors"],
+                                          advice=HOW_TO_PROVIDE)
+    except SourceUnavailable as exc:
+        _HUB[key] = exc
+        raise _as_gpt2(exc) from None
+    weights = fetched.paths["model.safetensors"]
+    try:
+        config: Path | None = sources.hub_file(repo_id, "config.json",
+                                               local_only=fetched.how != "downloaded")
+    except Exception:  # noqa: BLE001 - the tensors are still usable without it
+        config = None
+    how = "local Hugging Face cache" if fetched.how != "downloaded" else "downloaded"
+    resolved = _Resolved((weights,), f"Hugging Face model {repo_id!r} ({how})", config,
+                         choice, _dims_from(config, choice))
+    _HUB[key] = resolved
     return resolved
 
 
-def _resolve_hub_uncached(repo_id: str) -> _Resolved:
-    try:
-        import huggingface_hub  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - installed with the book
-        raise GPT2Unavailable(f"huggingface_hub is not installed, so hub id {repo_id!r} cannot be read. {HOW_TO_PROVIDE}") from exc
-    how = "local Hugging Face cache"
-    try:
-        weights = _hub_file(repo_id, "model.safetensors", local_only=True)
-    except Exception:  # noqa: BLE001 - not cached (LocalEntryNotFoundError, validation errors)
-        if _offline():
-            raise GPT2Unavailable(
-                f"hub id {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. {HOW_TO_PROVIDE}"
-            ) from None
-        probe_url = f"{_endpoint()}/{repo_id}/resolve/main/config.json"
-        if not endpoint_reachable(probe_url):
-            raise GPT2Unavailable(
-                f"hub id {repo_id!r} is not in the local Hugging Face cache and {_endpoint()} is not "
-                f"reachable (a HEAD request to {probe_url} got no usable answer within {PROBE_TIMEOUT} s). {HOW_TO_PROVIDE}"
-            ) from None
-        how = f"downloaded from {_endpoint()}"
-        try:
-            weights = _hub_file(repo_id, "model.safetensors", local_only=False)
-        except Exception as exc:  # noqa: BLE001 - network, auth, missing repo or file
-            raise GPT2Unavailable(
-                f"could not download model.safetensors of hub id {repo_id!r}: {type(exc).__name__}: {exc}. {HOW_TO_PROVIDE}"
-            ) from exc
-    try:
-        config: Path | None = _hub_file(repo_id, "config.json", local_only=True)
-    except Exception:  # noqa: BLE001
-        config = None
-        if how != "local Hugging Face cache":
-            try:
-                config = _hub_file(repo_id, "config.json", local_only=False)
-            except Exception:  # noqa: BLE001 - the tensors are still usable
-                config = None
-    return _Resolved((weights,), f"Hugging Face model {repo_id!r} ({how}: {weights})", config)
-
-
-_SHELL_CWD_VAR = "PWD"  # the launching shell's directory; a kernel may run elsewhere
-
-
-def _local_path(text: str) -> Path:
-    """``text`` as a path. A relative path that does not exist from the current directory is
-    tried from the launching shell's directory ($PWD): the book executes pages inside
-    ``book/``, while ``NUMSCALE_GPT2=../shared/reference`` is written relative to the
-    directory the build was started from."""
-    path = Path(text).expanduser()
-    if not path.is_absolute() and not path.exists():
-        shell_cwd = os.environ.get(_SHELL_CWD_VAR)
-        if shell_cwd and (Path(shell_cwd) / path).exists():
-            return Path(shell_cwd) / path
-    return path
-
-
 def _resolve(source: Any) -> _Resolved:
-    text = _source_string(source)
-    path = _local_path(text)
-    if path.exists() or _looks_like_path(text):
-        return _resolve_path(path)
-    return _resolve_hub(text)
+    choice = sources.choose(source, ENV_VAR, DEFAULT_SOURCE)
+    path = sources.local_path(choice.text)
+    if path.exists() or sources.looks_like_path(choice.text, _WEIGHT_SUFFIXES + _PICKLE_SUFFIXES):
+        return _resolve_path(choice, path)
+    return _resolve_hub(choice)
 
 
 # ----------------------------------------------------------------- file access
 
 
+def _expected_shape(name: str, dims: tuple[int, int, int]) -> tuple[int, ...] | None:
+    """The shape GPT-2 has for ``name`` with these dimensions; None for other names."""
+    n_embd, n_positions, vocab = dims
+    try:
+        return gpt2_shape(name, n_layer=1 << 30, n_embd=n_embd, n_positions=n_positions,
+                          vocab_size=vocab)
+    except ValueError:
+        return None
+
+
 class _Reader:
-    """Context manager over one weight file: ``keys()`` and ``get(key)``."""
+    """Context manager over one weight file: ``keys()`` and checked ``get(key)``.
+
+    Errors are plain ``ValueError`` naming the file (base name); the caller turns them
+    into the source's error.
+    """
 
     def __init__(self, path: Path):
         self.path = path
@@ -341,16 +306,17 @@ class _Reader:
         self._ctx: Any = None
 
     def __enter__(self) -> _Reader:
+        name = self.path.name
+        if self.path.suffix == ".safetensors":
+            self._ctx = safetensors_io.read_header(self.path)  # ValueError names the file
+            return self
+        if not zipfile.is_zipfile(self.path):
+            raise ValueError(f"{name} is not a readable .npz file (not a zip archive)")
         try:
-            if self.path.suffix == ".safetensors":
-                self._ctx = safetensors_io.read_header(self.path)
-            else:
-                self._handle = np.load(self.path, allow_pickle=False)
-        except ValueError:
-            raise  # already names the file
-        except Exception as exc:  # noqa: BLE001 - BadZipFile, OSError, ...
-            raise ValueError(f"cannot read weight file {self.path}: it is corrupt or not a "
-                             f"{self.path.suffix} file ({type(exc).__name__}: {exc})") from exc
+            self._handle = np.load(self.path, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - BadZipFile, OSError, pickle refusal
+            raise ValueError(f"{name} is not a readable .npz file "
+                             f"({type(exc).__name__})") from None
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -360,51 +326,99 @@ class _Reader:
     def keys(self) -> list[str]:
         return list(self._ctx[0]) if self._ctx is not None else list(self._handle.files)
 
-    def get(self, key: str) -> np.ndarray:
+    def get(self, key: str, expected: tuple[int, ...] | None, small: bool = True) -> np.ndarray:
+        """The tensor ``key``, checked against ``expected`` (GPT-2 small's shape when
+        ``small``: the source has no config.json), as float32."""
+        where = f"tensor {key!r} in {self.path.name}"
+        small = " small" if small else ""
         try:
             if self._ctx is not None:
                 array = safetensors_io.read_tensors(self.path, [key], parsed=self._ctx)[key]
             else:
                 array = self._handle[key]
         except ValueError as exc:
-            if str(self.path) in str(exc):
-                raise  # safetensors_io's message already names the file
-            raise ValueError(f"cannot read tensor {key!r} from weight file {self.path}: {exc}") from exc
+            if "allow_pickle" in str(exc) or "pickled" in str(exc):
+                raise ValueError(f"{where} holds Python objects, which are never "
+                                 f"unpickled") from None
+            if self.path.name in str(exc):
+                raise
+            raise ValueError(f"{where} cannot be read ({exc})") from None
         except Exception as exc:  # noqa: BLE001 - BadZipFile, zlib.error, ...
-            raise ValueError(f"cannot read tensor {key!r} from weight file {self.path}: it is "
-                             f"corrupt ({type(exc).__name__}: {exc})") from exc
+            raise ValueError(f"{where} cannot be read: the file is corrupt "
+                             f"({type(exc).__name__})") from None
         array = np.asarray(array)
-        if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-            raise ValueError(f"tensor {key!r} in {self.path} has non-numeric dtype {array.dtype}")
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"{where} has dtype {array.dtype}; GPT-2's tensors are floats")
+        if expected is not None and array.shape != expected:
+            raise ValueError(f"{where} has shape {array.shape}, but GPT-2{small} has {expected}")
+        if not np.all(np.isfinite(array)):
+            count = int(array.size - np.count_nonzero(np.isfinite(array)))
+            raise ValueError(f"{where} holds {sources.plural(count, 'NaN or inf value')}")
         return np.array(array, dtype=np.float32, copy=True)
+
+
+_INDEX: dict[tuple, dict[str, tuple[Path, str]]] = {}
 
 
 def _index(resolved: _Resolved) -> dict[str, tuple[Path, str]]:
     """canonical name -> (file, key in that file), over all files of the source."""
+    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in resolved.files)
+    if stamp in _INDEX:
+        return _INDEX[stamp]
     index: dict[str, tuple[Path, str]] = {}
     for path in resolved.files:
-        with _Reader(path) as reader:
-            for key in reader.keys():
-                name = canonical_name(key)
-                if name in index:
-                    other = index[name]
-                    raise ValueError(
-                        f"tensor {name!r} appears twice in the source: as {other[1]!r} in {other[0]} "
-                        f"and as {key!r} in {path}"
-                    )
-                index[name] = (path, key)
+        try:
+            with _Reader(path) as reader:
+                keys = reader.keys()
+        except ValueError as exc:
+            raise resolved.error(str(exc)) from None
+        for key in keys:
+            name = canonical_name(key)
+            if name in index:
+                other = index[name]
+                raise resolved.error(f"tensor {name!r} appears twice: as {other[1]!r} in "
+                                     f"{other[0].name} and as {key!r} in {path.name}")
+            index[name] = (path, key)
+    _INDEX[stamp] = index
     return index
 
 
-def _missing(names: Sequence[str], available: Sequence[str], description: str) -> MissingTensorError:
-    hints = []
+def _missing(resolved: _Resolved, names: Sequence[str], available: Sequence[str]) -> Exception:
+    """One line: which tensors are absent, one "did you mean", a few of those present."""
+    hint = ""
     for name in names:
-        close = difflib.get_close_matches(name, available, n=3)
-        hints.append(f"{name!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
-    shown = ", ".join(sorted(available))
-    return MissingTensorError(
-        f"tensor(s) {', '.join(hints)} not in {description}. It holds {len(available)} tensors: {shown}"
-    )
+        close = difflib.get_close_matches(name, available, n=1)
+        if close:
+            hint = f" (did you mean {close[0]!r} for {name!r}?)"
+            break
+    shown = sorted(available)
+    listing = ", ".join(shown[:8]) + (f", … ({len(shown) - 8} more)" if len(shown) > 8 else "")
+    absent = ", ".join(map(repr, names[:6])) + (", …" if len(names) > 6 else "")
+    what = sources.plural(len(names), "requested tensor")
+    reason = (f"{what} missing: {absent}{hint}; {resolved.description} holds "
+              f"{sources.plural(len(shown), 'tensor')}: {listing}")
+    return resolved.error(reason, MissingTensorError)
+
+
+def _read(resolved: _Resolved, index: dict[str, tuple[Path, str]], wanted: Sequence[str],
+          dims: tuple[int, int, int] | None = None) -> dict[str, np.ndarray]:
+    """The ``wanted`` tensors, each checked against GPT-2's shape for ``dims`` (default:
+    the source's config.json, else GPT-2 small)."""
+    small = dims is None and resolved.config is None
+    dims = dims or resolved.dims
+    by_file: dict[Path, list[str]] = {}
+    for name in wanted:
+        by_file.setdefault(index[name][0], []).append(name)
+    result: dict[str, np.ndarray] = {}
+    for path, file_names in by_file.items():
+        try:
+            with _Reader(path) as reader:
+                for name in file_names:
+                    result[name] = reader.get(index[name][1], _expected_shape(name, dims),
+                                              small=small)
+        except ValueError as exc:
+            raise resolved.error(str(exc)) from None
+    return {name: result[name] for name in wanted}
 
 
 # ----------------------------------------------------------------------- API
@@ -416,18 +430,17 @@ def list_tensors(source: str | os.PathLike | None = None) -> list[str]:
 
 
 def describe_source(source: str | os.PathLike | None = None) -> str:
-    """One line saying where the tensors come from and how many there are.
-
-    Raises :class:`GPT2Unavailable` like every loader function when there are none.
-    """
+    """One line saying where the tensors come from and how many there are (no machine
+    paths): e.g. ``"the folder named by NUMSCALE_GPT2 (a.npz, b.npz); 123 tensors"``."""
     resolved = _resolve(source)
-    return f"{resolved.description}; {len(_index(resolved))} tensors"
+    return f"{resolved.description}; {sources.plural(len(_index(resolved)), 'tensor')}"
 
 
 def source_available(source: str | os.PathLike | None = None) -> bool:
-    """True when the source resolves to readable weight files (never raises GPT2Unavailable)."""
+    """True when the source resolves to readable weight files. ``False`` only when the
+    default source is unavailable; a named source that cannot be used raises."""
     try:
-        _resolve(source)
+        _index(_resolve(source))
     except GPT2Unavailable:
         return False
     return True
@@ -443,11 +456,13 @@ def load_tensors(
     ``names``: a sequence of state-dict names (with or without the ``transformer.``
     prefix); ``pattern``: a shell-style glob on canonical names (``"h.*.attn.c_proj.weight"``);
     give one of them, or neither for every tensor. Shapes are those of the checkpoint
-    (Conv1D weights are ``(in, out)``). Only the requested tensors are read.
+    (Conv1D weights are ``(in, out)``). Only the requested tensors are read, and each is
+    checked (float dtype, GPT-2's shape for its name, finite values).
     """
     if names is not None:
         if isinstance(names, (str, bytes)):
-            raise TypeError("names must be a sequence of tensor names, not a single string (wrap it in a list)")
+            raise TypeError("names must be a sequence of tensor names, not a single string "
+                            "(wrap it in a list)")
         if not isinstance(names, Sequence):
             raise TypeError(f"names must be a sequence of str, got {type(names).__name__}")
         bad = [type(n).__name__ for n in names if not isinstance(n, str)]
@@ -463,22 +478,14 @@ def load_tensors(
         wanted = list(dict.fromkeys(canonical_name(n) for n in names))
         absent = [n for n in wanted if n not in index]
         if absent:
-            raise _missing(absent, list(index), resolved.description)
+            raise _missing(resolved, absent, list(index))
     elif pattern is not None:
         wanted = sorted(n for n in index if fnmatch.fnmatchcase(n, canonical_name(pattern)))
         if not wanted:
-            raise _missing([pattern], list(index), resolved.description)
+            raise _missing(resolved, [pattern], list(index))
     else:
         wanted = sorted(index)
-    by_file: dict[Path, list[str]] = {}
-    for name in wanted:
-        by_file.setdefault(index[name][0], []).append(name)
-    result: dict[str, np.ndarray] = {}
-    for path, file_names in by_file.items():
-        with _Reader(path) as reader:
-            for name in file_names:
-                result[name] = reader.get(index[name][1])
-    return {name: result[name] for name in wanted}
+    return _read(resolved, index, wanted)
 
 
 def load_tensor(name: str, source: str | os.PathLike | None = None) -> np.ndarray:
@@ -500,15 +507,23 @@ def layernorm_parameters(source: str | os.PathLike | None = None) -> LayerNormPa
     """All LayerNorm gains and biases, rows in module order ``h.0.ln_1, h.0.ln_2, ..., ln_f``.
 
     For GPT-2 small: ``gains`` and ``biases`` of shape (25, 768). The number of blocks is
-    read from the source.
+    read from the source; every LayerNorm of those blocks must be there.
     """
     resolved = _resolve(source)
-    available = list(_index(resolved))
-    n_layer = count_layers([n for n in available if ".ln_" in n])
+    index = _index(resolved)
+    available = list(index)
+    try:
+        n_layer = count_layers([n for n in available if ".ln_" in n])
+    except ValueError as exc:
+        raise resolved.error(str(exc)) from None
     if n_layer == 0:
-        raise _missing(["h.0.ln_1.weight"], available, resolved.description)
+        raise _missing(resolved, ["h.0.ln_1.weight"], available)
     modules = layernorm_module_names(n_layer)
-    tensors = load_tensors([f"{m}.{p}" for m in modules for p in ("weight", "bias")], source=source)
+    wanted = [f"{m}.{p}" for m in modules for p in ("weight", "bias")]
+    absent = [n for n in wanted if n not in index]
+    if absent:
+        raise _missing(resolved, absent, available)
+    tensors = _read(resolved, index, wanted)
     gains = np.stack([tensors[f"{m}.weight"] for m in modules])
     biases = np.stack([tensors[f"{m}.bias"] for m in modules])
     return LayerNormParameters(modules, gains, biases, resolved.description)
@@ -522,7 +537,47 @@ def init_layernorm_parameters(n_layer: int = N_LAYER, n_embd: int = N_EMBD) -> L
     if n_embd < 1:
         raise ValueError(f"n_embd must be >= 1, got {n_embd}")
     shape = (len(modules), n_embd)
-    return LayerNormParameters(modules, np.ones(shape, np.float32), np.zeros(shape, np.float32), "initialization")
+    return LayerNormParameters(modules, np.ones(shape, np.float32), np.zeros(shape, np.float32),
+                               "initialization")
+
+
+# ------------------------------------------------------------------ honest labels
+
+
+def _sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array, dtype="<f4").tobytes()).hexdigest()
+
+
+def is_released_gpt2_small(tensors: Mapping[str, np.ndarray]) -> bool:
+    """Whether ``tensors`` (name -> array) are tensors of the released GPT-2 small.
+
+    True only when there is at least one tensor and every one has a stored checksum
+    (:mod:`numscale.gpt2_checksums`: the LayerNorms, biases, position embeddings and
+    attention weights; 123 tensors) that its float32 little-endian bytes match. A tensor
+    without a stored checksum (token embeddings, MLP weights) cannot be verified, so it
+    makes the answer False.
+    """
+    if not isinstance(tensors, Mapping):
+        raise TypeError(f"tensors must be a mapping of name to array, got {type(tensors).__name__}")
+    if not tensors:
+        return False
+    for name, array in tensors.items():
+        expected = RELEASED_SHA256.get(canonical_name(name))
+        if expected is None:
+            return False
+        array = np.asarray(array)
+        if array.dtype != np.float32 or _sha256(array) != expected:
+            return False
+    return True
+
+
+def model_label(tensors: Mapping[str, np.ndarray]) -> str:
+    """``"the released GPT-2 small"`` when :func:`is_released_gpt2_small`, otherwise
+    ``"a model with GPT-2's tensor names"``."""
+    return RELEASED_LABEL if is_released_gpt2_small(tensors) else OTHER_LABEL
+
+
+# ----------------------------------------------------------------------- the model
 
 
 def load_model(source: str | os.PathLike | None = None, config: Any = None):
@@ -531,9 +586,9 @@ def load_model(source: str | os.PathLike | None = None, config: Any = None):
     The source must have a ``config.json`` (a hub id or a ``save_pretrained`` directory)
     unless a ``GPT2Config`` is passed as ``config``. Every parameter must be present
     (``lm_head.weight`` may be omitted: it is tied to ``wte.weight``); otherwise
-    :class:`GPT2Unavailable` lists what is missing, so callers can fall back.
-    The model is built on the meta device (no random initialization, no global RNG use)
-    and its parameters are then assigned from the source, in float32.
+    :class:`ModelIncomplete` (a :class:`GPT2Unavailable`) says what is missing, so callers
+    can show a notice. The model is built on the meta device (no random initialization,
+    no global RNG use) and its parameters are then assigned from the source, in float32.
     """
     try:
         import torch
@@ -541,39 +596,39 @@ def load_model(source: str | os.PathLike | None = None, config: Any = None):
     except ImportError as exc:  # pragma: no cover - installed with the book
         raise GPT2Unavailable(f"load_model needs torch and transformers: {exc}") from exc
     resolved = _resolve(source)
+    index = _index(resolved)
     if config is None:
         if resolved.config is None:
-            index = _index(resolved)
-            core = ["wte.weight", "h.0.attn.c_attn.weight", "h.0.mlp.c_fc.weight", "h.0.mlp.c_proj.weight"]
+            core = ["wte.weight", "h.0.attn.c_attn.weight", "h.0.mlp.c_fc.weight",
+                    "h.0.mlp.c_proj.weight"]
             absent = [n for n in core if n not in index]
             if absent:
-                raise GPT2Unavailable(
-                    f"{resolved.description} holds only part of GPT-2 (it lacks {', '.join(absent)}, "
-                    f"among others), so the model cannot run. {HOW_TO_PROVIDE}"
-                )
-            raise GPT2Unavailable(
-                f"{resolved.description} has no config.json, so the model's shape (heads, layers) "
-                f"is unknown; pass config=GPT2Config(...) or use a save_pretrained directory. {HOW_TO_PROVIDE}"
-            )
+                raise ModelIncomplete(sources.wrap(
+                    f"{resolved.description} holds only part of GPT-2 (it lacks "
+                    f"{', '.join(absent)}, among others), so the model cannot run."))
+            raise ModelIncomplete(sources.wrap(
+                f"{resolved.description} has no config.json, so the model's shape (heads, "
+                f"layers) is unknown; pass config=GPT2Config(...) or use a save_pretrained "
+                f"directory."))
         try:
             config = GPT2Config.from_json_file(str(resolved.config))
         except (OSError, ValueError) as exc:
-            raise ValueError(f"corrupt config file {resolved.config}: {exc}") from exc
+            raise resolved.error(f"{resolved.config.name} is not a readable config ({exc})") from None
     elif not isinstance(config, GPT2Config):
         raise TypeError(f"config must be a transformers.GPT2Config, got {type(config).__name__}")
     with torch.device("meta"):
         model = GPT2LMHeadModel(config)
     expected = [canonical_name(n) for n in model.state_dict()]
-    index = _index(resolved)
     needed = [n for n in expected if n != "lm_head.weight" or n in index]
     missing = [n for n in needed if n not in index]
     if missing:
-        raise GPT2Unavailable(
-            f"{resolved.description} holds only part of GPT-2: {len(missing)} of {len(expected)} "
-            f"parameters are missing ({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}), "
-            f"so the model cannot run. {HOW_TO_PROVIDE}"
-        )
-    tensors = load_tensors(needed, source=source)
+        shown = ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else "")
+        raise ModelIncomplete(sources.wrap(
+            f"{resolved.description} holds only part of GPT-2: {len(missing)} of "
+            f"{sources.plural(len(expected), 'parameter')} are missing ({shown}), so the "
+            f"model cannot run."))
+    dims = (config.n_embd, config.n_positions, config.vocab_size)
+    tensors = _read(resolved, index, needed, dims=dims)
     state = {}
     for full in model.state_dict():
         name = canonical_name(full)
@@ -582,35 +637,13 @@ def load_model(source: str | os.PathLike | None = None, config: Any = None):
     try:
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:  # shape mismatch between config and tensors
-        raise ValueError(f"tensors of {resolved.description} do not fit its config: {exc}") from exc
+        raise resolved.error(f"its tensors do not fit its config ({exc})") from None
     if getattr(config, "tie_word_embeddings", True):
         model.lm_head.weight = model.transformer.wte.weight
     return model.eval()
 
 
-def gpt2_shape(name: str, n_layer: int = N_LAYER, n_embd: int = N_EMBD,
-               n_positions: int = 1024, vocab_size: int = 50257) -> tuple[int, ...]:
-    """Shape of a GPT-2 state-dict tensor (Conv1D weights are ``(in, out)``).
-
-    ``ValueError`` for a name GPT-2 does not have (or a block index >= ``n_layer``).
-    """
-    name = canonical_name(name)
-    d = n_embd
-    fixed = {"wte.weight": (vocab_size, d), "wpe.weight": (n_positions, d), "lm_head.weight": (vocab_size, d),
-             "ln_f.weight": (d,), "ln_f.bias": (d,)}
-    if name in fixed:
-        return fixed[name]
-    match = re.fullmatch(r"h\.(\d+)\.(.+)", name)
-    per_block = {
-        "ln_1.weight": (d,), "ln_1.bias": (d,), "ln_2.weight": (d,), "ln_2.bias": (d,),
-        "attn.c_attn.weight": (d, 3 * d), "attn.c_attn.bias": (3 * d,),
-        "attn.c_proj.weight": (d, d), "attn.c_proj.bias": (d,),
-        "mlp.c_fc.weight": (d, 4 * d), "mlp.c_fc.bias": (4 * d,),
-        "mlp.c_proj.weight": (4 * d, d), "mlp.c_proj.bias": (d,),
-    }
-    if match is None or match.group(2) not in per_block or int(match.group(1)) >= n_layer:
-        raise ValueError(f"{name!r} is not a tensor of GPT-2 with {n_layer} blocks")
-    return per_block[match.group(2)]
+# ------------------------------------------------------------------ initialization
 
 
 def init_tensors(names: Sequence[str], seed: Any, n_layer: int = N_LAYER, n_embd: int = N_EMBD,
@@ -637,6 +670,7 @@ def init_tensors(names: Sequence[str], seed: Any, n_layer: int = N_LAYER, n_embd
         elif name.endswith(".bias"):
             result[name] = np.zeros(shape, np.float32)
         else:
-            std = initializer_range / np.sqrt(2 * n_layer) if name.endswith("c_proj.weight") else initializer_range
+            std = (initializer_range / np.sqrt(2 * n_layer) if name.endswith("c_proj.weight")
+                   else initializer_range)
             result[name] = rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
     return result

@@ -208,3 +208,43 @@ def robust_outliers(values: np.ndarray, threshold: float = 6.0) -> np.ndarray:
     mad = np.median(np.abs(values - median), axis=1, keepdims=True)
     scale = 1.4826 * np.where(mad > 0, mad, np.finfo(np.float64).tiny)
     return np.abs(values - median) > threshold * scale
+
+
+# ----------------------------------------------------------------------- labels
+
+
+def layernorm_tensors(names: Sequence[str], gains: np.ndarray,
+                      biases: np.ndarray) -> dict[str, np.ndarray]:
+    """The LayerNorm rows as state-dict tensors: ``{"h.0.ln_1.weight": gains[0], ...}``.
+
+    ``names``: module names (``h.0.ln_1`` …, as in :class:`numscale.gpt2.LayerNormParameters`);
+    ``gains``, ``biases``: (L, d). Rows keep their dtype, so checksums of the released model
+    (``gpt2.model_label``) can be compared with them.
+    """
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise TypeError("names must be a sequence of str")
+    gains = as_float_array(gains, "gains", ndim=2)
+    biases = as_float_array(biases, "biases", ndim=2)
+    if gains.shape != biases.shape or gains.shape[0] != len(names):
+        raise ValueError(f"gains {gains.shape} and biases {biases.shape} must both have "
+                         f"one row per name ({len(names)})")
+    result: dict[str, np.ndarray] = {}
+    for name, gain, bias in zip(names, gains, biases):
+        result[f"{name}.weight"], result[f"{name}.bias"] = gain, bias
+    return result
+
+
+def relative_read_strength(gains: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """How strongly a LayerNorm and the matrix after it read each channel, per block.
+
+    ``gains``: (L, d) LayerNorm gains γ; ``weights``: (L, d, m) the next projection in
+    Conv1D layout (input × output), e.g. ``attn.c_attn.weight``. The gain γ_i multiplies
+    only row i of the matrix, so it folds into that row: the read strength of channel i is
+    ``|γ_i|·‖W[i, :]‖``. Returned relative to each block's median channel: (L, d).
+    """
+    gains = as_float_array(gains, "gains", ndim=2).astype(np.float64)
+    weights = as_float_array(weights, "weights", ndim=3)
+    if weights.shape[:2] != gains.shape:
+        raise ValueError(f"weights must have shape {gains.shape + ('m',)}, got {weights.shape}")
+    strength = np.abs(gains) * np.linalg.norm(weights.astype(np.float64), axis=2)
+    return relative_to_row_median(strength)

@@ -18,24 +18,31 @@ from numscale.checks import as_float_array, finite_float, positive_int, rng_from
 SCHEMES = ("lecun", "xavier", "he")
 
 
+def _init_variance(scheme: str, fan_in: int, fan_out: int | None) -> float:
+    """σ_w² of one layer's weights under the chapter's three rules."""
+    if scheme == "lecun":
+        return 1.0 / fan_in  # a linear layer keeps Var(h) = Var(x)
+    if scheme == "xavier":
+        return 2.0 / (fan_in + fan_out)  # compromise: forward fan_in, backward fan_out
+    return 2.0 / fan_in  # he: a ReLU keeps half of E[h²], so double the variance
+
+
 def init_std(scheme: str, fan_in: int, fan_out: int | None = None) -> float:
     """Standard deviation of the zero-mean weights of one layer under ``scheme``.
 
     ``"lecun"``: Var = 1/fan_in (keeps the variance of a *linear* layer);
     ``"xavier"``: Var = 2/(fan_in + fan_out) (Glorot & Bengio 2010; ``fan_out`` needed);
     ``"he"``: Var = 2/fan_in (He et al. 2015, for ReLU, which zeroes half the inputs).
+    The formulas are in ``_init_variance``; this wrapper checks the arguments.
     """
     fan_in = positive_int(fan_in, "fan_in")
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
-    if scheme == "lecun":
-        return float(np.sqrt(1.0 / fan_in))
-    if scheme == "he":
-        return float(np.sqrt(2.0 / fan_in))
-    if fan_out is None:
-        raise ValueError("fan_out is required for scheme 'xavier'")
-    fan_out = positive_int(fan_out, "fan_out")
-    return float(np.sqrt(2.0 / (fan_in + fan_out)))
+    if scheme == "xavier":
+        if fan_out is None:
+            raise ValueError("fan_out is required for scheme 'xavier'")
+        fan_out = positive_int(fan_out, "fan_out")
+    return float(np.sqrt(_init_variance(scheme, fan_in, fan_out)))
 
 
 def relu_mlp_second_moments(
@@ -69,10 +76,10 @@ def relu_layer_gain(scheme: str, width: int) -> float:
 
 
 def log2_moment_spread(width: int, depth: int) -> tuple[float, float]:
-    """Mean and standard deviation of log2(|x_L|² / |x_0|²) for one input under He init.
+    """Mean and standard deviation of log2(‖x_L‖² / ‖x_0‖²) for one input under He init.
 
-    Given x_{l-1}, ``x_{l-1} @ W_l`` is exactly N(0, (2/n)|x_{l-1}|² I) for Gaussian W,
-    so each layer multiplies |x|² by an independent factor g = (2/n) Σ_i relu(z_i)² with
+    Given x_{l-1}, ``x_{l-1} @ W_l`` is exactly N(0, (2/n)‖x_{l-1}‖² I) for Gaussian W,
+    so each layer multiplies ‖x‖² by an independent factor g = (2/n) Σ_i relu(z_i)² with
     z iid N(0, 1): E[g] = 1, Var[g] = (4/n²)·n·Var(relu(z)²) = 5/n (E[relu(z)⁴] = 3/2,
     E[relu(z)²] = 1/2). By the delta method log g has mean ≈ −5/(2n) and variance
     ≈ 5/n; log2 of the product of ``depth`` factors has the returned mean and std.
@@ -86,9 +93,14 @@ def log2_moment_spread(width: int, depth: int) -> tuple[float, float]:
 
 
 def gpt2_residual_proj_std(n_layer: int, base_std: float = 0.02) -> float:
-    """GPT-2's std for the residual output projections: base_std / √(2·n_layer).
+    """base_std / √(2·n_layer): the std of GPT-2's residual output projections as
+    Hugging Face and nanoGPT reconstruct it.
 
-    Two residual branches (attention and MLP) per block, so 2·n_layer of them in all.
+    The GPT-2 paper says only "scale the weights of residual layers at initialization
+    by a factor of 1/√N where N is the number of residual layers"; OpenAI released no
+    training code, and its released ``model.py`` draws every weight with std 0.02
+    (``wpe`` 0.01), unscaled. The reconstruction counts two residual branches
+    (attention and MLP) per block, N = 2·n_layer.
     """
     n_layer = positive_int(n_layer, "n_layer")
     base_std = finite_float(base_std, "base_std", positive=True)
@@ -101,7 +113,8 @@ def hf_gpt2_init_stds(n_layer: int, n_embd: int, seed: int) -> dict[str, float]:
     Builds a small-width model (``n_embd``, 4 heads, vocabulary 64) with ``n_layer``
     blocks and returns the pooled sample std of the weights of every ``attn.c_attn``,
     ``mlp.c_fc`` (expected 0.02) and every ``attn.c_proj``, ``mlp.c_proj`` (expected
-    0.02/√(2·n_layer)). transformers draws from torch's global generator, so the draw
+    0.02/√(2·n_layer)), and of the embeddings ``wte`` (64 × n_embd) and ``wpe``
+    (16 × n_embd), both expected 0.02 in this reconstruction. transformers draws from torch's global generator, so the draw
     runs inside ``torch.random.fork_rng``: the caller's global RNG state is untouched.
     """
     n_layer = positive_int(n_layer, "n_layer")
@@ -112,17 +125,22 @@ def hf_gpt2_init_stds(n_layer: int, n_embd: int, seed: int) -> dict[str, float]:
     import torch
     from transformers import GPT2Config, GPT2Model
 
-    config = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=4, n_positions=16, vocab_size=64,
-                        bos_token_id=0, eos_token_id=0)
+    config = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=4, n_positions=16,
+                        vocab_size=64, bos_token_id=0, eos_token_id=0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPT2Model(config)
-    groups: dict[str, list[np.ndarray]] = {"attn.c_attn": [], "mlp.c_fc": [], "attn.c_proj": [], "mlp.c_proj": []}
+    names = ("attn.c_attn", "mlp.c_fc", "attn.c_proj", "mlp.c_proj")
+    groups: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for block in model.h:
         for name in groups:
             part, layer = name.split(".")
-            groups[name].append(getattr(getattr(block, part), layer).weight.detach().numpy().ravel())
-    return {name: float(np.concatenate(ws).std()) for name, ws in groups.items()}
+            weight = getattr(getattr(block, part), layer).weight
+            groups[name].append(weight.detach().numpy().ravel())
+    stds = {name: float(np.concatenate(ws).std()) for name, ws in groups.items()}
+    for name in ("wte", "wpe"):  # both 0.02 here; OpenAI's released model.py has wpe 0.01
+        stds[name] = float(getattr(model, name).weight.detach().numpy().std())
+    return stds
 
 
 def gelu(x: np.ndarray) -> np.ndarray:

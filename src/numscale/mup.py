@@ -1,9 +1,10 @@
 """Attention-logit scaling with width: 1/√d (standard) against 1/d (μP).
 
-Queries and keys are Gaussian vectors of length d. A *correlated pair* has
-k = ρ q + √(1 − ρ²) ε with q, ε independent N(0, I): every coordinate of k has unit
-variance and correlation ρ with the same coordinate of q. ρ = 0 gives independent
-vectors (as at initialization), ρ = 1 gives k = q (perfect alignment).
+Queries and keys are Gaussian vectors of length d_k (the head width; written d below). A
+*correlated pair* has k = ρ q + √(1 − ρ²) ξ with q, ξ independent N(0, I): every coordinate
+of k has unit variance and correlation ρ with the same coordinate of q. ρ = 0 gives
+independent vectors (as at initialization), ρ = 1 gives k = q (perfect alignment). A ρ held
+fixed as d grows is μP's ansatz for trained queries and keys, not a measured fact.
 
 Shapes: a batch of pairs is ``(n_pairs, d)`` per vector; sweeps return one value per
 dimension in ``dims``.
@@ -19,8 +20,24 @@ import numpy as np
 from numscale import softmax
 from numscale.checks import as_float_array, finite_float, positive_int, rng_from, spawn_rngs
 
-#: The two logit scalings compared in the chapter, as functions of the head width d.
-SCALINGS = {"1/sqrt(d)": lambda d: 1.0 / np.sqrt(d), "1/d": lambda d: 1.0 / d}
+def attention_scale(d_k: int | np.ndarray, scaling: str,
+                    multiplier: float = 1.0) -> np.ndarray:
+    """s in the logit z = s·q·k: multiplier/√d_k (standard) or multiplier/d_k (μP).
+
+    At a fixed d_k the two differ only by the constant √d_k, which ``multiplier``
+    absorbs (Yang et al.'s ``mup`` package uses 8/d_k, = 1/√d_k at d_k = 64).
+    """
+    d = np.asarray(d_k, dtype=float)
+    if scaling == "1/sqrt(d)":
+        return multiplier / np.sqrt(d)
+    if scaling == "1/d":
+        return multiplier / d
+    raise ValueError(f"scaling must be '1/sqrt(d)' or '1/d', got {scaling!r}")
+
+
+#: The two logit scalings compared in the chapter, as functions of the head width d_k.
+SCALINGS = {"1/sqrt(d)": lambda d: attention_scale(d, "1/sqrt(d)"),
+            "1/d": lambda d: attention_scale(d, "1/d")}
 
 
 def _rho(rho: float) -> float:
@@ -45,21 +62,26 @@ def _scale(scaling: str):
     return SCALINGS[scaling]
 
 
-def correlated_pairs(d: int, n_pairs: int, rho: float, seed: int | np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n_pairs`` pairs (q, k) of length-``d`` vectors with k = ρq + √(1−ρ²)ε. Two ``(n_pairs, d)`` arrays."""
+def correlated_pairs(d: int, n_pairs: int, rho: float,
+                     seed: int | np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n_pairs`` pairs (q, k) of length ``d`` with k = ρq + √(1−ρ²)ξ.
+
+    Returns two ``(n_pairs, d)`` arrays.
+    """
     d = positive_int(d, "d")
     n_pairs = positive_int(n_pairs, "n_pairs")
     rho = _rho(rho)
     rng = rng_from(seed)
     q = rng.standard_normal((n_pairs, d))
-    k = rho * q + np.sqrt(1.0 - rho**2) * rng.standard_normal((n_pairs, d))
+    xi = rng.standard_normal((n_pairs, d))
+    k = rho * q + np.sqrt(1.0 - rho**2) * xi
     return q, k
 
 
 def predicted_dot_rms(d: int | np.ndarray, rho: float) -> np.ndarray:
     """√E[(q·k)²] = √(ρ²d² + (1 + ρ²)d) for a correlated pair. Shape: that of ``d``.
 
-    q·k = ρ‖q‖² + √(1−ρ²) q·ε has mean ρd and variance 2ρ²d + (1−ρ²)d = (1+ρ²)d.
+    q·k = ρ‖q‖² + √(1−ρ²) q·ξ has mean ρd and variance 2ρ²d + (1−ρ²)d = (1+ρ²)d.
     """
     rho = _rho(rho)
     d_arr = np.asarray(d, dtype=float)
@@ -140,7 +162,7 @@ def init_entropy(dims: Sequence[int], n_keys: int, n_queries: int, scaling: str,
 def aligned_key_weight(dims: Sequence[int], n_keys: int, rho: float, scaling: str, n_trials: int, seed: int) -> np.ndarray:
     """Mean attention weight on one key correlated with the query (ρ) among ``n_keys − 1`` independent keys.
 
-    Each trial draws a query q, the aligned key ρq + √(1−ρ²)ε and ``n_keys − 1`` independent
+    Each trial draws a query q, the aligned key ρq + √(1−ρ²)ξ and ``n_keys − 1`` independent
     keys, all N(0, I) of length d, and applies softmax to scale(d)·(q·k). Returns ``(m,)``, one mean per d.
     """
     dims_arr = _dims(dims)

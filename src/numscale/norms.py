@@ -15,18 +15,18 @@ from numscale.checks import as_float_array, finite_float, positive_int
 GPT2_EPS = 1e-5
 
 
-def _affine(y: np.ndarray, gamma, beta, d: int) -> np.ndarray:
-    if gamma is not None:
-        g = as_float_array(gamma, "gamma", ndim=1)
-        if g.shape != (d,):
-            raise ValueError(f"gamma must have shape ({d},), got {g.shape}")
-        y = y * g.astype(y.dtype, copy=False)
-    if beta is not None:
-        b = as_float_array(beta, "beta", ndim=1)
-        if b.shape != (d,):
-            raise ValueError(f"beta must have shape ({d},), got {b.shape}")
-        y = y + b.astype(y.dtype, copy=False)
-    return y
+def _affine_params(gamma, beta, d: int, dtype) -> tuple:
+    """γ and β as arrays of shape (d,) in ``dtype`` (1 and 0 when not given)."""
+    params = []
+    for value, name, default in ((gamma, "gamma", 1.0), (beta, "beta", 0.0)):
+        if value is None:
+            params.append(np.asarray(default, dtype=dtype))
+            continue
+        vector = as_float_array(value, name, ndim=1)
+        if vector.shape != (d,):
+            raise ValueError(f"{name} must have shape ({d},), got {vector.shape}")
+        params.append(vector.astype(dtype, copy=False))
+    return params[0], params[1]
 
 
 def _eps(eps: float) -> float:
@@ -36,32 +36,42 @@ def _eps(eps: float) -> float:
     return eps
 
 
+def _layer_norm_core(x: np.ndarray, gamma, beta, eps) -> np.ndarray:
+    """Equation eq-layernorm over the last axis, in the dtype of ``x`` (two passes)."""
+    mu = x.mean(axis=-1, keepdims=True)
+    centred = x - mu
+    var = np.mean(centred**2, axis=-1, keepdims=True)  # biased variance
+    x_hat = centred / np.sqrt(var + eps)
+    return x_hat * gamma + beta
+
+
+def _rms_norm_core(x: np.ndarray, gamma, eps) -> np.ndarray:
+    """Equation eq-rmsnorm over the last axis: no centring, no β."""
+    mean_square = np.mean(x**2, axis=-1, keepdims=True)
+    return x / np.sqrt(mean_square + eps) * gamma
+
+
 def layer_norm(x, gamma=None, beta=None, eps: float = GPT2_EPS) -> np.ndarray:
     """LN(x) = γ ⊙ (x − mean(x)) / √(var(x) + ε) + β over the last axis.
 
     ``var`` is the biased (population) variance, as in torch and GPT-2. Without
     ``gamma``/``beta`` the output is the bare normalization: mean 0 and, when
-    var ≫ ε, L2 norm √d along the last axis. Shape ``(..., d) -> (..., d)``.
+    var ≫ ε, L2 norm √d along the last axis. Shape ``(..., d) -> (..., d)``;
+    computed in the floating dtype of ``x`` (γ, β and ε are cast to it).
     """
     x = as_float_array(x, "x", ndim=tuple(range(1, 33)))
-    eps = _eps(eps)
-    mu = x.mean(axis=-1, keepdims=True)
-    centred = x - mu
-    var = np.mean(centred**2, axis=-1, keepdims=True)
-    y = centred / np.sqrt(var + np.asarray(eps, dtype=x.dtype))
-    return _affine(y, gamma, beta, x.shape[-1])
+    gamma, beta = _affine_params(gamma, beta, x.shape[-1], x.dtype)
+    return _layer_norm_core(x, gamma, beta, np.asarray(_eps(eps), dtype=x.dtype))
 
 
 def rms_norm(x, gamma=None, eps: float = GPT2_EPS) -> np.ndarray:
     """RMSNorm(x) = γ ⊙ x / √(mean(x²) + ε) over the last axis (no centring, no β).
 
-    Shape ``(..., d) -> (..., d)``.
+    Shape ``(..., d) -> (..., d)``, in the floating dtype of ``x``.
     """
     x = as_float_array(x, "x", ndim=tuple(range(1, 33)))
-    eps = _eps(eps)
-    ms = np.mean(x**2, axis=-1, keepdims=True)
-    y = x / np.sqrt(ms + np.asarray(eps, dtype=x.dtype))
-    return _affine(y, gamma, None, x.shape[-1])
+    gamma, _ = _affine_params(gamma, None, x.shape[-1], x.dtype)
+    return _rms_norm_core(x, gamma, np.asarray(_eps(eps), dtype=x.dtype))
 
 
 def layer_norm_gain(input_std, eps: float = GPT2_EPS) -> np.ndarray:
@@ -130,12 +140,62 @@ def torch_rms_norm(x, gamma=None, eps: float = GPT2_EPS) -> np.ndarray:
 
 
 def float32_tolerance(d: int, scale: float = 1.0, k: float = 2.0) -> float:
-    """Bound k·eps32·√d·scale on |numpy float64 − torch float32| for a norm layer.
+    """A tolerance, not a bound: k·ε_mach·√d·scale for |float64 − float32| of a norm layer.
 
-    Rounding the input to float32 and the float32 mean/variance reductions over d
-    terms give relative errors that grow at most like √d·eps32 for random rounding
-    (Higham's probabilistic bound); ``scale`` is the largest output magnitude.
+    ε_mach = 2⁻²³ is float32's machine epsilon (unit roundoff u = ε_mach/2). If the
+    rounding errors of the d-term reductions behave like independent, mean-zero random
+    variables (the probabilistic model of Higham & Mary 2019), their accumulated
+    relative error is of order √d·u with high probability, instead of the worst case
+    d·u (:func:`float32_error_bound`). ``scale`` is the largest output magnitude; the
+    default k = 2 is 4√d·u, several times the typical error. Nothing guarantees it.
     """
     d = positive_int(d, "d")
     eps32 = float(np.finfo(np.float32).eps)
     return k * eps32 * float(np.sqrt(d)) * finite_float(scale, "scale", positive=True)
+
+
+def _gamma_n(n: int, u: float) -> float:
+    """Higham's γ_n = n·u / (1 − n·u): the worst-case relative error of n roundings."""
+    if n * u >= 1:
+        raise ValueError(f"n·u must be < 1, got n = {n}")
+    return n * u / (1 - n * u)
+
+
+def float32_error_bound(x, gamma=None, beta=None, eps: float = GPT2_EPS, *,
+                        kind: str = "layer") -> np.ndarray:
+    """Worst-case bound on |float32 − exact| of :func:`layer_norm` / :func:`rms_norm`.
+
+    For the two-pass algorithm of ``_layer_norm_core`` (``kind="layer"``) or
+    ``_rms_norm_core`` (``kind="rms"``) evaluated in float32 on float32 input ``x``
+    ``(..., d)``, with γ, β, ε rounded to float32, and u = 2⁻²⁴. First-order
+    analysis (Higham, *Accuracy and Stability*, ch. 3–4; any summation order):
+
+    * LayerNorm: |δμ| ≤ γ_d·mean|x|; the error of the variance is ≤ γ_{d+3}·σ² (the
+      mean's error enters it only at second order, since Σ(xᵢ − μ) = 0); then
+      |ŷᵢ − yᵢ| ≤ |γᵢ|·γ_d·mean|x|/s + |γᵢx̂ᵢ|·(γ_{d+5}/2 + 5u) + u·(|βᵢ| + |yᵢ|),
+      s = √(σ² + ε), x̂ᵢ = (xᵢ − μ)/s.
+    * RMSNorm: |ŷᵢ − yᵢ| ≤ |γᵢx̂ᵢ|·(γ_{d+3}/2 + 4u), x̂ᵢ = xᵢ/√(mean(x²) + ε).
+
+    Second-order terms, O((d·u)²) relative, are covered by a factor 1.01. Returns
+    the elementwise bound, shape of ``x``; exact quantities are computed in float64.
+    A bound for this algorithm only: another library's reductions may differ.
+    """
+    if kind not in ("layer", "rms"):
+        raise ValueError(f"kind must be 'layer' or 'rms', got {kind!r}")
+    x = as_float_array(x, "x", ndim=tuple(range(1, 33))).astype(np.float64)
+    d = x.shape[-1]
+    g, b = _affine_params(gamma, beta if kind == "layer" else None, d, np.float64)
+    eps = _eps(eps)
+    u = float(np.finfo(np.float32).eps) / 2
+    if kind == "rms":
+        x_hat = x / np.sqrt(np.mean(x**2, axis=-1, keepdims=True) + eps)
+        return 1.01 * np.abs(g * x_hat) * (_gamma_n(d + 3, u) / 2 + 4 * u)
+    mu = x.mean(axis=-1, keepdims=True)
+    s = np.sqrt(np.mean((x - mu) ** 2, axis=-1, keepdims=True) + eps)
+    x_hat = (x - mu) / s
+    y = g * x_hat + b
+    mean_abs = np.mean(np.abs(x), axis=-1, keepdims=True)
+    bound = (np.abs(g) * _gamma_n(d, u) * mean_abs / s
+             + np.abs(g * x_hat) * (_gamma_n(d + 5, u) / 2 + 5 * u)
+             + u * (np.abs(b) + np.abs(y)))
+    return 1.01 * bound

@@ -15,6 +15,8 @@ block). :func:`residual_stream_norms` measures a real transformers GPT-2 model.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -37,6 +39,37 @@ def _xavier(generator: torch.Generator, fan_in: int, fan_out: int) -> torch.Tens
     return torch.randn(fan_in, fan_out, generator=generator) * std
 
 
+def layer_norm(x: torch.Tensor) -> torch.Tensor:
+    """LayerNorm over the last axis with γ = 1, β = 0 (their initial values), ε = 1e-5."""
+    return F.layer_norm(x, (x.shape[-1],), eps=1e-5)
+
+
+def attention_branch(x: torch.Tensor, w: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """One causal attention head: ``(batch, seq, d) -> (batch, seq, d)``."""
+    q, k, v = (x @ w["q"])[:, None], (x @ w["k"])[:, None], (x @ w["v"])[:, None]
+    heads = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return heads[:, 0] @ w["o"]
+
+
+def mlp_branch(x: torch.Tensor, w: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """GPT-2's MLP, ``gelu(x W_fc) W_proj`` (tanh GELU, no biases)."""
+    return F.gelu(x @ w["fc"], approximate="tanh") @ w["proj"]
+
+
+def pre_ln_block(x: torch.Tensor, w: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Pre-LN (GPT-2): each branch reads LN(x) and adds to the stream x."""
+    x = x + attention_branch(layer_norm(x), w)
+    x = x + mlp_branch(layer_norm(x), w)
+    return x
+
+
+def post_ln_block(x: torch.Tensor, w: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Post-LN (the original Transformer): normalize after each residual addition."""
+    x = layer_norm(x + attention_branch(x, w))
+    x = layer_norm(x + mlp_branch(x, w))
+    return x
+
+
 class ToyTransformer(torch.nn.Module):
     """A bias-free toy Transformer with Xavier-initialised weights.
 
@@ -45,7 +78,8 @@ class ToyTransformer(torch.nn.Module):
     N(0, 1) (stream norm ≈ √d at the input). LayerNorms have γ = 1, β = 0 (their
     initial values) and no learnable parameters here. ``proj_scale`` multiplies the
     output matrices of both branches (``o`` and ``proj``) after drawing them:
-    ``1/√(2·n_layer)`` is GPT-2's residual scaling.
+    ``1/√(2·n_layer)`` is GPT-2's residual scaling as Hugging Face reads it.
+    Blocks are :func:`pre_ln_block` or :func:`post_ln_block`.
     """
 
     def __init__(self, d: int, n_layer: int, position: str, *, seed: int, vocab: int = 256,
@@ -60,12 +94,12 @@ class ToyTransformer(torch.nn.Module):
         proj_scale = finite_float(proj_scale, "proj_scale", positive=True)
         g = torch.Generator().manual_seed(positive_int(seed, "seed", minimum=0))
         self.embed = torch.nn.Parameter(torch.randn(self.vocab, d, generator=g))
+        shapes = {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d),
+                  "fc": (d, 4 * d), "proj": (4 * d, d)}
         self.blocks = torch.nn.ModuleList()
         for _ in range(self.n_layer):
             block = torch.nn.ParameterDict({
-                name: torch.nn.Parameter(_xavier(g, i, o))
-                for name, (i, o) in {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d),
-                                     "fc": (d, 4 * d), "proj": (4 * d, d)}.items()
+                name: torch.nn.Parameter(_xavier(g, i, o)) for name, (i, o) in shapes.items()
             })
             with torch.no_grad():
                 block["o"].mul_(proj_scale)
@@ -73,31 +107,15 @@ class ToyTransformer(torch.nn.Module):
             self.blocks.append(block)
         self.unembed = torch.nn.Parameter(torch.randn(d, self.vocab, generator=g) / math.sqrt(d))
 
-    def _ln(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, (self.d,), eps=1e-5)
-
-    @staticmethod
-    def _attn(x: torch.Tensor, p: torch.nn.ParameterDict) -> torch.Tensor:
-        q, k, v = (x @ p["q"])[:, None], (x @ p["k"])[:, None], (x @ p["v"])[:, None]
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)[:, 0] @ p["o"]
-
-    @staticmethod
-    def _mlp(x: torch.Tensor, p: torch.nn.ParameterDict) -> torch.Tensor:
-        return F.gelu(x @ p["fc"], approximate="tanh") @ p["proj"]
-
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits ``(batch, seq, vocab)`` and the stream ``(batch, seq, d)`` at each depth."""
+        block = pre_ln_block if self.position == "pre" else post_ln_block
         x = self.embed[ids]
         streams = [x]
-        for p in self.blocks:
-            if self.position == "pre":
-                x = x + self._attn(self._ln(x), p)
-                x = x + self._mlp(self._ln(x), p)
-            else:
-                x = self._ln(x + self._attn(x, p))
-                x = self._ln(x + self._mlp(x, p))
+        for w in self.blocks:
+            x = block(x, w)
             streams.append(x)
-        final = self._ln(x) if self.position == "pre" else x
+        final = layer_norm(x) if self.position == "pre" else x
         return final @ self.unembed, streams
 
 
@@ -133,26 +151,114 @@ def stream_norms(model: ToyTransformer, ids: torch.Tensor) -> np.ndarray:
     return np.array([float(s.norm(dim=-1).mean()) for s in streams])
 
 
-def layer_grad_norms(model: ToyTransformer, ids: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
-    """Gradient norm of each block's MLP weights at the current weights: ``(n_layer,)``.
+@dataclass(frozen=True)
+class GradientProfile:
+    """Gradients of one model at its current weights (see :func:`gradient_profile`)."""
 
-    The loss is the mean next-token cross-entropy of ``targets`` ``(batch, seq)``; the
-    norm is √(‖∂L/∂W_fc‖² + ‖∂L/∂W_proj‖²) (Xiong et al. 2020 track these weights).
+    weights: np.ndarray  #: (n_layer,) ‖∂loss/∂(W_fc, W_proj)‖ of each block's MLP
+    stream: np.ndarray  #: (n_layer + 1,) ‖∂loss/∂x_l‖ of the stream at each depth
+    stream_norm: np.ndarray  #: (n_layer + 1,) mean over tokens of ‖x_l‖
+    token_cosine: np.ndarray  #: (n_layer + 1,) :func:`mean_token_cosine` of x_l
+
+
+def mean_token_cosine(x: torch.Tensor) -> float:
+    """Mean cosine similarity between the centred vectors of different tokens.
+
+    ``x`` is ``(batch, seq, d)``; each token's vector is centred over its d coordinates
+    (what a LayerNorm sees) and normalized; the mean is over all pairs of distinct
+    tokens of the batch. 0 for unrelated directions, 1 when all tokens coincide.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 3:
+        raise ValueError("x must be a (batch, seq, d) torch.Tensor")
+    flat = x.detach().reshape(-1, x.shape[-1]).double()
+    flat = flat - flat.mean(dim=-1, keepdim=True)
+    unit = flat / flat.norm(dim=-1, keepdim=True)
+    n = unit.shape[0]
+    if n < 2:
+        raise ValueError("x must hold at least two tokens")
+    total = unit.sum(dim=0)
+    return float((total @ total - n) / (n * (n - 1)))  # Σ_{i≠j} cos = |Σ u|² − n
+
+
+def gradient_profile(model: ToyTransformer, ids: torch.Tensor, targets: torch.Tensor) -> GradientProfile:
+    """Weight and stream gradients of the mean next-token cross-entropy, one backward pass.
+
+    ``targets`` is ``(batch, seq)``. ``weights[l]`` is √(‖∂L/∂W_fc‖² + ‖∂L/∂W_proj‖²)
+    of block l + 1 (Xiong et al. 2020 track these weights); ``stream[l]`` is the
+    Frobenius norm of ∂L/∂x_l over the whole batch, l = 0 (embedding) … n_layer.
     The model's stored gradients are cleared before and after.
     """
     ids = _check_ids(ids, "ids", model.vocab)
     targets = _check_ids(targets, "targets", model.vocab)
     if targets.shape != ids.shape:
-        raise ValueError(f"targets must have the shape of ids {tuple(ids.shape)}, got {tuple(targets.shape)}")
+        raise ValueError(f"targets must have the shape of ids {tuple(ids.shape)}, "
+                         f"got {tuple(targets.shape)}")
     model.zero_grad(set_to_none=True)
-    logits, _ = model(ids)
+    logits, streams = model(ids)
+    for stream in streams:
+        stream.retain_grad()
     loss = F.cross_entropy(logits.reshape(-1, model.vocab), targets.reshape(-1))
     loss.backward()
-    norms = np.array([
-        math.sqrt(float(p["fc"].grad.norm()) ** 2 + float(p["proj"].grad.norm()) ** 2) for p in model.blocks
+    weights = np.array([
+        math.hypot(float(p["fc"].grad.norm()), float(p["proj"].grad.norm()))
+        for p in model.blocks
     ])
+    profile = GradientProfile(
+        weights=weights,
+        stream=np.array([float(s.grad.norm()) for s in streams]),
+        stream_norm=np.array([float(s.detach().norm(dim=-1).mean()) for s in streams]),
+        token_cosine=np.array([mean_token_cosine(s) for s in streams]),
+    )
     model.zero_grad(set_to_none=True)
-    return norms
+    return profile
+
+
+def layer_grad_norms(model: ToyTransformer, ids: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+    """Gradient norm of each block's MLP weights: ``gradient_profile(...).weights``."""
+    return gradient_profile(model, ids, targets).weights
+
+
+@dataclass(frozen=True)
+class DepthSweep:
+    """Last-block measurements over seeds and depths (see :func:`last_block_sweep`)."""
+
+    depths: np.ndarray  #: (m,) number of blocks L
+    seeds: np.ndarray  #: (s,) seeds of the models
+    last_grad: dict[str, np.ndarray]  #: position -> (s, m) last block's MLP gradient norm
+    growth: np.ndarray  #: (s, m) pre-LN ‖x_L‖ / ‖x_0‖ (final LN divides by it)
+    cosine: dict[str, np.ndarray]  #: position -> (s, m) token cosine at the last block's input
+    profiles: dict[tuple[int, int, str], GradientProfile]  #: (seed, L, position) -> profile
+
+
+def last_block_sweep(depths: Sequence[int], seeds: Sequence[int], ids: torch.Tensor,
+                     targets: torch.Tensor, *, d: int, vocab: int) -> DepthSweep:
+    """For every seed and depth, build both arrangements and measure the last block.
+
+    One :func:`gradient_profile` per (seed, depth, position); ``ids``/``targets`` are
+    ``(batch, seq)``. Seeds give independent models, so their spread is the
+    sampling error of a single model's numbers. Every profile is kept in ``profiles``.
+    """
+    depths_arr = np.array([positive_int(L, "depths") for L in depths])
+    seeds_arr = np.array([positive_int(s, "seeds", minimum=0) for s in seeds])
+    if depths_arr.size == 0 or seeds_arr.size == 0:
+        raise ValueError("depths and seeds must not be empty")
+    shape = (seeds_arr.size, depths_arr.size)
+    last_grad = {pos: np.zeros(shape) for pos in POSITIONS}
+    cosine = {pos: np.zeros(shape) for pos in POSITIONS}
+    growth = np.zeros(shape)
+    profiles: dict[tuple[int, int, str], GradientProfile] = {}
+    for i, seed in enumerate(seeds_arr):
+        for j, depth in enumerate(depths_arr):
+            for pos in POSITIONS:
+                model = ToyTransformer(d, int(depth), pos, seed=int(seed), vocab=vocab)
+                profile = gradient_profile(model, ids, targets)
+                profiles[int(seed), int(depth), pos] = profile
+                last_grad[pos][i, j] = profile.weights[-1]
+                cosine[pos][i, j] = profile.token_cosine[-2]
+                if pos == "pre":
+                    growth[i, j] = profile.stream_norm[-1] / profile.stream_norm[0]
+    return DepthSweep(depths=depths_arr, seeds=seeds_arr, last_grad=last_grad,
+                      growth=growth, cosine=cosine, profiles=profiles)
 
 
 def residual_stream_norms(model, input_ids: torch.Tensor, *, per_token: bool = False) -> np.ndarray:
@@ -193,8 +299,10 @@ def load_gpt2(source: str | None = None):
     """The full GPT-2 model from ``numscale.gpt2.load_model``, or ``None`` and why not.
 
     Returns ``(model, message)``. ``model`` is ``None`` when the loader module is
-    missing or raises ``GPT2Unavailable`` (the source holds no full model, or the hub
-    is unreachable); ``message`` then says why.
+    missing or raises ``GPT2Unavailable`` (the source holds only part of the model, or
+    the default hub id is unreachable); ``message`` then says why. A source that was
+    named but cannot be used (a missing path, a corrupt file) raises the loader's
+    ``SourceError`` (a ``ValueError``): a misconfigured ``NUMSCALE_GPT2`` fails loudly.
     """
     try:
         from numscale import gpt2

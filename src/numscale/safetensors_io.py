@@ -2,10 +2,10 @@
 
 The format is an 8-byte little-endian header length N, N bytes of JSON describing each
 tensor (dtype, shape, byte offsets), then the raw data. :func:`read_tensors` parses the
-header and ``pread``s exactly the byte range of each requested tensor, with the kernel's
-read-ahead switched off for the file, so loading GPT-2's 150 KB of LayerNorm parameters
-from a 500 MB checkpoint reads about 150 KB (plus the header), not the model. Nothing is
-unpickled.
+header and reads (``pread``) exactly the byte range of each requested tensor, with the
+kernel's read-ahead switched off for the file, so loading GPT-2's 150 KB of LayerNorm
+parameters from a 500 MB checkpoint reads about 150 KB (plus the header), not the model.
+Nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -40,16 +40,16 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, dict], int]:
     with open(path, "rb") as handle:
         raw_length = handle.read(8)
         if len(raw_length) != 8:
-            raise ValueError(f"{path} is not a safetensors file: shorter than its 8-byte header length")
+            raise ValueError(f"{path.name} is not a safetensors file: shorter than its 8-byte header length")
         (length,) = struct.unpack("<Q", raw_length)
         if length > MAX_HEADER_BYTES or 8 + length > size:
-            raise ValueError(f"{path} is not a valid safetensors file: header length {length} exceeds the file")
+            raise ValueError(f"{path.name} is not a valid safetensors file: header length {length} exceeds the file")
         try:
             header = json.loads(handle.read(length))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path} is not a valid safetensors file: unreadable header ({exc})") from exc
+            raise ValueError(f"{path.name} is not a valid safetensors file: unreadable header ({exc})") from exc
     if not isinstance(header, dict):
-        raise ValueError(f"{path} is not a valid safetensors file: header is not a JSON object")
+        raise ValueError(f"{path.name} is not a valid safetensors file: header is not a JSON object")
     header.pop("__metadata__", None)
     data_start = 8 + length
     for name, entry in header.items():
@@ -58,12 +58,12 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, dict], int]:
             dtype = entry["dtype"]
             shape = entry["shape"]
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path} is not a valid safetensors file: bad entry for {name!r}") from exc
+            raise ValueError(f"{path.name} is not a valid safetensors file: bad entry for {name!r}") from exc
         if dtype not in DTYPES:
-            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
+            raise ValueError(f"{path.name}: tensor {name!r} has unsupported dtype {dtype}")
         expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype].itemsize
         if not 0 <= begin <= end or end - begin != expected or data_start + end > size:
-            raise ValueError(f"{path} is corrupt: tensor {name!r} has offsets {begin}..{end} "
+            raise ValueError(f"{path.name} is corrupt: tensor {name!r} has offsets {begin}..{end} "
                              f"for {expected} bytes in a file of {size} bytes")
     return header, data_start
 
@@ -84,7 +84,7 @@ def read_tensors(
     missing = [n for n in wanted if n not in header]
     if missing:
         sample = ", ".join(sorted(header)[:5])
-        raise KeyError(f"{path} has no tensor {missing[0]!r} (it has {len(header)} tensors, e.g. {sample})")
+        raise KeyError(f"{path.name} has no tensor {missing[0]!r} (it has {len(header)} tensors, e.g. {sample})")
     result: dict[str, np.ndarray] = {}
     descriptor = os.open(path, os.O_RDONLY)
     try:
@@ -95,7 +95,7 @@ def read_tensors(
             begin, end = entry["data_offsets"]
             buffer = os.pread(descriptor, end - begin, data_start + begin)
             if len(buffer) != end - begin:
-                raise ValueError(f"{path} is truncated: tensor {name!r} is cut short")
+                raise ValueError(f"{path.name} is truncated: tensor {name!r} is cut short")
             array = np.frombuffer(buffer, dtype=DTYPES[entry["dtype"]]).reshape(entry["shape"])
             if entry["dtype"] == "BF16":
                 array = (array.astype(np.uint32) << 16).view(np.float32)

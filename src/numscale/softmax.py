@@ -30,17 +30,20 @@ def _check_axis(logits: np.ndarray, axis: int) -> int:
     return int(axis)
 
 
-def _shift_and_log1p(z: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(m, z − m, log1p(s)) with m = max z and s = Σ exp(z − m) over all but one maximal entry.
+def _shift_and_log1p(
+    z: np.ndarray, axis: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(m, z − m, log1p(r)), m = max z, r = Σ exp(z − m) over all but one maximal entry.
 
-    Σ exp(z − m) = 1 + s exactly (the maximal entry contributes exp(0) = 1), and
-    log(1 + s) = log1p(s) keeps the tiny s that 1 + s would round away: the log-sum-exp
-    of Blanchard, Higham & Higham (2021).
+    Σ exp(z − m) = 1 + r exactly (the maximal entry contributes exp(0) = 1), and
+    log(1 + r) = log1p(r) keeps the tiny r that 1 + r would round away: the log-sum-exp
+    of Blanchard, Higham & Higham (2021). No input checks (the public functions check).
     """
     m = np.max(z, axis=axis, keepdims=True)
     shifted = z - m
     terms = np.exp(shifted)
-    np.put_along_axis(terms, np.expand_dims(np.argmax(z, axis=axis), axis), 0.0, axis=axis)
+    top = np.expand_dims(np.argmax(z, axis=axis), axis)
+    np.put_along_axis(terms, top, 0.0, axis=axis)  # leave out one maximal entry
     return m, shifted, np.log1p(np.sum(terms, axis=axis, keepdims=True))
 
 
@@ -80,15 +83,22 @@ def surprisal(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return -log_softmax(logits, axis=axis) + 0.0  # + 0.0 turns −0.0 into 0.0
 
 
-def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Stable softmax exp(z − m) / Σ exp(z − m) along ``axis``. Shape ``(..., n) -> (..., n)``.
+def _softmax_core(z: np.ndarray, axis: int) -> np.ndarray:
+    """exp(z − m) / Σ exp(z − m) with m = max z along ``axis`` (no input checks)."""
+    m = np.max(z, axis=axis, keepdims=True)
+    e = np.exp(z - m)  # every exponent is <= 0: no overflow, largest term exactly 1
+    return e / np.sum(e, axis=axis, keepdims=True)
 
-    Never overflows; returns a new array (the input is not modified).
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Stable softmax exp(z − m) / Σ exp(z − m) along ``axis``.
+
+    Shape ``(..., n) -> (..., n)``. Never overflows; returns a new array (the input is
+    not modified). Validates ``logits`` and ``axis``, then calls the max-shifted core.
     """
     z = _as_logits(logits)
     axis = _check_axis(z, axis)
-    shifted = np.exp(z - np.max(z, axis=axis, keepdims=True))
-    return shifted / np.sum(shifted, axis=axis, keepdims=True)
+    return _softmax_core(z, axis)
 
 
 def naive_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -126,17 +136,47 @@ def one_hot_gap(dtype: type | np.dtype | str = np.float64) -> float:
     return float(np.log(2.0 / float(np.finfo(dt).eps)))
 
 
-def gaussian_logit_entropy(n: int, sigmas: Sequence[float] | np.ndarray, n_rows: int, seed: int | np.random.Generator) -> np.ndarray:
-    """Mean entropy (nats) of softmax over ``n`` iid N(0, σ²) logits, for each σ in ``sigmas``.
-
-    One set of ``(n_rows, n)`` standard-normal draws is scaled by every σ, so the curve
-    is smooth in σ. For small σ the mean is close to ln n − σ²(n − 1)/(2n) ≈ ln n − σ²/2.
-    Shapes: ``sigmas (m,) -> (m,)``.
-    """
-    n = positive_int(n, "n")
-    n_rows = positive_int(n_rows, "n_rows")
+def _check_sigmas(sigmas: Sequence[float] | np.ndarray) -> np.ndarray:
     s = as_float_array(np.asarray(sigmas), "sigmas", ndim=1)
     if np.any(s < 0):
         raise ValueError("sigmas must be >= 0")
+    return s
+
+
+def gaussian_logit_entropy(
+    n: int,
+    sigmas: Sequence[float] | np.ndarray,
+    n_rows: int,
+    seed: int | np.random.Generator,
+) -> np.ndarray:
+    """Mean entropy (nats) of softmax over ``n`` iid N(0, σ²) logits, for each σ in ``sigmas``.
+
+    One set of ``(n_rows, n)`` standard-normal draws is scaled by every σ, so the curve
+    is smooth in σ. For σ²·e^(σ²) ≪ n the mean is close to
+    :func:`gaussian_entropy_expansion`. Shapes: ``sigmas (m,) -> (m,)``.
+    """
+    n = positive_int(n, "n")
+    n_rows = positive_int(n_rows, "n_rows")
+    s = _check_sigmas(sigmas)
     draws = rng_from(seed).standard_normal((n_rows, n))
     return np.array([entropy(sigma * draws).mean() for sigma in s])
+
+
+def gaussian_entropy_expansion(
+    n: int, sigmas: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Large-n expansion of the mean entropy of softmax over ``n`` iid N(0, σ²) logits.
+
+    Returns ``(leading, corrected)``, each of the shape of ``sigmas``:
+    ``leading = ln n − σ²/2`` (the n → ∞ limit at fixed σ, by the law of large numbers:
+    Σ e^z / n → e^(σ²/2) and Σ z e^z / n → σ² e^(σ²/2)), and ``corrected = leading +
+    ((2σ² − 1) e^(σ²) + 1) / (2n)``, the first-order term of the delta method in 1/n.
+    The correction is small only while σ² e^(σ²) ≪ n; for small σ it reduces to
+    ln n − σ²(n − 1)/(2n), the second-order expansion around uniform attention.
+    """
+    n = positive_int(n, "n")
+    s = _check_sigmas(sigmas)
+    leading = np.log(n) - s**2 / 2
+    with np.errstate(over="ignore"):  # e^(σ²) is inf past σ ≈ 26: useless there anyway
+        correction = ((2 * s**2 - 1) * np.exp(s**2) + 1) / (2 * n)
+    return leading, leading + correction

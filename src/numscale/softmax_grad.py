@@ -2,7 +2,12 @@
 
 For p = softmax(z) the Jacobian is J = ∂p/∂z = diag(p) − p pᵀ (symmetric, n × n). Its
 squared Frobenius norm has the closed form ‖J‖_F² = Σ_i p_i² [(1 − p_i)² + Σ_{j≠i} p_j²]
-(= Σp² − 2Σp³ + (Σp²)²), which needs no n × n matrix. Shapes: logits ``(..., n)``; Jacobians ``(..., n, n)``; norms ``(...)``.
+(= Σp² − 2Σp³ + (Σp²)²), which needs no n × n matrix. Shapes: logits ``(..., n)``;
+Jacobians ``(..., n, n)``; norms ``(...)``.
+
+‖J‖ is not the gradient that trains the query and key projections: for logits z = s·K q
+the chain rule gives ∂L/∂q = s·Kᵀ J (V g) (:func:`query_gradient`), with the scale s in
+front. :func:`query_gradient_sweep` measures it with and without s = 1/√d_k.
 """
 
 from __future__ import annotations
@@ -13,18 +18,25 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from numscale.checks import as_float_array, positive_int, rng_from, spawn_rngs
+from numscale.checks import as_float_array, finite_float, positive_int, rng_from, spawn_rngs
 from numscale.softmax import softmax
+from numscale.toy_training import deterministic_torch
 
 
 def _logits(logits: np.ndarray) -> np.ndarray:
     return as_float_array(logits, "logits", ndim=tuple(range(1, 33)))
 
 
+def jacobian_from_probs(p: np.ndarray) -> np.ndarray:
+    """J = diag(p) − p pᵀ along the last axis: ``(..., n) -> (..., n, n)``."""
+    diag = p[..., :, None] * np.eye(p.shape[-1], dtype=p.dtype)
+    outer = p[..., :, None] * p[..., None, :]
+    return diag - outer
+
+
 def jacobian(logits: np.ndarray) -> np.ndarray:
-    """diag(p) − p pᵀ for p = softmax(logits) along the last axis: ``(..., n) -> (..., n, n)``."""
-    p = softmax(_logits(logits))
-    return p[..., :, None] * np.eye(p.shape[-1], dtype=p.dtype) - p[..., :, None] * p[..., None, :]
+    """∂p/∂z for p = softmax(logits) along the last axis: ``(..., n) -> (..., n, n)``."""
+    return jacobian_from_probs(softmax(_logits(logits)))
 
 
 def jacobian_frobenius(logits: np.ndarray) -> np.ndarray:
@@ -35,7 +47,7 @@ def jacobian_frobenius(logits: np.ndarray) -> np.ndarray:
     for a nearly one-hot row; here every term is non-negative, and the two quantities
     that could cancel for the largest entry k, 1 − p_k and Σ_{j≠k} p_j², are summed
     directly over j ≠ k. Relative error a few n·eps for every row, however saturated, until
-the squares underflow (‖J‖_F below about 1e-154 in float64 returns 0).
+    the squares underflow (‖J‖_F below about 1e-154 in float64 returns 0).
 
     It is 0 for a one-hot p and √(n − 1)/n for a uniform p over n keys. J is positive
     semidefinite with trace 1 − Σp², so ‖J‖_F ≤ tr J < 1 for every p.
@@ -47,8 +59,9 @@ the squares underflow (‖J‖_F below about 1e-154 in float64 returns 0).
     top = np.argmax(z, axis=-1)[..., None]
     is_top = np.zeros(z.shape, dtype=bool)
     np.put_along_axis(is_top, top, True, axis=-1)
-    p_rest = np.where(is_top, 0.0, p)                                 # p with the top entry removed
-    one_minus = np.where(is_top, np.sum(np.where(is_top, 0.0, e), axis=-1, keepdims=True) / total, 1.0 - p)
+    p_rest = np.where(is_top, 0.0, p)  # p with the top entry removed
+    rest_mass = np.sum(np.where(is_top, 0.0, e), axis=-1, keepdims=True) / total
+    one_minus = np.where(is_top, rest_mass, 1.0 - p)
     sq = np.sum(p**2, axis=-1, keepdims=True)
     others_sq = np.where(is_top, np.sum(p_rest**2, axis=-1, keepdims=True), sq - p**2)
     return np.sqrt(np.sum(p**2 * (one_minus**2 + others_sq), axis=-1))
@@ -61,7 +74,8 @@ def autograd_jacobian(logits: np.ndarray) -> np.ndarray:
     return torch.autograd.functional.jacobian(lambda x: torch.softmax(x, dim=0), zt).numpy()
 
 
-def qk_logit_rows(d: int, n_keys: int, n_matrices: int, seed: int | np.random.Generator, scale: str) -> np.ndarray:
+def qk_logit_rows(d: int, n_keys: int, n_matrices: int, seed: int | np.random.Generator,
+                  scale: str) -> np.ndarray:
     """Attention logit rows from ``n_matrices`` independent products Q Kᵀ.
 
     Each product has ``n_keys`` queries and ``n_keys`` keys with standard-normal entries
@@ -120,7 +134,8 @@ def crossover(dims: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     x = np.log(as_float_array(np.asarray(dims, dtype=float), "dims", ndim=1))
     diff = as_float_array(a, "a", ndim=1) - as_float_array(b, "b", ndim=1)
     if diff.shape != x.shape:
-        raise ValueError(f"dims, a and b must have the same length, got {x.size} and {diff.size}")
+        raise ValueError(f"dims, a and b must have the same length, got {x.size} "
+                         f"and {diff.size}")
     change = np.nonzero(np.sign(diff[:-1]) != np.sign(diff[1:]))[0]
     if change.size == 0:
         raise ValueError("a − b does not change sign over dims")
@@ -130,7 +145,7 @@ def crossover(dims: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 
 
 def cross_entropy_grad(logits: np.ndarray, target: int) -> np.ndarray:
-    """Gradient of −log softmax(z)[target] with respect to z: p − onehot(target). Shape ``(n,)``."""
+    """Gradient of −log softmax(z)[target] with respect to z: p − e_y. Shape ``(n,)``."""
     z = as_float_array(logits, "logits", ndim=1)
     if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
         raise TypeError(f"target must be an integer class index, got {type(target).__name__}")
@@ -157,7 +172,8 @@ def jacobian_norm_vs_std(
     n_rows = positive_int(n_rows, "n_rows", minimum=2)
     base = rng_from(seed).standard_normal((n_rows, n_keys))
     norms = np.stack([jacobian_frobenius(s * base) for s in sigmas])
-    return NormSweep(dims=sigmas, mean=norms.mean(axis=1), stderr=norms.std(axis=1, ddof=1) / np.sqrt(n_rows))
+    return NormSweep(dims=sigmas, mean=norms.mean(axis=1),
+                     stderr=norms.std(axis=1, ddof=1) / np.sqrt(n_rows))
 
 
 @dataclass(frozen=True)
@@ -175,7 +191,7 @@ class ScaleSweep:
 
 
 def logit_scale_sweep(logits: np.ndarray, alphas: Sequence[float]) -> ScaleSweep:
-    """Softmax-Jacobian and cross-entropy-gradient norms as one row ``(n,)`` is scaled by α ≥ 0."""
+    """‖J‖_F and cross-entropy-gradient norms as one row ``(n,)`` is scaled by α ≥ 0."""
     z = as_float_array(logits, "logits", ndim=1)
     a = as_float_array(np.asarray(alphas, dtype=float), "alphas", ndim=1)
     if np.any(a < 0):
@@ -185,3 +201,221 @@ def logit_scale_sweep(logits: np.ndarray, alphas: Sequence[float]) -> ScaleSweep
     ce_w = np.array([np.linalg.norm(cross_entropy_grad(x * z, wrong)) for x in a])
     ce_r = np.array([np.linalg.norm(cross_entropy_grad(x * z, right)) for x in a])
     return ScaleSweep(alphas=a, jacobian=jac, ce_wrong=ce_w, ce_right=ce_r)
+
+
+# --------------------------------------------------------------------------- crossover against n
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """Where unscaled logits (σ = √d) stop having a larger mean ‖J‖_F than scaled ones (σ = 1).
+
+    For rows of ``n_keys`` iid N(0, σ²) logits. ``d_cross`` is the d beyond the peak with
+    mean‖J‖(σ = √d) = mean‖J‖(σ = 1), ``d_cross_se`` its sampling standard error (delta
+    method); both are nan when the curves do not cross below ``d_max`` (``crossed`` False).
+    ``dims`` is the grid d = 2^-2, 2^-1, …, d_max; ``curve`` the mean ‖J‖_F(σ = √d) on it;
+    ``gap`` = mean‖J‖(√d) − mean‖J‖(1) on it, with standard errors ``gap_se`` (paired rows).
+    """
+
+    n_keys: int
+    n_rows: int
+    norm_at_1: float
+    sigma_peak: float
+    peak_norm: float
+    crossed: bool
+    d_cross: float
+    d_cross_se: float
+    d_max: float
+    dims: np.ndarray
+    curve: np.ndarray
+    gap: np.ndarray
+    gap_se: np.ndarray
+
+
+def iid_jacobian_crossover(n_keys: int, n_rows: int, seed: int | np.random.Generator,
+                           d_max: int = 2**14) -> Crossover:
+    """Find the crossover of mean ‖J‖_F(σ = √d) with mean ‖J‖_F(σ = 1) for one ``n_keys``.
+
+    One set of standard-normal rows ``(n_rows, n_keys)`` is scaled by every σ (common random
+    numbers). The peak is located on the grid d = 2^-2 … ``d_max`` (a power of two); the
+    crossing by bisection in log σ between the peak and √d_max, to 0.1%.
+    Its standard error propagates the paired per-row differences ‖J_r(σ*)‖ − ‖J_r(1)‖
+    through the local slope of the mean curve.
+    """
+    n_keys = positive_int(n_keys, "n_keys", minimum=2)
+    n_rows = positive_int(n_rows, "n_rows", minimum=2)
+    d_max = positive_int(d_max, "d_max", minimum=2)
+    if d_max & (d_max - 1):
+        raise ValueError(f"d_max must be a power of two, got {d_max}")
+    base = rng_from(seed).standard_normal((n_rows, n_keys))
+
+    def norms(sigma: float) -> np.ndarray:
+        return jacobian_frobenius(sigma * base)
+
+    at_1 = norms(1.0)
+    dims = 2.0 ** np.arange(-2, int(np.log2(d_max)) + 1)
+    per_row = np.stack([norms(np.sqrt(d)) for d in dims])
+    curve = per_row.mean(axis=1)
+    peak = int(np.argmax(curve))
+    gaps = per_row - at_1
+    nan = float("nan")
+    common = dict(n_keys=n_keys, n_rows=n_rows, norm_at_1=float(at_1.mean()),
+                  sigma_peak=float(np.sqrt(dims[peak])), peak_norm=float(curve[peak]),
+                  d_max=float(d_max), dims=dims, curve=curve, gap=gaps.mean(axis=1),
+                  gap_se=gaps.std(axis=1, ddof=1) / np.sqrt(n_rows))
+    if gaps[-1].mean() > 0:
+        return Crossover(crossed=False, d_cross=nan, d_cross_se=nan, **common)
+    lo, hi = np.sqrt(dims[peak]), np.sqrt(d_max)
+    while hi / lo > 1.001:  # bisection in log σ
+        mid = np.sqrt(lo * hi)
+        lo, hi = (mid, hi) if norms(mid).mean() > at_1.mean() else (lo, mid)
+    sigma = np.sqrt(lo * hi)
+    diff = norms(sigma) - at_1
+    h = 1e-2 * sigma
+    slope = (norms(sigma + h).mean() - norms(sigma - h).mean()) / (2 * h)
+    sigma_se = diff.std(ddof=1) / np.sqrt(n_rows) / abs(slope)
+    return Crossover(crossed=True, d_cross=float(sigma**2),
+                     d_cross_se=float(2 * sigma * sigma_se), **common)
+
+
+# --------------------------------------------------------------------------- gradient w.r.t. q
+
+
+def attention_backward(
+    q: np.ndarray, keys: np.ndarray, values: np.ndarray,
+    upstream: np.ndarray, scale: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """∂L/∂z and ∂L/∂q for the output o = pᵀV, p = softmax(z), z = s·K q, g = ∂L/∂o.
+
+    Shapes (leading batch axes allowed): q ``(d_k,)``, keys ``(n, d_k)``, values
+    ``(n, d_v)``, upstream ``(d_v,)`` -> ∂L/∂z ``(n,)`` and ∂L/∂q ``(d_k,)``.
+    """
+    z = scale * np.einsum("...nd,...d->...n", keys, q)
+    p = softmax(z)
+    dp = np.einsum("...nv,...v->...n", values, upstream)  # ∂L/∂p = V g
+    J = jacobian_from_probs(p)
+    dz = np.einsum("...ij,...j->...i", J, dp)  # ∂L/∂z = J V g
+    dq = scale * np.einsum("...nd,...n->...d", keys, dz)  # ∂L/∂q = s Kᵀ J V g
+    return dz, dq
+
+
+def query_gradient(q: np.ndarray, keys: np.ndarray, values: np.ndarray,
+                   upstream: np.ndarray, scale: float) -> np.ndarray:
+    """∂L/∂q of :func:`attention_backward`, with input checks. Shapes as there."""
+    q = as_float_array(q, "q", ndim=tuple(range(1, 33)))
+    keys = as_float_array(keys, "keys", ndim=q.ndim + 1)
+    values = as_float_array(values, "values", ndim=q.ndim + 1)
+    upstream = as_float_array(upstream, "upstream", ndim=q.ndim)
+    if keys.shape[-1] != q.shape[-1] or values.shape[-2] != keys.shape[-2]:
+        raise ValueError(f"keys must be (n, d_k={q.shape[-1]}) and values (n, d_v), "
+                         f"got {keys.shape} and {values.shape}")
+    if upstream.shape[-1] != values.shape[-1]:
+        raise ValueError(f"upstream must have length d_v = {values.shape[-1]}")
+    return attention_backward(q, keys, values, upstream, finite_float(scale, "scale"))[1]
+
+
+def effective_count(weights: np.ndarray) -> np.ndarray:
+    """(Σ|w|)² / Σw² along the last axis: n for equal magnitudes, 1 for a single nonzero."""
+    w = np.abs(weights)
+    return np.sum(w, axis=-1) ** 2 / np.sum(w**2, axis=-1)
+
+
+@dataclass(frozen=True)
+class QueryGradientSweep:
+    """:func:`query_gradient_sweep` results, one entry per d_k; ``*_se`` are standard errors."""
+
+    dims: np.ndarray
+    unscaled: np.ndarray  #: mean ‖∂L/∂q‖ with s = 1
+    scaled: np.ndarray  #: mean ‖∂L/∂q‖ with s = 1/√d_k
+    ratio: np.ndarray  #: unscaled / scaled (ratio of the means)
+    ratio_se: np.ndarray
+    keys_unscaled: np.ndarray  #: mean effective number of keys receiving gradient, s = 1
+    keys_scaled: np.ndarray  #: the same, s = 1/√d_k
+    keys_unscaled_se: np.ndarray
+    keys_scaled_se: np.ndarray
+
+
+def query_gradient_sweep(dims: Sequence[int], seed: int, n_keys: int = 50, d_v: int = 64,
+                         n_trials: int = 300) -> QueryGradientSweep:
+    """‖∂L/∂q‖ with and without 1/√d_k on the same draws, for each head width d_k.
+
+    Each trial draws a query ``(d_k,)``, ``n_keys`` keys and values (width ``d_v``) and an
+    upstream gradient, all standard normal. The effective number of keys receiving
+    gradient is :func:`effective_count` of ∂L/∂z (the gradient reaching key j is
+    s·(∂L/∂z_j)·q). Standard errors treat trials as independent (they are); the ratio's
+    uses the delta method on the paired means.
+    """
+    dims_arr = np.array([positive_int(int(x), "dims") for x in dims])
+    if dims_arr.size == 0:
+        raise ValueError("dims must not be empty")
+    n_keys = positive_int(n_keys, "n_keys", minimum=2)
+    d_v = positive_int(d_v, "d_v")
+    n_trials = positive_int(n_trials, "n_trials", minimum=2)
+    out = {k: [] for k in ("u", "s", "r", "r_se", "ku", "ks", "ku_se", "ks_se")}
+    for d, rng in zip(dims_arr, spawn_rngs(seed, dims_arr.size)):
+        norms, counts = {1.0: [], 1 / np.sqrt(d): []}, {1.0: [], 1 / np.sqrt(d): []}
+        for chunk in np.array_split(np.arange(n_trials), max(1, n_trials // 50)):
+            t = chunk.size
+            q = rng.standard_normal((t, d))
+            keys = rng.standard_normal((t, n_keys, d))
+            values = rng.standard_normal((t, n_keys, d_v))
+            upstream = rng.standard_normal((t, d_v))
+            for s in norms:
+                dz, dq = attention_backward(q, keys, values, upstream, s)
+                norms[s].append(np.linalg.norm(dq, axis=-1))
+                counts[s].append(effective_count(dz))
+        (a, b), (ka, kb) = [np.concatenate(v) for v in norms.values()], \
+            [np.concatenate(v) for v in counts.values()]
+        ratio = a.mean() / b.mean()
+        cov = np.cov(a, b)
+        var_ratio = ratio**2 * (cov[0, 0] / a.mean() ** 2 + cov[1, 1] / b.mean() ** 2
+                                - 2 * cov[0, 1] / (a.mean() * b.mean())) / n_trials
+        out["u"].append(a.mean()), out["s"].append(b.mean())
+        out["r"].append(ratio), out["r_se"].append(np.sqrt(var_ratio))
+        out["ku"].append(ka.mean()), out["ks"].append(kb.mean())
+        out["ku_se"].append(ka.std(ddof=1) / np.sqrt(n_trials))
+        out["ks_se"].append(kb.std(ddof=1) / np.sqrt(n_trials))
+    a = {k: np.array(v) for k, v in out.items()}
+    return QueryGradientSweep(dims_arr, a["u"], a["s"], a["r"], a["r_se"], a["ku"], a["ks"],
+                              a["ku_se"], a["ks_se"])
+
+
+# --------------------------------------------------------------------------- SGD vs Adam
+
+
+def reparametrization_gap(optimizer: str, lr_power: float, d_k: int = 64, steps: int = 20,
+                          lr: float = 1e-2, seed: int = 0) -> float:
+    """Is training with logits s·(x W_Q)·k the same as training (x W′)·k with W′ = s·W_Q?
+
+    Trains W_Q (scaled model, s = 1/√d_k, init W₀, learning rate η) and W′ (unscaled,
+    init s·W₀, learning rate s^lr_power · η) on the same fixed regression problem with
+    ``optimizer`` ``"sgd"`` or ``"adam"`` (float64, full batch), and returns
+    max|s·W_Q − W′| / max|W′| after ``steps`` steps: rounding-level when the two are the
+    same trajectory. SGD matches for lr_power = 2, Adam (scale-free steps) for 1.
+    """
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    d_k = positive_int(d_k, "d_k")
+    steps = positive_int(steps, "steps")
+    gen = torch.Generator().manual_seed(positive_int(seed, "seed", minimum=0))
+    x = torch.randn(16, 32, generator=gen, dtype=torch.float64)
+    keys = torch.randn(16, d_k, generator=gen, dtype=torch.float64)
+    values = torch.randn(16, 8, generator=gen, dtype=torch.float64)
+    target = torch.randn(16, 8, generator=gen, dtype=torch.float64)
+    w0 = torch.randn(32, d_k, generator=gen, dtype=torch.float64) / np.sqrt(32)
+    s = 1 / np.sqrt(d_k)
+    runs = [(w0.clone(), s, lr), (s * w0.clone(), 1.0, s**lr_power * lr)]
+    finals = []
+    with deterministic_torch(1):  # tiny tensors: threads only add overhead
+        for init, scale, rate in runs:
+            w = init.requires_grad_(True)
+            cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
+            opt = cls([w], lr=rate)
+            for _ in range(steps):
+                attn = torch.softmax(scale * (x @ w) @ keys.T, dim=-1)
+                loss = ((attn @ values - target) ** 2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            finals.append(w.detach())
+    return float((s * finals[0] - finals[1]).abs().max() / finals[1].abs().max())

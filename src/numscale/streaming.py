@@ -5,7 +5,8 @@ blocks and keeps, per query row, a running maximum ``m`` and a running normalise
 ``s = Σ exp(z_j − m)`` over the keys seen so far. When a block raises the maximum to
 ``m'`` the old sum is rescaled by ``exp(m − m')``. An attention output
 ``o = Σ exp(z_j − m) v_j`` is accumulated and rescaled the same way and divided by
-``s`` at the end. The result equals the two-pass softmax to rounding.
+``s`` once, at the end (FlashAttention-2's form; FlashAttention-1 keeps a normalised
+output and rescales it every block). The result equals the two-pass softmax to rounding.
 
 Shapes: logits are ``(n,)`` (one row) or ``(rows, n)`` (one row per query), with the
 keys along the last axis; values are ``(n, d_v)``. All arithmetic stays in the input's
@@ -43,12 +44,10 @@ def _logits(logits: np.ndarray) -> tuple[np.ndarray, bool]:
     """Validate logits; return them as ``(rows, n)`` and whether the input was 1-D."""
     z = as_float_array(logits, "logits", ndim=(1, 2))
     if z.shape[-1] == 0:
-        raise ValueError(f"logits must have at least one key (last axis), got shape {z.shape}")
+        raise ValueError(
+            f"logits must have at least one key (last axis), got shape {z.shape}"
+        )
     return (z[None, :], True) if z.ndim == 1 else (z, False)
-
-
-def _blocks(n: int, block_size: int) -> list[slice]:
-    return [slice(start, min(start + block_size, n)) for start in range(0, n, block_size)]
 
 
 def combine_states(a: OnlineState, b: OnlineState) -> OnlineState:
@@ -61,9 +60,36 @@ def combine_states(a: OnlineState, b: OnlineState) -> OnlineState:
     ma, sa = np.asarray(a.m), np.asarray(a.s)
     mb, sb = np.asarray(b.m), np.asarray(b.s)
     if ma.shape != mb.shape or sa.shape != sb.shape or ma.shape != sa.shape:
-        raise ValueError(f"states must have matching shapes, got m {ma.shape}, {mb.shape} and s {sa.shape}, {sb.shape}")
-    m = np.maximum(ma, mb)
-    return OnlineState(m=m, s=sa * np.exp(ma - m) + sb * np.exp(mb - m))
+        raise ValueError(
+            f"states must have matching shapes, got m {ma.shape}, {mb.shape} "
+            f"and s {sa.shape}, {sb.shape}"
+        )
+    return OnlineState(*_merge(ma, sa, mb, sb))
+
+
+def _merge(
+    m_a: np.ndarray, s_a: np.ndarray, m_b: np.ndarray, s_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merged state ``M = max(m_a, m_b)``, ``S = s_a·e^(m_a−M) + s_b·e^(m_b−M)``."""
+    m = np.maximum(m_a, m_b)
+    return m, s_a * np.exp(m_a - m) + s_b * np.exp(m_b - m)
+
+
+def _online_states(
+    z: np.ndarray, block_size: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(m, s) per row after each block of keys; ``z`` is ``(rows, n)``, unchecked."""
+    m = np.full(z.shape[0], -np.inf, dtype=z.dtype)  # running maximum per row
+    s = np.zeros(z.shape[0], dtype=z.dtype)  # running Σ exp(z_j − m) per row
+    states = []
+    for start in range(0, z.shape[1], block_size):
+        block = z[:, start:start + block_size]
+        m_new = np.maximum(m, block.max(axis=1))
+        # exp(m − m_new) <= 1 rescales the old sum; 0 on the first block (m = −inf)
+        s = s * np.exp(m - m_new) + np.exp(block - m_new[:, None]).sum(axis=1)
+        m = m_new
+        states.append((m, s))
+    return states
 
 
 def online_state_trace(logits: np.ndarray, block_size: int) -> list[OnlineState]:
@@ -75,17 +101,8 @@ def online_state_trace(logits: np.ndarray, block_size: int) -> list[OnlineState]
     """
     z, single = _logits(logits)
     block_size = positive_int(block_size, "block_size")
-    m = np.full(z.shape[0], -np.inf, dtype=z.dtype)
-    s = np.zeros(z.shape[0], dtype=z.dtype)
-    states = []
-    for blk in _blocks(z.shape[1], block_size):
-        zb = z[:, blk]
-        m_new = np.maximum(m, zb.max(axis=1))
-        # exp(−inf − m_new) = 0 on the first block: the empty sum has no weight.
-        s = s * np.exp(m - m_new) + np.exp(zb - m_new[:, None]).sum(axis=1)
-        m = m_new
-        states.append(OnlineState(m=m[0] if single else m, s=s[0] if single else s))
-    return states
+    return [OnlineState(m=m[0] if single else m, s=s[0] if single else s)
+            for m, s in _online_states(z, block_size)]
 
 
 def online_logsumexp(logits: np.ndarray, block_size: int) -> np.ndarray:
@@ -97,7 +114,7 @@ def online_logsumexp(logits: np.ndarray, block_size: int) -> np.ndarray:
 
 
 def online_softmax(logits: np.ndarray, block_size: int) -> np.ndarray:
-    """Softmax from the streamed normaliser: ``exp(z − m) / s`` with the final ``(m, s)``.
+    """Softmax from the streamed normaliser: ``exp(z − m) / s``, final ``(m, s)``.
 
     One streaming pass computes ``(m, s)`` (Milakov & Gimelshein's online normaliser);
     a second, elementwise pass writes the probabilities. Shape ``(..., n) -> (..., n)``.
@@ -108,8 +125,40 @@ def online_softmax(logits: np.ndarray, block_size: int) -> np.ndarray:
     return p[0] if single else p
 
 
-def online_attention(logits: np.ndarray, values: np.ndarray, block_size: int) -> np.ndarray:
-    """softmax(logits) @ values in one streaming pass, as FlashAttention accumulates its output.
+def _online_attention_core(z: np.ndarray, v: np.ndarray, block_size: int) -> np.ndarray:
+    """softmax(z) @ v in one pass over blocks of keys; ``z (rows, n)``, ``v (n, d_v)``.
+
+    FlashAttention-2's form: the output is kept unnormalised and divided by ``s`` once,
+    at the end. No input checks; ``z`` and ``v`` share one floating dtype.
+    """
+    m = np.full(z.shape[0], -np.inf, dtype=z.dtype)  # running maximum per row
+    s = np.zeros(z.shape[0], dtype=z.dtype)  # running Σ exp(z_j − m) per row
+    o = np.zeros((z.shape[0], v.shape[1]), dtype=z.dtype)  # running Σ exp(z_j − m) v_j
+    for start in range(0, z.shape[1], block_size):
+        block = z[:, start:start + block_size]
+        m_new = np.maximum(m, block.max(axis=1))
+        rescale = np.exp(m - m_new)
+        w = np.exp(block - m_new[:, None])
+        s = s * rescale + w.sum(axis=1)
+        o = o * rescale[:, None] + w @ v[start:start + block_size]
+        m = m_new
+    return o / s[:, None]
+
+
+def _values_for(z: np.ndarray, values: np.ndarray) -> np.ndarray:
+    v = as_float_array(values, "values", ndim=2)
+    if v.shape[0] != z.shape[1]:
+        raise ValueError(
+            f"values must have one row per key: logits have {z.shape[1]} keys, "
+            f"values shape {v.shape}"
+        )
+    return v
+
+
+def online_attention(
+    logits: np.ndarray, values: np.ndarray, block_size: int
+) -> np.ndarray:
+    """softmax(logits) @ values in one streaming pass, as FlashAttention accumulates it.
 
     ``logits``: ``(n,)`` or ``(rows, n)``; ``values``: ``(n, d_v)``. Per block the
     unnormalised output ``o = Σ exp(z_j − m) v_j`` is rescaled by ``exp(m − m')`` and
@@ -117,24 +166,11 @@ def online_attention(logits: np.ndarray, values: np.ndarray, block_size: int) ->
     ``(d_v,)`` or ``(rows, d_v)``. Arithmetic in the common dtype of the inputs.
     """
     z, single = _logits(logits)
-    v = as_float_array(values, "values", ndim=2)
-    if v.shape[0] != z.shape[1]:
-        raise ValueError(f"values must have one row per key: logits have {z.shape[1]} keys, values shape {v.shape}")
+    v = _values_for(z, values)
     block_size = positive_int(block_size, "block_size")
     dtype = np.result_type(z.dtype, v.dtype)
     z, v = z.astype(dtype, copy=False), v.astype(dtype, copy=False)
-    m = np.full(z.shape[0], -np.inf, dtype=dtype)
-    s = np.zeros(z.shape[0], dtype=dtype)
-    o = np.zeros((z.shape[0], v.shape[1]), dtype=dtype)
-    for blk in _blocks(z.shape[1], block_size):
-        zb = z[:, blk]
-        m_new = np.maximum(m, zb.max(axis=1))
-        scale = np.exp(m - m_new)
-        w = np.exp(zb - m_new[:, None])
-        s = s * scale + w.sum(axis=1)
-        o = o * scale[:, None] + w @ v[blk]
-        m = m_new
-    out = o / s[:, None]
+    out = _online_attention_core(z, v, block_size)
     return out[0] if single else out
 
 
@@ -144,9 +180,7 @@ def two_pass_attention(logits: np.ndarray, values: np.ndarray) -> np.ndarray:
     Shapes as in :func:`online_attention`.
     """
     z, single = _logits(logits)
-    v = as_float_array(values, "values", ndim=2)
-    if v.shape[0] != z.shape[1]:
-        raise ValueError(f"values must have one row per key: logits have {z.shape[1]} keys, values shape {v.shape}")
+    v = _values_for(z, values)
     dtype = np.result_type(z.dtype, v.dtype)
     out = two_pass_softmax(z.astype(dtype, copy=False)) @ v.astype(dtype, copy=False)
     return out[0] if single else out
@@ -166,6 +200,7 @@ def block_size_errors(logits: np.ndarray, block_sizes: list[int] | np.ndarray) -
     out = []
     for b in block_sizes:
         p = online_softmax(z, int(b))
-        rel = np.abs(p.astype(np.float64) - reference.astype(np.float64))[ok] / reference.astype(np.float64)[ok]
+        ref64 = reference.astype(np.float64)[ok]
+        rel = np.abs(p.astype(np.float64)[ok] - ref64) / ref64
         out.append(float(rel.max()))
     return np.array(out)

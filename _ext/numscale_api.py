@@ -1,0 +1,317 @@
+"""Sphinx extension: the package reference, generated from the package itself.
+
+The directive ``numscale-api`` (used in ``book/reference.md`` inside ``{eval-rst}``) writes,
+for every module of the helper package found in ``numscale_src_dir`` at build time (so a
+new module appears with no edit here), a section with the module's docstring
+(``automodule``) and one ``autofunction`` / ``autoclass`` entry per public object: defined
+in that module, name without a leading underscore. ``sphinx.ext.viewcode`` adds the
+[source] links. Each entry ends with the chapters that use it, found by scanning the code
+cells of the book's pages (``softmax.stable_softmax(...)`` after
+``from numscale import softmax``, or a name imported with ``from numscale.softmax import``),
+and the chapters that show its source (``literalinclude`` with ``:pyobject:``).
+
+Configuration (``_config.yml`` → ``sphinx: config:``): ``numscale_src_dir`` and
+``numscale_package`` (shared with ``numscale_build``), ``numscale_api_pages`` (glob of the
+pages scanned for uses, default ``"book/*.md"``).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import inspect
+import pkgutil
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.application import Sphinx
+from sphinx.pycode import ModuleAnalyzer
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+from sphinx.util.nodes import nested_parse_with_titles
+
+LOGGER = logging.getLogger(__name__)
+_CODE_CELL = re.compile(r"^(`{3,}|~{3,})\s*\{code-cell\}[^\n]*\n(.*?)^\1\s*$", re.S | re.M)
+_INCLUDE = re.compile(
+    r"^(`{3,}|~{3,})\s*\{literalinclude\}\s*(\S+)\s*\n(.*?)^\1\s*$", re.S | re.M
+)
+
+
+# ------------------------------------------------------------------------- objects
+
+
+def public_modules(src_dir: Path, package: str) -> list[str]:
+    """Dotted names of the package's modules (not the package itself, none private)."""
+    root = src_dir / package
+    return sorted(
+        f"{package}.{info.name}"
+        for info in pkgutil.iter_modules([str(root)])
+        if not info.name.startswith("_")
+    )
+
+
+def public_objects(module: Any) -> list[tuple[str, str]]:
+    """(kind, name) of the module's public functions and classes, in source order.
+
+    Public: defined in this module (not imported into it) and named without a leading
+    underscore. ``kind`` is ``"function"`` or ``"class"``.
+    """
+    found = []
+    for name, obj in vars(module).items():
+        if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+            continue
+        target = inspect.unwrap(obj) if callable(obj) else obj
+        if inspect.isclass(obj):
+            kind = "class"
+        elif inspect.isfunction(target):
+            kind = "function"
+        else:
+            continue
+        try:
+            line = inspect.getsourcelines(target)[1]
+        except (OSError, TypeError):
+            line = 10**9
+        found.append((line, kind, name))
+    return [(kind, name) for _, kind, name in sorted(found)]
+
+
+def public_constants(path: Path) -> list[str]:
+    """UPPER_CASE names a module assigns at its top level (its documented constants)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return []
+    names: list[str] = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        for target in targets:
+            if isinstance(target, ast.Name) and re.fullmatch(r"[A-Z][A-Z0-9_]*", target.id) and target.id not in names:
+                names.append(target.id)
+    return names
+
+
+# ---------------------------------------------------------------------------- uses
+
+
+def _strip_magics(code: str) -> str:
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in code.splitlines())
+
+
+def cell_code(body: str) -> str:
+    """The code of a code cell's body: without its options (a ``---`` YAML block or
+    ``:key: value`` lines at the top) and magics; empty if it does not parse (the cell
+    would fail anyway, and one such cell must not hide the others' uses)."""
+    lines = body.splitlines()
+    start = 0
+    if lines and lines[0].strip() == "---":
+        start = next((i + 1 for i in range(1, len(lines)) if lines[i].strip() == "---"), 0)
+    while start < len(lines) and re.match(r"^:[\w-]+:", lines[start]):
+        start += 1
+    code = _strip_magics("\n".join(lines[start:]))
+    try:
+        ast.parse(code)
+    except SyntaxError:
+        return ""
+    return code
+
+
+def names_used(code: str, package: str) -> set[str]:
+    """Dotted names of package objects that ``code`` refers to (``pkg.mod.func``).
+
+    Understands ``from pkg import mod [as m]`` then ``m.func``, ``import pkg.mod [as m]``
+    then ``m.func`` (or ``pkg.mod.func``), and ``from pkg.mod import func [as f]`` then
+    ``f``. A name is used when it is referred to (called, or passed as a value).
+    """
+    try:
+        tree = ast.parse(_strip_magics(code))
+    except SyntaxError:
+        return set()
+    modules: dict[str, str] = {}  # local name -> dotted module
+    objects: dict[str, str] = {}  # local name -> dotted object
+    bound_package = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == package:
+                for alias in node.names:
+                    modules[alias.asname or alias.name] = f"{package}.{alias.name}"
+            elif node.module.startswith(package + "."):
+                for alias in node.names:
+                    objects[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith(package + ".") and alias.asname:
+                    modules[alias.asname] = alias.name
+                elif (alias.name == package or alias.name.startswith(package + ".")) and not alias.asname:
+                    bound_package = True  # ``import pkg.mod`` binds ``pkg``
+    used: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            parts = []
+            inner: ast.AST = node
+            while isinstance(inner, ast.Attribute):
+                parts.append(inner.attr)
+                inner = inner.value
+            if isinstance(inner, ast.Name):
+                parts.append(inner.id)
+                parts.reverse()  # e.g. ["softmax", "stable_softmax"] or ["numscale", "softmax", "f"]
+                head = parts[0]
+                if head in modules and len(parts) >= 2:
+                    used.add(f"{modules[head]}.{parts[1]}")
+                elif head == package and bound_package and len(parts) >= 3:
+                    used.add(".".join(parts[:3]))
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in objects:
+            used.add(objects[node.id])
+    return used
+
+
+def shown_objects(text: str, package: str) -> set[str]:
+    """Dotted names of the package objects a page shows with ``literalinclude :pyobject:``."""
+    shown = set()
+    for match in _INCLUDE.finditer(text):
+        path, body = match.group(2), match.group(3)
+        pyobject = re.search(r"^:pyobject:\s*(\S+)", body, re.M)
+        parts = Path(path).with_suffix("").parts
+        if pyobject and package in parts:
+            module = ".".join(parts[parts.index(package):])
+            shown.add(f"{module}.{pyobject.group(1)}")
+    return shown
+
+
+def chapter_uses(pages: dict[str, str], package: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """From {docname: MyST text}: {object: docnames using it}, {object: docnames showing it}."""
+    used: dict[str, set[str]] = {}
+    shown: dict[str, set[str]] = {}
+    for docname, text in pages.items():
+        code = "\n".join(cell_code(match.group(2)) for match in _CODE_CELL.finditer(text))
+        for name in names_used(code, package):
+            used.setdefault(name, set()).add(docname)
+        for name in shown_objects(text, package):
+            shown.setdefault(name, set()).add(docname)
+    return ({k: sorted(v) for k, v in used.items()}, {k: sorted(v) for k, v in shown.items()})
+
+
+# ----------------------------------------------------------------------- directive
+
+
+class NumscaleApi(SphinxDirective):
+    """``.. numscale-api::``: the reference of every module of the package."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        config = self.env.config
+        root = Path(self.env.srcdir)
+        src_dir = root / config.numscale_src_dir
+        package = config.numscale_package
+        pages = {}
+        for path in sorted(root.glob(config.numscale_api_pages)):
+            docname = self.env.path2doc(str(path))
+            if docname in self.env.found_docs and docname != self.env.docname:
+                pages[docname] = path.read_text(encoding="utf-8")
+                self.env.note_dependency(str(path))
+        used, shown = chapter_uses(pages, package)
+        self.env.note_dependency(__file__)  # a new rule here re-reads the page
+        lines: list[str] = []
+        for module_name in public_modules(src_dir, package):
+            self.env.note_dependency(str(src_dir.joinpath(*module_name.split(".")).with_suffix(".py")))
+            try:
+                module = importlib.import_module(module_name)
+            except Exception as exc:  # noqa: BLE001 - reported as a warning, the build fails with -W
+                LOGGER.warning(f"[numscale] cannot import {module_name}: {exc}", location=(self.env.docname, self.lineno))
+                continue
+            lines += [f"``{module_name}``", "-" * (len(module_name) + 4), "",
+                      f".. automodule:: {module_name}", "   :no-members:", ""]
+            module_file = src_dir.joinpath(*module_name.split(".")).with_suffix(".py")
+            try:
+                documented = {name for (_, name) in ModuleAnalyzer.for_module(module_name).find_attr_docs()}
+            except Exception:  # noqa: BLE001 - no comment docs found: plain entries
+                documented = set()
+            for name in public_constants(module_file):
+                if name in documented:  # a ``#:`` comment or a string after the assignment
+                    lines += [f".. autodata:: {module_name}.{name}", "   :no-value:", ""]
+                else:  # autodoc would show the docstring of the value's type (dict, tuple ...)
+                    lines += [f".. py:data:: {name}", f"   :module: {module_name}", ""]
+            for kind, name in public_objects(module):
+                dotted = f"{module_name}.{name}"
+                if kind == "function":
+                    lines += [f".. autofunction:: {dotted}", ""]
+                else:
+                    lines += [f".. autoclass:: {dotted}", "   :members:", "   :undoc-members:", "   :member-order: bysource", ""]
+                for label, docnames in (("Used in", used.get(dotted)), ("Source shown in", shown.get(dotted))):
+                    if docnames:
+                        links = ", ".join(f":doc:`/{d}`" for d in docnames)
+                        lines += [f"   *{label}:* {links}.", ""]
+        container = nodes.container(classes=["numscale-api"])
+        nested_parse_with_titles(self.state, StringList(lines, source="numscale-api"), container)
+        return container.children
+
+
+def _add_src_to_path(app: Sphinx, config) -> None:
+    """Import the book's own package (autodoc, viewcode), not another installed copy."""
+    src = str((Path(app.confdir) / config.numscale_src_dir).resolve())
+    if src not in sys.path:
+        sys.path.insert(0, src)
+    package = sys.modules.get(config.numscale_package)
+    if package is not None and not str(getattr(package, "__file__", "")).startswith(src):
+        for name in [n for n in sys.modules if n == config.numscale_package or n.startswith(config.numscale_package + ".")]:
+            del sys.modules[name]
+    # Annotations name NumPy, torch and typing classes, which have no entry in this book
+    # (there is no intersphinx: the build runs offline). Only those class references are
+    # exempt from nitpicky mode; references to the package's own objects must resolve.
+    package_name = re.escape(config.numscale_package)
+    config.nitpick_ignore_regex = [*config.nitpick_ignore_regex, ("py:class", rf"(?!{package_name}\.).*")]
+
+
+_LITERAL_OR_ROLE = re.compile(r"(``.+?``|:[\w:-]+:`[^`]*`)")
+
+
+def escape_bars(app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+    """``autodoc-process-docstring``: the docstrings are plain text with mathematical
+    notation, where ``|x|`` is an absolute value or a norm; in reStructuredText it would be
+    a substitution reference (an error). Escape ``|`` outside inline literals and roles,
+    so it renders as written; inside ``...`` it is literal already."""
+    for index, line in enumerate(lines):
+        if "|" in line:
+            parts = _LITERAL_OR_ROLE.split(line)
+            lines[index] = "".join(part if i % 2 else part.replace("|", "\\|") for i, part in enumerate(parts))
+
+
+def external_reference(app: Sphinx, domain, node) -> bool | None:
+    """``warn-missing-reference``: stay quiet about references to other libraries
+    (``numpy.exp``, ``decimal``, ``myst_nb.glue``): the book has no inventory of theirs.
+    A reference into the package itself that does not resolve is still an error."""
+    if domain is None or domain.name != "py":
+        return None
+    target = str(node.get("reftarget", "")).lstrip(".~")
+    head = target.split(".", 1)[0]
+    package = app.config.numscale_package
+    if not head or head == package:
+        return None
+    if head in _ALIASES:
+        return True
+    try:
+        return True if importlib.util.find_spec(head) is not None else None
+    except (ImportError, ValueError):
+        return None
+
+
+_ALIASES = {"np", "npt", "plt", "mpl", "nn", "F"}
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    for name, default in (("numscale_src_dir", "src"), ("numscale_package", "numscale")):
+        if name not in app.config:  # also declared by numscale_build
+            app.add_config_value(name, default, "env")
+    app.add_config_value("numscale_api_pages", "book/*.md", "env")
+    app.setup_extension("sphinx.ext.autodoc")
+    app.setup_extension("sphinx.ext.viewcode")
+    app.connect("config-inited", _add_src_to_path)
+    app.connect("warn-missing-reference", external_reference)
+    app.connect("autodoc-process-docstring", escape_bars)
+    app.add_directive("numscale-api", NumscaleApi)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,221 @@
+"""Output logits: their size, and the fixes (soft-capping, z-loss, embedding scale).
+
+* :func:`soft_cap` and :func:`soft_cap_grad`: Gemma 2's c·tanh(z/c) and its derivative;
+* :func:`z_loss`: PaLM's auxiliary loss, a coefficient times (log Z)²;
+* :func:`cap_sweep`: the validation loss per story of a frozen model whose output
+  logits are soft-capped at each of several caps (one forward per batch, the caps
+  applied to the same logits);
+* :func:`embedding_scales`: the scales of a tied embedding and of the logits it makes;
+* :func:`finetune`: a few deterministic Adam steps of a llama2.c model with or without
+  the z-loss, tracking log Z and the loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from numscale.checks import finite_float, positive_int
+
+
+def _tensor(value: object, name: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.dtype.is_floating_point:
+        raise TypeError(f"{name} must hold floats, got {value.dtype}")
+    if value.numel() == 0:
+        raise ValueError(f"{name} must not be empty")
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{name} must be finite (it holds NaN or inf)")
+    return value
+
+
+def soft_cap(z: torch.Tensor, cap: float) -> torch.Tensor:
+    """c·tanh(z/c) entrywise: ≈ z for ‖z‖ ≪ c, never beyond ±c."""
+    return cap * torch.tanh(z / cap)
+
+
+def soft_cap_grad(z: torch.Tensor, cap: float) -> torch.Tensor:
+    """d/dz of c·tanh(z/c) = 1 − tanh²(z/c), entrywise."""
+    t = torch.tanh(z / cap)
+    return 1 - t * t
+
+
+def capped(z: torch.Tensor, cap: float | None) -> torch.Tensor:
+    """``z`` soft-capped at ``cap`` (validated), or unchanged for ``cap=None``."""
+    z = _tensor(z, "z")
+    if cap is None:
+        return z
+    return soft_cap(z, finite_float(cap, "cap", positive=True))
+
+
+def log_partition(z: torch.Tensor) -> torch.Tensor:
+    """log Z = log Σ_i exp(z_i) over the last axis (stable): shape z.shape[:-1]."""
+    return torch.logsumexp(z, dim=-1)
+
+
+def z_loss(z: torch.Tensor, coefficient: float = 1e-4) -> torch.Tensor:
+    """PaLM's auxiliary loss, coefficient · (log Z)², averaged over positions."""
+    return coefficient * log_partition(z).pow(2).mean()
+
+
+def _story_nll(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Summed next-token NLL per story (float64) and its counts; logits (B, T, V)."""
+    logp = torch.log_softmax(logits[:, :-1].double(), dim=-1)
+    nll = -logp.gather(-1, tokens[:, 1:, None])[..., 0]
+    target = mask[:, 1:]
+    sums = torch.where(target, nll, torch.zeros((), dtype=nll.dtype)).sum(1)
+    return sums.numpy(), target.sum(1).numpy()
+
+
+@dataclass(frozen=True)
+class CapSweep:
+    """Per cap (``None`` first: uncapped): summed loss per story ``sums``
+    (n_caps, stories), token ``counts`` (stories,), the largest absolute logit at a
+    predicting position ``max_logit`` (n_caps,), and the mean log Z ``mean_log_z``."""
+
+    caps: tuple[float | None, ...]
+    sums: np.ndarray
+    counts: np.ndarray
+    max_logit: np.ndarray
+    mean_log_z: np.ndarray
+
+
+def cap_sweep(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor,
+              caps: Sequence[float], *, batch_size: int = 8) -> CapSweep:
+    """Soft-cap the output logits of a frozen ``model`` at each of ``caps`` and measure
+    the loss per story on ``tokens`` (B, T) with target ``mask`` (B, T)."""
+    positive_int(batch_size, "batch_size")
+    all_caps: tuple[float | None, ...] = (None, *(finite_float(c, "caps", positive=True)
+                                                  for c in caps))
+    sums, counts = [], []
+    top = np.zeros(len(all_caps))
+    log_z_sum, n_pos = np.zeros(len(all_caps)), 0
+    for start in range(0, tokens.shape[0], batch_size):
+        tok, msk = tokens[start:start + batch_size], mask[start:start + batch_size]
+        with torch.inference_mode():
+            logits = model(tok).float()
+        predicting = msk[:, 1:]
+        rows = []
+        for k, cap in enumerate(all_caps):
+            z = capped(logits, cap)
+            s, n = _story_nll(z, tok, msk)
+            rows.append(s)
+            real = z[:, :-1][predicting]
+            top[k] = max(top[k], float(real.abs().max()))
+            log_z_sum[k] += float(log_partition(real.double()).sum())
+        n_pos += int(predicting.sum())
+        sums.append(np.stack(rows))
+        counts.append(n)
+    return CapSweep(all_caps, np.concatenate(sums, axis=1), np.concatenate(counts),
+                    top, log_z_sum / n_pos)
+
+
+@dataclass(frozen=True)
+class EmbeddingScales:
+    """Scales of a tied embedding E (vocab, d_model) and of the logits z = h·Eᵀ:
+    ``entry_rms`` of E, the mean and largest row norm ‖E_i‖, the mean norm ‖h‖ of the
+    final normalized hidden state, the mean within-position std of z, and the entry
+    RMS 1/√d_model that the √d_model multiplier would bring to 1."""
+
+    entry_rms: float
+    row_norm_mean: float
+    row_norm_max: float
+    hidden_norm_mean: float
+    logit_std_mean: float
+    unit_entry_rms: float
+
+
+def embedding_scales(embedding: np.ndarray, hidden: torch.Tensor,
+                     logits: torch.Tensor) -> EmbeddingScales:
+    """:class:`EmbeddingScales` from the embedding (vocab, d), the final normalized
+    hidden states ``hidden`` (N, d) and their logits (N, vocab)."""
+    e = np.asarray(embedding, dtype=np.float64)
+    if e.ndim != 2 or e.size == 0:
+        raise ValueError(f"embedding must be a non-empty (vocab, d) array, "
+                         f"got {e.shape}")
+    hidden = _tensor(hidden, "hidden").double()
+    logits = _tensor(logits, "logits").double()
+    rows = np.linalg.norm(e, axis=1)
+    return EmbeddingScales(
+        entry_rms=float(np.sqrt((e * e).mean())), row_norm_mean=float(rows.mean()),
+        row_norm_max=float(rows.max()),
+        hidden_norm_mean=float(hidden.norm(dim=-1).mean()),
+        logit_std_mean=float(logits.std(dim=-1).mean()),
+        unit_entry_rms=1 / float(np.sqrt(e.shape[1])))
+
+
+def final_hidden(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Final normalized hidden states h (N, d) and logits (N, vocab) of a llama2.c
+    model at the N predicting positions of ``tokens``; h·Eᵀ = logits."""
+    from numscale import llama
+
+    with torch.inference_mode():
+        record = model(tokens, record=True, record_attention=False)
+        x = record.residual[-1]
+        h = llama._rmsnorm(x, model.rms_final)
+    predicting = torch.zeros_like(mask)
+    predicting[:, :-1] = mask[:, 1:]
+    return h[predicting].float(), record.logits[predicting].float()
+
+
+def _adam_step(params: list, moments: list, lr: float, step: int,
+               betas: tuple[float, float] = (0.9, 0.99), eps: float = 1e-8) -> None:
+    """One bias-corrected Adam update of ``params`` in place (``step`` counts from 1)."""
+    b1, b2 = betas
+    with torch.no_grad():
+        for p, (m, v) in zip(params, moments):
+            m.mul_(b1).add_(p.grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            m_hat, v_hat = m / (1 - b1 ** step), v / (1 - b2 ** step)
+            p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
+
+
+@dataclass(frozen=True)
+class Finetune:
+    """Per step of :func:`finetune`: cross-entropy ``loss`` and mean ``log_z`` of the
+    training batch (before the step), and at the end ``heldout_loss`` and
+    ``heldout_log_z`` on held-out stories."""
+
+    loss: np.ndarray
+    log_z: np.ndarray
+    heldout_loss: float
+    heldout_log_z: float
+
+
+def finetune(weights: object, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+             heldout: tuple[torch.Tensor, torch.Tensor], *, coefficient: float,
+             lr: float = 1e-3) -> Finetune:
+    """Adam (β = 0.9, 0.99, fresh moments) on cross-entropy + ``coefficient``·(log Z)²,
+    one step per batch, from ``weights``; float32, deterministic (no random draws)."""
+    from numscale import llama
+
+    if coefficient < 0:
+        raise ValueError(f"coefficient must be >= 0, got {coefficient}")
+    lr = finite_float(lr, "lr", positive=True)
+    model = llama.LlamaModel(weights)
+    params = list(model.parameters())
+    moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+    losses, log_zs = [], []
+    for step, (tokens, mask) in enumerate(batches, start=1):
+        logits = model(tokens)[:, :-1]
+        target = mask[:, 1:]
+        z = logits[target]
+        ce = torch.nn.functional.cross_entropy(z, tokens[:, 1:][target])
+        loss = ce + z_loss(z, coefficient)
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        _adam_step(params, moments, lr, step)
+        losses.append(float(ce.detach()))
+        log_zs.append(float(log_partition(z.detach()).mean()))
+    tok, msk = heldout
+    with torch.inference_mode():
+        z = model(tok)[:, :-1][msk[:, 1:]]
+        held_ce = float(torch.nn.functional.cross_entropy(z, tok[:, 1:][msk[:, 1:]]))
+        held_log_z = float(log_partition(z).mean())
+    return Finetune(np.array(losses), np.array(log_zs), held_ce, held_log_z)

@@ -1,0 +1,610 @@
+"""Karpathy's stories260K: its llama2.c checkpoint, its tokenizer and TinyStories text.
+
+Three plain files, read with NumPy (nothing is unpickled):
+
+* the checkpoint (llama2.c's legacy ``.bin``): 7 little-endian int32 (dim, hidden_dim,
+  n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a negative vocab_size means the
+  classifier is stored separately at the end), then float32 arrays (:data:`WEIGHT_ORDER`);
+* the tokenizer (llama2.c's ``tokenizer.bin``): int32 max_token_length, then per token a
+  float32 merge score, an int32 byte length and the token's bytes;
+* the text: stories separated by ``<|endoftext|>``.
+
+The source is named by ``source`` or the environment variable :data:`ENV_VAR`: a folder
+holding :data:`FILES`; by default the Hugging Face hub (``stories260K/stories260K.bin`` and
+``stories260K/tok512.bin`` of ``karpathy/tinyllamas``, ``TinyStories-valid.txt`` of the
+dataset ``roneneldan/TinyStories``). The rule of :mod:`numscale.sources` applies: a source
+the reader named that cannot be used raises :class:`~numscale.sources.SourceError`; only
+the default raises :class:`~numscale.sources.SourceUnavailable` (chapters show a notice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from numscale import sources
+from numscale.checks import rng_from
+
+#: Environment variable naming the source.
+ENV_VAR = "NUMSCALE_TINYSTORIES"
+#: The default source: the model's hub repository (the stories come from the dataset).
+DEFAULT_SOURCE = "karpathy/tinyllamas"
+HUB_MODEL_FILES = {"checkpoint": "stories260K/stories260K.bin",
+                   "tokenizer": "stories260K/tok512.bin"}
+HUB_STORIES = ("roneneldan/TinyStories", "TinyStories-valid.txt")
+#: File names in a local folder.
+FILES = {"checkpoint": "stories260K.bin", "tokenizer": "tok512.bin",
+         "stories": "tinystories_val.txt"}
+#: Stories kept from the validation text (the local folder holds the first 500).
+N_STORIES = 500
+#: sha256 of Karpathy's published files (../shared/reference/tinystories/PROVENANCE.md).
+RELEASED_SHA256 = {
+    "checkpoint": "b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696",
+    "tokenizer": "037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312",
+}
+HOW_TO_PROVIDE = (
+    "To provide it, set NUMSCALE_TINYSTORIES to a folder holding stories260K.bin, tok512.bin "
+    "and tinystories_val.txt, or build once with access to the Hugging Face hub."
+)
+BOS, EOS = 1, 2
+HEADER_INTS = 7
+#: RMSNorm's ε in run.c.
+RMS_EPS = 1e-5
+#: The rotary base θ.
+ROPE_THETA = 10000.0
+STORY_SEPARATOR = "<|endoftext|>"
+_MAX_DIM = 1 << 20  # a header value above this is not a plausible model size
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    """The shape of a llama2.c model (the checkpoint header)."""
+
+    dim: int
+    hidden_dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    vocab_size: int
+    seq_len: int
+    shared_classifier: bool = True
+
+    def __post_init__(self) -> None:
+        for f in fields(self)[:7]:
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{f.name} must be an int, got {type(value).__name__}")
+            if not 1 <= value <= _MAX_DIM:
+                raise ValueError(f"{f.name} must be in 1..{_MAX_DIM}, got {value}")
+            object.__setattr__(self, f.name, int(value))
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim {self.dim} is not a multiple of n_heads {self.n_heads}")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads {self.n_heads} is not a multiple of n_kv_heads "
+                             f"{self.n_kv_heads}")
+        if self.head_size % 2:
+            raise ValueError(f"head size {self.head_size} must be even (rotary pairs)")
+
+    @property
+    def head_size(self) -> int:
+        """Width of a query/key vector, d_k = dim / n_heads."""
+        return self.dim // self.n_heads
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of all key (or value) heads together: n_kv_heads · head_size."""
+        return self.n_kv_heads * self.head_size
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Array shapes in file order (``wcls`` only when the classifier is not shared)."""
+        L, d, h, kv = self.n_layers, self.dim, self.hidden_dim, self.kv_dim
+        half = self.head_size // 2
+        shapes = {
+            "token_embedding": (self.vocab_size, d), "rms_att": (L, d), "wq": (L, d, d),
+            "wk": (L, kv, d), "wv": (L, kv, d), "wo": (L, d, d), "rms_ffn": (L, d),
+            "w1": (L, h, d), "w2": (L, d, h), "w3": (L, h, d), "rms_final": (d,),
+            "freq_cis_real": (self.seq_len, half), "freq_cis_imag": (self.seq_len, half),
+        }
+        if not self.shared_classifier:
+            shapes["wcls"] = (self.vocab_size, d)
+        return shapes
+
+    def file_size(self) -> int:
+        """Bytes of a checkpoint with this header: 28 + 4 · (number of floats)."""
+        return 4 * HEADER_INTS + 4 * sum(int(np.prod(s)) for s in self.shapes().values())
+
+    def n_parameters(self) -> int:
+        """Trainable parameters (rotary tables excluded, a shared classifier counted once)."""
+        return sum(int(np.prod(s)) for k, s in self.shapes().items() if "freq" not in k)
+
+
+#: Array names in the checkpoint's order.
+WEIGHT_ORDER = ("token_embedding", "rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2",
+                "w3", "rms_final", "freq_cis_real", "freq_cis_imag")
+
+
+@dataclass(frozen=True, eq=False)
+class LlamaWeights:
+    """All arrays of a llama2.c model, float32, matrices ``(out, in)`` (y = W @ x).
+
+    Shapes: token_embedding (vocab, dim); rms_att, rms_ffn (L, dim); wq, wo (L, dim, dim);
+    wk, wv (L, kv_dim, dim); w1, w3 (L, hidden, dim); w2 (L, dim, hidden); rms_final (dim,);
+    freq_cis_real, freq_cis_imag (seq_len, head_size/2); ``wcls`` (vocab, dim) only when
+    the classifier is not the token embedding.
+    """
+
+    config: LlamaConfig
+    token_embedding: np.ndarray
+    rms_att: np.ndarray
+    wq: np.ndarray
+    wk: np.ndarray
+    wv: np.ndarray
+    wo: np.ndarray
+    rms_ffn: np.ndarray
+    w1: np.ndarray
+    w2: np.ndarray
+    w3: np.ndarray
+    rms_final: np.ndarray
+    freq_cis_real: np.ndarray
+    freq_cis_imag: np.ndarray
+    wcls: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, LlamaConfig):
+            raise TypeError(f"config must be a LlamaConfig, got {type(self.config).__name__}")
+        for name, shape in self.config.shapes().items():
+            array = getattr(self, name)
+            if not isinstance(array, np.ndarray):
+                raise TypeError(f"{name} must be a numpy array, got {type(array).__name__}")
+            if array.shape != shape:
+                raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
+            if not np.issubdtype(array.dtype, np.floating):
+                raise TypeError(f"{name} must be a float array, got dtype {array.dtype}")
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"{name} holds NaN or inf")
+        if self.config.shared_classifier and self.wcls is not None:
+            raise ValueError("wcls must be None when the classifier is shared")
+
+    @property
+    def classifier(self) -> np.ndarray:
+        """The output matrix (vocab, dim): ``wcls`` or the shared token embedding."""
+        return self.token_embedding if self.wcls is None else self.wcls
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays in file order, by name."""
+        return {name: getattr(self, name) for name in self.config.shapes()}
+
+
+# ------------------------------------------------------------------ the checkpoint
+
+
+def _bad(path: Path, what: str) -> ValueError:
+    return ValueError(f"{path.name}: {what}")
+
+
+def read_checkpoint(path: str | os.PathLike) -> LlamaWeights:
+    """Read a llama2.c legacy checkpoint (plain int32 header and float32 arrays).
+
+    ``ValueError`` naming the file for a file shorter than the header, a header that is
+    not a model shape (non-positive or implausible sizes, heads that do not divide), a
+    size different from what the header implies (truncated or trailing bytes), and NaN
+    or inf values.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size < 4 * HEADER_INTS:
+        raise _bad(path, f"truncated: {size} bytes, shorter than the "
+                         f"{4 * HEADER_INTS}-byte header of a llama2.c checkpoint")
+    with open(path, "rb") as handle:
+        header = np.fromfile(handle, dtype="<i4", count=HEADER_INTS)
+        dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len = (int(v) for v in header)
+        try:
+            config = LlamaConfig(dim, hidden, n_layers, n_heads, n_kv, abs(vocab),
+                                 seq_len, shared_classifier=vocab > 0)
+        except (TypeError, ValueError) as exc:
+            raise _bad(path, f"bad header {header.tolist()} (dim, hidden_dim, "
+                             f"n_layers, n_heads, n_kv_heads, vocab_size, seq_len): "
+                             f"{exc}; it is not a llama2.c checkpoint") from None
+        expected = config.file_size()
+        if size != expected:
+            kind = "truncated" if size < expected else "wrong size"
+            raise _bad(path, f"{kind}: {size:,} bytes, but its header "
+                             f"{header.tolist()} implies {expected:,} bytes")
+        arrays = {}
+        for name, shape in config.shapes().items():
+            count = int(np.prod(shape))
+            flat = np.fromfile(handle, dtype="<f4", count=count)
+            if flat.size != count:  # pragma: no cover - the size check rules it out
+                raise _bad(path, f"truncated inside {name}")
+            if not np.all(np.isfinite(flat)):
+                raise _bad(path, f"{name} holds NaN or inf")
+            arrays[name] = flat.astype(np.float32).reshape(shape)
+    return LlamaWeights(config=config, **arrays)
+
+
+def write_checkpoint(weights: LlamaWeights, path: str | os.PathLike) -> None:
+    """Write ``weights`` in llama2.c's legacy format (the inverse of :func:`read_checkpoint`)."""
+    if not isinstance(weights, LlamaWeights):
+        raise TypeError(f"weights must be LlamaWeights, got {type(weights).__name__}")
+    c = weights.config
+    vocab = c.vocab_size if c.shared_classifier else -c.vocab_size
+    header = np.array([c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, vocab,
+                       c.seq_len], dtype="<i4")
+    with open(path, "wb") as handle:
+        handle.write(header.tobytes())
+        for array in weights.arrays().values():
+            handle.write(np.ascontiguousarray(array, dtype="<f4").tobytes())
+
+
+# ------------------------------------------------------------------ the tokenizer
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """llama2.c's BPE tokenizer: token ``i`` is ``pieces[i]`` (bytes) with merge score
+    ``scores[i]``. Ids 0, 1, 2 are ``<unk>``, BOS, EOS; ids 3..258 the byte tokens."""
+
+    pieces: tuple[bytes, ...]
+    scores: tuple[float, ...]
+    max_token_length: int
+
+    def __post_init__(self) -> None:
+        if len(self.pieces) != len(self.scores):
+            raise ValueError(f"pieces ({len(self.pieces)}) and scores ({len(self.scores)}) "
+                             f"differ in length")
+        if len(self.pieces) < 3 + 256:
+            raise ValueError(f"a llama2.c tokenizer has at least 259 tokens, got "
+                             f"{len(self.pieces)}")
+        if not all(isinstance(p, bytes) for p in self.pieces):
+            raise TypeError("pieces must be bytes")
+        lookup: dict[bytes, int] = {}
+        for i, piece in enumerate(self.pieces):
+            lookup.setdefault(piece, i)
+        object.__setattr__(self, "_lookup", lookup)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.pieces)
+
+    def encode(self, text: str, bos: bool = True, eos: bool = False) -> list[int]:
+        """Token ids of ``text`` by llama2.c's rule (run.c ``encode``).
+
+        Prepend the dummy-prefix " " (for non-empty text), split into UTF-8 characters
+        (one not in the vocabulary becomes its byte tokens, byte + 3), then repeatedly
+        merge the adjacent pair whose concatenation is a token with the highest score
+        (the leftmost pair among equal scores). A heap gives the same merges as run.c's
+        rescan of all pairs, in O(n log n).
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        lookup: dict[bytes, int] = self._lookup  # type: ignore[attr-defined]
+        ids: list[int] = []
+        if text:
+            ids.append(lookup[b" "])
+            for char in text:
+                piece = char.encode("utf-8", errors="surrogatepass")
+                token = lookup.get(piece)
+                ids.extend([token] if token is not None else [b + 3 for b in piece])
+        ids = self._merge(ids)
+        return ([BOS] if bos else []) + ids + ([EOS] if eos else [])
+
+    def _merge(self, ids: list[int]) -> list[int]:
+        lookup: dict[bytes, int] = self._lookup  # type: ignore[attr-defined]
+        pieces, scores = self.pieces, self.scores
+        n = len(ids)
+        nxt = list(range(1, n + 1))
+        prv = list(range(-1, n - 1))
+        alive = [True] * n
+        heap: list[tuple[float, int, int, int, int]] = []
+
+        def push(left: int) -> None:
+            right = nxt[left]
+            if right >= n:
+                return
+            merged = lookup.get(pieces[ids[left]] + pieces[ids[right]])
+            if merged is not None and scores[merged] > -1e10:  # run.c's starting best
+                entry = (-scores[merged], left, ids[left], ids[right], merged)
+                heapq.heappush(heap, entry)
+
+        for i in range(n - 1):
+            push(i)
+        while heap:
+            _, left, left_id, right_id, merged = heapq.heappop(heap)
+            right = nxt[left]
+            stale = not alive[left] or right >= n
+            if stale or ids[left] != left_id or ids[right] != right_id:
+                continue  # one of the two tokens has changed since the push
+            ids[left] = merged
+            alive[right] = False
+            nxt[left] = nxt[right]
+            if nxt[right] < n:
+                prv[nxt[right]] = left
+            if prv[left] >= 0:
+                push(prv[left])
+            push(left)
+        return [ids[i] for i in range(n) if alive[i]]
+
+    def decode(self, ids: Any) -> str:
+        """Text of token ids, as run.c prints them.
+
+        BOS and EOS add no text; the leading space of a piece right after BOS is dropped;
+        byte tokens ``<0xNN>`` are that byte; control bytes other than whitespace are
+        skipped (run.c's ``safe_printf``). Bytes are decoded as UTF-8 (invalid bytes
+        become U+FFFD), so byte-fallback characters come back whole.
+        """
+        out = bytearray()
+        prev = -1
+        for raw in list(ids):
+            token = int(raw)
+            if not 0 <= token < self.vocab_size:
+                raise ValueError(f"ids holds {token}, outside 0..{self.vocab_size - 1}")
+            if token in (BOS, EOS):
+                prev = token
+                continue
+            piece = self.pieces[token]
+            if prev == BOS and piece.startswith(b" "):
+                piece = piece[1:]
+            if 3 <= token < 259:
+                piece = bytes([token - 3])
+            control = len(piece) == 1 and (piece[0] < 32 or piece[0] == 127)
+            if control and piece not in (b"\t", b"\n", b"\r", b"\x0b", b"\x0c"):
+                prev = token
+                continue
+            out += piece
+            prev = token
+        return out.decode("utf-8", errors="replace")
+
+
+def read_tokenizer(path: str | os.PathLike, vocab_size: int | None = None) -> Tokenizer:
+    """Read a llama2.c ``tokenizer.bin``.
+
+    The format does not store the number of tokens (run.c takes it from the model): with
+    ``vocab_size=None`` the file is read to its end, otherwise it must hold exactly
+    ``vocab_size`` tokens. ``ValueError`` naming the file for a bad header (a
+    max_token_length that is not positive), a truncated record, a piece longer than
+    max_token_length, a non-finite score, or bytes left over.
+    """
+    path = Path(path)
+    data = np.fromfile(path, dtype=np.uint8)
+    size = data.size
+    if size < 4:
+        raise _bad(path, f"truncated: {size} bytes, shorter than the 4-byte header of a "
+                         f"llama2.c tokenizer")
+    max_len = int(np.frombuffer(data, dtype="<i4", count=1)[0])
+    if not 1 <= max_len <= 1 << 16:
+        raise _bad(path, f"bad header: max_token_length {max_len}; not a llama2.c tokenizer")
+    pieces: list[bytes] = []
+    scores: list[float] = []
+    offset = 4
+    while offset < size and (vocab_size is None or len(pieces) < vocab_size):
+        if offset + 8 > size:
+            raise _bad(path, f"truncated inside the record of token {len(pieces)}")
+        score = float(np.frombuffer(data, dtype="<f4", count=1, offset=offset)[0])
+        length = int(np.frombuffer(data, dtype="<i4", count=1, offset=offset + 4)[0])
+        if not np.isfinite(score):
+            raise _bad(path, f"token {len(pieces)} has a non-finite score")
+        if not 0 <= length <= max_len:
+            raise _bad(path, f"token {len(pieces)} has length {length}, outside "
+                             f"0..{max_len} (max_token_length)")
+        if offset + 8 + length > size:
+            raise _bad(path, f"truncated inside the record of token {len(pieces)}")
+        pieces.append(data[offset + 8: offset + 8 + length].tobytes())
+        scores.append(score)
+        offset += 8 + length
+    if vocab_size is not None and len(pieces) < vocab_size:
+        raise _bad(path, f"truncated: {len(pieces)} tokens, expected {vocab_size}")
+    if offset != size:
+        raise _bad(path, f"wrong size: {size - offset} bytes left after {len(pieces)} tokens")
+    try:
+        return Tokenizer(tuple(pieces), tuple(scores), max_len)
+    except (TypeError, ValueError) as exc:
+        raise _bad(path, str(exc)) from None
+
+
+def write_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> None:
+    """Write ``tokenizer`` in llama2.c's format (the inverse of :func:`read_tokenizer`)."""
+    if not isinstance(tokenizer, Tokenizer):
+        raise TypeError(f"tokenizer must be a Tokenizer, got {type(tokenizer).__name__}")
+    with open(path, "wb") as handle:
+        handle.write(np.array([tokenizer.max_token_length], "<i4").tobytes())
+        for piece, score in zip(tokenizer.pieces, tokenizer.scores):
+            handle.write(np.array([score], "<f4").tobytes())
+            handle.write(np.array([len(piece)], "<i4").tobytes())
+            handle.write(piece)
+
+
+# ------------------------------------------------------------------ the text
+
+
+def read_stories(path: str | os.PathLike, limit: int | None = None) -> list[str]:
+    """Stories of a TinyStories text file: split on ``<|endoftext|>``, stripped, non-empty.
+
+    ``limit``: keep at most this many (the first ones). ``ValueError`` naming the file if
+    it is not UTF-8 text or holds no story.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise _bad(path, f"not UTF-8 text ({exc})") from None
+    stories = [s.strip() for s in text.split(STORY_SEPARATOR)]
+    stories = [s for s in stories if s]
+    if not stories:
+        raise _bad(path, "holds no story")
+    return stories[:limit] if limit is not None else stories
+
+
+# ------------------------------------------------------------------ initialization
+
+
+def rotary_tables(head_size: int, seq_len: int, theta: float = ROPE_THETA
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of the rotary angles, each (seq_len, head_size/2), float32:
+    angle[t, j] = t · θ^(−2j/head_size) (llama2.c's ``precompute_freqs_cis``)."""
+    freqs = 1.0 / theta ** (np.arange(0, head_size, 2)[: head_size // 2] / head_size)
+    angles = np.outer(np.arange(seq_len), freqs)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def init_weights(config: LlamaConfig, seed: Any) -> LlamaWeights:
+    """The same architecture at initialization, by llama2.c ``model.py``'s scheme.
+
+    Every linear and embedding weight ~ N(0, 0.02²), except those ``model.py`` names for
+    its scaled residual init, ``wo`` and ``w3`` (its code names w3, the up projection
+    beside the gate, not the down projection w2), ~ N(0, (0.02/√(2·n_layers))²); RMSNorm
+    gains 1; rotary tables cos/sin with θ = 10000. Draws come from
+    ``np.random.default_rng(seed)`` in file order; float32.
+    """
+    if not isinstance(config, LlamaConfig):
+        raise TypeError(f"config must be a LlamaConfig, got {type(config).__name__}")
+    rng = rng_from(seed)
+    std_residual = 0.02 / np.sqrt(2 * config.n_layers)
+    arrays: dict[str, np.ndarray] = {}
+    for name, shape in config.shapes().items():
+        if name.startswith("rms"):
+            arrays[name] = np.ones(shape, np.float32)
+        elif name.startswith("freq"):
+            continue
+        else:
+            std = std_residual if name in ("wo", "w3") else 0.02
+            arrays[name] = (rng.standard_normal(shape) * std).astype(np.float32)
+    arrays["freq_cis_real"], arrays["freq_cis_imag"] = rotary_tables(config.head_size,
+                                                                     config.seq_len)
+    return LlamaWeights(config=config, **arrays)
+
+
+#: A tiny configuration for tests: 2 blocks, 4 query heads and 2 key/value heads of size 4.
+TINY_CONFIG = LlamaConfig(dim=16, hidden_dim=40, n_layers=2, n_heads=4, n_kv_heads=2,
+                          vocab_size=300, seq_len=32)
+
+
+def byte_tokenizer(extra: tuple[bytes, ...] = (), vocab_size: int | None = None) -> Tokenizer:
+    """A minimal llama2.c tokenizer for tests and tiny models: the 3 control tokens, the
+    256 byte tokens, " ", the ``extra`` pieces, then (to reach ``vocab_size``) the pieces
+    " a".." z" and two-letter pieces "aa", "ab", ...; merge scores −1, −2, ... in order."""
+    pieces = (b"<unk>", b"\n<s>\n", b"\n</s>\n") + tuple(f"<0x{b:02X}>".encode()
+                                                         for b in range(256))
+    pieces = pieces + (b" ",) + tuple(extra)
+    if vocab_size is not None:
+        letters = [bytes([c]) for c in range(ord("a"), ord("z") + 1)]
+        fill = [b" " + a for a in letters] + [a + b for a in letters for b in letters]
+        fill = [p for p in fill if p not in pieces]
+        if not len(pieces) <= vocab_size <= len(pieces) + len(fill):
+            raise ValueError(f"vocab_size must be in {len(pieces)}.."
+                             f"{len(pieces) + len(fill)}, got {vocab_size}")
+        pieces = pieces + tuple(fill[: vocab_size - len(pieces)])
+    n_merged = len(pieces) - 260
+    scores = (0.0,) * 260 + tuple(-float(i + 1) for i in range(n_merged))
+    return Tokenizer(pieces, scores, max(len(p) for p in pieces))
+
+
+# ------------------------------------------------------------------ the source
+
+
+@dataclass(frozen=True, eq=False)
+class TinyStories:
+    """The model, its tokenizer and held-out stories, with a description of the source
+    (no machine paths). ``released``: the checkpoint and tokenizer are byte for byte
+    Karpathy's published files (sha256 against :data:`RELEASED_SHA256`)."""
+
+    weights: LlamaWeights
+    tokenizer: Tokenizer
+    stories: tuple[str, ...]
+    description: str
+    released: bool = False
+
+
+_LOADED: dict[tuple, TinyStories] = {}
+
+
+def clear_cache() -> None:
+    """Forget sources loaded in this process."""
+    _LOADED.clear()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _read_all(choice: sources.Choice, paths: dict[str, Path], where: str) -> TinyStories:
+    try:
+        weights = read_checkpoint(paths["checkpoint"])
+        tokenizer = read_tokenizer(paths["tokenizer"], weights.config.vocab_size)
+        stories = read_stories(paths["stories"], limit=N_STORIES)
+    except (ValueError, OSError) as exc:
+        raise choice.error(str(exc), HOW_TO_PROVIDE) from None
+    released = all(_sha256(paths[k]) == RELEASED_SHA256[k] for k in RELEASED_SHA256)
+    model = ("Karpathy's stories260K and its 512-token tokenizer" if released else
+             f"a {weights.config.n_parameters():,}-parameter model in llama2.c's format "
+             f"(not Karpathy's published stories260K file) and its tokenizer")
+    stories_text = sources.plural(len(stories), "TinyStories validation story",
+                                  "TinyStories validation stories")
+    description = f"{model}, with the first {stories_text}, from {where}"
+    return TinyStories(weights, tokenizer, tuple(stories), description, released)
+
+
+def _load_folder(choice: sources.Choice, path: Path) -> TinyStories:
+    if not path.exists():
+        raise choice.error("the path does not exist")
+    if not path.is_dir():
+        raise choice.error(f"it is a file; give the folder holding {', '.join(FILES.values())}")
+    absent = [name for name in FILES.values() if not (path / name).is_file()]
+    if absent:
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".ckpt"))
+        extra = (f" (it holds {', '.join(pickles)}: pickle files are never loaded)"
+                 if pickles else "")
+        raise choice.error(f"the folder has no {', '.join(absent)}{extra}")
+    paths = {key: path / name for key, name in FILES.items()}
+    return _read_all(choice, paths, sources.describe_local(choice, path))
+
+
+def _load_hub(choice: sources.Choice) -> TinyStories:
+    model = sources.fetch_hub_files(choice, choice.text, list(HUB_MODEL_FILES.values()),
+                                    advice=HOW_TO_PROVIDE)
+    story_repo, story_file = HUB_STORIES
+    text = sources.fetch_hub_files(choice, story_repo, [story_file], repo_type="dataset",
+                                   advice=HOW_TO_PROVIDE)
+    paths = {key: model.paths[name] for key, name in HUB_MODEL_FILES.items()}
+    paths["stories"] = text.paths[story_file]
+    how = "downloaded" if "downloaded" in (model.how, text.how) else "local cache"
+    where = f"the Hugging Face hub ({choice.text} and {story_repo}, {how})"
+    return _read_all(choice, paths, where)
+
+
+def load(source: str | os.PathLike | None = None) -> TinyStories:
+    """The model, tokenizer and first :data:`N_STORIES` validation stories of a source.
+
+    ``source``: a folder holding :data:`FILES`, or a hub id of the model repository;
+    ``None`` uses ``$NUMSCALE_TINYSTORIES`` if set, else the hub. A named source that
+    cannot be used raises :class:`~numscale.sources.SourceError` (one line: the variable,
+    the source, the reason); the default, when neither cached nor reachable, raises
+    :class:`~numscale.sources.SourceUnavailable` within about
+    :data:`~numscale.sources.PROBE_TIMEOUT` seconds. Results are cached in the process
+    by source.
+    """
+    choice = sources.choose(source, ENV_VAR, DEFAULT_SOURCE)
+    path = sources.local_path(choice.text)
+    is_path = path.exists() or sources.looks_like_path(choice.text, (".bin", ".txt"))
+    key = (str(path.resolve()) if is_path else choice.text, choice.explicit, choice.origin,
+           *sources.environment_key())
+    if key in _LOADED:
+        return _LOADED[key]
+    result = _load_folder(choice, path) if is_path else _load_hub(choice)
+    _LOADED[key] = result
+    return result
+
+
+def source_available(source: str | os.PathLike | None = None) -> bool:
+    """Whether :func:`load` succeeds; ``False`` only for an unavailable default source
+    (an explicit source that cannot be used still raises ``SourceError``)."""
+    try:
+        load(source)
+    except sources.SourceUnavailable:
+        return False
+    return True
