@@ -55,6 +55,13 @@ def test_loss_scaling(v):
     assert v["best_lost_pct"] < 0.1 * v["no_scale_lost_pct"]
     assert v["half_zero_pct_min"] < 0.1 * v["half_zero_pct_s1"]
     assert v["half_first_inf_k"] <= v["headroom_log2"] + 4   # grid step 4
+    # the best scale is chosen among scales where no cast entry overflows, so it lies
+    # within the headroom; the first grid scale with overflow lies beyond it (exact:
+    # an entry overflows only when S·max|g| exceeds 65504; the grid reaches 2^32)
+    assert v["best_k"] <= v["headroom_floor"] < v["first_overflow_k"]
+    assert v["first_overflow_n"] >= 1
+    # "the backward pass already fails at" the first overflowing grid point
+    assert v["half_first_inf_k"] <= v["first_overflow_k"]
 
 
 @needs_real
@@ -63,6 +70,9 @@ def test_dynamic_scaler_run(v):
     assert v["dyn_first_good"] >= 1
     assert v["dyn_first_good_log2"] == 24 - v["dyn_first_good"]
     assert v["dyn_skipped"] >= v["dyn_first_good"]
+    # updates were applied ("in all ... applied an update"): exact counts of one run
+    assert v["dyn_applied"] >= 1
+    assert v["dyn_applied"] + v["dyn_skipped"] == v["dyn_steps"]
 
 
 @needs_real
@@ -71,6 +81,13 @@ def test_swamping_and_fixes(v):
     assert v["sgd_swamped_pct_0"] > 90
     # Adam-like updates of size lr: more lost as lr falls (exact counts, monotone)
     assert v["adam_swamped_pct_0"] < v["adam_swamped_pct_1"] < v["adam_swamped_pct_2"]
+    # "most of those lost at 1e-3 are the ε-dominated entries" and "of the entries with
+    # |g| ≥ ε only ... are swamped" (smaller than the overall share): exact counts over
+    # one gradient; measured 84% and 1.4% of 8.0%, far from the bounds
+    assert v["adam_lost_eps_share_0"] > 50
+    assert v["adam_sign_like_swamped_pct_0"] < 0.5 * v["adam_swamped_pct_0"]
+    # the master copy's frozen entries are mostly ε-dominated (measured 97%, exact count)
+    assert v["frozen_master_eps_share_1"] > 50
     for i in (0, 1):
         # plain bfloat16 delivers little; the master copy and Kahan nearly all (their
         # remaining error is the final rounding and, for Kahan, the bfloat16

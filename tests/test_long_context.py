@@ -199,3 +199,19 @@ def test_concatenated_stories():
     assert ids.flatten().tolist() == stream[:20]
     with pytest.raises(ValueError, match="fewer"):
         lc.concatenated_stories(tok, stories, 100, 2)
+
+
+def test_student_t_p_value_matches_closed_forms_and_tables():
+    # 2 df has the closed form 1 − |t|/√(t² + 2); 1 df is the Cauchy 1 − (2/π)atan|t|;
+    # the trapezoid rule on 20,001 points of a smooth integrand is good to ~1e-8
+    for t in (0.0, 0.7, 2.5, -4.0):
+        assert lc.student_t_two_sided_p(t, 2) == pytest.approx(
+            1 - abs(t) / math.sqrt(t * t + 2), abs=1e-7)
+        assert lc.student_t_two_sided_p(t, 1) == pytest.approx(
+            1 - 2 / math.pi * math.atan(abs(t)), abs=1e-7)
+    # textbook 95% critical values (4.303 on 2 df, 1.960 for large df), to their 3-4
+    # printed digits
+    assert lc.student_t_two_sided_p(4.303, 2) == pytest.approx(0.05, abs=1e-4)
+    assert lc.student_t_two_sided_p(1.960, 10_000) == pytest.approx(0.05, abs=2e-4)
+    with pytest.raises(ValueError, match="df"):
+        lc.student_t_two_sided_p(1.0, 0)

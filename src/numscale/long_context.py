@@ -238,8 +238,8 @@ def entropy_by_position(queries: torch.Tensor, keys: torch.Tensor, scale: float,
 
 def logit_by_offset(queries: torch.Tensor, keys: torch.Tensor, scale: float,
                     max_offset: int) -> np.ndarray:
-    """Mean scaled logit s·q_t·k_{t−Δ} for Δ = 0…max_offset, per layer and head:
-    (L, H, max_offset + 1), averaged over sequences and query positions t ≥ Δ."""
+    """Mean scaled logit s·q_t·k_{t−r} for distances r = 0…max_offset, per layer and
+    head: (L, H, max_offset + 1), averaged over sequences and query positions t ≥ r."""
     L, B, H, T, _ = queries.shape
     max_offset = positive_int(max_offset, "max_offset", minimum=0)
     if max_offset >= T:
@@ -249,3 +249,21 @@ def logit_by_offset(queries: torch.Tensor, keys: torch.Tensor, scale: float,
         dots = (queries[..., delta:, :] * keys[..., : T - delta, :]).sum(-1) * scale
         out[:, :, delta] = dots.mean(dim=(1, 3)).double().numpy()
     return out
+
+
+# ------------------------------------------------------------------ small samples
+
+
+def student_t_two_sided_p(t: float, df: int) -> float:
+    """Two-sided p-value of a Student t statistic ``t`` on ``df`` degrees of freedom.
+
+    With x = √df·tan θ the tail integral of the t density becomes
+    Γ((df+1)/2) / (√π Γ(df/2)) ∫ cos^(df−1) θ dθ from θ₀ = arctan(|t|/√df) to π/2,
+    a smooth integrand, integrated here by the trapezoid rule on 20,001 points.
+    """
+    t = finite_float(t, "t")
+    df = positive_int(df, "df")
+    theta = np.linspace(math.atan(abs(t) / math.sqrt(df)), math.pi / 2, 20001)
+    constant = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(
+        math.pi)
+    return float(2 * constant * np.trapezoid(np.cos(theta) ** (df - 1), theta))

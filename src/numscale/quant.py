@@ -85,7 +85,8 @@ def quantization_error(w: np.ndarray, w_hat: np.ndarray) -> dict[str, float]:
 
 
 def model_matrices(weights: LlamaWeights) -> dict[str, np.ndarray]:
-    """Every matrix of :data:`MATRICES`, one entry per block: ``"wq[0]"`` … (out, in)."""
+    """Every matrix of :data:`MATRICES`, one entry per block: ``"wq[0]"`` …
+    (out, in)."""
     out = {}
     for name in MATRICES:
         array = getattr(weights, name)
