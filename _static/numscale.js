@@ -150,6 +150,12 @@
     if (!results) return;
     let pending = 0;
     const typeset = (paragraphs) => {
+      // Search-term highlighting can wrap a word inside a formula (softmax in
+      // \operatorname{softmax}), splitting its TeX across elements, which MathJax then
+      // leaves raw: such a snippet keeps its text and loses its highlighting.
+      for (const p of paragraphs) {
+        if (p.textContent.search(MATH_OPEN) !== -1) p.textContent = p.textContent;
+      }
       pending += 1;
       results.dataset.numscaleTypeset = "pending";
       loadMathJax()
