@@ -54,3 +54,25 @@ def glue_numbers(values: Mapping[str, Any], *, prefix: str = "") -> dict[str, in
     for key, value in plain.items():
         glue(key, value, display=False)
     return plain
+
+
+INPUT_MARKER = "__is_input"
+
+
+def glue_inputs(
+    values: Mapping[str, Any], *, prefix: str = ""
+) -> dict[str, int | float | str]:
+    """Glue the page's chosen inputs (a seed, a count, a grid size) like
+    :func:`glue_numbers`, and mark each one as an input.
+
+    Each ``prefix + name`` also gets a hidden marker ``prefix + name + "__is_input"``
+    (value 1), so that readers of the executed notebook (the glue-mutation check of
+    ``tools/glue_mutation.py``) can tell a number the page chose from a result it
+    measured. Returns the glued mapping without the markers.
+    """
+    from myst_nb import glue
+
+    plain = glue_numbers(values, prefix=prefix)
+    for key in plain:
+        glue(f"{key}{INPUT_MARKER}", 1, display=False)
+    return plain
