@@ -44,3 +44,20 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     log.write_text(result.stdout + "\n" + result.stderr)
     assert result.returncode == 0, f"book build failed (log: {log}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return output / "_build" / "html"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--glue-mutation", metavar="REPORT", type=Path, default=None,
+                     help="run the glue-mutation check (tests/glue_mutation.py) and write "
+                          "its JSON report to REPORT")
+    parser.addoption("--glue-mutation-min", type=float, default=0.9,
+                     help="share of quoted results that must be guarded (default 0.9)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    report = config.getoption("glue_mutation")
+    if report is not None:
+        from glue_mutation import GlueMutation
+
+        config.pluginmanager.register(
+            GlueMutation(report, config.getoption("glue_mutation_min")), "glue_mutation")

@@ -11,6 +11,7 @@ import ast
 import json
 import math
 import re
+from collections.abc import Mapping
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -76,9 +77,53 @@ def parse_page(site: Path, page: str) -> _PageParser:
     return parser
 
 
-def glued_values(site: Path, page: str) -> dict[str, object]:
+class Mutation:
+    """The one glued value the glue-mutation check (``tools/glue_mutation.py``) replaces.
+
+    ``name`` is a full glue name (``None``: no mutation), ``value`` what every read of it
+    returns while it is set. Chapter tests never set it.
+    """
+
+    name: str | None = None
+    value: object = None
+
+
+class GluedValues(Mapping):
+    """The glued values of one page (name -> Python value), read live.
+
+    Every read goes through ``__getitem__``, which returns the value of an active
+    :class:`Mutation` for its name, and records the full name in ``reads`` (so the
+    mutation check reruns only the tests that read a value). ``with_prefix(p)`` is the
+    view of the names that start with ``p``, keyed without it.
+    """
+
+    reads: set[str] = set()
+
+    def __init__(self, raw: dict[str, object], prefix: str = "") -> None:
+        self._raw = raw
+        self._prefix = prefix
+
+    def __getitem__(self, key: str) -> object:
+        full = self._prefix + key
+        value = self._raw[full]
+        GluedValues.reads.add(full)
+        return Mutation.value if Mutation.name == full else value
+
+    def __iter__(self):
+        n = len(self._prefix)
+        return (k[n:] for k in self._raw if k.startswith(self._prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def with_prefix(self, prefix: str) -> "GluedValues":
+        return GluedValues(self._raw, self._prefix + prefix)
+
+
+def glued_values(site: Path, page: str) -> GluedValues:
     """name -> Python value of every glue() call in the page's executed notebook."""
-    notebook = json.loads((site.parent / ".numscale_exec" / "executed" / f"{page}.ipynb").read_text())
+    path = site.parent / ".numscale_exec" / "executed" / f"{page}.ipynb"
+    notebook = json.loads(path.read_text())
     values: dict[str, object] = {}
     for cell in notebook["cells"]:
         for output in cell.get("outputs", []):
@@ -90,7 +135,7 @@ def glued_values(site: Path, page: str) -> dict[str, object]:
                 values[name] = ast.literal_eval(text)
             except (ValueError, SyntaxError):
                 values[name] = text
-    return values
+    return GluedValues(values)
 
 
 # name -> (expected, absolute tolerance, why). Tolerances come from sampling theory or from

@@ -25,7 +25,7 @@ U64 = float(np.finfo(np.float64).eps) / 2
 @pytest.fixture(scope="module")
 def values(built_site):
     found = glued_values(built_site, PAGE)
-    return {k.removeprefix("gpt2qk_"): v for k, v in found.items() if k.startswith("gpt2qk_")}
+    return found.with_prefix("gpt2qk_")
 
 
 @pytest.fixture(scope="module")

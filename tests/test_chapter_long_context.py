@@ -26,7 +26,7 @@ needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="reference tinystories a
 @pytest.fixture(scope="module")
 def values(built_site):
     found = glued_values(built_site, PAGE)
-    return {k.removeprefix("lc_"): v for k, v in found.items() if k.startswith("lc_")}
+    return found.with_prefix("lc_")
 
 
 def test_iid_entropy_follows_the_formula(values):

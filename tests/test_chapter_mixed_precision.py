@@ -23,8 +23,7 @@ PAGE = "book/mixed_precision"
 @pytest.fixture(scope="module")
 def v(built_site):
     found = glued_values(built_site, PAGE)
-    values = {k.removeprefix("mixp_"): x for k, x in found.items()
-              if k.startswith("mixp_")}
+    values = found.with_prefix("mixp_")
     assert values["source_trained"] == 1, "page built without NUMSCALE_TINYSTORIES"
     return values
 

@@ -26,8 +26,7 @@ CAPS = (5, 10, 15, 20, 30, 50)
 @pytest.fixture(scope="module")
 def v(built_site):
     found = glued_values(built_site, PAGE)
-    values = {k.removeprefix("ologit_"): x for k, x in found.items()
-              if k.startswith("ologit_")}
+    values = found.with_prefix("ologit_")
     assert values["source_trained"] == 1, "page built without NUMSCALE_TINYSTORIES"
     return values
 

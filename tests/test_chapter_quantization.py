@@ -29,8 +29,7 @@ needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="reference tinystories a
 @pytest.fixture(scope="module")
 def values(built_site):
     found = glued_values(built_site, PAGE)
-    return {k.removeprefix("quant_"): v for k, v in found.items()
-            if k.startswith("quant_")}
+    return found.with_prefix("quant_")
 
 
 @needs_gpt2

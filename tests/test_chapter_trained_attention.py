@@ -25,7 +25,7 @@ PAGE = "book/trained_attention"
 @pytest.fixture(scope="module")
 def values(built_site):
     found = glued_values(built_site, PAGE)
-    v = {k.removeprefix("tatt_"): x for k, x in found.items() if k.startswith("tatt_")}
+    v = found.with_prefix("tatt_")
     # the page must have run on the real model, not the initialization stand-in
     assert v["source_trained"] == 1, "page built without NUMSCALE_TINYSTORIES"
     return v

@@ -19,7 +19,7 @@ PAGE = "book/trained_residual"
 @pytest.fixture(scope="module")
 def values(built_site):
     found = glued_values(built_site, PAGE)
-    v = {k.removeprefix("tres_"): x for k, x in found.items() if k.startswith("tres_")}
+    v = found.with_prefix("tres_")
     assert v["source_trained"] == 1, "page built without NUMSCALE_TINYSTORIES"
     return v
 
