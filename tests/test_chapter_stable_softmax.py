@@ -153,7 +153,6 @@ def online_softmax(z: np.ndarray, block: int) -> np.ndarray:
 def test_block_size_sweep_recomputed(built_site):
     v = glued_values(built_site, PAGE)
     n = v["ss_n_keys"]                                            # inputs of the page
-    assert v["ss_block_bound_eps"] == 4 * n / 2                   # c·n·u, c = 4, in eps
     sizes = np.unique(np.logspace(0, np.log10(n), 40).round().astype(int))
     assert sizes.size == v["ss_n_block_sizes"]
     row32 = (np.random.default_rng(3).standard_normal(n) * 4).astype(np.float32)
@@ -204,8 +203,8 @@ def test_block_size_sweep_recomputed(built_site):
         if bits == "32":
             eps = float(np.finfo(dtype).eps)
             assert v["ss_swamped_lost32"] == pytest.approx(float(lost / exact) / eps, rel=1e-6)
-            # one-sided: the swamped mass and the error have opposite signs, and the
-            # error is several times the ≈ 4.5 eps of every block size above 1
+            # one-sided: the error has the sign of the swamped (lost) mass, and it is
+            # several times the largest difference at any block size above 1
             assert v["ss_swamped_err32"] < -3 * v["ss_block_rest_eps"]
 
 
