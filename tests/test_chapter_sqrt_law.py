@@ -92,6 +92,15 @@ def test_slopes_and_their_standard_errors(built_site):
     k = dims.size
     assert abs(v["sqrt_law_slope_se"] / se - 1) <= 4 / math.sqrt(2 * (k - 2))
     assert abs(v["sqrt_law_wide_slope_se"] / se_wide - 1) <= 3 / math.sqrt(2 * (wide.size - 2))
+    # with 19 points that 3-SD band (±51%) cannot tell a factor 1.5 from noise, so the
+    # wide fit is also redone on the page's own draws (seed 1, an input) with NumPy's
+    # polyfit, whose covariance is the residual-based one: equal to rounding
+    from numscale import dotprod
+
+    stds = dotprod.sqrt_law_sweep(wide, n_pairs, seed=1).std
+    coef, cov = np.polyfit(np.log(wide), np.log(stds), 1, cov=True)
+    assert v["sqrt_law_wide_slope"] == pytest.approx(coef[0], rel=1e-9)
+    assert v["sqrt_law_wide_slope_se"] == pytest.approx(math.sqrt(cov[0, 0]), rel=1e-9)
     # the quoted distance from 1/2, in fitted SEs
     z = abs(v["sqrt_law_slope"] - 0.5) / v["sqrt_law_slope_se"]
     assert v["sqrt_law_slope_z"] == pytest.approx(z, rel=1e-12)
