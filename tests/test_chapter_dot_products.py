@@ -1,8 +1,10 @@
 """Chapter checks for book/dot_products.md, and source checks shared by the chapters of
 issue 9/13 that show helper code (imported by the other tests/test_chapter_*.py files).
 
-The glued values of this chapter are asserted in tests/test_build.py (EXPECTED); here:
-every code line of the page fits the book's 88-character code column.
+Here: every code line of the page fits the book's 88-character code column, and every
+number the page's prose quotes is checked against theory (the variance law, the Wishart
+moments of QKᵀ, the sampling error of a standard deviation) or exact arithmetic; the
+tolerances of tests/test_build.py (EXPECTED) remain as a second check.
 """
 
 from __future__ import annotations

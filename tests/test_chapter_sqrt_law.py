@@ -1,7 +1,8 @@
 """Claims of book/sqrt_law.md, asserted on its glued values (issue 9 point 11).
 
-The slope's values are asserted in tests/test_build.py; here the new section on where the iid
-assumptions break.
+Every quoted result is checked against sampling theory (slopes, their standard errors, the
+band count, the kurtosis) or against eq-dot-var-general evaluated here from the eigenvalues;
+tests/test_build.py keeps a second check of the slope.
 """
 
 from __future__ import annotations
