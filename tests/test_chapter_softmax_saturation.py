@@ -203,3 +203,11 @@ def test_entropy_crossings_and_breakdown_recomputed(built_site):
     ent = -(np.exp(logp) * logp).sum(axis=1)
     se = ent.std(ddof=1) / math.sqrt(ent.size)
     assert abs(v["sat_entropy_at_breakdown"] - ent.mean()) <= 5 * math.sqrt(2) * se
+
+
+@pytest.mark.build
+def test_gpt2_initial_logit_scale(built_site):
+    v = glued_values(built_site, PAGE)
+    # σ = σ_q·σ_k with σ_q² = σ_k² = d_model·s_W² (inputs 768 and 0.02): exact arithmetic
+    assert v["sat_gpt2_init_sigma"] == pytest.approx(768 * 0.02**2, rel=1e-12)
+    assert v["sat_gpt2_init_sigma"] < 0.5   # the prose: "well below 1"
