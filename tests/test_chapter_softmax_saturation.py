@@ -79,7 +79,7 @@ def test_top_probability_rounds_to_one_past_the_gap(built_site):
         assert top_weight(gap * (1 + 1e-3), dtype) == 1.0, name
 
 
-@functools.lru_cache(maxsize=None)   # deterministic; reused across tests of a session
+@functools.cache   # deterministic; reused across tests of a session
 def simulate_rows(d: int, scale: float, n_seeds: int, dtype: type = np.float64,
                   n: int = 50, seed: int = 20_261_206) -> tuple[np.ndarray, np.ndarray]:
     """Top weight and entropy of each row of softmax(scale·QKᵀ), Q and K (n, d) iid
@@ -166,7 +166,7 @@ def test_seed0_numbers_recomputed(built_site):
             assert v["sat_seed0_onehot_unscaled"] == int((top > 0.99).sum())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def entropy_error_crossing(n: int, rows: int, seed: int) -> float:
     """σ at which the mean entropy of n iid N(0, σ²) logits first exceeds
     ln n − σ²/2 by 0.1 nats: common random numbers on a σ grid of step 0.02."""
