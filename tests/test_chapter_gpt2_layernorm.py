@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from conftest import REFERENCE
 from test_build import glued_values
@@ -34,12 +35,67 @@ def test_counts_come_from_the_data(values):
     assert -1e-3 < values["ln_gain_min"] < 0
 
 
+def reference_layernorms() -> tuple[np.ndarray, np.ndarray]:
+    """Gains and biases (25, 768), float64, read straight from the reference npz with
+    NumPy (not through numscale.gpt2): rows h.0.ln_1, h.0.ln_2, …, h.11.ln_2, ln_f."""
+    names = [f"transformer.h.{i}.ln_{j}" for i in range(12) for j in (1, 2)]
+    names.append("transformer.ln_f")
+    with np.load(REFERENCE / "gpt2_small_layernorm.npz") as data:
+        gains = np.stack([data[f"{n}.weight"] for n in names]).astype(np.float64)
+        biases = np.stack([data[f"{n}.bias"] for n in names]).astype(np.float64)
+    return gains, biases
+
+
 def test_fixed_ranges_drop_values(values):
-    # prose: a range [0, 3] drops gains, mostly of ln_f; [0, 2] drops more
-    assert values["ln_gain_outside"] > 0
-    assert values["ln_gain_outside_lnf"] <= values["ln_gain_outside"]
-    assert values["ln_gain_outside_02"] >= values["ln_gain_outside"]
+    # recounted from the npz: a range [0, 3] drops gains, mostly of ln_f; [0, 2] drops
+    # more (exact integer counts)
+    gains, biases = reference_layernorms()
+    outside = (gains < 0) | (gains > 3)
+    assert values["ln_gain_outside"] == int(outside.sum()) > 0
+    assert values["ln_gain_outside_lnf"] == int(outside[-1].sum())
+    assert values["ln_bias_outside"] == int(((biases < -5) | (biases > 5)).sum())
+    outside_02 = (gains < 0) | (gains > 2)
+    assert values["ln_gain_outside_02"] == int(outside_02.sum())
+    assert values["ln_gain_outside_02_lnf"] == int(outside_02[-1].sum())
+    # the prose's reading: most of the dropped gains are ln_f's
     assert values["ln_gain_outside_02_lnf"] > values["ln_gain_outside_02"] / 2
+
+
+def test_summary_statistics_recomputed_from_the_npz(values):
+    # every quoted statistic, recomputed from the float32 tensors (values to float32
+    # rounding: relative 1e-6)
+    gains, biases = reference_layernorms()
+    assert values["ln_gain_count"] == gains.size and values["ln_bias_count"] == biases.size
+    assert values["ln_modules"] == gains.shape[0]
+    assert values["ln_block_modules"] == gains.shape[0] - 1
+    close = {"ln_gain_min": gains.min(), "ln_gain_max": gains.max(),
+             "ln_bias_min": biases.min(), "ln_bias_max": biases.max(),
+             "ln_gain_median": np.median(gains),
+             "ln_gain_below_one_pct": 100 * np.mean(gains < 1),
+             "ln_block_below_one_pct": 100 * np.mean(gains[:-1] < 1),
+             "ln_block_median_gain_max": np.median(gains[:-1], axis=1).max(),
+             "ln_f_median_gain": np.median(gains[-1]),
+             "ln_f_gain_max_ratio": gains[-1].max() / 1.0,   # init gain: 1
+             "ln_rms_largest": np.sqrt(np.mean(gains**2 + biases**2, axis=1)).max(),
+             "ln_rms_block_median": np.median(
+                 np.sqrt(np.mean(gains[:-1] ** 2 + biases[:-1] ** 2, axis=1)))}
+    for name, expected in close.items():
+        assert values[name] == pytest.approx(float(expected), rel=1e-6, abs=1e-9), name
+    assert values["ln_gain_negative"] == int((gains < 0).sum())
+
+
+def test_small_gains_share_channels(values):
+    # the channel most often among a block LayerNorm's 10 smallest gains, and in how
+    # many of the 24 modules: recounted from the npz (exact)
+    gains, _ = reference_layernorms()
+    ranks = np.argsort(np.argsort(gains[:-1], axis=1), axis=1)
+    counts = (ranks < 10).sum(axis=0)
+    assert values["ln_low_channel"] == int(np.argmax(counts))
+    assert values["ln_low_channel_modules"] == int(counts.max())
+    # the prose's claim: not scattered at random. At random, a channel is among the 10
+    # smallest of 768 with probability 10/768 per module: binomial(24, 10/768) has mean
+    # 0.31, and P(count >= 8) < 1e-9 per channel (< 1e-6 for the max over 768 channels)
+    assert values["ln_low_channel_modules"] >= 8
 
 
 def test_block_gains_mostly_below_one(values):

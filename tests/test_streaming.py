@@ -10,6 +10,8 @@ whose effect is ≤ u·|Δ|·e^{−|Δ|} ≤ u/e: a few u per term. So
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -84,6 +86,36 @@ def test_combine_states_shape_mismatch():
     b = streaming.OnlineState(m=np.zeros(3), s=np.ones(3))
     with pytest.raises(ValueError, match="shapes"):
         streaming.combine_states(a, b)
+
+
+@pytest.mark.parametrize("m, s, match", [
+    (np.nan, 1.0, "a.m"), (np.inf, 1.0, "a.m"),
+    (0.0, np.nan, "a.s"), (0.0, np.inf, "a.s"), (0.0, -1.0, "a.s"),
+])
+def test_combine_states_rejects_invalid_states(m, s, match):
+    # referee report core-chapters #13: NaN and negative states used to pass silently
+    bad = streaming.OnlineState(m=np.float64(m), s=np.float64(s))
+    good = streaming.OnlineState(m=np.float64(0.0), s=np.float64(1.0))
+    with pytest.raises(ValueError, match=match):
+        streaming.combine_states(bad, good)
+    with pytest.raises(ValueError, match=match.replace("a.", "b.")):
+        streaming.combine_states(good, bad)
+
+
+def test_combine_states_rejects_non_states():
+    good = streaming.OnlineState(m=np.float64(0.0), s=np.float64(1.0))
+    with pytest.raises(TypeError, match="b must be an OnlineState"):
+        streaming.combine_states(good, (0.0, 1.0))
+    with pytest.raises(TypeError, match="a.m must be a floating"):
+        streaming.combine_states(streaming.OnlineState(m=np.int64(0), s=1.0), good)
+
+
+def test_combine_states_accepts_the_empty_state():
+    # (−inf, 0) is the state of no keys: merging it changes nothing, exactly
+    empty = streaming.OnlineState(m=np.float64(-np.inf), s=np.float64(0.0))
+    state = streaming.OnlineState(m=np.float64(2.5), s=np.float64(3.25))
+    merged = streaming.combine_states(empty, state)
+    assert (float(merged.m), float(merged.s)) == (2.5, 3.25)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -181,3 +213,24 @@ def test_block_size_below_one(block_size):
         streaming.online_softmax(np.zeros(4), block_size)
     with pytest.raises(ValueError, match="block_size"):
         streaming.online_attention(np.zeros(4), np.zeros((4, 1)), block_size)
+
+
+def test_swamping_counts_terms_the_sum_swallows():
+    # 1 followed by 1,000 terms e^-20 ≈ 2.1e-9: in float32 each is below half an ulp of
+    # 1 (2^-24 ≈ 6e-8), so the sum stays exactly 1 and the whole tail is lost
+    z = np.array([0.0] + [-20.0] * 1000, dtype=np.float32)
+    result = streaming.swamping(z)
+    assert result.count == 1000
+    tail = 1000 * math.exp(-20.0)
+    lost_eps = tail / (1 + tail) / float(np.finfo(np.float32).eps)
+    assert result.lost == pytest.approx(lost_eps, rel=1e-6)   # float32 rounding of −20
+    assert result.error == pytest.approx(-result.lost, rel=1e-12)  # all of it, one-sided
+    # in float64 half an ulp of 1 is 1.1e-16: nothing is swallowed, the error is rounding
+    result64 = streaming.swamping(z.astype(np.float64))
+    assert result64.count == 0 and result64.lost == 0
+    assert abs(result64.error) <= 1000   # at most n·u relative, in eps: ≤ n/2
+
+
+def test_swamping_rejects_a_matrix():
+    with pytest.raises(ValueError, match="one row"):
+        streaming.swamping(np.zeros((2, 3)))

@@ -54,17 +54,36 @@ def combine_states(a: OnlineState, b: OnlineState) -> OnlineState:
     """Merge the states of two disjoint sets of keys: ``(m, s) ⊕ (m', s')``.
 
     ``M = max(m, m')`` and ``S = s·exp(m − M) + s'·exp(m' − M)``. The operation is
-    associative and commutative, so partial states can be merged in any order
-    (split-K / FlashDecoding). Shapes of ``m``, ``s`` must match.
+    commutative (bit for bit) and associative in exact arithmetic; in floating point
+    different merge trees agree to rounding (a relative ``c·n·u`` for ``n`` merged
+    terms), so partial states can be merged in any order (split-K / FlashDecoding).
+    Shapes of ``m``, ``s`` must match. A valid state has ``m`` finite or ``−inf``
+    (the empty state) and ``s`` finite and ``>= 0``; anything else raises
+    ``ValueError`` naming the state.
     """
-    ma, sa = np.asarray(a.m), np.asarray(a.s)
-    mb, sb = np.asarray(b.m), np.asarray(b.s)
+    ma, sa = _state_arrays(a, "a")
+    mb, sb = _state_arrays(b, "b")
     if ma.shape != mb.shape or sa.shape != sb.shape or ma.shape != sa.shape:
         raise ValueError(
             f"states must have matching shapes, got m {ma.shape}, {mb.shape} "
             f"and s {sa.shape}, {sb.shape}"
         )
     return OnlineState(*_merge(ma, sa, mb, sb))
+
+
+def _state_arrays(state: OnlineState, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(m, s)`` of ``state`` as float arrays, or raise naming ``name``."""
+    if not isinstance(state, OnlineState):
+        raise TypeError(f"{name} must be an OnlineState, got {type(state).__name__}")
+    m, s = np.asarray(state.m), np.asarray(state.s)
+    for part, x in (("m", m), ("s", s)):
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"{name}.{part} must be a floating array, got {x.dtype}")
+    if np.isnan(m).any() or np.isposinf(m).any():
+        raise ValueError(f"{name}.m must be finite or -inf, got NaN or +inf")
+    if not np.isfinite(s).all() or (s < 0).any():
+        raise ValueError(f"{name}.s must be finite and non-negative")
+    return m, s
 
 
 def _merge(
@@ -204,3 +223,51 @@ def block_size_errors(logits: np.ndarray, block_sizes: list[int] | np.ndarray) -
         rel = np.abs(p.astype(np.float64)[ok] - ref64) / ref64
         out.append(float(rel.max()))
     return np.array(out)
+
+
+@dataclass(frozen=True)
+class Swamping:
+    """What a one-key-at-a-time online sum loses to swamping (see :func:`swamping`).
+
+    ``count``: keys whose term ``exp(z_j − m)`` was below half an ulp of the running
+    sum it was added to, so that the addition left the sum unchanged. ``lost``: those
+    terms' total, relative to the exact sum ``ℓ``. ``error``: the signed relative error
+    of the computed ``ℓ``. ``lost`` and ``error`` are in units of the dtype's eps.
+    """
+
+    count: int
+    lost: float
+    error: float
+
+
+def swamping(logits: np.ndarray) -> Swamping:
+    """Run the online normaliser with block size 1 over a single row ``(n,)`` in its
+    dtype, and count the terms the running sum swallowed whole.
+
+    The exact ``ℓ = Σ exp(z_j − m)`` of the same (rounded) logits is evaluated with
+    40-digit decimal arithmetic, so ``error`` is the computed sum's own error.
+    """
+    from decimal import Decimal, localcontext
+
+    z, single = _logits(logits)
+    if not single:
+        raise ValueError(f"logits must be one row (n,), got shape {z.shape}")
+    row = z[0]
+    dtype = row.dtype.type
+    m, s = dtype(-np.inf), dtype(0)
+    lost = []                                # logits whose term was swallowed
+    for x in row:
+        m_new = max(m, x)
+        s_old = s * np.exp(dtype(m - m_new)) if np.isfinite(m) else dtype(0)
+        term = np.exp(dtype(x - m_new))
+        if term < np.spacing(s_old) / 2:     # s_old + term rounds back to s_old
+            lost.append(x)
+        s, m = s_old + term, m_new
+    with localcontext() as ctx:
+        ctx.prec = 40
+        m_exact = Decimal(float(m))
+        exact = sum((Decimal(float(x)) - m_exact).exp() for x in row)
+        lost_total = sum(((Decimal(float(x)) - m_exact).exp() for x in lost), Decimal(0))
+        eps = Decimal(float(np.finfo(dtype).eps))
+        return Swamping(count=len(lost), lost=float(lost_total / exact / eps),
+                        error=float((Decimal(float(s)) - exact) / exact / eps))
