@@ -2,9 +2,10 @@
 
 The chapters measure with ``numscale.llama.LlamaModel`` (torch, float32) and the reducers of
 ``numscale.trained_stats``. The chapter tests recompute the quoted numbers here instead: a
-transcription of llama2.c's ``run.c`` in float64 NumPy (as ``numscale.llama.forward_numpy``,
-with the attention scale multiplier and the attention logits exposed), one story at a time,
-with the statistics written out directly. Float32 rounding of the chapter's forward moves
+transcription of llama2.c's ``run.c`` in float64 (NumPy, matrix products through torch's
+single-threaded kernels; as ``numscale.llama.forward_numpy``, with the attention scale
+multiplier and the attention logits exposed), one story at a time, with the statistics
+written out directly. Float32 rounding of the chapter's forward moves
 its numbers by about 1e-6 relative, far below the tolerances used (≥ 1e-3).
 """
 
@@ -42,14 +43,16 @@ def story_ids(data, n_stories: int, max_tokens: int = 256) -> list[np.ndarray]:
     ``max_tokens`` (the chapters' encoding)."""
     from numscale import llama
 
-    tokens, mask = llama.encode_stories(data.tokenizer, data.stories[:n_stories],
-                                        max_tokens=max_tokens)
+    tokens, mask = llama.encode_stories(
+        data.tokenizer, data.stories[:n_stories], max_tokens=max_tokens
+    )
     lengths = mask.numpy().sum(axis=1) + 1  # predicted tokens + BOS
     return [tokens[i, :n].numpy() for i, n in enumerate(lengths)]
 
 
-def forward(weights, ids: np.ndarray, c: float = 1.0, *, keep_attention: bool = True
-            ) -> StoryRun:
+def forward(
+    weights, ids: np.ndarray, c: float = 1.0, *, keep_attention: bool = True
+) -> StoryRun:
     """run.c's forward in float64 with attention scale c/√head_size (matrix products
     through torch's single-threaded CPU kernels, everything else NumPy)."""
     threads = torch.get_num_threads()
@@ -65,9 +68,13 @@ def _forward(weights, ids: np.ndarray, c: float, keep_attention: bool) -> StoryR
     W = {k: np.asarray(v, dtype=np.float64) for k, v in weights.arrays().items()}
     n, H, KV, hs = ids.size, cfg.n_heads, cfg.n_kv_heads, cfg.head_size
 
-    def mm(a, b):  # a @ b.T, single-threaded (BLAS threads only slow tiny matrices down)
-        return (torch.from_numpy(np.ascontiguousarray(a))
-                @ torch.from_numpy(np.ascontiguousarray(b)).mT).numpy()
+    def mm(
+        a, b
+    ):  # a @ b.T, single-threaded (BLAS threads only slow tiny matrices down)
+        return (
+            torch.from_numpy(np.ascontiguousarray(a))
+            @ torch.from_numpy(np.ascontiguousarray(b)).mT
+        ).numpy()
 
     def rmsnorm(x, g):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + EPS) * g
@@ -93,7 +100,9 @@ def _forward(weights, ids: np.ndarray, c: float, keep_attention: bool) -> StoryR
         z[:, future] = -np.inf
         p = np.exp(z - z.max(axis=-1, keepdims=True))
         p /= p.sum(axis=-1, keepdims=True)
-        heads = (torch.from_numpy(p) @ torch.from_numpy(np.ascontiguousarray(v))).numpy()
+        heads = (
+            torch.from_numpy(p) @ torch.from_numpy(np.ascontiguousarray(v))
+        ).numpy()
         heads = heads.transpose(1, 0, 2).reshape(n, H * hs)
         x = x + mm(heads, W["wo"][layer])
         h = rmsnorm(x, W["rms_ffn"][layer])
@@ -104,8 +113,9 @@ def _forward(weights, ids: np.ndarray, c: float, keep_attention: bool) -> StoryR
             attn.append(z)
     classifier = W.get("wcls", W["token_embedding"])
     logits = mm(rmsnorm(x, W["rms_final"]), classifier)
-    return StoryRun(ids, logits, np.stack(stream),
-                    np.stack(attn) if keep_attention else np.empty(0))
+    return StoryRun(
+        ids, logits, np.stack(stream), np.stack(attn) if keep_attention else np.empty(0)
+    )
 
 
 def story_nll(run: StoryRun) -> tuple[float, int]:
@@ -120,5 +130,6 @@ def ratio_mean_se(sums, counts) -> tuple[float, float]:
     """Σ sums / Σ counts and the ratio estimator's standard error, stories as draws."""
     sums, counts = np.asarray(sums, float), np.asarray(counts, float)
     m, mean = sums.size, sums.sum() / counts.sum()
-    return mean, float(np.sqrt(((sums - mean * counts) ** 2).sum() / (m * (m - 1)))
-                       / counts.mean())
+    return mean, float(
+        np.sqrt(((sums - mean * counts) ** 2).sum() / (m * (m - 1))) / counts.mean()
+    )
