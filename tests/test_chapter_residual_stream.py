@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from test_build import glued_values
 
 pytestmark = pytest.mark.build

@@ -112,13 +112,14 @@ def _vertex(x: np.ndarray, curve: np.ndarray) -> float:
     best = int(np.argmin(curve))
     if best in (0, curve.size - 1):
         return float(np.exp(x[best]))
-    a, b, c = np.polyfit(x[best - 1: best + 2], curve[best - 1: best + 2], 2)
+    a, b, _ = np.polyfit(x[best - 1: best + 2], curve[best - 1: best + 2], 2)
     return float(np.exp(-b / (2 * a))) if a > 0 else float(np.exp(x[best]))
 
 
 @pytest.fixture(scope="module")
 def reference():
     import stories_reference as sr
+
     from numscale import tinystories
 
     data = sr.load_reference()
@@ -129,7 +130,7 @@ def reference():
     def head_stats(runs, late_from):
         """Per (layer, head) statistics over the rows t ≥ 1 of every story."""
         L, H = runs[0].attn.shape[:2]
-        pooled, within = np.zeros((L, H)), np.zeros((L, H))
+        pooled = np.zeros((L, H))
         ent, nent, first, late = (np.zeros((L, H)) for _ in range(4))
         n_rows = n_late = 0
         uniform_ent = uniform_first = uniform_late = 0.0
@@ -165,11 +166,11 @@ def reference():
             for head in range(H):
                 pooled[layer, head] = np.concatenate(entries[layer][head]).std()
         within = np.sqrt(row_var / n_entries)
-        return dict(pooled=pooled, within=within, entropy=ent / n_rows,
-                    norm_entropy=nent / n_rows, first=first / n_rows,
-                    late=late / max(n_late, 1), uniform_entropy=uniform_ent / n_rows,
-                    uniform_first=uniform_first / n_rows,
-                    uniform_late=uniform_late / max(n_late, 1))
+        return {"pooled": pooled, "within": within, "entropy": ent / n_rows,
+                "norm_entropy": nent / n_rows, "first": first / n_rows,
+                "late": late / max(n_late, 1), "uniform_entropy": uniform_ent / n_rows,
+                "uniform_first": uniform_first / n_rows,
+                "uniform_late": uniform_late / max(n_late, 1)}
 
     runs = [sr.forward(weights, i) for i in ids]
     late_from = 256 // 2

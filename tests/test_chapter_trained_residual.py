@@ -86,9 +86,9 @@ N_STORIES, N_INIT, N_FORMAT, N_ATTENTION = 24, 8, 16, 2  # the chapter's inputs
 @pytest.fixture(scope="module")
 def reference():
     import numpy as np
+    import stories_reference as sr
     import torch
 
-    import stories_reference as sr
     from numscale import llama, tinystories
 
     data = sr.load_reference()
