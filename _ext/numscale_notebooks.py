@@ -4,8 +4,8 @@ in plain Jupyter or Colab, written to ``<html>/_notebooks/<docname>.ipynb``.
 Maintained tools do the generic work: jupytext splits the MyST page into cells (code
 cells as they are, with their metadata), nbformat writes the notebook, myst-nb formats
 glued values, Sphinx's ``LiteralIncludeReader`` reads listings. What is left here is
-what this book needs on top, none of which those tools do (measured: see "Why not
-sphinx-tojupyter" below):
+what this book needs on top, none of which those tools do (what was measured
+is at the end of this docstring):
 
 * glued numbers as the build computed them (read from the executed notebook and
   formatted by myst-nb's own function); by name when there is no build;
@@ -13,7 +13,7 @@ sphinx-tojupyter" below):
   text sphinxcontrib-bibtex prints, linked to the bibliography page;
 * ``{ref}``/``{numref}``/``{eq}``/``{py:func}`` as links to the online book
   (``numscale_site_url``, default the GitHub Pages address of ``repository.url``) with
-  the numbers the site prints (:func:`book_index`), and ``\tag{n}`` on labelled
+  the numbers the site prints (:func:`book_index`), and ``\\tag{n}`` on labelled
   ``$$ … $$ (label)`` maths;
 * exercises and solutions (sphinx-exercise) as Markdown, solutions folded in
   ``<details>``; admonitions as block quotes; ``literalinclude`` as a fenced listing;
@@ -36,8 +36,32 @@ As a script: ``python _ext/numscale_notebooks.py [--out DIR] [--repo-url URL]
 notebook page (``binder/postBuild`` uses it; ``--build`` reads glued values from a
 build).
 
-Why not sphinx-tojupyter (measured 2026-12-06, see CONTRIBUTING.md "Notebooks")
-TOJUPYTER_FINDINGS
+What was measured (2026-12-06) on dot_products, softmax_saturation and gpt2_qk:
+
+* jupytext 1.19.6 (``jupytext.read``) alone: the cell structure is right (7/15/14 code
+  cells, sources and ``mystnb``/``tags`` metadata kept) but every markdown cell keeps
+  its MyST as written: 22/61/90 roles (``{glue:text}``, ``{eq}``, ``{ref}``,
+  ``{cite:p}``, ``{glue:md}``, ``{cite:t}``), the ``{exercise}``, ``{solution}``,
+  ``{solution-start/end}``, ``{note}``, ``{literalinclude}`` fences, ``(label)=`` lines
+  and ``$$ … $$ (label)``; ``jupytext.writes(nb, "ipynb")`` changes none of it. So
+  jupytext is used for the cells and the prose is converted here.
+* sphinx-tojupyter 0.6.0 (QuantEcon; a Sphinx builder, ``-b jupyter``, run on a copy of
+  the book with jupyter-book 1.0.4.post1, myst-nb 1.4.0, sphinx 7.4.7, sphinx-exercise
+  1.2.1): with its defaults it wrote **no code cell** (myst-nb marks cells
+  ``ipython3``, which it turns into Markdown fences); with
+  ``tojupyter_lang_synonyms = ["ipython3"]`` it wrote 7/16/17 code cells: each
+  ``literalinclude`` listing of package source became an extra *runnable* code cell.
+  It resolves ``{eq}`` (``[(1.1)](#equation-...)`` and ``\\tag{1.1}``), numbers
+  exercises ("## Exercise 2.1") and renders ``{note}`` as a block quote. But glued
+  values are empty ("standard deviation  and ,") unless the source page is itself the
+  executed notebook (then right: 0.997, 6.93); citations are ``[[Vaswani *et al.*,
+  2017](bibliography.ipynb#id2)]`` and ``{ref}`` ``[...](dot_products.ipynb#...)``:
+  links to sibling notebooks that a downloaded chapter does not have; solutions are
+  "## Solution" headings (no exercise number, not folded); figure captions and the
+  cells' ``mystnb``/``tags`` metadata are dropped; there is no install cell; inline
+  maths is rewritten ``$ q $``; and it is a second Sphinx build (41-68 s for these
+  five unexecuted pages) beside the HTML one. Every book-specific part would still
+  need code on top of it, plus repairs to its cells, so it is not used.
 """
 
 from __future__ import annotations
@@ -358,27 +382,38 @@ def _draws_figure(executed: Any | None, cell_index: int, cell: Any) -> bool:
         return True
     cells = executed.cells
     if cell_index >= len(cells) or cells[cell_index].source != cell.source:
-        raise NotebookMarkdownError("the executed notebook does not match its source: rebuild")
+        raise NotebookMarkdownError(
+            "the executed notebook does not match its source: rebuild"
+        )
     outputs = cells[cell_index].get("outputs", [])
-    return any(key.startswith("image/") for o in outputs for key in (o.get("data") or {}))
+    return any(
+        key.startswith("image/") for o in outputs for key in (o.get("data") or {})
+    )
 
 
-def _index_figure(index: BookIndex, docname: str, number: str, cell_index: int,
-                  name: str | None) -> None:
+def _index_figure(
+    index: BookIndex, docname: str, number: str, cell_index: int, name: str | None
+) -> None:
     index.figure_cells[docname, cell_index] = number
     if name:
         index.figures[name] = (docname, number)
 
 
-def _index_markdown(index: BookIndex, docname: str, text: str, prefix: str,
-                    counts: dict[str, int], pending: list[str]) -> None:
+def _index_markdown(
+    index: BookIndex,
+    docname: str,
+    text: str,
+    prefix: str,
+    counts: dict[str, int],
+    pending: list[str],
+) -> None:
     """Record the labels, headings, equations, exercises of one markdown cell."""
     lines = text.splitlines()
     for i, line, info in _outside_code(lines):
-        if (match := _LABEL_LINE.match(line)):
+        if match := _LABEL_LINE.match(line):
             pending.append(match["label"])
             continue
-        if (match := _HEADING.match(line)):
+        if match := _HEADING.match(line):
             title = _plain_title(match["title"])
             is_title = len(match["hashes"]) == 1 and docname not in index.titles
             if is_title:
@@ -391,16 +426,19 @@ def _index_markdown(index: BookIndex, docname: str, text: str, prefix: str,
             for label in pending:
                 index.labels[label] = (docname, label, None)
             pending.clear()
-        if (match := _EQ_LABEL.match(line)):
+        if match := _EQ_LABEL.match(line):
             counts["eq"] += 1
             index.equations[match["label"]] = (docname, f"{prefix}{counts['eq']}")
         name = (_DIRECTIVE_INFO.match(info) or {"name": ""})["name"] if info else ""
         if name == "exercise":
-            options = split_options(lines[i + 1:])[0]
+            options = split_options(lines[i + 1 :])[0]
             if "nonumber" not in options:
                 counts["ex"] += 1
                 if options.get("label"):
-                    index.exercises[options["label"]] = (docname, f"{prefix}{counts['ex']}")
+                    index.exercises[options["label"]] = (
+                        docname,
+                        f"{prefix}{counts['ex']}",
+                    )
         elif name == "bibliography":
             index.bibliography_doc = docname
         if index.reference_doc is None and re.search(
@@ -409,8 +447,12 @@ def _index_markdown(index: BookIndex, docname: str, text: str, prefix: str,
             index.reference_doc = docname
 
 
-def book_index(root: str | Path, site_url: str = "", bibfiles: list[str] | None = None,
-               build_dir: str | Path | None = None) -> BookIndex:
+def book_index(
+    root: str | Path,
+    site_url: str = "",
+    bibfiles: list[str] | None = None,
+    build_dir: str | Path | None = None,
+) -> BookIndex:
     """Labels, numbers, titles and citations of the book in ``root`` (:class:`BookIndex`).
 
     With ``build_dir`` (a build folder holding ``html/``), a figure cell is numbered
@@ -435,8 +477,10 @@ def book_index(root: str | Path, site_url: str = "", bibfiles: list[str] | None 
                 _index_markdown(index, docname, cell.source, prefix, counts, pending)
                 continue
             figure = (cell.metadata.get("mystnb") or {}).get("figure") or {}
-            if cell.cell_type == "code" and figure.get("caption") and _draws_figure(
-                executed, cell_index, cell
+            if (
+                cell.cell_type == "code"
+                and figure.get("caption")
+                and _draws_figure(executed, cell_index, cell)
             ):
                 counts["fig"] += 1
                 number = f"{prefix}{counts['fig']}"
@@ -467,7 +511,7 @@ def split_options(lines: list[str]) -> tuple[dict[str, str], list[str]]:
         if end is not None:
             loaded = yaml.safe_load("\n".join(lines[1:end])) or {}
             options = {str(k): "" if v is None else str(v) for k, v in loaded.items()}
-            return options, lines[end + 1:]
+            return options, lines[end + 1 :]
     options: dict[str, str] = {}
     used = 0
     for line in lines:
@@ -482,12 +526,20 @@ def split_options(lines: list[str]) -> tuple[dict[str, str], list[str]]:
 # ------------------------------------------------------------------ readable markdown
 
 
-_EXPLICIT_TARGET = re.compile(r"^(?P<text>.*?)\s*<(?P<target>[^<>]+)>\s*$", re.S)
+_EXPLICIT_TARGET = re.compile(r"^(?P<text>.*?)\s*<(?P<target>[^<>]+)>\s*$", re.DOTALL)
 #: Admonition directives and the title a reader sees.
 ADMONITIONS = {
-    "note": "Note", "tip": "Tip", "hint": "Hint", "important": "Important",
-    "warning": "Warning", "caution": "Caution", "attention": "Attention",
-    "danger": "Danger", "error": "Error", "seealso": "See also", "admonition": "",
+    "note": "Note",
+    "tip": "Tip",
+    "hint": "Hint",
+    "important": "Important",
+    "warning": "Warning",
+    "caution": "Caution",
+    "attention": "Attention",
+    "danger": "Danger",
+    "error": "Error",
+    "seealso": "See also",
+    "admonition": "",
 }
 #: Options of ``literalinclude`` that Sphinx's reader takes as integers.
 _INT_OPTIONS = {"dedent", "lineno-start", "tab-width"}
@@ -503,8 +555,13 @@ class PageContext:
     (name -> MIME bundle, ``None`` when the page has not been executed), its docname
     and the folder of its source (for ``literalinclude``)."""
 
-    def __init__(self, index: BookIndex, docname: str, source_dir: Path,
-                 glue: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        index: BookIndex,
+        docname: str,
+        source_dir: Path,
+        glue: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.index = index
         self.docname = docname
         self.source_dir = Path(source_dir)
@@ -517,7 +574,9 @@ def glue_text(context: PageContext, content: str, markdown: bool = False) -> str
     if not key:
         key, fmt = content.strip(), ""
     if "::" in key:
-        raise NotebookMarkdownError(f"glue from another page ({content!r}) is not supported")
+        raise NotebookMarkdownError(
+            f"glue from another page ({content!r}) is not supported"
+        )
     if context.glue is None:
         return f"`{key}`"
     if key not in context.glue:
@@ -525,7 +584,9 @@ def glue_text(context: PageContext, content: str, markdown: bool = False) -> str
     data = context.glue[key]
     if markdown:
         if "text/markdown" not in data:
-            raise NotebookMarkdownError(f"{context.docname}: glued {key!r} has no text/markdown")
+            raise NotebookMarkdownError(
+                f"{context.docname}: glued {key!r} has no text/markdown"
+            )
         return str(data["text/markdown"]).strip()
     from myst_nb.core.variables import format_plain_text
 
@@ -556,13 +617,17 @@ def _reference(context: PageContext, role: str, content: str) -> str:
     if label in index.figures or (role == "numref" and label in index.equations):
         docname, number = index.figures.get(label) or index.equations[label]
         kind = "Fig." if label in index.figures else "Equation"
-        return _link(_numbered(text, number, f"{kind} {number}"), index.page_url(docname, label))
+        return _link(
+            _numbered(text, number, f"{kind} {number}"), index.page_url(docname, label)
+        )
     if label in index.exercises:
         docname, number = index.exercises[label]
         shown = text.replace("%s", number) if text else f"Exercise {number}"
         return _link(shown, index.page_url(docname, label))
     if label not in index.labels:
-        raise NotebookMarkdownError(f"{context.docname}: unknown label {label!r} in {{{role}}}")
+        raise NotebookMarkdownError(
+            f"{context.docname}: unknown label {label!r} in {{{role}}}"
+        )
     docname, anchor, title = index.labels[label]
     if role == "numref":
         number = str(index.chapter_numbers.get(docname, ""))
@@ -605,7 +670,9 @@ def _api_reference(context: PageContext, role: str, content: str) -> str:
     index = context.index
     text, target = _target(content)
     target = target.lstrip("~.")
-    shown = text or (target.rsplit(".", 1)[-1] if content.strip().startswith("~") else target)
+    shown = text or (
+        target.rsplit(".", 1)[-1] if content.strip().startswith("~") else target
+    )
     if role.endswith(("func", "meth")) and not text:
         shown += "()"
     if index.reference_doc and target.startswith("numscale"):
@@ -630,13 +697,15 @@ def convert_role(context: PageContext, role: str, content: str) -> str:
         return _citation(context, role, content)
     if role.removeprefix("py:") in _PY_ROLES:
         return _api_reference(context, role, content)
-    raise NotebookMarkdownError(f"{context.docname}: no notebook form for the role {{{role}}}")
+    raise NotebookMarkdownError(
+        f"{context.docname}: no notebook form for the role {{{role}}}"
+    )
 
 
 _ROLE_OR_CODE = re.compile(
     r"(?P<full>\{(?P<role>[A-Za-z][\w:.-]*)\}`(?P<content>[^`]+)`)"
     r"|(?P<code>``[^`].*?``|`[^`\n]+`)",
-    re.S,
+    re.DOTALL,
 )
 
 
@@ -656,8 +725,9 @@ def _blockquote(title: str, body: str) -> str:
     return "\n".join(">" if not line.strip() else f"> {line}" for line in lines)
 
 
-def literalinclude_text(source_dir: Path, argument: str,
-                        options: dict[str, str]) -> tuple[str, str]:
+def literalinclude_text(
+    source_dir: Path, argument: str, options: dict[str, str]
+) -> tuple[str, str]:
     """(language, text) of a ``literalinclude``, read by Sphinx's own reader: exactly the
     lines the page shows."""
     from types import SimpleNamespace
@@ -686,8 +756,9 @@ def _fenced(language: str, text: str) -> str:
     return f"{fence}{language}\n{text.rstrip()}\n{fence}"
 
 
-def convert_directive(context: PageContext, name: str, argument: str,
-                      body_lines: list[str]) -> str:
+def convert_directive(
+    context: PageContext, name: str, argument: str, body_lines: list[str]
+) -> str:
     """Plain-Markdown for one directive (its body already split from the fences); an
     unknown directive raises :class:`NotebookMarkdownError`."""
     index = context.index
@@ -698,7 +769,9 @@ def convert_directive(context: PageContext, name: str, argument: str,
         language, text = literalinclude_text(context.source_dir, argument, options)
         caption = options.get("caption")
         listing = _fenced(language, text)
-        return (f"**{convert_markdown(context, caption)}**\n\n" if caption else "") + listing
+        return (
+            f"**{convert_markdown(context, caption)}**\n\n" if caption else ""
+        ) + listing
     if name == "exercise":
         number = index.exercises.get(options.get("label", ""), (None, ""))[1]
         title = f"Exercise {number}".strip()
@@ -719,7 +792,9 @@ def convert_directive(context: PageContext, name: str, argument: str,
     if name == "bibliography":
         link = _link("bibliography of the online book", index.page_url(context.docname))
         return f"The works cited are listed in the {link}."
-    raise NotebookMarkdownError(f"{context.docname}: no notebook form for the directive {{{name}}}")
+    raise NotebookMarkdownError(
+        f"{context.docname}: no notebook form for the directive {{{name}}}"
+    )
 
 
 def _fence_end(lines: list[str], start: int) -> int:
@@ -763,11 +838,18 @@ def convert_markdown(context: PageContext, text: str) -> str:
             directive = _DIRECTIVE_INFO.match(_FENCE.match(line)["info"].strip())
             flush()
             if directive:
-                out.append(convert_directive(
-                    context, directive["name"], directive["argument"], lines[i + 1:end]
-                ))
+                out.append(
+                    convert_directive(
+                        context,
+                        directive["name"],
+                        directive["argument"],
+                        lines[i + 1 : end],
+                    )
+                )
             else:
-                out.append("\n".join(lines[i:end + 1]))  # a plain code block stays as is
+                out.append(
+                    "\n".join(lines[i : end + 1])
+                )  # a plain code block stays as is
             i = end + 1
             continue
         if not in_math and (_LABEL_LINE.match(line) or stripped.startswith("%")):
@@ -778,7 +860,9 @@ def convert_markdown(context: PageContext, text: str) -> str:
             in_math = False
             i += 1
             continue
-        if stripped.startswith("$$") and not (stripped.count("$$") >= 2 and stripped != "$$"):
+        if stripped.startswith("$$") and not (
+            stripped.count("$$") >= 2 and stripped != "$$"
+        ):
             in_math = not in_math
         prose.append(line)
         i += 1
@@ -804,7 +888,9 @@ def load_glue(executed: Any) -> dict[str, dict[str, Any]]:
     return values
 
 
-def executed_glue(build_dir: str | Path, docname: str) -> dict[str, dict[str, Any]] | None:
+def executed_glue(
+    build_dir: str | Path, docname: str
+) -> dict[str, dict[str, Any]] | None:
     """Glued values of ``docname`` from a build; ``None`` if it has no executed notebook."""
     executed = executed_notebook(build_dir, docname)
     return None if executed is None else load_glue(executed)
@@ -837,14 +923,17 @@ def chapter_notebook(
     notebook = copy.deepcopy(_read_notebook(path))
     notebook.metadata.pop("jupytext", None)
     notebook.metadata.setdefault(
-        "kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"}
+        "kernelspec",
+        {"display_name": "Python 3", "language": "python", "name": "python3"},
     )
     notebook.metadata["language_info"] = {"name": "python"}
     code = [c.source for c in notebook.cells if c.cell_type == "code"]
     modules = sorted(_imported_top_level(code) & set(INSTALLABLE))
     if index is not None:
         docname = docname or path.with_suffix("").name
-        context = PageContext(index=index, docname=docname, source_dir=path.parent, glue=glue)
+        context = PageContext(
+            index=index, docname=docname, source_dir=path.parent, glue=glue
+        )
         notebook.cells = _readable_cells(context, notebook.cells)
     notebook.cells.insert(0, install_cell(repo_url, ref, modules))
     for position, cell in enumerate(notebook.cells):
@@ -932,20 +1021,31 @@ def book_settings(root: str | Path) -> dict[str, Any]:
     }
 
 
-def site_notebook(root: str | Path, docname: str, build_dir: str | Path | None = None,
-                  settings: dict[str, Any] | None = None,
-                  index: BookIndex | None = None) -> Any:
+def site_notebook(
+    root: str | Path,
+    docname: str,
+    build_dir: str | Path | None = None,
+    settings: dict[str, Any] | None = None,
+    index: BookIndex | None = None,
+) -> Any:
     """The notebook the site serves for ``docname`` (glued values from ``build_dir``,
     the folder holding ``html/``; by name when ``None``)."""
     root = Path(root)
     settings = settings or book_settings(root)
-    index = index or book_index(root, settings["site_url"], settings["bibfiles"], build_dir)
+    index = index or book_index(
+        root, settings["site_url"], settings["bibfiles"], build_dir
+    )
     source = _source_path(root, docname)
     if source is None:
         raise FileNotFoundError(f"no {docname}.md or {docname}.ipynb in {root}")
     glue = executed_glue(build_dir, docname) if build_dir is not None else None
     return chapter_notebook(
-        source, settings["repo_url"], settings["ref"], index=index, docname=docname, glue=glue
+        source,
+        settings["repo_url"],
+        settings["ref"],
+        index=index,
+        docname=docname,
+        glue=glue,
     )
 
 
@@ -981,13 +1081,19 @@ def _settings(app: Any) -> dict[str, Any]:
 
 def write_notebooks(app: Any, exception: Exception | None) -> None:
     """``build-finished``: write ``_notebooks/<docname>.ipynb`` for every notebook page."""
-    if exception is not None or app.builder.format != "html" or app.builder.name != "html":
+    if (
+        exception is not None
+        or app.builder.format != "html"
+        or app.builder.name != "html"
+    ):
         return
     from sphinx.util import logging
 
     settings = _settings(app)
     out = Path(app.outdir)
-    index = book_index(app.srcdir, settings["site_url"], settings["bibfiles"], out.parent)
+    index = book_index(
+        app.srcdir, settings["site_url"], settings["bibfiles"], out.parent
+    )
     for docname in sorted(app.env.found_docs):
         if not is_notebook_page(app, docname):
             continue
@@ -998,7 +1104,9 @@ def write_notebooks(app: Any, exception: Exception | None) -> None:
         except NotebookMarkdownError as error:
             logging.getLogger(__name__).warning(
                 f"the downloadable notebook of {docname} could not be written: {error}",
-                type="numscale", subtype="notebook", location=docname,
+                type="numscale",
+                subtype="notebook",
+                location=docname,
             )
             continue
         text = notebook_text(notebook)
@@ -1023,16 +1131,35 @@ def setup(app: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write each chapter as a runnable notebook.")
-    parser.add_argument("sources", nargs="+", type=Path, help="chapter files (.md / .ipynb)")
-    parser.add_argument("--out", type=Path, default=Path("_notebooks"),
-                        help="output folder (default _notebooks)")
-    parser.add_argument("--root", type=Path, default=Path("."),
-                        help="book root: output paths are relative to it")
-    parser.add_argument("--repo-url", help="default: repository.url of <root>/_config.yml")
-    parser.add_argument("--ref", help="default: the checkout's commit, else repository.branch")
-    parser.add_argument("--build", type=Path,
-                        help="a build folder (holding html/): glued values from it")
+    parser = argparse.ArgumentParser(
+        description="Write each chapter as a runnable notebook."
+    )
+    parser.add_argument(
+        "sources", nargs="+", type=Path, help="chapter files (.md / .ipynb)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("_notebooks"),
+        help="output folder (default _notebooks)",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path("."),
+        help="book root: output paths are relative to it",
+    )
+    parser.add_argument(
+        "--repo-url", help="default: repository.url of <root>/_config.yml"
+    )
+    parser.add_argument(
+        "--ref", help="default: the checkout's commit, else repository.branch"
+    )
+    parser.add_argument(
+        "--build",
+        type=Path,
+        help="a build folder (holding html/): glued values from it",
+    )
     args = parser.parse_args(argv)
     root = args.root.resolve()
     settings = book_settings(root)

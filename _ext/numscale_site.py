@@ -31,7 +31,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from numscale_notebooks import is_notebook_page, notebook_relpath, repository, split_github
+from numscale_notebooks import (
+    is_notebook_page,
+    notebook_relpath,
+    repository,
+    split_github,
+)
 
 #: The whole book as one PDF (tools/pdf.py), next to the pages of the site.
 PDF_NAME = "numscale-book.pdf"
@@ -47,24 +52,32 @@ def note_pdf(app, config) -> None:
 def built_pdf(app) -> Path | None:
     """The book's PDF for this HTML build (see :func:`note_pdf`), or ``None``."""
     path = Path(app.outdir).parent / "pdf" / PDF_NAME
-    return path if app.builder.name == "html" and app.config.numscale_pdf and path.is_file() else None
+    return (
+        path
+        if app.builder.name == "html" and app.config.numscale_pdf and path.is_file()
+        else None
+    )
 
 
-def add_pdf_button(app, pagename: str, templatename: str, context: dict[str, Any], doctree) -> None:
+def add_pdf_button(
+    app, pagename: str, templatename: str, context: dict[str, Any], doctree
+) -> None:
     """``html-page-context``: "Book (.pdf)" in every page's download menu, only when the
     PDF exists (it is copied into the site by :func:`copy_pdf`): never a dead link."""
     if "header_buttons" not in context or built_pdf(app) is None:
         return
     for group in context["header_buttons"]:
         if group.get("type") == "group" and group.get("label") == "download-buttons":
-            group["buttons"].append({
-                "type": "link",
-                "url": context["pathto"](PDF_NAME, 1),
-                "text": "Book (.pdf)",
-                "icon": "fas fa-file-pdf",
-                "tooltip": "Download the whole book as one PDF",
-                "label": "download-book-pdf-button",
-            })
+            group["buttons"].append(
+                {
+                    "type": "link",
+                    "url": context["pathto"](PDF_NAME, 1),
+                    "text": "Book (.pdf)",
+                    "icon": "fas fa-file-pdf",
+                    "tooltip": "Download the whole book as one PDF",
+                    "label": "download-book-pdf-button",
+                }
+            )
 
 
 def copy_pdf(app, exception) -> None:
@@ -78,9 +91,15 @@ def copy_pdf(app, exception) -> None:
         shutil.copyfile(pdf, target)
 
 
-def update_buttons(app, pagename: str, templatename: str, context: dict[str, Any], doctree) -> None:
+def update_buttons(
+    app, pagename: str, templatename: str, context: dict[str, Any], doctree
+) -> None:
     """``html-page-context`` (after the theme): download link and launch URLs."""
-    if doctree is None or "header_buttons" not in context or not is_notebook_page(app, pagename):
+    if (
+        doctree is None
+        or "header_buttons" not in context
+        or not is_notebook_page(app, pagename)
+    ):
         return
     relpath = notebook_relpath(app, pagename)
     notebook_url = context["pathto"](relpath, 1)
@@ -107,25 +126,41 @@ def update_buttons(app, pagename: str, templatename: str, context: dict[str, Any
         elif group.get("label") == "launch-buttons":
             github = split_github(repo_url)
             launch = app.config.html_theme_options.get("launch_buttons", {}) or {}
-            ui = {"classic": "tree", "jupyterlab": "lab/tree"}.get(launch.get("notebook_interface", "classic"), "tree")
+            ui = {"classic": "tree", "jupyterlab": "lab/tree"}.get(
+                launch.get("notebook_interface", "classic"), "tree"
+            )
             for button in group["buttons"]:
                 if button.get("text") == "Colab" and github:
-                    colab = (launch.get("colab_url") or "https://colab.research.google.com").rstrip("/")
+                    colab = (
+                        launch.get("colab_url") or "https://colab.research.google.com"
+                    ).rstrip("/")
                     nb_branch = app.config.numscale_notebooks_branch
-                    button["url"] = f"{colab}/github/{github[0]}/{github[1]}/blob/{nb_branch}/{relpath}"
+                    button["url"] = (
+                        f"{colab}/github/{github[0]}/{github[1]}/blob/{nb_branch}/{relpath}"
+                    )
                 elif button.get("text") == "Binder" and github:
-                    binder = (launch.get("binderhub_url") or "https://mybinder.org").rstrip("/")
+                    binder = (
+                        launch.get("binderhub_url") or "https://mybinder.org"
+                    ).rstrip("/")
                     binder_branch = app.config.numscale_binder_branch or branch
-                    button["url"] = f"{binder}/v2/gh/{github[0]}/{github[1]}/{binder_branch}?urlpath={ui}/{relpath}"
+                    button["url"] = (
+                        f"{binder}/v2/gh/{github[0]}/{github[1]}/{binder_branch}?urlpath={ui}/{relpath}"
+                    )
 
 
 def _asset_key(asset) -> tuple:
     filename = getattr(asset, "filename", asset) or ""
     attributes = getattr(asset, "attributes", {}) or {}
-    return (filename, getattr(asset, "priority", 500), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+    return (
+        filename,
+        getattr(asset, "priority", 500),
+        tuple(sorted((k, str(v)) for k, v in attributes.items())),
+    )
 
 
-def dedupe_assets(app, pagename: str, templatename: str, context: dict[str, Any], doctree) -> None:
+def dedupe_assets(
+    app, pagename: str, templatename: str, context: dict[str, Any], doctree
+) -> None:
     """``html-page-context``: drop a script or stylesheet listed twice.
 
     Sphinx 7.4 registers a script added after ``Builder.init()`` (sphinx-thebe's inline
@@ -154,7 +189,9 @@ def dedupe_assets(app, pagename: str, templatename: str, context: dict[str, Any]
 ARIA_ROLE_FIXES = {'role="doc-biblioentry"': 'role="listitem"'}
 
 
-def fix_aria_roles(app, pagename: str, templatename: str, context: dict[str, Any], doctree) -> None:
+def fix_aria_roles(
+    app, pagename: str, templatename: str, context: dict[str, Any], doctree
+) -> None:
     """``html-page-context``: replace ARIA roles that break the accessibility tree."""
     body = context.get("body")
     if isinstance(body, str):
