@@ -1,62 +1,67 @@
-"""Sphinx extension: a runnable ``.ipynb`` of every chapter that reads well in plain
-Jupyter, its download link, and launch buttons that open it; plus fixes to the stock
-theme's assets.
+"""Sphinx extension and script: every chapter as a runnable ``.ipynb`` that reads well
+in plain Jupyter or Colab, written to ``<html>/_notebooks/<docname>.ipynb``.
 
-The chapters are MyST markdown. sphinx-book-theme's download menu offers the ``.md``
-source and a copy of myst-nb's ``jupyter_execute`` notebook (no install cell, outputs
-stripped, MyST roles shown raw), and its launch buttons point at ``<page>.md`` on the
-source branch, which Colab cannot open. This extension
+Maintained tools do the generic work: jupytext splits the MyST page into cells (code
+cells as they are, with their metadata), nbformat writes the notebook, myst-nb formats
+glued values, Sphinx's ``LiteralIncludeReader`` reads listings. What is left here is
+what this book needs on top, none of which those tools do (what was measured
+is at the end of this docstring):
 
-1. converts every notebook page with jupytext (:func:`chapter_notebook`, the same
-   function the tests use), keeps its code cells as they are and rewrites its prose
-   so that plain Jupyter or Colab shows what the site shows (:func:`convert_markdown`):
-   glued numbers as the build computed them (read from the executed notebook, formatted
-   by myst-nb's own function), ``{ref}``/``{doc}``/``{numref}`` as links to the online
-   book (``numscale_site_url``, default the GitHub Pages address of ``repository.url``),
-   ``{cite:p}`` as "(Author, Year)", ``{eq}`` as the equation's number (and ``\\tag`` on
-   the equation), exercises and solutions as Markdown (solutions folded in
-   ``<details>``), ``literalinclude`` as a fenced listing read by Sphinx's own
-   ``LiteralIncludeReader`` (the same lines the page shows), labels and comments
-   removed, a figure's caption after its cell;
-2. prepends a hidden install cell (:func:`install_cell`) that, **only when the import
-   fails**, pip-installs ``numscale @ git+<repository url>@<commit>`` (the commit the
-   site was built from: ``git rev-parse HEAD``, the branch outside git) plus
-   ``myst-nb``, and raises at once, naming what failed and what to do, if pip fails or
-   the packages still do not import;
-3. writes it to ``<html>/_notebooks/<docname>.ipynb`` (e.g.
-   ``_notebooks/book/dot_products.ipynb``), byte-identical from build to build
-   (deterministic cell ids, no timestamps);
-4. points the ``.ipynb`` entry of each page's download menu at that file (and adds it
-   if the theme did not), and rewrites the launch buttons:
+* glued numbers as the build computed them (read from the executed notebook and
+  formatted by myst-nb's own function); by name when there is no build;
+* ``{cite:p}``/``{cite:t}`` as "(Author et al., Year)" / "Author et al. (Year)", the
+  text sphinxcontrib-bibtex prints, linked to the bibliography page;
+* ``{ref}``/``{numref}``/``{eq}``/``{py:func}`` as links to the online book
+  (``numscale_site_url``, default the GitHub Pages address of ``repository.url``) with
+  the numbers the site prints (:func:`book_index`), and ``\\tag{n}`` on labelled
+  ``$$ … $$ (label)`` maths;
+* exercises and solutions (sphinx-exercise) as Markdown, solutions folded in
+  ``<details>``; admonitions as block quotes; ``literalinclude`` as a fenced listing;
+  labels and comments removed; a figure's caption after its cell;
+* a hidden install cell first (:func:`install_cell`) that, **only when the import
+  fails**, pip-installs ``numscale @ git+<repository url>@<commit>`` (``git rev-parse
+  HEAD``, the branch outside git) plus ``myst-nb``, and raises at once, naming what
+  failed and what to do, if pip fails or the packages still do not import.
 
-   * **Colab** opens ``github/<org>/<repo>/blob/<numscale_notebooks_branch>/_notebooks/<docname>.ipynb``.
-     Colab can only open a notebook that is committed to GitHub, and the generated
-     notebooks exist only in the built site: this book's
-     ``.github/workflows/publish.yml`` pushes ``_build/html/_notebooks`` to the branch
-     ``notebooks`` that ``_config.yml`` names.
-   * **Binder** builds the repository's ``repository.branch`` (``main``) with the
-     environment in ``binder/``; its ``postBuild`` installs the package and runs this
-     file as a script to generate the notebooks at the same ``_notebooks/...`` path
-     (without a build, glued values are shown by name: they are computed when the
-     reader runs the cells).
-
-5. Asset fixes for the stock theme: Sphinx 7.4 adds a script registered after the
-   builder started (sphinx-thebe's inline config) twice, once with filename ``None``
-   and once with ``''``, so every page logged "Identifier 'THEBE_JS_URL' has already
-   been declared"; :func:`dedupe_assets` drops the duplicate. docutils marks citations
-   with the deprecated role ``doc-biblioentry`` inside a ``role="list"``, a critical
-   axe-core violation on the bibliography; :func:`fix_aria_roles` makes them list items.
-   pydata-sphinx-theme writes ``data-mode=""`` for a first visitor (empty storage)
-   unless ``html_context.default_mode`` is set: ``_config.yml`` sets it to ``auto``.
+A role or directive with no notebook form raises :class:`NotebookMarkdownError`, a
+build warning: the strict build (``-W``) fails rather than serve raw MyST. Notebooks are
+byte-identical from build to build (cell ids from position and content). The download
+and launch buttons that open them, and the theme fixes, are ``_ext/numscale_site.py``.
 
 Configuration (``sphinx: config:``): ``numscale_notebooks_dir`` (default
-``"_notebooks"``), ``numscale_notebooks_branch`` (branch holding the built site, for
-Colab; default ``"gh-pages"``), ``numscale_binder_branch`` (default: ``repository.branch``),
-``numscale_site_url`` (the published book; default from ``repository.url``).
+``"_notebooks"``), ``numscale_site_url`` (default from ``repository.url``).
 
 As a script: ``python _ext/numscale_notebooks.py [--out DIR] [--repo-url URL]
 [--ref REF] [--build DIR] book/*.md`` writes ``DIR/book/<name>.ipynb`` for each
-notebook page (``binder/postBuild`` uses it; ``--build`` reads glued values from a build).
+notebook page (``binder/postBuild`` uses it; ``--build`` reads glued values from a
+build).
+
+What was measured (2026-12-06) on dot_products, softmax_saturation and gpt2_qk:
+
+* jupytext 1.19.6 (``jupytext.read``) alone: the cell structure is right (7/15/14 code
+  cells, sources and ``mystnb``/``tags`` metadata kept) but every markdown cell keeps
+  its MyST as written: 22/61/90 roles (``{glue:text}``, ``{eq}``, ``{ref}``,
+  ``{cite:p}``, ``{glue:md}``, ``{cite:t}``), the ``{exercise}``, ``{solution}``,
+  ``{solution-start/end}``, ``{note}``, ``{literalinclude}`` fences, ``(label)=`` lines
+  and ``$$ … $$ (label)``; ``jupytext.writes(nb, "ipynb")`` changes none of it. So
+  jupytext is used for the cells and the prose is converted here.
+* sphinx-tojupyter 0.6.0 (QuantEcon; a Sphinx builder, ``-b jupyter``, run on a copy of
+  the book with jupyter-book 1.0.4.post1, myst-nb 1.4.0, sphinx 7.4.7, sphinx-exercise
+  1.2.1): with its defaults it wrote **no code cell** (myst-nb marks cells
+  ``ipython3``, which it turns into Markdown fences); with
+  ``tojupyter_lang_synonyms = ["ipython3"]`` it wrote 7/16/17 code cells: each
+  ``literalinclude`` listing of package source became an extra *runnable* code cell.
+  It resolves ``{eq}`` (``[(1.1)](#equation-...)`` and ``\\tag{1.1}``), numbers
+  exercises ("## Exercise 2.1") and renders ``{note}`` as a block quote. But glued
+  values are empty ("standard deviation  and ,") unless the source page is itself the
+  executed notebook (then right: 0.997, 6.93); citations are ``[[Vaswani *et al.*,
+  2017](bibliography.ipynb#id2)]`` and ``{ref}`` ``[...](dot_products.ipynb#...)``:
+  links to sibling notebooks that a downloaded chapter does not have; solutions are
+  "## Solution" headings (no exercise number, not folded); figure captions and the
+  cells' ``mystnb``/``tags`` metadata are dropped; there is no install cell; inline
+  maths is rewritten ``$ q $``; and it is a second Sphinx build (41-68 s for these
+  five unexecuted pages) beside the HTML one. Every book-specific part would still
+  need code on top of it, plus repairs to its cells, so it is not used.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ import copy
 import hashlib
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,18 +202,27 @@ def install_cell(repo_url: str, ref: str | None = DEFAULT_REF, modules: list[str
     return cell
 
 
+
 # ------------------------------------------------------------------ the book's index
 
 
 def site_url_from_repository(repo_url: str) -> str:
     """GitHub Pages address of a GitHub repository (``https://<org>.github.io/<repo>/``)."""
-    github = _split_github(repo_url)
+    github = split_github(repo_url)
     if github is None:
         return ""
     org, name = github
     if name.lower() == f"{org.lower()}.github.io":
         return f"https://{org.lower()}.github.io/"
     return f"https://{org.lower()}.github.io/{name}/"
+
+
+def split_github(url: str) -> tuple[str, str] | None:
+    """``(org, repo)`` of a ``github.com`` URL, else ``None``."""
+    if "github.com/" not in url:
+        return None
+    parts = url.split("github.com/", 1)[1].strip("/").split("/")
+    return (parts[0], parts[1].removesuffix(".git")) if len(parts) >= 2 else None
 
 
 def toc_entries(root: Path) -> list[tuple[str, bool]]:
@@ -217,14 +232,12 @@ def toc_entries(root: Path) -> list[tuple[str, bool]]:
     toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
     found: list[tuple[str, bool]] = [(str(toc["root"]), False)]
 
-    def walk(entries, numbered: bool) -> None:
+    def walk(entries: list[dict[str, Any]] | None, numbered: bool) -> None:
         for entry in entries or []:
             if "file" in entry:
                 found.append((str(Path(entry["file"]).with_suffix("")), numbered))
-            for key in ("chapters", "sections"):
+            for key in ("chapters", "sections", "parts"):
                 walk(entry.get(key), numbered)
-            if "parts" in entry:
-                walk(entry["parts"], numbered)
 
     for part in toc.get("parts") or []:
         walk(part.get("chapters"), bool(part.get("numbered")))
@@ -238,6 +251,7 @@ _EQ_LABEL = re.compile(r"^(?P<before>.*?\$\$)\s*\((?P<label>[^()\s]+)\)\s*$")
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,}|:{3,})(?P<info>.*)$")
 _DIRECTIVE_INFO = re.compile(r"^\{(?P<name>[\w:.-]+)\}\s*(?P<argument>.*)$")
 _OPTION = re.compile(r"^:(?P<key>[\w-]+):\s*(?P<value>.*)$")
+_ROLE = re.compile(r"\{(?P<role>[A-Za-z][\w:.-]*)\}`(?P<content>[^`]+)`")
 
 
 class BookIndex:
@@ -245,10 +259,10 @@ class BookIndex:
 
     ``labels``: label -> (docname, anchor or "" for the page top, title or None);
     ``equations`` / ``figures`` / ``exercises``: label -> (docname, number as printed,
-    e.g. "3.2"); ``titles``: docname -> page title; ``citations``: key -> (author text,
-    year). Numbers follow Sphinx's rules for this book (numbered parts, continuous
-    chapter numbers, per-chapter counters, captioned figures only); the tests compare
-    them with the built HTML.
+    e.g. "3.2"); ``figure_cells``: (docname, cell index) -> number; ``titles``: docname
+    -> page title; ``citations``: key -> (author text, year). Numbers follow Sphinx's
+    rules for this book (numbered parts, continuous chapter numbers, per-chapter
+    counters, captioned figures that were drawn); the tests compare them with the HTML.
     """
 
     def __init__(self, site_url: str = "") -> None:
@@ -269,46 +283,64 @@ class BookIndex:
 
 
 def _read_cells(path: Path) -> list[Any]:
-    import jupytext
+    """The cells of a page: jupytext's for a notebook, one markdown cell otherwise."""
     import nbformat
 
-    if path.suffix == ".ipynb":
-        return list(nbformat.read(path, as_version=4).cells)
     if is_notebook_source(path):
-        return list(jupytext.read(path).cells)
+        return list(_read_notebook(path).cells)
     text = path.read_text(encoding="utf-8")
     if text.startswith("---") and text.count("---") >= 2:
         text = text.split("---", 2)[2]
     return [nbformat.v4.new_markdown_cell(text)]
 
 
-def _outside_code(lines: list[str]):
+def _read_notebook(path: Path) -> Any:
+    import jupytext
+    import nbformat
+
+    if path.suffix == ".ipynb":
+        return nbformat.read(path, as_version=4)
+    return jupytext.read(path)
+
+
+def _closes(line: str, fence: str) -> bool:
+    """Whether ``line`` closes a fence opened with ``fence`` (same character, as long)."""
+    match = _FENCE.match(line)
+    return bool(
+        match
+        and match["fence"][0] == fence[0]
+        and len(match["fence"]) >= len(fence)
+        and not match["info"].strip()
+    )
+
+
+def _outside_code(lines: list[str]) -> Iterator[tuple[int, str, str]]:
     """Yield ``(index, line, fence_info)`` of markdown lines outside plain code fences;
     ``fence_info`` is the info string of a directive fence that opens at this line ("" if
     none). Directive fences nest (their bodies are yielded); code fences are skipped."""
     code_fence = None
     directives: list[str] = []
     for index, line in enumerate(lines):
-        match = _FENCE.match(line)
         if code_fence is not None:
-            if match and match["fence"][0] == code_fence[0] and len(match["fence"]) >= len(code_fence) and not match["info"].strip():
+            if _closes(line, code_fence):
                 code_fence = None
             continue
-        if match:
-            info = match["info"].strip()
-            if _DIRECTIVE_INFO.match(info):
-                directives.append(match["fence"])
-                yield index, line, info
-                continue
-            if not info and directives and match["fence"][0] == directives[-1][0] and len(match["fence"]) >= len(directives[-1]):
-                directives.pop()
-                continue
-            code_fence = match["fence"]
+        match = _FENCE.match(line)
+        if not match:
+            yield index, line, ""
             continue
-        yield index, line, ""
+        info = match["info"].strip()
+        if _DIRECTIVE_INFO.match(info):
+            directives.append(match["fence"])
+            yield index, line, info
+        elif directives and _closes(line, directives[-1]):
+            directives.pop()
+        else:
+            code_fence = match["fence"]
 
 
-def _citation_text(entry) -> tuple[str, str]:
+def _citation_text(entry: Any) -> tuple[str, str]:
+    """("Author", "Author and Other" or "Author et al.", year) of a pybtex entry."""
     import codecs
 
     import latexcodec  # noqa: F401  (registers the "ulatex" codec)
@@ -329,44 +361,108 @@ def _citation_text(entry) -> tuple[str, str]:
     return authors, plain(entry.fields.get("year", "n.d."))
 
 
-def _executed_cells(build_dir: str | Path | None, docname: str) -> list[Any] | None:
+def executed_notebook(build_dir: str | Path | None, docname: str) -> Any | None:
+    """The executed notebook of ``docname`` in a build (``.numscale_exec/executed`` or
+    myst-nb's ``jupyter_execute``), or ``None``."""
     if build_dir is None:
         return None
     import nbformat
 
-    for folder in (Path(build_dir) / ".numscale_exec" / "executed", Path(build_dir) / "jupyter_execute"):
-        path = folder / f"{docname}.ipynb"
+    for folder in (".numscale_exec/executed", "jupyter_execute"):
+        path = Path(build_dir) / folder / f"{docname}.ipynb"
         if path.is_file():
-            return list(nbformat.read(str(path), as_version=4).cells)
+            return nbformat.read(str(path), as_version=4)
     return None
 
 
-def _draws_figure(executed: list[Any] | None, cell_index: int, cell) -> bool:
+def _draws_figure(executed: Any | None, cell_index: int, cell: Any) -> bool:
     """Whether a figure cell drew its figure in the build (Sphinx numbers only figures
     that exist); ``True`` when the page has not been executed."""
     if executed is None:
         return True
-    if cell_index >= len(executed) or executed[cell_index].source != cell.source:
-        raise NotebookMarkdownError("the executed notebook does not match its source: rebuild")
+    cells = executed.cells
+    if cell_index >= len(cells) or cells[cell_index].source != cell.source:
+        raise NotebookMarkdownError(
+            "the executed notebook does not match its source: rebuild"
+        )
+    outputs = cells[cell_index].get("outputs", [])
     return any(
-        key.startswith("image/")
-        for output in executed[cell_index].get("outputs", [])
-        for key in (output.get("data") or {})
+        key.startswith("image/") for o in outputs for key in (o.get("data") or {})
     )
 
 
-def book_index(root: str | Path, site_url: str = "", bibfiles: list[str] | None = None,
-               build_dir: str | Path | None = None) -> BookIndex:
-    """Labels, numbers, titles and citations of the book in ``root`` (see :class:`BookIndex`).
+def _index_figure(
+    index: BookIndex, docname: str, number: str, cell_index: int, name: str | None
+) -> None:
+    index.figure_cells[docname, cell_index] = number
+    if name:
+        index.figures[name] = (docname, number)
 
-    With ``build_dir`` (a build folder holding ``html/``), a figure cell is numbered only if
-    it drew a figure in that build, as Sphinx does.
+
+def _index_markdown(
+    index: BookIndex,
+    docname: str,
+    text: str,
+    prefix: str,
+    counts: dict[str, int],
+    pending: list[str],
+) -> None:
+    """Record the labels, headings, equations, exercises of one markdown cell."""
+    lines = text.splitlines()
+    for i, line, info in _outside_code(lines):
+        if match := _LABEL_LINE.match(line):
+            pending.append(match["label"])
+            continue
+        if match := _HEADING.match(line):
+            title = _plain_title(match["title"])
+            is_title = len(match["hashes"]) == 1 and docname not in index.titles
+            if is_title:
+                index.titles[docname] = title
+            for label in pending:
+                index.labels[label] = (docname, "" if is_title else label, title)
+            pending.clear()
+            continue
+        if line.strip():
+            for label in pending:
+                index.labels[label] = (docname, label, None)
+            pending.clear()
+        if match := _EQ_LABEL.match(line):
+            counts["eq"] += 1
+            index.equations[match["label"]] = (docname, f"{prefix}{counts['eq']}")
+        name = (_DIRECTIVE_INFO.match(info) or {"name": ""})["name"] if info else ""
+        if name == "exercise":
+            options = split_options(lines[i + 1 :])[0]
+            if "nonumber" not in options:
+                counts["ex"] += 1
+                if options.get("label"):
+                    index.exercises[options["label"]] = (
+                        docname,
+                        f"{prefix}{counts['ex']}",
+                    )
+        elif name == "bibliography":
+            index.bibliography_doc = docname
+        if index.reference_doc is None and re.search(
+            r"\b(automodule|autofunction|autosummary|numscale-api)\b", line
+        ):
+            index.reference_doc = docname
+
+
+def book_index(
+    root: str | Path,
+    site_url: str = "",
+    bibfiles: list[str] | None = None,
+    build_dir: str | Path | None = None,
+) -> BookIndex:
+    """Labels, numbers, titles and citations of the book in ``root`` (:class:`BookIndex`).
+
+    With ``build_dir`` (a build folder holding ``html/``), a figure cell is numbered
+    only if it drew a figure in that build, as Sphinx does.
     """
     root = Path(root)
     index = BookIndex(site_url=site_url.rstrip("/") + "/" if site_url else "")
     chapter = 0
     for docname, numbered in toc_entries(root):
-        path = next((p for p in (root / f"{docname}.md", root / f"{docname}.ipynb") if p.is_file()), None)
+        path = _source_path(root, docname)
         if path is None:
             continue
         if numbered:
@@ -375,66 +471,20 @@ def book_index(root: str | Path, site_url: str = "", bibfiles: list[str] | None 
         prefix = f"{chapter}." if numbered else ""
         counts = {"eq": 0, "fig": 0, "ex": 0}
         pending: list[str] = []
-        executed = _executed_cells(build_dir, docname)
+        executed = executed_notebook(build_dir, docname)
         for cell_index, cell in enumerate(_read_cells(path)):
-            if cell.cell_type == "code":
-                figure = ((cell.metadata.get("mystnb") or {}).get("figure") or {})
-                if figure.get("caption") and _draws_figure(executed, cell_index, cell):
-                    counts["fig"] += 1
-                    number = f"{prefix}{counts['fig']}"
-                    index.figure_cells[docname, cell_index] = number
-                    if figure.get("name"):
-                        index.figures[str(figure["name"])] = (docname, number)
+            if cell.cell_type == "markdown":
+                _index_markdown(index, docname, cell.source, prefix, counts, pending)
                 continue
-            if cell.cell_type != "markdown":
-                continue
-            lines = cell.source.splitlines()
-            for i, line, info in _outside_code(lines):
-                if (match := _LABEL_LINE.match(line)):
-                    pending.append(match["label"])
-                    continue
-                if (match := _HEADING.match(line)):
-                    title = _plain_title(match["title"])
-                    if len(match["hashes"]) == 1 and docname not in index.titles:
-                        index.titles[docname] = title
-                        for label in pending:
-                            index.labels[label] = (docname, "", title)
-                    else:
-                        for label in pending:
-                            index.labels[label] = (docname, label, title)
-                    pending = []
-                    continue
-                if line.strip():
-                    for label in pending:
-                        index.labels[label] = (docname, label, None)
-                    pending = []
-                if (match := _EQ_LABEL.match(line)):
-                    counts["eq"] += 1
-                    index.equations[match["label"]] = (docname, f"{prefix}{counts['eq']}")
-                directive = _DIRECTIVE_INFO.match(info) if info else None
-                if directive and directive["name"] == "exercise":
-                    options = _directive_options(lines[i + 1:])
-                    if "nonumber" in options:
-                        continue
-                    counts["ex"] += 1
-                    if options.get("label"):
-                        index.exercises[options["label"]] = (docname, f"{prefix}{counts['ex']}")
-                elif directive and directive["name"] == "math":
-                    options = _directive_options(lines[i + 1:])
-                    if options.get("label"):
-                        counts["eq"] += 1
-                        index.equations[options["label"]] = (docname, f"{prefix}{counts['eq']}")
-                elif directive and directive["name"] == "bibliography":
-                    index.bibliography_doc = docname
-                if index.reference_doc is None and re.search(
-                    r"\b(automodule|autofunction|autosummary|numscale-api)\b", line
-                ):
-                    index.reference_doc = docname
-                elif directive and directive["name"] == "figure":
-                    options = _directive_options(lines[i + 1:])
-                    counts["fig"] += 1
-                    if options.get("name"):
-                        index.figures[options["name"]] = (docname, f"{prefix}{counts['fig']}")
+            figure = (cell.metadata.get("mystnb") or {}).get("figure") or {}
+            if (
+                cell.cell_type == "code"
+                and figure.get("caption")
+                and _draws_figure(executed, cell_index, cell)
+            ):
+                counts["fig"] += 1
+                number = f"{prefix}{counts['fig']}"
+                _index_figure(index, docname, number, cell_index, figure.get("name"))
     for bibfile in bibfiles or []:
         path = root / bibfile
         if path.is_file():
@@ -460,7 +510,8 @@ def split_options(lines: list[str]) -> tuple[dict[str, str], list[str]]:
         end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
         if end is not None:
             loaded = yaml.safe_load("\n".join(lines[1:end])) or {}
-            return {str(k): "" if v is None else str(v) for k, v in loaded.items()}, lines[end + 1:]
+            options = {str(k): "" if v is None else str(v) for k, v in loaded.items()}
+            return options, lines[end + 1 :]
     options: dict[str, str] = {}
     used = 0
     for line in lines:
@@ -472,24 +523,27 @@ def split_options(lines: list[str]) -> tuple[dict[str, str], list[str]]:
     return options, lines[used:]
 
 
-def _directive_options(lines: list[str]) -> dict[str, str]:
-    return split_options(lines)[0]
-
-
 # ------------------------------------------------------------------ readable markdown
 
 
-_ROLE = re.compile(r"\{(?P<role>[A-Za-z][\w:.-]*)\}`(?P<content>[^`]+)`")
-_EXPLICIT_TARGET = re.compile(r"^(?P<text>.*?)\s*<(?P<target>[^<>]+)>\s*$", re.S)
+_EXPLICIT_TARGET = re.compile(r"^(?P<text>.*?)\s*<(?P<target>[^<>]+)>\s*$", re.DOTALL)
 #: Admonition directives and the title a reader sees.
 ADMONITIONS = {
-    "note": "Note", "tip": "Tip", "hint": "Hint", "important": "Important",
-    "warning": "Warning", "caution": "Caution", "attention": "Attention", "danger": "Danger",
-    "error": "Error", "seealso": "See also", "admonition": "",
+    "note": "Note",
+    "tip": "Tip",
+    "hint": "Hint",
+    "important": "Important",
+    "warning": "Warning",
+    "caution": "Caution",
+    "attention": "Attention",
+    "danger": "Danger",
+    "error": "Error",
+    "seealso": "See also",
+    "admonition": "",
 }
-CODE_DIRECTIVES = {"code", "code-block", "sourcecode"}
 #: Options of ``literalinclude`` that Sphinx's reader takes as integers.
 _INT_OPTIONS = {"dedent", "lineno-start", "tab-width"}
+_PY_ROLES = ("func", "class", "mod", "meth", "attr", "data", "obj", "exc")
 
 
 class NotebookMarkdownError(ValueError):
@@ -501,8 +555,13 @@ class PageContext:
     (name -> MIME bundle, ``None`` when the page has not been executed), its docname
     and the folder of its source (for ``literalinclude``)."""
 
-    def __init__(self, index: BookIndex, docname: str, source_dir: Path,
-                 glue: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        index: BookIndex,
+        docname: str,
+        source_dir: Path,
+        glue: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.index = index
         self.docname = docname
         self.source_dir = Path(source_dir)
@@ -515,7 +574,9 @@ def glue_text(context: PageContext, content: str, markdown: bool = False) -> str
     if not key:
         key, fmt = content.strip(), ""
     if "::" in key:
-        raise NotebookMarkdownError(f"glue from another page ({content!r}) is not supported")
+        raise NotebookMarkdownError(
+            f"glue from another page ({content!r}) is not supported"
+        )
     if context.glue is None:
         return f"`{key}`"
     if key not in context.glue:
@@ -523,7 +584,9 @@ def glue_text(context: PageContext, content: str, markdown: bool = False) -> str
     data = context.glue[key]
     if markdown:
         if "text/markdown" not in data:
-            raise NotebookMarkdownError(f"{context.docname}: glued {key!r} has no text/markdown")
+            raise NotebookMarkdownError(
+                f"{context.docname}: glued {key!r} has no text/markdown"
+            )
         return str(data["text/markdown"]).strip()
     from myst_nb.core.variables import format_plain_text
 
@@ -531,6 +594,7 @@ def glue_text(context: PageContext, content: str, markdown: bool = False) -> str
 
 
 def _target(content: str) -> tuple[str | None, str]:
+    """``("text", "target")`` of ``text <target>``; ``(None, content)`` otherwise."""
     match = _EXPLICIT_TARGET.match(content)
     if match:
         return match["text"].strip() or None, match["target"].strip()
@@ -541,87 +605,107 @@ def _link(text: str, url: str) -> str:
     return f"[{text}]({url})" if url else text
 
 
-def convert_role(context: PageContext, role: str, content: str) -> str:
-    """Plain-Markdown text for one MyST role."""
+def _numbered(text: str | None, number: str, default: str) -> str:
+    """A reference's text with its number (``%s`` / ``{number}``), or ``default``."""
+    return text.replace("%s", number).replace("{number}", number) if text else default
+
+
+def _reference(context: PageContext, role: str, content: str) -> str:
+    """``{ref}`` / ``{numref}``: a link to the label's page, numbered as on the site."""
     index = context.index
+    text, label = _target(content)
+    if label in index.figures or (role == "numref" and label in index.equations):
+        docname, number = index.figures.get(label) or index.equations[label]
+        kind = "Fig." if label in index.figures else "Equation"
+        return _link(
+            _numbered(text, number, f"{kind} {number}"), index.page_url(docname, label)
+        )
+    if label in index.exercises:
+        docname, number = index.exercises[label]
+        shown = text.replace("%s", number) if text else f"Exercise {number}"
+        return _link(shown, index.page_url(docname, label))
+    if label not in index.labels:
+        raise NotebookMarkdownError(
+            f"{context.docname}: unknown label {label!r} in {{{role}}}"
+        )
+    docname, anchor, title = index.labels[label]
+    if role == "numref":
+        number = str(index.chapter_numbers.get(docname, ""))
+        shown = _numbered(text, number, f"Section {number}")
+    else:
+        shown = text or title or label
+    return _link(shown, index.page_url(docname, anchor))
+
+
+def _equation(context: PageContext, content: str) -> str:
+    """``{eq}``: "(n)", a link when the equation is on another page."""
+    index = context.index
+    label = content.strip()
+    if label not in index.equations:
+        raise NotebookMarkdownError(f"{context.docname}: unknown equation {label!r}")
+    docname, number = index.equations[label]
+    if docname == context.docname:
+        return f"({number})"
+    return _link(f"({number})", index.page_url(docname, f"equation-{label}"))
+
+
+def _citation(context: PageContext, role: str, content: str) -> str:
+    """``{cite:p}`` as "(Author et al., Year)", ``{cite:t}`` as "Author et al. (Year)",
+    linked to the bibliography page: the text sphinxcontrib-bibtex prints."""
+    index = context.index
+    keys = [k.strip() for k in content.split(",") if k.strip()]
+    missing = [k for k in keys if k not in index.citations]
+    if missing:
+        raise NotebookMarkdownError(f"{context.docname}: unknown citation(s) {missing}")
+    url = index.page_url(index.bibliography_doc) if index.bibliography_doc else ""
+    cited = [index.citations[k] for k in keys]
+    if role in ("cite:t", "cite:ts"):
+        return "; ".join(_link(f"{authors} ({year})", url) for authors, year in cited)
+    inner = "; ".join(_link(f"{authors}, {year}", url) for authors, year in cited)
+    return inner if role in ("cite:ps", "cite:alp") else f"({inner})"
+
+
+def _api_reference(context: PageContext, role: str, content: str) -> str:
+    """``{py:func}`` and friends: code text, linked to the package reference."""
+    index = context.index
+    text, target = _target(content)
+    target = target.lstrip("~.")
+    shown = text or (
+        target.rsplit(".", 1)[-1] if content.strip().startswith("~") else target
+    )
+    if role.endswith(("func", "meth")) and not text:
+        shown += "()"
+    if index.reference_doc and target.startswith("numscale"):
+        anchor = f"module-{target}" if role.endswith("mod") else target
+        return _link(f"`{shown}`", index.page_url(index.reference_doc, anchor))
+    return f"`{shown}`"
+
+
+def convert_role(context: PageContext, role: str, content: str) -> str:
+    """Plain-Markdown text for one MyST role; an unknown role raises
+    :class:`NotebookMarkdownError` (a build warning, so the strict build fails)."""
     role = role.removeprefix("std:")
-    if role == "glue" or role == "glue:text":
+    if role in ("glue", "glue:text"):
         return glue_text(context, content)
     if role == "glue:md":
         return glue_text(context, content, markdown=True)
     if role in ("ref", "numref"):
-        text, label = _target(content)
-        if label in index.figures or (role == "numref" and label in index.equations):
-            docname, number = index.figures.get(label) or index.equations[label]
-            kind = "Fig." if label in index.figures else "Equation"
-            shown = (text.replace("%s", number).replace("{number}", number) if text else f"{kind} {number}")
-            return _link(shown, index.page_url(docname, label))
-        if label in index.exercises:
-            docname, number = index.exercises[label]
-            shown = (text.replace("%s", number) if text else f"Exercise {number}")
-            return _link(shown, index.page_url(docname, label))
-        if label not in index.labels:
-            raise NotebookMarkdownError(f"{context.docname}: unknown label {label!r} in {{{role}}}")
-        docname, anchor, title = index.labels[label]
-        if role == "numref":
-            number = str(index.chapter_numbers.get(docname, ""))
-            shown = text.replace("%s", number).replace("{number}", number) if text else f"Section {number}"
-        else:
-            shown = text or title or label
-        return _link(shown, index.page_url(docname, anchor))
-    if role == "doc":
-        text, target = _target(content)
-        target = target.removesuffix(".md").removesuffix(".ipynb")
-        docname = target.lstrip("/") if target.startswith("/") else str(
-            Path(context.docname).parent / target
-        ).replace("\\", "/")
-        docname = str(Path(docname)).replace("\\", "/")
-        return _link(text or index.titles.get(docname, docname), index.page_url(docname))
+        return _reference(context, role, content)
     if role == "eq":
-        label = content.strip()
-        if label not in index.equations:
-            raise NotebookMarkdownError(f"{context.docname}: unknown equation {label!r}")
-        docname, number = index.equations[label]
-        if docname == context.docname:
-            return f"({number})"
-        return _link(f"({number})", index.page_url(docname, f"equation-{label}"))
+        return _equation(context, content)
     if role.startswith("cite"):
-        keys = [k.strip() for k in content.split(",") if k.strip()]
-        missing = [k for k in keys if k not in index.citations]
-        if missing:
-            raise NotebookMarkdownError(f"{context.docname}: unknown citation(s) {missing}")
-        url = index.page_url(index.bibliography_doc) if index.bibliography_doc else ""
-        if role in ("cite:t", "cite:ts"):
-            return "; ".join(
-                _link(f"{index.citations[k][0]} ({index.citations[k][1]})", url) for k in keys
-            )
-        inner = "; ".join(_link(f"{index.citations[k][0]}, {index.citations[k][1]}", url) for k in keys)
-        return inner if role in ("cite:ps", "cite:alp") else f"({inner})"
-    if role in ("math",):
-        return f"${content}$"
-    if role.removeprefix("py:") in ("func", "class", "mod", "meth", "attr", "data", "obj", "exc"):
-        text, target = _target(content)
-        target = target.lstrip("~.")
-        shown = text or (target.rsplit(".", 1)[-1] if content.strip().startswith("~") else target)
-        if role.endswith(("func", "meth")) and not text:
-            shown += "()"
-        if index.reference_doc and target.startswith("numscale"):
-            anchor = f"module-{target}" if role.endswith("mod") else target
-            return _link(f"`{shown}`", index.page_url(index.reference_doc, anchor))
-        return f"`{shown}`"
-    if role in ("code", "literal", "file", "samp", "command", "kbd"):
-        text, target = _target(content)
-        return f"`{text or target}`"
-    if role in ("sub", "sup"):
-        return f"<{role}>{content}</{role}>"
-    if role in ("abbr", "term", "index"):
-        return _target(content)[0] or _target(content)[1]
-    raise NotebookMarkdownError(f"{context.docname}: no notebook form for the role {{{role}}}")
+        return _citation(context, role, content)
+    if role.removeprefix("py:") in _PY_ROLES:
+        return _api_reference(context, role, content)
+    raise NotebookMarkdownError(
+        f"{context.docname}: no notebook form for the role {{{role}}}"
+    )
 
 
 _ROLE_OR_CODE = re.compile(
-    r"(?P<full>\{(?P<role>[A-Za-z][\w:.-]*)\}`(?P<content>[^`]+)`)|(?P<code>``[^`].*?``|`[^`\n]+`)",
-    re.S,
+    r"(?P<full>\{(?P<role>[A-Za-z][\w:.-]*)\}`(?P<content>[^`]+)`)"
+    r"|(?P<code>``[^`].*?``|`[^`\n]+`)",
+    re.DOTALL,
 )
 
 
@@ -641,7 +725,9 @@ def _blockquote(title: str, body: str) -> str:
     return "\n".join(">" if not line.strip() else f"> {line}" for line in lines)
 
 
-def literalinclude_text(source_dir: Path, argument: str, options: dict[str, str]) -> tuple[str, str]:
+def literalinclude_text(
+    source_dir: Path, argument: str, options: dict[str, str]
+) -> tuple[str, str]:
     """(language, text) of a ``literalinclude``, read by Sphinx's own reader: exactly the
     lines the page shows."""
     from types import SimpleNamespace
@@ -670,56 +756,64 @@ def _fenced(language: str, text: str) -> str:
     return f"{fence}{language}\n{text.rstrip()}\n{fence}"
 
 
-def convert_directive(context: PageContext, name: str, argument: str, body_lines: list[str]) -> str:
-    """Plain-Markdown for one directive (its body already split from the fences)."""
+def convert_directive(
+    context: PageContext, name: str, argument: str, body_lines: list[str]
+) -> str:
+    """Plain-Markdown for one directive (its body already split from the fences); an
+    unknown directive raises :class:`NotebookMarkdownError`."""
     index = context.index
     options, content = split_options(body_lines)
     body = "\n".join(content).strip("\n")
+    exercise = index.exercises.get(argument.strip(), (None, ""))[1]
     if name == "literalinclude":
         language, text = literalinclude_text(context.source_dir, argument, options)
         caption = options.get("caption")
         listing = _fenced(language, text)
-        return (f"**{convert_markdown(context, caption)}**\n\n" if caption else "") + listing
-    if name in CODE_DIRECTIVES:
-        return _fenced(argument.strip() or options.get("language", ""), body)
-    if name == "math":
-        label = options.get("label")
-        tag = f"\n\\tag{{{index.equations[label][1]}}}" if label in index.equations else ""
-        return f"$$\n{body}{tag}\n$$"
+        return (
+            f"**{convert_markdown(context, caption)}**\n\n" if caption else ""
+        ) + listing
     if name == "exercise":
-        label = options.get("label", "")
-        number = index.exercises.get(label, (None, ""))[1]
-        title = f"Exercise {number}".strip() + (f" ({convert_markdown(context, argument)})" if argument.strip() else "")
+        number = index.exercises.get(options.get("label", ""), (None, ""))[1]
+        title = f"Exercise {number}".strip()
+        if argument.strip():
+            title += f" ({convert_markdown(context, argument)})"
         return _blockquote(title, convert_markdown(context, body))
     if name == "solution":
-        number = index.exercises.get(argument.strip(), (None, ""))[1]
-        title = f"Solution to Exercise {number}".strip()
+        title = f"Solution to Exercise {exercise}".strip()
         inner = convert_markdown(context, body)
         return f"<details>\n<summary>{title}</summary>\n\n{inner}\n\n</details>"
     if name == "solution-start":
-        number = index.exercises.get(argument.strip(), (None, ""))[1]
-        return f"**Solution to Exercise {number}**".replace("  ", " ")
+        return f"**Solution to Exercise {exercise}**".replace("  ", " ")
     if name == "solution-end":
         return ""
     if name in ADMONITIONS:
-        title = convert_markdown(context, argument.strip()) if name == "admonition" else ADMONITIONS[name]
+        title = ADMONITIONS[name] or convert_markdown(context, argument.strip())
         return _blockquote(title, convert_markdown(context, body))
-    if name in ("dropdown", "toggle"):
-        return f"<details>\n<summary>{convert_markdown(context, argument.strip()) or 'Details'}</summary>\n\n{convert_markdown(context, body)}\n\n</details>"
     if name == "bibliography":
-        return "The works cited are listed in the " + _link(
-            "bibliography of the online book", index.page_url(context.docname)
-        ) + "."
-    if name in ("figure", "image"):
-        alt = options.get("alt", "")
-        url = index.page_url(str(Path(context.docname).parent / argument.strip()).replace("\\", "/")).removesuffix(".html")
-        caption = convert_markdown(context, body)
-        return f"![{alt}]({url})" + (f"\n\n*{caption}*" if caption else "")
-    if name == "glue:md":
-        return glue_text(context, argument, markdown=True)
-    if name in ("glue", "glue:text"):
-        return glue_text(context, argument)
-    raise NotebookMarkdownError(f"{context.docname}: no notebook form for the directive {{{name}}}")
+        link = _link("bibliography of the online book", index.page_url(context.docname))
+        return f"The works cited are listed in the {link}."
+    raise NotebookMarkdownError(
+        f"{context.docname}: no notebook form for the directive {{{name}}}"
+    )
+
+
+def _fence_end(lines: list[str], start: int) -> int:
+    """Index of the line closing the fence opened at ``lines[start]`` (or ``len``)."""
+    marker = _FENCE.match(lines[start])["fence"]
+    end = start + 1
+    while end < len(lines) and not _closes(lines[end], marker):
+        end += 1
+    return end
+
+
+def _tagged_equation_end(context: PageContext, match: re.Match) -> str:
+    """The closing ``$$ (label)`` line of a display equation, with ``\\tag{n}``."""
+    number = context.index.equations.get(match["label"], (None, ""))[1]
+    before = match["before"]
+    tag = f"\\tag{{{number}}}" if number else ""
+    if before.strip() == "$$":
+        return f"{tag}\n$$"
+    return before[:-2].rstrip() + (f" {tag}" if tag else "") + " $$"  # one-line $$ … $$
 
 
 def convert_markdown(context: PageContext, text: str) -> str:
@@ -738,80 +832,68 @@ def convert_markdown(context: PageContext, text: str) -> str:
     in_math = False
     while i < len(lines):
         line = lines[i]
-        fence = _FENCE.match(line) if not in_math else None
-        if fence:
-            info = fence["info"].strip()
-            marker = fence["fence"]
-            end = i + 1
-            while end < len(lines):
-                closing = _FENCE.match(lines[end])
-                if closing and closing["fence"][0] == marker[0] and len(closing["fence"]) >= len(marker) and not closing["info"].strip():
-                    break
-                end += 1
-            body = lines[i + 1:end]
-            directive = _DIRECTIVE_INFO.match(info)
+        stripped = line.strip()
+        if not in_math and _FENCE.match(line):
+            end = _fence_end(lines, i)
+            directive = _DIRECTIVE_INFO.match(_FENCE.match(line)["info"].strip())
             flush()
             if directive:
-                out.append(convert_directive(context, directive["name"], directive["argument"], body))
+                out.append(
+                    convert_directive(
+                        context,
+                        directive["name"],
+                        directive["argument"],
+                        lines[i + 1 : end],
+                    )
+                )
             else:
-                out.append("\n".join(lines[i:end + 1]))  # a plain code block stays as is
+                out.append(
+                    "\n".join(lines[i : end + 1])
+                )  # a plain code block stays as is
             i = end + 1
             continue
-        stripped = line.strip()
-        if not in_math and _LABEL_LINE.match(line):
-            i += 1
-            continue
-        if not in_math and stripped.startswith("%"):  # a MyST comment
-            i += 1
+        if not in_math and (_LABEL_LINE.match(line) or stripped.startswith("%")):
+            i += 1  # a target label or a MyST comment
             continue
         if (match := _EQ_LABEL.match(line)) and (in_math or stripped.startswith("$$")):
-            number = context.index.equations.get(match["label"], (None, ""))[1]
-            before = match["before"]
-            tag = f"\\tag{{{number}}}" if number else ""
-            if before.strip() == "$$":
-                prose.append(tag)
-                prose.append("$$")
-            else:  # $$ ... $$ (label) on one line
-                prose.append(before[:-2].rstrip() + (f" {tag}" if tag else "") + " $$")
+            prose.append(_tagged_equation_end(context, match))
             in_math = False
             i += 1
             continue
-        if stripped.startswith("$$"):
-            opens_and_closes = stripped.count("$$") >= 2 and stripped != "$$"
-            if not opens_and_closes:
-                in_math = not in_math
+        if stripped.startswith("$$") and not (
+            stripped.count("$$") >= 2 and stripped != "$$"
+        ):
+            in_math = not in_math
         prose.append(line)
         i += 1
     flush()
-    result = "\n".join(out)
-    return re.sub(r"\n{3,}", "\n\n", result).strip("\n")
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip("\n")
 
 
-def load_glue(executed_notebook: str | Path) -> dict[str, dict[str, Any]]:
-    """name -> MIME bundle of every ``glue`` output of an executed notebook."""
+def load_glue(executed: Any) -> dict[str, dict[str, Any]]:
+    """name -> MIME bundle of every ``glue`` output of an executed notebook (a path or
+    an ``nbformat`` notebook)."""
     import nbformat
 
-    notebook = nbformat.read(str(executed_notebook), as_version=4)
+    if isinstance(executed, (str, Path)):
+        executed = nbformat.read(str(executed), as_version=4)
     prefix = "application/papermill.record/"
     values: dict[str, dict[str, Any]] = {}
-    for cell in notebook.cells:
+    for cell in executed.cells:
         for output in cell.get("outputs", []):
             name = (output.get("metadata") or {}).get("scrapbook", {}).get("name")
-            if name is None:
-                continue
-            values[name] = {k.removeprefix(prefix): v for k, v in (output.get("data") or {}).items()}
+            if name is not None:
+                data = output.get("data") or {}
+                values[name] = {k.removeprefix(prefix): v for k, v in data.items()}
     return values
 
 
-def executed_glue(build_dir: str | Path, docname: str) -> dict[str, dict[str, Any]] | None:
-    """Glued values of ``docname`` from a build (``<build>/.numscale_exec/executed`` or
-    myst-nb's ``<build>/jupyter_execute``); ``None`` if the page has no executed notebook."""
-    build_dir = Path(build_dir)
-    for folder in (build_dir / ".numscale_exec" / "executed", build_dir / "jupyter_execute"):
-        path = folder / f"{docname}.ipynb"
-        if path.is_file():
-            return load_glue(path)
-    return None
+def executed_glue(
+    build_dir: str | Path, docname: str
+) -> dict[str, dict[str, Any]] | None:
+    """Glued values of ``docname`` from a build; ``None`` if it has no executed notebook."""
+    executed = executed_notebook(build_dir, docname)
+    return None if executed is None else load_glue(executed)
 
 
 # ------------------------------------------------------------------ conversion
@@ -825,53 +907,38 @@ def chapter_notebook(
     index: BookIndex | None = None,
     docname: str | None = None,
     glue: dict[str, dict[str, Any]] | None = None,
-):
+) -> Any:
     """A chapter as a standalone notebook that reads well in plain Jupyter or Colab.
 
     ``path`` is a MyST markdown notebook (``.md`` with jupytext front matter) or an
-    ``.ipynb``. The code cells are the page's code cells, unchanged (outputs stripped),
-    after a hidden install cell. With ``index`` (:func:`book_index`) the markdown cells
-    are converted (:func:`convert_markdown`): glued values as the build computed them
-    (``glue``; shown by name when ``None``), links to the online chapters, citations as
-    text, numbered equations, exercises and solutions as Markdown, ``literalinclude``
-    listings as fenced code; a figure's caption follows its cell. Cell ids are derived
-    from position and content, so the same input gives the same notebook.
+    ``.ipynb``; jupytext splits it into cells. The code cells are the page's code cells,
+    unchanged (outputs stripped), after a hidden install cell. With ``index``
+    (:func:`book_index`) the markdown cells are converted (:func:`convert_markdown`) and
+    a figure's caption follows its cell. Cell ids are derived from position and content,
+    so the same input gives the same notebook.
     """
-    import jupytext
     import nbformat
 
     path = Path(path)
-    notebook = nbformat.read(path, as_version=4) if path.suffix == ".ipynb" else jupytext.read(path)
-    notebook = copy.deepcopy(notebook)
+    notebook = copy.deepcopy(_read_notebook(path))
     notebook.metadata.pop("jupytext", None)
     notebook.metadata.setdefault(
-        "kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"}
+        "kernelspec",
+        {"display_name": "Python 3", "language": "python", "name": "python3"},
     )
     notebook.metadata["language_info"] = {"name": "python"}
     code = [c.source for c in notebook.cells if c.cell_type == "code"]
     modules = sorted(_imported_top_level(code) & set(INSTALLABLE))
     if index is not None:
         docname = docname or path.with_suffix("").name
-        context = PageContext(index=index, docname=docname, source_dir=path.parent, glue=glue)
-        cells = []
-        for cell_index, cell in enumerate(notebook.cells):
-            if cell.cell_type == "markdown":
-                cell.source = convert_markdown(context, cell.source)
-                if not cell.source.strip():
-                    continue
-                cells.append(cell)
-                continue
-            cells.append(cell)
-            number = index.figure_cells.get((docname, cell_index))
-            if cell.cell_type == "code" and number:
-                caption = str(cell.metadata["mystnb"]["figure"]["caption"])
-                text = convert_roles(context, caption)
-                cells.append(nbformat.v4.new_markdown_cell(f"**Fig. {number}.** {text}"))
-        notebook.cells = cells
+        context = PageContext(
+            index=index, docname=docname, source_dir=path.parent, glue=glue
+        )
+        notebook.cells = _readable_cells(context, notebook.cells)
     notebook.cells.insert(0, install_cell(repo_url, ref, modules))
     for position, cell in enumerate(notebook.cells):
-        digest = hashlib.sha256(f"{position}\0{cell.cell_type}\0{cell.source}".encode()).hexdigest()[:8]
-        cell["id"] = f"c{position:03d}-{digest}"
+        key = f"{position}\0{cell.cell_type}\0{cell.source}".encode()
+        cell["id"] = f"c{position:03d}-{hashlib.sha256(key).hexdigest()[:8]}"
         if cell.cell_type == "code":
             cell["outputs"] = []
             cell["execution_count"] = None
@@ -880,7 +947,28 @@ def chapter_notebook(
     return notebook
 
 
-def notebook_text(notebook) -> str:
+def _readable_cells(context: PageContext, cells: list[Any]) -> list[Any]:
+    """Markdown cells converted (empty ones dropped), "**Fig. n.** caption" after each
+    numbered figure cell."""
+    import nbformat
+
+    result = []
+    for cell_index, cell in enumerate(cells):
+        if cell.cell_type == "markdown":
+            cell.source = convert_markdown(context, cell.source)
+            if cell.source.strip():
+                result.append(cell)
+            continue
+        result.append(cell)
+        number = context.index.figure_cells.get((context.docname, cell_index))
+        if cell.cell_type == "code" and number:
+            caption = str(cell.metadata["mystnb"]["figure"]["caption"])
+            text = convert_roles(context, caption)
+            result.append(nbformat.v4.new_markdown_cell(f"**Fig. {number}.** {text}"))
+    return result
+
+
+def notebook_text(notebook: Any) -> str:
     """Serialized notebook (stable key order, trailing newline)."""
     import nbformat
 
@@ -898,6 +986,11 @@ def is_notebook_source(path: Path) -> bool:
         return False
     header = text.split("---", 2)[1] if text.count("---") >= 2 else ""
     return "kernelspec" in header and "jupytext" in header
+
+
+def _source_path(root: Path, docname: str) -> Path | None:
+    candidates = (root / f"{docname}.md", root / f"{docname}.ipynb")
+    return next((p for p in candidates if p.is_file()), None)
 
 
 def book_config(root: str | Path) -> dict[str, Any]:
@@ -928,231 +1021,109 @@ def book_settings(root: str | Path) -> dict[str, Any]:
     }
 
 
-def site_notebook(root: str | Path, docname: str, build_dir: str | Path | None = None, settings=None, index=None):
+def site_notebook(
+    root: str | Path,
+    docname: str,
+    build_dir: str | Path | None = None,
+    settings: dict[str, Any] | None = None,
+    index: BookIndex | None = None,
+) -> Any:
     """The notebook the site serves for ``docname`` (glued values from ``build_dir``,
     the folder holding ``html/``; by name when ``None``)."""
     root = Path(root)
     settings = settings or book_settings(root)
-    index = index or book_index(root, settings["site_url"], settings["bibfiles"], build_dir)
-    source = next(p for p in (root / f"{docname}.md", root / f"{docname}.ipynb") if p.is_file())
+    index = index or book_index(
+        root, settings["site_url"], settings["bibfiles"], build_dir
+    )
+    source = _source_path(root, docname)
+    if source is None:
+        raise FileNotFoundError(f"no {docname}.md or {docname}.ipynb in {root}")
     glue = executed_glue(build_dir, docname) if build_dir is not None else None
     return chapter_notebook(
-        source, settings["repo_url"], settings["ref"], index=index, docname=docname, glue=glue
+        source,
+        settings["repo_url"],
+        settings["ref"],
+        index=index,
+        docname=docname,
+        glue=glue,
     )
 
 
 # ------------------------------------------------------------------ Sphinx side
 
 
-def _repository(app) -> tuple[str, str]:
+def repository(app: Any) -> tuple[str, str]:
+    """``(repository url, branch)`` of this build (the theme's options)."""
     options = app.config.html_theme_options or {}
     url = (options.get("repository_url") or DEFAULT_REPOSITORY).rstrip("/")
     branch = options.get("repository_branch") or DEFAULT_REF
     return url, branch
 
 
-def _is_notebook_page(app, docname: str) -> bool:
+def is_notebook_page(app: Any, docname: str) -> bool:
     return "kernelspec" in app.env.metadata.get(docname, {})
 
 
-def notebook_relpath(app, docname: str) -> str:
+def notebook_relpath(app: Any, docname: str) -> str:
+    """Where the site serves ``docname``'s notebook, relative to the HTML root."""
     return f"{app.config.numscale_notebooks_dir.strip('/')}/{docname}.ipynb"
 
 
-def _settings(app) -> dict[str, Any]:
+def _settings(app: Any) -> dict[str, Any]:
     """The book's settings (:func:`book_settings`) with this build's configuration."""
     settings = book_settings(app.srcdir)
-    settings["repo_url"], settings["branch"] = _repository(app)
+    settings["repo_url"], settings["branch"] = repository(app)
     settings["ref"] = source_ref(app.srcdir, settings["branch"])
     if app.config.numscale_site_url:
         settings["site_url"] = app.config.numscale_site_url
     return settings
 
 
-def write_notebooks(app, exception) -> None:
+def write_notebooks(app: Any, exception: Exception | None) -> None:
     """``build-finished``: write ``_notebooks/<docname>.ipynb`` for every notebook page."""
-    if exception is not None or app.builder.format != "html" or app.builder.name != "html":
+    if (
+        exception is not None
+        or app.builder.format != "html"
+        or app.builder.name != "html"
+    ):
         return
+    from sphinx.util import logging
+
     settings = _settings(app)
-    index = book_index(app.srcdir, settings["site_url"], settings["bibfiles"], Path(app.outdir).parent)
     out = Path(app.outdir)
+    index = book_index(
+        app.srcdir, settings["site_url"], settings["bibfiles"], out.parent
+    )
     for docname in sorted(app.env.found_docs):
-        if not _is_notebook_page(app, docname):
+        if not is_notebook_page(app, docname):
             continue
-        source = Path(app.env.doc2path(docname))
         target = out / notebook_relpath(app, docname)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             notebook = site_notebook(app.srcdir, docname, out.parent, settings, index)
         except NotebookMarkdownError as error:
-            from sphinx.util import logging
-
             logging.getLogger(__name__).warning(
                 f"the downloadable notebook of {docname} could not be written: {error}",
-                type="numscale", subtype="notebook", location=docname,
+                type="numscale",
+                subtype="notebook",
+                location=docname,
             )
             continue
         text = notebook_text(notebook)
         if not target.is_file() or target.read_text(encoding="utf-8") != text:
             target.write_text(text, encoding="utf-8")
         # The theme copies myst-nb's jupyter_execute notebook (no install cell, outputs
-        # stripped) to _sources/ for its own .ipynb link, which now points here instead:
-        # remove the copy so that the site offers one notebook per chapter.
+        # stripped) to _sources/ for its own .ipynb link, which numscale_site points
+        # here instead: remove the copy so that the site offers one notebook per chapter.
         theme_copy = out / "_sources" / f"{docname}.ipynb"
-        if source.suffix != ".ipynb" and theme_copy.is_file():
+        if Path(app.env.doc2path(docname)).suffix != ".ipynb" and theme_copy.is_file():
             theme_copy.unlink()
 
 
-def _split_github(url: str) -> tuple[str, str] | None:
-    if "github.com/" not in url:
-        return None
-    parts = url.split("github.com/", 1)[1].strip("/").split("/")
-    return (parts[0], parts[1].removesuffix(".git")) if len(parts) >= 2 else None
-
-
-#: The whole book as one PDF (tools/pdf.py), next to the pages of the site.
-PDF_NAME = "numscale-book.pdf"
-
-
-def note_pdf(app, config) -> None:
-    """``config-inited``: whether ``make pdf`` has written ``<build>/pdf/numscale-book.pdf``.
-    Kept as a config value so that Sphinx rewrites every page when it changes (the link
-    appears, or goes, on all pages at once)."""
-    config.numscale_pdf = (Path(app.outdir).parent / "pdf" / PDF_NAME).is_file()
-
-
-def built_pdf(app) -> Path | None:
-    """The book's PDF for this HTML build (see :func:`note_pdf`), or ``None``."""
-    path = Path(app.outdir).parent / "pdf" / PDF_NAME
-    return path if app.builder.name == "html" and app.config.numscale_pdf and path.is_file() else None
-
-
-def add_pdf_button(app, pagename: str, templatename: str, context: dict[str, Any], doctree) -> None:
-    """``html-page-context``: "Book (.pdf)" in every page's download menu, only when the
-    PDF exists (it is copied into the site by :func:`copy_pdf`): never a dead link."""
-    if "header_buttons" not in context or built_pdf(app) is None:
-        return
-    for group in context["header_buttons"]:
-        if group.get("type") == "group" and group.get("label") == "download-buttons":
-            group["buttons"].append({
-                "type": "link",
-                "url": context["pathto"](PDF_NAME, 1),
-                "text": "Book (.pdf)",
-                "icon": "fas fa-file-pdf",
-                "tooltip": "Download the whole book as one PDF",
-                "label": "download-book-pdf-button",
-            })
-
-
-def copy_pdf(app, exception) -> None:
-    """``build-finished``: put the book's PDF at ``<html>/numscale-book.pdf``."""
-    if exception is not None or (pdf := built_pdf(app)) is None:
-        return
-    import shutil
-
-    target = Path(app.outdir) / PDF_NAME
-    if not target.is_file() or target.read_bytes() != pdf.read_bytes():
-        shutil.copyfile(pdf, target)
-
-
-def update_buttons(app, pagename: str, templatename: str, context: dict[str, Any], doctree) -> None:
-    """``html-page-context`` (after the theme): download link and launch URLs."""
-    if doctree is None or "header_buttons" not in context or not _is_notebook_page(app, pagename):
-        return
-    relpath = notebook_relpath(app, pagename)
-    notebook_url = context["pathto"](relpath, 1)
-    repo_url, branch = _repository(app)
-    for group in context["header_buttons"]:
-        if group.get("type") != "group":
-            continue
-        if group.get("label") == "download-buttons":
-            buttons = group["buttons"]
-            entry = {
-                "type": "link",
-                "url": notebook_url,
-                "text": ".ipynb",
-                "icon": "fas fa-code",
-                "tooltip": "Download this chapter as a notebook",
-                "label": "download-notebook-button",
-            }
-            for i, button in enumerate(buttons):
-                if button.get("label") == "download-notebook-button":
-                    buttons[i] = entry
-                    break
-            else:
-                buttons.insert(0, entry)
-        elif group.get("label") == "launch-buttons":
-            github = _split_github(repo_url)
-            launch = app.config.html_theme_options.get("launch_buttons", {}) or {}
-            ui = {"classic": "tree", "jupyterlab": "lab/tree"}.get(launch.get("notebook_interface", "classic"), "tree")
-            for button in group["buttons"]:
-                if button.get("text") == "Colab" and github:
-                    colab = (launch.get("colab_url") or "https://colab.research.google.com").rstrip("/")
-                    nb_branch = app.config.numscale_notebooks_branch
-                    button["url"] = f"{colab}/github/{github[0]}/{github[1]}/blob/{nb_branch}/{relpath}"
-                elif button.get("text") == "Binder" and github:
-                    binder = (launch.get("binderhub_url") or "https://mybinder.org").rstrip("/")
-                    binder_branch = app.config.numscale_binder_branch or branch
-                    button["url"] = f"{binder}/v2/gh/{github[0]}/{github[1]}/{binder_branch}?urlpath={ui}/{relpath}"
-
-
-def _asset_key(asset) -> tuple:
-    filename = getattr(asset, "filename", asset) or ""
-    attributes = getattr(asset, "attributes", {}) or {}
-    return (filename, getattr(asset, "priority", 500), tuple(sorted((k, str(v)) for k, v in attributes.items())))
-
-
-def dedupe_assets(app, pagename: str, templatename: str, context: dict[str, Any], doctree) -> None:
-    """``html-page-context``: drop a script or stylesheet listed twice.
-
-    Sphinx 7.4 registers a script added after ``Builder.init()`` (sphinx-thebe's inline
-    ``const THEBE_JS_URL = ...``) twice: as filename ``None`` right away and as ``''``
-    in ``prepare_writing``; the second ``const`` throws a SyntaxError on every page.
-    """
-    for key in ("script_files", "css_files"):
-        assets = context.get(key)
-        if not isinstance(assets, list):
-            continue
-        seen: set[tuple] = set()
-        unique = []
-        for asset in assets:
-            marker = _asset_key(asset)
-            if marker in seen:
-                continue
-            seen.add(marker)
-            unique.append(asset)
-        assets[:] = unique
-
-
-#: ARIA roles docutils writes that axe-core rejects, and their replacement. Citations are
-#: written as ``<div role="list" class="citation-list"><div role="doc-biblioentry">``:
-#: ``doc-biblioentry`` is deprecated (DPUB-ARIA 1.1) and not a ``listitem``, so the list
-#: has no items ("aria-required-children", critical).
-ARIA_ROLE_FIXES = {'role="doc-biblioentry"': 'role="listitem"'}
-
-
-def fix_aria_roles(app, pagename: str, templatename: str, context: dict[str, Any], doctree) -> None:
-    """``html-page-context``: replace ARIA roles that break the accessibility tree."""
-    body = context.get("body")
-    if isinstance(body, str):
-        for old, new in ARIA_ROLE_FIXES.items():
-            body = body.replace(old, new)
-        context["body"] = body
-
-
-def setup(app) -> dict[str, Any]:
+def setup(app: Any) -> dict[str, Any]:
     app.add_config_value("numscale_notebooks_dir", "_notebooks", "html")
-    app.add_config_value("numscale_notebooks_branch", "gh-pages", "html")
-    app.add_config_value("numscale_binder_branch", "", "html")
     app.add_config_value("numscale_site_url", "", "html")
-    app.add_config_value("numscale_pdf", False, "html")
-    app.connect("config-inited", note_pdf)
-    app.connect("html-page-context", dedupe_assets, priority=100)
-    app.connect("html-page-context", fix_aria_roles, priority=100)
-    app.connect("html-page-context", update_buttons, priority=900)
-    app.connect("html-page-context", add_pdf_button, priority=901)
     app.connect("build-finished", write_notebooks)
-    app.connect("build-finished", copy_pdf)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
 
 
@@ -1160,13 +1131,35 @@ def setup(app) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write each chapter as a runnable notebook.")
-    parser.add_argument("sources", nargs="+", type=Path, help="chapter files (.md / .ipynb)")
-    parser.add_argument("--out", type=Path, default=Path("_notebooks"), help="output folder (default _notebooks)")
-    parser.add_argument("--root", type=Path, default=Path("."), help="book root: output paths are relative to it")
-    parser.add_argument("--repo-url", help="default: repository.url of <root>/_config.yml")
-    parser.add_argument("--ref", help="default: the checkout's commit, else repository.branch")
-    parser.add_argument("--build", type=Path, help="a build folder (holding html/): glued values from it")
+    parser = argparse.ArgumentParser(
+        description="Write each chapter as a runnable notebook."
+    )
+    parser.add_argument(
+        "sources", nargs="+", type=Path, help="chapter files (.md / .ipynb)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("_notebooks"),
+        help="output folder (default _notebooks)",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path("."),
+        help="book root: output paths are relative to it",
+    )
+    parser.add_argument(
+        "--repo-url", help="default: repository.url of <root>/_config.yml"
+    )
+    parser.add_argument(
+        "--ref", help="default: the checkout's commit, else repository.branch"
+    )
+    parser.add_argument(
+        "--build",
+        type=Path,
+        help="a build folder (holding html/): glued values from it",
+    )
     args = parser.parse_args(argv)
     root = args.root.resolve()
     settings = book_settings(root)

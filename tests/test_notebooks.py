@@ -149,6 +149,23 @@ def test_install_cell_is_first_and_hidden(docname):
     nbformat.validate(notebook)
 
 
+@pytest.mark.parametrize(
+    "markdown, kind, name",
+    [
+        ("H{sub}`2`O", "role", "{sub}"),
+        ("see {doc}`intro`", "role", "{doc}"),
+        ("```{figure} a.png\n```", "directive", "{figure}"),
+    ],
+)
+def test_markup_without_a_notebook_form_fails_loudly(markdown, kind, name):
+    """The converter knows only the roles and directives the book uses; any other raises
+    (a warning in the build, so the strict build fails) instead of serving raw MyST."""
+    index = notebooks.BookIndex("https://example.org/")
+    context = notebooks.PageContext(index, "book/x", ROOT / "book")
+    with pytest.raises(notebooks.NotebookMarkdownError, match=re.escape(f"no notebook form for the {kind} {name}")):
+        notebooks.convert_markdown(context, markdown)
+
+
 def test_install_cell_pins_the_commit_of_the_build():
     """Inside a git checkout the requirement names HEAD's commit (not the branch, which
     moves on after the page was built); outside git, the branch."""
