@@ -74,12 +74,14 @@ CHROMIUM := $(or $(NUMSCALE_CHROMIUM),/usr/bin/chromium)
 	$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null
 browser: $(CHROMIUM) /usr/bin/pdftotext
 
-# Rebuilt only when a source, the config or a data source changed; the build itself
+# Rebuilt only when a source, the config, a data source or the commit changed (the
+# downloadable notebooks pin the commit; `make test` tests this build); the build itself
 # re-executes only the pages whose code or imported helper modules changed.
+HEAD_COMMIT = $$(git rev-parse HEAD 2>/dev/null)
 _build/.sources: FORCE
 	@mkdir -p _build
-	@printf '%s\n' "$${NUMSCALE_GPT2-}" "$${NUMSCALE_TINYSTORIES-}" | cmp -s - $@ \
-		|| printf '%s\n' "$${NUMSCALE_GPT2-}" "$${NUMSCALE_TINYSTORIES-}" > $@
+	@printf '%s\n' "$${NUMSCALE_GPT2-}" "$${NUMSCALE_TINYSTORIES-}" "$(HEAD_COMMIT)" | cmp -s - $@ \
+		|| printf '%s\n' "$${NUMSCALE_GPT2-}" "$${NUMSCALE_TINYSTORIES-}" "$(HEAD_COMMIT)" > $@
 
 # The stamp lives outside _build/html (the folder that gets published). It is removed
 # first, so a failed build leaves no stamp claiming the site is current.

@@ -55,8 +55,17 @@ VENV = Path(sys.executable).parent.parent
 #: expressions select every test exactly once (the unit phase is ``make check``).
 PYTEST_PHASES: list[tuple[str, list[str], bool]] = [
     ("unit", ["tests", "-m", "not build and not browser and not notebooks"], True),
-    ("claims", ["tests", "-m", "build and not browser and not notebooks",
-                "--ignore", "tests/test_reproducibility.py"], True),
+    (
+        "claims",
+        [
+            "tests",
+            "-m",
+            "build and not browser and not notebooks",
+            "--ignore",
+            "tests/test_reproducibility.py",
+        ],
+        True,
+    ),
     ("notebooks", ["tests", "-m", "notebooks and not browser"], True),
     ("browser", ["tests", "-m", "browser", "--ignore", "tests/test_pdf.py"], True),
     ("pdf", ["tests/test_pdf.py"], False),
@@ -72,13 +81,25 @@ def run(command: list[str], env: dict[str, str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="make test, in timed phases")
-    parser.add_argument("--phases", default=",".join(PHASES),
-                        help=f"comma-separated subset of {','.join(PHASES)} (default: all)")
-    parser.add_argument("--workers", default=os.environ.get("NUMSCALE_TEST_WORKERS", "auto"),
-                        help="pytest-xdist workers for the parallel phases (default: one per core)")
-    parser.add_argument("--out", type=Path, default=ROOT / "_build" / "test-phases.json")
-    parser.add_argument("--started", type=float, default=None,
-                        help="Unix time make started: the setup phase was make's prerequisites")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated subset of {','.join(PHASES)} (default: all)",
+    )
+    parser.add_argument(
+        "--workers",
+        default=os.environ.get("NUMSCALE_TEST_WORKERS", "auto"),
+        help="pytest-xdist workers for the parallel phases (default: one per core)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "_build" / "test-phases.json"
+    )
+    parser.add_argument(
+        "--started",
+        type=float,
+        default=None,
+        help="Unix time make started: the setup phase was make's prerequisites",
+    )
     args = parser.parse_args(argv)
     wanted = [p for p in args.phases.split(",") if p]
     unknown = sorted(set(wanted) - set(PHASES))
@@ -107,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         if phase("build", make + ["book"]) != 0:
             return finish(results, started, cold, args.out)
         report = ROOT / "_build" / ".numscale_exec" / "report.json"
-        ran = report.is_file() and report.stat().st_mtime >= build_start  # else make built nothing
+        ran = (
+            report.is_file() and report.stat().st_mtime >= build_start
+        )  # else make built nothing
         executed = json.loads(report.read_text()).get("executed", {}) if ran else {}
         results["build"]["executed_pages"] = len(executed)  # all of them when cold
     site = ROOT / "_build" / "html"
@@ -125,17 +148,30 @@ def main(argv: list[str] | None = None) -> int:
 def finish(results: dict[str, dict], started: float, cold: bool, out: Path) -> int:
     total = round(time.perf_counter() - started, 2)
     failed = [name for name, r in results.items() if r["exit"] != 0]
-    report = {"phases": results, "total_seconds": total, "cold_build": cold, "cpus": os.cpu_count(),
-              "failed": failed}
+    report = {
+        "phases": results,
+        "total_seconds": total,
+        "cold_build": cold,
+        "cpus": os.cpu_count(),
+        "failed": failed,
+    }
     if "build" in results and cold:
         report["total_over_cold_build"] = round(total / results["build"]["seconds"], 2)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print("\nmake test, by phase (wall time):")
     for name, r in results.items():
-        print(f"  {name:<16} {r['seconds']:8.1f} s  {'ok' if r['exit'] == 0 else 'FAILED'}")
-    print(f"  {'total':<16} {total:8.1f} s" + (f"  ({report['total_over_cold_build']} x the cold build)"
-                                                  if "total_over_cold_build" in report else ""))
+        print(
+            f"  {name:<16} {r['seconds']:8.1f} s  {'ok' if r['exit'] == 0 else 'FAILED'}"
+        )
+    print(
+        f"  {'total':<16} {total:8.1f} s"
+        + (
+            f"  ({report['total_over_cold_build']} x the cold build)"
+            if "total_over_cold_build" in report
+            else ""
+        )
+    )
     if failed:
         print(f"failed phase(s): {', '.join(failed)}")
     return 1 if failed else 0
