@@ -18,7 +18,8 @@ Phases, in order (each a separate, timed step; the names are ``make bench``'s):
     (pytest-xdist).
 ``claims``
     Tests that read the built book: glued numbers and their tolerances, figures, the
-    package reference, the served notebooks (markers ``build``, not ``browser``).
+    package reference, the served notebooks; and the incremental-build tests on toy books
+    (markers ``build``, not ``browser``).
 ``notebooks``
     Every chapter's downloadable notebook executed outside the repository (marker
     ``notebooks``).
