@@ -1,4 +1,5 @@
-# Two commands for a fresh machine:  `make book`  and  `make test`.
+# Two commands for a fresh machine:  `make book`  and  `make test`  (`make check`: the fast
+# tests, no build and no browser, for the edit-test loop).
 # Each installs what it needs, once (`make book` the book's requirements.txt, `make test`
 # also requirements-test.txt); a second run with nothing changed installs nothing and
 # (for `make book`) builds nothing.
@@ -37,7 +38,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BOOK_SOURCES := _config.yml _toc.yml references.bib requirements.txt \
 	$(wildcard book/*.md) $(wildcard src/numscale/*.py) $(wildcard _ext/*.py) $(wildcard _static/*)
 
-.PHONY: book test pdf bench screenshots setup setup-test browser clean FORCE
+.PHONY: book test check pdf bench screenshots setup setup-test browser clean FORCE
 
 setup: $(VENV)/.installed node_modules/.installed
 setup-test: setup $(VENV)/.installed-test
@@ -62,7 +63,8 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 # Debian's Chromium for the browser tests and the PDF (Playwright's own browser download
-# fails offline).
+# fails offline). NUMSCALE_CHROMIUM names another build (CI: Playwright's Chromium).
+CHROMIUM := $(or $(NUMSCALE_CHROMIUM),/usr/bin/chromium)
 /usr/bin/chromium:
 	$(SUDO) apt-get update -qq
 	$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
@@ -70,14 +72,16 @@ node_modules/.installed: package.json package-lock.json
 /usr/bin/pdftotext:
 	$(SUDO) apt-get update -qq
 	$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null
-browser: /usr/bin/chromium /usr/bin/pdftotext
+browser: $(CHROMIUM) /usr/bin/pdftotext
 
-# Rebuilt only when a source, the config or a data source changed; the build itself
+# Rebuilt only when a source, the config, a data source or the commit changed (the
+# downloadable notebooks pin the commit; `make test` tests this build); the build itself
 # re-executes only the pages whose code or imported helper modules changed.
+HEAD_COMMIT = $$(git rev-parse HEAD 2>/dev/null)
 _build/.sources: FORCE
 	@mkdir -p _build
-	@printf '%s\n' "$${NUMSCALE_GPT2-}" "$${NUMSCALE_TINYSTORIES-}" | cmp -s - $@ \
-		|| printf '%s\n' "$${NUMSCALE_GPT2-}" "$${NUMSCALE_TINYSTORIES-}" > $@
+	@printf '%s\n' "$${NUMSCALE_GPT2-}" "$${NUMSCALE_TINYSTORIES-}" "$(HEAD_COMMIT)" | cmp -s - $@ \
+		|| printf '%s\n' "$${NUMSCALE_GPT2-}" "$${NUMSCALE_TINYSTORIES-}" "$(HEAD_COMMIT)" > $@
 
 # The stamp lives outside _build/html (the folder that gets published). It is removed
 # first, so a failed build leaves no stamp claiming the site is current.
@@ -88,15 +92,24 @@ _build/.built: $(BOOK_SOURCES) _build/.sources $(VENV)/.installed node_modules/.
 
 book: _build/.built
 
+# The whole suite in timed phases (tools/run_tests.py): `make book` once, then the unit
+# tests, the claims read from that build, the downloaded notebooks, the browser, the PDF and
+# a second clean build compared with the first. Parallel phases use one pytest-xdist worker
+# per core (NUMSCALE_TEST_WORKERS=N to change). Times go to _build/test-phases.json.
+TEST_START := $(shell date +%s.%N)
 test: setup-test browser
-	$(PY) -m pytest
+	$(PY) tools/run_tests.py --started $(TEST_START)
+
+# The fast tests (no build, no browser, no chapter notebooks), on every core.
+check: setup-test
+	$(PY) -m pytest -n $${NUMSCALE_TEST_WORKERS:-auto} -m "not build and not browser and not notebooks"
 
 # The whole book as one PDF in _build/pdf/ (Chromium prints the single-page build, driven
 # by Playwright, which comes with the test requirements).
 pdf: setup-test browser
 	$(PY) tools/pdf.py
 
-bench: setup
+bench: setup-test browser
 	$(PY) tools/bench.py
 
 screenshots: setup-test browser _build/.built

@@ -10,6 +10,11 @@ cells of the book's pages (``softmax.stable_softmax(...)`` after
 ``from numscale import softmax``, or a name imported with ``from numscale.softmax import``),
 and the chapters that show its source (``literalinclude`` with ``:pyobject:``).
 
+The page is re-read when a module of the package changes (its source, docstrings and
+comments: the [source] pages show them) and when what the chapters use or show changes;
+an edit of a chapter that changes neither leaves it alone (autodoc over every module is
+the most expensive page of an incremental build).
+
 Configuration (``_config.yml`` → ``sphinx: config:``): ``numscale_src_dir`` and
 ``numscale_package`` (shared with ``numscale_build``), ``numscale_api_pages`` (glob of the
 pages scanned for uses, default ``"book/*.md"``).
@@ -208,13 +213,11 @@ class NumscaleApi(SphinxDirective):
         root = Path(self.env.srcdir)
         src_dir = root / config.numscale_src_dir
         package = config.numscale_package
-        pages = {}
-        for path in sorted(root.glob(config.numscale_api_pages)):
-            docname = self.env.path2doc(str(path))
-            if docname in self.env.found_docs and docname != self.env.docname:
-                pages[docname] = path.read_text(encoding="utf-8")
-                self.env.note_dependency(str(path))
-        used, shown = chapter_uses(pages, package)
+        used, shown = page_uses(self.env, self.env.docname)
+        # The chapters matter only through what they use and show: the page is re-read
+        # when that changes (:func:`reread_when_uses_change`), not when any chapter is
+        # edited, which would re-run autodoc on every module after every edit.
+        _api_docs(self.env)[self.env.docname] = uses_digest(used, shown)
         self.env.note_dependency(__file__)  # a new rule here re-reads the page
         lines: list[str] = []
         for module_name in public_modules(src_dir, package):
@@ -249,6 +252,51 @@ class NumscaleApi(SphinxDirective):
         container = nodes.container(classes=["numscale-api"])
         nested_parse_with_titles(self.state, StringList(lines, source="numscale-api"), container)
         return container.children
+
+
+def page_uses(env, docname: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """:func:`chapter_uses` of the book's pages (``numscale_api_pages``) other than
+    ``docname`` (the reference page itself)."""
+    root = Path(env.srcdir)
+    pages = {}
+    for path in sorted(root.glob(env.config.numscale_api_pages)):
+        name = env.path2doc(str(path))
+        if name in env.found_docs and name != docname:
+            pages[name] = path.read_text(encoding="utf-8")
+    return chapter_uses(pages, env.config.numscale_package)
+
+
+def uses_digest(used: dict[str, list[str]], shown: dict[str, list[str]]) -> str:
+    """A digest of what the pages use and show (what the reference page prints of them)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps([used, shown], sort_keys=True).encode()).hexdigest()
+
+
+def _api_docs(env) -> dict[str, str]:
+    """{docname of a page with the directive: digest of the uses it was read with}."""
+    if not hasattr(env, "numscale_api_docs"):
+        env.numscale_api_docs = {}
+    return env.numscale_api_docs
+
+
+def reread_when_uses_change(app: Sphinx, env, added, changed, removed) -> list[str]:
+    """``env-get-outdated``: the reference pages whose chapters' uses changed (a chapter
+    that calls or shows another helper, a chapter added or removed)."""
+    stale = []
+    for docname, digest in sorted(_api_docs(env).items()):
+        if docname in env.found_docs and docname not in changed and uses_digest(*page_uses(env, docname)) != digest:
+            stale.append(docname)
+    return stale
+
+
+def purge_api_doc(app: Sphinx, env, docname: str) -> None:
+    _api_docs(env).pop(docname, None)
+
+
+def merge_api_docs(app: Sphinx, env, docnames, other) -> None:
+    _api_docs(env).update({d: v for d, v in _api_docs(other).items() if d in docnames})
 
 
 def _add_src_to_path(app: Sphinx, config) -> None:
@@ -303,6 +351,37 @@ def external_reference(app: Sphinx, domain, node) -> bool | None:
 _ALIASES = {"np", "npt", "plt", "mpl", "nn", "F"}
 
 
+def _patch_viewcode_module_filename() -> None:
+    """Let ``sphinx.ext.viewcode`` find the package's module files without importing them.
+
+    To decide whether a ``_modules/<module>.html`` page is stale, viewcode asks for the
+    module's file, and Sphinx imports the module to find it: every build imported every
+    helper (torch among them, seconds each time) even when the reference was not re-read.
+    For the package's own modules the file is known (``numscale_src_dir``, from which
+    :func:`_add_src_to_path` makes them import), so it is found without importing; any
+    other module, and a name with no file there, goes to Sphinx as before.
+    """
+    from sphinx.ext import viewcode
+
+    original = viewcode.get_module_filename
+    if getattr(original, "numscale", False):
+        return
+
+    def get_module_filename(app: Sphinx, modname: str) -> str | None:
+        package = app.config.numscale_package
+        if (modname == package or modname.startswith(package + ".")) and not app.emit_firstresult(
+            "viewcode-find-source", modname
+        ):
+            base = Path(app.confdir, app.config.numscale_src_dir).resolve().joinpath(*modname.split("."))
+            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                if candidate.is_file():
+                    return str(candidate)
+        return original(app, modname)
+
+    get_module_filename.numscale = True  # type: ignore[attr-defined]
+    viewcode.get_module_filename = get_module_filename
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     for name, default in (("numscale_src_dir", "src"), ("numscale_package", "numscale")):
         if name not in app.config:  # also declared by numscale_build
@@ -310,8 +389,12 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("numscale_api_pages", "book/*.md", "env")
     app.setup_extension("sphinx.ext.autodoc")
     app.setup_extension("sphinx.ext.viewcode")
+    _patch_viewcode_module_filename()
     app.connect("config-inited", _add_src_to_path)
     app.connect("warn-missing-reference", external_reference)
     app.connect("autodoc-process-docstring", escape_bars)
+    app.connect("env-get-outdated", reread_when_uses_change)
+    app.connect("env-purge-doc", purge_api_doc)
+    app.connect("env-merge-info", merge_api_docs)
     app.add_directive("numscale-api", NumscaleApi)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import ast
 import concurrent.futures as cf
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -84,10 +85,17 @@ def imported_modules(code: str, package: str, *, current_package: str | None = N
     ``a/b/c.py`` and ``a/b/__init__.py``), to resolve relative imports. ``from package import name`` counts ``package.name`` (kept only if such a
     module exists; the caller filters). Unparsable code yields an empty set.
     """
+    return set(_imported_modules(code, package, current_package))
+
+
+@functools.lru_cache(maxsize=None)
+def _imported_modules(code: str, package: str, current_package: str | None) -> frozenset[str]:
+    """:func:`imported_modules`, memoized: every page's key walks the same modules, and
+    parsing each once per build instead of once per page is most of the key's cost."""
     try:
         tree = ast.parse(_strip_magics(code))
     except SyntaxError:
-        return set()
+        return frozenset()
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -105,7 +113,7 @@ def imported_modules(code: str, package: str, *, current_package: str | None = N
                 found.add(base)
                 for alias in node.names:
                     found.add(f"{base}.{alias.name}")
-    return found
+    return frozenset(found)
 
 
 def module_path(name: str, src_dir: Path) -> Path | None:
@@ -117,6 +125,18 @@ def module_path(name: str, src_dir: Path) -> Path | None:
     if (candidate / "__init__.py").is_file():
         return candidate / "__init__.py"
     return None
+
+
+def read_source(path: Path) -> str:
+    """Text of a module file, read once per build however many pages import it (keyed
+    on the file's size and modification time, so an edited file is read again)."""
+    stat = path.stat()
+    return _read_source(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=None)
+def _read_source(path: str, mtime_ns: int, size: int) -> str:
+    return Path(path).read_text(encoding="utf-8")
 
 
 def module_closure(roots: set[str], src_dir: Path, package: str) -> dict[str, Path]:
@@ -133,13 +153,14 @@ def module_closure(roots: set[str], src_dir: Path, package: str) -> dict[str, Pa
                 continue
             seen[parent] = path
             holder = parent if path.name == "__init__.py" else parent.rpartition(".")[0]
-            todo.extend(imported_modules(path.read_text(encoding="utf-8"), package, current_package=holder))
+            todo.extend(imported_modules(read_source(path), package, current_package=holder))
     return seen
 
 
 # ------------------------------------------------------------------ dependency key
 
 
+@functools.lru_cache(maxsize=None)
 def code_fingerprint(source: str) -> str:
     """What Python runs of a module: its syntax tree, without comments, blank lines or
     layout (``ast.dump`` leaves out line numbers). Unparsable source is kept as text."""
@@ -159,16 +180,24 @@ def environment_names(source: str, package: str) -> set[str]:
     """Environment variables a module reads: literal ``os.environ``/``os.getenv`` keys,
     and string constants named like the package's variables (``NUMSCALE_GPT2`` assigned
     to ``ENV_VAR`` and read through a helper)."""
+    return set(_environment_names(source, package))
+
+
+@functools.lru_cache(maxsize=None)
+def _environment_names(source: str, package: str) -> frozenset[str]:
+    """Environment variables a module reads: literal ``os.environ``/``os.getenv`` keys,
+    and string constants named like the package's variables (``NUMSCALE_GPT2`` assigned
+    to ``ENV_VAR`` and read through a helper)."""
     names = set(ENV_VAR_PATTERN.findall(source))
     own = re.compile(re.escape(package.upper()) + r"_[A-Z0-9_]+")
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return names
+        return frozenset(names)
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and own.fullmatch(node.value):
             names.add(node.value)
-    return names
+    return frozenset(names)
 
 
 def _env_fingerprint(modules: dict[str, Path], package: str) -> dict[str, Any]:
@@ -176,17 +205,20 @@ def _env_fingerprint(modules: dict[str, Path], package: str) -> dict[str, Any]:
     size and mtime (of every file directly inside it, for a directory)."""
     names: set[str] = set()
     for path in modules.values():
-        names |= environment_names(path.read_text(encoding="utf-8"), package)
-    result: dict[str, Any] = {}
-    for name in sorted(names):
-        value = os.environ.get(name)
-        entry: dict[str, Any] = {"value": value}
-        if value:
-            target = Path(value).expanduser()
-            files = sorted(target.iterdir()) if target.is_dir() else [target] if target.is_file() else []
-            entry["files"] = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
-        result[name] = entry
-    return result
+        names |= environment_names(read_source(path), package)
+    return {name: _env_entry(name, os.environ.get(name)) for name in sorted(names)}
+
+
+@functools.lru_cache(maxsize=None)
+def _env_entry(name: str, value: str | None) -> dict[str, Any]:
+    """One variable's value and, for a local path, the files it names (size, mtime).
+    Memoized for one build: :func:`execute_outdated` clears it when it starts."""
+    entry: dict[str, Any] = {"value": value}
+    if value:
+        target = Path(value).expanduser()
+        files = sorted(target.iterdir()) if target.is_dir() else [target] if target.is_file() else []
+        entry["files"] = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    return entry
 
 
 def dependency_key(code_cells: list[str], src_dir: Path, package: str, extra: str = "") -> tuple[str, list[str]]:
@@ -199,7 +231,7 @@ def dependency_key(code_cells: list[str], src_dir: Path, package: str, extra: st
     for code in code_cells:
         digest.update(b"\0cell\0" + code.encode())
     for name in sorted(modules):
-        code = code_fingerprint(modules[name].read_text(encoding="utf-8"))
+        code = code_fingerprint(read_source(modules[name]))
         digest.update(f"\0module {name}\0".encode() + code.encode())
     digest.update(json.dumps(_env_fingerprint(modules, package), sort_keys=True).encode())
     digest.update(extra.encode())
@@ -359,6 +391,7 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
+    _env_entry.cache_clear()  # files a variable names may have changed since the last build
     root = Path(app.confdir)
     src_dir = root / app.config.numscale_src_dir
     package = app.config.numscale_package

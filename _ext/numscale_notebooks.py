@@ -1080,13 +1080,20 @@ def _settings(app: Any) -> dict[str, Any]:
 
 
 def write_notebooks(app: Any, exception: Exception | None) -> None:
-    """``build-finished``: write ``_notebooks/<docname>.ipynb`` for every notebook page."""
+    """``build-finished``: write ``_notebooks/<docname>.ipynb`` for every notebook page.
+
+    A notebook is converted again only when something it is made from changed
+    (:func:`notebook_inputs`): converting every chapter after every edit was most of an
+    incremental build's time. What was made is kept in ``.numscale_notebooks.json``.
+    """
     if (
         exception is not None
         or app.builder.format != "html"
         or app.builder.name != "html"
     ):
         return
+    import json
+
     from sphinx.util import logging
 
     settings = _settings(app)
@@ -1094,30 +1101,76 @@ def write_notebooks(app: Any, exception: Exception | None) -> None:
     index = book_index(
         app.srcdir, settings["site_url"], settings["bibfiles"], out.parent
     )
+    state = out.parent / ".numscale_notebooks.json"
+    done: dict[str, str] = json.loads(state.read_text()) if state.is_file() else {}
+    common = _common_inputs(settings, index)
+    made: dict[str, str] = {}
     for docname in sorted(app.env.found_docs):
         if not is_notebook_page(app, docname):
             continue
+        source = Path(app.env.doc2path(docname))
         target = out / notebook_relpath(app, docname)
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            notebook = site_notebook(app.srcdir, docname, out.parent, settings, index)
-        except NotebookMarkdownError as error:
-            logging.getLogger(__name__).warning(
-                f"the downloadable notebook of {docname} could not be written: {error}",
-                type="numscale",
-                subtype="notebook",
-                location=docname,
-            )
-            continue
-        text = notebook_text(notebook)
-        if not target.is_file() or target.read_text(encoding="utf-8") != text:
-            target.write_text(text, encoding="utf-8")
+        digest = notebook_inputs(common, source, out.parent, docname)
+        if done.get(docname) != digest or not target.is_file():
+            try:
+                notebook = site_notebook(
+                    app.srcdir, docname, out.parent, settings, index
+                )
+            except NotebookMarkdownError as error:
+                logging.getLogger(__name__).warning(
+                    f"the downloadable notebook of {docname} could not be written: "
+                    f"{error}",
+                    type="numscale",
+                    subtype="notebook",
+                    location=docname,
+                )
+                continue
+            text = notebook_text(notebook)
+            if not target.is_file() or target.read_text(encoding="utf-8") != text:
+                target.write_text(text, encoding="utf-8")
+        made[docname] = digest
         # The theme copies myst-nb's jupyter_execute notebook (no install cell, outputs
         # stripped) to _sources/ for its own .ipynb link, which numscale_site points
         # here instead: remove the copy so that the site offers one notebook per chapter.
         theme_copy = out / "_sources" / f"{docname}.ipynb"
-        if Path(app.env.doc2path(docname)).suffix != ".ipynb" and theme_copy.is_file():
+        if source.suffix != ".ipynb" and theme_copy.is_file():
             theme_copy.unlink()
+    state.write_text(json.dumps(made, indent=1, sort_keys=True), encoding="utf-8")
+
+
+_LITERALINCLUDE = re.compile(r"^\s*(`{3,}|~{3,}|:{3,})\{literalinclude\}\s+(\S+)", re.M)
+
+
+def _common_inputs(settings: dict[str, Any], index: BookIndex) -> str:
+    """Digest of what every chapter's notebook is made from: the book's settings (the
+    commit the install cell pins, the site's address), the book's index (numbers,
+    labels, citations), this converter's code and jupytext's version."""
+    import jupytext
+
+    digest = hashlib.sha256(repr(sorted(settings.items())).encode())
+    digest.update(repr(vars(index)).encode())
+    digest.update(Path(__file__).read_bytes())
+    digest.update(jupytext.__version__.encode())
+    return digest.hexdigest()
+
+
+def notebook_inputs(common: str, source: Path, build_dir: Path, docname: str) -> str:
+    """Digest of everything the notebook of ``docname`` is made from: ``common``
+    (:func:`_common_inputs`), the page's source, the files it shows with
+    ``literalinclude`` and its executed notebook in ``build_dir`` (the glued values)."""
+    digest = hashlib.sha256(common.encode())
+    text = source.read_bytes()
+    digest.update(b"\0source\0" + text)
+    for match in _LITERALINCLUDE.finditer(text.decode("utf-8")):
+        included = source.parent / match.group(2)
+        digest.update(b"\0include\0" + match.group(2).encode())
+        digest.update(included.read_bytes() if included.is_file() else b"\0missing")
+    for folder in (".numscale_exec/executed", "jupyter_execute"):  # as executed_glue
+        executed = Path(build_dir) / folder / f"{docname}.ipynb"
+        content = executed.read_bytes() if executed.is_file() else b"\0missing"
+        digest.update(f"\0{folder}\0".encode() + content)
+    return digest.hexdigest()
 
 
 def setup(app: Any) -> dict[str, Any]:

@@ -30,19 +30,36 @@ def root() -> Path:
 
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """HTML folder of a fresh, strict build of the book (built once per session).
+    """HTML folder of a fresh, strict build of the book, made once per test run.
 
-    Set ``NUMSCALE_TEST_SITE`` to an existing ``_build/html`` to skip the build while
-    developing tests; CI never sets it.
+    ``make test`` builds the book first (``make book``: strict, the same command as
+    :func:`build_book`; cold on CI, where ``.ci/run`` removes ``_build``) and points
+    ``NUMSCALE_TEST_SITE`` at its ``_build/html``, so every phase of the run tests that
+    one build. Without it (``pytest`` run directly) the book is built here, once for
+    the whole run: with pytest-xdist the first worker to get here builds into a folder
+    shared by the run's workers while the others wait on a lock, then all read it.
     """
     existing = os.environ.get("NUMSCALE_TEST_SITE")
     if existing:
         return Path(existing)
-    output = tmp_path_factory.mktemp("book")
-    result = build_book(output)
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, shared by its workers (gw0, gw1, ...)
+    output = base / "book"
+    status = base / "book.status"
+    with open(base / "book.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not status.is_file():
+            output.mkdir(exist_ok=True)
+            result = build_book(output)
+            (output / "build.log").write_text(result.stdout + "\n" + result.stderr)
+            tail = f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+            status.write_text(f"{result.returncode}\n{tail}")
+    code, _, tail = status.read_text().partition("\n")
     log = output / "build.log"
-    log.write_text(result.stdout + "\n" + result.stderr)
-    assert result.returncode == 0, f"book build failed (log: {log}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    assert code == "0", f"book build failed (log: {log}):\n{tail}"
     return output / "_build" / "html"
 
 
@@ -61,3 +78,33 @@ def pytest_configure(config: pytest.Config) -> None:
 
         config.pluginmanager.register(
             GlueMutation(report, config.getoption("glue_mutation_min")), "glue_mutation")
+
+
+#: Fixtures that make something expensive once per run (a PDF, a second build, every
+#: chapter executed): the tests using one share an xdist group, so that with
+#: ``pytest -n N --dist loadgroup`` one worker makes it and runs them all.
+SHARED_WORK = {
+    "book_pdf": "pdf", "pdf_text": "pdf", "pdf_pages": "pdf", "singlehtml": "pdf",
+    "second_site": "reproducibility",
+    "executed_chapters": "notebooks",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects and xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks that follow from what a test uses, so that no selection can miss them:
+
+    * ``build`` on every test that reads the built book (``built_site``): ``make check``
+      (``-m "not build and not browser and not notebooks"``) never builds;
+    * ``notebooks`` on the tests that execute every chapter's downloaded notebook;
+    * an ``xdist_group`` per expensive shared fixture (:data:`SHARED_WORK`).
+    """
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if "built_site" in names and item.get_closest_marker("build") is None:
+            item.add_marker(pytest.mark.build)
+        if "executed_chapters" in names:
+            item.add_marker(pytest.mark.notebooks)
+        groups = {SHARED_WORK[name] for name in names if name in SHARED_WORK}
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(sorted(groups)[0]))

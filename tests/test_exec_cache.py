@@ -20,6 +20,10 @@ import pytest
 
 from conftest import ROOT, build_book
 
+# Each test builds a small book with Sphinx (seconds per build, several builds): part of
+# ``make test`` (its claims phase), not of ``make check``'s fast loop.
+pytestmark = pytest.mark.build
+
 HEADER = textwrap.dedent(
     """\
     ---

@@ -41,23 +41,31 @@ def _run(*command: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def book_pdf(built_site: Path) -> Path:
+def book_pdf(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The PDF, printed from a single-page build next to the session's build (which
+    shares its execution cache and doctrees, so nothing is executed or read again).
+    The file goes to a temporary folder, not ``<build>/pdf``: there the next HTML build
+    would link it from every page, and the run's build would no longer be the one tested."""
     existing = os.environ.get("NUMSCALE_TEST_PDF")
     if existing:
         return Path(existing)
     path_output = built_site.parent.parent  # <out>/_build/html -> <out>
+    pdf = tmp_path_factory.mktemp("pdf") / "numscale-book.pdf"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "pdf.py"), "--source", str(ROOT), "--path-output", str(path_output)],
+        [sys.executable, str(ROOT / "tools" / "pdf.py"), "--source", str(ROOT), "--path-output", str(path_output),
+         "--pdf", str(pdf)],
         capture_output=True, text=True, timeout=1800,
     )
     assert result.returncode == 0, f"tools/pdf.py failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return path_output / "_build" / "pdf" / "numscale-book.pdf"
+    return pdf
 
 
 @pytest.fixture(scope="session")
-def singlehtml(book_pdf: Path) -> str:
-    """The page that was printed (next to the PDF's build folder)."""
-    site = book_pdf.parent.parent / "singlehtml"
+def singlehtml(book_pdf: Path, built_site: Path) -> str:
+    """The page that was printed: ``<build>/singlehtml`` of the session's build, or, for
+    ``NUMSCALE_TEST_PDF``, next to that PDF's build folder."""
+    build = book_pdf.parent.parent if os.environ.get("NUMSCALE_TEST_PDF") else built_site.parent
+    site = build / "singlehtml"
     page = site / "book.html" if (site / "book.html").is_file() else site / "index.html"
     return page.read_text(encoding="utf-8")
 

@@ -1,13 +1,16 @@
-"""Two clean builds of the book are byte-identical: figures, HTML and everything else.
+"""Two builds of the book are byte-identical: figures, HTML and everything else.
 
-The session's fresh build (fixture ``built_site``) is compared with a second clean build
-in another folder. Figures are checked first and separately, since they are what
+The session's build (fixture ``built_site``: ``make test``'s ``make book``, clean on CI
+where ``.ci/run`` removes ``_build``, incremental on a developer's machine) is compared
+with a second clean build in another folder: two clean builds agree, and an incremental
+build agrees with a clean one. Figures are checked first and separately, since they are what
 unseeded randomness or timestamps would break.
 """
 
 from __future__ import annotations
 
 import filecmp
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,8 +21,14 @@ pytestmark = pytest.mark.build
 
 
 @pytest.fixture(scope="module")
-def second_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def second_site(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean build in another folder, from the same inputs as the run's build: its
+    sources, and the book's PDF when ``make pdf`` left one in ``<build>/pdf`` (the HTML
+    build links and copies it)."""
     output = tmp_path_factory.mktemp("book-again")
+    pdf = built_site.parent / "pdf"
+    if pdf.is_dir():
+        shutil.copytree(pdf, output / "_build" / "pdf")
     result = build_book(output)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return output / "_build" / "html"

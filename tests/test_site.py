@@ -1,16 +1,19 @@
 """The built site in a real browser (Chromium via Playwright), as a reader gets it.
 
-Every page of the toc plus ``search.html`` is opened four times from a loopback server:
-in the light and the dark theme as a returning reader has stored it, and as a first
-visit (a fresh browser context, empty storage) with the system scheme light or dark
-(``VISITS``). One visit records console messages, page errors, every request, the
+Every page of the toc plus ``search.html`` is loaded once per visit of ``VISITS``, from a
+loopback server: in the light and the dark theme as a returning reader has stored it,
+and as a first visit (a fresh browser context, empty storage) with the system scheme
+light or dark. Each load records console messages, page errors, every request, the
 images, the maths, the colours and an axe-core run (including the experimental
-"label-content-name-mismatch" rule), and the tests below assert on that record.
-Separate visits check that no code block scrolls sideways at a desktop (1300 px) and a
-laptop (1280 px) window, search, the phone layout, the notebook/launch buttons and the
-PDF link. The build is the session's ``built_site`` (``NUMSCALE_TEST_SITE`` reuses one).
+"label-content-name-mismatch" rule), and ``test_page_visit`` runs every check on that
+one load, reporting each failed check by name. The light visit, opened at the laptop
+width (1280 px), also measures the code column there and, with the window widened,
+at the desktop width (1300 px); a chapter's light visit also opens its download and
+launch buttons. Separate loads check search and the phone layout (their own URLs and
+window). The build is the session's ``built_site`` (``NUMSCALE_TEST_SITE`` reuses one).
 
-One Chromium serves the whole module (closed when the module ends). Chromium must be at
+The tests are independent of each other, so ``pytest -n 2`` (pytest-xdist) spreads them
+over two processes, each with its own Chromium and loopback server. Chromium must be at
 /usr/bin/chromium (``make test`` installs it): if it is missing the tests fail with that
 message; nothing is skipped.
 """
@@ -31,6 +34,7 @@ import yaml
 from browser_support import (
     CODE_OVERFLOW_JS,
     CODE_WIDTHS,
+    DESKTOP,
     MODES,
     PHONE,
     SETTLE_JS,
@@ -83,47 +87,15 @@ def browser():
 
 @pytest.fixture(scope="module")
 def contexts(browser):
+    """One context per theme for returning visits (storage holds the theme)."""
     opened = {mode: new_context(browser, mode) for mode in MODES}
     yield opened
     for context in opened.values():
         context.close()
 
 
-@pytest.fixture(scope="module")
-def report_of(site_url, browser, contexts):
-    """``report_of(path, visit)``: the (cached) record of one visit, with axe results.
-
-    ``visit`` is one of :data:`VISITS`: "light"/"dark" reuse a context whose storage
-    holds that theme (a returning reader); "first-visit-light"/"first-visit-dark" open
-    the page in a fresh context with empty storage and that system scheme, so that
-    every page is checked as a reader's first page of the book.
-    """
-    cache = {}
-
-    def get(path: str, visit_name: str):
-        if (path, visit_name) not in cache:
-            mode, first = visit_mode(visit_name)
-            context = new_context(browser, mode, first_visit=True) if first else contexts[mode]
-            try:
-                page, report = visit(context, site_url, path, mode)
-                try:
-                    report.axe = run_axe(page)
-                finally:
-                    page.close()
-            finally:
-                if first:
-                    context.close()
-            cache[path, visit_name] = report
-        return cache[path, visit_name]
-
-    return get
-
-
 def _fmt(items) -> str:
     return "\n  ".join(str(item) for item in items)
-
-
-# ------------------------------------------------------------- every page, both modes
 
 
 def test_toc_pages_were_built(built_site: Path):
@@ -132,20 +104,21 @@ def test_toc_pages_were_built(built_site: Path):
     assert CHAPTERS, "no notebook chapters found in _toc.yml"
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("mode", VISITS)
-@pytest.mark.parametrize("path", PAGES)
-def test_no_console_or_page_errors(report_of, path, mode):
-    report = report_of(path, mode)
+# ------------------------------------------------------ the checks of one page load
+#
+# Each check reads the record of one visit (a PageReport, or the code-column record)
+# and raises AssertionError with what is wrong; test_page_visit runs every check that
+# applies to a visit on that visit's single page load and reports each failure by name.
+
+
+def check_console(report, path, mode):
+    """No uncaught error and no console error while the page loads and settles."""
     assert not report.page_errors, f"{path} ({mode}): uncaught errors:\n  {_fmt(report.page_errors)}"
     assert not report.console_errors, f"{path} ({mode}): console errors:\n  {_fmt(report.console_errors)}"
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("mode", VISITS)
-@pytest.mark.parametrize("path", PAGES)
-def test_every_request_succeeds_on_the_site(report_of, path, mode):
-    report = report_of(path, mode)
+def check_requests(report, path, mode):
+    """Every request succeeds, and none leaves the site (the book works offline)."""
     assert report.requests, f"{path}: no request recorded"
     assert not report.offsite_requests, (
         f"{path} ({mode}) requested URLs outside the site (the book must work offline):\n  "
@@ -154,20 +127,16 @@ def test_every_request_succeeds_on_the_site(report_of, path, mode):
     assert not report.failed_requests, f"{path} ({mode}): failed requests:\n  {_fmt(report.failed_requests)}"
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("mode", VISITS)
-@pytest.mark.parametrize("path", PAGES)
-def test_every_image_decodes(report_of, path, mode):
-    images = report_of(path, mode).info["images"]
+def check_images(report, path, mode):
+    """Every image of the page is fetched and decodes."""
+    images = report.info["images"]
     broken = [img["src"] for img in images if not img["complete"] or img["naturalWidth"] == 0]
     assert not broken, f"{path} ({mode}): images that did not load or decode:\n  {_fmt(broken)}"
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("mode", VISITS)
-@pytest.mark.parametrize("path", PAGES)
-def test_maths_is_typeset(report_of, path, mode):
-    info = report_of(path, mode).info
+def check_maths(report, path, mode):
+    """MathJax typeset every formula; no raw TeX is left in the visible prose."""
+    info = report.info
     assert not info["untypeset"], f"{path} ({mode}): maths MathJax did not typeset:\n  {_fmt(info['untypeset'])}"
     leftovers = sorted({m.group(0) for m in RAW_TEX.finditer(info["prose"])})
     assert not leftovers, f"{path} ({mode}): raw TeX in the visible text (outside code): {leftovers}"
@@ -177,11 +146,10 @@ def test_maths_is_typeset(report_of, path, mode):
         )
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("mode", VISITS)
-@pytest.mark.parametrize("path", PAGES)
-def test_theme_mode_is_applied(report_of, path, mode):
-    info = report_of(path, mode).info
+def check_theme(report, path, mode):
+    """The page is in the theme the visit asks for: the stored one, or for a first
+    visitor "auto" following the system scheme; its colours are dark or light."""
+    info = report.info
     scheme, first = visit_mode(mode)
     if first:  # a first visitor gets "auto": the theme follows the system scheme
         assert info["dataMode"] == "auto", f"{path} ({mode}): data-mode is {info['dataMode']!r}, expected 'auto'"
@@ -198,11 +166,9 @@ def test_theme_mode_is_applied(report_of, path, mode):
         )
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("mode", VISITS)
-@pytest.mark.parametrize("path", PAGES)
-def test_no_serious_accessibility_violations(report_of, path, mode):
-    violations = [v for v in report_of(path, mode).axe if v["impact"] in SERIOUS]
+def check_axe(report, path, mode):
+    """No serious or critical axe-core violation (experimental label-in-name rule on)."""
+    violations = [v for v in report.axe if v["impact"] in SERIOUS]
     details = [
         f"{v['impact']} {v['id']}: {v['help']} ({v['helpUrl']})\n    "
         + "\n    ".join(f"{n['target']}: {n['summary']}" for n in v["nodes"][:5])
@@ -211,11 +177,10 @@ def test_no_serious_accessibility_violations(report_of, path, mode):
     assert not violations, f"{path} ({mode}): axe-core violations:\n  {_fmt(details)}"
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("path", PAGES)
-def test_content_images_have_descriptive_alt_text(report_of, path):
+def check_alt_text(report, path, mode):
+    """Content figures have alt text that says what they show."""
     bad = []
-    for img in report_of(path, "light").info["images"]:
+    for img in report.info["images"]:
         if not img["inContent"]:
             continue
         alt = (img["alt"] or "").strip()
@@ -235,13 +200,11 @@ def test_content_images_have_descriptive_alt_text(report_of, path):
     )
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("path", PAGES)
-def test_figures_stay_legible_in_dark_mode(report_of, path):
+def check_dark_figures(report, path, mode):
     """Figures are drawn on opaque white; in dark mode the theme must not invert, dim or
     make them transparent."""
     problems = []
-    for figure in report_of(path, "dark").info["figures"]:
+    for figure in report.info["figures"]:
         where = figure["src"]
         if figure["error"]:
             problems.append(f"{where}: could not read pixels ({figure['error']})")
@@ -257,35 +220,6 @@ def test_figures_stay_legible_in_dark_mode(report_of, path):
     assert not problems, f"{path} (dark): figures not shown as drawn:\n  {_fmt(problems)}"
 
 
-# ---------------------------------------------------------------- the code column
-
-
-@pytest.fixture(scope="module")
-def code_overflow(site_url, browser):
-    """``code_overflow(path, width)``: :data:`CODE_OVERFLOW_JS` for a page opened in a
-    window ``width`` px wide (cached)."""
-    cache: dict[tuple[str, int], dict] = {}
-    contexts_by_width: dict[int, object] = {}
-
-    def get(path: str, width: int) -> dict:
-        if (path, width) not in cache:
-            if width not in contexts_by_width:
-                contexts_by_width[width] = new_context(browser, "light", viewport={"width": width, "height": 900})
-            page = contexts_by_width[width].new_page()
-            try:
-                page.goto(site_url + path, wait_until="load")
-                page.wait_for_load_state("networkidle")
-                page.evaluate(SETTLE_JS)
-                cache[path, width] = page.evaluate(CODE_OVERFLOW_JS)
-            finally:
-                page.close()
-        return cache[path, width]
-
-    yield get
-    for context in contexts_by_width.values():
-        context.close()
-
-
 def _overflow_details(result: dict, kind: str) -> list[str]:
     return [
         f"{block['longestChars']} chars, {block['overflowPx']} px too wide: {block['longest']!r}"
@@ -293,13 +227,9 @@ def _overflow_details(result: dict, kind: str) -> list[str]:
     ]
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("width", CODE_WIDTHS)
-@pytest.mark.parametrize("path", PAGES)
-def test_code_fits_the_column(code_overflow, path, width):
+def check_code_fits(result, path, width):
     """No code block (code cell or listing) scrolls sideways at a desktop or laptop width:
     the column holds the book's 88-character lines (CONTRIBUTING, ruff line-length)."""
-    result = code_overflow(path, width)
     if result["columnChars"] is not None:
         assert result["columnChars"] >= 88, (
             f"{path}: at {width} px the code column holds {result['columnChars']} characters, fewer than 88"
@@ -308,13 +238,137 @@ def test_code_fits_the_column(code_overflow, path, width):
     assert not wide, f"{path} at {width} px: code blocks scroll sideways (reflow to 88 chars):\n  {_fmt(wide)}"
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("width", CODE_WIDTHS)
-@pytest.mark.parametrize("path", PAGES)
-def test_printed_output_fits_the_column(code_overflow, path, width):
+def check_output_fits(result, path, width):
     """Printed cell output (notices, tables) does not scroll sideways either."""
-    wide = _overflow_details(code_overflow(path, width), "output")
+    wide = _overflow_details(result, "output")
     assert not wide, f"{path} at {width} px: printed output scrolls sideways:\n  {_fmt(wide)}"
+
+
+#: Checks of every visit's record, by the name a failure is reported under.
+VISIT_CHECKS = {
+    "console": check_console,
+    "requests": check_requests,
+    "images": check_images,
+    "maths": check_maths,
+    "theme": check_theme,
+    "axe": check_axe,
+}
+#: Checks made on one visit only (the visit the separate tests used before).
+ONLY_ON = {"alt-text": ("light", check_alt_text), "dark-figures": ("dark", check_dark_figures)}
+
+
+def _notebooks_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("numscale_notebooks", ROOT / "_ext" / "numscale_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _settle_layout(page) -> None:
+    """Two animation frames: the layout after a viewport change is final."""
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def check_notebook_buttons(page, site_url, built_site, docname):
+    """The chapter's download menu offers its notebook (the conversion of its page, as
+    the site serves it) and the launch buttons open that notebook in Colab and Binder."""
+    notebooks = _notebooks_module()
+    repo, branch = repository_url(), repository_branch()
+    org, name = repo.split("github.com/")[1].split("/")[:2]
+    relpath = f"_notebooks/{docname}.ipynb"
+    page.click(".dropdown-download-buttons button.dropdown-toggle")
+    link = page.locator("a.btn-download-notebook-button")
+    link.wait_for(state="visible", timeout=5_000)
+    href = urljoin(page.url, link.get_attribute("href"))
+    assert href == f"{site_url}{relpath}", f"{docname}: notebook link {href}"
+    assert link.get_attribute("download"), f"{docname}: the notebook link does not download"
+    response = page.request.get(href)
+    assert response.ok, f"{docname}: {href} answered {response.status}"
+    served = response.text()
+    launch = {
+        text: page.locator(f".dropdown-launch-buttons a:has-text('{text}')").get_attribute("href")
+        for text in ("Colab", "Binder")
+    }
+    expected = notebooks.notebook_text(notebooks.site_notebook(ROOT, docname, built_site.parent))
+    assert served == expected, f"{docname}: the served notebook is not the conversion of its page"
+    first = json.loads(served)["cells"][0]
+    assert "remove-cell" in first["metadata"]["tags"]
+    ref = notebooks.source_ref(ROOT, branch)
+    assert f"numscale @ git+{repo}@{ref}" in "".join(first["source"])
+    # Colab opens the notebook from the branch the publish workflow pushes (_config.yml).
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    nb_branch = config["sphinx"]["config"]["numscale_notebooks_branch"]
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "publish.yml").read_text())
+    pushes = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
+    assert any(re.search(rf"git push -f .+ {re.escape(nb_branch)}\s*$", run, re.M) for run in pushes), (
+        f"no publish step pushes the notebooks to the {nb_branch!r} branch Colab opens"
+    )
+    assert launch["Colab"] == f"https://colab.research.google.com/github/{org}/{name}/blob/{nb_branch}/{relpath}"
+    assert launch["Binder"] == f"https://mybinder.org/v2/gh/{org}/{name}/{branch}?urlpath=lab/tree/{relpath}"
+
+
+# ------------------------------------------------------------- every page, every visit
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("visit_name", VISITS)
+@pytest.mark.parametrize("path", PAGES)
+def test_page_visit(built_site, site_url, browser, contexts, path, visit_name):
+    """One load of ``path`` per visit of :data:`VISITS`, and every check on that load.
+
+    "light"/"dark" reuse a context whose storage holds that theme (a returning reader);
+    "first-visit-light"/"first-visit-dark" open the page in a fresh context with empty
+    storage and that system scheme, so that every page is checked as a reader's first
+    page of the book. Every visit: console, requests, images, maths, theme, axe-core.
+    The light visit (1280 px, the laptop width) also checks the figures' alt text, the
+    code column at 1280 px and then, with the window widened to the desktop's 1300 px,
+    again at 1300 px, and for a chapter its notebook and launch buttons; the dark visit
+    checks that figures are shown as drawn. Each failed check is reported by name.
+    """
+    mode, first = visit_mode(visit_name)
+    context = new_context(browser, mode, first_visit=True) if first else contexts[mode]
+    failures: dict[str, str] = {}
+
+    def run(name: str, check, *args) -> None:
+        try:
+            check(*args)
+        except Exception as error:  # noqa: BLE001 - a timeout fails the check, not the rest
+            failures[name] = str(error) if isinstance(error, AssertionError) else f"{type(error).__name__}: {error}"
+
+    try:
+        page, report = visit(context, site_url, path, mode)
+        try:
+            overflow = {}
+            if visit_name == "light" and DESKTOP["width"] in CODE_WIDTHS:  # the width it opened at
+                overflow[DESKTOP["width"]] = page.evaluate(CODE_OVERFLOW_JS)  # before axe's script
+            report.axe = run_axe(page)
+            if visit_name == "light":
+                for width in (w for w in CODE_WIDTHS if w != DESKTOP["width"]):
+                    page.set_viewport_size({"width": width, "height": DESKTOP["height"]})
+                    _settle_layout(page)
+                    overflow[width] = page.evaluate(CODE_OVERFLOW_JS)
+            for name, check in VISIT_CHECKS.items():
+                run(name, check, report, path, visit_name)
+            for name, (only, check) in ONLY_ON.items():
+                if visit_name == only:
+                    run(name, check, report, path, visit_name)
+            for width in CODE_WIDTHS:
+                if width in overflow:
+                    run(f"code-fits-{width}", check_code_fits, overflow[width], path, width)
+                    run(f"output-fits-{width}", check_output_fits, overflow[width], path, width)
+            docname = path.removesuffix(".html")
+            if visit_name == "light" and docname in CHAPTERS:
+                run("notebook-buttons", check_notebook_buttons, page, site_url, built_site, docname)
+        finally:
+            page.close()
+    finally:
+        if first:
+            context.close()
+    assert not failures, f"{path} ({visit_name}): {len(failures)} check(s) failed: {', '.join(failures)}\n" + "\n".join(
+        f"[{name}] {message}" for name, message in failures.items()
+    )
 
 
 # ----------------------------------------------------------------------- search
@@ -445,59 +499,7 @@ def test_phone_navigation_opens(site_url, phone_context, path):
     assert not errors, f"{path}: errors on the phone layout: {errors}"
 
 
-# ---------------------------------------------------- notebook download and launch
-
-
-def _notebooks_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("numscale_notebooks", ROOT / "_ext" / "numscale_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.mark.browser
-@pytest.mark.parametrize("docname", CHAPTERS)
-def test_chapter_offers_its_notebook_and_launch_buttons(built_site, site_url, contexts, docname):
-    notebooks = _notebooks_module()
-    repo, branch = repository_url(), repository_branch()
-    org, name = repo.split("github.com/")[1].split("/")[:2]
-    relpath = f"_notebooks/{docname}.ipynb"
-    page = contexts["light"].new_page()
-    try:
-        page.goto(f"{site_url}{docname}.html", wait_until="load")
-        page.click(".dropdown-download-buttons button.dropdown-toggle")
-        link = page.locator("a.btn-download-notebook-button")
-        link.wait_for(state="visible", timeout=5_000)
-        href = urljoin(page.url, link.get_attribute("href"))
-        assert href == f"{site_url}{relpath}", f"{docname}: notebook link {href}"
-        assert link.get_attribute("download"), f"{docname}: the notebook link does not download"
-        response = page.request.get(href)
-        assert response.ok, f"{docname}: {href} answered {response.status}"
-        served = response.text()
-        launch = {
-            text: page.locator(f".dropdown-launch-buttons a:has-text('{text}')").get_attribute("href")
-            for text in ("Colab", "Binder")
-        }
-    finally:
-        page.close()
-    expected = notebooks.notebook_text(notebooks.site_notebook(ROOT, docname, built_site.parent))
-    assert served == expected, f"{docname}: the served notebook is not the conversion of its page"
-    first = json.loads(served)["cells"][0]
-    assert "remove-cell" in first["metadata"]["tags"]
-    ref = notebooks.source_ref(ROOT, branch)
-    assert f"numscale @ git+{repo}@{ref}" in "".join(first["source"])
-    # Colab opens the notebook from the branch the publish workflow pushes (_config.yml).
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    nb_branch = config["sphinx"]["config"]["numscale_notebooks_branch"]
-    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "publish.yml").read_text())
-    pushes = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
-    assert any(re.search(rf"git push -f .+ {re.escape(nb_branch)}\s*$", run, re.M) for run in pushes), (
-        f"no publish step pushes the notebooks to the {nb_branch!r} branch Colab opens"
-    )
-    assert launch["Colab"] == f"https://colab.research.google.com/github/{org}/{name}/blob/{nb_branch}/{relpath}"
-    assert launch["Binder"] == f"https://mybinder.org/v2/gh/{org}/{name}/{branch}?urlpath=lab/tree/{relpath}"
+# ------------------------------------------------------------------- the PDF link
 
 
 def test_site_links_the_pdf_only_when_it_exists(built_site):

@@ -1,12 +1,19 @@
-"""Measure the book's build speed, page weights, GPT-2 loading I/O and reproducibility.
+"""Measure the book's build speed, page weights, GPT-2 loading I/O, reproducibility and
+the test suite's time.
 
-    python tools/bench.py [--runs 3] [--out _build/bench.json]
+    python tools/bench.py [--runs 3] [--out _build/bench.json] [--no-test]
 
 Works on a copy of the working tree in a temporary folder (so ``_build`` here is left
 alone) and drives it through ``make book``, as a reader would. Writes a JSON report and
 prints a table. Timings are medians over ``--runs`` runs; the execution phase is reported
 as a ratio to the serial sum of page execution times (measured in a cold build with one
-worker, pages executing alone).
+worker, pages executing alone). Incremental rebuilds are compared with their floor: the
+execution time of the pages they re-executed plus 3 s of Sphinx work.
+
+Then (unless ``--no-test``) ``make check`` and ``make test`` run in a fresh clone of the
+repository's HEAD (``git clone``; ``_build`` absent, as on CI): ``make test`` wall time by
+phase (setup, build, unit, claims, notebooks, browser, pdf, reproducibility, from
+``tools/run_tests.py``) and its ratio to the cold ``make book`` of the same run.
 """
 
 from __future__ import annotations
@@ -32,6 +39,10 @@ TARGETS = {
     "heaviest_page_bytes": 1.5e6,
     "ln_read_over_ln_bytes": 2.0,
 }
+#: Sphinx work allowed on top of the execution of the re-executed pages (incremental builds).
+REBUILD_OVERHEAD_S = 3.0
+#: ``make test`` and ``make check`` on a fresh clone (2 cores).
+TEST_TARGETS = {"make_test_s": 480.0, "make_check_s": 90.0}
 
 
 def copy_tree(dest: Path) -> Path:
@@ -139,10 +150,45 @@ def compare_trees(a: Path, b: Path) -> list[str]:
     return sorted(differ)
 
 
+def time_tests(workdir: Path) -> dict:
+    """``make check`` then ``make test`` in a fresh clone of HEAD (no ``_build``)."""
+    clone = workdir / "clone"
+    subprocess.run(["git", "clone", "-q", "--local", str(ROOT), str(clone)], check=True)
+    (clone / "node_modules").symlink_to(ROOT / "node_modules")
+    # The venv and node_modules are this checkout's: give the files their stamps depend on
+    # this checkout's times, so that make does not reinstall them (the clone's are newer).
+    for name in ("requirements.txt", "requirements-test.txt", "pyproject.toml", "package.json", "package-lock.json"):
+        stat = (ROOT / name).stat()
+        os.utime(clone / name, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    make = ["make", "--no-print-directory", f"VENV={VENV}"]
+    start = time.perf_counter()
+    check = subprocess.run(make + ["check"], cwd=clone, capture_output=True, text=True)
+    check_s = time.perf_counter() - start
+    start = time.perf_counter()
+    test = subprocess.run(make + ["test"], cwd=clone, capture_output=True, text=True)
+    test_s = time.perf_counter() - start
+    phases_file = clone / "_build" / "test-phases.json"
+    phases = json.loads(phases_file.read_text()) if phases_file.is_file() else {}
+    return {
+        "make_check_s": round(check_s, 1), "make_check_passed": check.returncode == 0,
+        "make_test_s": round(test_s, 1), "make_test_passed": test.returncode == 0,
+        "phases": phases.get("phases", {}), "cold_build": phases.get("cold_build"),
+        "make_test_over_cold_build": phases.get("total_over_cold_build"),
+        "failed_phases": phases.get("failed", []),
+        "tail": "" if test.returncode == 0 else (test.stdout + test.stderr)[-3000:],
+    }
+
+
+def rebuild_floor(report_seconds: list[float]) -> float:
+    """Execution seconds of a rebuild's re-executed pages (median over runs) + overhead."""
+    return round(statistics.median(report_seconds) + REBUILD_OVERHEAD_S, 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "_build" / "bench.json")
+    parser.add_argument("--no-test", action="store_true", help="skip timing make check / make test")
     args = parser.parse_args(argv)
     results: dict = {"runs": args.runs, "cpus": os.cpu_count()}
 
@@ -174,27 +220,31 @@ def main(argv: list[str] | None = None) -> int:
         results["noop_make_book_s"] = round(statistics.median(make_book(tree)[0] for _ in range(max(5, args.runs))), 3)
 
         # Edit one chapter's code: only that chapter re-executes.
-        chapter_runs, chapter_pages = [], set()
+        chapter_runs, chapter_pages, chapter_exec = [], set(), []
         for run in range(args.runs):
             append_line(tree / "book" / "dot_products.md", "```{code-cell} ipython3", f"# bench edit {run}")
             seconds, report = make_book(tree)
             chapter_runs.append(seconds)
             chapter_pages |= set(report["executed"])
+            chapter_exec.append(report["wall_seconds"])
         results["edit_chapter"] = {"file": "book/dot_products.md", "rebuild_s": round(statistics.median(chapter_runs), 2),
-                                   "executed": sorted(chapter_pages)}
+                                   "executed": sorted(chapter_pages), "exec_s": round(statistics.median(chapter_exec), 2),
+                                   "target_s": rebuild_floor(chapter_exec)}
 
         # Edit one helper module's code: exactly the chapters importing it re-execute.
         keys = json.loads((tree / "_build" / ".numscale_exec" / "keys.json").read_text())
         importers = sorted(d for d, entry in keys.items() if "numscale.dotprod" in entry["modules"])
-        module_runs, module_pages = [], set()
+        module_runs, module_pages, module_exec = [], set(), []
         for run in range(args.runs):
             with open(tree / "src" / "numscale" / "dotprod.py", "a") as handle:
                 handle.write(f"_BENCH_EDIT = {run}\n")  # a change of code (a new constant)
             seconds, report = make_book(tree)
             module_runs.append(seconds)
             module_pages |= set(report["executed"])
+            module_exec.append(report["wall_seconds"])
         results["edit_module"] = {"file": "src/numscale/dotprod.py", "rebuild_s": round(statistics.median(module_runs), 2),
-                                  "executed": sorted(module_pages), "importers": importers}
+                                  "executed": sorted(module_pages), "importers": importers,
+                                  "exec_s": round(statistics.median(module_exec), 2), "target_s": rebuild_floor(module_exec)}
 
         # Edit only a comment of the same module: nothing re-executes (pages are keyed on code).
         comment_runs, comment_pages = [], set()
@@ -205,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             comment_runs.append(seconds)
             comment_pages |= set(report["executed"])
         results["edit_comment"] = {"file": "src/numscale/dotprod.py", "rebuild_s": round(statistics.median(comment_runs), 2),
-                                   "executed": sorted(comment_pages)}
+                                   "executed": sorted(comment_pages), "target_s": REBUILD_OVERHEAD_S}
 
         weights = page_weights(tree / "_build" / "html")
         results["page_bytes"] = weights
@@ -213,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         ln = ln_read_bytes(Path(tmp))
         results["gpt2_ln_load"] = ln
         results["ln_read_over_ln_bytes"] = round(ln["read_bytes"] / ln["ln_bytes"], 3)
+        if not args.no_test:
+            results["tests"] = time_tests(Path(tmp))
 
     results["targets"] = {
         name: {"target": limit, "value": results[name], "met": results[name] <= limit} for name, limit in TARGETS.items()
@@ -221,6 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     results["targets"]["edit_module_exactly_importers"] = {"met": results["edit_module"]["executed"] == results["edit_module"]["importers"]}
     results["targets"]["edit_comment_executes_nothing"] = {"met": results["edit_comment"]["executed"] == []}
     results["targets"]["two_cold_builds_identical"] = {"met": results["reproducibility"]["identical"]}
+    for edit in ("edit_chapter", "edit_module", "edit_comment"):
+        value, limit = results[edit]["rebuild_s"], results[edit]["target_s"]
+        results["targets"][f"{edit}_rebuild_s"] = {"target": limit, "value": value, "met": value <= limit}
+    if "tests" in results:
+        for name, limit in TEST_TARGETS.items():
+            value = results["tests"][name]
+            results["targets"][name] = {"target": limit, "value": value, "met": value <= limit}
+        results["targets"]["make_test_passes"] = {"met": results["tests"]["make_test_passed"]}
+        results["targets"]["make_check_passes"] = {"met": results["tests"]["make_check_passed"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1, sort_keys=True))
     print_table(results)
@@ -234,13 +295,20 @@ def print_table(r: dict) -> None:
         ("  serial sum of page execution times", f"{r['serial_sum_s']:.1f} s"),
         ("  execution phase / serial sum", f"{r['exec_phase_over_serial_sum']:.2f}  (target <= 0.65)"),
         ("no-op make book", f"{r['noop_make_book_s']:.2f} s  (target < 3 s)"),
-        ("rebuild after editing one chapter", f"{r['edit_chapter']['rebuild_s']:.1f} s, executed {r['edit_chapter']['executed']}"),
-        ("rebuild after editing src/numscale/dotprod.py", f"{r['edit_module']['rebuild_s']:.1f} s, executed {len(r['edit_module']['executed'])} page(s) = importers: {r['edit_module']['executed'] == r['edit_module']['importers']}"),
-        ("rebuild after a comment-only edit of dotprod.py", f"{r['edit_comment']['rebuild_s']:.1f} s, executed {r['edit_comment']['executed']}"),
+        ("rebuild after editing one chapter", f"{r['edit_chapter']['rebuild_s']:.1f} s (target <= {r['edit_chapter']['target_s']:.1f} s = execution {r['edit_chapter']['exec_s']:.1f} s + 3 s), executed {r['edit_chapter']['executed']}"),
+        ("rebuild after editing src/numscale/dotprod.py", f"{r['edit_module']['rebuild_s']:.1f} s (target <= {r['edit_module']['target_s']:.1f} s), executed {len(r['edit_module']['executed'])} page(s) = importers: {r['edit_module']['executed'] == r['edit_module']['importers']}"),
+        ("rebuild after a comment-only edit of dotprod.py", f"{r['edit_comment']['rebuild_s']:.1f} s (target <= 3 s), executed {r['edit_comment']['executed']}"),
         ("heaviest page (HTML + images)", f"{r['heaviest_page_bytes'] / 1e6:.2f} MB  (target <= 1.5 MB)"),
         ("bytes read for GPT-2 LayerNorms", f"{r['gpt2_ln_load']['read_bytes']:,} of a {r['gpt2_ln_load']['file_bytes']:,}-byte file = {r['ln_read_over_ln_bytes']:.2f} x 153,600"),
         ("two cold builds byte-identical", f"{r['reproducibility']['identical']} ({len(r['reproducibility']['differing_files'])} differing files)"),
     ]
+    if "tests" in r:
+        t = r["tests"]
+        rows.append(("make check (fresh clone)", f"{t['make_check_s']:.0f} s  (target <= 90 s), passed: {t['make_check_passed']}"))
+        rows.append(("make test (fresh clone)", f"{t['make_test_s']:.0f} s  (target <= 480 s), passed: {t['make_test_passed']}, "
+                     f"{t['make_test_over_cold_build']} x its cold build"))
+        for name, phase in t["phases"].items():
+            rows.append((f"  {name}", f"{phase['seconds']:.0f} s" + ("" if phase["exit"] == 0 else "  FAILED")))
     width = max(len(name) for name, _ in rows)
     print()
     for name, value in rows:
