@@ -19,7 +19,9 @@ Phases, in order (each a separate, timed step; the names are ``make bench``'s):
 ``claims``
     Tests that read the built book: glued numbers and their tolerances, figures, the
     package reference, the served notebooks; and the incremental-build tests on toy books
-    (markers ``build``, not ``browser``).
+    (markers ``build``, not ``browser``). With them the glue-mutation check
+    (``tests/glue_mutation.py``): every quoted result made wrong, the tests that read it
+    rerun; its table is printed and written to ``_build/glue_mutation.json``.
 ``notebooks``
     Every chapter's downloadable notebook executed outside the repository (marker
     ``notebooks``).
@@ -52,6 +54,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTEST = [sys.executable, "-m", "pytest"]
 VENV = Path(sys.executable).parent.parent
 
+#: Share of the numbers the prose quotes as results that a test must guard (the
+#: glue-mutation check fails the claims phase below it).
+GLUE_MUTATION_MIN = 0.9
+
 #: (phase, pytest arguments after ``pytest``, parallel). Together the marker
 #: expressions select every test exactly once (the unit phase is ``make check``).
 PYTEST_PHASES: list[tuple[str, list[str], bool]] = [
@@ -64,6 +70,11 @@ PYTEST_PHASES: list[tuple[str, list[str], bool]] = [
             "build and not browser and not notebooks",
             "--ignore",
             "tests/test_reproducibility.py",
+            # the glue-mutation check (tests/glue_mutation.py) in the same session: each
+            # test that read a quoted result runs again with that result made wrong
+            "--glue-mutation",
+            str(ROOT / "_build" / "glue_mutation.json"),
+            f"--glue-mutation-min={GLUE_MUTATION_MIN}",
         ],
         True,
     ),
