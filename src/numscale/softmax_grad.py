@@ -145,14 +145,19 @@ def crossover(dims: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 
 
 def cross_entropy_grad(logits: np.ndarray, target: int) -> np.ndarray:
-    """Gradient of −log softmax(z)[target] with respect to z: p − e_y. Shape ``(n,)``."""
+    """Gradient of −log softmax(z)[target] with respect to z: p − e_y. Shape ``(n,)``.
+
+    The target's entry p_y − 1 is computed as −Σ_{j≠y} p_j, not by subtracting 1: when
+    the target wins with p_y ≈ 1, 1 − p_y by subtraction is rounding noise (often exactly
+    0), while the sum of the other weights keeps its full relative precision.
+    """
     z = as_float_array(logits, "logits", ndim=1)
     if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
         raise TypeError(f"target must be an integer class index, got {type(target).__name__}")
     if not 0 <= target < z.size:
         raise ValueError(f"target must be in [0, {z.size}), got {target}")
     g = softmax(z)
-    g[target] -= 1.0
+    g[target] = -(g.sum() - g[target]) if z.size > 1 else 0.0
     return g
 
 
