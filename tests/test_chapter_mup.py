@@ -43,7 +43,7 @@ def test_attention_of_an_aligned_key(values):
 
 
 # ---------------------------------------------------------------- independent references
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def _chi2_moment(d: int, k: int) -> float:
