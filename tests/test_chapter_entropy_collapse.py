@@ -166,3 +166,19 @@ def test_initial_bound_already_allows_collapse(values):
     assert values["ec_train_ln_gain_bound_max"] > values["ec_train_ln_bound_init"]
     # the fixed runs: no collapsed row at all
     assert values["ec_train_fixed_collapsed_max"] == 0
+
+
+def test_collapse_statistics_against_their_definitions(values):
+    # Fractions are at most 100%; the prose's claims are ≥ 90% collapsed, ≥ 70% locked.
+    assert 90 < values["ec_train_hi_collapsed_min"] <= 100
+    assert 70 < values["ec_train_hi_locked_min"] <= 100
+    # Held-out rows are positions i = 1…15 (i + 1 keys); the optimum's entropy is ln(i + 1),
+    # mean ln(16!)/15. A row with top weight w > 0.9 has entropy at most that of w = 0.9 with
+    # the rest spread evenly over i ≤ 15 keys, −0.9 ln 0.9 − 0.1 ln(0.1/15); any row at most
+    # ln 16. With a fraction f of collapsed rows the mean gap lies between
+    # ln(16!)/15 − f·h_max − (1 − f)·ln 16 and ln(16!)/15 (entropy ≥ 0).
+    top = math.lgamma(17) / 15
+    h_max = -0.9 * math.log(0.9) - 0.1 * math.log(0.1 / 15)
+    f = values["ec_train_hi_collapsed_min"] / 100  # every high-lr plain run has at least f
+    lower = top - f * h_max - (1 - f) * math.log(16)
+    assert lower < values["ec_train_hi_gap_min"] <= top
