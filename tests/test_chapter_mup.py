@@ -40,3 +40,68 @@ def test_attention_of_an_aligned_key(values):
     assert values["mup_w_1d_4096"] == pytest.approx(limit, rel=0.05)
     # 1/√d: one-hot at 4096 (the aligned logit is √4096 = 64 above the others).
     assert values["mup_w_sqrt_4096"] > 1 - 1e-6
+
+
+# ---------------------------------------------------------------- independent references
+import numpy as np
+
+
+def _chi2_moment(d: int, k: int) -> float:
+    """E[X^k] for X ~ χ²_d: d(d + 2)…(d + 2k − 2)."""
+    return math.prod(d + 2 * j for j in range(k))
+
+
+def _rms_rel_se(d: int, rho: float, n_pairs: int) -> float:
+    """Relative SE of the rms of q·k over n_pairs pairs, from exact moments.
+
+    Given X = |q|², q·k ~ N(ρX, (1 − ρ²)X), so E[(q·k)²] and E[(q·k)⁴] follow from the χ²_d
+    moments; the rms's relative SE is half the relative SE of the mean square.
+    """
+    a, b = rho**2, 1 - rho**2
+    m2 = a * _chi2_moment(d, 2) + b * _chi2_moment(d, 1)
+    m4 = (rho**4 * _chi2_moment(d, 4) + 6 * a * b * _chi2_moment(d, 3)
+          + 3 * b**2 * _chi2_moment(d, 2))
+    return math.sqrt((m4 - m2**2) / n_pairs) / (2 * m2)
+
+
+def test_slope_standard_errors_from_exact_moments(values):
+    # Σ wᵢ² σᵢ² with x = ln d over d = 16 … 2048 and σᵢ from exact moments; the page
+    # estimates σᵢ from 1,000 pairs (the SE of an SE from fourth and eighth moments: a few
+    # percent): tolerance 1.25x
+    dims = 2 ** np.arange(4, 12)
+    x = np.log(dims)
+    w = (x - x.mean()) / np.sum((x - x.mean()) ** 2)
+    for tag, rho in (("indep", 0.0), ("half", 0.5), ("aligned", 1.0)):
+        sig = np.array([_rms_rel_se(int(d), rho, 1000) for d in dims])
+        se = float(np.sqrt(np.sum(w**2 * sig**2)))
+        assert 1 / 1.25 < values[f"mup_slope_{tag}_se"] / se < 1.25, tag
+
+
+def test_initial_entropies_against_the_expansion(values):
+    n, d = 64, 256
+    assert values["mup_ln_n"] == pytest.approx(math.log(n), rel=1e-15)
+    assert values["mup_ln_n_minus_half"] == pytest.approx(math.log(n) - 0.5, rel=1e-15)
+    assert values["mup_init_h_1d_256_pred_gap"] == pytest.approx(1 / (2 * d), rel=1e-12)
+    # Logits of variance 1/d: the entropy falls short of ln n by the row's variance about its
+    # own mean over 2, (n − 1)/n · 1/(2d); the spread of that over 64 queries sharing 64 keys
+    # is ≈ √(2/(n − 1)) / √64 ≈ 2% of it, plus an O(σ³) bias: 15% is > 5 SE.
+    gap = values["mup_init_h_1d_256_gap"]
+    assert gap == pytest.approx((n - 1) / n / (2 * d), rel=0.15)
+    assert values["mup_init_h_1d_256"] == pytest.approx(math.log(n) - gap, rel=1e-12)
+    # 1/√d: σ = 1, where the expansion is ≈1% low (entropy chapter): within 3%
+    assert values["mup_init_h_sqrt_256"] == pytest.approx(math.log(n) - 0.5, rel=0.03)
+
+
+def test_aligned_key_weight_by_independent_simulation(values):
+    # d = 16, 1/√d: the aligned key's logit is |q|²/4, the 63 others q·k/4; own draws.
+    rng = np.random.default_rng(99)
+    t, d = 20_000, 16
+    q = rng.standard_normal((t, d))
+    others = rng.standard_normal((t, 63, d))
+    z = np.concatenate([(q * q).sum(1)[:, None], np.einsum("td,tnd->tn", q, others)], 1) / 4
+    w = np.exp(z - z.max(1, keepdims=True))
+    w = w[:, 0] / w.sum(1)
+    se = w.std() * math.sqrt(1 / 50 + 1 / t)  # the page averages 50 trials
+    assert abs(values["mup_w_sqrt_16"] - w.mean()) < 3.5 * se
+    # d = 4096: a weight is at most 1, and one-hot to every digit shown
+    assert 1 - 1e-6 < values["mup_w_sqrt_4096"] <= 1

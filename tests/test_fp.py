@@ -122,6 +122,23 @@ def test_softmax_one_gap(dtype):
     assert math.log(1 / u) - spacing_at(g, dtype) <= g <= math.log(2 / u) + spacing_at(g, dtype)
 
 
+@pytest.mark.parametrize("dtype", SOFTMAX_DTYPES)
+def test_softmax_zero_gap(dtype):
+    g = fp.softmax_zero_gap(dtype)
+    gt = torch.tensor(g, dtype=torch.float64).to(dtype)
+    zero = torch.softmax(torch.stack([gt, torch.zeros((), dtype=dtype)]), dim=0)[1]
+    assert float(zero) == 0.0
+    below = torch.tensor(next_up(g, dtype, -1), dtype=torch.float64).to(dtype)
+    row = torch.softmax(torch.stack([below, torch.zeros((), dtype=dtype)]), dim=0)
+    assert float(row[1]) > 0.0
+    # exp(−g) rounds to 0 below half the smallest subnormal s: g ≈ ln 2 − ln s, within one
+    # spacing of the format near g (ln s from the bit layout: s = smallest normal · eps).
+    fi = torch.finfo(dtype)
+    predicted = math.log(2) - math.log(fi.smallest_normal) - math.log(fi.eps)
+    assert abs(g - predicted) <= spacing_at(g, dtype)
+    assert g > fp.softmax_one_gap(dtype)  # the top weight is 1 long before this
+
+
 def test_softmax_one_gap_measured_values():
     # float64 / float32 arithmetic in-format: threshold ln(1/u) to the format's spacing
     assert fp.softmax_one_gap(torch.float64) == pytest.approx(53 * math.log(2), abs=1e-12)

@@ -148,6 +148,17 @@ def test_cross_entropy_grad():
     assert abs(g.sum()) <= 4 * EPS  # components sum to Σp − 1 = 0
 
 
+def test_cross_entropy_grad_keeps_precision_when_confidently_right():
+    # z = (0, 40, 0), target 1: p_0 = p_2 = e^{-40}/(1 + 2e^{-40}) and p_1 − 1 = −(p_0 + p_2),
+    # so ‖p − e_1‖ = √6·e^{-40}/(1 + 2e^{-40}) exactly. 1 − p_1 by subtraction is 0 in
+    # float64 (e^{-40} ≈ 4e-18 < u), which would give √2·p_0 instead: off by √3.
+    z = np.array([0.0, 40.0, 0.0])
+    t = math.exp(-40.0)
+    exact = math.sqrt(6) * t / (1 + 2 * t)
+    norm = np.linalg.norm(sg.cross_entropy_grad(z, target=1))
+    assert norm == pytest.approx(exact, rel=1e-14)  # a few roundings of O(1) factors
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -241,6 +241,26 @@ def softmax_one_gap(dtype: torch.dtype) -> float:
     return float(value_of_bits(last_below + 1, dtype).double())  # the next value up gives exactly 1
 
 
+def softmax_zero_gap(dtype: torch.dtype) -> float:
+    """Smallest gap g between two logits at which ``softmax([g, 0])[1]`` is exactly 0.
+
+    Uses ``torch.softmax`` in ``dtype`` (float64, float32, float16 or bfloat16). Below
+    this gap the runner-up keeps a nonzero weight ≈ exp(−g) even where the top weight
+    has already rounded to 1 (:func:`softmax_one_gap`). The rounding argument predicts
+    g ≈ ln(2/s) with s the smallest positive subnormal: exp(−g) rounds to 0 below s/2.
+    """
+    dtype = _check_dtype(dtype)
+    if dtype in FP8:
+        raise ValueError(f"dtype {dtype} has no softmax kernel; use float64, float32, float16 or bfloat16")
+
+    def runner_up_positive(g: torch.Tensor) -> bool:
+        z = torch.stack([g, torch.zeros((), dtype=dtype)])
+        return bool(torch.softmax(z, dim=0)[1] > 0)
+
+    last_positive = _largest_bits_where(dtype, runner_up_positive)
+    return float(value_of_bits(last_positive + 1, dtype).double())
+
+
 # ------------------------------------------------------------------ logits and masks
 
 

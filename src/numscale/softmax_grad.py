@@ -145,14 +145,20 @@ def crossover(dims: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 
 
 def cross_entropy_grad(logits: np.ndarray, target: int) -> np.ndarray:
-    """Gradient of −log softmax(z)[target] with respect to z: p − e_y. Shape ``(n,)``."""
+    """Gradient of −log softmax(z)[target] with respect to z: p − e_y. Shape ``(n,)``.
+
+    The target's entry p_y − 1 is computed as −Σ_{j≠y} p_j, not by subtracting 1: when
+    the target wins with p_y ≈ 1, 1 − p_y by subtraction is rounding noise (often exactly
+    0), while the sum of the other weights keeps its full relative precision.
+    """
     z = as_float_array(logits, "logits", ndim=1)
     if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
         raise TypeError(f"target must be an integer class index, got {type(target).__name__}")
     if not 0 <= target < z.size:
         raise ValueError(f"target must be in [0, {z.size}), got {target}")
     g = softmax(z)
-    g[target] -= 1.0
+    others = np.arange(z.size) != target
+    g[target] = -g[others].sum()
     return g
 
 
@@ -333,6 +339,8 @@ class QueryGradientSweep:
     keys_scaled: np.ndarray  #: the same, s = 1/√d_k
     keys_unscaled_se: np.ndarray
     keys_scaled_se: np.ndarray
+    unscaled_se: np.ndarray  #: standard error of ``unscaled`` (independent trials)
+    scaled_se: np.ndarray  #: standard error of ``scaled``
 
 
 def query_gradient_sweep(dims: Sequence[int], seed: int, n_keys: int = 50, d_v: int = 64,
@@ -351,7 +359,8 @@ def query_gradient_sweep(dims: Sequence[int], seed: int, n_keys: int = 50, d_v: 
     n_keys = positive_int(n_keys, "n_keys", minimum=2)
     d_v = positive_int(d_v, "d_v")
     n_trials = positive_int(n_trials, "n_trials", minimum=2)
-    out = {k: [] for k in ("u", "s", "r", "r_se", "ku", "ks", "ku_se", "ks_se")}
+    out = {k: [] for k in ("u", "s", "r", "r_se", "ku", "ks", "ku_se", "ks_se", "u_se",
+                           "s_se")}
     for d, rng in zip(dims_arr, spawn_rngs(seed, dims_arr.size)):
         norms, counts = {1.0: [], 1 / np.sqrt(d): []}, {1.0: [], 1 / np.sqrt(d): []}
         for chunk in np.array_split(np.arange(n_trials), max(1, n_trials // 50)):
@@ -375,9 +384,11 @@ def query_gradient_sweep(dims: Sequence[int], seed: int, n_keys: int = 50, d_v: 
         out["ku"].append(ka.mean()), out["ks"].append(kb.mean())
         out["ku_se"].append(ka.std(ddof=1) / np.sqrt(n_trials))
         out["ks_se"].append(kb.std(ddof=1) / np.sqrt(n_trials))
+        out["u_se"].append(a.std(ddof=1) / np.sqrt(n_trials))
+        out["s_se"].append(b.std(ddof=1) / np.sqrt(n_trials))
     a = {k: np.array(v) for k, v in out.items()}
     return QueryGradientSweep(dims_arr, a["u"], a["s"], a["r"], a["r_se"], a["ku"], a["ks"],
-                              a["ku_se"], a["ks_se"])
+                              a["ku_se"], a["ks_se"], a["u_se"], a["s_se"])
 
 
 # --------------------------------------------------------------------------- SGD vs Adam
