@@ -51,7 +51,7 @@ def _iid_rows(seed: int, multiply: bool):
 
 
 def test_iid_values_recomputed(values):
-    n_keys, plain = _iid_rows(1, False)
+    n_keys, _ = _iid_rows(1, False)
     # the noise-only rows: seed 1 and Δ = 0 on the page
     rng = np.random.default_rng(1)
     stats = []
@@ -147,7 +147,8 @@ def test_trained_model_entropy_grows_slower_than_uniform(values):
                                                  rel=1e-3)
     assert values["h_late_max"] == pytest.approx(by_layer[:, late].mean(1).max(),
                                                  rel=1e-3)
-    assert values["uniform_late"] == pytest.approx(np.log(t[late] + 1).mean(), rel=1e-12)
+    assert values["uniform_late"] == pytest.approx(np.log(t[late] + 1).mean(),
+                                                   rel=1e-12)
     normalized = by_layer[:, 1:] / np.log(t[1:] + 1)
     assert values["norm_late_max"] == pytest.approx(normalized[:, 256:].mean(1).max(),
                                                     rel=1e-3)
@@ -221,8 +222,8 @@ def _reference_run() -> dict:
     theta = 10000.0 ** (-np.arange(0, hs, 2) / hs)
     # llama2.c's stored tables are these angles for the first seq_len positions
     # (stored in float32: angles up to 511 rad carry ~3e-5 rad of rounding)
-    assert np.allclose(w["freq_cis_real"], np.cos(np.outer(np.arange(c.seq_len), theta)),
-                       atol=1e-4)
+    angles = np.outer(np.arange(c.seq_len), theta)
+    assert np.allclose(w["freq_cis_real"], np.cos(angles), atol=1e-4)
 
     def rms(x, g):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-5) * g

@@ -127,7 +127,7 @@ def test_page_builds_without_a_source(tmp_path):
     assert not any(o.get("name") == "stderr" for o in outputs)
 
 
-# ---------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # An independent recomputation: the gradient in float64 (the page's is float32: entries
 # agree to ~1e-6 relative, so a count of entries below a threshold moves by far less
 # than 1%), counted with numpy against thresholds derived from the formats' definitions
@@ -145,6 +145,7 @@ def _gradients(n_stories: int, max_tokens: int, first: int = 0
     ``n_stories`` validation stories from ``first``, each cut to ``max_tokens`` ids;
     the float32 weights; and the number of predicted tokens."""
     import torch
+
     from numscale import llama, tinystories
 
     data = tinystories.load(REFERENCE / "tinystories")
@@ -192,7 +193,8 @@ def test_gradient_statistics_recomputed(v):
     headroom = np.log2(65504 / a.max())
     assert v["headroom_log2"] == pytest.approx(headroom, abs=1e-3)
     assert v["headroom_floor"] == math.floor(headroom)
-    # underflow falls as k grows, so the best safe grid point (step 4) is the largest one
+    # underflow falls as k grows, so the best safe grid point (step 4) is the largest
+    # one
     # within the headroom, and the next grid point is the first with overflow
     assert v["best_k"] == 4 * math.floor(headroom / 4)
     assert v["first_overflow_k"] == v["best_k"] + 4
@@ -292,6 +294,7 @@ def test_float16_backward_fails_where_the_weight_gradients_overflow(v):
     # float16 computation's own error moves across it); intermediate gradients that
     # underflow add more, by an amount no theory here predicts (measured: about twice
     # the cast's share at the best scale), so there is no upper bound
-    for key, k in (("half_zero_pct_s1", 0), ("half_zero_pct_min", v["half_zero_min_k"])):
+    for key, k in (("half_zero_pct_s1", 0),
+                   ("half_zero_pct_min", v["half_zero_min_k"])):
         cast = 100 * np.mean(a * 2.0 ** k <= FP16_ZERO)
         assert v[key] >= 0.8 * cast, (key, cast)

@@ -4,10 +4,10 @@ tiny random model in tests/test_logit_caps.py."""
 
 from __future__ import annotations
 
-import json
-import os
 import functools
+import json
 import math
+import os
 import subprocess
 import sys
 
@@ -85,7 +85,8 @@ def _reference() -> dict:
 
     data = tinystories.load(REFERENCE / "tinystories")
     init = tinystories.init_weights(data.weights.config, seed=0)
-    ids = [np.array(data.tokenizer.encode(s, bos=True)[:256]) for s in data.stories[:16]]
+    ids = [np.array(data.tokenizer.encode(s, bos=True)[:256])
+           for s in data.stories[:16]]
     out = {"ids": ids, "data": data}
     for name, weights in (("trained", data.weights), ("init", init)):
         logits, hidden = [], []
@@ -116,9 +117,9 @@ def test_scales_and_caps_recomputed_with_the_numpy_forward(v):
         z = np.concatenate(logits[:8])                     # the first 8 stories
         h = np.concatenate(hidden[:8])
         rows = np.linalg.norm(e, axis=1)
-        scales[name] = dict(entry_rms=np.sqrt(np.mean(e * e)), row=rows.mean(),
-                            row_max=rows.max(), hidden=np.linalg.norm(h, axis=1).mean(),
-                            std=z.std(axis=1, ddof=1).mean())
+        scales[name] = {"entry_rms": np.sqrt(np.mean(e * e)), "row": rows.mean(),
+                        "row_max": rows.max(), "hidden": np.linalg.norm(h, axis=1).mean(),
+                        "std": z.std(axis=1, ddof=1).mean()}
     tr, init = scales["trained"], scales["init"]
     assert v["entry_rms"] == pytest.approx(tr["entry_rms"], rel=rel)
     assert v["entry_over_unit"] == pytest.approx(tr["entry_rms"] * 8, rel=rel)
@@ -171,6 +172,7 @@ def test_z_loss_fine_tune_recomputed(v):
     # the 20-step fine-tune redone in float64 with an Adam written here (β 0.9, 0.99,
     # ε 1e-8, bias-corrected); float32 on the page: 1e-3 relative after 20 steps
     import torch
+
     from numscale import llama
 
     ref = _reference()

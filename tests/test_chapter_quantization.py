@@ -100,7 +100,7 @@ def test_fp8_with_and_without_scale(values):
     assert values["fp8_zero_8"] > 0.5
 
 
-# ---------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Independent recomputation: absmax quantization written out here from its definition
 # (step max|block|/(2^(b−1)−1), round half to even, clip), on the reference files.
 
@@ -190,7 +190,8 @@ def test_gpt2_errors_and_folding_recomputed(values):
                                   ("fp8_e4m3_raw0", w, e4, False),
                                   ("fp8_e4m3_raw8", w * 2.0**-8, e4, False),
                                   ("fp8_e5m2_raw16", w * 2.0**-16, e5, False)):
-        assert values[key] == pytest.approx(_rel(x, fp8(x, dtype, scaled)), rel=1e-3), key
+        expected = _rel(x, fp8(x, dtype, scaled))
+        assert values[key] == pytest.approx(expected, rel=1e-3), key
     nonzero = np.abs(w[w != 0])
     cast = np.abs(fp8(nonzero, e4, False))
     assert values["fp8_zero_stored"] == pytest.approx(np.mean(cast == 0), rel=1e-6,
@@ -215,7 +216,8 @@ def _stories_reference() -> dict:
 
     data = tinystories.load(REFERENCE / "tinystories")
     weights = data.weights
-    ids = [np.array(data.tokenizer.encode(s, bos=True)[:256]) for s in data.stories[:12]]
+    ids = [np.array(data.tokenizer.encode(s, bos=True)[:256])
+           for s in data.stories[:12]]
     names = ("token_embedding", "wq", "wk", "wv", "wo", "w1", "w2", "w3")
 
     def matrices(wts):
