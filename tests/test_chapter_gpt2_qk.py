@@ -263,3 +263,115 @@ def test_standardized_inputs_exercise(real):
         variances = [iso, std]
         drops.append(100 * (1 - np.sqrt(variances[1] / variances[0])))
     assert real["ex_drop_max"] == pytest.approx(max(drops), rel=1e-6)
+
+
+def test_toy_run_loss_and_query_bias_recomputed(values):
+    # the toy's deterministic part redone in float64 with one head, torch autograd and an
+    # Adam written here (lr 1e-2, β 0.9, 0.999, ε 1e-8, bias-corrected), from the same
+    # seeded draws: the loss and b_q do not depend on b_k (it cancels in the softmax),
+    # so float32 rounding noise in b_k cannot move them; float32 vs float64 agree to
+    # ~1e-5 relative after 150 steps (1e-3 allowed)
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    d, d_k, n, batch, steps = 32, 16, 12, 16, values["toy_steps"]
+
+    def draw(*shape, std=1.0):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64) * std
+
+    t_q, t_k = draw(d, d_k, std=2 / math.sqrt(d)), draw(d, d_k, std=2 / math.sqrt(d))
+    t_v, t_bq = draw(d, d, std=1 / math.sqrt(d)), draw(d_k)
+    params = [draw(d, d_k, std=0.1), draw(d, d_k, std=0.1), draw(d, d, std=0.1),
+              torch.zeros(d_k), torch.zeros(d_k), torch.zeros(d)]
+    params = [p.double().requires_grad_() for p in params]
+    x_all = draw(steps, batch, n, d)
+    s = 1 / math.sqrt(d_k)
+
+    def head(x, w_q, w_k, w_v, b_q, b_k, b_v):
+        q, k, v = x @ w_q + b_q, x @ w_k + b_k, x @ w_v + b_v
+        return torch.softmax(q @ k.mT * s, -1) @ v
+
+    m1 = [torch.zeros_like(p) for p in params]
+    m2 = [torch.zeros_like(p) for p in params]
+    losses = []
+    for step in range(1, steps + 1):
+        x = x_all[step - 1]
+        with torch.no_grad():
+            target = head(x, t_q, t_k, t_v, t_bq, 0 * t_bq, torch.zeros(d))
+        loss = ((head(x, *params) - target) ** 2).mean()
+        grads = torch.autograd.grad(loss, params)
+        losses.append(float(loss))
+        with torch.no_grad():
+            for p, g, a, b in zip(params, grads, m1, m2):
+                a.mul_(0.9).add_(0.1 * g)
+                b.mul_(0.999).add_(0.001 * g * g)
+                p -= 1e-2 * (a / (1 - 0.9**step)) / ((b / (1 - 0.999**step)).sqrt()
+                                                     + 1e-8)
+    assert values["toy_loss_start"] == pytest.approx(losses[0], rel=1e-5)
+    assert values["toy_loss_adam"] == pytest.approx(losses[-1], rel=1e-3)
+    b_q_rms = float(params[3].detach().pow(2).mean().sqrt())
+    assert values["toy_bq_drift_adam"] == pytest.approx(b_q_rms, rel=1e-3)
+
+
+@real_data
+def test_key_bias_rounding_numbers_recomputed(real):
+    # the b_k test redone here with numpy, in the arithmetic the prose describes (q, k
+    # and the logits in float32, the softmax in float64; then all in float64), on the
+    # page's probe tokens. Rounding-level maxima depend on the order of operations; the
+    # same float32 matrix products in the same shapes give the same roundings, so the
+    # agreement is to 1e-3 relative (a different BLAS blocking would break it, not a
+    # factor 1.5 of the rounding itself)
+    attention = np.load(REFERENCE / "gpt2_small_attention.npz")
+    partial = np.load(REFERENCE / "gpt2_small_partial.npz")
+    norms = np.load(REFERENCE / "gpt2_small_layernorm.npz")
+    change32, change64, rounding = 0.0, 0.0, 0.0
+    for i, rng in enumerate(np.random.default_rng(7).spawn(12)):
+        w = attention[f"transformer.h.{i}.attn.c_attn.weight"]
+        b = partial[f"transformer.h.{i}.attn.c_attn.bias"]
+        gain = norms[f"transformer.h.{i}.ln_1.weight"].astype(np.float64)
+        shift = norms[f"transformer.h.{i}.ln_1.bias"].astype(np.float64)
+        u = (gain * rng.standard_normal((64, 768)) + shift).astype(np.float32)
+        results = {}
+        for dtype in (np.float32, np.float64):
+            uu, ww, bb = u.astype(dtype), w.astype(dtype), b.astype(dtype)
+
+            def heads(x):                                  # (64, 768) -> (12, 64, 64)
+                return np.ascontiguousarray(x.reshape(64, 12, 64).transpose(1, 0, 2))
+
+            q_lin, k_lin = heads(uu @ ww[:, :768]), heads(uu @ ww[:, 768:1536])
+            q = q_lin + bb[:768].reshape(12, 1, 64)
+            k = k_lin + bb[768:1536].reshape(12, 1, 64)
+            p = _softmax(((1 / 8) * (q @ k.swapaxes(-1, -2))).astype(np.float64))
+            p_no = _softmax(((1 / 8) * (q @ k_lin.swapaxes(-1, -2))).astype(np.float64))
+            results[dtype] = (p, np.abs(p_no - p).max())
+        change32 = max(change32, results[np.float32][1])
+        change64 = max(change64, results[np.float64][1])
+        rounding = max(rounding, np.abs(results[np.float32][0]
+                                        - results[np.float64][0]).max())
+    assert real["bk_change_max"] == pytest.approx(change32, rel=1e-3)
+    assert real["bk_change_max_f64"] == pytest.approx(change64, rel=1e-3)
+    assert real["f32_rounding_max"] == pytest.approx(rounding, rel=1e-3)
+
+
+@real_data
+def test_reconstructed_initialization_recomputed(real):
+    # the page's initialization draws (gpt2.init_tensors, seed 0, in the page's order)
+    # and an explicit 768 × 768 M per head: |tr M|/‖M‖_F and the symmetric fraction
+    from numscale import gpt2
+
+    names = [f"h.{i}.attn.c_attn.{p}" for i in range(12) for p in ("weight", "bias")]
+    init = gpt2.init_tensors(names, seed=0)
+    trace, sym, std = [], [], []
+    for i in range(12):
+        w = init[f"h.{i}.attn.c_attn.weight"].astype(np.float64)
+        for h in range(12):
+            m = w[:, 64 * h:64 * h + 64] @ w[:, 768 + 64 * h:768 + 64 * h + 64].T
+            frob2 = np.sum(m * m)
+            trace.append(np.trace(m) / np.sqrt(frob2))
+            sym.append(np.sum(((m + m.T) / 2) ** 2) / frob2)
+            std.append(np.sqrt(frob2) / 8)               # biases 0, gains 1
+    assert real["trace_init_abs_max"] == pytest.approx(np.abs(trace).max(), rel=1e-6)
+    assert real["sym_init_min"] == pytest.approx(min(sym), rel=1e-6)
+    assert real["sym_init_max"] == pytest.approx(max(sym), rel=1e-6)
+    assert real["init_std_min"] == pytest.approx(min(std), rel=1e-6)
+    assert real["init_std_max"] == pytest.approx(max(std), rel=1e-6)
