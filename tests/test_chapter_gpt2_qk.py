@@ -324,7 +324,11 @@ def test_key_bias_rounding_numbers_recomputed(real):
     attention = np.load(REFERENCE / "gpt2_small_attention.npz")
     partial = np.load(REFERENCE / "gpt2_small_partial.npz")
     norms = np.load(REFERENCE / "gpt2_small_layernorm.npz")
-    change32, change64, rounding = 0.0, 0.0, 0.0
+    change32, change64, rounding, use = 0.0, 0.0, 0.0, 0.0
+
+    def gamma(n, unit):                        # Higham's γ_n = nu/(1 − nu)
+        return n * unit / (1 - n * unit)
+
     for i, rng in enumerate(np.random.default_rng(7).spawn(12)):
         w = attention[f"transformer.h.{i}.attn.c_attn.weight"]
         b = partial[f"transformer.h.{i}.attn.c_attn.bias"]
@@ -344,6 +348,32 @@ def test_key_bias_rounding_numbers_recomputed(real):
             p = _softmax(((1 / 8) * (q @ k.swapaxes(-1, -2))).astype(np.float64))
             p_no = _softmax(((1 / 8) * (q @ k_lin.swapaxes(-1, -2))).astype(np.float64))
             results[dtype] = (p, np.abs(p_no - p).max())
+            if dtype is np.float32:
+                # the worst-case bound the prose states: every q, k coordinate off by
+                # γ_769(|u||W| + |b|), the 64-term dot by γ_64|q||k|, pushed through
+                # the softmax (weights move by a factor e^{±2Δ}), plus the float64
+                # softmax's own 2γ_67; the observed change is compared with it
+                unit = float(np.finfo(np.float32).eps) / 2
+                g_proj, g_dot = gamma(769, unit), gamma(64, unit)
+                a_u, a_w = np.abs(u.astype(np.float64)), np.abs(w.astype(np.float64))
+                a_b = np.abs(b.astype(np.float64))
+                err_q = g_proj * (heads(a_u @ a_w[:, :768])
+                                  + a_b[:768].reshape(12, 1, 64))
+                err_k0 = g_proj * heads(a_u @ a_w[:, 768:1536])
+                err_k1 = err_k0 + g_proj * a_b[768:1536].reshape(12, 1, 64)
+                q_abs = np.abs(q.astype(np.float64))
+
+                def delta(k_abs, err_k):
+                    total = (err_q @ k_abs.swapaxes(-1, -2)
+                             + (q_abs + err_q) @ err_k.swapaxes(-1, -2)
+                             + g_dot * (q_abs @ k_abs.swapaxes(-1, -2)))
+                    return total.max(axis=-1, keepdims=True) / 8
+
+                d1 = delta(np.abs(k.astype(np.float64)), err_k1)
+                d0 = delta(np.abs(k_lin.astype(np.float64)), err_k0)
+                soft = 2 * gamma(67, float(np.finfo(np.float64).eps) / 2)
+                bound = p * np.exp(2 * d1) * (np.expm1(2 * d1) + np.expm1(2 * d0) + soft)
+                use = max(use, np.max(np.abs(p_no - p) / np.maximum(bound, 1e-300)))
         change32 = max(change32, results[np.float32][1])
         change64 = max(change64, results[np.float64][1])
         rounding = max(rounding, np.abs(results[np.float32][0]
@@ -351,6 +381,7 @@ def test_key_bias_rounding_numbers_recomputed(real):
     assert real["bk_change_max"] == pytest.approx(change32, rel=1e-3)
     assert real["bk_change_max_f64"] == pytest.approx(change64, rel=1e-3, abs=0)
     assert real["f32_rounding_max"] == pytest.approx(rounding, rel=1e-3)
+    assert real["bk_bound_use_max"] == pytest.approx(use, rel=1e-3)
 
 
 @real_data
