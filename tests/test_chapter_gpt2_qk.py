@@ -266,8 +266,8 @@ def test_standardized_inputs_exercise(real):
 
 
 def test_toy_run_loss_and_query_bias_recomputed(values):
-    # the toy's deterministic part redone in float64 with one head, torch autograd and an
-    # Adam written here (lr 1e-2, β 0.9, 0.999, ε 1e-8, bias-corrected), from the same
+    # the toy's deterministic part redone in float64 with one head, torch autograd and
+    # an Adam written here (lr 1e-2, β 0.9, 0.999, ε 1e-8, bias-corrected), from the same
     # seeded draws: the loss and b_q do not depend on b_k (it cancels in the softmax),
     # so float32 rounding noise in b_k cannot move them; float32 vs float64 agree to
     # ~1e-5 relative after 150 steps (1e-3 allowed)
@@ -363,7 +363,7 @@ def test_key_bias_rounding_numbers_recomputed(real):
                 err_k1 = err_k0 + g_proj * a_b[768:1536].reshape(12, 1, 64)
                 q_abs = np.abs(q.astype(np.float64))
 
-                def delta(k_abs, err_k):
+                def delta(k_abs, err_k, err_q=err_q, q_abs=q_abs, g_dot=g_dot):
                     total = (err_q @ k_abs.swapaxes(-1, -2)
                              + (q_abs + err_q) @ err_k.swapaxes(-1, -2)
                              + g_dot * (q_abs @ k_abs.swapaxes(-1, -2)))
@@ -372,7 +372,8 @@ def test_key_bias_rounding_numbers_recomputed(real):
                 d1 = delta(np.abs(k.astype(np.float64)), err_k1)
                 d0 = delta(np.abs(k_lin.astype(np.float64)), err_k0)
                 soft = 2 * gamma(67, float(np.finfo(np.float64).eps) / 2)
-                bound = p * np.exp(2 * d1) * (np.expm1(2 * d1) + np.expm1(2 * d0) + soft)
+                bound = p * np.exp(2 * d1) * (np.expm1(2 * d1) + np.expm1(2 * d0)
+                                              + soft)
                 use = max(use, np.max(np.abs(p_no - p) / np.maximum(bound, 1e-300)))
         change32 = max(change32, results[np.float32][1])
         change64 = max(change64, results[np.float64][1])
