@@ -300,7 +300,7 @@ def test_toy_run_loss_and_query_bias_recomputed(values):
             target = head(x, t_q, t_k, t_v, t_bq, 0 * t_bq, torch.zeros(d))
         loss = ((head(x, *params) - target) ** 2).mean()
         grads = torch.autograd.grad(loss, params)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         with torch.no_grad():
             for p, g, a, b in zip(params, grads, m1, m2):
                 a.mul_(0.9).add_(0.1 * g)
