@@ -1,4 +1,4 @@
-"""Tests of numscale.sources: which source applies, what a failure raises, how a source
+"""Tests of numscale.models.sources: which source applies, what a failure raises, how a source
 is described, and the hub look-up's fast failure."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from numscale import sources
+from numscale.models import sources
 
 VAR = "NUMSCALE_TEST_SOURCE"
 

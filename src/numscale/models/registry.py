@@ -8,7 +8,7 @@ tensors equals, byte for byte, an independent export of the released weights
 (0hq/WebGPT's Git LFS oids, written from the Hugging Face PyTorch state dict). They cover
 123 tensors: every LayerNorm, every bias, the position embeddings and the attention
 weights; not the token embeddings or the MLP weights (not available offline here).
-Used by :func:`numscale.gpt2.is_released_gpt2_small`.
+Used by :func:`numscale.models.gpt2_model.is_released_gpt2_small`.
 """
 
 RELEASED_SHA256: dict[str, str] = {

@@ -1,6 +1,6 @@
 """Where a model's files come from: one rule for every model the book loads.
 
-A loader (:mod:`numscale.gpt2`, :mod:`numscale.tinystories`) names its environment
+A loader (:mod:`numscale.models.gpt2`, :mod:`numscale.models.llama2c`) names its environment
 variable and its default hub source; this module decides which source applies and what a
 failure means:
 
