@@ -682,3 +682,33 @@ def test_unavailable_notice_has_reason_and_advice(monkeypatch, tmp_path):
             gpt2.list_tensors()
         assert info.value.advice == gpt2.HOW_TO_PROVIDE
         assert info.value.reason.startswith("The default source 'gpt2' is unavailable")
+
+
+# ------------------------------------------------------------------ the embedded LayerNorms
+
+
+def test_layernorms_default_to_the_embedded_data(monkeypatch, tmp_path):
+    """No variable: GPT-2 small's LayerNorms built into the package, sha256 checked, the
+    released values (every tensor matches its stored checksum); the large tensors still
+    default to the hub. An altered embedded file fails naming it."""
+    from numscale.models import registry
+
+    monkeypatch.delenv(gpt2.ENV_VAR, raising=False)
+    ln = gpt2.layernorm_parameters()
+    assert ln.gains.shape == ln.biases.shape == (25, 768)
+    assert "built into numscale" in ln.source
+    tensors = {f"{m}.weight": g for m, g in zip(ln.names, ln.gains)}
+    tensors |= {f"{m}.bias": b for m, b in zip(ln.names, ln.biases)}
+    assert gpt2_model.is_released_gpt2_small(tensors)
+    if (REFERENCE / "gpt2_small_layernorm.npz").is_file():
+        shared = gpt2.layernorm_parameters(str(REFERENCE))
+        np.testing.assert_array_equal(shared.gains, ln.gains)
+        np.testing.assert_array_equal(shared.biases, ln.biases)
+    altered = tmp_path / "data"
+    altered.mkdir()
+    raw = bytearray((registry.DATA_DIR / registry.GPT2_EMBEDDED).read_bytes())
+    raw[-20] ^= 1
+    (altered / registry.GPT2_EMBEDDED).write_bytes(bytes(raw))
+    monkeypatch.setattr(registry, "DATA_DIR", altered)
+    with pytest.raises(gpt2.SourceError, match="does not match its recorded sha256"):
+        gpt2.layernorm_parameters()

@@ -1,8 +1,9 @@
 """Tests of numscale.models.llama2c: the llama2.c checkpoint and tokenizer readers, the
 tokenizer's encoding rule, the stories reader, initialization and the source rule.
 
-Tiny checkpoints and tokenizers are written by the tests; the real stories260K files in
-``../shared/reference/tinystories`` are read in place when present (skipped otherwise).
+Tiny checkpoints and tokenizers are written by the tests; the real stories260K files are
+read from the data built into the package (always) and from
+``../shared/reference/tinystories`` when present.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numscale.models import llama, llama2c as ts, sources
+from numscale.models import llama, llama2c as ts, registry, sources
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tinystories"
-needs_real = pytest.mark.skipif(not (REAL / "stories260K.bin").is_file(),
-                                reason="../shared/reference/tinystories is absent")
+#: The real files: built into the package, and the shared reference folder when present.
+REAL_SOURCES = ["embedded"] + ([str(REAL)] if (REAL / "stories260K.bin").is_file() else [])
 
 
 @pytest.fixture(autouse=True)
@@ -345,8 +346,10 @@ def silent_server():
 
 
 @pytest.mark.parametrize("network", ["offline", "silent", "closed-port"])
-def test_default_source_unavailable_is_fast_and_clear(tmp_path, monkeypatch, silent_server,
-                                                      network):
+def test_hub_source_unavailable_is_fast_and_clear(tmp_path, monkeypatch, silent_server,
+                                                  network):
+    """The hub is an explicit choice: unreachable, it fails fast with one clear line."""
+    monkeypatch.setenv(ts.ENV_VAR, "karpathy/tinyllamas")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     if network == "offline":
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -355,18 +358,37 @@ def test_default_source_unavailable_is_fast_and_clear(tmp_path, monkeypatch, sil
         url = silent_server if network == "silent" else "http://127.0.0.1:9"
         monkeypatch.setenv("HF_ENDPOINT", url)
     start = time.perf_counter()
-    with pytest.raises(sources.SourceUnavailable) as info:
+    with pytest.raises(sources.SourceError) as info:
         ts.load()
     elapsed = time.perf_counter() - start
     # the probe is bounded by PROBE_TIMEOUT = 1.5 s (the silent server uses all of it)
     assert elapsed < 2.0, f"took {elapsed:.2f} s"
     message = str(info.value)
     assert "karpathy/tinyllamas" in message and "NUMSCALE_TINYSTORIES" in message
-    assert max(len(line) for line in message.splitlines()) <= sources.NOTICE_WIDTH
-    assert str(tmp_path) not in message
+    assert len(message.splitlines()) == 1 and str(tmp_path) not in message
     start = time.perf_counter()
-    assert not ts.source_available()  # the failed probe is remembered
+    with pytest.raises(sources.SourceError):
+        ts.source_available()  # the failed probe is remembered
     assert time.perf_counter() - start < 0.5
+
+
+def test_default_is_the_embedded_data_checked_at_load(tmp_path, monkeypatch):
+    """No variable: the files built into the package, sha256 checked; an altered copy
+    fails with a message naming the file, never a silent stand-in."""
+    loaded = ts.load()
+    assert loaded.released and len(loaded.stories) == ts.N_STORIES
+    assert "built into numscale" in loaded.description
+    altered = tmp_path / "data"
+    altered.mkdir()
+    for name in registry.EMBEDDED:
+        (altered / name).write_bytes((registry.DATA_DIR / name).read_bytes())
+    data = bytearray((altered / "tok512.bin").read_bytes())
+    data[100] ^= 1  # one bit
+    (altered / "tok512.bin").write_bytes(bytes(data))
+    monkeypatch.setattr(registry, "DATA_DIR", altered)
+    ts.clear_cache()
+    with pytest.raises(sources.SourceError, match="tok512.bin does not match"):
+        ts.load()
 
 
 def test_default_source_from_the_local_hub_cache(tmp_path, monkeypatch, tiny_weights,
@@ -387,7 +409,7 @@ def test_default_source_from_the_local_hub_cache(tmp_path, monkeypatch, tiny_wei
         (cache / repo / "refs" / "main").write_text("0" * 40)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    loaded = ts.load()
+    loaded = ts.load("karpathy/tinyllamas")
     np.testing.assert_array_equal(loaded.weights.w2, tiny_weights.w2)
     assert "Hugging Face hub" in loaded.description and str(tmp_path) not in loaded.description
 
@@ -395,9 +417,9 @@ def test_default_source_from_the_local_hub_cache(tmp_path, monkeypatch, tiny_wei
 # ------------------------------------------------------------------ the real files
 
 
-@needs_real
-def test_real_files():
-    loaded = ts.load(REAL)
+@pytest.mark.parametrize("real", REAL_SOURCES)
+def test_real_files(real):
+    loaded = ts.load(real)
     c = loaded.weights.config
     assert (c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
             c.seq_len) == (64, 172, 5, 8, 4, 512, 512)
@@ -414,9 +436,9 @@ def test_real_files():
     assert np.abs(loaded.weights.rms_att - 1).max() > 0.1
 
 
-@needs_real
-def test_real_tokenizer_round_trips_and_matches_run_c():
-    loaded = ts.load(REAL)
+@pytest.mark.parametrize("real", REAL_SOURCES)
+def test_real_tokenizer_round_trips_and_matches_run_c(real):
+    loaded = ts.load(real)
     tok = loaded.tokenizer
     for story in loaded.stories[:20]:
         ids = tok.encode(story)
@@ -424,14 +446,14 @@ def test_real_tokenizer_round_trips_and_matches_run_c():
         assert tok.decode(ids) == story
 
 
-@needs_real
-def test_real_load_is_fast_and_cached():
+@pytest.mark.parametrize("real", REAL_SOURCES)
+def test_real_load_is_fast_and_cached(real):
     start = time.perf_counter()
-    first = ts.load(REAL)
+    first = ts.load(real)
     elapsed = time.perf_counter() - start
     assert elapsed < 2.0, f"load took {elapsed:.2f} s"  # 1.5 MB read and hashed
     start = time.perf_counter()
-    assert ts.load(REAL) is first
+    assert ts.load(real) is first
     assert time.perf_counter() - start < 0.05
 
 

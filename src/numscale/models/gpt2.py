@@ -2,7 +2,9 @@
 
 Where the tensors come from follows :mod:`numscale.models.sources`: the ``source`` argument or,
 when that is ``None``, the environment variable ``NUMSCALE_GPT2``; by default ``"gpt2"``,
-the Hugging Face id. Accepted sources:
+the Hugging Face id, except for :func:`layernorm_parameters`, whose default is the
+LayerNorm parameters built into the package (``"embedded"``, 168 KB, sha256 checked at
+load). Accepted sources:
 
 * a Hugging Face hub id (``"gpt2"``, ``"openai-community/gpt2"``): the local Hugging Face
   cache first, else (unless ``HF_HUB_OFFLINE`` is set) ``model.safetensors`` is downloaded
@@ -43,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from numscale.models import safetensors_io, sources
+from numscale.models import registry, safetensors_io, sources
 from numscale.models.sources import PROBE_TIMEOUT, SourceError, SourceUnavailable, endpoint_reachable
 
 __all__ = [
@@ -57,7 +59,10 @@ __all__ = [
 #: Environment variable naming the source of the weights.
 ENV_VAR = "NUMSCALE_GPT2"
 #: Source used when neither ``source`` nor ``NUMSCALE_GPT2`` is given.
-DEFAULT_SOURCE = "gpt2"
+DEFAULT_SOURCE = registry.GPT2_HUB_ID
+#: The source of the embedded LayerNorm parameters (the default of
+#: :func:`layernorm_parameters`; ``NUMSCALE_GPT2=embedded`` names it for every loader).
+EMBEDDED_SOURCE = "embedded"
 #: GPT-2 small's depth and width.
 N_LAYER = 12
 N_EMBD = 768
@@ -204,6 +209,14 @@ def _weight_files_in(directory: Path, choice: sources.Choice) -> tuple[list[Path
     return files, config
 
 
+def _looks_pickled(path: Path) -> bool:
+    """Whether a file starts as a pickle (protocol 2+: byte 0x80) or as torch.save's zip
+    archive ("PK"): what a .bin of PyTorch weights is, unlike llama2.c's plain .bin."""
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    return head[:1] == b"\x80" or head == b"PK"
+
+
 def _resolve_path(choice: sources.Choice, path: Path) -> _Resolved:
     if not path.exists():
         raise _fail(choice, "the path does not exist")
@@ -218,7 +231,15 @@ def _resolve_path(choice: sources.Choice, path: Path) -> _Resolved:
                          _dims_from(None, choice))
     files, config = _weight_files_in(path, choice)
     if not files:
-        pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+        pickles = sorted(p.name for p in path.iterdir()
+                         if p.suffix in _PICKLE_SUFFIXES and _looks_pickled(p))
+        if not pickles:
+            held = sorted(p.name for p in path.iterdir() if p.is_file())
+            shown = ", ".join(held[:6]) + (", …" if len(held) > 6 else "")
+            raise _fail(choice, f"the folder holds no GPT-2 weights ({shown or 'no files'}); "
+                                f"NUMSCALE_GPT2 expects a save_pretrained directory, a "
+                                f".safetensors or .npz file keyed by state-dict name, or a "
+                                f"folder of such files")
         if pickles:
             raise _fail(choice, f"the folder holds only pickle weights ({', '.join(pickles)}), "
                                 f"which are never loaded (unpickling can run arbitrary "
@@ -267,8 +288,20 @@ def _resolve_hub(choice: sources.Choice) -> _Resolved:
     return resolved
 
 
-def _resolve(source: Any) -> _Resolved:
-    choice = sources.choose(source, ENV_VAR, DEFAULT_SOURCE)
+def _resolve_embedded(choice: sources.Choice) -> _Resolved:
+    """GPT-2 small's LayerNorm parameters built into the package, sha256 checked."""
+    try:
+        path = registry.embedded_file(registry.GPT2_EMBEDDED)
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+    return _Resolved((path,), "GPT-2 small's LayerNorm parameters built into numscale "
+                      "(sha256 checked)", None, choice, _dims_from(None, choice))
+
+
+def _resolve(source: Any, default: str = DEFAULT_SOURCE) -> _Resolved:
+    choice = sources.choose(source, ENV_VAR, default)
+    if choice.text == EMBEDDED_SOURCE:
+        return _resolve_embedded(choice)
     path = sources.local_path(choice.text)
     if path.exists() or sources.looks_like_path(choice.text, _WEIGHT_SUFFIXES + _PICKLE_SUFFIXES):
         return _resolve_path(choice, path)
@@ -502,9 +535,11 @@ def layernorm_parameters(source: str | os.PathLike | None = None) -> LayerNormPa
     """All LayerNorm gains and biases, rows in module order ``h.0.ln_1, h.0.ln_2, ..., ln_f``.
 
     For GPT-2 small: ``gains`` and ``biases`` of shape (25, 768). The number of blocks is
-    read from the source; every LayerNorm of those blocks must be there.
+    read from the source; every LayerNorm of those blocks must be there. By default (no
+    ``source``, no ``NUMSCALE_GPT2``) the parameters built into the package
+    (:data:`EMBEDDED_SOURCE`), checked against their sha256.
     """
-    resolved = _resolve(source)
+    resolved = _resolve(source, default=EMBEDDED_SOURCE)
     index = _index(resolved)
     available = list(index)
     try:

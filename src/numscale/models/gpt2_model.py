@@ -4,7 +4,8 @@
 them (:func:`init_tensors`, :func:`init_layernorm_parameters`), says whether tensors are
 the released GPT-2 small's (:func:`is_released_gpt2_small`, against the checksums of
 :mod:`numscale.models.registry`), and builds the whole ``transformers`` model when a
-source holds all of it (:func:`load_model`, :func:`load_gpt2`).
+source holds all of it (:func:`load_model`, :func:`load_gpt2`); and what the GPT-2 pages
+need beyond the embedded LayerNorms (:data:`LARGE_TENSORS`, :func:`missing_tensors`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from numscale.models import sources
 from numscale.models.gpt2 import (
     N_EMBD,
     N_LAYER,
+    HOW_TO_PROVIDE,
     GPT2Unavailable,
     LayerNormParameters,
     ModelIncomplete,
@@ -214,3 +216,43 @@ def load_gpt2(source: str | None = None):
         # the loader's generic advice also names partial sources; the chapter gives its own
         return None, str(exc).replace(gpt2.HOW_TO_PROVIDE, "").strip()
     return model.eval(), "loaded"
+
+
+# ------------------------------------------------------------ what a page needs
+
+
+#: The tensors the GPT-2 pages read beyond the embedded LayerNorms (117 MB, not in the
+#: repository): every block's attention weights and biases, the output projections'
+#: weights and biases, and the position embeddings.
+LARGE_TENSORS: tuple[str, ...] = tuple(
+    f"h.{i}.{name}" for i in range(N_LAYER)
+    for name in ("attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
+                 "attn.c_proj.bias", "mlp.c_proj.bias")
+) + ("wpe.weight",)
+LARGE_TENSORS_TEXT = ("GPT-2 small's attention weights and biases, output projections and "
+                      "position embeddings (117 MB, not part of the repository)")
+
+
+def missing_tensors(names: Sequence[str] = LARGE_TENSORS,
+                    source: str | os.PathLike | None = None) -> str | None:
+    """``None`` when the source holds every tensor in ``names``; otherwise one sentence
+    saying why they cannot be had and how to provide them.
+
+    Reads the source's list of tensors, never their data. The default hub id, neither
+    cached nor reachable, is a missing source (answered within about
+    :data:`~numscale.models.sources.PROBE_TIMEOUT` seconds); a source the reader named
+    that cannot be used (a path that does not exist, a corrupt file) raises
+    :class:`~numscale.models.sources.SourceError`.
+    """
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence) or not names:
+        raise TypeError("names must be a non-empty sequence of tensor names")
+    try:
+        resolved = _resolve(source)
+        index = _index(resolved)
+    except GPT2Unavailable as exc:
+        return f"{exc.reason or exc} {HOW_TO_PROVIDE}"
+    absent = [n for n in map(canonical_name, names) if n not in index]
+    if not absent:
+        return None
+    return (f"{resolved.description} lacks {sources.plural(len(absent), 'tensor')} of the "
+            f"{len(names)} needed (such as {absent[0]}). {HOW_TO_PROVIDE}")

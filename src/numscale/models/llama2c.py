@@ -11,16 +11,18 @@ Three plain files, read with NumPy (nothing is unpickled):
 * the text: stories separated by ``<|endoftext|>``.
 
 The source is named by ``source`` or the environment variable :data:`ENV_VAR`: a folder
-holding :data:`FILES`; by default the Hugging Face hub (``stories260K/stories260K.bin`` and
-``stories260K/tok512.bin`` of ``karpathy/tinyllamas``, ``TinyStories-valid.txt`` of the
-dataset ``roneneldan/TinyStories``). The rule of :mod:`numscale.models.sources` applies: a source
+holding :data:`FILES`, or the Hugging Face hub id ``karpathy/tinyllamas``
+(``stories260K/stories260K.bin`` and ``stories260K/tok512.bin``, with
+``TinyStories-valid.txt`` of the dataset ``roneneldan/TinyStories``). By default
+(:data:`DEFAULT_SOURCE`, ``"embedded"``) the files built into the package
+(``numscale/models/data``), each checked against its sha256 in
+:mod:`numscale.models.registry` when it is loaded. The rule of :mod:`numscale.models.sources` applies: a source
 the reader named that cannot be used raises :class:`~numscale.models.sources.SourceError`; only
 the default raises :class:`~numscale.models.sources.SourceUnavailable` (chapters show a notice).
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import os
 from dataclasses import dataclass
@@ -29,29 +31,25 @@ from typing import Any
 
 import numpy as np
 
-from numscale.models import sources
+from numscale.models import registry, sources
 from numscale.models.llama import BOS, EOS, HEADER_INTS, LlamaConfig, LlamaWeights
 
 #: Environment variable naming the source.
 ENV_VAR = "NUMSCALE_TINYSTORIES"
-#: The default source: the model's hub repository (the stories come from the dataset).
-DEFAULT_SOURCE = "karpathy/tinyllamas"
-HUB_MODEL_FILES = {"checkpoint": "stories260K/stories260K.bin",
-                   "tokenizer": "stories260K/tok512.bin"}
-HUB_STORIES = ("roneneldan/TinyStories", "TinyStories-valid.txt")
+#: The default source: the files built into the package (registry.EMBEDDED).
+DEFAULT_SOURCE = "embedded"
+#: The hub, chosen explicitly (NUMSCALE_TINYSTORIES=karpathy/tinyllamas).
+HUB_MODEL_FILES = registry.STORIES260K_HUB_FILES
+HUB_STORIES = registry.TINYSTORIES_HUB
 #: File names in a local folder.
-FILES = {"checkpoint": "stories260K.bin", "tokenizer": "tok512.bin",
-         "stories": "tinystories_val.txt"}
-#: Stories kept from the validation text (the local folder holds the first 500).
+FILES = registry.STORIES260K_FILES
+#: Stories kept from the validation text (the embedded file holds the first 500).
 N_STORIES = 500
-#: sha256 of Karpathy's published files (../shared/reference/tinystories/PROVENANCE.md).
-RELEASED_SHA256 = {
-    "checkpoint": "b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696",
-    "tokenizer": "037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312",
-}
+#: sha256 of Karpathy's published files (data/PROVENANCE.md).
+RELEASED_SHA256 = registry.STORIES260K_SHA256
 HOW_TO_PROVIDE = (
     "To provide it, set NUMSCALE_TINYSTORIES to a folder holding stories260K.bin, tok512.bin "
-    "and tinystories_val.txt, or build once with access to the Hugging Face hub."
+    "and tinystories_val.txt, or unset it to use the files built into numscale."
 )
 STORY_SEPARATOR = "<|endoftext|>"
 
@@ -359,10 +357,6 @@ def clear_cache() -> None:
     _LOADED.clear()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _read_all(choice: sources.Choice, paths: dict[str, Path], where: str) -> TinyStories:
     try:
         weights = read_checkpoint(paths["checkpoint"])
@@ -370,7 +364,8 @@ def _read_all(choice: sources.Choice, paths: dict[str, Path], where: str) -> Tin
         stories = read_stories(paths["stories"], limit=N_STORIES)
     except (ValueError, OSError) as exc:
         raise choice.error(str(exc), HOW_TO_PROVIDE) from None
-    released = all(_sha256(paths[k]) == RELEASED_SHA256[k] for k in RELEASED_SHA256)
+    released = all(registry.sha256_file(paths[k]) == RELEASED_SHA256[k]
+                   for k in RELEASED_SHA256)
     model = ("Karpathy's stories260K and its 512-token tokenizer" if released else
              f"a {weights.config.n_parameters():,}-parameter model in llama2.c's format "
              f"(not Karpathy's published stories260K file) and its tokenizer")
@@ -395,6 +390,16 @@ def _load_folder(choice: sources.Choice, path: Path) -> TinyStories:
     return _read_all(choice, paths, sources.describe_local(choice, path))
 
 
+def _load_embedded(choice: sources.Choice) -> TinyStories:
+    """The files built into the package, each checked against its recorded sha256 (a
+    mismatch or a missing file raises :class:`~numscale.models.sources.SourceError`)."""
+    try:
+        paths = {key: registry.embedded_file(name) for key, name in FILES.items()}
+    except ValueError as exc:
+        raise sources.SourceError(str(exc)) from None
+    return _read_all(choice, paths, "the data built into numscale (sha256 checked)")
+
+
 def _load_hub(choice: sources.Choice) -> TinyStories:
     model = sources.fetch_hub_files(choice, choice.text, list(HUB_MODEL_FILES.values()),
                                     advice=HOW_TO_PROVIDE)
@@ -411,13 +416,13 @@ def _load_hub(choice: sources.Choice) -> TinyStories:
 def load(source: str | os.PathLike | None = None) -> TinyStories:
     """The model, tokenizer and first :data:`N_STORIES` validation stories of a source.
 
-    ``source``: a folder holding :data:`FILES`, or a hub id of the model repository;
-    ``None`` uses ``$NUMSCALE_TINYSTORIES`` if set, else the hub. A named source that
-    cannot be used raises :class:`~numscale.models.sources.SourceError` (one line: the variable,
-    the source, the reason); the default, when neither cached nor reachable, raises
-    :class:`~numscale.models.sources.SourceUnavailable` within about
-    :data:`~numscale.models.sources.PROBE_TIMEOUT` seconds. Results are cached in the process
-    by source.
+    ``source``: a folder holding :data:`FILES`, a hub id of the model repository, or
+    ``"embedded"``; ``None`` uses ``$NUMSCALE_TINYSTORIES`` if set, else the files built
+    into the package (:data:`DEFAULT_SOURCE`, checked against its sha256). A source that
+    cannot be used (a path without the files, a hub id neither cached nor reachable
+    within :data:`~numscale.models.sources.PROBE_TIMEOUT` seconds, an altered embedded
+    file) raises :class:`~numscale.models.sources.SourceError`: one line naming the
+    variable, the source and the reason. Results are cached in the process by source.
     """
     choice = sources.choose(source, ENV_VAR, DEFAULT_SOURCE)
     path = sources.local_path(choice.text)
@@ -426,7 +431,10 @@ def load(source: str | os.PathLike | None = None) -> TinyStories:
            *sources.environment_key())
     if key in _LOADED:
         return _LOADED[key]
-    result = _load_folder(choice, path) if is_path else _load_hub(choice)
+    if choice.text == DEFAULT_SOURCE:
+        result = _load_embedded(choice)
+    else:
+        result = _load_folder(choice, path) if is_path else _load_hub(choice)
     _LOADED[key] = result
     return result
 

@@ -1,0 +1,97 @@
+"""Pages without their data (_ext/numscale_data.py): what replaces them, when, and that every
+page reading GPT-2's large tensors is covered. The embedded data is tested in
+test_tinystories.py and test_gpt2_loader.py."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REFERENCE, ROOT
+
+sys.path.insert(0, str(ROOT / "_ext"))
+import numscale_data  # noqa: E402
+
+from numscale.models import gpt2, gpt2_model, registry, sources  # noqa: E402
+
+CODE_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```", re.S | re.M)
+
+
+def page_table() -> dict[str, str]:
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    return config["sphinx"]["config"]["numscale_page_data"]
+
+
+@pytest.fixture
+def no_gpt2(monkeypatch, tmp_path):
+    """No NUMSCALE_GPT2, an empty hub cache, no network: the state of a fresh clone."""
+    monkeypatch.delenv("NUMSCALE_GPT2", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    gpt2.clear_cache()
+    yield
+    gpt2.clear_cache()
+
+
+def test_every_page_reading_large_gpt2_tensors_is_listed():
+    """A page whose code calls gpt2.load_tensors needs tensors beyond the embedded data:
+    it must be in numscale_page_data, or it would fail (or worse) without them."""
+    table = page_table()
+    readers = set()
+    for page in sorted((ROOT / "book").glob("*.md")):
+        code = "\n".join(CODE_CELL.findall(page.read_text(encoding="utf-8")))
+        if "gpt2.load_tensors(" in code or "gpt2.load_tensor(" in code:
+            readers.add(f"book/{page.stem}")
+    assert readers, "no page reads GPT-2's tensors: the scan is broken"
+    assert readers <= set(table), f"not listed: {sorted(readers - set(table))}"
+    assert set(table.values()) <= set(numscale_data.REQUIREMENTS)
+
+
+@pytest.mark.parametrize("docname", sorted(page_table()))
+def test_replacement_has_no_numbers_and_says_what_is_needed(docname):
+    text = (ROOT / f"{docname}.md").read_text(encoding="utf-8")
+    short = numscale_data.replacement(text, page_table()[docname], "no source was given")
+    assert "{code-cell}" not in short and "{glue" not in short  # nothing computed, no number
+    label = re.search(r"^\(([\w-]+)\)=$", text, re.M).group(1)
+    title = re.search(r"^# .+$", text, re.M).group(0)
+    assert f"({label})=\n{title}" in short  # references to the chapter still resolve
+    assert short.startswith("---\njupytext:")  # still a notebook page for myst-nb
+    assert "NUMSCALE_GPT2" in short and "no source was given" in short
+    assert len(short) < len(text) / 5
+
+
+def test_missing_without_any_source(no_gpt2):
+    reason = numscale_data.missing("gpt2-tensors")
+    assert reason is not None and "HF_HUB_OFFLINE" in reason and "NUMSCALE_GPT2" in reason
+
+
+def test_missing_with_only_the_embedded_layernorms(no_gpt2, monkeypatch):
+    monkeypatch.setenv("NUMSCALE_GPT2", str(registry.DATA_DIR / registry.GPT2_EMBEDDED))
+    reason = gpt2_model.missing_tensors()
+    assert reason is not None and f"{len(gpt2_model.LARGE_TENSORS)} needed" in reason
+    assert "lacks 61 tensors" in reason  # 5 per block × 12 + wpe: none is a LayerNorm
+
+
+def test_missing_with_a_path_that_does_not_exist_fails(no_gpt2, monkeypatch, tmp_path):
+    monkeypatch.setenv("NUMSCALE_GPT2", str(tmp_path / "nothing"))
+    with pytest.raises(sources.SourceError, match="does not exist"):
+        numscale_data.missing("gpt2-tensors")
+
+
+@pytest.mark.skipif(not (REFERENCE / "gpt2_small_attention.npz").is_file(),
+                    reason="no reference GPT-2 tensors")
+def test_nothing_missing_with_the_reference_folder(no_gpt2, monkeypatch):
+    monkeypatch.setenv("NUMSCALE_GPT2", str(REFERENCE))
+    assert numscale_data.missing("gpt2-tensors") is None
+    tensors = gpt2.load_tensors(list(gpt2_model.LARGE_TENSORS))
+    assert gpt2_model.is_released_gpt2_small(tensors)
+    assert all(np.isfinite(a).all() for a in tensors.values())
+
+
+def test_unknown_requirement():
+    with pytest.raises(KeyError, match="unknown data requirement"):
+        numscale_data.missing("nothing")
