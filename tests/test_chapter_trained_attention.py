@@ -11,13 +11,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import REFERENCE
 from test_build import glued_values
 
 pytestmark = [
     pytest.mark.build,
-    pytest.mark.skipif(not (REFERENCE / "tinystories" / "stories260K.bin").is_file(),
-                       reason="reference tinystories folder not present"),
 ]
 PAGE = "book/trained_attention"
 

@@ -95,3 +95,18 @@ def test_nothing_missing_with_the_reference_folder(no_gpt2, monkeypatch):
 def test_unknown_requirement():
     with pytest.raises(KeyError, match="unknown data requirement"):
         numscale_data.missing("nothing")
+
+
+def test_readme_sample_error_points_at_the_loading_cell():
+    """The README's sample error names a page, a code cell and a line: they must be the
+    cell that loads the data (its fence on that line), as the build would report it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"ERROR: \[numscale\] (book/\w+\.md), code cell (\d+) \(line (\d+)\)",
+                      readme)
+    assert match, "no sample error in the README"
+    page, number, line = match.group(1), int(match.group(2)), int(match.group(3))
+    lines = (ROOT / page).read_text(encoding="utf-8").splitlines()
+    fences = [i for i, text in enumerate(lines, 1) if text.startswith("```{code-cell}")]
+    assert fences[number - 1] == line
+    cell = lines[line: fences[number] - 1 if number < len(fences) else None]
+    assert any("gpt2.layernorm_parameters(" in text for text in cell)
