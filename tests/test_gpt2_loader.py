@@ -515,7 +515,7 @@ def test_default_hub_id_without_network_fails_fast(monkeypatch, tmp_path, silent
     assert elapsed < 2.0, f"took {elapsed:.2f} s"
     message = str(info.value)
     assert "'gpt2'" in message and str(tmp_path) not in message
-    assert max(map(len, message.splitlines())) <= 100  # a notice, wrapped
+    assert "\n" not in message  # one paragraph, wrapped once by whoever shows it
     # The failure is remembered: a second call in the same process costs nothing.
     start = time.perf_counter()
     assert not gpt2.source_available()
@@ -712,3 +712,21 @@ def test_layernorms_default_to_the_embedded_data(monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "DATA_DIR", altered)
     with pytest.raises(gpt2.SourceError, match="does not match its recorded sha256"):
         gpt2.layernorm_parameters()
+
+
+def test_a_llama2c_folder_is_not_called_pickles(tmp_path, monkeypatch):
+    """llama2.c's .bin files are plain numbers, not pickles: the message says what the
+    folder holds and what NUMSCALE_GPT2 expects."""
+    from numscale.models import registry
+
+    folder = tmp_path / "tinystories"
+    folder.mkdir()
+    for name in ("stories260K.bin", "tok512.bin"):
+        (folder / name).write_bytes((registry.DATA_DIR / name).read_bytes())
+    monkeypatch.setenv(gpt2.ENV_VAR, str(folder))
+    with pytest.raises(gpt2.SourceError) as info:
+        gpt2.load_tensors(["wpe.weight"])
+    message = str(info.value)
+    assert "pickle" not in message
+    assert "holds no GPT-2 weights (stories260K.bin, tok512.bin)" in message
+    assert "NUMSCALE_GPT2 expects a save_pretrained directory" in message

@@ -233,10 +233,10 @@ def _resolve_path(choice: sources.Choice, path: Path) -> _Resolved:
     if not files:
         pickles = sorted(p.name for p in path.iterdir()
                          if p.suffix in _PICKLE_SUFFIXES and _looks_pickled(p))
-        if not pickles:
-            held = sorted(p.name for p in path.iterdir() if p.is_file())
+        held = sorted(p.name for p in path.iterdir() if p.is_file())
+        if held and not pickles:
             shown = ", ".join(held[:6]) + (", …" if len(held) > 6 else "")
-            raise _fail(choice, f"the folder holds no GPT-2 weights ({shown or 'no files'}); "
+            raise _fail(choice, f"the folder holds no GPT-2 weights ({shown}); "
                                 f"NUMSCALE_GPT2 expects a save_pretrained directory, a "
                                 f".safetensors or .npz file keyed by state-dict name, or a "
                                 f"folder of such files")

@@ -121,10 +121,10 @@ def load_model(source: str | os.PathLike | None = None, config: Any = None):
                     "h.0.mlp.c_proj.weight"]
             absent = [n for n in core if n not in index]
             if absent:
-                raise ModelIncomplete(sources.wrap(
+                raise ModelIncomplete((
                     f"{resolved.description} holds only part of GPT-2 (it lacks "
                     f"{', '.join(absent)}, among others), so the model cannot run."))
-            raise ModelIncomplete(sources.wrap(
+            raise ModelIncomplete((
                 f"{resolved.description} has no config.json, so the model's shape (heads, "
                 f"layers) is unknown; pass config=GPT2Config(...) or use a save_pretrained "
                 f"directory."))
@@ -141,7 +141,7 @@ def load_model(source: str | os.PathLike | None = None, config: Any = None):
     missing = [n for n in needed if n not in index]
     if missing:
         shown = ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else "")
-        raise ModelIncomplete(sources.wrap(
+        raise ModelIncomplete((
             f"{resolved.description} holds only part of GPT-2: {len(missing)} of "
             f"{sources.plural(len(expected), 'parameter')} are missing ({shown}), so the "
             f"model cannot run."))
