@@ -21,6 +21,7 @@ Sphinx renders.
 
 from __future__ import annotations
 
+import logging as std_logging
 import re
 from pathlib import Path
 from typing import Any
@@ -122,10 +123,26 @@ def report(app: Sphinx, exception: Exception | None) -> None:
                     f"{', '.join(pages)}")
 
 
+class _NoCacheChatter(std_logging.Filter):
+    """Drops myst-nb's "Using cached notebook: ID=…", one line per page on every build:
+    the executor (_ext/numscale_build.py) already says which pages it ran."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Using cached notebook")
+
+
+def quiet_cache_messages(app: Sphinx) -> None:
+    """``builder-inited`` handler: filter Sphinx's log handlers (set up by then)."""
+    for handler in std_logging.getLogger("sphinx").handlers:
+        if not any(isinstance(f, _NoCacheChatter) for f in handler.filters):
+            handler.addFilter(_NoCacheChatter())
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("numscale_page_data", {}, "env")
     app.add_event("numscale-page-source")
     app.connect("numscale-page-source", page_source)
     app.connect("source-read", source_read)
     app.connect("build-finished", report)
+    app.connect("builder-inited", quiet_cache_messages)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
