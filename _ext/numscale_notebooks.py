@@ -170,7 +170,11 @@ except ImportError:
             f"{{_pip.stderr.strip()[-1500:]}}\\n"
             "This notebook needs them. Connect to the internet and run this cell "
             "again, or install them yourself: pip install " + " ".join(
-                repr(r) for r in _requirements)
+                repr(r) for r in _requirements) + "\\n"
+            "Offline, from a clone of the book's repository where `make book` has "
+            "run: choose the clone's environment as this notebook's kernel "
+            "(.venv/bin/python -m ipykernel install --user --name numscale), or run "
+            "a chapter there with .venv/bin/python tools/run_pages.py book/<page>.md"
         ) from None
     importlib.invalidate_caches()
     try:
@@ -356,11 +360,14 @@ def _draws_figure(executed: list[Any] | None, cell_index: int, cell) -> bool:
 
 
 def book_index(root: str | Path, site_url: str = "", bibfiles: list[str] | None = None,
-               build_dir: str | Path | None = None) -> BookIndex:
+               build_dir: str | Path | None = None,
+               without_data: frozenset[str] = frozenset()) -> BookIndex:
     """Labels, numbers, titles and citations of the book in ``root`` (see :class:`BookIndex`).
 
     With ``build_dir`` (a build folder holding ``html/``), a figure cell is numbered only if
-    it drew a figure in that build, as Sphinx does.
+    it drew a figure in that build, as Sphinx does. ``without_data``: pages the build
+    replaced by a note because their data was missing (_ext/numscale_data.py); their
+    executed notebook is the note's, so it is not read.
     """
     root = Path(root)
     index = BookIndex(site_url=site_url.rstrip("/") + "/" if site_url else "")
@@ -375,7 +382,7 @@ def book_index(root: str | Path, site_url: str = "", bibfiles: list[str] | None 
         prefix = f"{chapter}." if numbered else ""
         counts = {"eq": 0, "fig": 0, "ex": 0}
         pending: list[str] = []
-        executed = _executed_cells(build_dir, docname)
+        executed = None if docname in without_data else _executed_cells(build_dir, docname)
         for cell_index, cell in enumerate(_read_cells(path)):
             if cell.cell_type == "code":
                 figure = ((cell.metadata.get("mystnb") or {}).get("figure") or {})
@@ -974,10 +981,15 @@ def write_notebooks(app, exception) -> None:
     if exception is not None or app.builder.format != "html" or app.builder.name != "html":
         return
     settings = _settings(app)
-    index = book_index(app.srcdir, settings["site_url"], settings["bibfiles"], Path(app.outdir).parent)
+    # pages built without their data (_ext/numscale_data.py) get no notebook: their
+    # page says what they need
+    without_data = frozenset(d for d, why in app.__dict__.get("_numscale_missing", {}).items()
+                             if why)
+    index = book_index(app.srcdir, settings["site_url"], settings["bibfiles"],
+                       Path(app.outdir).parent, without_data)
     out = Path(app.outdir)
     for docname in sorted(app.env.found_docs):
-        if not _is_notebook_page(app, docname):
+        if not _is_notebook_page(app, docname) or docname in without_data:
             continue
         source = Path(app.env.doc2path(docname))
         target = out / notebook_relpath(app, docname)

@@ -110,3 +110,54 @@ def test_readme_sample_error_points_at_the_loading_cell():
     assert fences[number - 1] == line
     cell = lines[line: fences[number] - 1 if number < len(fences) else None]
     assert any("gpt2.layernorm_parameters(" in text for text in cell)
+
+
+def test_no_large_tensors_in_the_repository():
+    """Only the embedded data is tracked: GPT-2's large npz files (117 MB) never are."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert [f for f in tracked if f.endswith(".npz")] == [
+        "src/numscale/models/data/gpt2_small_layernorm.npz"]
+    data = [ROOT / f for f in tracked if f.startswith("src/numscale/models/data/")]
+    assert sum(p.stat().st_size for p in data) < 2_000_000  # 1.66 MB today
+    for name, (size, _) in registry.EMBEDDED.items():
+        assert f"src/numscale/models/data/{name}" in tracked
+        assert (registry.DATA_DIR / name).stat().st_size == size
+
+
+@pytest.mark.build
+@pytest.mark.skipif(not (REFERENCE / "gpt2_small_attention.npz").is_file(),
+                    reason="without ../shared the session build is already the bare one")
+def test_a_build_without_shared_data_has_the_same_numbers(built_site, tmp_path):
+    """A build as a fresh clone makes it (no NUMSCALE_* variable, no hub) shows every page
+    whose data is embedded with exactly the glued values of the session's build (which
+    had ../shared), and the GPT-2 pages as the short note, with no glued number."""
+    from conftest import build_book
+    from test_build import glued_values
+
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMSCALE_")}
+    env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "empty-cache"))
+    result = build_book(tmp_path, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    bare = tmp_path / "_build" / "html"
+    table = page_table()
+    for docname in table:
+        assert f"[numscale] {docname}: built without its data" in result.stdout
+        assert glued_values(bare, docname) == {}
+        html = (bare / f"{docname}.html").read_text(encoding="utf-8")
+        assert "This page was built without its data" in html
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    pages = [f"book/{p.stem}" for p in (ROOT / "book").glob("*.md")
+             if f"file: book/{p.stem}" in toc and f"book/{p.stem}" not in table]
+    compared = 0
+    for page in sorted(pages):
+        path = built_site.parent / ".numscale_exec" / "executed" / f"{page}.ipynb"
+        if not path.is_file():
+            continue  # a page without code cells
+        assert glued_values(bare, page) == glued_values(built_site, page), page
+        compared += 1
+    assert compared >= 15
