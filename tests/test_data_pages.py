@@ -66,7 +66,7 @@ def test_replacement_has_no_numbers_and_says_what_is_needed(docname):
 
 def test_missing_without_any_source(no_gpt2):
     reason = numscale_data.missing("gpt2-tensors")
-    assert reason is not None and "HF_HUB_OFFLINE" in reason and "NUMSCALE_GPT2" in reason
+    assert reason is not None and "HF_HUB_OFFLINE" in reason and "'gpt2'" in reason
 
 
 def test_missing_with_only_the_embedded_layernorms(no_gpt2, monkeypatch):

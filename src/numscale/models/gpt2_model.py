@@ -23,7 +23,6 @@ from numscale.models import sources
 from numscale.models.gpt2 import (
     N_EMBD,
     N_LAYER,
-    HOW_TO_PROVIDE,
     GPT2Unavailable,
     LayerNormParameters,
     ModelIncomplete,
@@ -236,7 +235,7 @@ LARGE_TENSORS_TEXT = ("GPT-2 small's attention weights and biases, output projec
 def missing_tensors(names: Sequence[str] = LARGE_TENSORS,
                     source: str | os.PathLike | None = None) -> str | None:
     """``None`` when the source holds every tensor in ``names``; otherwise one sentence
-    saying why they cannot be had and how to provide them.
+    saying why they cannot be had (the caller says how to provide them).
 
     Reads the source's list of tensors, never their data. The default hub id, neither
     cached nor reachable, is a missing source (answered within about
@@ -250,9 +249,9 @@ def missing_tensors(names: Sequence[str] = LARGE_TENSORS,
         resolved = _resolve(source)
         index = _index(resolved)
     except GPT2Unavailable as exc:
-        return f"{exc.reason or exc} {HOW_TO_PROVIDE}"
+        return exc.reason or str(exc)
     absent = [n for n in map(canonical_name, names) if n not in index]
     if not absent:
         return None
     return (f"{resolved.description} lacks {sources.plural(len(absent), 'tensor')} of the "
-            f"{len(names)} needed (such as {absent[0]}). {HOW_TO_PROVIDE}")
+            f"{len(names)} needed (such as {absent[0]}).")
