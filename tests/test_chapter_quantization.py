@@ -15,7 +15,7 @@ import sys
 
 import pytest
 from conftest import REFERENCE, ROOT
-from test_build import glued_values
+from test_build import built_without_data, glued_values
 
 pytestmark = pytest.mark.build
 PAGE = "book/quantization"
@@ -27,6 +27,8 @@ needs_model = needs_gpt2
 
 @pytest.fixture(scope="module")
 def values(built_site):
+    if built_without_data(built_site, PAGE):  # no GPT-2 tensors: tests/test_data_pages.py
+        pytest.skip("the page was built without GPT-2's tensors")
     found = glued_values(built_site, PAGE)
     return {k.removeprefix("quant_"): v for k, v in found.items()
             if k.startswith("quant_")}

@@ -161,3 +161,19 @@ def test_a_build_without_shared_data_has_the_same_numbers(built_site, tmp_path):
         assert glued_values(bare, page) == glued_values(built_site, page), page
         compared += 1
     assert compared >= 15
+
+
+def test_pages_without_data_are_only_the_listed_ones(built_site):
+    """Only pages of numscale_page_data may be built without their data, and none is when
+    the session's build was given NUMSCALE_GPT2 (as make test does beside ../shared)."""
+    import os
+
+    from test_build import built_without_data
+
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    pages = [f"book/{p.stem}" for p in (ROOT / "book").glob("*.md")
+             if f"file: book/{p.stem}" in toc]
+    without = {page for page in pages if built_without_data(built_site, page)}
+    assert without <= set(page_table())
+    if os.environ.get("NUMSCALE_GPT2") and not os.environ.get("NUMSCALE_TEST_SITE"):
+        assert not without, f"built without data although NUMSCALE_GPT2 is set: {without}"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from numscale import gpt2_qk
-from numscale.models import gpt2, gpt2_model
+from numscale.models import gpt2_model
 
 U32 = gpt2_qk.FLOAT32_UNIT_ROUNDOFF
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numscale import logit_caps as lc, trained_stats
-from numscale.models import llama, llama2c
+from numscale.models import llama
 
 
 @settings(max_examples=100, deadline=None)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numscale import mixed_precision as mp, trained_stats
-from numscale.models import llama, llama2c
+from numscale.models import llama
 
 
 def test_format_limits_read_from_finfo():

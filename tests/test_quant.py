@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from numscale import quant
-from numscale.models import llama, llama2c
+from numscale.models import llama
 
 
 def gaussian(shape, seed=0):
