@@ -81,7 +81,8 @@ class GPT2Unavailable(SourceUnavailable):
 
 
 class ModelIncomplete(GPT2Unavailable):
-    """The source is readable but holds no whole model for :func:`numscale.models.gpt2_model.load_model`."""
+    """The source is readable but holds no whole model for
+    :func:`numscale.models.gpt2_model.load_model`."""
 
 
 class MissingTensorError(SourceError):

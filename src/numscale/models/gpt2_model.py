@@ -130,7 +130,8 @@ def load_model(source: str | os.PathLike | None = None, config: Any = None):
         try:
             config = GPT2Config.from_json_file(str(resolved.config))
         except (OSError, ValueError) as exc:
-            raise resolved.error(f"{resolved.config.name} is not a readable config ({exc})") from None
+            raise resolved.error(f"{resolved.config.name} is not a readable config "
+                                 f"({exc})") from None
     elif not isinstance(config, GPT2Config):
         raise TypeError(f"config must be a transformers.GPT2Config, got {type(config).__name__}")
     with torch.device("meta"):

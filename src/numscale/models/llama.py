@@ -3,7 +3,8 @@
 :class:`LlamaConfig` is the shape a checkpoint header gives, :class:`LlamaWeights` the
 arrays (read from a file by :mod:`numscale.models.llama2c`, or drawn by
 :func:`init_weights` as llama2.c's ``model.py`` initializes them, with
-:func:`rotary_tables`). The architecture is run.c's: token embedding; per block a pre-RMSNorm grouped-query
+:func:`rotary_tables`). The architecture is run.c's: token embedding; per block a
+pre-RMSNorm grouped-query
 attention with rotary position embeddings (interleaved pairs 2j, 2j+1) and a pre-RMSNorm
 SwiGLU MLP, both added to the residual stream; a final RMSNorm and the classifier.
 :class:`LlamaModel` runs a batch of sequences at once (one loop over blocks, none over

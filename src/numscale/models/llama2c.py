@@ -16,7 +16,8 @@ holding :data:`FILES`, or the Hugging Face hub id ``karpathy/tinyllamas``
 ``TinyStories-valid.txt`` of the dataset ``roneneldan/TinyStories``). By default
 (:data:`DEFAULT_SOURCE`, ``"embedded"``) the files built into the package
 (``numscale/models/data``), each checked against its sha256 in
-:mod:`numscale.models.registry` when it is loaded. The rule of :mod:`numscale.models.sources` applies: a source
+:mod:`numscale.models.registry` when it is loaded. The rule of
+:mod:`numscale.models.sources` applies: a source
 the reader named that cannot be used raises :class:`~numscale.models.sources.SourceError`; only
 the default raises :class:`~numscale.models.sources.SourceUnavailable` (chapters show a notice).
 """
