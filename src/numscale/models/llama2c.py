@@ -17,9 +17,9 @@ holding :data:`FILES`, or the Hugging Face hub id ``karpathy/tinyllamas``
 (:data:`DEFAULT_SOURCE`, ``"embedded"``) the files built into the package
 (``numscale/models/data``), each checked against its sha256 in
 :mod:`numscale.models.registry` when it is loaded. The rule of
-:mod:`numscale.models.sources` applies: a source
-the reader named that cannot be used raises :class:`~numscale.models.sources.SourceError`; only
-the default raises :class:`~numscale.models.sources.SourceUnavailable` (chapters show a notice).
+:mod:`numscale.models.sources` applies: a source that cannot be used (a folder without
+the files, an unreachable hub id, an altered embedded file) raises
+:class:`~numscale.models.sources.SourceError`, one line naming it and why.
 """
 
 from __future__ import annotations
