@@ -146,7 +146,8 @@ def test_a_build_without_shared_data_has_the_same_numbers(built_site, tmp_path):
     bare = tmp_path / "_build" / "html"
     table = page_table()
     for docname in table:
-        assert f"[numscale] {docname}: built without its data" in result.stdout
+        log = result.stdout + result.stderr  # Sphinx's log lines may go to either
+        assert f"[numscale] {docname}: built without its data" in log
         assert glued_values(bare, docname) == {}
         html = (bare / f"{docname}.html").read_text(encoding="utf-8")
         assert "This page was built without its data" in html
