@@ -18,13 +18,13 @@ TORCH_PIN   := $(shell grep -m1 -E '^torch==' requirements.txt)
 # An index lookup that fails is retried once, a silent connection abandoned after 15 s: an
 # unreachable index costs seconds, not minutes (pip's defaults are 5 retries with back-off).
 PIP_NET     ?= --retries 1 --timeout 15
-# Real data, when this checkout sits beside the project's shared folder.
+# The small real data (stories260K, its tokenizer and stories, GPT-2's LayerNorms) is built
+# into the package (src/numscale/models/data). GPT-2's large tensors (117 MB) are not: when
+# this checkout sits beside the project's shared folder, they come from there; without them
+# the pages that read them are built as a short page saying what they need.
 REFERENCE := $(abspath ../shared/reference)
-ifneq ($(wildcard $(REFERENCE)/gpt2_small_layernorm.npz),)
+ifneq ($(wildcard $(REFERENCE)/gpt2_small_attention.npz),)
 export NUMSCALE_GPT2 ?= $(REFERENCE)
-endif
-ifneq ($(wildcard $(REFERENCE)/tinystories/stories260K.bin),)
-export NUMSCALE_TINYSTORIES ?= $(REFERENCE)/tinystories
 endif
 export PYTHONHASHSEED := 0
 # Dates in the site: the last commit's time (reproducible, and true). Outside git the build
@@ -36,7 +36,8 @@ endif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BOOK_SOURCES := _config.yml _toc.yml references.bib requirements.txt \
-	$(wildcard book/*.md) $(wildcard src/numscale/*.py) $(wildcard _ext/*.py) $(wildcard _static/*)
+	$(wildcard book/*.md) $(wildcard src/numscale/*.py) $(wildcard src/numscale/models/*.py) \
+	$(wildcard src/numscale/models/data/*) $(wildcard _ext/*.py) $(wildcard _static/*)
 
 .PHONY: book test check pdf bench screenshots setup setup-test browser clean FORCE
 

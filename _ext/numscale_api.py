@@ -51,13 +51,17 @@ _INCLUDE = re.compile(
 
 
 def public_modules(src_dir: Path, package: str) -> list[str]:
-    """Dotted names of the package's modules (not the package itself, none private)."""
-    root = src_dir / package
-    return sorted(
-        f"{package}.{info.name}"
-        for info in pkgutil.iter_modules([str(root)])
-        if not info.name.startswith("_")
-    )
+    """Dotted names of the package's modules, those of its subpackages included (not the
+    packages themselves, none private)."""
+    names: list[str] = []
+    for info in pkgutil.iter_modules([str(src_dir.joinpath(*package.split(".")))]):
+        if info.name.startswith("_"):
+            continue
+        if info.ispkg:
+            names += public_modules(src_dir, f"{package}.{info.name}")
+        else:
+            names.append(f"{package}.{info.name}")
+    return sorted(names)
 
 
 def public_objects(module: Any) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ stale outputs. This extension runs before Sphinx reads any page and
 
 A cell error fails the build unless the cell is tagged ``raises-exception``: one line
 per failed page names the page, the cell and the exception (``book/x.md, code cell 3
-(line 57): numscale.sources.SourceError: ...``), the traceback goes to
+(line 57): numscale.models.sources.SourceError: ...``), the traceback goes to
 ``<outdir>/../.numscale_exec/failed/<docname>.txt``, and the page's previous HTML is
 removed so that no stale page passes for a current one. Kernels talk to the build over
 local IPC sockets (not TCP). What ran, and for how long, is written to
@@ -345,6 +345,8 @@ def _read_notebook(app: Sphinx, env, path: Path):
     from myst_nb.core.read import create_nb_reader
 
     text = path.read_text(encoding="utf-8")
+    if "numscale-page-source" in app.events.events:  # _ext/numscale_data.py: missing data
+        text = app.emit_firstresult("numscale-page-source", path, text) or text
     reader = create_nb_reader(str(path), env.myst_config, env.mystnb_config, text)
     return reader.read(text), reader
 

@@ -176,7 +176,11 @@ except ImportError:
             f"{{_pip.stderr.strip()[-1500:]}}\\n"
             "This notebook needs them. Connect to the internet and run this cell "
             "again, or install them yourself: pip install " + " ".join(
-                repr(r) for r in _requirements)
+                repr(r) for r in _requirements) + "\\n"
+            "Offline, from a clone of the book's repository where `make book` has "
+            "run: choose the clone's environment as this notebook's kernel "
+            "(.venv/bin/python -m ipykernel install --user --name numscale), or run "
+            "a chapter there with .venv/bin/python tools/run_pages.py book/<page>.md"
         ) from None
     importlib.invalidate_caches()
     try:
@@ -452,11 +456,14 @@ def book_index(
     site_url: str = "",
     bibfiles: list[str] | None = None,
     build_dir: str | Path | None = None,
+    without_data: frozenset[str] = frozenset(),
 ) -> BookIndex:
     """Labels, numbers, titles and citations of the book in ``root`` (:class:`BookIndex`).
 
     With ``build_dir`` (a build folder holding ``html/``), a figure cell is numbered
-    only if it drew a figure in that build, as Sphinx does.
+    only if it drew a figure in that build, as Sphinx does. ``without_data``: pages the
+    build replaced by a note because their data was missing (_ext/numscale_data.py);
+    their executed notebook is the note's, so it is not read.
     """
     root = Path(root)
     index = BookIndex(site_url=site_url.rstrip("/") + "/" if site_url else "")
@@ -471,7 +478,9 @@ def book_index(
         prefix = f"{chapter}." if numbered else ""
         counts = {"eq": 0, "fig": 0, "ex": 0}
         pending: list[str] = []
-        executed = executed_notebook(build_dir, docname)
+        executed = (
+            None if docname in without_data else executed_notebook(build_dir, docname)
+        )
         for cell_index, cell in enumerate(_read_cells(path)):
             if cell.cell_type == "markdown":
                 _index_markdown(index, docname, cell.source, prefix, counts, pending)
@@ -1098,15 +1107,19 @@ def write_notebooks(app: Any, exception: Exception | None) -> None:
 
     settings = _settings(app)
     out = Path(app.outdir)
+    # pages built without their data (_ext/numscale_data.py) get no notebook: their
+    # page says what they need
+    missing = app.__dict__.get("_numscale_missing", {})
+    without_data = frozenset(d for d, why in missing.items() if why)
     index = book_index(
-        app.srcdir, settings["site_url"], settings["bibfiles"], out.parent
+        app.srcdir, settings["site_url"], settings["bibfiles"], out.parent, without_data
     )
     state = out.parent / ".numscale_notebooks.json"
     done: dict[str, str] = json.loads(state.read_text()) if state.is_file() else {}
     common = _common_inputs(settings, index)
     made: dict[str, str] = {}
     for docname in sorted(app.env.found_docs):
-        if not is_notebook_page(app, docname):
+        if not is_notebook_page(app, docname) or docname in without_data:
             continue
         source = Path(app.env.doc2path(docname))
         target = out / notebook_relpath(app, docname)

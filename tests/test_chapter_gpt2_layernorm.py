@@ -11,8 +11,6 @@ from test_build import glued_values
 
 pytestmark = [
     pytest.mark.build,
-    pytest.mark.skipif(not (REFERENCE / "gpt2_small_layernorm.npz").is_file(),
-                       reason="reference GPT-2 tensors not present"),
 ]
 PAGE = "book/gpt2_layernorm"
 

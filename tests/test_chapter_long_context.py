@@ -16,13 +16,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REFERENCE, ROOT
+from conftest import ROOT
 from test_build import glued_values
 
 pytestmark = pytest.mark.build
 PAGE = "book/long_context"
-HAVE_MODEL = (REFERENCE / "tinystories" / "stories260K.bin").is_file()
-needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="reference tinystories absent")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +129,6 @@ def test_small_n_entropy_gap_is_of_the_size_of_the_correction(values):
     assert 0 < values["gap_first"] < values["gap_first_predicted"] + 0.1
 
 
-@needs_model
 def test_trained_model_entropy_grows_slower_than_uniform(values):
     assert values["source_trained"] == 1, "page built without NUMSCALE_TINYSTORIES"
     # float32 fused vs explicit attention: logits of order 10 agree to ~1e-4
@@ -168,7 +165,6 @@ def test_trained_model_entropy_grows_slower_than_uniform(values):
     assert values["offset_range_layer1"] == pytest.approx(span[0].max(), rel=1e-3)
 
 
-@needs_model
 def test_log_n_scaling_on_the_trained_model(values):
     # inside the training length: the page says the loss rose on each of the three
     # stories, by an amount not yet distinguishable from noise (p above 0.05 on 2 df)
@@ -325,6 +321,6 @@ def test_page_builds_without_a_source(tmp_path):
     notebook = json.loads((tmp_path / "long_context.ipynb").read_text())
     texts = "".join("".join(o.get("text", "")) for c in notebook["cells"]
                     for o in c.get("outputs", []))
-    assert "No model" in texts
+    assert "built into numscale" in texts
     assert not any(o.get("name") == "stderr" for c in notebook["cells"]
                    for o in c.get("outputs", []))

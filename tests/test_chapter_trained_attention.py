@@ -12,13 +12,10 @@ import math
 
 import numpy as np
 import pytest
-from conftest import REFERENCE
 from test_build import glued_values
 
 pytestmark = [
     pytest.mark.build,
-    pytest.mark.skipif(not (REFERENCE / "tinystories" / "stories260K.bin").is_file(),
-                       reason="reference tinystories folder not present"),
 ]
 PAGE = "book/trained_attention"
 

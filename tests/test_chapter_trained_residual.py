@@ -5,13 +5,10 @@ random model in tests/test_trained_stats.py."""
 from __future__ import annotations
 
 import pytest
-from conftest import REFERENCE
 from test_build import glued_values
 
 pytestmark = [
     pytest.mark.build,
-    pytest.mark.skipif(not (REFERENCE / "tinystories" / "stories260K.bin").is_file(),
-                       reason="reference tinystories folder not present"),
 ]
 PAGE = "book/trained_residual"
 

@@ -24,6 +24,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_build import built_without_data
 
 from browser_support import ROOT, notebook_docnames
 
@@ -236,6 +237,8 @@ def test_sphinx_cuts_exactly_the_objects_source(item):
 @pytest.mark.parametrize("item", ALL, ids=_listing_id)
 def test_page_shows_the_source_that_runs(built_site, item):
     docname, listing = item
+    if built_without_data(built_site, docname):
+        pytest.skip(f"{docname} was built without its data (tests/test_data_pages.py)")
     if PARTIAL & set(listing["options"]):
         pytest.skip(f"{docname}: {listing['pyobject']} is shown in part")
     expected = expected_source(listing)
@@ -301,6 +304,8 @@ def test_shown_core_is_what_the_public_helper_runs(core):
 @pytest.mark.build
 @pytest.mark.parametrize("docname", CHAPTERS)
 def test_notebook_shows_the_same_listings_as_its_page(built_site, docname):
+    if built_without_data(built_site, docname):
+        pytest.skip(f"{docname} was built without its data (tests/test_data_pages.py)")
     items = listings(docname)
     if not items:
         pytest.skip(f"{docname} shows no helper source")

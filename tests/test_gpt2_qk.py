@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from numscale import gpt2, gpt2_qk
+from numscale import gpt2_qk
+from numscale.models import gpt2_model
 
 U32 = gpt2_qk.FLOAT32_UNIT_ROUNDOFF
 
@@ -105,7 +106,7 @@ def test_initialization_logit_std_is_d_sigma_squared():
     # 1/√(2·4096)·… ≈ 1% (the chapter's 144 heads span ±1.2%); 5% is over 4 such spreads.
     d, d_k, sigma = 768, 64, 0.02
     names = ["h.0.attn.c_attn.weight", "h.0.attn.c_attn.bias"]
-    init = gpt2.init_tensors(names, seed=0)
+    init = gpt2_model.init_tensors(names, seed=0)
     a_q, c_q, a_k, c_k = gpt2_qk.folded_heads(init[names[0]], init[names[1]],
                                               np.ones(d, np.float32),
                                               np.zeros(d, np.float32), 12)

@@ -16,7 +16,8 @@ from hypothesis.extra.numpy import arrays  # noqa: E402
 
 from conftest import REFERENCE  # noqa: E402
 
-from numscale import gpt2, gpt2_stats  # noqa: E402
+from numscale import gpt2_stats
+from numscale.models import gpt2, gpt2_model  # noqa: E402
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
 
@@ -238,7 +239,7 @@ def test_robust_outliers_find_planted_channels():
 def test_init_tensors_follow_gpt2_initialization():
     names = ["transformer.h.0.attn.c_proj.weight", "h.1.mlp.c_fc.weight", "wpe.weight",
              "h.2.mlp.c_proj.bias", "ln_f.weight", "h.0.ln_1.bias"]
-    tensors = gpt2.init_tensors(names, seed=0)
+    tensors = gpt2_model.init_tensors(names, seed=0)
     assert list(tensors) == [gpt2.canonical_name(n) for n in names]
     assert tensors["h.0.attn.c_proj.weight"].shape == (768, 768)
     assert tensors["h.1.mlp.c_fc.weight"].shape == (768, 3072)
@@ -251,19 +252,19 @@ def test_init_tensors_follow_gpt2_initialization():
         assert float(tensors[name].std()) == pytest.approx(sigma, rel=5 / math.sqrt(2 * n))
     assert np.all(tensors["h.2.mlp.c_proj.bias"] == 0) and np.all(tensors["h.0.ln_1.bias"] == 0)
     assert np.all(tensors["ln_f.weight"] == 1)
-    again = gpt2.init_tensors(names, seed=0)
+    again = gpt2_model.init_tensors(names, seed=0)
     np.testing.assert_array_equal(again["wpe.weight"], tensors["wpe.weight"])   # seeded
 
 
 def test_init_tensors_bad_input():
     with pytest.raises(ValueError, match="h.12"):
-        gpt2.init_tensors(["h.12.ln_1.weight"], seed=0)
+        gpt2_model.init_tensors(["h.12.ln_1.weight"], seed=0)
     with pytest.raises(ValueError, match="not a tensor"):
-        gpt2.init_tensors(["h.0.attn.q_proj.weight"], seed=0)
+        gpt2_model.init_tensors(["h.0.attn.q_proj.weight"], seed=0)
     with pytest.raises(TypeError, match="names"):
-        gpt2.init_tensors("wpe.weight", seed=0)
+        gpt2_model.init_tensors("wpe.weight", seed=0)
     with pytest.raises(TypeError, match="seed"):
-        gpt2.init_tensors(["wpe.weight"], seed=None)
+        gpt2_model.init_tensors(["wpe.weight"], seed=None)
 
 
 # ------------------------------------------------------------ read strength, labels
@@ -298,14 +299,14 @@ def test_relative_read_strength_bad_input():
 
 
 def test_layernorm_tensors_rebuild_state_dict_names():
-    ln = gpt2.init_layernorm_parameters(n_layer=1, n_embd=4)
+    ln = gpt2_model.init_layernorm_parameters(n_layer=1, n_embd=4)
     tensors = gpt2_stats.layernorm_tensors(ln.names, ln.gains, ln.biases)
     assert list(tensors) == ["h.0.ln_1.weight", "h.0.ln_1.bias", "h.0.ln_2.weight",
                              "h.0.ln_2.bias", "ln_f.weight", "ln_f.bias"]
     assert tensors["ln_f.weight"].dtype == np.float32
     np.testing.assert_array_equal(tensors["h.0.ln_2.bias"], ln.biases[1])
     # not the released model: initialization has no matching checksums
-    assert gpt2.model_label(tensors) == gpt2.OTHER_LABEL
+    assert gpt2_model.model_label(tensors) == gpt2_model.OTHER_LABEL
     with pytest.raises(ValueError, match="one row per name"):
         gpt2_stats.layernorm_tensors(ln.names[:2], ln.gains, ln.biases)
     with pytest.raises(TypeError, match="names"):
@@ -317,4 +318,4 @@ def test_layernorm_tensors_rebuild_state_dict_names():
 def test_layernorm_tensors_of_the_reference_are_the_released_model():
     ln = gpt2.layernorm_parameters(REFERENCE)
     tensors = gpt2_stats.layernorm_tensors(ln.names, ln.gains, ln.biases)
-    assert gpt2.model_label(tensors) == gpt2.RELEASED_LABEL
+    assert gpt2_model.model_label(tensors) == gpt2_model.RELEASED_LABEL

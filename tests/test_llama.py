@@ -1,4 +1,4 @@
-"""Tests of numscale.llama: the torch forward against the numpy reference, what it
+"""Tests of numscale.models.llama: the torch forward against the numpy reference, what it
 records, the attention-scale knob, gradients, 16-bit formats, the loss and its standard
 error, and greedy sampling. A tiny random model always; the real stories260K when
 ``../shared/reference/tinystories`` is present.
@@ -14,7 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from numscale import llama, tinystories as ts  # noqa: E402
+from numscale.models import llama, llama2c as ts  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tinystories"
 needs_real = pytest.mark.skipif(not (REAL / "stories260K.bin").is_file(),
@@ -22,11 +22,11 @@ needs_real = pytest.mark.skipif(not (REAL / "stories260K.bin").is_file(),
 U32 = 2.0 ** -24  # unit roundoff of float32
 
 
-def trained_like(seed: int) -> ts.LlamaWeights:
+def trained_like(seed: int) -> llama.LlamaWeights:
     """The tiny config with weights of order 1 (not 0.02), so attention is far from
     uniform and every code path matters; RMSNorm gains drawn around 1."""
     rng = np.random.default_rng(seed)
-    base = ts.init_weights(ts.TINY_CONFIG, seed=rng)
+    base = llama.init_weights(llama.TINY_CONFIG, seed=rng)
     arrays = base.arrays()
     for name, array in arrays.items():
         if name.startswith("freq"):
@@ -37,7 +37,7 @@ def trained_like(seed: int) -> ts.LlamaWeights:
             fan_in = array.shape[-1]
             arrays[name] = (rng.standard_normal(array.shape) / np.sqrt(fan_in) * 2
                             ).astype(np.float32)
-    return ts.LlamaWeights(config=base.config, **arrays)
+    return llama.LlamaWeights(config=base.config, **arrays)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def model(weights):
 @pytest.fixture(scope="module")
 def tokens():
     generator = torch.Generator().manual_seed(0)
-    return torch.randint(0, ts.TINY_CONFIG.vocab_size, (3, 20), generator=generator)
+    return torch.randint(0, llama.TINY_CONFIG.vocab_size, (3, 20), generator=generator)
 
 
 def float32_tolerance(reference: np.ndarray) -> float:
@@ -82,7 +82,7 @@ def test_torch_matches_numpy_reference(weights, model, tokens):
 
 
 def test_record_shapes_and_meaning(weights, model, tokens):
-    c = ts.TINY_CONFIG
+    c = llama.TINY_CONFIG
     B, T = tokens.shape
     rec = model(tokens, record=True, record_qk=True)
     L, H = c.n_layers, c.n_heads
@@ -108,7 +108,7 @@ def test_record_shapes_and_meaning(weights, model, tokens):
         plain = model(tokens)
     assert torch.allclose(plain, rec.logits, atol=float32_tolerance(plain.numpy()), rtol=0)
     # the last residual state gives the logits
-    final = torch.nn.functional.rms_norm(rec.residual[-1], (c.dim,), eps=ts.RMS_EPS)
+    final = torch.nn.functional.rms_norm(rec.residual[-1], (c.dim,), eps=llama.RMS_EPS)
     final = final * torch.from_numpy(weights.rms_final)
     assert torch.allclose(final @ torch.from_numpy(weights.classifier).T, rec.logits,
                           atol=float32_tolerance(plain.numpy()), rtol=0)
@@ -201,7 +201,7 @@ def test_forward_rejects_bad_tokens(model):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return ts.byte_tokenizer(vocab_size=ts.TINY_CONFIG.vocab_size)
+    return ts.byte_tokenizer(vocab_size=llama.TINY_CONFIG.vocab_size)
 
 
 def test_encode_stories(tokenizer):
@@ -209,7 +209,7 @@ def test_encode_stories(tokenizer):
     first = tokenizer.encode("ab")
     assert tokens.shape == mask.shape == (2, 6)
     assert tokens[0, : len(first)].tolist() == first and tokens[0, len(first):].eq(0).all()
-    assert tokens[:, 0].eq(ts.BOS).all()
+    assert tokens[:, 0].eq(llama.BOS).all()
     assert mask[0].tolist() == [False] + [True] * (len(first) - 1) + [False] * (6 - len(first))
     assert mask[1].tolist() == [False] + [True] * 5
     with pytest.raises(ValueError, match="stories"):
@@ -237,21 +237,21 @@ def test_next_token_loss_and_its_standard_error(model, tokenizer):
     assert se == pytest.approx(expected_se, rel=1e-4)
 
 
-def model_weights(model: llama.LlamaModel) -> ts.LlamaWeights:
+def model_weights(model: llama.LlamaModel) -> llama.LlamaWeights:
     arrays = {name: getattr(model, name).detach().numpy() for name in llama._PARAMS}
     arrays["freq_cis_real"] = model.freq_cis_real.numpy()
     arrays["freq_cis_imag"] = model.freq_cis_imag.numpy()
-    return ts.LlamaWeights(config=model.config, **arrays)
+    return llama.LlamaWeights(config=model.config, **arrays)
 
 
 def test_greedy_sample_is_the_argmax_path(model, tokenizer):
     text = llama.greedy_sample(model, tokenizer, steps=10)
     # rebuild the path with full forwards
-    ids = [ts.BOS]
+    ids = [llama.BOS]
     with torch.no_grad():
         for _ in range(10):
             nxt = int(model(torch.tensor([ids]))[0, -1].argmax())
-            if nxt == ts.BOS:
+            if nxt == llama.BOS:
                 break
             ids.append(nxt)
     assert text == tokenizer.decode(ids)

@@ -11,7 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numscale import llama, logit_caps as lc, tinystories, trained_stats
+from numscale import logit_caps as lc, trained_stats
+from numscale.models import llama
 
 
 @settings(max_examples=100, deadline=None)
@@ -56,7 +57,7 @@ def test_capped_bad_input():
 
 
 def _tiny():
-    weights = tinystories.init_weights(tinystories.TINY_CONFIG, seed=0)
+    weights = llama.init_weights(llama.TINY_CONFIG, seed=0)
     tokens, mask = trained_stats.random_token_batch(weights.config, 4, 16, seed=1)
     return weights, tokens, mask
 
@@ -92,8 +93,8 @@ def test_final_hidden_reproduces_logits():
 def test_finetune_z_loss_lowers_log_z_and_is_deterministic():
     weights, tokens, mask = _tiny()
     # lift log Z: scale the embedding so the logits are large
-    big = tinystories.LlamaWeights(**{**{k: getattr(weights, k) for k in
-                                         ("config", *tinystories.WEIGHT_ORDER)},
+    big = llama.LlamaWeights(**{**{k: getattr(weights, k) for k in
+                                         ("config", *llama.WEIGHT_ORDER)},
                                       "token_embedding": weights.token_embedding * 20})
     batches = [(tokens, mask)] * 8
     plain = lc.finetune(big, batches, (tokens, mask), coefficient=0.0, lr=1e-2)

@@ -1,6 +1,6 @@
 """Tests of numscale.long_context: formulas against simulation with sampling-theory
 tolerances, the kernel and rotary identities to rounding, and the position-scaled
-forward on a tiny random Llama model against numscale.llama."""
+forward on a tiny random Llama model against numscale.models.llama."""
 
 from __future__ import annotations
 
@@ -10,18 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-from numscale import attention, llama, long_context as lc, tinystories
+from numscale import attention, long_context as lc
+from numscale.models import llama, llama2c
 
 
 def tiny_model(seed: int = 0) -> llama.LlamaModel:
-    weights = tinystories.init_weights(tinystories.TINY_CONFIG, seed=seed)
+    weights = llama.init_weights(llama.TINY_CONFIG, seed=seed)
     return llama.LlamaModel(weights)
 
 
 def tiny_tokens(B: int = 2, T: int = 12, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, tinystories.TINY_CONFIG.vocab_size, (B, T), generator=g)
-    ids[:, 0] = tinystories.BOS
+    ids = torch.randint(3, llama.TINY_CONFIG.vocab_size, (B, T), generator=g)
+    ids[:, 0] = llama.BOS
     return ids
 
 
@@ -119,7 +120,7 @@ def test_rotation_preserves_norm_and_depends_on_offset_only():
 def test_rotate_pairs_matches_the_model_rotation():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((6, 1, 8)).astype(np.float32)       # (T, heads, hs)
-    cos, sin = (torch.from_numpy(t) for t in tinystories.rotary_tables(8, 6))
+    cos, sin = (torch.from_numpy(t) for t in llama.rotary_tables(8, 6))
     model_rot = llama._rotate(torch.from_numpy(x)[None], cos, sin)[0].numpy()
     ours = np.stack([lc.rotate_pairs(x[t].astype(np.float64), t) for t in range(6)])
     np.testing.assert_allclose(ours, model_rot, atol=1e-5)   # float32 tables
@@ -149,10 +150,10 @@ def test_forward_position_scaled_equals_the_model():
 
 def test_forward_position_scaled_runs_past_seq_len():
     model = tiny_model()
-    tokens = tiny_tokens(T=tinystories.TINY_CONFIG.seq_len + 8)
+    tokens = tiny_tokens(T=llama.TINY_CONFIG.seq_len + 8)
     with torch.inference_mode():
         logits = lc.forward_position_scaled(model, tokens)
-    assert logits.shape == (2, tokens.shape[1], tinystories.TINY_CONFIG.vocab_size)
+    assert logits.shape == (2, tokens.shape[1], llama.TINY_CONFIG.vocab_size)
     assert torch.isfinite(logits).all()
     with pytest.raises(ValueError, match="multipliers"):
         lc.forward_position_scaled(model, tokens, np.ones(3))
@@ -160,7 +161,7 @@ def test_forward_position_scaled_runs_past_seq_len():
 
 def test_entropy_and_offsets_match_the_recorded_attention():
     model, tokens = tiny_model(seed=2), tiny_tokens(seed=3)
-    scale = 1 / math.sqrt(tinystories.TINY_CONFIG.head_size)
+    scale = 1 / math.sqrt(llama.TINY_CONFIG.head_size)
     with torch.inference_mode():
         _, q, k = lc.forward_position_scaled(model, tokens, return_qk=True)
         record = model(tokens, record=True)
@@ -191,10 +192,10 @@ def test_nll_by_position_sums_to_per_story_nll():
 
 
 def test_concatenated_stories():
-    tok = tinystories.byte_tokenizer()
+    tok = llama2c.byte_tokenizer()
     stories = ["once upon a time", "a cat sat", "the end of it all"]
     ids = lc.concatenated_stories(tok, stories, 10, 2)
-    assert ids.shape == (2, 10) and int(ids[0, 0]) == tinystories.BOS
+    assert ids.shape == (2, 10) and int(ids[0, 0]) == llama.BOS
     stream = sum((tok.encode(s, bos=True) for s in stories), [])
     assert ids.flatten().tolist() == stream[:20]
     with pytest.raises(ValueError, match="fewer"):

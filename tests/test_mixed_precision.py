@@ -12,7 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numscale import llama, mixed_precision as mp, tinystories, trained_stats
+from numscale import mixed_precision as mp, trained_stats
+from numscale.models import llama
 
 
 def test_format_limits_read_from_finfo():
@@ -166,7 +167,7 @@ def test_adam_eps():
 
 
 def _tiny():
-    weights = tinystories.init_weights(tinystories.TINY_CONFIG, seed=0)
+    weights = llama.init_weights(llama.TINY_CONFIG, seed=0)
     tokens, mask = trained_stats.random_token_batch(weights.config, 2, 16, seed=1)
     return weights, tokens, mask
 

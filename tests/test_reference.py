@@ -94,14 +94,15 @@ def chapter_calls() -> dict[str, set[str]]:
             continue
         code = "\n".join(m.group(2) for m in CODE_CELL.finditer(page.read_text()))
         modules = set()
-        for match in re.finditer(r"^from numscale import ([\w ,]+)$", code, re.M):
-            for part in match.group(1).split(","):
+        pattern = r"^from (numscale(?:\.models)?) import ([\w ,]+)$"
+        for match in re.finditer(pattern, code, re.M):
+            for part in match.group(2).split(","):
                 words = part.split()
-                if words:
-                    modules.add((words[0], words[-1]))  # (module, local name)
+                if words:  # (module, local name)
+                    modules.add((f"{match.group(1)}.{words[0]}", words[-1]))
         for module, local in modules:
             for function in re.findall(rf"\b{local}\.(\w+)\(", code):
-                calls.setdefault(f"numscale.{module}.{function}", set()).add(f"{page.stem}.html")
+                calls.setdefault(f"{module}.{function}", set()).add(f"{page.stem}.html")
     return calls
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -11,6 +9,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from numscale import dotprod, residual
+from numscale.models import gpt2_model
 
 D, VOCAB = 128, 256
 
@@ -306,7 +305,7 @@ def test_load_gpt2_partial_source_is_skipped(root):
     reference = root.parent / "shared" / "reference"
     if not reference.is_dir():
         pytest.skip("no ../shared/reference here")
-    model, message = residual.load_gpt2(str(reference))
+    model, message = gpt2_model.load_gpt2(str(reference))
     assert model is None
     assert "only part" in message and "wte.weight" in message
 
@@ -315,17 +314,7 @@ def test_load_gpt2_missing_path(tmp_path):
     # a named source that does not exist is a configuration error, not a missing model:
     # the loader's SourceError (a ValueError) names the path and the reason
     with pytest.raises(ValueError, match="does not exist"):
-        residual.load_gpt2(str(tmp_path / "nothing-here"))
-
-
-def test_load_gpt2_without_loader_module(monkeypatch):
-    # the loader module missing: skipped with a reason, not an ImportError
-    monkeypatch.setitem(sys.modules, "numscale.gpt2", None)
-    import numscale
-    monkeypatch.delattr(numscale, "gpt2", raising=False)
-    model, message = residual.load_gpt2("anything")
-    assert model is None and "numscale.gpt2" in message
-
+        gpt2_model.load_gpt2(str(tmp_path / "nothing-here"))
 
 def test_load_gpt2_full_save_pretrained_directory(tmp_path):
     # a full (tiny, random) model saved with save_pretrained loads and runs on the fixed ids
@@ -334,7 +323,7 @@ def test_load_gpt2_full_save_pretrained_directory(tmp_path):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
         GPT2LMHeadModel(config).save_pretrained(tmp_path)
-    model, message = residual.load_gpt2(str(tmp_path))
+    model, message = gpt2_model.load_gpt2(str(tmp_path))
     assert model is not None, message
     norms = residual.residual_stream_norms(model, torch.tensor([residual.FIXED_TOKEN_IDS]), per_token=True)
     assert norms.shape == (3, 10) and np.all(np.isfinite(norms)) and np.all(norms > 0)

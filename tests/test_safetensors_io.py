@@ -12,7 +12,7 @@ import torch
 from safetensors.numpy import save_file
 from safetensors.torch import save_file as save_torch_file
 
-from numscale import safetensors_io
+from numscale.models import safetensors_io
 
 
 def _rchar() -> int:

@@ -1,8 +1,9 @@
-"""Tests of numscale.tinystories: the llama2.c checkpoint and tokenizer readers, the
+"""Tests of numscale.models.llama2c: the llama2.c checkpoint and tokenizer readers, the
 tokenizer's encoding rule, the stories reader, initialization and the source rule.
 
-Tiny checkpoints and tokenizers are written by the tests; the real stories260K files in
-``../shared/reference/tinystories`` are read in place when present (skipped otherwise).
+Tiny checkpoints and tokenizers are written by the tests; the real stories260K files are
+read from the data built into the package (always) and from
+``../shared/reference/tinystories`` when present.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numscale import sources, tinystories as ts
+from numscale.models import llama, llama2c as ts, registry, sources
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tinystories"
-needs_real = pytest.mark.skipif(not (REAL / "stories260K.bin").is_file(),
-                                reason="../shared/reference/tinystories is absent")
+#: The real files: built into the package, and the shared reference folder when present.
+REAL_SOURCES = ["embedded"] + ([str(REAL)] if (REAL / "stories260K.bin").is_file() else [])
 
 
 @pytest.fixture(autouse=True)
@@ -36,13 +37,13 @@ def _isolated(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_weights():
-    return ts.init_weights(ts.TINY_CONFIG, seed=0)
+    return llama.init_weights(llama.TINY_CONFIG, seed=0)
 
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer():
     return ts.byte_tokenizer((b"he", b" t", b" the", b"ll", b"o", b" hello", b"\xc3\xa9"),
-                             vocab_size=ts.TINY_CONFIG.vocab_size)
+                             vocab_size=llama.TINY_CONFIG.vocab_size)
 
 
 def write_folder(path: Path, weights, tokenizer, stories=("One story.", "Another one.")):
@@ -60,7 +61,7 @@ def write_folder(path: Path, weights, tokenizer, stories=("One story.", "Another
 def test_checkpoint_round_trip(tmp_path, tiny_weights):
     path = tmp_path / "model.bin"
     ts.write_checkpoint(tiny_weights, path)
-    assert path.stat().st_size == ts.TINY_CONFIG.file_size()
+    assert path.stat().st_size == llama.TINY_CONFIG.file_size()
     back = ts.read_checkpoint(path)
     assert back.config == tiny_weights.config
     for name, array in tiny_weights.arrays().items():
@@ -69,8 +70,8 @@ def test_checkpoint_round_trip(tmp_path, tiny_weights):
 
 
 def test_checkpoint_with_its_own_classifier(tmp_path):
-    config = ts.LlamaConfig(8, 12, 1, 2, 1, 280, 4, shared_classifier=False)
-    weights = ts.init_weights(config, seed=1)
+    config = llama.LlamaConfig(8, 12, 1, 2, 1, 280, 4, shared_classifier=False)
+    weights = llama.init_weights(config, seed=1)
     assert weights.wcls is not None and weights.wcls.shape == (280, 8)
     path = tmp_path / "m.bin"
     ts.write_checkpoint(weights, path)
@@ -82,11 +83,11 @@ def test_checkpoint_with_its_own_classifier(tmp_path):
 
 
 def test_shapes_follow_the_format(tiny_weights):
-    c = ts.TINY_CONFIG
+    c = llama.TINY_CONFIG
     assert tiny_weights.wk.shape == (c.n_layers, c.kv_dim, c.dim) == (2, 8, 16)
     assert tiny_weights.w2.shape == (c.n_layers, c.dim, c.hidden_dim)
     assert tiny_weights.freq_cis_real.shape == (c.seq_len, c.head_size // 2)
-    assert list(c.shapes()) == list(ts.WEIGHT_ORDER)
+    assert list(c.shapes()) == list(llama.WEIGHT_ORDER)
 
 
 def _header(path: Path, values) -> None:
@@ -141,11 +142,11 @@ def test_non_finite_checkpoint_names_the_file_and_array(tmp_path, tiny_weights):
 def test_weights_validate_their_arrays(tiny_weights):
     arrays = tiny_weights.arrays()
     with pytest.raises(ValueError, match="wq has shape"):
-        ts.LlamaWeights(config=tiny_weights.config, **{**arrays, "wq": arrays["wq"][:1]})
+        llama.LlamaWeights(config=tiny_weights.config, **{**arrays, "wq": arrays["wq"][:1]})
     with pytest.raises(TypeError, match="config"):
-        ts.LlamaWeights(config=None, **arrays)
+        llama.LlamaWeights(config=None, **arrays)
     with pytest.raises(ValueError, match="rms_final holds NaN"):
-        ts.LlamaWeights(config=tiny_weights.config,
+        llama.LlamaWeights(config=tiny_weights.config,
                         **{**arrays, "rms_final": np.full(16, np.nan, np.float32)})
 
 
@@ -219,8 +220,8 @@ def test_encode_equals_run_c_rule_on_a_tiny_tokenizer(text):
 
 def test_encode_options_and_decode(tiny_tokenizer):
     ids = tiny_tokenizer.encode("hello", bos=False, eos=True)
-    assert ids[-1] == ts.EOS and ts.BOS not in ids
-    assert tiny_tokenizer.encode("") == [ts.BOS]
+    assert ids[-1] == llama.EOS and llama.BOS not in ids
+    assert tiny_tokenizer.encode("") == [llama.BOS]
     # the leading space after BOS is dropped; byte tokens are bytes; é comes back whole
     assert tiny_tokenizer.decode(tiny_tokenizer.encode("hello é☃")) == "hello é☃"
     with pytest.raises(ValueError, match="ids"):
@@ -251,9 +252,9 @@ def test_read_stories(tmp_path):
 
 
 def test_init_weights_follow_llama2c():
-    config = ts.LlamaConfig(dim=64, hidden_dim=172, n_layers=5, n_heads=8, n_kv_heads=4,
+    config = llama.LlamaConfig(dim=64, hidden_dim=172, n_layers=5, n_heads=8, n_kv_heads=4,
                             vocab_size=512, seq_len=512)
-    w = ts.init_weights(config, seed=0)
+    w = llama.init_weights(config, seed=0)
     # std of n normal draws has relative standard error 1/√(2n); 5 of them as tolerance
     for name, std in [("wq", 0.02), ("w1", 0.02), ("w2", 0.02), ("token_embedding", 0.02),
                       ("wo", 0.02 / np.sqrt(10)), ("w3", 0.02 / np.sqrt(10))]:
@@ -261,19 +262,19 @@ def test_init_weights_follow_llama2c():
         assert abs(array.std() / std - 1) < 5 / np.sqrt(2 * array.size), name
         assert abs(array.mean()) < 5 * std / np.sqrt(array.size), name
     assert np.all(w.rms_att == 1) and np.all(w.rms_ffn == 1) and np.all(w.rms_final == 1)
-    cos, sin = ts.rotary_tables(8, 512)
+    cos, sin = llama.rotary_tables(8, 512)
     np.testing.assert_array_equal(w.freq_cis_real, cos)
     # angle of pair 1 at position 3 is 3 · 10000^(−2/8)
     assert sin[3, 1] == pytest.approx(np.sin(3 * 10000 ** -0.25), rel=1e-6)
-    again = ts.init_weights(config, seed=0)
+    again = llama.init_weights(config, seed=0)
     np.testing.assert_array_equal(again.wq, w.wq)
 
 
 def test_config_validation():
     with pytest.raises(TypeError, match="dim"):
-        ts.LlamaConfig(16.0, 40, 2, 4, 2, 300, 32)
+        llama.LlamaConfig(16.0, 40, 2, 4, 2, 300, 32)
     with pytest.raises(ValueError, match="even"):
-        ts.LlamaConfig(12, 40, 2, 4, 2, 300, 32)  # head size 3
+        llama.LlamaConfig(12, 40, 2, 4, 2, 300, 32)  # head size 3
 
 
 # ------------------------------------------------------------------ the source rule
@@ -345,8 +346,10 @@ def silent_server():
 
 
 @pytest.mark.parametrize("network", ["offline", "silent", "closed-port"])
-def test_default_source_unavailable_is_fast_and_clear(tmp_path, monkeypatch, silent_server,
-                                                      network):
+def test_hub_source_unavailable_is_fast_and_clear(tmp_path, monkeypatch, silent_server,
+                                                  network):
+    """The hub is an explicit choice: unreachable, it fails fast with one clear line."""
+    monkeypatch.setenv(ts.ENV_VAR, "karpathy/tinyllamas")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     if network == "offline":
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -355,18 +358,37 @@ def test_default_source_unavailable_is_fast_and_clear(tmp_path, monkeypatch, sil
         url = silent_server if network == "silent" else "http://127.0.0.1:9"
         monkeypatch.setenv("HF_ENDPOINT", url)
     start = time.perf_counter()
-    with pytest.raises(sources.SourceUnavailable) as info:
+    with pytest.raises(sources.SourceError) as info:
         ts.load()
     elapsed = time.perf_counter() - start
     # the probe is bounded by PROBE_TIMEOUT = 1.5 s (the silent server uses all of it)
     assert elapsed < 2.0, f"took {elapsed:.2f} s"
     message = str(info.value)
     assert "karpathy/tinyllamas" in message and "NUMSCALE_TINYSTORIES" in message
-    assert max(len(line) for line in message.splitlines()) <= sources.NOTICE_WIDTH
-    assert str(tmp_path) not in message
+    assert len(message.splitlines()) == 1 and str(tmp_path) not in message
     start = time.perf_counter()
-    assert not ts.source_available()  # the failed probe is remembered
+    with pytest.raises(sources.SourceError):
+        ts.source_available()  # the failed probe is remembered
     assert time.perf_counter() - start < 0.5
+
+
+def test_default_is_the_embedded_data_checked_at_load(tmp_path, monkeypatch):
+    """No variable: the files built into the package, sha256 checked; an altered copy
+    fails with a message naming the file, never a silent stand-in."""
+    loaded = ts.load()
+    assert loaded.released and len(loaded.stories) == ts.N_STORIES
+    assert "built into numscale" in loaded.description
+    altered = tmp_path / "data"
+    altered.mkdir()
+    for name in registry.EMBEDDED:
+        (altered / name).write_bytes((registry.DATA_DIR / name).read_bytes())
+    data = bytearray((altered / "tok512.bin").read_bytes())
+    data[100] ^= 1  # one bit
+    (altered / "tok512.bin").write_bytes(bytes(data))
+    monkeypatch.setattr(registry, "DATA_DIR", altered)
+    ts.clear_cache()
+    with pytest.raises(sources.SourceError, match="tok512.bin does not match"):
+        ts.load()
 
 
 def test_default_source_from_the_local_hub_cache(tmp_path, monkeypatch, tiny_weights,
@@ -387,7 +409,7 @@ def test_default_source_from_the_local_hub_cache(tmp_path, monkeypatch, tiny_wei
         (cache / repo / "refs" / "main").write_text("0" * 40)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    loaded = ts.load()
+    loaded = ts.load("karpathy/tinyllamas")
     np.testing.assert_array_equal(loaded.weights.w2, tiny_weights.w2)
     assert "Hugging Face hub" in loaded.description and str(tmp_path) not in loaded.description
 
@@ -395,9 +417,9 @@ def test_default_source_from_the_local_hub_cache(tmp_path, monkeypatch, tiny_wei
 # ------------------------------------------------------------------ the real files
 
 
-@needs_real
-def test_real_files():
-    loaded = ts.load(REAL)
+@pytest.mark.parametrize("real", REAL_SOURCES)
+def test_real_files(real):
+    loaded = ts.load(real)
     c = loaded.weights.config
     assert (c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
             c.seq_len) == (64, 172, 5, 8, 4, 512, 512)
@@ -407,16 +429,16 @@ def test_real_files():
     assert loaded.tokenizer.encode("Once upon a time") == [1, 403, 407, 261, 378]
     # the stored rotary tables are cos/sin with θ = 10000 (PROVENANCE.md: to 2.3e-6, the
     # float32 rounding of angles up to 511 rad: 511 · 2^-24 ≈ 3e-5 bounds it)
-    cos, sin = ts.rotary_tables(c.head_size, c.seq_len)
+    cos, sin = llama.rotary_tables(c.head_size, c.seq_len)
     assert np.abs(loaded.weights.freq_cis_real - cos).max() < 3e-5
     assert np.abs(loaded.weights.freq_cis_imag - sin).max() < 3e-5
     # trained: the RMSNorm gains are not 1
     assert np.abs(loaded.weights.rms_att - 1).max() > 0.1
 
 
-@needs_real
-def test_real_tokenizer_round_trips_and_matches_run_c():
-    loaded = ts.load(REAL)
+@pytest.mark.parametrize("real", REAL_SOURCES)
+def test_real_tokenizer_round_trips_and_matches_run_c(real):
+    loaded = ts.load(real)
     tok = loaded.tokenizer
     for story in loaded.stories[:20]:
         ids = tok.encode(story)
@@ -424,14 +446,14 @@ def test_real_tokenizer_round_trips_and_matches_run_c():
         assert tok.decode(ids) == story
 
 
-@needs_real
-def test_real_load_is_fast_and_cached():
+@pytest.mark.parametrize("real", REAL_SOURCES)
+def test_real_load_is_fast_and_cached(real):
     start = time.perf_counter()
-    first = ts.load(REAL)
+    first = ts.load(real)
     elapsed = time.perf_counter() - start
     assert elapsed < 2.0, f"load took {elapsed:.2f} s"  # 1.5 MB read and hashed
     start = time.perf_counter()
-    assert ts.load(REAL) is first
+    assert ts.load(real) is first
     assert time.perf_counter() - start < 0.05
 
 

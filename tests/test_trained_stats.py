@@ -1,5 +1,5 @@
 """Tests of numscale.trained_stats on synthetic tensors with known answers and on a tiny
-random Llama model (tinystories.init_weights(TINY_CONFIG, seed))."""
+random Llama model (llama.init_weights(TINY_CONFIG, seed))."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from numscale import llama, tinystories, trained_stats as ts
+from numscale import trained_stats as ts
+from numscale.models import llama, llama2c
 
 L, B, H, T = 2, 3, 2, 6
 
@@ -214,11 +215,11 @@ def test_ratio_mean_se_and_paired_difference():
 
 
 def tiny_model(seed: int = 0) -> tuple[llama.LlamaModel, torch.Tensor, torch.Tensor]:
-    weights = tinystories.init_weights(tinystories.TINY_CONFIG, seed)
+    weights = llama.init_weights(llama.TINY_CONFIG, seed)
     g = torch.Generator().manual_seed(seed + 100)
-    V, Tm = tinystories.TINY_CONFIG.vocab_size, tinystories.TINY_CONFIG.seq_len
+    V, Tm = llama.TINY_CONFIG.vocab_size, llama.TINY_CONFIG.seq_len
     tokens = torch.randint(3, V, (5, Tm), generator=g)
-    tokens[:, 0] = tinystories.BOS
+    tokens[:, 0] = llama.BOS
     lengths = [Tm, Tm, 20, 9, 2]
     mask = target_mask(lengths, Tm)
     tokens = torch.where(mask | (torch.arange(Tm) == 0), tokens, torch.zeros_like(tokens))
@@ -297,7 +298,7 @@ def test_collect_matches_one_full_record():
     np.testing.assert_allclose(collected.residual[res], record.residual.numpy()[res],
                                rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(collected.target, mask.numpy())
-    assert collected.residual.shape == (3, 5, tinystories.TINY_CONFIG.seq_len, 16)
+    assert collected.residual.shape == (3, 5, llama.TINY_CONFIG.seq_len, 16)
 
 
 def test_initialization_logit_scale_matches_the_derivation():
@@ -306,7 +307,7 @@ def test_initialization_logit_scale_matches_the_derivation():
     model, tokens, mask = tiny_model(3)
     rows = ts.collect(model, tokens, mask, batch_size=5).rows
     pooled = ts.head_logit_std(rows)[0]
-    predicted = tinystories.TINY_CONFIG.dim * 0.02 ** 2
+    predicted = llama.TINY_CONFIG.dim * 0.02 ** 2
     # one weight draw per head: the per-head values scatter around the prediction; their
     # mean over the 8 heads must agree within 4 standard errors of that mean
     spread = pooled.std(ddof=1) / math.sqrt(pooled.size)
@@ -434,7 +435,7 @@ def test_story_nll_from_recorded_logits_matches_the_model():
 
 def test_story_losses_in_float32_match_the_loss():
     model, tokens, mask = tiny_model(4)
-    weights = tinystories.init_weights(tinystories.TINY_CONFIG, 4)
+    weights = llama.init_weights(llama.TINY_CONFIG, 4)
     sums, counts = ts.story_losses(weights, tokens, mask, torch.float32, batch_size=3)
     mean, _ = ts.ratio_mean_se(sums, counts)
     # same float32 arithmetic, different batch shapes: 1e-5 relative
@@ -452,8 +453,8 @@ def test_stories260k_config_matches_the_file():
     folder = REFERENCE / "tinystories"
     if not (folder / "stories260K.bin").is_file():
         pytest.skip("reference tinystories folder not present")
-    weights = tinystories.read_checkpoint(folder / "stories260K.bin")
-    assert weights.config == ts.STORIES260K_CONFIG
+    weights = llama2c.read_checkpoint(folder / "stories260K.bin")
+    assert weights.config == llama.STORIES260K_CONFIG
 
 
 def test_attention_range_and_underflow_counts():
@@ -474,16 +475,16 @@ def test_attention_range_and_underflow_counts():
 
 
 def test_random_token_batch_and_weight_arrays():
-    config = tinystories.TINY_CONFIG
+    config = llama.TINY_CONFIG
     tokens, mask = ts.random_token_batch(config, 3, 10, seed=0)
     again, _ = ts.random_token_batch(config, 3, 10, seed=0)
     assert torch.equal(tokens, again)                 # seeded
-    assert tokens.dtype == torch.long and bool((tokens[:, 0] == tinystories.BOS).all())
+    assert tokens.dtype == torch.long and bool((tokens[:, 0] == llama.BOS).all())
     assert int(tokens[:, 1:].min()) >= 3 and int(tokens.max()) < config.vocab_size
     ts.check_mask(mask)
     with pytest.raises(ValueError, match="seq_len"):
         ts.random_token_batch(config, 1, config.seq_len + 1, seed=0)
-    arrays = ts.weight_arrays(tinystories.init_weights(config, 0))
+    arrays = ts.weight_arrays(llama.init_weights(config, 0))
     assert "freq_cis_real" not in arrays and "wq" in arrays
 
 

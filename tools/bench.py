@@ -124,7 +124,7 @@ def rchar():
     for line in open("/proc/self/io"):
         if line.startswith("rchar"):
             return int(line.split()[1])
-from numscale import gpt2
+from numscale.models import gpt2
 before = rchar()
 params = gpt2.layernorm_parameters(source={file!r})
 after = rchar()

@@ -1,6 +1,6 @@
 """GPT-2's query and key weights: exact logit moments, the key bias, alignment.
 
-Everything here works on plain arrays (the loader, :mod:`numscale.gpt2`, provides them),
+Everything here works on plain arrays (the loader, :mod:`numscale.models.gpt2`, provides them),
 so it is tested on small random matrices. Shapes: ``H`` heads, ``d`` model width
 (``d_model``, 768 in GPT-2 small), ``d_k`` head width (64), ``n`` tokens.
 

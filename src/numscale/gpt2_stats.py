@@ -1,6 +1,6 @@
 """Statistics of GPT-2's tensors for the two GPT-2 chapters.
 
-Everything here works on plain arrays (the loader, :mod:`numscale.gpt2`, provides
+Everything here works on plain arrays (the loader, :mod:`numscale.models.gpt2`, provides
 them), so it is tested on small synthetic inputs. Shapes: ``L`` modules or blocks,
 ``d`` channels (768 for GPT-2 small).
 """
@@ -217,7 +217,7 @@ def layernorm_tensors(names: Sequence[str], gains: np.ndarray,
                       biases: np.ndarray) -> dict[str, np.ndarray]:
     """The LayerNorm rows as state-dict tensors: ``{"h.0.ln_1.weight": gains[0], ...}``.
 
-    ``names``: module names (``h.0.ln_1`` …, as in :class:`numscale.gpt2.LayerNormParameters`);
+    ``names``: module names (``h.0.ln_1`` …, as in :class:`numscale.models.gpt2.LayerNormParameters`);
     ``gains``, ``biases``: (L, d). Rows keep their dtype, so checksums of the released model
     (``gpt2.model_label``) can be compared with them.
     """

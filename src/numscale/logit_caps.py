@@ -153,7 +153,7 @@ def final_hidden(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tenso
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Final normalized hidden states h (N, d) and logits (N, vocab) of a llama2.c
     model at the N predicting positions of ``tokens``; h·Eᵀ = logits."""
-    from numscale import llama
+    from numscale.models import llama
 
     with torch.inference_mode():
         record = model(tokens, record=True, record_attention=False)
@@ -193,7 +193,7 @@ def finetune(weights: object, batches: Sequence[tuple[torch.Tensor, torch.Tensor
              lr: float = 1e-3) -> Finetune:
     """Adam (β = 0.9, 0.99, fresh moments) on cross-entropy + ``coefficient``·(log Z)²,
     one step per batch, from ``weights``; float32, deterministic (no random draws)."""
-    from numscale import llama
+    from numscale.models import llama
 
     if coefficient < 0:
         raise ValueError(f"coefficient must be >= 0, got {coefficient}")

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from numscale import llama
+from numscale.models import llama
 from numscale.checks import as_float_array, finite_float, positive_int, rng_from
-from numscale.tinystories import rotary_tables
+from numscale.models.llama import rotary_tables
 
 LOG2E = math.log2(math.e)
 

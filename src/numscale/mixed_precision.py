@@ -6,7 +6,7 @@ Everything runs on the CPU with torch's own float16/bfloat16 conversions, so wha
 * :func:`classify` sorts values by what a cast to a 16-bit format makes of them
   (zero, subnormal, normal, overflow);
 * :func:`parameter_gradients` runs one real backward pass of a
-  :class:`numscale.llama.LlamaModel` (in its own format, with an optional loss scale);
+  :class:`numscale.models.llama.LlamaModel` (in its own format, with an optional loss scale);
 * :class:`ScalerState` and :func:`update_scale` are the dynamic loss-scaling rule of
   ``torch.amp.GradScaler`` (back off on inf/NaN, grow after ``growth_interval`` good
   steps); :func:`train_fp16` runs it in a float16 fine-tuning loop with float32 master
@@ -212,7 +212,7 @@ def train_fp16(weights: object, batches: Sequence[tuple[torch.Tensor, torch.Tens
                ) -> Fp16Run:
     """Fine-tune a llama2.c model in float16 with float32 master weights, dynamic loss
     scaling and plain SGD, one step per ``(tokens, mask)`` batch. Deterministic."""
-    from numscale import llama
+    from numscale.models import llama
 
     positive_int(growth_interval, "growth_interval")
     lr = finite_float(lr, "lr", positive=True)

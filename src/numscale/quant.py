@@ -15,9 +15,9 @@ import math
 import numpy as np
 import torch
 
-from numscale import llama
+from numscale.models import llama
 from numscale.checks import as_float_array, finite_float, positive_int
-from numscale.tinystories import LlamaWeights
+from numscale.models.llama import LlamaWeights
 
 SCHEMES = ("tensor", "channel", "group")
 #: the stories260K matrices that are quantized (every weight matrix of the model)

@@ -31,7 +31,6 @@ FIXED_TEXT = "The quick brown fox jumps over the lazy dog."
 
 POSITIONS = ("pre", "post")
 #: Tensors without which no GPT-2 forward pass can run (canonical ``GPT2Model`` names).
-CORE_TENSORS = frozenset({"wte.weight", "h.0.attn.c_attn.weight", "h.0.mlp.c_fc.weight", "h.0.mlp.c_proj.weight"})
 
 
 def _xavier(generator: torch.Generator, fan_in: int, fan_out: int) -> torch.Tensor:
@@ -293,31 +292,3 @@ def residual_stream_norms(model, input_ids: torch.Tensor, *, per_token: bool = F
     states = list(out.hidden_states[:-1]) + [captured[-1]]
     norms = torch.stack([s[0].float().norm(dim=-1) for s in states]).numpy()
     return norms if per_token else norms.mean(axis=1)
-
-
-def load_gpt2(source: str | None = None):
-    """The full GPT-2 model from ``numscale.gpt2.load_model``, or ``None`` and why not.
-
-    Returns ``(model, message)``. ``model`` is ``None`` when the loader module is
-    missing or raises ``GPT2Unavailable`` (the source holds only part of the model, or
-    the default hub id is unreachable); ``message`` then says why. A source that was
-    named but cannot be used (a missing path, a corrupt file) raises the loader's
-    ``SourceError`` (a ``ValueError``): a misconfigured ``NUMSCALE_GPT2`` fails loudly.
-    """
-    try:
-        from numscale import gpt2
-    except ImportError as exc:
-        return None, f"the GPT-2 loader numscale.gpt2 is not available ({exc})"
-    try:
-        # Cheap check first: listing the source's tensors reads no weights and imports no
-        # transformers, so a partial source is turned down in milliseconds.
-        names = set(gpt2.list_tensors(source))
-        absent = sorted(CORE_TENSORS - names)
-        if absent:
-            return None, (f"{gpt2.describe_source(source)}: it holds only part of GPT-2 (it lacks "
-                          f"{', '.join(absent)}), so the model cannot run.")
-        model = gpt2.load_model(source)
-    except gpt2.GPT2Unavailable as exc:
-        # the loader's generic advice also names partial sources; the chapter gives its own
-        return None, str(exc).replace(getattr(gpt2, "HOW_TO_PROVIDE", "\0"), "").strip()
-    return model.eval(), "loaded"

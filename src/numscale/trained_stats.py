@@ -1,7 +1,7 @@
 """Statistics of a trained Llama-architecture model's attention, residual stream and logits.
 
-The helpers take the tensors of :class:`numscale.llama.ForwardRecord` (torch) and the token
-mask of :func:`numscale.llama.encode_stories`, and reduce them to small NumPy summaries:
+The helpers take the tensors of :class:`numscale.models.llama.ForwardRecord` (torch) and the token
+mask of :func:`numscale.models.llama.encode_stories`, and reduce them to small NumPy summaries:
 
 * attention, per layer and head: the spread of the scaled logits ``s·q·k`` (pooled and
   within a row, the part the softmax sees), the entropy of each causal row against the
@@ -33,13 +33,7 @@ import numpy as np
 import torch
 
 from numscale.checks import as_float_array, finite_float, positive_int, rng_from
-from numscale.tinystories import LlamaConfig
-
-#: The shape of Karpathy's stories260K (its checkpoint header, PROVENANCE.md of the
-#: reference folder): used for the initialization baseline when no source is available.
-#: A test checks it against the real file's header.
-STORIES260K_CONFIG = LlamaConfig(dim=64, hidden_dim=172, n_layers=5, n_heads=8,
-                                 n_kv_heads=4, vocab_size=512, seq_len=512)
+from numscale.models.llama import LlamaConfig
 
 # --------------------------------------------------------------------------- validation
 
@@ -63,7 +57,7 @@ def _finite(value: torch.Tensor, name: str) -> None:
 
 
 def check_mask(mask: object, name: str = "mask") -> torch.Tensor:
-    """``mask`` as a (B, T) bool target mask, as :func:`numscale.llama.encode_stories`
+    """``mask`` as a (B, T) bool target mask, as :func:`numscale.models.llama.encode_stories`
     returns it: False at position 0 (BOS, never predicted), then True on a prefix of
     positions 1… (the story's tokens) and False on the padding."""
     if not isinstance(mask, torch.Tensor):
@@ -344,7 +338,7 @@ def collect(model: Callable, tokens: torch.Tensor, mask: torch.Tensor, *, batch_
 
     The (L, B, H, T, T) attention tensors are reduced to :class:`RowStats` per batch, so
     memory stays at one batch's attention; ``attention=False`` skips them (``rows`` is
-    then ``None``). ``model`` is a :class:`numscale.llama.LlamaModel` (or anything with
+    then ``None``). ``model`` is a :class:`numscale.models.llama.LlamaModel` (or anything with
     its call signature returning a ``ForwardRecord``).
     """
     mask = check_mask(mask)
@@ -374,7 +368,7 @@ def story_nll(logits: np.ndarray, tokens: np.ndarray, target: np.ndarray
     """Summed next-token NLL (nats) per story and token counts, from recorded logits:
     (B, T, vocab) logits, (B, T) token ids and target mask (:attr:`Collected.logits`,
     ``.tokens``, ``.target``). Position t predicts token t+1 where ``target[t+1]``; the
-    log-softmax runs in float64. Same quantity as ``numscale.llama.per_story_nll``."""
+    log-softmax runs in float64. Same quantity as ``numscale.models.llama.per_story_nll``."""
     z = as_float_array(logits, "logits", ndim=3).astype(np.float64)
     tokens = np.asarray(tokens)
     target = np.asarray(target, dtype=bool)
@@ -476,7 +470,7 @@ def log_spaced_multipliers(low: float, high: float, count: int) -> np.ndarray:
 def sweep_losses(model: Callable, tokens: torch.Tensor, mask: torch.Tensor,
                  multipliers: np.ndarray, batch_size: int) -> ScaleSweep:
     """The loop of :func:`scale_sweep`: every batch of stories at every multiplier c."""
-    from numscale import llama
+    from numscale.models import llama
 
     sums = np.zeros((multipliers.size, mask.shape[0]))    # (C, B) summed NLL
     counts = np.zeros(mask.shape[0], dtype=np.int64)      # (B,) predicted tokens
@@ -767,10 +761,10 @@ def format_margin(name: str, values: np.ndarray, dtype: torch.dtype, *,
 def story_losses(weights: object, tokens: torch.Tensor, mask: torch.Tensor,
                  dtype: torch.dtype, *, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Summed NLL per story (B,) and token counts (B,) of the model run entirely in
-    ``dtype`` (:class:`numscale.llama.LlamaModel`); the log-softmax of the logits is
-    taken in float32 (``numscale.llama.per_story_nll``). A story whose loss is not finite
+    ``dtype`` (:class:`numscale.models.llama.LlamaModel`); the log-softmax of the logits is
+    taken in float32 (``numscale.models.llama.per_story_nll``). A story whose loss is not finite
     (an overflow) is kept as inf/NaN: callers count it."""
-    from numscale import llama
+    from numscale.models import llama
 
     mask = check_mask(mask)
     tokens = _check_tokens(tokens, mask)
@@ -785,7 +779,7 @@ def story_losses(weights: object, tokens: torch.Tensor, mask: torch.Tensor,
 
 
 def weight_arrays(weights: object) -> dict[str, np.ndarray]:
-    """The trainable arrays of a :class:`numscale.tinystories.LlamaWeights` by name
+    """The trainable arrays of a :class:`numscale.models.llama.LlamaWeights` by name
     (rotary tables left out)."""
     return {name: array for name, array in weights.arrays().items() if "freq" not in name}
 
@@ -795,7 +789,7 @@ def random_token_batch(config: LlamaConfig, n_sequences: int, length: int,
     """Seeded uniformly random token ids (n_sequences, length) with BOS at position 0,
     and their target mask (every position after BOS): the input of the initialization
     baseline when no text is available."""
-    from numscale.tinystories import BOS
+    from numscale.models.llama import BOS
 
     rng = rng_from(seed)
     n_sequences = positive_int(n_sequences, "n_sequences")

@@ -1,12 +1,14 @@
-"""GPT-2's tensors, read one at a time, checked, and labelled honestly.
+"""GPT-2's tensors, read one at a time and checked.
 
-Where the tensors come from follows :mod:`numscale.sources`: the ``source`` argument or,
+Where the tensors come from follows :mod:`numscale.models.sources`: the ``source`` argument or,
 when that is ``None``, the environment variable ``NUMSCALE_GPT2``; by default ``"gpt2"``,
-the Hugging Face id. Accepted sources:
+the Hugging Face id, except for :func:`layernorm_parameters`, whose default is the
+LayerNorm parameters built into the package (``"embedded"``, 168 KB, sha256 checked at
+load). Accepted sources:
 
 * a Hugging Face hub id (``"gpt2"``, ``"openai-community/gpt2"``): the local Hugging Face
   cache first, else (unless ``HF_HUB_OFFLINE`` is set) ``model.safetensors`` is downloaded
-  after a probe of at most :data:`~numscale.sources.PROBE_TIMEOUT` seconds;
+  after a probe of at most :data:`~numscale.models.sources.PROBE_TIMEOUT` seconds;
 * a directory written by ``save_pretrained`` (``model.safetensors`` or sharded files with
   their index, and ``config.json``);
 * one ``.safetensors`` file, or one ``.npz`` of arrays keyed by state-dict name;
@@ -15,57 +17,55 @@ the Hugging Face id. Accepted sources:
 
 Tensor names are normalised to the bare ``GPT2Model`` form (``transformer.h.0.ln_1.weight``
 and ``h.0.ln_1.weight`` both name ``h.0.ln_1.weight``). Only the tensors asked for are
-read (:mod:`numscale.safetensors_io` reads a safetensors tensor's byte range; an ``.npz``
+read (:mod:`numscale.models.safetensors_io` reads a safetensors tensor's byte range; an ``.npz``
 member is read on access). Pickle files are never unpickled. Every tensor read is checked:
 a float dtype, the shape GPT-2 has for that name (GPT-2 small's, or the shape implied by
 the source's ``config.json``), finite values.
 
 Errors: a source the reader named that cannot be used (missing path, pickle-only folder,
-corrupt file, bad tensor, missing tensors) raises :class:`~numscale.sources.SourceError`
+corrupt file, bad tensor, missing tensors) raises :class:`~numscale.models.sources.SourceError`
 (a ``ValueError``; :class:`MissingTensorError` for missing tensors), one line naming the
 variable, the source and the reason. Only the default hub id, unreachable, raises
-:class:`GPT2Unavailable`, which chapters catch to show a notice; so does
-:func:`load_model` on a source that holds only part of GPT-2 (:class:`ModelIncomplete`).
+:class:`GPT2Unavailable`; so does :func:`numscale.models.gpt2_model.load_model` on a
+source that holds only part of GPT-2 (:class:`ModelIncomplete`).
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-import hashlib
 import json
 import os
 import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from numscale import safetensors_io, sources
-from numscale.gpt2_checksums import RELEASED_SHA256
-from numscale.sources import PROBE_TIMEOUT, SourceError, SourceUnavailable, endpoint_reachable
+from numscale.models import registry, safetensors_io, sources
+from numscale.models.sources import PROBE_TIMEOUT, SourceError, SourceUnavailable, endpoint_reachable
 
 __all__ = [
     "ENV_VAR", "DEFAULT_SOURCE", "PROBE_TIMEOUT", "N_LAYER", "N_EMBD", "HOW_TO_PROVIDE",
     "GPT2Unavailable", "ModelIncomplete", "MissingTensorError", "SourceError",
     "LayerNormParameters", "canonical_name", "layernorm_module_names", "endpoint_reachable",
     "clear_cache", "list_tensors", "describe_source", "source_available", "load_tensors",
-    "load_tensor", "count_layers", "layernorm_parameters", "init_layernorm_parameters",
-    "load_model", "gpt2_shape", "init_tensors", "is_released_gpt2_small", "model_label",
+    "load_tensor", "count_layers", "layernorm_parameters", "gpt2_shape",
 ]
 
 #: Environment variable naming the source of the weights.
 ENV_VAR = "NUMSCALE_GPT2"
 #: Source used when neither ``source`` nor ``NUMSCALE_GPT2`` is given.
-DEFAULT_SOURCE = "gpt2"
+DEFAULT_SOURCE = registry.GPT2_HUB_ID
+#: The source of the embedded LayerNorm parameters (the default of
+#: :func:`layernorm_parameters`; ``NUMSCALE_GPT2=embedded`` names it for every loader).
+EMBEDDED_SOURCE = "embedded"
 #: GPT-2 small's depth and width.
 N_LAYER = 12
 N_EMBD = 768
-RELEASED_LABEL = "the released GPT-2 small"
-OTHER_LABEL = "a model with GPT-2's tensor names"
 
 HOW_TO_PROVIDE = (
     "To provide GPT-2's weights, set NUMSCALE_GPT2 to a save_pretrained directory, to a "
@@ -81,7 +81,8 @@ class GPT2Unavailable(SourceUnavailable):
 
 
 class ModelIncomplete(GPT2Unavailable):
-    """The source is readable but holds no whole model for :func:`load_model`."""
+    """The source is readable but holds no whole model for
+    :func:`numscale.models.gpt2_model.load_model`."""
 
 
 class MissingTensorError(SourceError):
@@ -209,6 +210,14 @@ def _weight_files_in(directory: Path, choice: sources.Choice) -> tuple[list[Path
     return files, config
 
 
+def _looks_pickled(path: Path) -> bool:
+    """Whether a file starts as a pickle (protocol 2+: byte 0x80) or as torch.save's zip
+    archive ("PK"): what a .bin of PyTorch weights is, unlike llama2.c's plain .bin."""
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    return head[:1] == b"\x80" or head == b"PK"
+
+
 def _resolve_path(choice: sources.Choice, path: Path) -> _Resolved:
     if not path.exists():
         raise _fail(choice, "the path does not exist")
@@ -223,7 +232,15 @@ def _resolve_path(choice: sources.Choice, path: Path) -> _Resolved:
                          _dims_from(None, choice))
     files, config = _weight_files_in(path, choice)
     if not files:
-        pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+        pickles = sorted(p.name for p in path.iterdir()
+                         if p.suffix in _PICKLE_SUFFIXES and _looks_pickled(p))
+        held = sorted(p.name for p in path.iterdir() if p.is_file())
+        if held and not pickles:
+            shown = ", ".join(held[:6]) + (", …" if len(held) > 6 else "")
+            raise _fail(choice, f"the folder holds no GPT-2 weights ({shown}); "
+                                f"NUMSCALE_GPT2 expects a save_pretrained directory, a "
+                                f".safetensors or .npz file keyed by state-dict name, or a "
+                                f"folder of such files")
         if pickles:
             raise _fail(choice, f"the folder holds only pickle weights ({', '.join(pickles)}), "
                                 f"which are never loaded (unpickling can run arbitrary "
@@ -272,8 +289,20 @@ def _resolve_hub(choice: sources.Choice) -> _Resolved:
     return resolved
 
 
-def _resolve(source: Any) -> _Resolved:
-    choice = sources.choose(source, ENV_VAR, DEFAULT_SOURCE)
+def _resolve_embedded(choice: sources.Choice) -> _Resolved:
+    """GPT-2 small's LayerNorm parameters built into the package, sha256 checked."""
+    try:
+        path = registry.embedded_file(registry.GPT2_EMBEDDED)
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+    return _Resolved((path,), "GPT-2 small's LayerNorm parameters built into numscale "
+                      "(sha256 checked)", None, choice, _dims_from(None, choice))
+
+
+def _resolve(source: Any, default: str = DEFAULT_SOURCE) -> _Resolved:
+    choice = sources.choose(source, ENV_VAR, default)
+    if choice.text == EMBEDDED_SOURCE:
+        return _resolve_embedded(choice)
     path = sources.local_path(choice.text)
     if path.exists() or sources.looks_like_path(choice.text, _WEIGHT_SUFFIXES + _PICKLE_SUFFIXES):
         return _resolve_path(choice, path)
@@ -507,9 +536,11 @@ def layernorm_parameters(source: str | os.PathLike | None = None) -> LayerNormPa
     """All LayerNorm gains and biases, rows in module order ``h.0.ln_1, h.0.ln_2, ..., ln_f``.
 
     For GPT-2 small: ``gains`` and ``biases`` of shape (25, 768). The number of blocks is
-    read from the source; every LayerNorm of those blocks must be there.
+    read from the source; every LayerNorm of those blocks must be there. By default (no
+    ``source``, no ``NUMSCALE_GPT2``) the parameters built into the package
+    (:data:`EMBEDDED_SOURCE`), checked against their sha256.
     """
-    resolved = _resolve(source)
+    resolved = _resolve(source, default=EMBEDDED_SOURCE)
     index = _index(resolved)
     available = list(index)
     try:
@@ -527,150 +558,3 @@ def layernorm_parameters(source: str | os.PathLike | None = None) -> LayerNormPa
     gains = np.stack([tensors[f"{m}.weight"] for m in modules])
     biases = np.stack([tensors[f"{m}.bias"] for m in modules])
     return LayerNormParameters(modules, gains, biases, resolved.description)
-
-
-def init_layernorm_parameters(n_layer: int = N_LAYER, n_embd: int = N_EMBD) -> LayerNormParameters:
-    """The LayerNorms as GPT-2 initializes them: every gain 1, every bias 0."""
-    modules = layernorm_module_names(n_layer)
-    if isinstance(n_embd, bool) or not isinstance(n_embd, int):
-        raise TypeError(f"n_embd must be an int, got {type(n_embd).__name__}")
-    if n_embd < 1:
-        raise ValueError(f"n_embd must be >= 1, got {n_embd}")
-    shape = (len(modules), n_embd)
-    return LayerNormParameters(modules, np.ones(shape, np.float32), np.zeros(shape, np.float32),
-                               "initialization")
-
-
-# ------------------------------------------------------------------ honest labels
-
-
-def _sha256(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array, dtype="<f4").tobytes()).hexdigest()
-
-
-def is_released_gpt2_small(tensors: Mapping[str, np.ndarray]) -> bool:
-    """Whether ``tensors`` (name -> array) are tensors of the released GPT-2 small.
-
-    True only when there is at least one tensor and every one has a stored checksum
-    (:mod:`numscale.gpt2_checksums`: the LayerNorms, biases, position embeddings and
-    attention weights; 123 tensors) that its float32 little-endian bytes match. A tensor
-    without a stored checksum (token embeddings, MLP weights) cannot be verified, so it
-    makes the answer False.
-    """
-    if not isinstance(tensors, Mapping):
-        raise TypeError(f"tensors must be a mapping of name to array, got {type(tensors).__name__}")
-    if not tensors:
-        return False
-    for name, array in tensors.items():
-        expected = RELEASED_SHA256.get(canonical_name(name))
-        if expected is None:
-            return False
-        array = np.asarray(array)
-        if array.dtype != np.float32 or _sha256(array) != expected:
-            return False
-    return True
-
-
-def model_label(tensors: Mapping[str, np.ndarray]) -> str:
-    """``"the released GPT-2 small"`` when :func:`is_released_gpt2_small`, otherwise
-    ``"a model with GPT-2's tensor names"``."""
-    return RELEASED_LABEL if is_released_gpt2_small(tensors) else OTHER_LABEL
-
-
-# ----------------------------------------------------------------------- the model
-
-
-def load_model(source: str | os.PathLike | None = None, config: Any = None):
-    """A ``transformers.GPT2LMHeadModel`` in eval mode, when the source holds the whole model.
-
-    The source must have a ``config.json`` (a hub id or a ``save_pretrained`` directory)
-    unless a ``GPT2Config`` is passed as ``config``. Every parameter must be present
-    (``lm_head.weight`` may be omitted: it is tied to ``wte.weight``); otherwise
-    :class:`ModelIncomplete` (a :class:`GPT2Unavailable`) says what is missing, so callers
-    can show a notice. The model is built on the meta device (no random initialization,
-    no global RNG use) and its parameters are then assigned from the source, in float32.
-    """
-    try:
-        import torch
-        from transformers import GPT2Config, GPT2LMHeadModel
-    except ImportError as exc:  # pragma: no cover - installed with the book
-        raise GPT2Unavailable(f"load_model needs torch and transformers: {exc}") from exc
-    resolved = _resolve(source)
-    index = _index(resolved)
-    if config is None:
-        if resolved.config is None:
-            core = ["wte.weight", "h.0.attn.c_attn.weight", "h.0.mlp.c_fc.weight",
-                    "h.0.mlp.c_proj.weight"]
-            absent = [n for n in core if n not in index]
-            if absent:
-                raise ModelIncomplete(sources.wrap(
-                    f"{resolved.description} holds only part of GPT-2 (it lacks "
-                    f"{', '.join(absent)}, among others), so the model cannot run."))
-            raise ModelIncomplete(sources.wrap(
-                f"{resolved.description} has no config.json, so the model's shape (heads, "
-                f"layers) is unknown; pass config=GPT2Config(...) or use a save_pretrained "
-                f"directory."))
-        try:
-            config = GPT2Config.from_json_file(str(resolved.config))
-        except (OSError, ValueError) as exc:
-            raise resolved.error(f"{resolved.config.name} is not a readable config ({exc})") from None
-    elif not isinstance(config, GPT2Config):
-        raise TypeError(f"config must be a transformers.GPT2Config, got {type(config).__name__}")
-    with torch.device("meta"):
-        model = GPT2LMHeadModel(config)
-    expected = [canonical_name(n) for n in model.state_dict()]
-    needed = [n for n in expected if n != "lm_head.weight" or n in index]
-    missing = [n for n in needed if n not in index]
-    if missing:
-        shown = ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else "")
-        raise ModelIncomplete(sources.wrap(
-            f"{resolved.description} holds only part of GPT-2: {len(missing)} of "
-            f"{sources.plural(len(expected), 'parameter')} are missing ({shown}), so the "
-            f"model cannot run."))
-    dims = (config.n_embd, config.n_positions, config.vocab_size)
-    tensors = _read(resolved, index, needed, dims=dims)
-    state = {}
-    for full in model.state_dict():
-        name = canonical_name(full)
-        array = tensors.get(name, tensors["wte.weight"] if name == "lm_head.weight" else None)
-        state[full] = torch.from_numpy(array)
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as exc:  # shape mismatch between config and tensors
-        raise resolved.error(f"its tensors do not fit its config ({exc})") from None
-    if getattr(config, "tie_word_embeddings", True):
-        model.lm_head.weight = model.transformer.wte.weight
-    return model.eval()
-
-
-# ------------------------------------------------------------------ initialization
-
-
-def init_tensors(names: Sequence[str], seed: Any, n_layer: int = N_LAYER, n_embd: int = N_EMBD,
-                 n_positions: int = 1024, vocab_size: int = 50257,
-                 initializer_range: float = 0.02) -> dict[str, np.ndarray]:
-    """Draw the named tensors as GPT-2 initializes them (the Hugging Face scheme), float32.
-
-    Weights and embeddings ~ N(0, initializer_range²); the residual output projections
-    ``attn.c_proj.weight`` and ``mlp.c_proj.weight`` ~ N(0, (initializer_range/√(2·n_layer))²);
-    biases 0; LayerNorm gains 1. Draws come from ``np.random.default_rng(seed)`` in the order
-    of ``names``. Keys are canonical names.
-    """
-    from numscale.checks import rng_from
-
-    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
-        raise TypeError("names must be a sequence of tensor names")
-    rng = rng_from(seed)
-    result: dict[str, np.ndarray] = {}
-    for raw in names:
-        name = canonical_name(raw)
-        shape = gpt2_shape(name, n_layer, n_embd, n_positions, vocab_size)
-        if re.search(r"ln_(1|2|f)\.weight$", name):
-            result[name] = np.ones(shape, np.float32)
-        elif name.endswith(".bias"):
-            result[name] = np.zeros(shape, np.float32)
-        else:
-            std = (initializer_range / np.sqrt(2 * n_layer) if name.endswith("c_proj.weight")
-                   else initializer_range)
-            result[name] = rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
-    return result

@@ -1,184 +1,58 @@
-"""Karpathy's stories260K: its llama2.c checkpoint, its tokenizer and TinyStories text.
+"""llama2.c's file formats (checkpoint, tokenizer, stories) and stories260K's source.
 
 Three plain files, read with NumPy (nothing is unpickled):
 
 * the checkpoint (llama2.c's legacy ``.bin``): 7 little-endian int32 (dim, hidden_dim,
   n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a negative vocab_size means the
-  classifier is stored separately at the end), then float32 arrays (:data:`WEIGHT_ORDER`);
+  classifier is stored separately at the end), then float32 arrays
+  (:data:`numscale.models.llama.WEIGHT_ORDER`);
 * the tokenizer (llama2.c's ``tokenizer.bin``): int32 max_token_length, then per token a
   float32 merge score, an int32 byte length and the token's bytes;
 * the text: stories separated by ``<|endoftext|>``.
 
 The source is named by ``source`` or the environment variable :data:`ENV_VAR`: a folder
-holding :data:`FILES`; by default the Hugging Face hub (``stories260K/stories260K.bin`` and
-``stories260K/tok512.bin`` of ``karpathy/tinyllamas``, ``TinyStories-valid.txt`` of the
-dataset ``roneneldan/TinyStories``). The rule of :mod:`numscale.sources` applies: a source
-the reader named that cannot be used raises :class:`~numscale.sources.SourceError`; only
-the default raises :class:`~numscale.sources.SourceUnavailable` (chapters show a notice).
+holding :data:`FILES`, or the Hugging Face hub id ``karpathy/tinyllamas``
+(``stories260K/stories260K.bin`` and ``stories260K/tok512.bin``, with
+``TinyStories-valid.txt`` of the dataset ``roneneldan/TinyStories``). By default
+(:data:`DEFAULT_SOURCE`, ``"embedded"``) the files built into the package
+(``numscale/models/data``), each checked against its sha256 in
+:mod:`numscale.models.registry` when it is loaded. The rule of
+:mod:`numscale.models.sources` applies: a source that cannot be used (a folder without
+the files, an unreachable hub id, an altered embedded file) raises
+:class:`~numscale.models.sources.SourceError`, one line naming it and why.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from numscale import sources
-from numscale.checks import rng_from
+from numscale.models import registry, sources
+from numscale.models.llama import BOS, EOS, HEADER_INTS, LlamaConfig, LlamaWeights
 
 #: Environment variable naming the source.
 ENV_VAR = "NUMSCALE_TINYSTORIES"
-#: The default source: the model's hub repository (the stories come from the dataset).
-DEFAULT_SOURCE = "karpathy/tinyllamas"
-HUB_MODEL_FILES = {"checkpoint": "stories260K/stories260K.bin",
-                   "tokenizer": "stories260K/tok512.bin"}
-HUB_STORIES = ("roneneldan/TinyStories", "TinyStories-valid.txt")
+#: The default source: the files built into the package (registry.EMBEDDED).
+DEFAULT_SOURCE = "embedded"
+#: The hub, chosen explicitly (NUMSCALE_TINYSTORIES=karpathy/tinyllamas).
+HUB_MODEL_FILES = registry.STORIES260K_HUB_FILES
+HUB_STORIES = registry.TINYSTORIES_HUB
 #: File names in a local folder.
-FILES = {"checkpoint": "stories260K.bin", "tokenizer": "tok512.bin",
-         "stories": "tinystories_val.txt"}
-#: Stories kept from the validation text (the local folder holds the first 500).
+FILES = registry.STORIES260K_FILES
+#: Stories kept from the validation text (the embedded file holds the first 500).
 N_STORIES = 500
-#: sha256 of Karpathy's published files (../shared/reference/tinystories/PROVENANCE.md).
-RELEASED_SHA256 = {
-    "checkpoint": "b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696",
-    "tokenizer": "037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312",
-}
+#: sha256 of Karpathy's published files (data/PROVENANCE.md).
+RELEASED_SHA256 = registry.STORIES260K_SHA256
 HOW_TO_PROVIDE = (
     "To provide it, set NUMSCALE_TINYSTORIES to a folder holding stories260K.bin, tok512.bin "
-    "and tinystories_val.txt, or build once with access to the Hugging Face hub."
+    "and tinystories_val.txt, or unset it to use the files built into numscale."
 )
-BOS, EOS = 1, 2
-HEADER_INTS = 7
-#: RMSNorm's ε in run.c.
-RMS_EPS = 1e-5
-#: The rotary base θ.
-ROPE_THETA = 10000.0
 STORY_SEPARATOR = "<|endoftext|>"
-_MAX_DIM = 1 << 20  # a header value above this is not a plausible model size
-
-
-@dataclass(frozen=True)
-class LlamaConfig:
-    """The shape of a llama2.c model (the checkpoint header)."""
-
-    dim: int
-    hidden_dim: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    vocab_size: int
-    seq_len: int
-    shared_classifier: bool = True
-
-    def __post_init__(self) -> None:
-        for f in fields(self)[:7]:
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"{f.name} must be an int, got {type(value).__name__}")
-            if not 1 <= value <= _MAX_DIM:
-                raise ValueError(f"{f.name} must be in 1..{_MAX_DIM}, got {value}")
-            object.__setattr__(self, f.name, int(value))
-        if self.dim % self.n_heads:
-            raise ValueError(f"dim {self.dim} is not a multiple of n_heads {self.n_heads}")
-        if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_heads {self.n_heads} is not a multiple of n_kv_heads "
-                             f"{self.n_kv_heads}")
-        if self.head_size % 2:
-            raise ValueError(f"head size {self.head_size} must be even (rotary pairs)")
-
-    @property
-    def head_size(self) -> int:
-        """Width of a query/key vector, d_k = dim / n_heads."""
-        return self.dim // self.n_heads
-
-    @property
-    def kv_dim(self) -> int:
-        """Width of all key (or value) heads together: n_kv_heads · head_size."""
-        return self.n_kv_heads * self.head_size
-
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Array shapes in file order (``wcls`` only when the classifier is not shared)."""
-        L, d, h, kv = self.n_layers, self.dim, self.hidden_dim, self.kv_dim
-        half = self.head_size // 2
-        shapes = {
-            "token_embedding": (self.vocab_size, d), "rms_att": (L, d), "wq": (L, d, d),
-            "wk": (L, kv, d), "wv": (L, kv, d), "wo": (L, d, d), "rms_ffn": (L, d),
-            "w1": (L, h, d), "w2": (L, d, h), "w3": (L, h, d), "rms_final": (d,),
-            "freq_cis_real": (self.seq_len, half), "freq_cis_imag": (self.seq_len, half),
-        }
-        if not self.shared_classifier:
-            shapes["wcls"] = (self.vocab_size, d)
-        return shapes
-
-    def file_size(self) -> int:
-        """Bytes of a checkpoint with this header: 28 + 4 · (number of floats)."""
-        return 4 * HEADER_INTS + 4 * sum(int(np.prod(s)) for s in self.shapes().values())
-
-    def n_parameters(self) -> int:
-        """Trainable parameters (rotary tables excluded, a shared classifier counted once)."""
-        return sum(int(np.prod(s)) for k, s in self.shapes().items() if "freq" not in k)
-
-
-#: Array names in the checkpoint's order.
-WEIGHT_ORDER = ("token_embedding", "rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2",
-                "w3", "rms_final", "freq_cis_real", "freq_cis_imag")
-
-
-@dataclass(frozen=True, eq=False)
-class LlamaWeights:
-    """All arrays of a llama2.c model, float32, matrices ``(out, in)`` (y = W @ x).
-
-    Shapes: token_embedding (vocab, dim); rms_att, rms_ffn (L, dim); wq, wo (L, dim, dim);
-    wk, wv (L, kv_dim, dim); w1, w3 (L, hidden, dim); w2 (L, dim, hidden); rms_final (dim,);
-    freq_cis_real, freq_cis_imag (seq_len, head_size/2); ``wcls`` (vocab, dim) only when
-    the classifier is not the token embedding.
-    """
-
-    config: LlamaConfig
-    token_embedding: np.ndarray
-    rms_att: np.ndarray
-    wq: np.ndarray
-    wk: np.ndarray
-    wv: np.ndarray
-    wo: np.ndarray
-    rms_ffn: np.ndarray
-    w1: np.ndarray
-    w2: np.ndarray
-    w3: np.ndarray
-    rms_final: np.ndarray
-    freq_cis_real: np.ndarray
-    freq_cis_imag: np.ndarray
-    wcls: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.config, LlamaConfig):
-            raise TypeError(f"config must be a LlamaConfig, got {type(self.config).__name__}")
-        for name, shape in self.config.shapes().items():
-            array = getattr(self, name)
-            if not isinstance(array, np.ndarray):
-                raise TypeError(f"{name} must be a numpy array, got {type(array).__name__}")
-            if array.shape != shape:
-                raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
-            if not np.issubdtype(array.dtype, np.floating):
-                raise TypeError(f"{name} must be a float array, got dtype {array.dtype}")
-            if not np.all(np.isfinite(array)):
-                raise ValueError(f"{name} holds NaN or inf")
-        if self.config.shared_classifier and self.wcls is not None:
-            raise ValueError("wcls must be None when the classifier is shared")
-
-    @property
-    def classifier(self) -> np.ndarray:
-        """The output matrix (vocab, dim): ``wcls`` or the shared token embedding."""
-        return self.token_embedding if self.wcls is None else self.wcls
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays in file order, by name."""
-        return {name: getattr(self, name) for name in self.config.shapes()}
 
 
 # ------------------------------------------------------------------ the checkpoint
@@ -440,50 +314,6 @@ def read_stories(path: str | os.PathLike, limit: int | None = None) -> list[str]
     return stories[:limit] if limit is not None else stories
 
 
-# ------------------------------------------------------------------ initialization
-
-
-def rotary_tables(head_size: int, seq_len: int, theta: float = ROPE_THETA
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin of the rotary angles, each (seq_len, head_size/2), float32:
-    angle[t, j] = t · θ^(−2j/head_size) (llama2.c's ``precompute_freqs_cis``)."""
-    freqs = 1.0 / theta ** (np.arange(0, head_size, 2)[: head_size // 2] / head_size)
-    angles = np.outer(np.arange(seq_len), freqs)
-    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
-
-
-def init_weights(config: LlamaConfig, seed: Any) -> LlamaWeights:
-    """The same architecture at initialization, by llama2.c ``model.py``'s scheme.
-
-    Every linear and embedding weight ~ N(0, 0.02²), except those ``model.py`` names for
-    its scaled residual init, ``wo`` and ``w3`` (its code names w3, the up projection
-    beside the gate, not the down projection w2), ~ N(0, (0.02/√(2·n_layers))²); RMSNorm
-    gains 1; rotary tables cos/sin with θ = 10000. Draws come from
-    ``np.random.default_rng(seed)`` in file order; float32.
-    """
-    if not isinstance(config, LlamaConfig):
-        raise TypeError(f"config must be a LlamaConfig, got {type(config).__name__}")
-    rng = rng_from(seed)
-    std_residual = 0.02 / np.sqrt(2 * config.n_layers)
-    arrays: dict[str, np.ndarray] = {}
-    for name, shape in config.shapes().items():
-        if name.startswith("rms"):
-            arrays[name] = np.ones(shape, np.float32)
-        elif name.startswith("freq"):
-            continue
-        else:
-            std = std_residual if name in ("wo", "w3") else 0.02
-            arrays[name] = (rng.standard_normal(shape) * std).astype(np.float32)
-    arrays["freq_cis_real"], arrays["freq_cis_imag"] = rotary_tables(config.head_size,
-                                                                     config.seq_len)
-    return LlamaWeights(config=config, **arrays)
-
-
-#: A tiny configuration for tests: 2 blocks, 4 query heads and 2 key/value heads of size 4.
-TINY_CONFIG = LlamaConfig(dim=16, hidden_dim=40, n_layers=2, n_heads=4, n_kv_heads=2,
-                          vocab_size=300, seq_len=32)
-
-
 def byte_tokenizer(extra: tuple[bytes, ...] = (), vocab_size: int | None = None) -> Tokenizer:
     """A minimal llama2.c tokenizer for tests and tiny models: the 3 control tokens, the
     256 byte tokens, " ", the ``extra`` pieces, then (to reach ``vocab_size``) the pieces
@@ -528,10 +358,6 @@ def clear_cache() -> None:
     _LOADED.clear()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _read_all(choice: sources.Choice, paths: dict[str, Path], where: str) -> TinyStories:
     try:
         weights = read_checkpoint(paths["checkpoint"])
@@ -539,7 +365,8 @@ def _read_all(choice: sources.Choice, paths: dict[str, Path], where: str) -> Tin
         stories = read_stories(paths["stories"], limit=N_STORIES)
     except (ValueError, OSError) as exc:
         raise choice.error(str(exc), HOW_TO_PROVIDE) from None
-    released = all(_sha256(paths[k]) == RELEASED_SHA256[k] for k in RELEASED_SHA256)
+    released = all(registry.sha256_file(paths[k]) == RELEASED_SHA256[k]
+                   for k in RELEASED_SHA256)
     model = ("Karpathy's stories260K and its 512-token tokenizer" if released else
              f"a {weights.config.n_parameters():,}-parameter model in llama2.c's format "
              f"(not Karpathy's published stories260K file) and its tokenizer")
@@ -564,6 +391,16 @@ def _load_folder(choice: sources.Choice, path: Path) -> TinyStories:
     return _read_all(choice, paths, sources.describe_local(choice, path))
 
 
+def _load_embedded(choice: sources.Choice) -> TinyStories:
+    """The files built into the package, each checked against its recorded sha256 (a
+    mismatch or a missing file raises :class:`~numscale.models.sources.SourceError`)."""
+    try:
+        paths = {key: registry.embedded_file(name) for key, name in FILES.items()}
+    except ValueError as exc:
+        raise sources.SourceError(str(exc)) from None
+    return _read_all(choice, paths, "the data built into numscale (sha256 checked)")
+
+
 def _load_hub(choice: sources.Choice) -> TinyStories:
     model = sources.fetch_hub_files(choice, choice.text, list(HUB_MODEL_FILES.values()),
                                     advice=HOW_TO_PROVIDE)
@@ -580,13 +417,13 @@ def _load_hub(choice: sources.Choice) -> TinyStories:
 def load(source: str | os.PathLike | None = None) -> TinyStories:
     """The model, tokenizer and first :data:`N_STORIES` validation stories of a source.
 
-    ``source``: a folder holding :data:`FILES`, or a hub id of the model repository;
-    ``None`` uses ``$NUMSCALE_TINYSTORIES`` if set, else the hub. A named source that
-    cannot be used raises :class:`~numscale.sources.SourceError` (one line: the variable,
-    the source, the reason); the default, when neither cached nor reachable, raises
-    :class:`~numscale.sources.SourceUnavailable` within about
-    :data:`~numscale.sources.PROBE_TIMEOUT` seconds. Results are cached in the process
-    by source.
+    ``source``: a folder holding :data:`FILES`, a hub id of the model repository, or
+    ``"embedded"``; ``None`` uses ``$NUMSCALE_TINYSTORIES`` if set, else the files built
+    into the package (:data:`DEFAULT_SOURCE`, checked against its sha256). A source that
+    cannot be used (a path without the files, a hub id neither cached nor reachable
+    within :data:`~numscale.models.sources.PROBE_TIMEOUT` seconds, an altered embedded
+    file) raises :class:`~numscale.models.sources.SourceError`: one line naming the
+    variable, the source and the reason. Results are cached in the process by source.
     """
     choice = sources.choose(source, ENV_VAR, DEFAULT_SOURCE)
     path = sources.local_path(choice.text)
@@ -595,7 +432,10 @@ def load(source: str | os.PathLike | None = None) -> TinyStories:
            *sources.environment_key())
     if key in _LOADED:
         return _LOADED[key]
-    result = _load_folder(choice, path) if is_path else _load_hub(choice)
+    if choice.text == DEFAULT_SOURCE:
+        result = _load_embedded(choice)
+    else:
+        result = _load_folder(choice, path) if is_path else _load_hub(choice)
     _LOADED[key] = result
     return result
 

@@ -1,15 +1,84 @@
-"""sha256 of the released GPT-2 small tensors, one per canonical tensor name.
+"""Every file and tensor the book reads: where it comes from, its name, its sha256.
 
-Each value is the sha256 of the tensor's float32 little-endian bytes in Hugging Face
-layout (Conv1D weights (in, out)). Computed from the three files of
-``../shared/reference`` (gpt2_small_layernorm.npz, gpt2_small_partial.npz,
-gpt2_small_attention.npz), whose provenance files document that every one of these
-tensors equals, byte for byte, an independent export of the released weights
-(0hq/WebGPT's Git LFS oids, written from the Hugging Face PyTorch state dict). They cover
-123 tensors: every LayerNorm, every bias, the position embeddings and the attention
-weights; not the token embeddings or the MLP weights (not available offline here).
-Used by :func:`numscale.gpt2.is_released_gpt2_small`.
+* The **embedded data** (:data:`EMBEDDED`): small real files shipped inside the package
+  (``numscale/models/data``, provenance and licences in ``data/PROVENANCE.md`` and
+  ``data/LICENSES.md``), checked against these sha256 every time they are loaded.
+* The **hub**: the Hugging Face ids and file names a reader may choose explicitly.
+* The **released GPT-2 small tensors** (:data:`RELEASED_SHA256`): the sha256 of each
+  tensor's float32 little-endian bytes in Hugging Face layout (Conv1D weights (in, out)),
+  computed from the three files of ``../shared/reference`` (gpt2_small_layernorm.npz,
+  gpt2_small_partial.npz, gpt2_small_attention.npz), whose provenance files document that
+  every one of these tensors equals, byte for byte, an independent export of the released
+  weights (0hq/WebGPT's Git LFS oids, written from the Hugging Face PyTorch state dict).
+  They cover 123 tensors: every LayerNorm, every bias, the position embeddings and the
+  attention weights; not the token embeddings or the MLP weights. Used by
+  :func:`numscale.models.gpt2_model.is_released_gpt2_small`.
 """
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+#: The folder of the embedded data, inside the installed package.
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+#: Embedded files: name -> (bytes, sha256). The sha256 are those of the published files
+#: (llama2.c's stories260K and tokenizer; the first 500 TinyStories validation stories;
+#: GPT-2 small's 50 LayerNorm tensors), as data/PROVENANCE.md records them.
+EMBEDDED: dict[str, tuple[int, str]] = {
+    "stories260K.bin": (
+        1_056_540, "b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696"),
+    "tok512.bin": (
+        6_227, "037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312"),
+    "tinystories_val.txt": (
+        412_731, "f8f1499ca5274df8b7e8f8ff007c656d50ca1cbba27569026d6b9e1b043bf889"),
+    "gpt2_small_layernorm.npz": (
+        167_822, "6f37f011856bf88b3455a5a0c7c5920b1eedcd2094a35967c116860e2f862857"),
+}
+
+#: GPT-2 small on the Hugging Face hub, and the file the loader reads from it.
+GPT2_HUB_ID = "gpt2"
+GPT2_HUB_WEIGHTS = "model.safetensors"
+#: The embedded GPT-2 file: the LayerNorm gains and biases only.
+GPT2_EMBEDDED = "gpt2_small_layernorm.npz"
+
+#: stories260K on the hub (a model repository) and the TinyStories text (a dataset).
+STORIES260K_HUB_ID = "karpathy/tinyllamas"
+STORIES260K_HUB_FILES = {"checkpoint": "stories260K/stories260K.bin",
+                         "tokenizer": "stories260K/tok512.bin"}
+TINYSTORIES_HUB = ("roneneldan/TinyStories", "TinyStories-valid.txt")
+#: stories260K's files in a local folder (and in the embedded data).
+STORIES260K_FILES = {"checkpoint": "stories260K.bin", "tokenizer": "tok512.bin",
+                     "stories": "tinystories_val.txt"}
+#: sha256 of Karpathy's published checkpoint and tokenizer.
+STORIES260K_SHA256 = {key: EMBEDDED[STORIES260K_FILES[key]][1]
+                      for key in ("checkpoint", "tokenizer")}
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 (hex) of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def embedded_file(name: str) -> Path:
+    """The path of embedded file ``name``, after checking its size and sha256.
+
+    ``KeyError`` for a name that is not embedded; ``ValueError`` naming the file when it
+    is missing from the installed package or its bytes are not the published ones.
+    """
+    if name not in EMBEDDED:
+        raise KeyError(f"{name!r} is not embedded; embedded files: {', '.join(EMBEDDED)}")
+    path = DATA_DIR / name
+    size, digest = EMBEDDED[name]
+    if not path.is_file():
+        raise ValueError(f"the embedded file {name} is missing from the installed package "
+                         f"(numscale/models/data); reinstall numscale")
+    if path.stat().st_size != size or sha256_file(path) != digest:
+        raise ValueError(f"the embedded file {name} does not match its recorded sha256 "
+                         f"{digest[:12]}… ({size:,} bytes): it was altered; reinstall numscale")
+    return path
+
 
 RELEASED_SHA256: dict[str, str] = {
     "h.0.attn.c_attn.bias": "ef36c6f4fcc7f15fdb5882316834dc7e304ae5f9e8ae32673108c6efa441f787",

@@ -1,6 +1,6 @@
 """Where a model's files come from: one rule for every model the book loads.
 
-A loader (:mod:`numscale.gpt2`, :mod:`numscale.tinystories`) names its environment
+A loader (:mod:`numscale.models.gpt2`, :mod:`numscale.models.llama2c`) names its environment
 variable and its default hub source; this module decides which source applies and what a
 failure means:
 
@@ -34,7 +34,7 @@ from typing import Any
 
 #: Seconds allowed for the reachability probe of the hub endpoint.
 PROBE_TIMEOUT = 1.5
-#: Widest line of a notice (characters); longer text is wrapped.
+#: Default width of :func:`wrap` (characters).
 NOTICE_WIDTH = 100
 #: A source description lists its files only while it stays this short.
 DESCRIPTION_WIDTH = 80
@@ -103,7 +103,8 @@ def source_error(choice: Choice, reason: str, advice: str = "") -> SourceError |
 
     Explicit source: :class:`SourceError` with one line, ``NUMSCALE_X='...' cannot be
     used: <reason>``. Default source: :class:`SourceUnavailable`, a notice for the page,
-    ``advice`` appended and wrapped to :data:`NOTICE_WIDTH` characters a line.
+    ``advice`` appended, one paragraph without line breaks: whoever shows it wraps it
+    once (:func:`wrap`), so HTML and PDF never show a notice wrapped twice.
     """
     reason = " ".join(reason.split()).rstrip(".")
     if choice.explicit:
@@ -111,7 +112,7 @@ def source_error(choice: Choice, reason: str, advice: str = "") -> SourceError |
             return SourceError(f"{choice.env_var}={choice.text!r} cannot be used: {reason}.")
         return SourceError(f"source {choice.text!r} ({choice.origin}) cannot be used: {reason}.")
     text = f"The default source {choice.text!r} is unavailable: {reason}."
-    exc = SourceUnavailable(wrap(f"{text} {advice}".strip()))
+    exc = SourceUnavailable(f"{text} {advice}".strip())  # one paragraph: shown wrapped once
     exc.reason, exc.advice = text, advice
     return exc
 
