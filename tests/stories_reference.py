@@ -1,9 +1,9 @@
 """An independent float64 NumPy forward of stories260K, for the trained-model chapter tests.
 
-The chapters measure with ``numscale.llama.LlamaModel`` (torch, float32) and the reducers of
+The chapters measure with ``numscale.models.llama.LlamaModel`` (torch, float32) and the reducers of
 ``numscale.trained_stats``. The chapter tests recompute the quoted numbers here instead: a
 transcription of llama2.c's ``run.c`` in float64 (NumPy, matrix products through torch's
-single-threaded kernels; as ``numscale.llama.forward_numpy``, with the attention scale
+single-threaded kernels; as ``numscale.models.llama.forward_numpy``, with the attention scale
 multiplier and the attention logits exposed), one story at a time, with the statistics
 written out directly. Float32 rounding of the chapter's forward moves
 its numbers by about 1e-6 relative, far below the tolerances used (≥ 1e-3).
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from conftest import REFERENCE
 
 EPS = 1e-5  # RMSNorm ε of llama2.c's run.c
 
@@ -33,15 +32,15 @@ class StoryRun:
 
 def load_reference():
     """The reference stories260K folder (weights, tokenizer, stories)."""
-    from numscale import tinystories
+    from numscale.models import llama2c
 
-    return tinystories.load(REFERENCE / "tinystories")
+    return llama2c.load()
 
 
 def story_ids(data, n_stories: int, max_tokens: int = 256) -> list[np.ndarray]:
     """Token ids of the first ``n_stories`` validation stories, BOS first, cut to
     ``max_tokens`` (the chapters' encoding)."""
-    from numscale import llama
+    from numscale.models import llama
 
     tokens, mask = llama.encode_stories(
         data.tokenizer, data.stories[:n_stories], max_tokens=max_tokens

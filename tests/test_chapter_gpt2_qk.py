@@ -391,10 +391,10 @@ def test_key_bias_rounding_numbers_recomputed(real):
 def test_reconstructed_initialization_recomputed(real):
     # the page's initialization draws (gpt2.init_tensors, seed 0, in the page's order)
     # and an explicit 768 × 768 M per head: |tr M|/‖M‖_F and the symmetric fraction
-    from numscale import gpt2
+    from numscale.models import gpt2_model
 
     names = [f"h.{i}.attn.c_attn.{p}" for i in range(12) for p in ("weight", "bias")]
-    init = gpt2.init_tensors(names, seed=0)
+    init = gpt2_model.init_tensors(names, seed=0)
     trace, sym, std = [], [], []
     for i in range(12):
         w = init[f"h.{i}.attn.c_attn.weight"].astype(np.float64)

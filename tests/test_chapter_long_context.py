@@ -210,12 +210,12 @@ def test_log_n_scaling_on_the_trained_model(values):
 def _reference_run() -> dict:
     """The trained-model measurements redone with a float64 numpy forward written here
     (run.c's arithmetic, rotary angles t·10000^(−2j/d_k) for any length, per-query
-    logit multipliers), independent of numscale.long_context and numscale.llama's
+    logit multipliers), independent of numscale.long_context and numscale.models.llama's
     torch model: entropies (L, B, H, T) and offsets (L, H, 33) of the three 512-token
     stories, and per-token losses (plain, log-n scaled) inside and beyond 512."""
-    from numscale import tinystories
+    from numscale.models import llama2c
 
-    data = tinystories.load(REFERENCE / "tinystories")
+    data = llama2c.load()
     c = data.weights.config
     w = {k: np.asarray(a, dtype=np.float64) for k, a in data.weights.arrays().items()}
     hs = c.head_size

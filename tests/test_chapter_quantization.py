@@ -9,7 +9,6 @@ The last test executes the page without any source.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import subprocess
@@ -213,9 +212,9 @@ def _stories_reference() -> dict:
     float32 model and of each quantized copy, and the inputs of W_Q per block."""
     import dataclasses
 
-    from numscale import llama, tinystories
+    from numscale.models import llama, llama2c
 
-    data = tinystories.load(REFERENCE / "tinystories")
+    data = llama2c.load()
     weights = data.weights
     ids = [np.array(data.tokenizer.encode(s, bos=True)[:256])
            for s in data.stories[:12]]

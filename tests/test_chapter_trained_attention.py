@@ -117,7 +117,7 @@ def _vertex(x: np.ndarray, curve: np.ndarray) -> float:
 def reference():
     import stories_reference as sr
 
-    from numscale import tinystories
+    from numscale.models import llama
 
     data = sr.load_reference()
     weights, config = data.weights, data.weights.config
@@ -172,7 +172,7 @@ def reference():
     runs = [sr.forward(weights, i) for i in ids]
     late_from = 256 // 2
     s = head_stats(runs, late_from)
-    init_w = tinystories.init_weights(config, seed=0)
+    init_w = llama.init_weights(config, seed=0)
     init_runs = [sr.forward(init_w, i) for i in ids[:N_INIT]]
     si = head_stats(init_runs, late_from)
     emb = np.concatenate([run.stream[0] for run in init_runs])

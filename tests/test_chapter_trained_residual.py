@@ -86,13 +86,13 @@ def reference():
     import stories_reference as sr
     import torch
 
-    from numscale import llama, tinystories
+    from numscale.models import llama
 
     data = sr.load_reference()
     weights, config = data.weights, data.weights.config
     ids = sr.story_ids(data, N_STORIES)
     runs = [sr.forward(weights, i, keep_attention=k < N_ATTENTION) for k, i in enumerate(ids)]
-    init_w = tinystories.init_weights(config, seed=0)
+    init_w = llama.init_weights(config, seed=0)
     init_runs = [sr.forward(init_w, i, keep_attention=False) for i in ids[:N_INIT]]
     r: dict[str, float] = {}
 

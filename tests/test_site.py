@@ -37,7 +37,6 @@ from browser_support import (
     DESKTOP,
     MODES,
     PHONE,
-    SETTLE_JS,
     VISITS,
     ROOT,
     SiteServer,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from numscale.checks import as_float_array, finite_float, positive_int, rng_from
+from numscale.checks import finite_float, positive_int, rng_from
 
 #: The initialization schemes of the chapter, by name.
 SCHEMES = ("lecun", "xavier", "he")
