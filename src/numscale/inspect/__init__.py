@@ -28,5 +28,11 @@ from numscale.inspect.inspection import REPORT_VERSION, inspect_model
 from numscale.inspect.recording import SUPPORTED, UnsupportedModel
 from numscale.inspect.report import to_json, write_reports
 
-__all__ = ["REPORT_VERSION", "SUPPORTED", "UnsupportedModel", "inspect_model",
-           "to_json", "write_reports"]
+__all__ = [
+    "REPORT_VERSION",
+    "SUPPORTED",
+    "UnsupportedModel",
+    "inspect_model",
+    "to_json",
+    "write_reports",
+]

@@ -22,15 +22,19 @@ MASSIVE_RATIO = 1000.0
 GROUP_SIZE = 128
 
 
-def check_sequences(sequences: object, vocab_size: int, max_positions: int | None
-                    ) -> list[torch.Tensor]:
+def check_sequences(
+    sequences: object, vocab_size: int, max_positions: int | None
+) -> list[torch.Tensor]:
     """``sequences`` (one or more sequences of token ids) as 1-d LongTensors, each of 2
     to ``max_positions`` ids in ``0..vocab_size−1``; ``ValueError`` naming
     ``sequences`` otherwise."""
     if isinstance(sequences, torch.Tensor | np.ndarray):
         sequences = [sequences] if sequences.ndim == 1 else list(sequences)
-    if isinstance(sequences, str) or not isinstance(sequences, Sequence) \
-            or len(sequences) == 0:
+    if (
+        isinstance(sequences, str)
+        or not isinstance(sequences, Sequence)
+        or len(sequences) == 0
+    ):
         raise ValueError("sequences must be a non-empty list of token-id sequences")
     if all(isinstance(i, int | np.integer) for i in sequences):
         sequences = [sequences]
@@ -40,11 +44,15 @@ def check_sequences(sequences: object, vocab_size: int, max_positions: int | Non
         if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.ndim != 1:
             raise ValueError(f"sequences[{k}] must be a 1-d sequence of integer ids")
         if ids.numel() < 2:
-            raise ValueError(f"sequences[{k}] has {ids.numel()} token(s): at least 2 "
-                             f"are needed (one to predict)")
+            raise ValueError(
+                f"sequences[{k}] has {ids.numel()} token(s): at least 2 "
+                f"are needed (one to predict)"
+            )
         if max_positions is not None and ids.numel() > max_positions:
-            raise ValueError(f"sequences[{k}] has {ids.numel()} tokens, more than the "
-                             f"model's {max_positions} positions")
+            raise ValueError(
+                f"sequences[{k}] has {ids.numel()} tokens, more than the "
+                f"model's {max_positions} positions"
+            )
         if int(ids.min()) < 0 or int(ids.max()) >= vocab_size:
             raise ValueError(f"sequences[{k}] holds ids outside 0..{vocab_size - 1}")
         out.append(ids.long())
@@ -87,10 +95,15 @@ def _note(progress: Callable[[str], None] | None, message: str) -> None:
         progress(message)
 
 
-def inspect_model(model: torch.nn.Module, sequences: object, *,
-                  formats: Sequence[str] = FORMATS, quantize: bool = True,
-                  progress: Callable[[str], None] | None = None,
-                  keep_logits: bool = False) -> dict[str, object]:
+def inspect_model(
+    model: torch.nn.Module,
+    sequences: object,
+    *,
+    formats: Sequence[str] = FORMATS,
+    quantize: bool = True,
+    progress: Callable[[str], None] | None = None,
+    keep_logits: bool = False,
+) -> dict[str, object]:
     """Measure a float32 ``transformers`` causal language model on token ids.
 
     ``sequences``: one sequence of token ids (T,) or several (each run alone, batch of
@@ -107,15 +120,20 @@ def inspect_model(model: torch.nn.Module, sequences: object, *,
     model_type = recording.check_model(model)
     dtypes = {p.dtype for p in model.parameters()}
     if dtypes != {torch.float32}:
-        raise ValueError(f"model must hold float32 parameters, got "
-                         f"{sorted(map(str, dtypes))}: load it with dtype=torch.float32")
+        raise ValueError(
+            f"model must hold float32 parameters, got "
+            f"{sorted(map(str, dtypes))}: load it with dtype=torch.float32"
+        )
     for name in formats:
         if name not in FORMATS:
             raise ValueError(f"formats must be among {FORMATS}, got {name!r}")
     config = model.config
     n_layers, n_heads, n_kv = recording.head_counts(config)
-    seqs = check_sequences(sequences, int(config.vocab_size),
-                           getattr(config, "max_position_embeddings", None))
+    seqs = check_sequences(
+        sequences,
+        int(config.vocab_size),
+        getattr(config, "max_position_embeddings", None),
+    )
     lengths = [int(s.numel()) for s in seqs]
     model.eval()
     attention = measurements.AttentionStats(n_layers, n_heads, keep_logits=keep_logits)
@@ -123,9 +141,14 @@ def inspect_model(model: torch.nn.Module, sequences: object, *,
     output = measurements.OutputStats()
     recorder = recording.Recorder(attention.add)
     nll = {"float32": np.zeros(len(seqs))}
-    _note(progress, f"float32 pass over {len(seqs)} sequence(s), {sum(lengths):,} tokens")
-    with recording.recording(model, recorder), \
-            recording.residual_hooks(model, residual.add), torch.inference_mode():
+    _note(
+        progress, f"float32 pass over {len(seqs)} sequence(s), {sum(lengths):,} tokens"
+    )
+    with (
+        recording.recording(model, recorder),
+        recording.residual_hooks(model, residual.add),
+        torch.inference_mode(),
+    ):
         for k, ids in enumerate(seqs):
             residual.start()
             logits = _forward_logits(model, ids)
@@ -133,7 +156,8 @@ def inspect_model(model: torch.nn.Module, sequences: object, *,
                 raise recording.UnsupportedModel(
                     f"{type(model).__name__} ran {recorder.calls} attention calls for "
                     f"{k + 1} sequence(s) of {n_layers} layers: its attention does not "
-                    f"go through transformers' AttentionInterface")
+                    f"go through transformers' AttentionInterface"
+                )
             output.add(logits)
             nll["float32"][k] = measurements.sequence_nll(logits, ids)
             _note(progress, f"  sequence {k + 1}/{len(seqs)} ({lengths[k]} tokens)")
@@ -154,18 +178,29 @@ def inspect_model(model: torch.nn.Module, sequences: object, *,
     report = {
         "report_version": REPORT_VERSION,
         "model": {
-            "model_type": model_type, "class": type(model).__name__,
-            "n_layers": n_layers, "n_heads": n_heads, "n_kv_heads": n_kv,
+            "model_type": model_type,
+            "class": type(model).__name__,
+            "n_layers": n_layers,
+            "n_heads": n_heads,
+            "n_kv_heads": n_kv,
             "d_model": int(config.hidden_size),
-            "head_dim": int(getattr(config, "head_dim", None)
-                            or config.hidden_size // n_heads),
+            "head_dim": int(
+                getattr(config, "head_dim", None) or config.hidden_size // n_heads
+            ),
             "vocab_size": int(config.vocab_size),
-            "n_parameters": int(sum(p.numel() for p in
-                                    {p.data_ptr(): p for p in model.parameters()}
-                                    .values())),
+            "n_parameters": int(
+                sum(
+                    p.numel()
+                    for p in {p.data_ptr(): p for p in model.parameters()}.values()
+                )
+            ),
         },
-        "input": {"n_sequences": len(seqs), "lengths": lengths,
-                  "n_tokens": int(sum(lengths)), "n_predicted": int(counts.sum())},
+        "input": {
+            "n_sequences": len(seqs),
+            "lengths": lengths,
+            "n_tokens": int(sum(lengths)),
+            "n_predicted": int(counts.sum()),
+        },
         "thresholds": {
             "fp16_exp_limit": recording.FP16_EXP_LIMIT,
             "fp16_max": float(torch.finfo(torch.float16).max),
@@ -191,11 +226,16 @@ def _losses(nll: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, object]
     out: dict[str, object] = {"tokens_per_sequence": counts}
     for name, sums in nll.items():
         mean, se = measurements.ratio_mean_se(sums, counts)
-        entry: dict[str, object] = {"mean": mean, "se": se, "per_sequence": sums,
-                                    "nonfinite_sequences": int((~np.isfinite(sums)).sum())}
+        entry: dict[str, object] = {
+            "mean": mean,
+            "se": se,
+            "per_sequence": sums,
+            "nonfinite_sequences": int((~np.isfinite(sums)).sum()),
+        }
         if name != "float32":
-            entry["minus_float32"], entry["minus_float32_se"] = \
+            entry["minus_float32"], entry["minus_float32_se"] = (
                 measurements.ratio_mean_se(sums - nll["float32"], counts)
+            )
         out[name] = entry
     return out
 

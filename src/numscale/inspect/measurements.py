@@ -37,8 +37,19 @@ class AttentionStats:
     def __init__(self, n_layers: int, n_heads: int, keep_logits: bool = False):
         shape = (n_layers, n_heads)
         self.n_layers, self.n_heads = n_layers, n_heads
-        names = ("keys", "keys_mean", "keys_mean2", "keys_var", "rows", "entropy",
-                 "norm_entropy", "first", "uniform_entropy", "uniform_first", "above")
+        names = (
+            "keys",
+            "keys_mean",
+            "keys_mean2",
+            "keys_var",
+            "rows",
+            "entropy",
+            "norm_entropy",
+            "first",
+            "uniform_entropy",
+            "uniform_first",
+            "above",
+        )
         self.sums = {name: np.zeros(shape) for name in names}
         self.max_logit = np.full(shape, -np.inf)
         self.row_max: list[list[np.ndarray]] = [[] for _ in range(n_layers)]
@@ -50,30 +61,36 @@ class AttentionStats:
         """Reduce one layer's (B, H, T, S) logits to per-head sums."""
         z, allowed = call.logits, call.allowed
         if not 0 <= call.layer < self.n_layers or z.shape[1] != self.n_heads:
-            raise ValueError(f"attention call for layer {call.layer} with {z.shape[1]} "
-                             f"heads does not fit {self.n_layers} layers × "
-                             f"{self.n_heads} heads")
+            raise ValueError(
+                f"attention call for layer {call.layer} with {z.shape[1]} "
+                f"heads does not fit {self.n_layers} layers × "
+                f"{self.n_heads} heads"
+            )
         if self.keep_logits:
             self.logits.append(call)
         allowed = allowed.expand(z.shape)
-        n = allowed.sum(-1).float()                                   # (B, H, T)
+        n = allowed.sum(-1).float()  # (B, H, T)
         zm = z.masked_fill(~allowed, -math.inf)
         row_max = zm.amax(-1)
-        u = (zm - row_max[..., None]).masked_fill(~allowed, 0.0)      # u ≤ 0
+        u = (zm - row_max[..., None]).masked_fill(~allowed, 0.0)  # u ≤ 0
         mean_u = u.sum(-1) / n
-        var = (u.square().sum(-1) / n - mean_u ** 2).clamp(min=0.0)
+        var = (u.square().sum(-1) / n - mean_u**2).clamp(min=0.0)
         p = torch.softmax(zm, dim=-1)
         entropy = -torch.special.xlogy(p, p).sum(-1)
-        rows = n >= 2                                                 # t ≥ 1
+        rows = n >= 2  # t ≥ 1
         w = rows.double()
         n64, mean = n.double(), (row_max + mean_u).double()
         log_n = torch.log(n64.clamp(min=2))
         parts = {
-            "keys": w * n64, "keys_mean": w * n64 * mean,
-            "keys_mean2": w * n64 * mean ** 2, "keys_var": w * n64 * var.double(),
-            "rows": w, "entropy": w * entropy.double(),
+            "keys": w * n64,
+            "keys_mean": w * n64 * mean,
+            "keys_mean2": w * n64 * mean**2,
+            "keys_var": w * n64 * var.double(),
+            "rows": w,
+            "entropy": w * entropy.double(),
             "norm_entropy": w * entropy.double() / log_n,
-            "first": w * p[..., 0].double(), "uniform_entropy": w * log_n,
+            "first": w * p[..., 0].double(),
+            "uniform_entropy": w * log_n,
             "uniform_first": w / n64.clamp(min=1),
             "above": w * (row_max > FP16_EXP_LIMIT).double(),
         }
@@ -90,13 +107,17 @@ class AttentionStats:
         """The per-head arrays (L, H) and overall numbers of the report."""
         s = self.sums
         if np.any(s["rows"] == 0):
-            raise ValueError("no attention row with two or more keys: sequences must "
-                             "have at least 2 tokens")
+            raise ValueError(
+                "no attention row with two or more keys: sequences must "
+                "have at least 2 tokens"
+            )
         grand = s["keys_mean"] / s["keys"]
         within = s["keys_var"] / s["keys"]
-        between = np.maximum(s["keys_mean2"] / s["keys"] - grand ** 2, 0.0)
+        between = np.maximum(s["keys_mean2"] / s["keys"] - grand**2, 0.0)
         rows = s["rows"]
-        all_rows = np.concatenate([np.ravel(m) for layer in self.row_max for m in layer])
+        all_rows = np.concatenate(
+            [np.ravel(m) for layer in self.row_max for m in layer]
+        )
         return {
             "logit_std": np.sqrt(within),
             "logit_std_pooled": np.sqrt(within + between),
@@ -111,8 +132,9 @@ class AttentionStats:
             "first_token_weight": s["first"] / rows,
             "uniform_first_token_weight": float(s["uniform_first"][0, 0] / rows[0, 0]),
             "n_rows_per_head": int(rows[0, 0]),
-            "row_max_quantiles": {str(q): float(np.quantile(all_rows, q))
-                                  for q in (0.5, 0.9, 0.99, 1.0)},
+            "row_max_quantiles": {
+                str(q): float(np.quantile(all_rows, q)) for q in (0.5, 0.9, 0.99, 1.0)
+            },
             "row_max_histogram": histogram(all_rows),
         }
 
@@ -145,7 +167,7 @@ class ResidualStats:
         self.per_sequence.append(np.full(self.n_depths, np.nan))
 
     def add(self, depth: int, x: torch.Tensor) -> None:
-        x = x.float()[0]                                        # (T, d), batch of one
+        x = x.float()[0]  # (T, d), batch of one
         a = x.abs()
         sq = float(x.double().square().sum())
         self.sq[depth] += sq
@@ -159,7 +181,7 @@ class ResidualStats:
             self.max_abs[depth] = float(a.reshape(-1)[flat])
             self.max_where[depth] = (self.sequence, *divmod(flat, x.shape[-1]))
         token_max, channel = a.max(dim=-1)
-        median = torch.quantile(a, 0.5, dim=-1)                 # numpy's median
+        median = torch.quantile(a, 0.5, dim=-1)  # numpy's median
         ratio = token_max / median
         t = int(ratio.argmax())
         if float(ratio[t]) > self.ratio[depth]:
@@ -167,8 +189,9 @@ class ResidualStats:
             self.ratio_where[depth] = (self.sequence, t, int(channel[t]))
 
     def summary(self) -> dict[str, object]:
-        channel_rms = np.sqrt(self.channel_sq / (self.count[:, None]
-                                                 / self.channel_sq.shape[1]))
+        channel_rms = np.sqrt(
+            self.channel_sq / (self.count[:, None] / self.channel_sq.shape[1])
+        )
         return {
             "rms": np.sqrt(self.sq / self.count),
             "rms_per_sequence": np.stack(self.per_sequence),
@@ -176,8 +199,8 @@ class ResidualStats:
             "max_abs_where": self.max_where,
             "token_max_over_median": self.ratio,
             "token_max_over_median_where": self.ratio_where,
-            "channel_rms_over_median": channel_rms / np.median(channel_rms, axis=1,
-                                                               keepdims=True),
+            "channel_rms_over_median": channel_rms
+            / np.median(channel_rms, axis=1, keepdims=True),
         }
 
 
@@ -193,8 +216,8 @@ class OutputStats:
 
     def add(self, logits: torch.Tensor, chunk: int = 256) -> None:
         z_all = logits[:-1]
-        for start in range(0, z_all.shape[0], chunk):       # memory: vocab × chunk
-            z = z_all[start:start + chunk].float()
+        for start in range(0, z_all.shape[0], chunk):  # memory: vocab × chunk
+            z = z_all[start : start + chunk].float()
             self.spread.append(z.std(dim=-1, correction=0).numpy())
             log_z = torch.logsumexp(z, dim=-1)
             self.log_z.append(log_z.double().numpy())
@@ -236,20 +259,27 @@ def ratio_mean_se(sums: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
     if m < 2 or not np.isfinite(mean):
         return mean, math.nan
     residuals = sums - mean * counts
-    return mean, math.sqrt((residuals ** 2).sum() / (m * (m - 1))) / counts.mean()
+    return mean, math.sqrt((residuals**2).sum() / (m * (m - 1))) / counts.mean()
 
 
-def quantization_errors(matrices: dict[str, np.ndarray], group_size: int = 128
-                        ) -> dict[str, np.ndarray]:
+def quantization_errors(
+    matrices: dict[str, np.ndarray], group_size: int = 128
+) -> dict[str, np.ndarray]:
     """Relative Frobenius error ‖ŵ − w‖/‖w‖ of int8 absmax quantization of each
     matrix (out, in) of ``matrices``, per tensor, per output channel and per group of
     ``group_size`` inputs (:func:`numscale.quant.absmax_quantize`)."""
     from numscale import quant
 
-    out: dict[str, list[float]] = {"per_tensor": [], "per_channel": [],
-                                   f"group_{group_size}": []}
-    schemes = (("per_tensor", "tensor"), ("per_channel", "channel"),
-               (f"group_{group_size}", "group"))
+    out: dict[str, list[float]] = {
+        "per_tensor": [],
+        "per_channel": [],
+        f"group_{group_size}": [],
+    }
+    schemes = (
+        ("per_tensor", "tensor"),
+        ("per_channel", "channel"),
+        (f"group_{group_size}", "group"),
+    )
     for w in matrices.values():
         for key, scheme in schemes:
             w_hat = quant.absmax_quantize(w, scheme, group_size, bits=8)

@@ -48,15 +48,21 @@ def check_config(config: object) -> str:
     :class:`UnsupportedModel` naming what is not supported."""
     model_type = getattr(config, "model_type", None)
     if not isinstance(model_type, str):
-        raise UnsupportedModel(f"config has no model_type: not a transformers config "
-                               f"({type(config).__name__})")
+        raise UnsupportedModel(
+            f"config has no model_type: not a transformers config "
+            f"({type(config).__name__})"
+        )
     if getattr(config, "is_encoder_decoder", False):
-        raise UnsupportedModel(f"model type {model_type!r} is an encoder-decoder, not a "
-                               f"causal language model")
+        raise UnsupportedModel(
+            f"model type {model_type!r} is an encoder-decoder, not a "
+            f"causal language model"
+        )
     if model_type not in SUPPORTED:
-        raise UnsupportedModel(f"model type {model_type!r} is not supported: "
-                               f"numscale.inspect measures causal language models of the "
-                               f"{FAMILIES} families")
+        raise UnsupportedModel(
+            f"model type {model_type!r} is not supported: "
+            f"numscale.inspect measures causal language models of the "
+            f"{FAMILIES} families"
+        )
     return model_type
 
 
@@ -64,14 +70,20 @@ def check_model(model: object) -> str:
     """The ``model_type`` of a supported ``transformers`` causal LM module, or raise
     :class:`UnsupportedModel` (a ``TypeError`` for something that is not a module)."""
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
-        raise TypeError(f"model must be a transformers model, got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a transformers model, got {type(model).__name__}"
+        )
     model_type = check_config(model.config)
     if not type(model).__name__.endswith("ForCausalLM") and model_type != "gpt2":
-        raise UnsupportedModel(f"{type(model).__name__} is not a causal language model "
-                               f"(load it with AutoModelForCausalLM)")
+        raise UnsupportedModel(
+            f"{type(model).__name__} is not a causal language model "
+            f"(load it with AutoModelForCausalLM)"
+        )
     if model_type == "gpt2" and type(model).__name__ != "GPT2LMHeadModel":
-        raise UnsupportedModel(f"{type(model).__name__} is not a causal language model "
-                               f"(load it with AutoModelForCausalLM)")
+        raise UnsupportedModel(
+            f"{type(model).__name__} is not a causal language model "
+            f"(load it with AutoModelForCausalLM)"
+        )
     return model_type
 
 
@@ -105,8 +117,9 @@ class AttentionCall:
     allowed: torch.Tensor
 
 
-def scaled_logits(query: torch.Tensor, key: torch.Tensor, scaling: float | None
-                  ) -> torch.Tensor:
+def scaled_logits(
+    query: torch.Tensor, key: torch.Tensor, scaling: float | None
+) -> torch.Tensor:
     """``scaling · q kᵀ`` in float32: query (B, H, T, d), key (B, KV, S, d) with KV
     dividing H (query head h uses key head h // (H/KV), as ``repeat_kv``); returns
     (B, H, T, S). ``scaling`` None means 1/√d, ``sdpa``'s default."""
@@ -114,14 +127,15 @@ def scaled_logits(query: torch.Tensor, key: torch.Tensor, scaling: float | None
     kv = key.shape[1]
     if H % kv:
         raise ValueError(f"query has {H} heads, key {kv}: not a grouped-query layout")
-    scale = d ** -0.5 if scaling is None else float(scaling)
+    scale = d**-0.5 if scaling is None else float(scaling)
     q = query.float().reshape(B, kv, H // kv, T, d)
-    k = key.float()[:, :, None]                       # (B, KV, 1, S, d)
+    k = key.float()[:, :, None]  # (B, KV, 1, S, d)
     return (q @ k.transpose(-1, -2)).reshape(B, H, T, -1) * scale
 
 
-def allowed_keys(attention_mask: torch.Tensor | None, shape: tuple[int, ...],
-                 is_causal: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def allowed_keys(
+    attention_mask: torch.Tensor | None, shape: tuple[int, ...], is_causal: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Which keys each query may see, and an additive bias (a float mask's finite
     values; None for a boolean or absent mask). ``shape`` (B, H, T, S) of the logits;
     no mask means causal (lower-left aligned, as ``sdpa``'s ``is_causal``) or all."""
@@ -129,7 +143,7 @@ def allowed_keys(attention_mask: torch.Tensor | None, shape: tuple[int, ...],
     if attention_mask is None:
         if not is_causal:
             return torch.ones(1, 1, T, S, dtype=torch.bool), None
-        offset = S - T                 # with a cache the queries are the last T keys
+        offset = S - T  # with a cache the queries are the last T keys
         rows = torch.arange(T)[:, None] + offset
         return (torch.arange(S)[None, :] <= rows)[None, None], None
     if attention_mask.dtype == torch.bool:
@@ -150,33 +164,59 @@ class Recorder:
         self.on_call = on_call
         self.calls = 0
 
-    def __call__(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
-                 attention_mask: torch.Tensor | None, scaling: float | None,
-                 is_causal: bool | None) -> None:
+    def __call__(
+        self,
+        module: torch.nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        scaling: float | None,
+        is_causal: bool | None,
+    ) -> None:
         layer = getattr(module, "layer_idx", None)
         logits = scaled_logits(query.detach(), key.detach(), scaling)
-        causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+        causal = (
+            is_causal if is_causal is not None else getattr(module, "is_causal", True)
+        )
         allowed, bias = allowed_keys(attention_mask, tuple(logits.shape), bool(causal))
         if bias is not None:
             logits = logits + bias
-        self.on_call(AttentionCall(self.calls if layer is None else int(layer),
-                                   logits, allowed))
+        self.on_call(
+            AttentionCall(self.calls if layer is None else int(layer), logits, allowed)
+        )
         self.calls += 1
 
 
 _ACTIVE: list[Recorder] = []
 
 
-def _recording_attention(module, query, key, value, attention_mask, dropout=0.0,
-                         scaling=None, is_causal=None, **kwargs):
+def _recording_attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    dropout=0.0,
+    scaling=None,
+    is_causal=None,
+    **kwargs,
+):
     """The registered attention function: record, then run ``sdpa`` unchanged."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if _ACTIVE:
         _ACTIVE[-1](module, query, key, attention_mask, scaling, is_causal)
-    return sdpa_attention_forward(module, query, key, value, attention_mask,
-                                  dropout=dropout, scaling=scaling,
-                                  is_causal=is_causal, **kwargs)
+    return sdpa_attention_forward(
+        module,
+        query,
+        key,
+        value,
+        attention_mask,
+        dropout=dropout,
+        scaling=scaling,
+        is_causal=is_causal,
+        **kwargs,
+    )
 
 
 def register() -> None:
@@ -199,8 +239,9 @@ def recording(model: torch.nn.Module, recorder: Recorder) -> Iterator[None]:
     before = model.config._attn_implementation
     model.set_attn_implementation(RECORDING_NAME)
     if model.config._attn_implementation != RECORDING_NAME:
-        raise UnsupportedModel(f"{type(model).__name__} cannot switch its attention "
-                               f"implementation")
+        raise UnsupportedModel(
+            f"{type(model).__name__} cannot switch its attention implementation"
+        )
     _ACTIVE.append(recorder)
     try:
         yield
@@ -213,8 +254,9 @@ def recording(model: torch.nn.Module, recorder: Recorder) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def residual_hooks(model: torch.nn.Module, sink: Callable[[int, torch.Tensor], None]
-                   ) -> Iterator[None]:
+def residual_hooks(
+    model: torch.nn.Module, sink: Callable[[int, torch.Tensor], None]
+) -> Iterator[None]:
     """Within the block, ``sink(depth, x)`` receives the residual stream x (B, T, d):
     depth 0 the input of the first decoder layer, depth l the output of layer l."""
     layers = decoder_layers(model)
@@ -227,11 +269,14 @@ def residual_hooks(model: torch.nn.Module, sink: Callable[[int, torch.Tensor], N
         def hook(module, args, kwargs, out):
             x = out[0] if isinstance(out, tuple) else out
             sink(depth, x.detach())
+
         return hook
 
     handles = [layers[0].register_forward_pre_hook(first_input, with_kwargs=True)]
-    handles += [layer.register_forward_hook(output(i + 1), with_kwargs=True)
-                for i, layer in enumerate(layers)]
+    handles += [
+        layer.register_forward_hook(output(i + 1), with_kwargs=True)
+        for i, layer in enumerate(layers)
+    ]
     try:
         yield
     finally:

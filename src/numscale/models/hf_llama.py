@@ -33,8 +33,10 @@ def interleaved_to_halves(w: np.ndarray, n_heads: int) -> np.ndarray:
     ``2j + i`` of a head (i = 0, 1) becomes row ``i·d_k/2 + j``."""
     w = np.asarray(w)
     if w.ndim != 2 or w.shape[0] % n_heads or (w.shape[0] // n_heads) % 2:
-        raise ValueError(f"w must be (n_heads·d_k, dim) with d_k even, got {w.shape} "
-                         f"for n_heads={n_heads}")
+        raise ValueError(
+            f"w must be (n_heads·d_k, dim) with d_k even, got {w.shape} "
+            f"for n_heads={n_heads}"
+        )
     rows, cols = w.shape
     half = rows // n_heads // 2
     return w.reshape(n_heads, half, 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols)
@@ -46,13 +48,23 @@ def hf_config(weights: LlamaWeights):
 
     c = weights.config
     return HFLlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.dim, intermediate_size=c.hidden_dim,
-        num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads,
-        num_key_value_heads=c.n_kv_heads, head_dim=c.head_size, hidden_act="silu",
-        max_position_embeddings=c.seq_len, rms_norm_eps=RMS_EPS,
+        vocab_size=c.vocab_size,
+        hidden_size=c.dim,
+        intermediate_size=c.hidden_dim,
+        num_hidden_layers=c.n_layers,
+        num_attention_heads=c.n_heads,
+        num_key_value_heads=c.n_kv_heads,
+        head_dim=c.head_size,
+        hidden_act="silu",
+        max_position_embeddings=c.seq_len,
+        rms_norm_eps=RMS_EPS,
         rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA},
-        tie_word_embeddings=c.shared_classifier, bos_token_id=BOS, eos_token_id=EOS,
-        attention_bias=False, mlp_bias=False, architectures=["LlamaForCausalLM"],
+        tie_word_embeddings=c.shared_classifier,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        attention_bias=False,
+        mlp_bias=False,
+        architectures=["LlamaForCausalLM"],
     )
 
 
@@ -66,16 +78,20 @@ def state_dict(weights: LlamaWeights) -> dict[str, torch.Tensor]:
     def t(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(array, dtype=np.float32))
 
-    out = {"model.embed_tokens.weight": t(weights.token_embedding),
-           "model.norm.weight": t(weights.rms_final)}
+    out = {
+        "model.embed_tokens.weight": t(weights.token_embedding),
+        "model.norm.weight": t(weights.rms_final),
+    }
     for i in range(c.n_layers):
         p = f"model.layers.{i}."
         out |= {
             p + "input_layernorm.weight": t(weights.rms_att[i]),
-            p + "self_attn.q_proj.weight": t(interleaved_to_halves(weights.wq[i],
-                                                                   c.n_heads)),
-            p + "self_attn.k_proj.weight": t(interleaved_to_halves(weights.wk[i],
-                                                                   c.n_kv_heads)),
+            p + "self_attn.q_proj.weight": t(
+                interleaved_to_halves(weights.wq[i], c.n_heads)
+            ),
+            p + "self_attn.k_proj.weight": t(
+                interleaved_to_halves(weights.wk[i], c.n_kv_heads)
+            ),
             p + "self_attn.v_proj.weight": t(weights.wv[i]),
             p + "self_attn.o_proj.weight": t(weights.wo[i]),
             p + "post_attention_layernorm.weight": t(weights.rms_ffn[i]),
@@ -93,7 +109,7 @@ def to_transformers(weights: LlamaWeights, attn_implementation: str = "sdpa"):
     from transformers import LlamaForCausalLM
 
     config = hf_config(weights)
-    model = LlamaForCausalLM(config)   # 260K parameters: initializing them is instant
+    model = LlamaForCausalLM(config)  # 260K parameters: initializing them is instant
     model.load_state_dict(state_dict(weights), strict=True)
     model.set_attn_implementation(attn_implementation)
     return model.eval()
