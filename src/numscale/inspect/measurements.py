@@ -72,11 +72,15 @@ class AttentionStats:
         n = allowed.sum(-1).float()  # (B, H, T)
         zm = z.masked_fill(~allowed, -math.inf)
         row_max = zm.amax(-1)
-        u = (zm - row_max[..., None]).masked_fill(~allowed, 0.0)  # u ≤ 0
+        u = zm - row_max[..., None]  # ≤ 0, −inf at masked keys
+        e = torch.exp(u)  # 0 at masked keys
+        total = e.sum(-1)
+        u = u.masked_fill_(~allowed, 0.0)
         mean_u = u.sum(-1) / n
         var = (u.square().sum(-1) / n - mean_u**2).clamp(min=0.0)
-        p = torch.softmax(zm, dim=-1)
-        entropy = -torch.special.xlogy(p, p).sum(-1)
+        # H(p) = −Σ p log p = log Σ e^u − Σ p u (u shifted by the row max: no overflow)
+        entropy = torch.log(total) - (e * u).sum(-1) / total
+        first = e[..., 0] / total
         rows = n >= 2  # t ≥ 1
         w = rows.double()
         n64, mean = n.double(), (row_max + mean_u).double()
@@ -89,7 +93,7 @@ class AttentionStats:
             "rows": w,
             "entropy": w * entropy.double(),
             "norm_entropy": w * entropy.double() / log_n,
-            "first": w * p[..., 0].double(),
+            "first": w * first.double(),
             "uniform_entropy": w * log_n,
             "uniform_first": w / n64.clamp(min=1),
             "above": w * (row_max > FP16_EXP_LIMIT).double(),
