@@ -338,6 +338,10 @@ def test_attention_reduction_equals_trained_stats():
     above = trained_stats.fraction_rows_above(rows, recording.FP16_EXP_LIMIT)
     np.testing.assert_allclose(got["fraction_rows_above_fp16_exp_limit"], above)
     assert above.max() > 0  # logits of std 4 do cross ln 65504 = 11.09
+    # the share over all rows, the one-key first row included, as trained_attention.md
+    real = np.broadcast_to(rows.real[None, :, None, :], rows.max_logit.shape)
+    share = 100 * np.mean(rows.max_logit[real] > recording.FP16_EXP_LIMIT)
+    assert got["rows_above_fp16_exp_limit_pct"] == pytest.approx(share)
     uniform = trained_stats.uniform_reference(rows)
     assert got["uniform_first_token_weight"] == pytest.approx(uniform["first_weight"])
 
