@@ -78,11 +78,15 @@ def low_precision_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.M
     """A copy of ``model`` with parameters and buffers in ``dtype``, as
     ``from_pretrained(..., dtype=dtype)`` gives, except the rotary frequencies, which
     stay float32 as ``transformers`` computes them."""
-    low = copy.deepcopy(model).to(dtype)
-    originals = dict(model.named_buffers())
-    for name, buffer in low.named_buffers():
-        if "inv_freq" in name:
-            buffer.data = originals[name].detach().clone()
+    # the copy is made directly in the new format: deepcopy takes each tensor from the
+    # memo, so the float32 weights are never duplicated
+    memo: dict[int, object] = {}
+    for p in model.parameters():
+        memo[id(p)] = torch.nn.Parameter(p.detach().to(dtype), requires_grad=False)
+    for name, buffer in model.named_buffers():
+        keep = "inv_freq" in name or not buffer.is_floating_point()
+        memo[id(buffer)] = buffer.detach().clone() if keep else buffer.detach().to(dtype)
+    low = copy.deepcopy(model, memo)
     return low
 
 
