@@ -1,6 +1,6 @@
 """Inspect a model: the book's measurements, pointed at a reader's own transformer.
 
-:func:`inspect_model` takes a float32 ``transformers`` causal language model of the
+``inspect_model`` takes a float32 ``transformers`` causal language model of the
 GPT-2, Llama, Mistral, Qwen2 or GPT-NeoX family and token ids, and measures what the
 trained-model chapters measure in stories260K:
 
@@ -20,7 +20,7 @@ trained-model chapters measure in stories260K:
 * ``quantization``: per weight matrix the relative error of int8 absmax quantization
   per tensor, per channel and per group of 128.
 
-:func:`write_reports` writes ``report.json`` and a self-contained ``report.html``;
+``write_reports`` writes ``report.json`` and a self-contained ``report.html``;
 ``python -m numscale.inspect MODEL`` does both from the command line.
 """
 

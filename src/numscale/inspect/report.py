@@ -25,14 +25,17 @@ BOOK_URL = "https://github.com/numscale/numscale-book/blob/main/book/"
 #: The chapter that explains each section of the report.
 CHAPTERS = {
     "attention": ("trained_attention", "Attention in a trained model"),
-    "threshold": ("floating_point", "Floating-point formats"),
+    "threshold": (
+        "floating_point",
+        "Floating-point formats and where attention overflows",
+    ),
     "residual": (
         "trained_residual",
         "The residual stream and norms of a trained model",
     ),
     "output_logits": ("output_logits", "Output logits"),
-    "loss": ("mixed_precision", "Training and inference numerics"),
-    "quantization": ("quantization", "Quantization"),
+    "loss": ("mixed_precision", "Mixed-precision training"),
+    "quantization": ("quantization", "Quantization scales and outliers"),
 }
 
 
@@ -227,8 +230,12 @@ def html_page(report: dict, title: str) -> str:
     where = r["token_max_over_median_where"][int(np.argmax(r["token_max_over_median"]))]
     rows = "".join(
         f"<tr><td>{name}</td><td>{_f(e['mean'], '.4f')} ± {_f(e['se'], '.4f')}</td>"
-        f"<td>{_f(e.get('minus_float32'), '+.5f')} ± {_f(e.get('minus_float32_se'), '.5f')}"
-        f"</td><td>{e['nonfinite_sequences']}</td></tr>"
+        + (
+            f"<td>{_f(e['minus_float32'], '+.5f')} ± {_f(e['minus_float32_se'], '.5f')}"
+            if "minus_float32" in e
+            else "<td>(reference)"
+        )
+        + f"</td><td>{e['nonfinite_sequences']}</td></tr>"
         for name, e in loss.items()
         if isinstance(e, dict)
     )
