@@ -42,12 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     built = time.perf_counter() - start
     ids = np.random.default_rng(0).integers(0, model.config.vocab_size, args.tokens)
     stages: dict[str, float] = {}
-    last = [time.perf_counter()]
+    last = [time.perf_counter(), "start"]
 
-    def progress(message: str) -> None:
+    def progress(message: str) -> None:  # a message starts a stage: time the last one
         now = time.perf_counter()
-        stages[message.strip()] = round(now - last[0], 2)
-        last[0] = now
+        stages[last[1]] = round(now - last[0], 2)
+        last[0], last[1] = now, message.strip()
 
     begin, cpu = time.perf_counter(), time.process_time()
     report = inspect_model(model, [ids], progress=progress)
