@@ -24,26 +24,17 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import REFERENCE
-from test_build import glued_values
+from test_build import built_without_data, glued_values
 
-pytestmark = [
-    pytest.mark.build,
-    pytest.mark.skipif(
-        not (REFERENCE / "tinystories" / "stories260K.bin").is_file(),
-        reason="reference tinystories absent",
-    ),
-]
+pytestmark = pytest.mark.build
 ROUNDING = 1e-4
 MAX_ROUNDING = 1e-5
 
 
-def _page(site, page: str, prefix: str) -> dict[str, object]:
-    return {
-        k.removeprefix(prefix): v
-        for k, v in glued_values(site, page).items()
-        if k.startswith(prefix)
-    }
+def _page(site, page: str, prefix: str):
+    if built_without_data(site, page):  # no GPT-2 tensors: tests/test_data_pages.py
+        return None
+    return glued_values(site, page).with_prefix(prefix)
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +50,10 @@ def pages(built_site):
 
 def test_trained_model_and_same_stories(pages):
     insp = pages["insp"]
-    assert insp["source_trained"] == 1, "page built without NUMSCALE_TINYSTORIES"
     assert pages["tatt"]["source_trained"] == 1
-    assert (
-        insp["n_stories"] == pages["tatt"]["n_stories"] == pages["quant"]["n_stories"]
-    )
+    assert insp["n_stories"] == pages["tatt"]["n_stories"]
+    if pages["quant"] is not None:  # built with GPT-2's tensors
+        assert insp["n_stories"] == pages["quant"]["n_stories"]
     assert insp["convert_max_rel"] < 1e-5  # float32 rounding, not a layout error
     assert insp["agreement_max"] < ROUNDING  # the page's own check
 
@@ -97,8 +87,10 @@ def test_rows_above_the_float16_limit(pages):
 def test_loss_and_int8_errors_equal_the_chapters(pages):
     insp = pages["insp"]
     assert insp["loss32"] == pytest.approx(pages["tatt"]["loss_c1"], rel=ROUNDING)
-    assert insp["loss32"] == pytest.approx(pages["quant"]["loss_base"], rel=ROUNDING)
     assert insp["loss32_se"] == pytest.approx(pages["tatt"]["loss_c1_se"], rel=1e-3)
+    if pages["quant"] is None:  # quantization was built without GPT-2's tensors
+        return
+    assert insp["loss32"] == pytest.approx(pages["quant"]["loss_base"], rel=ROUNDING)
     assert insp["n_matrices"] == pages["quant"]["n_matrices"]
     for scheme in ("tensor", "channel", "g128"):
         assert insp[f"err_{scheme}"] == pytest.approx(

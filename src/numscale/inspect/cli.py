@@ -297,11 +297,11 @@ def load(kind: str, path: Path | None, name: str):
     import torch
 
     if kind == "llama2c":
-        from numscale import tinystories
+        from numscale.models import llama2c
         from numscale.models import hf_llama
 
-        weights = tinystories.read_checkpoint(path / LLAMA2C_FILES[0])
-        tokenizer = tinystories.read_tokenizer(
+        weights = llama2c.read_checkpoint(path / LLAMA2C_FILES[0])
+        tokenizer = llama2c.read_tokenizer(
             path / LLAMA2C_FILES[1], weights.config.vocab_size
         )
         return (

@@ -255,7 +255,7 @@ class OutputStats:
 def sequence_nll(logits: torch.Tensor, ids: torch.Tensor) -> float:
     """Summed next-token negative log-likelihood (nats) of one sequence: logits
     (T, vocab) in any format, ids (T,); the log-softmax is taken in float32 (as
-    ``numscale.llama.per_story_nll``). inf or NaN when the logits are not finite."""
+    ``numscale.models.llama.per_story_nll``). inf or NaN when the logits are not finite."""
     log_p = torch.log_softmax(logits[:-1].float(), dim=-1)
     return float(-log_p.gather(-1, ids[1:, None]).double().sum())
 

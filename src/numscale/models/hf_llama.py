@@ -1,6 +1,6 @@
 """stories260K (any llama2.c model) as a ``transformers`` ``LlamaForCausalLM``.
 
-The book's own forward pass (:mod:`numscale.llama`) is the code readers read;
+The book's own forward pass (:mod:`numscale.models.llama`) is the code readers read;
 ``transformers`` is the code they run. The two differ in one layout: llama2.c rotates
 *interleaved* pairs of a head's query and key entries, ``(x[2j], x[2j+1])``, while
 ``transformers`` rotates *halves*, ``(x[j], x[j + d_k/2])`` (``rotate_half``). The
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from numscale.tinystories import BOS, EOS, RMS_EPS, ROPE_THETA, LlamaWeights
+from numscale.models.llama import BOS, EOS, RMS_EPS, ROPE_THETA, LlamaWeights
 
 
 def interleaved_to_halves(w: np.ndarray, n_heads: int) -> np.ndarray:
@@ -105,7 +105,7 @@ def state_dict(weights: LlamaWeights) -> dict[str, torch.Tensor]:
 
 def to_transformers(weights: LlamaWeights, attn_implementation: str = "sdpa"):
     """A ``transformers.LlamaForCausalLM`` (float32, eval mode) computing the same
-    function as :class:`numscale.llama.LlamaModel` of ``weights``."""
+    function as :class:`numscale.models.llama.LlamaModel` of ``weights``."""
     from transformers import LlamaForCausalLM
 
     config = hf_config(weights)
