@@ -339,7 +339,7 @@ def byte_tokenizer(extra: tuple[bytes, ...] = (), vocab_size: int | None = None)
 
 @dataclass(frozen=True, eq=False)
 class TinyStories:
-    """The model, its tokenizer and held-out stories, with a description of the source
+    """The model, its tokenizer and TinyStories validation stories, with a description of the source
     (no machine paths). ``released``: the checkpoint and tokenizer are byte for byte
     Karpathy's published files (sha256 against :data:`RELEASED_SHA256`)."""
 
