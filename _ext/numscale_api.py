@@ -41,7 +41,9 @@ from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
 LOGGER = logging.getLogger(__name__)
-_CODE_CELL = re.compile(r"^(`{3,}|~{3,})\s*\{code-cell\}[^\n]*\n(.*?)^\1\s*$", re.S | re.M)
+_CODE_CELL = re.compile(
+    r"^(`{3,}|~{3,})\s*\{code-cell\}[^\n]*\n(.*?)^\1\s*$", re.S | re.M
+)
 _INCLUDE = re.compile(
     r"^(`{3,}|~{3,})\s*\{literalinclude\}\s*(\S+)\s*\n(.*?)^\1\s*$", re.S | re.M
 )
@@ -97,9 +99,19 @@ def public_constants(path: Path) -> list[str]:
         return []
     names: list[str] = []
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
         for target in targets:
-            if isinstance(target, ast.Name) and re.fullmatch(r"[A-Z][A-Z0-9_]*", target.id) and target.id not in names:
+            if (
+                isinstance(target, ast.Name)
+                and re.fullmatch(r"[A-Z][A-Z0-9_]*", target.id)
+                and target.id not in names
+            ):
                 names.append(target.id)
     return names
 
@@ -108,7 +120,10 @@ def public_constants(path: Path) -> list[str]:
 
 
 def _strip_magics(code: str) -> str:
-    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in code.splitlines())
+    return "\n".join(
+        "" if line.lstrip().startswith(("%", "!")) else line
+        for line in code.splitlines()
+    )
 
 
 def cell_code(body: str) -> str:
@@ -118,7 +133,9 @@ def cell_code(body: str) -> str:
     lines = body.splitlines()
     start = 0
     if lines and lines[0].strip() == "---":
-        start = next((i + 1 for i in range(1, len(lines)) if lines[i].strip() == "---"), 0)
+        start = next(
+            (i + 1 for i in range(1, len(lines)) if lines[i].strip() == "---"), 0
+        )
     while start < len(lines) and re.match(r"^:[\w-]+:", lines[start]):
         start += 1
     code = _strip_magics("\n".join(lines[start:]))
@@ -155,7 +172,9 @@ def names_used(code: str, package: str) -> set[str]:
             for alias in node.names:
                 if alias.name.startswith(package + ".") and alias.asname:
                     modules[alias.asname] = alias.name
-                elif (alias.name == package or alias.name.startswith(package + ".")) and not alias.asname:
+                elif (
+                    alias.name == package or alias.name.startswith(package + ".")
+                ) and not alias.asname:
                     bound_package = True  # ``import pkg.mod`` binds ``pkg``
     used: set[str] = set()
     for node in ast.walk(tree):
@@ -173,7 +192,11 @@ def names_used(code: str, package: str) -> set[str]:
                     used.add(f"{modules[head]}.{parts[1]}")
                 elif head == package and bound_package and len(parts) >= 3:
                     used.add(".".join(parts[:3]))
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in objects:
+        elif (
+            isinstance(node, ast.Name)
+            and isinstance(node.ctx, ast.Load)
+            and node.id in objects
+        ):
             used.add(objects[node.id])
     return used
 
@@ -186,22 +209,29 @@ def shown_objects(text: str, package: str) -> set[str]:
         pyobject = re.search(r"^:pyobject:\s*(\S+)", body, re.M)
         parts = Path(path).with_suffix("").parts
         if pyobject and package in parts:
-            module = ".".join(parts[parts.index(package):])
+            module = ".".join(parts[parts.index(package) :])
             shown.add(f"{module}.{pyobject.group(1)}")
     return shown
 
 
-def chapter_uses(pages: dict[str, str], package: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def chapter_uses(
+    pages: dict[str, str], package: str
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """From {docname: MyST text}: {object: docnames using it}, {object: docnames showing it}."""
     used: dict[str, set[str]] = {}
     shown: dict[str, set[str]] = {}
     for docname, text in pages.items():
-        code = "\n".join(cell_code(match.group(2)) for match in _CODE_CELL.finditer(text))
+        code = "\n".join(
+            cell_code(match.group(2)) for match in _CODE_CELL.finditer(text)
+        )
         for name in names_used(code, package):
             used.setdefault(name, set()).add(docname)
         for name in shown_objects(text, package):
             shown.setdefault(name, set()).add(docname)
-    return ({k: sorted(v) for k, v in used.items()}, {k: sorted(v) for k, v in shown.items()})
+    return (
+        {k: sorted(v) for k, v in used.items()},
+        {k: sorted(v) for k, v in shown.items()},
+    )
 
 
 # ----------------------------------------------------------------------- directive
@@ -225,22 +255,44 @@ class NumscaleApi(SphinxDirective):
         self.env.note_dependency(__file__)  # a new rule here re-reads the page
         lines: list[str] = []
         for module_name in public_modules(src_dir, package):
-            self.env.note_dependency(str(src_dir.joinpath(*module_name.split(".")).with_suffix(".py")))
+            self.env.note_dependency(
+                str(src_dir.joinpath(*module_name.split(".")).with_suffix(".py"))
+            )
             try:
                 module = importlib.import_module(module_name)
             except Exception as exc:  # noqa: BLE001 - reported as a warning, the build fails with -W
-                LOGGER.warning(f"[numscale] cannot import {module_name}: {exc}", location=(self.env.docname, self.lineno))
+                LOGGER.warning(
+                    f"[numscale] cannot import {module_name}: {exc}",
+                    location=(self.env.docname, self.lineno),
+                )
                 continue
-            lines += [f"``{module_name}``", "-" * (len(module_name) + 4), "",
-                      f".. automodule:: {module_name}", "   :no-members:", ""]
+            lines += [
+                f"``{module_name}``",
+                "-" * (len(module_name) + 4),
+                "",
+                f".. automodule:: {module_name}",
+                "   :no-members:",
+                "",
+            ]
             module_file = src_dir.joinpath(*module_name.split(".")).with_suffix(".py")
             try:
-                documented = {name for (_, name) in ModuleAnalyzer.for_module(module_name).find_attr_docs()}
+                documented = {
+                    name
+                    for (_, name) in ModuleAnalyzer.for_module(
+                        module_name
+                    ).find_attr_docs()
+                }
             except Exception:  # noqa: BLE001 - no comment docs found: plain entries
                 documented = set()
             for name in public_constants(module_file):
-                if name in documented:  # a ``#:`` comment or a string after the assignment
-                    lines += [f".. autodata:: {module_name}.{name}", "   :no-value:", ""]
+                if (
+                    name in documented
+                ):  # a ``#:`` comment or a string after the assignment
+                    lines += [
+                        f".. autodata:: {module_name}.{name}",
+                        "   :no-value:",
+                        "",
+                    ]
                 else:  # autodoc would show the docstring of the value's type (dict, tuple ...)
                     lines += [f".. py:data:: {name}", f"   :module: {module_name}", ""]
             for kind, name in public_objects(module):
@@ -248,13 +300,24 @@ class NumscaleApi(SphinxDirective):
                 if kind == "function":
                     lines += [f".. autofunction:: {dotted}", ""]
                 else:
-                    lines += [f".. autoclass:: {dotted}", "   :members:", "   :undoc-members:", "   :member-order: bysource", ""]
-                for label, docnames in (("Used in", used.get(dotted)), ("Source shown in", shown.get(dotted))):
+                    lines += [
+                        f".. autoclass:: {dotted}",
+                        "   :members:",
+                        "   :undoc-members:",
+                        "   :member-order: bysource",
+                        "",
+                    ]
+                for label, docnames in (
+                    ("Used in", used.get(dotted)),
+                    ("Source shown in", shown.get(dotted)),
+                ):
                     if docnames:
                         links = ", ".join(f":doc:`/{d}`" for d in docnames)
                         lines += [f"   *{label}:* {links}.", ""]
         container = nodes.container(classes=["numscale-api"])
-        nested_parse_with_titles(self.state, StringList(lines, source="numscale-api"), container)
+        nested_parse_with_titles(
+            self.state, StringList(lines, source="numscale-api"), container
+        )
         return container.children
 
 
@@ -275,7 +338,9 @@ def uses_digest(used: dict[str, list[str]], shown: dict[str, list[str]]) -> str:
     import hashlib
     import json
 
-    return hashlib.sha256(json.dumps([used, shown], sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps([used, shown], sort_keys=True).encode()
+    ).hexdigest()
 
 
 def _api_docs(env) -> dict[str, str]:
@@ -290,7 +355,11 @@ def reread_when_uses_change(app: Sphinx, env, added, changed, removed) -> list[s
     that calls or shows another helper, a chapter added or removed)."""
     stale = []
     for docname, digest in sorted(_api_docs(env).items()):
-        if docname in env.found_docs and docname not in changed and uses_digest(*page_uses(env, docname)) != digest:
+        if (
+            docname in env.found_docs
+            and docname not in changed
+            and uses_digest(*page_uses(env, docname)) != digest
+        ):
             stale.append(docname)
     return stale
 
@@ -309,20 +378,32 @@ def _add_src_to_path(app: Sphinx, config) -> None:
     if src not in sys.path:
         sys.path.insert(0, src)
     package = sys.modules.get(config.numscale_package)
-    if package is not None and not str(getattr(package, "__file__", "")).startswith(src):
-        for name in [n for n in sys.modules if n == config.numscale_package or n.startswith(config.numscale_package + ".")]:
+    if package is not None and not str(getattr(package, "__file__", "")).startswith(
+        src
+    ):
+        for name in [
+            n
+            for n in sys.modules
+            if n == config.numscale_package
+            or n.startswith(config.numscale_package + ".")
+        ]:
             del sys.modules[name]
     # Annotations name NumPy, torch and typing classes, which have no entry in this book
     # (there is no intersphinx: the build runs offline). Only those class references are
     # exempt from nitpicky mode; references to the package's own objects must resolve.
     package_name = re.escape(config.numscale_package)
-    config.nitpick_ignore_regex = [*config.nitpick_ignore_regex, ("py:class", rf"(?!{package_name}\.).*")]
+    config.nitpick_ignore_regex = [
+        *config.nitpick_ignore_regex,
+        ("py:class", rf"(?!{package_name}\.).*"),
+    ]
 
 
 _LITERAL_OR_ROLE = re.compile(r"(``.+?``|:[\w:-]+:`[^`]*`)")
 
 
-def escape_bars(app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+def escape_bars(
+    app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]
+) -> None:
     """``autodoc-process-docstring``: the docstrings are plain text with mathematical
     notation, where ``|x|`` is an absolute value or a norm; in reStructuredText it would be
     a substitution reference (an error). Escape ``|`` outside inline literals and roles,
@@ -330,7 +411,10 @@ def escape_bars(app: Sphinx, what: str, name: str, obj: Any, options: Any, lines
     for index, line in enumerate(lines):
         if "|" in line:
             parts = _LITERAL_OR_ROLE.split(line)
-            lines[index] = "".join(part if i % 2 else part.replace("|", "\\|") for i, part in enumerate(parts))
+            lines[index] = "".join(
+                part if i % 2 else part.replace("|", "\\|")
+                for i, part in enumerate(parts)
+            )
 
 
 def external_reference(app: Sphinx, domain, node) -> bool | None:
@@ -373,10 +457,14 @@ def _patch_viewcode_module_filename() -> None:
 
     def get_module_filename(app: Sphinx, modname: str) -> str | None:
         package = app.config.numscale_package
-        if (modname == package or modname.startswith(package + ".")) and not app.emit_firstresult(
-            "viewcode-find-source", modname
-        ):
-            base = Path(app.confdir, app.config.numscale_src_dir).resolve().joinpath(*modname.split("."))
+        if (
+            modname == package or modname.startswith(package + ".")
+        ) and not app.emit_firstresult("viewcode-find-source", modname):
+            base = (
+                Path(app.confdir, app.config.numscale_src_dir)
+                .resolve()
+                .joinpath(*modname.split("."))
+            )
             for candidate in (base.with_suffix(".py"), base / "__init__.py"):
                 if candidate.is_file():
                     return str(candidate)
@@ -387,7 +475,10 @@ def _patch_viewcode_module_filename() -> None:
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
-    for name, default in (("numscale_src_dir", "src"), ("numscale_package", "numscale")):
+    for name, default in (
+        ("numscale_src_dir", "src"),
+        ("numscale_package", "numscale"),
+    ):
         if name not in app.config:  # also declared by numscale_build
             app.add_config_value(name, default, "env")
     app.add_config_value("numscale_api_pages", "book/*.md", "env")

@@ -53,7 +53,7 @@ import sys
 import tempfile
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +62,16 @@ from sphinx.errors import ExtensionError
 from sphinx.util import logging
 
 LOGGER = logging.getLogger(__name__)
-ENV_VAR_PATTERN = re.compile(r"""(?:os\.environ\.get|os\.getenv|os\.environ\[)\(?\s*["']([A-Z0-9_]+)["']""")
+ENV_VAR_PATTERN = re.compile(
+    r"""(?:os\.environ\.get|os\.getenv|os\.environ\[)\(?\s*["']([A-Z0-9_]+)["']"""
+)
 KEY_VERSION = "2"
 #: Threads per kernel: pages run side by side, so each gets one BLAS/torch thread.
-KERNEL_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+KERNEL_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 
 
 # --------------------------------------------------------------------------- imports
@@ -74,11 +80,14 @@ KERNEL_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 def _strip_magics(code: str) -> str:
     """Drop IPython magics and shell escapes so ``ast`` can parse a cell."""
     return "\n".join(
-        "" if line.lstrip().startswith(("%", "!")) else line for line in code.splitlines()
+        "" if line.lstrip().startswith(("%", "!")) else line
+        for line in code.splitlines()
     )
 
 
-def imported_modules(code: str, package: str, *, current_package: str | None = None) -> set[str]:
+def imported_modules(
+    code: str, package: str, *, current_package: str | None = None
+) -> set[str]:
     """Names of ``package`` modules that ``code`` imports (``package.sub`` form).
 
     ``current_package`` is the dotted package holding ``code`` (``a.b`` for both
@@ -88,8 +97,10 @@ def imported_modules(code: str, package: str, *, current_package: str | None = N
     return set(_imported_modules(code, package, current_package))
 
 
-@functools.lru_cache(maxsize=None)
-def _imported_modules(code: str, package: str, current_package: str | None) -> frozenset[str]:
+@functools.cache
+def _imported_modules(
+    code: str, package: str, current_package: str | None
+) -> frozenset[str]:
     """:func:`imported_modules`, memoized: every page's key walks the same modules, and
     parsing each once per build instead of once per page is most of the key's cost."""
     try:
@@ -134,7 +145,7 @@ def read_source(path: Path) -> str:
     return _read_source(str(path), stat.st_mtime_ns, stat.st_size)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read_source(path: str, mtime_ns: int, size: int) -> str:
     return Path(path).read_text(encoding="utf-8")
 
@@ -146,21 +157,25 @@ def module_closure(roots: set[str], src_dir: Path, package: str) -> dict[str, Pa
     while todo:
         name = todo.pop()
         parts = name.split(".")
-        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
+        for i in range(
+            1, len(parts) + 1
+        ):  # importing a.b.c runs a/__init__ and a/b/__init__
             parent = ".".join(parts[:i])
             path = module_path(parent, src_dir)
             if path is None or parent in seen:
                 continue
             seen[parent] = path
             holder = parent if path.name == "__init__.py" else parent.rpartition(".")[0]
-            todo.extend(imported_modules(read_source(path), package, current_package=holder))
+            todo.extend(
+                imported_modules(read_source(path), package, current_package=holder)
+            )
     return seen
 
 
 # ------------------------------------------------------------------ dependency key
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_fingerprint(source: str) -> str:
     """What Python runs of a module: its syntax tree, without comments, blank lines or
     layout (``ast.dump`` leaves out line numbers). Unparsable source is kept as text."""
@@ -183,7 +198,7 @@ def environment_names(source: str, package: str) -> set[str]:
     return set(_environment_names(source, package))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _environment_names(source: str, package: str) -> frozenset[str]:
     """Environment variables a module reads: literal ``os.environ``/``os.getenv`` keys,
     and string constants named like the package's variables (``NUMSCALE_GPT2`` assigned
@@ -195,7 +210,11 @@ def _environment_names(source: str, package: str) -> frozenset[str]:
     except SyntaxError:
         return frozenset(names)
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and own.fullmatch(node.value):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and own.fullmatch(node.value)
+        ):
             names.add(node.value)
     return frozenset(names)
 
@@ -209,19 +228,31 @@ def _env_fingerprint(modules: dict[str, Path], package: str) -> dict[str, Any]:
     return {name: _env_entry(name, os.environ.get(name)) for name in sorted(names)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _env_entry(name: str, value: str | None) -> dict[str, Any]:
     """One variable's value and, for a local path, the files it names (size, mtime).
     Memoized for one build: :func:`execute_outdated` clears it when it starts."""
     entry: dict[str, Any] = {"value": value}
     if value:
         target = Path(value).expanduser()
-        files = sorted(target.iterdir()) if target.is_dir() else [target] if target.is_file() else []
-        entry["files"] = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+        files = (
+            sorted(target.iterdir())
+            if target.is_dir()
+            else [target]
+            if target.is_file()
+            else []
+        )
+        entry["files"] = [
+            (f.name, f.stat().st_size, f.stat().st_mtime_ns)
+            for f in files
+            if f.is_file()
+        ]
     return entry
 
 
-def dependency_key(code_cells: list[str], src_dir: Path, package: str, extra: str = "") -> tuple[str, list[str]]:
+def dependency_key(
+    code_cells: list[str], src_dir: Path, package: str, extra: str = ""
+) -> tuple[str, list[str]]:
     """Hash of a page's code and everything it depends on, and its module list."""
     roots: set[str] = set()
     for code in code_cells:
@@ -233,7 +264,9 @@ def dependency_key(code_cells: list[str], src_dir: Path, package: str, extra: st
     for name in sorted(modules):
         code = code_fingerprint(read_source(modules[name]))
         digest.update(f"\0module {name}\0".encode() + code.encode())
-    digest.update(json.dumps(_env_fingerprint(modules, package), sort_keys=True).encode())
+    digest.update(
+        json.dumps(_env_fingerprint(modules, package), sort_keys=True).encode()
+    )
     digest.update(extra.encode())
     return digest.hexdigest(), sorted(modules)
 
@@ -260,28 +293,52 @@ def _execute(nb_json: str, cwd: str, timeout: int, pythonpath: str) -> dict[str,
     from traitlets.config import Config
 
     os.environ.update(KERNEL_ENV)
-    os.environ["PYTHONPATH"] = pythonpath + os.pathsep + os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = (
+        pythonpath + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
     notebook = nbformat.reads(nb_json, as_version=4)
     failure: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="numscale-kernel-") as sockets:
-        config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
+        config = Config(
+            {
+                "KernelManager": {
+                    "transport": "ipc",
+                    "ip": os.path.join(sockets, "kernel"),
+                }
+            }
+        )
         # The same client settings as jupyter-cache's executor, so outputs are unchanged.
         client = NotebookClient(
-            notebook, timeout=timeout, allow_errors=False, record_timing=False,
-            resources={"metadata": {"path": cwd}}, config=config,
+            notebook,
+            timeout=timeout,
+            allow_errors=False,
+            record_timing=False,
+            resources={"metadata": {"path": cwd}},
+            config=config,
         )
 
         async def on_cell_error(cell, cell_index, execute_reply) -> None:
             if "raises-exception" in cell.metadata.get("tags", []):
                 return  # an expected error: the cell shows it and execution goes on
             content = execute_reply["content"]
-            failure.update(cell=cell_index, ename=content.get("ename", "Exception"), evalue=content.get("evalue", ""))
+            failure.update(
+                cell=cell_index,
+                ename=content.get("ename", "Exception"),
+                evalue=content.get("evalue", ""),
+            )
             try:  # the class's module, from the kernel that raised it
-                msg_id = client.kc.execute("", silent=True, store_history=False, user_expressions={"q": _QUALNAME})
+                msg_id = client.kc.execute(
+                    "",
+                    silent=True,
+                    store_history=False,
+                    user_expressions={"q": _QUALNAME},
+                )
                 reply = await client.async_wait_for_reply(msg_id)
                 answer = reply["content"]["user_expressions"]["q"]
                 if answer.get("status") == "ok":
-                    failure["ename"] = ast.literal_eval(answer["data"]["text/plain"]).removeprefix("builtins.")
+                    failure["ename"] = ast.literal_eval(
+                        answer["data"]["text/plain"]
+                    ).removeprefix("builtins.")
             except Exception:  # noqa: BLE001 - the short class name is still right
                 pass
 
@@ -295,7 +352,9 @@ def _execute(nb_json: str, cwd: str, timeout: int, pythonpath: str) -> dict[str,
             failure["traceback"] = _ANSI.sub("", str(exc))
         except Exception as exc:  # noqa: BLE001 - a timeout or a dead kernel: report it the same way
             failure.setdefault("ename", type(exc).__name__)
-            failure.setdefault("evalue", str(exc).strip().splitlines()[-1] if str(exc).strip() else "")
+            failure.setdefault(
+                "evalue", str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+            )
             failure["traceback"] = _ANSI.sub("", traceback.format_exc())
         seconds = time.perf_counter() - start
     return {
@@ -310,11 +369,14 @@ def cell_location(path: Path, notebook, cell_index: int | None) -> str:
     ``code cell 3 (line 57)`` for a MyST page, ``cell 4`` for an ``.ipynb``."""
     if cell_index is None:  # a timeout or a kernel that died: no cell reported an error
         return "execution"
-    number = sum(1 for cell in notebook.cells[: cell_index + 1] if cell.cell_type == "code")
+    number = sum(
+        1 for cell in notebook.cells[: cell_index + 1] if cell.cell_type == "code"
+    )
     if path.suffix != ".md":
         return f"cell {cell_index + 1}"
     fences = [
-        i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        i
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if re.match(r"^\s*(`{3,}|~{3,})\s*\{code-cell\}", line)
     ]
     where = f" (line {fences[number - 1]})" if 0 < number <= len(fences) else ""
@@ -325,7 +387,10 @@ def _remove_stale_output(app: Sphinx, docname: str, state_dir: Path) -> None:
     """Delete what an earlier build wrote for a page that now fails, so it cannot be
     mistaken for the current page."""
     suffix = getattr(app.builder, "out_suffix", ".html")
-    for stale in (Path(app.outdir) / f"{docname}{suffix}", state_dir / "executed" / f"{docname}.ipynb"):
+    for stale in (
+        Path(app.outdir) / f"{docname}{suffix}",
+        state_dir / "executed" / f"{docname}.ipynb",
+    ):
         stale.unlink(missing_ok=True)
 
 
@@ -336,7 +401,10 @@ def _notebook_pages(app: Sphinx, env) -> dict[str, Path]:
     pages = {}
     for docname in sorted(env.found_docs):
         path = Path(env.doc2path(docname))
-        if path.suffix == ".ipynb" or (path.suffix == ".md" and is_myst_markdown_notebook(path.read_text(encoding="utf-8"))):
+        if path.suffix == ".ipynb" or (
+            path.suffix == ".md"
+            and is_myst_markdown_notebook(path.read_text(encoding="utf-8"))
+        ):
             pages[docname] = path
     return pages
 
@@ -345,13 +413,17 @@ def _read_notebook(app: Sphinx, env, path: Path):
     from myst_nb.core.read import create_nb_reader
 
     text = path.read_text(encoding="utf-8")
-    if "numscale-page-source" in app.events.events:  # _ext/numscale_data.py: missing data
+    if (
+        "numscale-page-source" in app.events.events
+    ):  # _ext/numscale_data.py: missing data
         text = app.emit_firstresult("numscale-page-source", path, text) or text
     reader = create_nb_reader(str(path), env.myst_config, env.mystnb_config, text)
     return reader.read(text), reader
 
 
-def fail_build(app: Sphinx, env, plan: dict, failures: dict[str, dict[str, Any]], state_dir: Path) -> None:
+def fail_build(
+    app: Sphinx, env, plan: dict, failures: dict[str, dict[str, Any]], state_dir: Path
+) -> None:
     """Stop the build with one line per failed page, and nothing stale left behind.
 
     Raising an exception here would make Sphinx and then jupyter-book's command line print
@@ -366,7 +438,9 @@ def fail_build(app: Sphinx, env, plan: dict, failures: dict[str, dict[str, Any]]
         where = cell_location(path, notebook, error.get("cell"))
         message = " ".join(str(error.get("evalue", "")).split())  # one line
         source = path.relative_to(root) if path.is_relative_to(root) else path
-        lines.append(f"{source}, {where}: {error['ename']}" + (f": {message}" if message else ""))
+        lines.append(
+            f"{source}, {where}: {error['ename']}" + (f": {message}" if message else "")
+        )
         log = state_dir / "failed" / f"{docname}.txt"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(error.get("traceback", ""), encoding="utf-8")
@@ -398,11 +472,17 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
     src_dir = root / app.config.numscale_src_dir
     package = app.config.numscale_package
     requirements = root / "requirements.txt"
-    extra = requirements_fingerprint(requirements.read_text(encoding="utf-8")) if requirements.is_file() else ""
+    extra = (
+        requirements_fingerprint(requirements.read_text(encoding="utf-8"))
+        if requirements.is_file()
+        else ""
+    )
     state_dir = Path(app.outdir).parent / ".numscale_exec"
     state_dir.mkdir(parents=True, exist_ok=True)
     keys_file = state_dir / "keys.json"
-    old_keys: dict[str, Any] = json.loads(keys_file.read_text()) if keys_file.is_file() else {}
+    old_keys: dict[str, Any] = (
+        json.loads(keys_file.read_text()) if keys_file.is_file() else {}
+    )
     cache = get_cache(env.mystnb_config.execution_cache_path or ".jupyter_cache")
 
     plan: dict[str, tuple[Path, Any, str, list[str]]] = {}
@@ -412,7 +492,11 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
         code = [c.source for c in notebook.cells if c.cell_type == "code"]
         key, modules = dependency_key(code, src_dir, package, extra)
         previous = old_keys.get(docname, {})
-        new_keys[docname] = {"key": key, "modules": modules, "seconds": previous.get("seconds", 0.0)}
+        new_keys[docname] = {
+            "key": key,
+            "modules": modules,
+            "seconds": previous.get("seconds", 0.0),
+        }
         in_cache = True
         try:
             cache.match_cache_notebook(notebook)
@@ -423,18 +507,30 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
 
     report: dict[str, Any] = {"executed": {}, "workers": 0, "wall_seconds": 0.0}
     if plan:
-        configured = int(os.environ.get("NUMSCALE_EXEC_WORKERS") or app.config.numscale_exec_workers or 0)
+        configured = int(
+            os.environ.get("NUMSCALE_EXEC_WORKERS")
+            or app.config.numscale_exec_workers
+            or 0
+        )
         workers = max(1, min(configured or os.cpu_count() or 1, len(plan)))
         report["workers"] = workers
         order = sorted(plan, key=lambda d: -new_keys[d]["seconds"])  # longest first
-        LOGGER.info(f"[numscale] executing {len(order)} page(s) on {workers} worker(s): {', '.join(order)}")
+        LOGGER.info(
+            f"[numscale] executing {len(order)} page(s) on {workers} worker(s): {', '.join(order)}"
+        )
         timeout = int(env.mystnb_config.execution_timeout or 300)
         start = time.perf_counter()
         failures: dict[str, dict[str, Any]] = {}
         context = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {
-                pool.submit(_execute, nbformat.writes(plan[d][1]), str(plan[d][0].parent), timeout, str(src_dir.resolve())): d
+                pool.submit(
+                    _execute,
+                    nbformat.writes(plan[d][1]),
+                    str(plan[d][0].parent),
+                    timeout,
+                    str(src_dir.resolve()),
+                ): d
                 for d in order
             }
             for future in cf.as_completed(futures):
@@ -443,30 +539,51 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
                 try:
                     outcome = future.result()
                 except Exception:  # the worker itself died
-                    outcome = {"error": {"ename": "worker crash", "evalue": "", "traceback": traceback.format_exc()}}
+                    outcome = {
+                        "error": {
+                            "ename": "worker crash",
+                            "evalue": "",
+                            "traceback": traceback.format_exc(),
+                        }
+                    }
                 if outcome["error"] is not None:
                     failures[docname] = outcome["error"]
                     new_keys.pop(docname, None)
                     continue
                 executed = nbformat.reads(outcome["notebook"], as_version=4)
-                copy = state_dir / "executed" / f"{docname}.ipynb"  # for tests and readers
+                copy = (
+                    state_dir / "executed" / f"{docname}.ipynb"
+                )  # for tests and readers
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 copy.write_text(outcome["notebook"], encoding="utf-8")
                 (state_dir / "failed" / f"{docname}.txt").unlink(missing_ok=True)
-                record = cache.add_nb_to_project(str(path), read_data={"name": "myst_nb_md", "type": "plugin"} if path.suffix == ".md" else {"name": "nbformat", "type": "plugin"})
+                record = cache.add_nb_to_project(
+                    str(path),
+                    read_data={"name": "myst_nb_md", "type": "plugin"}
+                    if path.suffix == ".md"
+                    else {"name": "nbformat", "type": "plugin"},
+                )
                 cache.cache_notebook_bundle(
-                    CacheBundleIn(executed, record.uri, data={"execution_seconds": outcome["seconds"]}),
+                    CacheBundleIn(
+                        executed,
+                        record.uri,
+                        data={"execution_seconds": outcome["seconds"]},
+                    ),
                     check_validity=False,
                     overwrite=True,
                 )
                 new_keys[docname]["seconds"] = outcome["seconds"]
                 report["executed"][docname] = round(outcome["seconds"], 3)
-                LOGGER.info(f"[numscale] executed {docname} in {outcome['seconds']:.1f} s")
+                LOGGER.info(
+                    f"[numscale] executed {docname} in {outcome['seconds']:.1f} s"
+                )
         report["wall_seconds"] = round(time.perf_counter() - start, 3)
         keys_file.write_text(json.dumps(new_keys, indent=1, sort_keys=True))
         if failures:
             report["failed"] = sorted(failures)
-            (state_dir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True))
+            (state_dir / "report.json").write_text(
+                json.dumps(report, indent=1, sort_keys=True)
+            )
             fail_build(app, env, plan, failures, state_dir)
     else:
         keys_file.write_text(json.dumps(new_keys, indent=1, sort_keys=True))
@@ -503,15 +620,29 @@ def choose_mathjax(app: Sphinx, config) -> None:
 
 def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
     """Copy the MathJax files a page needs into ``_static/mathjax`` of the built site."""
-    if exception is not None or app.builder.format != "html" or app.config.mathjax_path != LOCAL_MATHJAX:
+    if (
+        exception is not None
+        or app.builder.format != "html"
+        or app.config.mathjax_path != LOCAL_MATHJAX
+    ):
         return
     import shutil
 
     source = _local_mathjax(app)
     if source is None:
-        raise ExtensionError(f"MathJax not found in {app.config.numscale_mathjax_dir}: run `npm ci` (make does)")
+        raise ExtensionError(
+            f"MathJax not found in {app.config.numscale_mathjax_dir}: run `npm ci` (make does)"
+        )
     target = Path(app.outdir) / "_static" / "mathjax"
-    for relative in ("tex-chtml.js", "output/chtml/fonts/woff-v2", "input/tex/extensions", "a11y", "sre", "ui", "adaptors"):
+    for relative in (
+        "tex-chtml.js",
+        "output/chtml/fonts/woff-v2",
+        "input/tex/extensions",
+        "a11y",
+        "sre",
+        "ui",
+        "adaptors",
+    ):
         src = source / relative
         dst = target / relative
         if src.is_dir():
@@ -528,14 +659,22 @@ def source_dates(root: Path) -> dict[str, float]:
     """Time (Unix seconds) each file under ``root`` last changed, by relative POSIX path:
     its last commit, or its modification time when it has uncommitted changes. Empty
     outside git (callers fall back to modification times)."""
+
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=60)
+            done = subprocess.run(
+                ["git", "-C", str(root), *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout if done.returncode == 0 else None
 
-    log = git("log", "--format=@%ct", "--name-only", "--no-renames", "--relative", "--", ".")
+    log = git(
+        "log", "--format=@%ct", "--name-only", "--no-renames", "--relative", "--", "."
+    )
     if log is None:
         return {}
     dates: dict[str, float] = {}
@@ -545,7 +684,9 @@ def source_dates(root: Path) -> dict[str, float]:
             current = float(line[1:])
         elif line and line not in dates:  # newest commit first
             dates[line] = current
-    prefix = (git("rev-parse", "--show-prefix") or "").strip()  # porcelain paths start at the top
+    prefix = (
+        git("rev-parse", "--show-prefix") or ""
+    ).strip()  # porcelain paths start at the top
     status = git("status", "--porcelain", "--untracked-files=all", "--", ".") or ""
     for line in status.splitlines():
         name = line[3:].split(" -> ")[-1].strip().strip('"').removeprefix(prefix)
@@ -559,7 +700,9 @@ def set_page_dates(app: Sphinx) -> None:
     app.numscale_dates = source_dates(Path(app.srcdir))  # type: ignore[attr-defined]
 
 
-def page_date(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+def page_date(
+    app: Sphinx, pagename: str, templatename: str, context: dict, doctree
+) -> None:
     """``html-page-context``: "Last updated" is the date the page's source last changed
     (Sphinx's default is the build's date, or SOURCE_DATE_EPOCH for every page)."""
     if context.get("last_updated") is None or pagename not in app.env.all_docs:
@@ -567,7 +710,11 @@ def page_date(app: Sphinx, pagename: str, templatename: str, context: dict, doct
     from sphinx.util.i18n import format_date
 
     path = Path(app.env.doc2path(pagename))
-    relative = path.relative_to(app.srcdir).as_posix() if path.is_relative_to(app.srcdir) else ""
+    relative = (
+        path.relative_to(app.srcdir).as_posix()
+        if path.is_relative_to(app.srcdir)
+        else ""
+    )
     dates: dict[str, float] = getattr(app, "numscale_dates", {})
     when = dates.get(relative)
     if when is None:
@@ -575,7 +722,11 @@ def page_date(app: Sphinx, pagename: str, templatename: str, context: dict, doct
             return
         when = path.stat().st_mtime
     fmt = app.config.html_last_updated_fmt or "%b %d, %Y"
-    context["last_updated"] = format_date(fmt, date=datetime.fromtimestamp(when, tz=timezone.utc), language=app.config.language)
+    context["last_updated"] = format_date(
+        fmt,
+        date=datetime.fromtimestamp(when, tz=UTC),
+        language=app.config.language,
+    )
 
 
 def stable_source_notebooks(app: Sphinx, exception: Exception | None) -> None:
@@ -592,11 +743,17 @@ def stable_source_notebooks(app: Sphinx, exception: Exception | None) -> None:
             source = cell.get("source", "")
             text = "".join(source) if isinstance(source, list) else source
             cell["id"] = hashlib.sha1(f"{index}:{text}".encode()).hexdigest()[:8]
-        path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+        path.write_text(
+            json.dumps(notebook, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
+            encoding="utf-8",
+        )
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
-    for name, default in (("numscale_src_dir", "src"), ("numscale_package", "numscale")):
+    for name, default in (
+        ("numscale_src_dir", "src"),
+        ("numscale_package", "numscale"),
+    ):
         if name not in app.config:  # also declared by numscale_api
             app.add_config_value(name, default, "env")
     app.add_config_value("numscale_exec_workers", 0, "env")

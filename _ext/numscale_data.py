@@ -33,9 +33,11 @@ LOGGER = logging.getLogger(__name__)
 
 #: requirement -> (what it is, the environment variable that provides it).
 REQUIREMENTS: dict[str, tuple[str, str]] = {
-    "gpt2-tensors": ("GPT-2 small's attention weights and biases, output projections and "
-                     "position embeddings (117 MB, not part of the repository)",
-                     "NUMSCALE_GPT2"),
+    "gpt2-tensors": (
+        "GPT-2 small's attention weights and biases, output projections and "
+        "position embeddings (117 MB, not part of the repository)",
+        "NUMSCALE_GPT2",
+    ),
 }
 
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.S)
@@ -46,8 +48,10 @@ def missing(requirement: str) -> str | None:
     """``None`` when this build has the data of ``requirement``, else why not and how to
     provide it (one paragraph). ``KeyError`` for an unknown requirement."""
     if requirement not in REQUIREMENTS:
-        raise KeyError(f"unknown data requirement {requirement!r}; known: "
-                       f"{', '.join(REQUIREMENTS)}")
+        raise KeyError(
+            f"unknown data requirement {requirement!r}; known: "
+            f"{', '.join(REQUIREMENTS)}"
+        )
     from numscale.models import gpt2_model
 
     return gpt2_model.missing_tensors()
@@ -69,8 +73,9 @@ def replacement(text: str, requirement: str, reason: str) -> str:
         "**This page was built without its data.** It reads " + what + ", which this "
         "build did not have: " + reason.rstrip(".") + ".\n\n"
         "Its sections are left out here rather than shown beside numbers that are not "
-        "GPT-2's. To read the page, set `" + variable +
-        "` to a folder or file that holds GPT-2 small's tensors (for example the "
+        "GPT-2's. To read the page, set `"
+        + variable
+        + "` to a folder or file that holds GPT-2 small's tensors (for example the "
         "project's `../shared/reference`), or give the build access to the Hugging Face "
         "hub, and rebuild: `" + variable + "=/path/to/gpt2 make book`.\n"
         "```\n"
@@ -85,7 +90,8 @@ def _decide(app: Sphinx, docname: str) -> tuple[str, str] | None:
     if requirement is None:
         return None
     decided: dict[str, tuple[str, str] | None] = app.__dict__.setdefault(
-        "_numscale_missing", {})
+        "_numscale_missing", {}
+    )
     if docname not in decided:
         try:
             reason = missing(requirement)
@@ -95,8 +101,10 @@ def _decide(app: Sphinx, docname: str) -> tuple[str, str] | None:
         decided[docname] = None if reason is None else (requirement, reason)
         if reason is not None:
             variable = REQUIREMENTS[requirement][1]
-            LOGGER.info(f"[numscale] {docname}: built without its data ({requirement}); "
-                        f"{variable} would provide it")
+            LOGGER.info(
+                f"[numscale] {docname}: built without its data ({requirement}); "
+                f"{variable} would provide it"
+            )
     return decided[docname]
 
 
@@ -119,8 +127,10 @@ def report(app: Sphinx, exception: Exception | None) -> None:
     decided = app.__dict__.get("_numscale_missing", {})
     pages = sorted(d for d, decision in decided.items() if decision)
     if pages and exception is None:
-        LOGGER.info(f"[numscale] {len(pages)} page(s) built without their data: "
-                    f"{', '.join(pages)}")
+        LOGGER.info(
+            f"[numscale] {len(pages)} page(s) built without their data: "
+            f"{', '.join(pages)}"
+        )
 
 
 class _NoCacheChatter(std_logging.Filter):

@@ -104,19 +104,27 @@ def source_ref(root: str | Path, fallback: str = DEFAULT_REF) -> str:
     try:
         result = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--verify", "HEAD"],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return fallback
     sha = result.stdout.strip()
-    return sha if result.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", sha) else fallback
+    return (
+        sha
+        if result.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", sha)
+        else fallback
+    )
 
 
 def _imported_top_level(code_cells: list[str]) -> set[str]:
     found: set[str] = set()
     for code in code_cells:
         cleaned = "\n".join(
-            "" if line.lstrip().startswith(("%", "!")) else line for line in code.splitlines()
+            "" if line.lstrip().startswith(("%", "!")) else line
+            for line in code.splitlines()
         )
         try:
             tree = ast.parse(cleaned)
@@ -130,16 +138,23 @@ def _imported_top_level(code_cells: list[str]) -> set[str]:
     return found
 
 
-def install_requirements(repo_url: str, ref: str | None, modules: list[str] | None) -> tuple[list[str], list[str]]:
+def install_requirements(
+    repo_url: str, ref: str | None, modules: list[str] | None
+) -> tuple[list[str], list[str]]:
     """(modules to import, pip requirements) for the install cell; numscale always."""
-    wanted = ["numscale"] + [m for m in (modules or []) if m != "numscale" and m in INSTALLABLE]
+    wanted = ["numscale"] + [
+        m for m in (modules or []) if m != "numscale" and m in INSTALLABLE
+    ]
     requirements = [
-        helper_requirement(repo_url, ref) if INSTALLABLE[m] is None else INSTALLABLE[m] for m in wanted
+        helper_requirement(repo_url, ref) if INSTALLABLE[m] is None else INSTALLABLE[m]
+        for m in wanted
     ]
     return wanted, requirements
 
 
-def install_cell_source(repo_url: str, ref: str | None = DEFAULT_REF, modules: list[str] | None = None) -> str:
+def install_cell_source(
+    repo_url: str, ref: str | None = DEFAULT_REF, modules: list[str] | None = None
+) -> str:
     """Source of the install cell: ``pip install`` only if importing ``modules`` fails.
 
     ``modules`` defaults to ``["numscale"]``; ``numscale`` is always included. pip runs
@@ -150,7 +165,7 @@ def install_cell_source(repo_url: str, ref: str | None = DEFAULT_REF, modules: l
     wanted, requirements = install_requirements(repo_url, ref, modules)
     imports = ", ".join(wanted)
     listed = "".join(f"\n        {r!r}," for r in requirements)
-    return f'''\
+    return f"""\
 # @title Install the book's helper package if it is missing (e.g. on Colab)
 # With the packages below importable (the book's own kernel, Binder, a local
 # `pip install`), this cell installs nothing. Otherwise it installs the helper
@@ -190,10 +205,12 @@ except ImportError:
             f"pip installed the packages but {{error.name!r}} still cannot be "
             "imported: restart the kernel and run the notebook from the top"
         ) from error
-    print("Installed", ", ".join(_requirements))'''
+    print("Installed", ", ".join(_requirements))"""
 
 
-def install_cell(repo_url: str, ref: str | None = DEFAULT_REF, modules: list[str] | None = None):
+def install_cell(
+    repo_url: str, ref: str | None = DEFAULT_REF, modules: list[str] | None = None
+):
     """The hidden first cell of a downloaded chapter (an ``nbformat`` code cell)."""
     import nbformat
 
@@ -204,7 +221,6 @@ def install_cell(repo_url: str, ref: str | None = DEFAULT_REF, modules: list[str
         "cellView": "form",  # Colab: shows the @title line only
     }
     return cell
-
 
 
 # ------------------------------------------------------------------ the book's index

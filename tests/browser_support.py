@@ -69,7 +69,9 @@ def notebook_docnames(root: Path = ROOT) -> list[str]:
     """The toc pages that are notebooks (MyST markdown with jupytext/kernelspec front matter)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("numscale_notebooks", root / "_ext" / "numscale_notebooks.py")
+    spec = importlib.util.spec_from_file_location(
+        "numscale_notebooks", root / "_ext" / "numscale_notebooks.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     found = []
@@ -129,11 +131,19 @@ def launch_chromium(playwright):
             f"{CHROMIUM} not found: the browser tests need Debian's Chromium "
             "(`make browser`, or `sudo apt-get install chromium`); Playwright's own download does not work here"
         )
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+    )
 
 
-def new_context(browser, mode: str, viewport: dict[str, int] | None = None, *,
-                first_visit: bool = False, **options: Any):
+def new_context(
+    browser,
+    mode: str,
+    viewport: dict[str, int] | None = None,
+    *,
+    first_visit: bool = False,
+    **options: Any,
+):
     """A context whose pages open in the theme's ``mode`` ("light" or "dark").
 
     pydata-sphinx-theme reads ``localStorage.mode`` / ``theme`` before the first paint;
@@ -145,7 +155,10 @@ def new_context(browser, mode: str, viewport: dict[str, int] | None = None, *,
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     context = browser.new_context(
-        viewport=viewport or DESKTOP, color_scheme=mode, reduced_motion="reduce", **options
+        viewport=viewport or DESKTOP,
+        color_scheme=mode,
+        reduced_motion="reduce",
+        **options,
     )
     if not first_visit:
         context.add_init_script(
@@ -163,7 +176,9 @@ def visit_mode(visit_name: str) -> tuple[str, bool]:
     """``(mode, first_visit)`` of a name in :data:`VISITS`."""
     if visit_name not in VISITS:
         raise ValueError(f"visit must be one of {VISITS}, got {visit_name!r}")
-    return visit_name.removeprefix("first-visit-"), visit_name.startswith("first-visit-")
+    return visit_name.removeprefix("first-visit-"), visit_name.startswith(
+        "first-visit-"
+    )
 
 
 # ------------------------------------------------------------------------ a visit
@@ -289,7 +304,9 @@ def visit(context, base_url: str, path: str, mode: str) -> tuple[Any, PageReport
     def on_console(message) -> None:
         if recording[0] and message.type == "error":
             location = message.location or {}
-            report.console_errors.append(f"{message.text} ({location.get('url', '')}:{location.get('lineNumber', '')})")
+            report.console_errors.append(
+                f"{message.text} ({location.get('url', '')}:{location.get('lineNumber', '')})"
+            )
 
     def on_page_error(error) -> None:
         if recording[0]:
@@ -300,7 +317,9 @@ def visit(context, base_url: str, path: str, mode: str) -> tuple[Any, PageReport
             return
         url = request.url
         report.requests.append(url)
-        if not (url.startswith(base_url) or url.startswith(("data:", "blob:", "about:"))):
+        if not (
+            url.startswith(base_url) or url.startswith(("data:", "blob:", "about:"))
+        ):
             report.offsite_requests.append(url)
 
     def on_failed(request) -> None:
@@ -322,7 +341,9 @@ def visit(context, base_url: str, path: str, mode: str) -> tuple[Any, PageReport
     page.wait_for_load_state("networkidle")
     report.info = page.evaluate(INSPECT_JS)
     report.info["figures"] = page.evaluate(FIGURES_JS)
-    recording[0] = False  # what test tools (axe) do from here on is not the page's doing
+    recording[0] = (
+        False  # what test tools (axe) do from here on is not the page's doing
+    )
     return page, report
 
 

@@ -13,14 +13,26 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"
 
 
-def build_book(output: Path, *, env: dict[str, str] | None = None, source: Path = ROOT) -> subprocess.CompletedProcess:
+def build_book(
+    output: Path, *, env: dict[str, str] | None = None, source: Path = ROOT
+) -> subprocess.CompletedProcess:
     """Build the book in ``source`` into ``output/_build/html`` (strict: -n -W --keep-going)."""
     command = [
-        str(Path(sys.executable).with_name("jupyter-book")), "build", str(source),
-        "--path-output", str(output), "-n", "-W", "--keep-going", "--builder", "html",
+        str(Path(sys.executable).with_name("jupyter-book")),
+        "build",
+        str(source),
+        "--path-output",
+        str(output),
+        "-n",
+        "-W",
+        "--keep-going",
+        "--builder",
+        "html",
     ]
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=1800)
+    return subprocess.run(
+        command, capture_output=True, text=True, env=full_env, timeout=1800
+    )
 
 
 @pytest.fixture(scope="session")
@@ -64,11 +76,20 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--glue-mutation", metavar="REPORT", type=Path, default=None,
-                     help="run the glue-mutation check (tests/glue_mutation.py) and write "
-                          "its JSON report to REPORT")
-    parser.addoption("--glue-mutation-min", type=float, default=0.9,
-                     help="share of quoted results that must be guarded (default 0.9)")
+    parser.addoption(
+        "--glue-mutation",
+        metavar="REPORT",
+        type=Path,
+        default=None,
+        help="run the glue-mutation check (tests/glue_mutation.py) and write "
+        "its JSON report to REPORT",
+    )
+    parser.addoption(
+        "--glue-mutation-min",
+        type=float,
+        default=0.9,
+        help="share of quoted results that must be guarded (default 0.9)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -77,21 +98,27 @@ def pytest_configure(config: pytest.Config) -> None:
         from glue_mutation import GlueMutation
 
         config.pluginmanager.register(
-            GlueMutation(report, config.getoption("glue_mutation_min")), "glue_mutation")
+            GlueMutation(report, config.getoption("glue_mutation_min")), "glue_mutation"
+        )
 
 
 #: Fixtures that make something expensive once per run (a PDF, a second build, every
 #: chapter executed): the tests using one share an xdist group, so that with
 #: ``pytest -n N --dist loadgroup`` one worker makes it and runs them all.
 SHARED_WORK = {
-    "book_pdf": "pdf", "pdf_text": "pdf", "pdf_pages": "pdf", "singlehtml": "pdf",
+    "book_pdf": "pdf",
+    "pdf_text": "pdf",
+    "pdf_pages": "pdf",
+    "singlehtml": "pdf",
     "second_site": "reproducibility",
     "executed_chapters": "notebooks",
 }
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects and xdist reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
     """Marks that follow from what a test uses, so that no selection can miss them:
 
     * ``build`` on every test that reads the built book (``built_site``): ``make check``

@@ -179,19 +179,34 @@ class GlueMutation:
             reporter.write_sep("=", "glue-mutation check")
             reporter.write_line(text)
         self.report.parent.mkdir(parents=True, exist_ok=True)
-        self.report.write_text(json.dumps({
-            "guarded_share": overall,
-            "minimum": self.minimum,
-            "names": {name: {"page": t.page, "kind": t.kind,
-                             "mutants": len(mutants(t.value)) if t.kind == "result" else 0,
-                             "caught": len(t.caught), "caught_by": sorted(t.caught_by)}
-                      for name, t in targets.items()},
-        }, indent=1))
+        self.report.write_text(
+            json.dumps(
+                {
+                    "guarded_share": overall,
+                    "minimum": self.minimum,
+                    "names": {
+                        name: {
+                            "page": t.page,
+                            "kind": t.kind,
+                            "mutants": len(mutants(t.value))
+                            if t.kind == "result"
+                            else 0,
+                            "caught": len(t.caught),
+                            "caught_by": sorted(t.caught_by),
+                        }
+                        for name, t in targets.items()
+                    },
+                },
+                indent=1,
+            )
+        )
         if overall < self.minimum and session.exitstatus == 0:
             if reporter is not None:
                 reporter.write_line(
                     f"glue-mutation check: {100 * overall:.1f}% of quoted results guarded,"
-                    f" below {100 * self.minimum:.0f}%", red=True)
+                    f" below {100 * self.minimum:.0f}%",
+                    red=True,
+                )
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -204,8 +219,10 @@ def _site_from_env() -> Path | None:
 
 def table(targets: dict[str, Target]) -> tuple[str, float]:
     """A Markdown table per page, and the overall share of guarded results."""
-    rows = ["| page | quoted | inputs | text | results | guarded | % | mutants caught |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| page | quoted | inputs | text | results | guarded | % | mutants caught |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     total_results = total_guarded = 0
     for page in sorted({t.page for t in targets.values()}):
         mine = [t for t in targets.values() if t.page == page]
@@ -217,12 +234,15 @@ def table(targets: dict[str, Target]) -> tuple[str, float]:
         rows.append(
             f"| {page.removeprefix('book/')} | {len(mine)} | "
             f"{sum(t.kind == 'input' for t in mine)} | {sum(t.kind == 'text' for t in mine)} | "
-            f"{len(results)} | {len(guarded)} | {share:.0f} | {caught}/{tried} |")
+            f"{len(results)} | {len(guarded)} | {share:.0f} | {caught}/{tried} |"
+        )
         total_results += len(results)
         total_guarded += len(guarded)
     overall = total_guarded / total_results if total_results else 1.0
-    rows.append(f"| **all** | {len(targets)} | "
-                f"{sum(t.kind == 'input' for t in targets.values())} | "
-                f"{sum(t.kind == 'text' for t in targets.values())} | {total_results} | "
-                f"{total_guarded} | {100 * overall:.0f} | |")
+    rows.append(
+        f"| **all** | {len(targets)} | "
+        f"{sum(t.kind == 'input' for t in targets.values())} | "
+        f"{sum(t.kind == 'text' for t in targets.values())} | {total_results} | "
+        f"{total_guarded} | {100 * overall:.0f} | |"
+    )
     return "\n".join(rows), overall

@@ -10,7 +10,6 @@ from hypothesis.extra.numpy import arrays
 
 from numscale import attention, softmax
 
-
 # --------------------------------------------------------------------------- entropy against σ
 
 
@@ -18,7 +17,9 @@ from numscale import attention, softmax
 def test_entropy_matches_approximation_with_finite_n_correction(n: int) -> None:
     sigmas = np.array([0.1, 0.25, 0.5, 0.75, 1.0])
     sweep = attention.iid_entropy_sweep(n, sigmas, rows=3000, seed=11)
-    predicted = attention.entropy_approximation(n, sigmas) + attention.entropy_finite_n_correction(n, sigmas)
+    predicted = attention.entropy_approximation(
+        n, sigmas
+    ) + attention.entropy_finite_n_correction(n, sigmas)
     # 5 standard errors of a mean over 3000 independent rows, plus the neglected O(e^{2σ²}/n²)
     # term of the delta method, with a generous constant 5.
     tol = 5 * sweep.se + 5 * np.exp(2 * sigmas**2) / n**2
@@ -31,7 +32,10 @@ def test_plain_approximation_error_is_the_1_over_n_term_at_large_n() -> None:
     sweep = attention.iid_entropy_sweep(1000, sigmas, rows=2000, seed=12)
     corr = np.abs(attention.entropy_finite_n_correction(1000, sigmas))
     assert np.all(corr < 2e-3)
-    assert np.all(np.abs(sweep.mean - attention.entropy_approximation(1000, sigmas)) <= corr + 5 * sweep.se + 1e-6)
+    assert np.all(
+        np.abs(sweep.mean - attention.entropy_approximation(1000, sigmas))
+        <= corr + 5 * sweep.se + 1e-6
+    )
 
 
 def test_correction_is_sigma2_over_2n_for_small_sigma() -> None:
@@ -53,12 +57,20 @@ def test_entropy_stays_positive_where_approximation_reaches_zero(n: int) -> None
 
 
 @settings(max_examples=50, deadline=None)
-@given(z=arrays(np.float64, st.integers(2, 40), elements=st.floats(-5, 5)),
-       t1=st.floats(0, 3), dt=st.floats(0, 3))
-def test_entropy_never_increases_with_logit_scale(z: np.ndarray, t1: float, dt: float) -> None:
+@given(
+    z=arrays(np.float64, st.integers(2, 40), elements=st.floats(-5, 5)),
+    t1=st.floats(0, 3),
+    dt=st.floats(0, 3),
+)
+def test_entropy_never_increases_with_logit_scale(
+    z: np.ndarray, t1: float, dt: float
+) -> None:
     # d/dt H(t z) = −t·Var_p(z) ≤ 0. Float64 rounding of an entropy over ≤ 40 terms is < 1e-12;
     # 1e-9 leaves room.
-    assert softmax.entropy(((t1 + dt) * z)[None])[0] <= softmax.entropy((t1 * z)[None])[0] + 1e-9
+    assert (
+        softmax.entropy(((t1 + dt) * z)[None])[0]
+        <= softmax.entropy((t1 * z)[None])[0] + 1e-9
+    )
 
 
 def test_sweep_uses_common_random_numbers_and_is_reproducible() -> None:
@@ -80,26 +92,44 @@ def test_layer_norm_mean_zero_and_norm_sqrt_d() -> None:
     v = x.var(axis=-1)
     # float64: mean of 64 O(1) numbers is exact to ~64·eps ≈ 1e-14.
     np.testing.assert_allclose(y.mean(axis=-1), 0, atol=1e-12)
-    np.testing.assert_allclose(np.linalg.norm(y, axis=-1), np.sqrt(64 * v / (v + 1e-5)), rtol=1e-12)
+    np.testing.assert_allclose(
+        np.linalg.norm(y, axis=-1), np.sqrt(64 * v / (v + 1e-5)), rtol=1e-12
+    )
     # eps = 0: invariant to x → a·x + b (a > 0), to rounding.
-    np.testing.assert_allclose(attention.layer_norm(7.5 * x - 3, eps=0.0), attention.layer_norm(x, eps=0.0), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        attention.layer_norm(7.5 * x - 3, eps=0.0),
+        attention.layer_norm(x, eps=0.0),
+        rtol=1e-10,
+        atol=1e-12,
+    )
 
 
 def test_layer_norm_gain_multiplies() -> None:
     x = np.random.default_rng(1).standard_normal((3, 8))
     g = np.linspace(0.5, 2, 8)
-    np.testing.assert_allclose(attention.layer_norm(x, g), attention.layer_norm(x) * g, rtol=1e-15)
+    np.testing.assert_allclose(
+        attention.layer_norm(x, g), attention.layer_norm(x) * g, rtol=1e-15
+    )
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), d_head=st.integers(2, 48), gq=st.floats(0.1, 5), gk=st.floats(0.1, 5),
-       scale=st.floats(1e-2, 1e3))
-def test_qk_norm_logits_never_exceed_bound(seed: int, d_head: int, gq: float, gk: float, scale: float) -> None:
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    d_head=st.integers(2, 48),
+    gq=st.floats(0.1, 5),
+    gk=st.floats(0.1, 5),
+    scale=st.floats(1e-2, 1e3),
+)
+def test_qk_norm_logits_never_exceed_bound(
+    seed: int, d_head: int, gq: float, gk: float, scale: float
+) -> None:
     rng = np.random.default_rng(seed)
     x, w_q, w_k = attention.random_head(12, 16, d_head, rng)
     gamma_q = gq * rng.uniform(-1, 1, d_head)
     gamma_k = gk * rng.uniform(-1, 1, d_head)
-    logits = attention.attention_logits(x, scale * w_q, w_k, qk_norm=True, gamma_q=gamma_q, gamma_k=gamma_k)
+    logits = attention.attention_logits(
+        x, scale * w_q, w_k, qk_norm=True, gamma_q=gamma_q, gamma_k=gamma_k
+    )
     bound = attention.qk_norm_bound(d_head, gamma_q, gamma_k)
     # Cauchy–Schwarz bound; 1e-12 relative slack for float64 rounding of d-term sums.
     assert np.abs(logits).max() <= bound * (1 + 1e-12)
@@ -118,7 +148,9 @@ def test_growing_queries_scales_plain_logits_but_not_normalized_ones() -> None:
     plain = attention.query_growth_sweep(x, w_q, w_k, factors, qk_norm=False)
     normed = attention.query_growth_sweep(x, w_q, w_k, factors, qk_norm=True)
     # Plain logits are exactly c times the c = 1 logits (one multiplication's rounding).
-    np.testing.assert_allclose(plain.max_logit / factors, plain.max_logit[0], rtol=1e-12)
+    np.testing.assert_allclose(
+        plain.max_logit / factors, plain.max_logit[0], rtol=1e-12
+    )
     assert np.all(np.diff(plain.entropy) < 0)
     assert plain.entropy[-1] < 0.1 < 3.0 < plain.entropy[0]
     # LN(c·q) differs from LN(q) only through ε: relative change ≤ ε/(2 v_min) with v_min the
@@ -150,7 +182,9 @@ def test_nonfinite_raises() -> None:
     with pytest.raises(ValueError, match="x"):
         attention.layer_norm(np.array([[1.0, np.inf]]))
     with pytest.raises(ValueError, match="factors"):
-        attention.query_growth_sweep(*attention.random_head(4, 8, 8, seed=0), [1.0, np.inf], qk_norm=False)
+        attention.query_growth_sweep(
+            *attention.random_head(4, 8, 8, seed=0), [1.0, np.inf], qk_norm=False
+        )
 
 
 def test_empty_raises() -> None:
@@ -185,9 +219,15 @@ def test_out_of_range_raises() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), d_head=st.integers(2, 48), g=st.floats(-20, 20),
-       scale=st.floats(1e-2, 1e3))
-def test_l2_qk_logits_never_exceed_abs_g(seed: int, d_head: int, g: float, scale: float) -> None:
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    d_head=st.integers(2, 48),
+    g=st.floats(-20, 20),
+    scale=st.floats(1e-2, 1e3),
+)
+def test_l2_qk_logits_never_exceed_abs_g(
+    seed: int, d_head: int, g: float, scale: float
+) -> None:
     rng = np.random.default_rng(seed)
     x, w_q, w_k = attention.random_head(12, 16, d_head, rng)
     logits = attention.attention_logits(x, scale * w_q, w_k, qk_norm="l2", g=g)
@@ -203,8 +243,11 @@ def test_l2_bound_attained_and_scale_invariant() -> None:
     b = attention.attention_logits(x, 37.0 * w_q, 0.01 * w_k, qk_norm="l2", g=3.0)
     np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)  # exact up to rounding
     # Default g = √d_k.
-    np.testing.assert_allclose(attention.attention_logits(x, w_q, w_k, qk_norm="l2"),
-                               a * np.sqrt(32) / 3.0, rtol=1e-14)
+    np.testing.assert_allclose(
+        attention.attention_logits(x, w_q, w_k, qk_norm="l2"),
+        a * np.sqrt(32) / 3.0,
+        rtol=1e-14,
+    )
 
 
 def test_layernorm_core_matches_public_layer_norm() -> None:
@@ -219,7 +262,9 @@ def test_layernorm_core_matches_public_layer_norm() -> None:
 
 def test_l2_growth_sweep_is_flat() -> None:
     x, w_q, w_k = attention.random_head(64, 64, 64, seed=0)
-    sweep = attention.query_growth_sweep(x, w_q, w_k, np.geomspace(1, 64, 5), qk_norm="l2")
+    sweep = attention.query_growth_sweep(
+        x, w_q, w_k, np.geomspace(1, 64, 5), qk_norm="l2"
+    )
     # ℓ2 normalization removes c exactly (no ε): rounding only.
     np.testing.assert_allclose(sweep.max_logit, sweep.max_logit[0], rtol=1e-12)
     assert sweep.max_logit.max() <= np.sqrt(64)

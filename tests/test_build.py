@@ -33,7 +33,11 @@ def toc_pages() -> list[str]:
 
 
 def notebook_pages() -> list[str]:
-    return [p for p in toc_pages() if (ROOT / f"{p}.md").read_text().startswith("---\njupytext:")]
+    return [
+        p
+        for p in toc_pages()
+        if (ROOT / f"{p}.md").read_text().startswith("---\njupytext:")
+    ]
 
 
 class _PageParser(HTMLParser):
@@ -116,7 +120,7 @@ class GluedValues(Mapping):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def with_prefix(self, prefix: str) -> "GluedValues":
+    def with_prefix(self, prefix: str) -> GluedValues:
         return GluedValues(self._raw, self._prefix + prefix)
 
 
@@ -154,20 +158,32 @@ EXPECTED: dict[str, dict[str, tuple[float, float, str]]] = {
         # std(QKᵀ) of one 50×50 product: 7.07 with ≈2.5% seed-to-seed spread; 4 spreads.
         "qk_std": (math.sqrt(50), 4 * 0.025 * math.sqrt(50), "4 × 2.5% seed spread"),
         # uniform entries: √(50/9) with relative SE √((2+κ)/(4n)) ≈ 0.5% at n = 20,000; 5 SE.
-        "uniform_std": (math.sqrt(50 / 9), 5 * 0.005 * math.sqrt(50 / 9), "5 SE of a std"),
+        "uniform_std": (
+            math.sqrt(50 / 9),
+            5 * 0.005 * math.sqrt(50 / 9),
+            "5 SE of a std",
+        ),
         # Over 2,000 seeds: mean std(QKᵀ) has SE 0.025·7.07/√2000 ≈ 0.004 (5 SE = 0.02); the
         # seed-to-seed spread ≈ 2.5% (science notes, rounded: ±0.05) is itself estimated to
         # a relative SE 1/√(2·2000) ≈ 1.6%, i.e. ±0.04 points (4 SE).
         "qk_seed_mean": (math.sqrt(50), 0.02, "5 SE of a mean over 2,000 seeds"),
         "qk_seed_spread_pct": (2.5, 0.05 + 4 * 0.04, "rounding + 4 SE of a spread"),
         # The iid formula √((1 + 3/d)/(2N)) with d = 50, N = 2,500: exact arithmetic.
-        "qk_iid_spread_pct": (100 * math.sqrt((1 + 3 / 50) / 5000), 1e-9, "closed form"),
+        "qk_iid_spread_pct": (
+            100 * math.sqrt((1 + 3 / 50) / 5000),
+            1e-9,
+            "closed form",
+        ),
     },
     "book/sqrt_law": {
         # log–log slope over d = 2…99: SE 0.003 at N = 1000 pairs per d (science notes), and
         # SE ∝ 1/√N: 0.003/√10 at the page's N = 10,000; 5 SE (tests/test_chapter_sqrt_law.py
         # derives the SE from the page's own grid).
-        "sqrt_law_slope": (0.5, 5 * 0.003 / math.sqrt(10), "5 SE of the slope at N = 10,000"),
+        "sqrt_law_slope": (
+            0.5,
+            5 * 0.003 / math.sqrt(10),
+            "5 SE of the slope at N = 10,000",
+        ),
     },
     "book/softmax_saturation": {
         # Science notes (500 seeds): 0.77, 0.12, 0.65 and 3.45, rounded to two decimals (±0.005).
@@ -175,8 +191,16 @@ EXPECTED: dict[str, dict[str, tuple[float, float, str]]] = {
         # 0.0004 (scaled), 0.003 and 0.0014 nats (entropies). Tolerance: rounding + 4·√2·SE.
         "softmax_maxp_unscaled": (0.77, 0.005 + 4 * 1.42 * 0.0013, "rounding + 4√2 SE"),
         "softmax_maxp_scaled": (0.12, 0.005 + 4 * 1.42 * 0.0004, "rounding + 4√2 SE"),
-        "softmax_entropy_unscaled": (0.65, 0.005 + 4 * 1.42 * 0.003, "rounding + 4√2 SE"),
-        "softmax_entropy_scaled": (3.45, 0.005 + 4 * 1.42 * 0.0014, "rounding + 4√2 SE"),
+        "softmax_entropy_unscaled": (
+            0.65,
+            0.005 + 4 * 1.42 * 0.003,
+            "rounding + 4√2 SE",
+        ),
+        "softmax_entropy_scaled": (
+            3.45,
+            0.005 + 4 * 1.42 * 0.0014,
+            "rounding + 4√2 SE",
+        ),
         "softmax_entropy_max": (math.log(50), 1e-12, "ln 50, exact"),
     },
 }
@@ -195,7 +219,12 @@ def test_page_has_no_error_output(built_site: Path, page: str) -> None:
     html = (built_site / f"{page}.html").read_text(encoding="utf-8")
     # myst-nb renders a cell's error as an "output traceback" block and anything written to
     # stderr (warnings included) as "output stderr"; neither may appear in the book.
-    for marker in ("output traceback", "highlight-ipythontb", "output stderr", "Traceback (most recent call last)"):
+    for marker in (
+        "output traceback",
+        "highlight-ipythontb",
+        "output stderr",
+        "Traceback (most recent call last)",
+    ):
         assert marker not in html, f"{page} shows {marker!r}"
 
 
@@ -208,11 +237,15 @@ def test_figures_exist_and_have_alt_text(built_site: Path, page: str) -> None:
     assert figures, f"{page} has no figure"
     for img in figures:
         path = (built_site / page).parent / img["src"]
-        assert path.is_file() and path.stat().st_size > 200, f"{page}: missing or empty {img['src']}"
+        assert path.is_file() and path.stat().st_size > 200, (
+            f"{page}: missing or empty {img['src']}"
+        )
         # Vector figures (dense scatters are rasterized inside them): crisp at any zoom.
         assert path.suffix == ".svg", f"{page}: figure is not SVG: {img['src']}"
         alt = img.get("alt", "").strip()
-        assert len(alt) > 20 and not alt.endswith((".svg", ".png")), f"{page}: figure without real alt text: {alt!r}"
+        assert len(alt) > 20 and not alt.endswith((".svg", ".png")), (
+            f"{page}: figure without real alt text: {alt!r}"
+        )
 
 
 @pytest.mark.parametrize("page", notebook_pages())
@@ -224,7 +257,9 @@ def test_glued_numbers_render(built_site: Path, page: str) -> None:
     assert values, f"{page} glues no numbers"
     assert parsed.pasted, f"{page} quotes no glued number"
     for text in parsed.pasted:
-        assert text.strip() and "nan" not in text.lower(), f"{page}: bad glued text {text!r}"
+        assert text.strip() and "nan" not in text.lower(), (
+            f"{page}: bad glued text {text!r}"
+        )
 
 
 @pytest.mark.parametrize("page", sorted(EXPECTED))
@@ -232,7 +267,9 @@ def test_glued_numbers_within_tolerance(built_site: Path, page: str) -> None:
     values = glued_values(built_site, page)
     for name, (expected, tolerance, why) in EXPECTED[page].items():
         assert name in values, f"{page} does not glue {name}"
-        assert abs(float(values[name]) - expected) <= tolerance, f"{page}: {name} = {values[name]}, expected {expected} ± {tolerance} ({why})"
+        assert abs(float(values[name]) - expected) <= tolerance, (
+            f"{page}: {name} = {values[name]}, expected {expected} ± {tolerance} ({why})"
+        )
     # The page shows the values, formatted as the prose asks.
     html = (built_site / f"{page}.html").read_text(encoding="utf-8")
     assert html.count('class="pasted-text"') >= len(EXPECTED[page])
@@ -248,7 +285,9 @@ def test_sqrt_law_slope_within_its_own_standard_error(built_site: Path) -> None:
 def test_gpt2_chapter_shows_real_values(built_site: Path) -> None:
     values = glued_values(built_site, "book/gpt2_layernorm")
     for name, (expected, tolerance, why) in REAL_GPT2.items():
-        assert abs(float(values[name]) - expected) <= tolerance, f"{name} = {values[name]}, expected {expected} ({why})"
+        assert abs(float(values[name]) - expected) <= tolerance, (
+            f"{name} = {values[name]}, expected {expected} ({why})"
+        )
     text = " ".join(parse_page(built_site, "book/gpt2_layernorm").pasted)
     assert "17.4" in text and "19,200" in text.replace("19200", "19,200")
 
@@ -257,13 +296,19 @@ def test_mathjax_is_served_locally(built_site: Path) -> None:
     html = (built_site / "book" / "dot_products.html").read_text(encoding="utf-8")
     sources = re.findall(r'<script[^>]+src="([^"]+)"', html)
     mathjax = [s for s in sources if "mathjax" in s.lower()]
-    assert mathjax and all(not s.startswith(("http:", "https:", "//")) for s in mathjax), mathjax
-    assert (built_site / "_static" / "mathjax" / "tex-chtml.js").stat().st_size > 100_000
+    assert mathjax and all(
+        not s.startswith(("http:", "https:", "//")) for s in mathjax
+    ), mathjax
+    assert (
+        built_site / "_static" / "mathjax" / "tex-chtml.js"
+    ).stat().st_size > 100_000
 
 
 def test_no_notebook_outputs_committed(root: Path) -> None:
     """Pages are text notebooks; no executed .ipynb is part of the source tree."""
     import subprocess
 
-    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert not [f for f in tracked if f.endswith(".ipynb")]

@@ -28,14 +28,21 @@ LITERALINCLUDE = re.compile(
 def long_code_lines(page: str) -> list[str]:
     """Lines of the page's code cells longer than the code column."""
     notebook = jupytext.read(ROOT / f"{page}.md")
-    return [line for cell in notebook.cells if cell.cell_type == "code"
-            for line in cell.source.splitlines() if len(line) > CODE_COLUMN]
+    return [
+        line
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for line in cell.source.splitlines()
+        if len(line) > CODE_COLUMN
+    ]
 
 
 def shown_functions(page: str) -> list[tuple[str, str]]:
     """(module, function name) of every ``literalinclude :pyobject:`` in the page."""
     text = (ROOT / f"{page}.md").read_text(encoding="utf-8")
-    return [(m["path"].replace("/", "."), m["name"]) for m in LITERALINCLUDE.finditer(text)]
+    return [
+        (m["path"].replace("/", "."), m["name"]) for m in LITERALINCLUDE.finditer(text)
+    ]
 
 
 def check_shown_sources(page: str, expected: set[tuple[str, str]]) -> None:
@@ -48,7 +55,9 @@ def check_shown_sources(page: str, expected: set[tuple[str, str]]) -> None:
         assert inspect.isfunction(function), f"{module_name}.{name} is not a function"
         source = inspect.getsource(function)
         too_long = [line for line in source.splitlines() if len(line) > CODE_COLUMN]
-        assert not too_long, f"{module_name}.{name} has lines over {CODE_COLUMN}: {too_long}"
+        assert not too_long, (
+            f"{module_name}.{name} has lines over {CODE_COLUMN}: {too_long}"
+        )
 
 
 def test_code_lines_fit_the_column():

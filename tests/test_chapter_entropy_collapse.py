@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from test_build import glued_values
 
 pytestmark = pytest.mark.build
@@ -19,15 +20,22 @@ def values(built_site):
 def test_entropy_approximation_at_sigma_1(values):
     # ln 50 − 1/2 = 3.412; the measured mean (SE 0.004) is ≈ 1% higher, as the 1/n term
     # (σ²e^{σ²} − (e^{σ²} − 1)/2)/n = 0.037 nats predicts: within 2%, above by > 3 SE.
-    assert values["ec_h50_sigma1_approx"] == pytest.approx(math.log(50) - 0.5, abs=1e-12)
+    assert values["ec_h50_sigma1_approx"] == pytest.approx(
+        math.log(50) - 0.5, abs=1e-12
+    )
     assert 0 < values["ec_h50_sigma1_relerr_pct"] < 2
-    assert values["ec_h50_sigma1"] - values["ec_h50_sigma1_approx"] > 3 * values["ec_h50_sigma1_se"]
+    assert (
+        values["ec_h50_sigma1"] - values["ec_h50_sigma1_approx"]
+        > 3 * values["ec_h50_sigma1_se"]
+    )
     # Still positive where the approximation reaches zero.
     assert values["ec_h_at_collapse50"] > 1 and values["ec_h_at_collapse1000"] > 1
 
 
 def test_both_qk_norms_bound_the_growing_logits(values):
-    assert values["ec_plain_max_cmax"] == pytest.approx(64 * values["ec_plain_max_c1"], rel=1e-9)
+    assert values["ec_plain_max_cmax"] == pytest.approx(
+        64 * values["ec_plain_max_c1"], rel=1e-9
+    )
     assert values["ec_plain_entropy_cmax"] < 0.1 < 3 < values["ec_plain_entropy_c1"]
     # LayerNorm variant: changes only through ε = 1e-5 (relative ≤ ε/(2 v_min)); ℓ2: rounding.
     assert values["ec_ln_spread"] < 1e-3 and values["ec_l2_spread"] < 1e-9
@@ -60,7 +68,9 @@ def test_fixes_train_at_the_high_learning_rate(values):
     assert values["ec_train_fixed_hi_logit_max"] < 20
     assert values["ec_train_fixed_collapsed_max"] < 5
     assert values["ec_train_ln_bound_init"] == pytest.approx(math.sqrt(32), rel=1e-15)
-    assert values["ec_train_l2_g_max"] == pytest.approx(math.sqrt(32), rel=1e-6)  # float32
+    assert values["ec_train_l2_g_max"] == pytest.approx(
+        math.sqrt(32), rel=1e-6
+    )  # float32
 
 
 # ---------------------------------------------------------------- independent references
@@ -80,13 +90,19 @@ def test_entropy_at_sigma_1_against_the_second_order_expansion(values):
     # order is O(1/n²) ≈ 0.002: tolerance 4 SE + 0.005
     n, e = 50, math.e
     second = math.log(n) - 0.5 + (e - (e - 1) / 2) / n
-    assert abs(values["ec_h50_sigma1"] - second) < 4 * values["ec_h50_sigma1_se"] + 0.005
+    assert (
+        abs(values["ec_h50_sigma1"] - second) < 4 * values["ec_h50_sigma1_se"] + 0.005
+    )
     # the SE of a mean of 1,000 iid rows: the row-to-row SD of the entropy, simulated here
     rng = np.random.default_rng(31)
     sd = _entropy_rows(rng.standard_normal((20_000, n))).std()
     assert values["ec_h50_sigma1_se"] == pytest.approx(sd / math.sqrt(1000), rel=0.15)
     # the quoted relative error is (measured − approximation)/measured of the guarded values
-    rel = 100 * (values["ec_h50_sigma1"] - values["ec_h50_sigma1_approx"]) / values["ec_h50_sigma1"]
+    rel = (
+        100
+        * (values["ec_h50_sigma1"] - values["ec_h50_sigma1_approx"])
+        / values["ec_h50_sigma1"]
+    )
     assert values["ec_h50_sigma1_relerr_pct"] == pytest.approx(rel, rel=1e-9)
 
 
@@ -100,14 +116,17 @@ def test_entropy_where_the_approximation_reaches_zero(values):
         tol = 4 * h.std() * math.sqrt(1 / 1000 + 1 / 4000) + 0.002
         assert abs(values[f"ec_h_at_collapse{n}"] - h.mean()) < tol, n
         assert values[f"ec_keys_at_collapse{n}"] == pytest.approx(
-            math.exp(values[f"ec_h_at_collapse{n}"]), rel=1e-12)
+            math.exp(values[f"ec_h_at_collapse{n}"]), rel=1e-12
+        )
     # exercise: n = 4096 at its σ*, 200 rows on the page
     sigma = math.sqrt(2 * math.log(4096))
     h = _entropy_rows(sigma * rng.standard_normal((400, 4096)))
     tol = 4 * h.std() * math.sqrt(1 / 200 + 1 / 400)
     assert abs(values["ec_ex_h4096"] - h.mean()) < tol
     assert values["ec_ex_h4096_se"] == pytest.approx(h.std() / math.sqrt(200), rel=0.3)
-    assert values["ec_ex_keys4096"] == pytest.approx(math.exp(values["ec_ex_h4096"]), rel=1e-12)
+    assert values["ec_ex_keys4096"] == pytest.approx(
+        math.exp(values["ec_ex_h4096"]), rel=1e-12
+    )
 
 
 def test_growing_queries_recomputed_with_numpy(values):
@@ -130,14 +149,24 @@ def test_growing_queries_recomputed_with_numpy(values):
         kn = k / np.linalg.norm(k, axis=1, keepdims=True)
         l2.append(8 * qn @ kn.T)
     assert values["ec_plain_max_c1"] == pytest.approx(np.abs(plain[0]).max(), rel=1e-12)
-    assert values["ec_plain_max_cmax"] == pytest.approx(np.abs(plain[-1]).max(), rel=1e-12)
-    assert values["ec_plain_entropy_c1"] == pytest.approx(_entropy_rows(plain[0]).mean(), rel=1e-9)
-    assert values["ec_plain_entropy_cmax"] == pytest.approx(_entropy_rows(plain[-1]).mean(), rel=1e-9)
+    assert values["ec_plain_max_cmax"] == pytest.approx(
+        np.abs(plain[-1]).max(), rel=1e-12
+    )
+    assert values["ec_plain_entropy_c1"] == pytest.approx(
+        _entropy_rows(plain[0]).mean(), rel=1e-9
+    )
+    assert values["ec_plain_entropy_cmax"] == pytest.approx(
+        _entropy_rows(plain[-1]).mean(), rel=1e-9
+    )
     ln_max = np.array([np.abs(r).max() for r in ln])
     assert values["ec_ln_max"] == pytest.approx(ln_max.max(), rel=1e-12)
     assert values["ec_ln_spread"] == pytest.approx(np.ptp(ln_max), rel=1e-4)
-    assert values["ec_ln_entropy"] == pytest.approx(_entropy_rows(ln[0]).mean(), rel=1e-9)
-    assert values["ec_l2_max"] == pytest.approx(max(np.abs(r).max() for r in l2), rel=1e-12)
+    assert values["ec_ln_entropy"] == pytest.approx(
+        _entropy_rows(ln[0]).mean(), rel=1e-9
+    )
+    assert values["ec_l2_max"] == pytest.approx(
+        max(np.abs(r).max() for r in l2), rel=1e-12
+    )
     assert values["ec_ln64"] == pytest.approx(math.log(64), rel=1e-15)
 
 
@@ -160,7 +189,9 @@ def test_target_variance_of_the_running_mean(values):
 def test_initial_bound_already_allows_collapse(values):
     # One logit at √32, fifteen at 0: top weight e^{√32}/(e^{√32} + 15) > 0.9
     b = math.sqrt(32)
-    assert values["ec_train_top_at_init_bound"] == pytest.approx(math.exp(b) / (math.exp(b) + 15), rel=1e-12)
+    assert values["ec_train_top_at_init_bound"] == pytest.approx(
+        math.exp(b) / (math.exp(b) + 15), rel=1e-12
+    )
     assert values["ec_train_top_at_init_bound"] > 0.9
     # the learned LayerNorm ceiling rose above its start (the prose: "rises further")
     assert values["ec_train_ln_gain_bound_max"] > values["ec_train_ln_bound_init"]
@@ -179,6 +210,8 @@ def test_collapse_statistics_against_their_definitions(values):
     # ln(16!)/15 − f·h_max − (1 − f)·ln 16 and ln(16!)/15 (entropy ≥ 0).
     top = math.lgamma(17) / 15
     h_max = -0.9 * math.log(0.9) - 0.1 * math.log(0.1 / 15)
-    f = values["ec_train_hi_collapsed_min"] / 100  # every high-lr plain run has at least f
+    f = (
+        values["ec_train_hi_collapsed_min"] / 100
+    )  # every high-lr plain run has at least f
     lower = top - f * h_max - (1 - f) * math.log(16)
     assert lower < values["ec_train_hi_gap_min"] <= top

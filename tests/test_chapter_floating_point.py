@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from test_build import glued_values
 from test_chapter_dot_products import check_shown_sources, long_code_lines
 
@@ -32,7 +33,9 @@ def test_e4m3_conversion_is_stated_as_measured(built_site):
 def test_overflow_fraction_matches_the_exact_tail(built_site):
     v = glued_values(built_site, PAGE)
     # binomial sampling error of a fraction from 100,000 logits; 5 SE
-    assert abs(v["fp_frac16_pct"] - v["fp_frac16_pred_pct"]) <= 5 * v["fp_frac16_se_pct"]
+    assert (
+        abs(v["fp_frac16_pct"] - v["fp_frac16_pred_pct"]) <= 5 * v["fp_frac16_se_pct"]
+    )
     assert v["fp_frac16_scaled"] == 0 and v["fp_frac_bf16"] == 0
 
 
@@ -46,8 +49,15 @@ def test_fp8_exercise_answer(built_site):
     # relative sampling error of well under 1%, so the ratio lies in 2 ± 0.3.
     assert v["fp8_zero_pct_float8_e4m3fn_raw"] > 10
     assert v["fp8_zero_pct_float8_e5m2_raw"] == 0
-    assert v["fp8_zero_pct_float8_e4m3fn_scaled"] == 0 == v["fp8_zero_pct_float8_e5m2_scaled"]
-    ratio = v["fp8_relerr_pct_float8_e5m2_scaled"] / v["fp8_relerr_pct_float8_e4m3fn_scaled"]
+    assert (
+        v["fp8_zero_pct_float8_e4m3fn_scaled"]
+        == 0
+        == v["fp8_zero_pct_float8_e5m2_scaled"]
+    )
+    ratio = (
+        v["fp8_relerr_pct_float8_e5m2_scaled"]
+        / v["fp8_relerr_pct_float8_e4m3fn_scaled"]
+    )
     assert 1.7 < ratio < 2.3
     assert v["fp8_relerr_pct_float8_e4m3fn_raw"] > v["fp8_relerr_pct_float8_e5m2_raw"]
 
@@ -65,16 +75,29 @@ def test_one_gap_matches_the_rounding_argument(built_site):
 # not from torch.finfo: eps = 2^-M, smallest normal 2^(1 - bias), smallest subnormal
 # 2^(1 - bias - M), largest (2 - 2^-M)·2^bias; E4M3FN has no infinity and only one NaN
 # pattern, so its top binade reaches exponent bias + 1 with mantissa up to 6/8: 1.75·2^8.
-LAYOUT = {"float64": (11, 52), "float32": (8, 23), "float16": (5, 10), "bfloat16": (8, 7),
-          "float8_e5m2": (5, 2), "float8_e4m3fn": (4, 3)}
+LAYOUT = {
+    "float64": (11, 52),
+    "float32": (8, 23),
+    "float16": (5, 10),
+    "bfloat16": (8, 7),
+    "float8_e5m2": (5, 2),
+    "float8_e4m3fn": (4, 3),
+}
 
 
 def layout(name: str) -> dict[str, float]:
     e_bits, m_bits = LAYOUT[name]
     bias = 2 ** (e_bits - 1) - 1
-    largest = 1.75 * 2.0**8 if name == "float8_e4m3fn" else (2 - 2.0**-m_bits) * 2.0**bias
-    return {"eps": 2.0**-m_bits, "max": largest, "smallnorm": 2.0 ** (1 - bias),
-            "ln_sub": (1 - bias - m_bits) * math.log(2), "m_bits": m_bits}
+    largest = (
+        1.75 * 2.0**8 if name == "float8_e4m3fn" else (2 - 2.0**-m_bits) * 2.0**bias
+    )
+    return {
+        "eps": 2.0**-m_bits,
+        "max": largest,
+        "smallnorm": 2.0 ** (1 - bias),
+        "ln_sub": (1 - bias - m_bits) * math.log(2),
+        "m_bits": m_bits,
+    }
 
 
 def spacing(x: float, name: str) -> float:
@@ -98,8 +121,9 @@ def chi2_difference_tail(s: float, d: int) -> float:
 
     m = d // 2
     assert 2 * m == d
-    y = np.linspace(max(1e-9, d - 40 * math.sqrt(2 * d)), d + s + 40 * math.sqrt(2 * d) + 200,
-                    8_001)
+    y = np.linspace(
+        max(1e-9, d - 40 * math.sqrt(2 * d)), d + s + 40 * math.sqrt(2 * d) + 200, 8_001
+    )
     log_fy = (m - 1) * np.log(y) - y / 2 - m * math.log(2) - lgamma(m)
     x = (s + y)[:, None] / 2
     k = np.arange(m)[None, :]
@@ -115,7 +139,9 @@ def test_chi2_difference_tail_against_closed_form():
     # d = 2: X − Y is Laplace with scale 2, P(X − Y > s) = e^{-s/2}/2 exactly.
     for s in (1.0, 10.0, 40.0):
         exact = 0.5 * math.exp(-s / 2)
-        assert chi2_difference_tail(s, 2) == pytest.approx(exact, rel=2e-4, abs=0)  # trapezoid
+        assert chi2_difference_tail(s, 2) == pytest.approx(
+            exact, rel=2e-4, abs=0
+        )  # trapezoid
 
 
 @pytest.mark.build
@@ -124,7 +150,9 @@ def test_format_table_matches_the_bit_layout(built_site):
     for name in ("float16", "bfloat16"):
         ref = layout(name)
         assert v[f"fp_max_{name}"] == ref["max"] and v[f"fp_eps_{name}"] == ref["eps"]
-    assert v["fp_lnmax_float16"] == pytest.approx(math.log(layout("float16")["max"]), rel=1e-15)
+    assert v["fp_lnmax_float16"] == pytest.approx(
+        math.log(layout("float16")["max"]), rel=1e-15
+    )
     for name in ("float8_e5m2", "float8_e4m3fn"):
         ref = layout(name)
         assert v[f"fp_max_{name}"] == ref["max"] and v[f"fp_eps_{name}"] == ref["eps"]
@@ -148,7 +176,9 @@ def test_overflow_tails_by_an_independent_integral(built_site):
     t16 = math.log(layout("float16")["max"])
     p = chi2_difference_tail(2 * t16, 64)
     assert v["fp_frac16_pred_pct"] == pytest.approx(100 * p, rel=1e-3)
-    assert v["fp_frac16_se_pct"] == pytest.approx(100 * math.sqrt(p * (1 - p) / 100_000), rel=1e-3)
+    assert v["fp_frac16_se_pct"] == pytest.approx(
+        100 * math.sqrt(p * (1 - p) / 100_000), rel=1e-3
+    )
     # d_k = 4096 tails for float16 and bfloat16 at their measured thresholds
     tail16 = chi2_difference_tail(2 * v["fp_expthr_float16"], 4096)
     tailbf = chi2_difference_tail(2 * v["fp_expthr_bfloat16"], 4096)
@@ -164,7 +194,9 @@ def test_exercise_first_width_past_one_percent(built_site):
     first = min(w for w, t in tails.items() if t > 0.01)
     assert v["fp_ex_d_first"] == first
     assert v["fp_ex_tail_first_pct"] == pytest.approx(100 * tails[first], rel=1e-3)
-    assert v["fp_ex_tail_before_pct"] == pytest.approx(100 * tails[first // 2], rel=1e-3)
+    assert v["fp_ex_tail_before_pct"] == pytest.approx(
+        100 * tails[first // 2], rel=1e-3
+    )
     # scaled logits q·k/√d > thr  ⇔  X − Y > 2·thr·√d
     for key, width in (("first", first), ("2", 2), ("128", 128)):
         ref = chi2_difference_tail(2 * thr * math.sqrt(width), width)
@@ -210,8 +242,12 @@ def fp8_grid(name: str):
 
     e_bits, m_bits = LAYOUT[name]
     bias = 2 ** (e_bits - 1) - 1
-    values = [m / 2**m_bits * 2.0 ** (1 - bias) for m in range(2**m_bits)]  # subnormals, 0
-    top = 2**e_bits - 1 if name == "float8_e4m3fn" else 2**e_bits - 2  # E5M2: top = inf/NaN
+    values = [
+        m / 2**m_bits * 2.0 ** (1 - bias) for m in range(2**m_bits)
+    ]  # subnormals, 0
+    top = (
+        2**e_bits - 1 if name == "float8_e4m3fn" else 2**e_bits - 2
+    )  # E5M2: top = inf/NaN
     for e in range(1, top + 1):
         for m in range(2**m_bits):
             if name == "float8_e4m3fn" and e == top and m == 2**m_bits - 1:
@@ -242,7 +278,10 @@ def test_fp8_exercise_by_an_independent_rounding(built_site):
     for name in ("float8_e4m3fn", "float8_e5m2"):
         grid = fp8_grid(name)
         assert grid[-1] == layout(name)["max"]
-        for tag, scale in (("raw", np.ones((200, 1))), ("scaled", grid[-1] / w.max(axis=1, keepdims=True))):
+        for tag, scale in (
+            ("raw", np.ones((200, 1))),
+            ("scaled", grid[-1] / w.max(axis=1, keepdims=True)),
+        ):
             stored = round_to_grid(w * scale, grid) / scale
             zero_pct = 100 * np.mean(stored == 0)
             relerr = 100 * np.median(np.abs(stored - w) / w)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from conftest import REFERENCE
 from test_build import glued_values
 
@@ -63,20 +64,27 @@ def test_summary_statistics_recomputed_from_the_npz(values):
     # every quoted statistic, recomputed from the float32 tensors (values to float32
     # rounding: relative 1e-6)
     gains, biases = reference_layernorms()
-    assert values["ln_gain_count"] == gains.size and values["ln_bias_count"] == biases.size
+    assert (
+        values["ln_gain_count"] == gains.size and values["ln_bias_count"] == biases.size
+    )
     assert values["ln_modules"] == gains.shape[0]
     assert values["ln_block_modules"] == gains.shape[0] - 1
-    close = {"ln_gain_min": gains.min(), "ln_gain_max": gains.max(),
-             "ln_bias_min": biases.min(), "ln_bias_max": biases.max(),
-             "ln_gain_median": np.median(gains),
-             "ln_gain_below_one_pct": 100 * np.mean(gains < 1),
-             "ln_block_below_one_pct": 100 * np.mean(gains[:-1] < 1),
-             "ln_block_median_gain_max": np.median(gains[:-1], axis=1).max(),
-             "ln_f_median_gain": np.median(gains[-1]),
-             "ln_f_gain_max_ratio": gains[-1].max() / 1.0,   # init gain: 1
-             "ln_rms_largest": np.sqrt(np.mean(gains**2 + biases**2, axis=1)).max(),
-             "ln_rms_block_median": np.median(
-                 np.sqrt(np.mean(gains[:-1] ** 2 + biases[:-1] ** 2, axis=1)))}
+    close = {
+        "ln_gain_min": gains.min(),
+        "ln_gain_max": gains.max(),
+        "ln_bias_min": biases.min(),
+        "ln_bias_max": biases.max(),
+        "ln_gain_median": np.median(gains),
+        "ln_gain_below_one_pct": 100 * np.mean(gains < 1),
+        "ln_block_below_one_pct": 100 * np.mean(gains[:-1] < 1),
+        "ln_block_median_gain_max": np.median(gains[:-1], axis=1).max(),
+        "ln_f_median_gain": np.median(gains[-1]),
+        "ln_f_gain_max_ratio": gains[-1].max() / 1.0,  # init gain: 1
+        "ln_rms_largest": np.sqrt(np.mean(gains**2 + biases**2, axis=1)).max(),
+        "ln_rms_block_median": np.median(
+            np.sqrt(np.mean(gains[:-1] ** 2 + biases[:-1] ** 2, axis=1))
+        ),
+    }
     for name, expected in close.items():
         assert values[name] == pytest.approx(float(expected), rel=1e-6, abs=1e-9), name
     assert values["ln_gain_negative"] == int((gains < 0).sum())
@@ -109,8 +117,15 @@ def test_pages_print_no_machine_paths(built_site):
     for page in (PAGE, "book/gpt2_scales", "book/gpt2_qk"):
         notebook = built_site.parent / ".numscale_exec" / "executed" / f"{page}.ipynb"
         text = notebook.read_text(encoding="utf-8")
-        outputs = [o for cell in json.loads(text)["cells"] for o in cell.get("outputs", [])]
+        outputs = [
+            o for cell in json.loads(text)["cells"] for o in cell.get("outputs", [])
+        ]
         shown = json.dumps(outputs)
-        for marker in (str(REFERENCE), str(REFERENCE.parent), "/home/", "/tmp/",
-                       "huggingface/hub"):
+        for marker in (
+            str(REFERENCE),
+            str(REFERENCE.parent),
+            "/home/",
+            "/tmp/",
+            "huggingface/hub",
+        ):
             assert marker not in shown, f"{page} shows {marker!r}"

@@ -13,20 +13,25 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
+
 from conftest import REFERENCE
 from test_build import built_without_data, glued_values
 
 pytestmark = pytest.mark.build
 PAGE = "book/gpt2_qk"
-real_data = pytest.mark.skipif(not (REFERENCE / "gpt2_small_attention.npz").is_file(),
-                               reason="reference GPT-2 tensors not present")
+real_data = pytest.mark.skipif(
+    not (REFERENCE / "gpt2_small_attention.npz").is_file(),
+    reason="reference GPT-2 tensors not present",
+)
 U32 = float(np.finfo(np.float32).eps) / 2
 U64 = float(np.finfo(np.float64).eps) / 2
 
 
 @pytest.fixture(scope="module")
 def values(built_site):
-    if built_without_data(built_site, PAGE):  # no GPT-2 tensors: tests/test_data_pages.py
+    if built_without_data(
+        built_site, PAGE
+    ):  # no GPT-2 tensors: tests/test_data_pages.py
         pytest.skip("the page was built without GPT-2's tensors")
     found = glued_values(built_site, PAGE)
     return found.with_prefix("gpt2qk_")
@@ -106,10 +111,19 @@ def _numpy_recomputation() -> dict[str, np.ndarray]:
     attention = np.load(REFERENCE / "gpt2_small_attention.npz")
     norms = np.load(REFERENCE / "gpt2_small_layernorm.npz")
     partial = np.load(REFERENCE / "gpt2_small_partial.npz")
-    s, out = 1 / 8, {k: np.zeros((12, 12)) for k in (
-        "var", "var_no_bias", "sym", "trace_ratio", "self_excess")}
-    out.update(bk_rms=np.zeros(12), bq_rms=np.zeros(12), key_rms=np.zeros(12),
-               bq_head_max=np.zeros((12, 12)))
+    s, out = (
+        1 / 8,
+        {
+            k: np.zeros((12, 12))
+            for k in ("var", "var_no_bias", "sym", "trace_ratio", "self_excess")
+        },
+    )
+    out.update(
+        bk_rms=np.zeros(12),
+        bq_rms=np.zeros(12),
+        key_rms=np.zeros(12),
+        bq_head_max=np.zeros((12, 12)),
+    )
     for i in range(12):
         w = attention[f"transformer.h.{i}.attn.c_attn.weight"].astype(np.float64)
         b = partial[f"transformer.h.{i}.attn.c_attn.bias"].astype(np.float64)
@@ -120,14 +134,14 @@ def _numpy_recomputation() -> dict[str, np.ndarray]:
         # RMS of a key coordinate for isotropic x̂: √(Σ_channels (γW_K)² / 768 columns)
         out["key_rms"][i] = np.sqrt(np.sum((gain[:, None] * w[:, 768:1536]) ** 2) / 768)
         x = np.random.default_rng(7).spawn(12)[i].standard_normal((64, 768))
-        u = gain * x + shift                                   # the page's probe tokens
+        u = gain * x + shift  # the page's probe tokens
         for h in range(12):
             cols = slice(64 * h, 64 * h + 64)
             w_q, w_k = w[:, cols], w[:, 768:1536][:, cols]
             b_q, b_k = b[:768][cols], b[768:1536][cols]
             a_q, a_k = gain[:, None] * w_q, gain[:, None] * w_k
             c_q, c_k = shift @ w_q + b_q, shift @ w_k + b_k
-            m = a_q @ a_k.T                                    # (768, 768)
+            m = a_q @ a_k.T  # (768, 768)
             frob2 = np.sum(m * m)
             var = s**2 * (frob2 + np.sum((a_q @ c_k) ** 2) + np.sum((a_k @ c_q) ** 2))
             out["var"][i, h], out["var_no_bias"][i, h] = var, s**2 * frob2
@@ -154,31 +168,38 @@ def test_head_statistics_recomputed_with_numpy(real):
     # relative; 1e-6 leaves room for summation order and fails any ×1.5 or ÷1.5
     nq = _numpy_recomputation()
     std = np.sqrt(nq["var"])
-    for key, expected in (("std_min", std.min()), ("std_max", std.max()),
-                          ("std_median", np.median(std)),
-                          ("bias_share_median", 100 * np.median(1 - nq["var_no_bias"]
-                                                                / nq["var"])),
-                          ("bias_share_max", 100 * np.max(1 - nq["var_no_bias"]
-                                                          / nq["var"]))):
+    for key, expected in (
+        ("std_min", std.min()),
+        ("std_max", std.max()),
+        ("std_median", np.median(std)),
+        ("bias_share_median", 100 * np.median(1 - nq["var_no_bias"] / nq["var"])),
+        ("bias_share_max", 100 * np.max(1 - nq["var_no_bias"] / nq["var"])),
+    ):
         assert real[key] == pytest.approx(expected, rel=1e-6), key
     assert (real["std_min_block"], real["std_min_head"]) == np.unravel_index(
-        std.argmin(), std.shape)
+        std.argmin(), std.shape
+    )
     assert (real["std_max_block"], real["std_max_head"]) == np.unravel_index(
-        std.argmax(), std.shape)
+        std.argmax(), std.shape
+    )
     assert real["heads_above_one"] == int(np.sum(std > 1))
     # the ratio to the drawn initialization: each initial head's std lies within 5% of
     # dσ² = 0.3072 (test above), so the median ratio is within 5% of median(std)/0.3072
     assert real["median_ratio_to_init"] == pytest.approx(
-        np.median(std) / (768 * 0.02**2), rel=0.05)
+        np.median(std) / (768 * 0.02**2), rel=0.05
+    )
     # alignment: explicit symmetric part and trace of M
-    for key, expected in (("sym_median", np.median(nq["sym"])),
-                          ("sym_min", nq["sym"].min()), ("sym_max", nq["sym"].max()),
-                          ("trace_max", nq["trace_ratio"].max()),
-                          ("trace_min", nq["trace_ratio"].min()),
-                          ("trace_abs_median", np.median(np.abs(nq["trace_ratio"]))),
-                          ("trace_min_sym", nq["sym"].flat[nq["trace_ratio"].argmin()]),
-                          ("self_excess_max", nq["self_excess"].max()),
-                          ("self_excess_median", np.median(nq["self_excess"]))):
+    for key, expected in (
+        ("sym_median", np.median(nq["sym"])),
+        ("sym_min", nq["sym"].min()),
+        ("sym_max", nq["sym"].max()),
+        ("trace_max", nq["trace_ratio"].max()),
+        ("trace_min", nq["trace_ratio"].min()),
+        ("trace_abs_median", np.median(np.abs(nq["trace_ratio"]))),
+        ("trace_min_sym", nq["sym"].flat[nq["trace_ratio"].argmin()]),
+        ("self_excess_max", nq["self_excess"].max()),
+        ("self_excess_median", np.median(nq["self_excess"])),
+    ):
         assert real[key] == pytest.approx(expected, rel=1e-6), key
     assert real["sym_above_075"] == int(np.sum(nq["sym"] > 0.75))
     assert real["sym_below_035"] == int(np.sum(nq["sym"] < 0.35))
@@ -186,14 +207,18 @@ def test_head_statistics_recomputed_with_numpy(real):
     # on logits of size ~10, so |Δp| differs by < 1e-4); 1% relative covers it
     assert real["bq_change_max"] == pytest.approx(nq["bq_head_max"].max(), rel=0.01)
     assert real["bq_head_max_min"] == pytest.approx(nq["bq_head_max"].min(), rel=0.01)
-    assert real["bq_head_max_median"] == pytest.approx(np.median(nq["bq_head_max"]),
-                                                       rel=0.01)
+    assert real["bq_head_max_median"] == pytest.approx(
+        np.median(nq["bq_head_max"]), rel=0.01
+    )
 
 
 @real_data
 def test_alignment_claims(real):
     # initialization: independent Q, K give a symmetric fraction 1/2 + O(1/d)
-    assert abs(real["sym_init_min"] - 0.5) < 0.01 and abs(real["sym_init_max"] - 0.5) < 0.01
+    assert (
+        abs(real["sym_init_min"] - 0.5) < 0.01
+        and abs(real["sym_init_max"] - 0.5) < 0.01
+    )
     assert real["trace_init_abs_max"] < 0.5
     # trained: median still ≈ 1/2, wide spread, a few heads close to the aligned bound √d_k,
     # most far from it; the most negative head is a nearly symmetric form
@@ -229,7 +254,8 @@ def test_probe_maximum_is_what_sampling_noise_gives(real):
     # the 95% point of the largest |z| of 144 standard-normal scores: closed form
     n = real["heads"]
     assert real["probe_z_max_95"] == pytest.approx(
-        NormalDist().inv_cdf((1 + 0.95 ** (1 / n)) / 2), rel=1e-12)
+        NormalDist().inv_cdf((1 + 0.95 ** (1 / n)) / 2), rel=1e-12
+    )
     # the prose: the largest |z| "is what sampling noise alone gives", below the 95%
     # point, and above the 0.1% point of the same maximum (a formula off by a constant
     # factor would push it up, a far too loose SE down)
@@ -249,19 +275,21 @@ def test_standardized_inputs_exercise(real):
     shift = norms["transformer.h.0.ln_1.bias"].astype(np.float64)
     drops = []
     for h in range(12):
-        w_q, w_k = w[:, 64 * h:64 * h + 64], w[:, 768 + 64 * h:768 + 64 * h + 64]
-        c_q = shift @ w_q + b[64 * h:64 * h + 64]
-        c_k = shift @ w_k + b[768 + 64 * h:768 + 64 * h + 64]
+        w_q, w_k = w[:, 64 * h : 64 * h + 64], w[:, 768 + 64 * h : 768 + 64 * h + 64]
+        c_q = shift @ w_q + b[64 * h : 64 * h + 64]
+        c_k = shift @ w_k + b[768 + 64 * h : 768 + 64 * h + 64]
         a_q, a_k = gain[:, None] * w_q, gain[:, None] * w_k
-        m = a_q @ a_k.T                                   # (768, 768)
+        m = a_q @ a_k.T  # (768, 768)
         # Var = tr(ΣMΣMᵀ) + c_kA_qᵀΣA_qc_k + c_qA_kᵀΣA_kc_q; Σ = I, then Σ = cP with
         # P the centring projection, applied by subtracting means (P = I − 11ᵀ/d)
         centre = 768 / 767 * (m - m.mean(0) - m.mean(1)[:, None] + m.mean())
-        x_q, x_k = a_q @ c_k, a_k @ c_q                   # (768,) each
+        x_q, x_k = a_q @ c_k, a_k @ c_q  # (768,) each
         iso = np.sum(m * m) + x_q @ x_q + x_k @ x_k
-        std = (np.sum(centre * m) * 768 / 767
-               + 768 / 767 * (x_q @ x_q - x_q.sum() ** 2 / 768)
-               + 768 / 767 * (x_k @ x_k - x_k.sum() ** 2 / 768))
+        std = (
+            np.sum(centre * m) * 768 / 767
+            + 768 / 767 * (x_q @ x_q - x_q.sum() ** 2 / 768)
+            + 768 / 767 * (x_k @ x_k - x_k.sum() ** 2 / 768)
+        )
         variances = [iso, std]
         drops.append(100 * (1 - np.sqrt(variances[1] / variances[0])))
     assert real["ex_drop_max"] == pytest.approx(max(drops), rel=1e-6)
@@ -283,8 +311,14 @@ def test_toy_run_loss_and_query_bias_recomputed(values):
 
     t_q, t_k = draw(d, d_k, std=2 / math.sqrt(d)), draw(d, d_k, std=2 / math.sqrt(d))
     t_v, t_bq = draw(d, d, std=1 / math.sqrt(d)), draw(d_k)
-    params = [draw(d, d_k, std=0.1), draw(d, d_k, std=0.1), draw(d, d, std=0.1),
-              torch.zeros(d_k), torch.zeros(d_k), torch.zeros(d)]
+    params = [
+        draw(d, d_k, std=0.1),
+        draw(d, d_k, std=0.1),
+        draw(d, d, std=0.1),
+        torch.zeros(d_k),
+        torch.zeros(d_k),
+        torch.zeros(d),
+    ]
     params = [p.double().requires_grad_() for p in params]
     x_all = draw(steps, batch, n, d)
     s = 1 / math.sqrt(d_k)
@@ -307,8 +341,11 @@ def test_toy_run_loss_and_query_bias_recomputed(values):
             for p, g, a, b in zip(params, grads, m1, m2):
                 a.mul_(0.9).add_(0.1 * g)
                 b.mul_(0.999).add_(0.001 * g * g)
-                p -= 1e-2 * (a / (1 - 0.9**step)) / ((b / (1 - 0.999**step)).sqrt()
-                                                     + 1e-8)
+                p -= (
+                    1e-2
+                    * (a / (1 - 0.9**step))
+                    / ((b / (1 - 0.999**step)).sqrt() + 1e-8)
+                )
     assert values["toy_loss_start"] == pytest.approx(losses[0], rel=1e-5)
     assert values["toy_loss_adam"] == pytest.approx(losses[-1], rel=1e-3)
     b_q_rms = float(params[3].detach().pow(2).mean().sqrt())
@@ -328,7 +365,7 @@ def test_key_bias_rounding_numbers_recomputed(real):
     norms = np.load(REFERENCE / "gpt2_small_layernorm.npz")
     change32, change64, rounding, use = 0.0, 0.0, 0.0, 0.0
 
-    def gamma(n, unit):                        # Higham's γ_n = nu/(1 − nu)
+    def gamma(n, unit):  # Higham's γ_n = nu/(1 − nu)
         return n * unit / (1 - n * unit)
 
     for i, rng in enumerate(np.random.default_rng(7).spawn(12)):
@@ -341,7 +378,7 @@ def test_key_bias_rounding_numbers_recomputed(real):
         for dtype in (np.float32, np.float64):
             uu, ww, bb = u.astype(dtype), w.astype(dtype), b.astype(dtype)
 
-            def heads(x):                                  # (64, 768) -> (12, 64, 64)
+            def heads(x):  # (64, 768) -> (12, 64, 64)
                 return np.ascontiguousarray(x.reshape(64, 12, 64).transpose(1, 0, 2))
 
             q_lin, k_lin = heads(uu @ ww[:, :768]), heads(uu @ ww[:, 768:1536])
@@ -359,28 +396,33 @@ def test_key_bias_rounding_numbers_recomputed(real):
                 g_proj, g_dot = gamma(769, unit), gamma(64, unit)
                 a_u, a_w = np.abs(u.astype(np.float64)), np.abs(w.astype(np.float64))
                 a_b = np.abs(b.astype(np.float64))
-                err_q = g_proj * (heads(a_u @ a_w[:, :768])
-                                  + a_b[:768].reshape(12, 1, 64))
+                err_q = g_proj * (
+                    heads(a_u @ a_w[:, :768]) + a_b[:768].reshape(12, 1, 64)
+                )
                 err_k0 = g_proj * heads(a_u @ a_w[:, 768:1536])
                 err_k1 = err_k0 + g_proj * a_b[768:1536].reshape(12, 1, 64)
                 q_abs = np.abs(q.astype(np.float64))
 
                 def delta(k_abs, err_k, err_q=err_q, q_abs=q_abs, g_dot=g_dot):
-                    total = (err_q @ k_abs.swapaxes(-1, -2)
-                             + (q_abs + err_q) @ err_k.swapaxes(-1, -2)
-                             + g_dot * (q_abs @ k_abs.swapaxes(-1, -2)))
+                    total = (
+                        err_q @ k_abs.swapaxes(-1, -2)
+                        + (q_abs + err_q) @ err_k.swapaxes(-1, -2)
+                        + g_dot * (q_abs @ k_abs.swapaxes(-1, -2))
+                    )
                     return total.max(axis=-1, keepdims=True) / 8
 
                 d1 = delta(np.abs(k.astype(np.float64)), err_k1)
                 d0 = delta(np.abs(k_lin.astype(np.float64)), err_k0)
                 soft = 2 * gamma(67, float(np.finfo(np.float64).eps) / 2)
-                bound = p * np.exp(2 * d1) * (np.expm1(2 * d1) + np.expm1(2 * d0)
-                                              + soft)
+                bound = (
+                    p * np.exp(2 * d1) * (np.expm1(2 * d1) + np.expm1(2 * d0) + soft)
+                )
                 use = max(use, np.max(np.abs(p_no - p) / np.maximum(bound, 1e-300)))
         change32 = max(change32, results[np.float32][1])
         change64 = max(change64, results[np.float64][1])
-        rounding = max(rounding, np.abs(results[np.float32][0]
-                                        - results[np.float64][0]).max())
+        rounding = max(
+            rounding, np.abs(results[np.float32][0] - results[np.float64][0]).max()
+        )
     assert real["bk_change_max"] == pytest.approx(change32, rel=1e-3)
     assert real["bk_change_max_f64"] == pytest.approx(change64, rel=1e-3, abs=0)
     assert real["f32_rounding_max"] == pytest.approx(rounding, rel=1e-3)
@@ -399,11 +441,11 @@ def test_reconstructed_initialization_recomputed(real):
     for i in range(12):
         w = init[f"h.{i}.attn.c_attn.weight"].astype(np.float64)
         for h in range(12):
-            m = w[:, 64 * h:64 * h + 64] @ w[:, 768 + 64 * h:768 + 64 * h + 64].T
+            m = w[:, 64 * h : 64 * h + 64] @ w[:, 768 + 64 * h : 768 + 64 * h + 64].T
             frob2 = np.sum(m * m)
             trace.append(np.trace(m) / np.sqrt(frob2))
             sym.append(np.sum(((m + m.T) / 2) ** 2) / frob2)
-            std.append(np.sqrt(frob2) / 8)               # biases 0, gains 1
+            std.append(np.sqrt(frob2) / 8)  # biases 0, gains 1
     assert real["trace_init_abs_max"] == pytest.approx(np.abs(trace).max(), rel=1e-6)
     assert real["sym_init_min"] == pytest.approx(min(sym), rel=1e-6)
     assert real["sym_init_max"] == pytest.approx(max(sym), rel=1e-6)

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import pytest
+
 from conftest import REFERENCE
 from test_build import built_without_data, glued_values
 
 pytestmark = [
     pytest.mark.build,
-    pytest.mark.skipif(not (REFERENCE / "gpt2_small_attention.npz").is_file(),
-                       reason="reference GPT-2 tensors not present"),
+    pytest.mark.skipif(
+        not (REFERENCE / "gpt2_small_attention.npz").is_file(),
+        reason="reference GPT-2 tensors not present",
+    ),
 ]
 PAGE = "book/gpt2_scales"
 
 
 @pytest.fixture(scope="module")
 def values(built_site):
-    if built_without_data(built_site, PAGE):  # no GPT-2 tensors: tests/test_data_pages.py
+    if built_without_data(
+        built_site, PAGE
+    ):  # no GPT-2 tensors: tests/test_data_pages.py
         pytest.skip("the page was built without GPT-2's tensors")
     v = glued_values(built_site, PAGE)
-    assert v["scales_trained"] == 1 and v["scales_released"] == 1, "page built without data"
+    assert v["scales_trained"] == 1 and v["scales_released"] == 1, (
+        "page built without data"
+    )
     return v
 
 
@@ -37,7 +44,7 @@ def test_last_position_embedding_below_both_initial_norms(values):
     assert values["wpe_init_norm"] == pytest.approx(0.02 * 768**0.5, rel=1e-12)
     assert values["wpe_openai_norm"] == pytest.approx(0.01 * 768**0.5, rel=1e-12)
     assert values["wpe_norm_1023"] < values["wpe_openai_norm"] < values["wpe_init_norm"]
-    assert values["wpe_below_openai_count"] == 1     # only that row
+    assert values["wpe_below_openai_count"] == 1  # only that row
     assert values["wpe_norm_median"] > 5 * values["wpe_init_norm"]
 
 
@@ -76,21 +83,30 @@ def reference():
     L = 12
     t = "transformer."
     r: dict[str, float] = {}
-    cproj = np.stack([part[f"{t}h.{i}.attn.c_proj.weight"].astype(np.float64)
-                      for i in range(L)])
+    cproj = np.stack(
+        [part[f"{t}h.{i}.attn.c_proj.weight"].astype(np.float64) for i in range(L)]
+    )
     stds = cproj.reshape(L, -1).std(axis=1)
     init, openai = 0.02 / np.sqrt(2 * L), 0.02
-    r.update(cproj_std_0=stds[0], cproj_std_5=stds[5], cproj_std_11=stds[11],
-             cproj_ratio_min=stds.min() / init, cproj_ratio_max=stds.max() / init,
-             cproj_openai_ratio_min=stds.min() / openai,
-             cproj_openai_ratio_max=stds.max() / openai,
-             cproj_std_argmin=int(np.argmin(stds)))
+    r.update(
+        cproj_std_0=stds[0],
+        cproj_std_5=stds[5],
+        cproj_std_11=stds[11],
+        cproj_ratio_min=stds.min() / init,
+        cproj_ratio_max=stds.max() / init,
+        cproj_openai_ratio_min=stds.min() / openai,
+        cproj_openai_ratio_max=stds.max() / openai,
+        cproj_std_argmin=int(np.argmin(stds)),
+    )
     wpe = part[f"{t}wpe.weight"].astype(np.float64)
-    norms = np.sqrt((wpe ** 2).sum(axis=1))
+    norms = np.sqrt((wpe**2).sum(axis=1))
     r.update({f"wpe_norm_{p}": norms[p] for p in (0, 1, 2, 100, 1023)})
-    r.update(wpe_norm_median=np.median(norms), wpe_positions=norms.size,
-             wpe_below_init_count=int((norms < 0.02 * np.sqrt(768)).sum()),
-             wpe_below_openai_count=int((norms < 0.01 * np.sqrt(768)).sum()))
+    r.update(
+        wpe_norm_median=np.median(norms),
+        wpe_positions=norms.size,
+        wpe_below_init_count=int((norms < 0.02 * np.sqrt(768)).sum()),
+        wpe_below_openai_count=int((norms < 0.01 * np.sqrt(768)).sum()),
+    )
     names = [f"h.{i}.ln_{k}" for i in range(L) for k in (1, 2)] + ["ln_f"]
     gains = np.stack([ln[f"{t}{n}.weight"] for n in names]).astype(np.float64)
     biases = np.stack([ln[f"{t}{n}.bias"] for n in names]).astype(np.float64)
@@ -101,31 +117,45 @@ def reference():
         return np.abs(v - med) > 6.0 * 1.4826 * mad
 
     per_channel = (outliers(gains) | outliers(biases)).sum(axis=0)
-    r.update(scales_ln_modules=len(names), scales_ln_width=gains.shape[1],
-             scales_ln_map_n_most=int((per_channel >= 20).sum()))
-    written = sum(np.abs(part[f"{t}h.{i}.{b}.c_proj.bias"].astype(np.float64))
-                  for i in range(L) for b in ("attn", "mlp"))
+    r.update(
+        scales_ln_modules=len(names),
+        scales_ln_width=gains.shape[1],
+        scales_ln_map_n_most=int((per_channel >= 20).sum()),
+    )
+    written = sum(
+        np.abs(part[f"{t}h.{i}.{b}.c_proj.bias"].astype(np.float64))
+        for i in range(L)
+        for b in ("attn", "mlp")
+    )
     top = np.argsort(-written, kind="stable")[:7]
-    ln1 = gains[0::2][:L]                                    # (12, 768) ln_1 gains
-    c_attn = np.stack([att[f"{t}h.{i}.attn.c_attn.weight"].astype(np.float64)
-                       for i in range(L)])                   # (12, 768, 2304)
+    ln1 = gains[0::2][:L]  # (12, 768) ln_1 gains
+    c_attn = np.stack(
+        [att[f"{t}h.{i}.attn.c_attn.weight"].astype(np.float64) for i in range(L)]
+    )  # (12, 768, 2304)
 
-    def relative(a):                                          # to each block's median
+    def relative(a):  # to each block's median
         return a / np.median(a, axis=1, keepdims=True)
 
-    def read(cols):                                           # median over blocks 1–11
+    def read(cols):  # median over blocks 1–11
         strength = np.abs(ln1) * np.sqrt((c_attn[:, :, cols] ** 2).sum(axis=2))
         return np.median(relative(strength)[1:], axis=0)
 
     d = 768
-    parts = {"read": slice(None), "query": slice(0, d), "key": slice(d, 2 * d),
-             "value": slice(2 * d, 3 * d)}
+    parts = {
+        "read": slice(None),
+        "query": slice(0, d),
+        "key": slice(d, 2 * d),
+        "value": slice(2 * d, 3 * d),
+    }
     strengths = {k: read(cols) for k, cols in parts.items()}
-    row_rel = np.median(relative(np.sqrt((c_attn ** 2).sum(axis=2)))[1:], axis=0)
+    row_rel = np.median(relative(np.sqrt((c_attn**2).sum(axis=2)))[1:], axis=0)
     gain_rel = np.median(relative(np.clip(ln1, 1e-3, None))[1:], axis=0)
-    r.update(scales_write_ratio_0=written[top[0]] / np.median(written),
-             scales_write_ratio_6=written[top[6]] / np.median(written),
-             scales_row_rel_min=row_rel[top].min(), scales_row_rel_max=row_rel[top].max())
+    r.update(
+        scales_write_ratio_0=written[top[0]] / np.median(written),
+        scales_write_ratio_6=written[top[6]] / np.median(written),
+        scales_row_rel_min=row_rel[top].min(),
+        scales_row_rel_max=row_rel[top].max(),
+    )
     for k, c in enumerate(top):
         r[f"scales_write_top_{k}"] = int(c)
         r[f"scales_write_gain_{k}"] = gain_rel[c]
@@ -135,8 +165,11 @@ def reference():
 
 
 def test_quoted_numbers_match_the_tensors(values, reference):
-    wrong = {name: (values[name], expected) for name, expected in reference.items()
-             if values[name] != pytest.approx(expected, rel=REL, abs=0)}
+    wrong = {
+        name: (values[name], expected)
+        for name, expected in reference.items()
+        if values[name] != pytest.approx(expected, rel=REL, abs=0)
+    }
     assert not wrong, wrong
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from test_build import glued_values
 
 pytestmark = pytest.mark.build
@@ -35,14 +36,20 @@ def test_fifty_relu_layers(values):
     assert values["init_log2_sd"] == pytest.approx(sd, rel=1e-12)
     # the batch ratio averages 256 inputs that share the weights: one draw, within 4 sd
     assert abs(values["init_final_log2_he"] - mean) < 4 * sd
-    assert values["init_final_log2_lecun"] == pytest.approx(values["init_final_log2_he"] - 50, abs=1e-9)
+    assert values["init_final_log2_lecun"] == pytest.approx(
+        values["init_final_log2_he"] - 50, abs=1e-9
+    )
     assert values["init_final_ratio_xavier"] == values["init_final_ratio_lecun"]
     assert values["init_two_pow_minus_depth"] == 2.0**-50
 
 
 def test_reconstructed_gpt2_projection_std(values):
-    assert values["init_gpt2_proj_std"] == pytest.approx(0.02 / math.sqrt(24), rel=1e-15)
-    assert values["init_xl_proj_std"] == pytest.approx(values["init_gpt2_proj_std"] / 2, rel=1e-15)
+    assert values["init_gpt2_proj_std"] == pytest.approx(
+        0.02 / math.sqrt(24), rel=1e-15
+    )
+    assert values["init_xl_proj_std"] == pytest.approx(
+        values["init_gpt2_proj_std"] / 2, rel=1e-15
+    )
 
 
 def test_he_batch_ratio_by_an_independent_rerun(values):
@@ -83,7 +90,9 @@ def _stack_rms(depths, rng, d: int = 128, tokens: int = 16):
             w_proj = rng.standard_normal((4 * d, d)) * 0.02
             for (L, sc), x in streams.items():
                 if block < L:
-                    h = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5)
+                    h = (x - x.mean(1, keepdims=True)) / np.sqrt(
+                        x.var(1, keepdims=True) + 1e-5
+                    )
                     out = _gelu(h @ w_fc) @ w_proj
                     streams[(L, sc)] = x + out / (math.sqrt(2 * L) if sc else 1.0)
     return {k: float(np.sqrt(np.mean(x**2))) for k, x in streams.items()}
@@ -107,8 +116,13 @@ def _branch_rms_theory(d: int = 128) -> float:
 # −0.0002 ± 0.0068 scaled; RMS after 64 blocks 0.609 ± 0.015 unscaled and 0.0567 ± 0.0010
 # scaled; after one scaled block 0.0567 ± 0.0011. Tolerances below: 4.5 of those SDs around
 # the theory of eq-init-stream (the t quantile with 9 degrees of freedom at 99.9% is 4.8).
-SEED_SD = {"slope_unscaled": 0.0065, "slope_scaled": 0.0068, "rms_unscaled_64": 0.015,
-           "rms_scaled_64": 0.0010, "rms_scaled_1": 0.0011}
+SEED_SD = {
+    "slope_unscaled": 0.0065,
+    "slope_scaled": 0.0068,
+    "rms_unscaled_64": 0.015,
+    "rms_scaled_64": 0.0010,
+    "rms_scaled_1": 0.0011,
+}
 
 
 def test_residual_growth_against_theory(values):
@@ -117,10 +131,13 @@ def test_residual_growth_against_theory(values):
     # sampling spread of a few percent (16·128 squares, two 512-wide weight draws); 15% is
     # more than 4 SD
     assert values["init_branch_rms"] == pytest.approx(rho, rel=0.15)
-    expected = {"slope_unscaled": 0.5, "slope_scaled": 0.0,
-                "rms_unscaled_64": math.sqrt(0.02**2 + 128 * rho**2),
-                "rms_scaled_64": math.sqrt(0.02**2 + rho**2),
-                "rms_scaled_1": math.sqrt(0.02**2 + rho**2)}
+    expected = {
+        "slope_unscaled": 0.5,
+        "slope_scaled": 0.0,
+        "rms_unscaled_64": math.sqrt(0.02**2 + 128 * rho**2),
+        "rms_scaled_64": math.sqrt(0.02**2 + rho**2),
+        "rms_scaled_1": math.sqrt(0.02**2 + rho**2),
+    }
     for key, value in expected.items():
         # theory vs the simulated seed mean differs by < 1 SD for every entry (sim above)
         assert abs(values[f"init_{key}"] - value) < 4.5 * SEED_SD[key], key
@@ -138,4 +155,6 @@ def test_gpt2_initial_attention_scale(values):
     # 0.02 on fan-in 768 with unit-scale inputs: std 0.02·√768; logits q·k/√d_k: its square
     assert values["init_gpt2_qk_std"] == pytest.approx(0.02 * math.sqrt(768), rel=1e-15)
     assert values["init_gpt2_logit_std"] == pytest.approx(0.02**2 * 768, rel=1e-15)
-    assert values["init_gpt2_entropy_gap"] == pytest.approx((0.02**2 * 768) ** 2 / 2, rel=1e-15)
+    assert values["init_gpt2_entropy_gap"] == pytest.approx(
+        (0.02**2 * 768) ** 2 / 2, rel=1e-15
+    )

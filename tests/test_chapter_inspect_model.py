@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from test_build import built_without_data, glued_values
 
 pytestmark = pytest.mark.build

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from test_build import glued_values
 
 pytestmark = pytest.mark.build
@@ -32,7 +33,9 @@ def test_gamma_beta_are_coordinate_mean_and_std(values):
     assert values["norm_beta_max_z"] < 5
     # std of 2,000 draws: relative SE 1/√(2·1999) (glued); the largest of 768 deviations is
     # within 5 SE, plus 1/d for the (d−1)/d variance of x̂ after centring
-    assert values["norm_gamma_rel_se"] == pytest.approx(1 / math.sqrt(2 * 1999), rel=1e-12)
+    assert values["norm_gamma_rel_se"] == pytest.approx(
+        1 / math.sqrt(2 * 1999), rel=1e-12
+    )
     assert values["norm_gamma_max_rel"] < 5 * values["norm_gamma_rel_se"] + 1 / 768
 
 
@@ -57,7 +60,8 @@ def test_epsilon_regime(values):
 def test_rms_norm_mean(values):
     # mean of 8·768 normalized outputs of N(1, 1) input: SE ≈ 0.71/√(8·768); 5 SE
     assert values["norm_rms_mean_measured"] == pytest.approx(
-        values["norm_rms_mean_predicted"], abs=5 * 0.71 / math.sqrt(8 * 768))
+        values["norm_rms_mean_predicted"], abs=5 * 0.71 / math.sqrt(8 * 768)
+    )
     assert values["norm_ln_mean_max"] < 1e-12
 
 
@@ -73,7 +77,8 @@ def test_float32_agreement_tolerance_and_bound(values):
         assert values[f"norm_{kind}_tolerance"] < values[f"norm_{kind}_bound"]
     assert values["norm_eps_mach32"] == EPS32
     assert values["norm_torch_ln_diff_per_eps"] == pytest.approx(
-        values["norm_torch_ln_diff"] / EPS32, rel=1e-12)
+        values["norm_torch_ln_diff"] / EPS32, rel=1e-12
+    )
 
 
 # ---------------------------------------------------------------- independent recomputation
@@ -83,9 +88,16 @@ def test_float32_agreement_tolerance_and_bound(values):
 # float32 and PyTorch differences) depend on the exact operation order, so no independent
 # computation can reproduce them; they are held to their rounding bounds above and listed
 # in ROUNDING_RESIDUES.
-ROUNDING_RESIDUES = {"norm_max_abs_mean", "norm_inv_ln_exact", "norm_inv_rms_scale",
-                     "norm_ln_mean_max", "norm_numpy32_ln_diff", "norm_numpy32_rms_diff",
-                     "norm_torch_ln_diff", "norm_torch_rms_diff"}
+ROUNDING_RESIDUES = {
+    "norm_max_abs_mean",
+    "norm_inv_ln_exact",
+    "norm_inv_rms_scale",
+    "norm_ln_mean_max",
+    "norm_numpy32_ln_diff",
+    "norm_numpy32_rms_diff",
+    "norm_torch_ln_diff",
+    "norm_torch_rms_diff",
+}
 
 
 def _ln(x, gamma=1.0, beta=0.0, eps=1e-5):
@@ -95,7 +107,7 @@ def _ln(x, gamma=1.0, beta=0.0, eps=1e-5):
 
 
 def _rms(x, gamma=1.0, eps=1e-5):
-    return gamma * x / np.sqrt((x ** 2).mean(axis=-1, keepdims=True) + eps)
+    return gamma * x / np.sqrt((x**2).mean(axis=-1, keepdims=True) + eps)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +122,9 @@ def reference():
     offsets = rng.normal(0.0, 10.0, (n_tokens, 1))
     scales = rng.uniform(0.1, 10.0, (n_tokens, 1))
     out = _ln(offsets + scales * rng.standard_normal((n_tokens, d)), gamma, beta)
-    r["norm_beta_max_z"] = np.max(np.abs(out.mean(0) - beta) / (gamma / np.sqrt(n_tokens)))
+    r["norm_beta_max_z"] = np.max(
+        np.abs(out.mean(0) - beta) / (gamma / np.sqrt(n_tokens))
+    )
     r["norm_gamma_max_rel"] = np.max(np.abs(out.std(0, ddof=1) / gamma - 1))
     x1 = rng.standard_normal(d)
     a, b = 3.7, -2.0
@@ -121,19 +135,30 @@ def reference():
     r["norm_tiny_out"] = np.sqrt((_ln(tiny) ** 2).mean())
     xs = 1.0 + rng.standard_normal((8, d))
     r["norm_rms_mean_measured"] = _rms(xs).mean()
-    x64 = (2.0 + 3.0 * rng.standard_normal((16, d))).astype(np.float32).astype(np.float64)
+    x64 = (
+        (2.0 + 3.0 * rng.standard_normal((16, d))).astype(np.float32).astype(np.float64)
+    )
     eps32 = float(np.finfo(np.float32).eps)
-    ln_max, rms_max = np.abs(_ln(x64, gamma, beta)).max(), np.abs(_rms(x64, gamma)).max()
-    r.update(norm_ln_out_max=ln_max, norm_ln_tolerance=2 * eps32 * np.sqrt(d) * ln_max,
-             norm_rms_tolerance=2 * eps32 * np.sqrt(d) * rms_max)
+    ln_max, rms_max = (
+        np.abs(_ln(x64, gamma, beta)).max(),
+        np.abs(_rms(x64, gamma)).max(),
+    )
+    r.update(
+        norm_ln_out_max=ln_max,
+        norm_ln_tolerance=2 * eps32 * np.sqrt(d) * ln_max,
+        norm_rms_tolerance=2 * eps32 * np.sqrt(d) * rms_max,
+    )
     return {k: float(v) for k, v in r.items()}
 
 
 def test_quoted_numbers_match_a_float64_recomputation(values, reference):
     # float64, different operation order: ~1e-15 relative on O(1) values; the smallest
     # quoted difference (norm_inv_ln_eps ≈ 1.6e-5, of O(1) outputs) keeps ~1e-10 of it
-    wrong = {k: (values[k], v) for k, v in reference.items()
-             if values[k] != pytest.approx(v, rel=1e-6, abs=0)}
+    wrong = {
+        k: (values[k], v)
+        for k, v in reference.items()
+        if values[k] != pytest.approx(v, rel=1e-6, abs=0)
+    }
     assert not wrong, wrong
 
 
@@ -141,7 +166,8 @@ def test_exact_constants(values):
     assert values["norm_two_sqrt_d"] == pytest.approx(2 * math.sqrt(768), rel=1e-15)
     assert values["norm_inv_sqrt_eps"] == pytest.approx(1 / math.sqrt(1e-5), rel=1e-15)
     assert values["norm_torch_rms_diff_per_eps"] == pytest.approx(
-        values["norm_torch_rms_diff"] / EPS32, rel=1e-12)
+        values["norm_torch_rms_diff"] / EPS32, rel=1e-12
+    )
 
 
 def test_inputs_are_declared(values):

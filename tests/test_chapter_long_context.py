@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from conftest import ROOT
 from test_build import glued_values
 
@@ -60,32 +61,41 @@ def test_iid_values_recomputed(values):
         h = -(np.exp(logp) * logp).sum(1)
         stats.append((h.mean(), h.std(ddof=1) / np.sqrt(200)))
     h, se = np.array(stats).T
-    formula = np.log(n_keys) - 0.5                           # σ = 1
+    formula = np.log(n_keys) - 0.5  # σ = 1
     large = n_keys >= 128
-    assert values["max_entropy_gap"] == pytest.approx(np.abs(h - formula)[large].max(),
-                                                      rel=1e-9)
+    assert values["max_entropy_gap"] == pytest.approx(
+        np.abs(h - formula)[large].max(), rel=1e-9
+    )
     assert values["max_entropy_gap_se"] == pytest.approx(
-        (np.abs(h - formula) / se)[large].max(), rel=1e-9)
+        (np.abs(h - formula) / se)[large].max(), rel=1e-9
+    )
     assert values["gap_first"] == pytest.approx(h[0] - formula[0], rel=1e-9)
     assert values["deficit_min"] == pytest.approx(np.min(np.log(n_keys) - h), rel=1e-9)
     assert values["deficit_max"] == pytest.approx(np.max(np.log(n_keys) - h), rel=1e-9)
     # the 1/n term of the expansion at σ = 1: (e − (e − 1)/2)/16, closed form
     assert values["gap_first_predicted"] == pytest.approx(
-        (np.e - (np.e - 1) / 2) / 16, rel=1e-9)
+        (np.e - (np.e - 1) / 2) / 16, rel=1e-9
+    )
     _, signal = _iid_rows(2, False)
     _, scaled = _iid_rows(2, True)
     at_train = int(np.argmin(np.abs(n_keys - 512)))
-    for key, value in (("w_first", signal[0, 2]), ("w_at_train", signal[at_train, 2]),
-                       ("w_last", signal[-1, 2]), ("w_last_scaled", scaled[-1, 2]),
-                       ("w_at_train_scaled", scaled[at_train, 2])):
+    for key, value in (
+        ("w_first", signal[0, 2]),
+        ("w_at_train", signal[at_train, 2]),
+        ("w_last", signal[-1, 2]),
+        ("w_last_scaled", scaled[-1, 2]),
+        ("w_at_train_scaled", scaled[at_train, 2]),
+    ):
         assert values[key] == pytest.approx(value, rel=1e-9), key
     # the formula e^{cΔ}/(e^{cΔ} + (n−1)e^{c²/2}) at n = 4096, c = ln 4096/ln 512 = 4/3
     c = 12 / 9
     assert values["c_last"] == pytest.approx(c, rel=1e-12)
     assert values["w_formula_last"] == pytest.approx(
-        1 / (1 + 4095 * np.exp(0.5 - 7)), rel=1e-9)
+        1 / (1 + 4095 * np.exp(0.5 - 7)), rel=1e-9
+    )
     assert values["w_formula_last_scaled"] == pytest.approx(
-        1 / (1 + 4095 * np.exp(c**2 / 2 - 7 * c)), rel=1e-9)
+        1 / (1 + 4095 * np.exp(c**2 / 2 - 7 * c)), rel=1e-9
+    )
 
 
 def test_iid_entropy_follows_the_formula(values):
@@ -103,8 +113,10 @@ def test_signal_weight_dilutes_and_log_n_scaling_restores_it(values):
     assert values["w_first"] > values["w_at_train"] > values["w_last"]
     # formula vs measurement: the formula ignores the signal's own noise; by the delta
     # method that shifts the mean by at most ½σ²·0.0962 = 0.048; plus 5 SE ≤ 0.05
-    for measured, formula in (("w_last", "w_formula_last"),
-                              ("w_last_scaled", "w_formula_last_scaled")):
+    for measured, formula in (
+        ("w_last", "w_formula_last"),
+        ("w_last_scaled", "w_formula_last_scaled"),
+    ):
         bound = 0.048 * values["c_last"] ** 2 + 0.05
         assert abs(values[measured] - values[formula]) < bound
     assert values["w_last_scaled"] > 2 * values["w_last"]
@@ -140,28 +152,34 @@ def test_trained_model_entropy_grows_slower_than_uniform(values):
     assert values["h_late_max"] < values["uniform_late"]
     # every entropy, slope and offset number against the numpy reference forward
     ref = _reference_run()
-    by_layer = ref["entropy"].mean(axis=(1, 2))                     # (L, T)
+    by_layer = ref["entropy"].mean(axis=(1, 2))  # (L, T)
     late = slice(256, 512)
     t = np.arange(512)
     # float32 page vs float64 here: entropies agree to ~1e-5 nats; 1e-3 relative
-    assert values["h_late_min"] == pytest.approx(by_layer[:, late].mean(1).min(),
-                                                 rel=1e-3)
-    assert values["h_late_max"] == pytest.approx(by_layer[:, late].mean(1).max(),
-                                                 rel=1e-3)
-    assert values["uniform_late"] == pytest.approx(np.log(t[late] + 1).mean(),
-                                                   rel=1e-12)
+    assert values["h_late_min"] == pytest.approx(
+        by_layer[:, late].mean(1).min(), rel=1e-3
+    )
+    assert values["h_late_max"] == pytest.approx(
+        by_layer[:, late].mean(1).max(), rel=1e-3
+    )
+    assert values["uniform_late"] == pytest.approx(
+        np.log(t[late] + 1).mean(), rel=1e-12
+    )
     normalized = by_layer[:, 1:] / np.log(t[1:] + 1)
-    assert values["norm_late_max"] == pytest.approx(normalized[:, 256:].mean(1).max(),
-                                                    rel=1e-3)
+    assert values["norm_late_max"] == pytest.approx(
+        normalized[:, 256:].mean(1).max(), rel=1e-3
+    )
     slopes = [np.polyfit(np.log(t[8:] + 1), h[8:], 1)[0] for h in by_layer]
     # slopes near 0 (−0.011): an absolute tolerance of 1e-3 of a nat per unit ln t
     assert values["slope_min"] == pytest.approx(min(slopes), abs=1e-3)
     assert values["slope_max"] == pytest.approx(max(slopes), abs=1e-3)
-    span = np.ptp(ref["offsets"], axis=-1)                          # (L, H)
+    span = np.ptp(ref["offsets"], axis=-1)  # (L, H)
     layer, head = np.unravel_index(span.argmax(), span.shape)
     assert values["offset_range_max"] == pytest.approx(span.max(), rel=1e-3)
     assert (values["offset_range_layer"], values["offset_range_head"]) == (
-        layer + 1, head + 1)
+        layer + 1,
+        head + 1,
+    )
     assert values["offset_range_layer1"] == pytest.approx(span[0].max(), rel=1e-3)
 
 
@@ -189,21 +207,26 @@ def test_log_n_scaling_on_the_trained_model(values):
     ref = _reference_run()
     inside = ref["inside"][1][:, 64:] - ref["inside"][0][:, 64:]
     each = inside.mean(1)
-    assert values["inside_loss"] == pytest.approx(ref["inside"][0][:, 64:].mean(),
-                                                  rel=1e-4)
+    assert values["inside_loss"] == pytest.approx(
+        ref["inside"][0][:, 64:].mean(), rel=1e-4
+    )
     assert values["inside_diff"] == pytest.approx(each.mean(), rel=0.01)
     assert values["inside_se"] == pytest.approx(each.std(ddof=1) / np.sqrt(3), rel=0.01)
     assert values["inside_z"] == pytest.approx(
-        each.mean() / (each.std(ddof=1) / np.sqrt(3)), rel=0.02)
+        each.mean() / (each.std(ddof=1) / np.sqrt(3)), rel=0.02
+    )
     assert values["inside_worse"] == int(np.sum(each > 0))
     beyond = (ref["beyond"][1][:, 512:] - ref["beyond"][0][:, 512:]).mean(1)
-    assert values["beyond_loss_in"] == pytest.approx(ref["beyond"][0][:, :512].mean(),
-                                                     rel=1e-4)
-    assert values["beyond_loss_out"] == pytest.approx(ref["beyond"][0][:, 512:].mean(),
-                                                      rel=1e-4)
+    assert values["beyond_loss_in"] == pytest.approx(
+        ref["beyond"][0][:, :512].mean(), rel=1e-4
+    )
+    assert values["beyond_loss_out"] == pytest.approx(
+        ref["beyond"][0][:, 512:].mean(), rel=1e-4
+    )
     assert values["beyond_diff"] == pytest.approx(beyond.mean(), rel=0.01)
-    assert values["beyond_se"] == pytest.approx(beyond.std(ddof=1) / np.sqrt(3),
-                                                rel=0.01)
+    assert values["beyond_se"] == pytest.approx(
+        beyond.std(ddof=1) / np.sqrt(3), rel=0.01
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -231,10 +254,12 @@ def _reference_run() -> dict:
     def forward(ids, mult=None, record=False):
         T = len(ids)
         mult = np.ones(T) if mult is None else mult
-        cos, sin = np.cos(np.outer(np.arange(T), theta)), np.sin(np.outer(np.arange(T),
-                                                                          theta))
+        cos, sin = (
+            np.cos(np.outer(np.arange(T), theta)),
+            np.sin(np.outer(np.arange(T), theta)),
+        )
 
-        def rot(x):                                   # (T, heads, hs)
+        def rot(x):  # (T, heads, hs)
             out = np.empty_like(x)
             x0, x1 = x[..., 0::2], x[..., 1::2]
             out[..., 0::2] = x0 * cos[:, None] - x1 * sin[:, None]
@@ -251,7 +276,7 @@ def _reference_run() -> dict:
             v = (h @ w["wv"][layer].T).reshape(T, c.n_kv_heads, hs)
             k = np.repeat(k, c.n_heads // c.n_kv_heads, axis=1).transpose(1, 0, 2)
             v = np.repeat(v, c.n_heads // c.n_kv_heads, axis=1).transpose(1, 0, 2)
-            q = q.transpose(1, 0, 2)                  # (heads, T, hs)
+            q = q.transpose(1, 0, 2)  # (heads, T, hs)
             z = q @ k.transpose(0, 2, 1) / np.sqrt(hs) * mult[:, None]
             z[:, future] = -np.inf
             p = np.exp(z - z.max(-1, keepdims=True))
@@ -292,35 +317,61 @@ def _reference_run() -> dict:
             logp = z - z.max(-1, keepdims=True)
             logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
             p = np.exp(logp)
-            per_layer.append(-(p * np.where(p > 0, logp, 0)).sum(-1))      # (H, T)
+            per_layer.append(-(p * np.where(p > 0, logp, 0)).sum(-1))  # (H, T)
             for r in range(33):
-                offsets[layer, :, r] += np.sum(q[:, r:] * k[:, :512 - r], axis=(1, 2)) \
-                    * s / (512 - r) / 3
+                offsets[layer, :, r] += (
+                    np.sum(q[:, r:] * k[:, : 512 - r], axis=(1, 2)) * s / (512 - r) / 3
+                )
         entropy.append(per_layer)
     stream = []
     for story in data.stories[100:]:
         stream.extend(encode(story, bos=True))
         if len(stream) >= 3 * 1024:
             break
-    windows = np.array(stream[:3 * 1024]).reshape(3, 1024)
+    windows = np.array(stream[: 3 * 1024]).reshape(3, 1024)
     c_long = np.maximum(1.0, np.log(np.arange(1, 1025)) / np.log(512))
-    beyond = [np.array([forward(ids) for ids in windows]),
-              np.array([forward(ids, c_long) for ids in windows])]
-    return {"entropy": np.array(entropy).transpose(1, 0, 2, 3), "offsets": offsets,
-            "inside": [np.array(x) for x in inside], "beyond": beyond}
+    beyond = [
+        np.array([forward(ids) for ids in windows]),
+        np.array([forward(ids, c_long) for ids in windows]),
+    ]
+    return {
+        "entropy": np.array(entropy).transpose(1, 0, 2, 3),
+        "offsets": offsets,
+        "inside": [np.array(x) for x in inside],
+        "beyond": beyond,
+    }
 
 
 def test_page_builds_without_a_source(tmp_path):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NUMSCALE_TINYSTORIES", "NUMSCALE_GPT2")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NUMSCALE_TINYSTORIES", "NUMSCALE_GPT2")
+    }
     env["HF_HUB_OFFLINE"] = "1"
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "run_pages.py"),
-                             str(ROOT / f"{PAGE}.md"), "--out", str(tmp_path)],
-                            env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "run_pages.py"),
+            str(ROOT / f"{PAGE}.md"),
+            "--out",
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     notebook = json.loads((tmp_path / "long_context.ipynb").read_text())
-    texts = "".join("".join(o.get("text", "")) for c in notebook["cells"]
-                    for o in c.get("outputs", []))
+    texts = "".join(
+        "".join(o.get("text", ""))
+        for c in notebook["cells"]
+        for o in c.get("outputs", [])
+    )
     assert "built into numscale" in texts
-    assert not any(o.get("name") == "stderr" for c in notebook["cells"]
-                   for o in c.get("outputs", []))
+    assert not any(
+        o.get("name") == "stderr"
+        for c in notebook["cells"]
+        for o in c.get("outputs", [])
+    )

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from conftest import ROOT
 from test_build import glued_values
 
@@ -30,7 +31,7 @@ def v(built_site):
 
 def test_ranges_from_finfo(v):
     assert v["fp16_max"] == 65504.0
-    assert v["fp16_tiny"] == 2.0 ** -14 and v["fp16_subnormal"] == 2.0 ** -24
+    assert v["fp16_tiny"] == 2.0**-14 and v["fp16_subnormal"] == 2.0**-24
 
 
 def test_fp16_underflow_is_in_the_embedding(v):
@@ -50,7 +51,7 @@ def test_loss_scaling(v):
     # backward fails within one grid step (4 binades) of the largest gradient's headroom
     assert v["best_lost_pct"] < 0.1 * v["no_scale_lost_pct"]
     assert v["half_zero_pct_min"] < 0.1 * v["half_zero_pct_s1"]
-    assert v["half_first_inf_k"] <= v["headroom_log2"] + 4   # grid step 4
+    assert v["half_first_inf_k"] <= v["headroom_log2"] + 4  # grid step 4
     # the best scale is chosen among scales where no cast entry overflows, so it lies
     # within the headroom; the first grid scale with overflow lies beyond it (exact:
     # an entry overflows only when S·max|g| exceeds 65504; the grid reaches 2^32)
@@ -99,7 +100,7 @@ def test_adam_eps(v):
     assert v["eps6_rest_pct"] < 1
     assert v["eps8_emb_pct"] > 20
     assert v["eps8_pct"] < v["eps6_pct"] < v["eps4_pct"]
-    assert v["sens_eps8"] < 0   # a 1000× smaller loss shrinks the update
+    assert v["sens_eps8"] < 0  # a 1000× smaller loss shrinks the update
 
 
 def test_page_builds_without_a_source(tmp_path):
@@ -107,9 +108,19 @@ def test_page_builds_without_a_source(tmp_path):
     # the notice and writes nothing to stderr
     env = {k: v for k, v in os.environ.items() if k != "NUMSCALE_TINYSTORIES"}
     env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "empty-cache"))
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "run_pages.py"),
-                             str(ROOT / f"{PAGE}.md"), "--out", str(tmp_path)],
-                            env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "run_pages.py"),
+            str(ROOT / f"{PAGE}.md"),
+            "--out",
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     notebook = json.loads((tmp_path / "mixed_precision.ipynb").read_text())
     outputs = [o for c in notebook["cells"] for o in c.get("outputs", [])]
@@ -123,14 +134,15 @@ def test_page_builds_without_a_source(tmp_path):
 # than 1%), counted with numpy against thresholds derived from the formats' definitions
 # (float16: |g| ≤ 2^-25 rounds to 0, |g| ≥ 65520 to inf; bfloat16 spacing 2^(e−7)).
 
-FP16_ZERO = 2.0 ** -25           # half the smallest subnormal: ties go to even, 0
-FP16_TINY = 2.0 ** -14
-FP16_INF = 65520.0               # 65504 + half its spacing of 32: rounds to inf
+FP16_ZERO = 2.0**-25  # half the smallest subnormal: ties go to even, 0
+FP16_TINY = 2.0**-14
+FP16_INF = 65520.0  # 65504 + half its spacing of 32: rounds to inf
 
 
 @functools.lru_cache(maxsize=4)
-def _gradients(n_stories: int, max_tokens: int, first: int = 0
-               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
+def _gradients(
+    n_stories: int, max_tokens: int, first: int = 0
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
     """float64 gradients of the mean next-token loss (nats per predicted token) of
     ``n_stories`` validation stories from ``first``, each cut to ``max_tokens`` ids;
     the float32 weights; and the number of predicted tokens."""
@@ -139,19 +151,22 @@ def _gradients(n_stories: int, max_tokens: int, first: int = 0
     from numscale.models import llama, llama2c
 
     data = llama2c.load()
-    ids = [data.tokenizer.encode(s, bos=True)[:max_tokens]
-           for s in data.stories[first:first + n_stories]]
+    ids = [
+        data.tokenizer.encode(s, bos=True)[:max_tokens]
+        for s in data.stories[first : first + n_stories]
+    ]
     model = llama.LlamaModel(data.weights, dtype=torch.float64)
     total, count = 0.0, 0
-    for row in ids:                               # one story at a time: no padding
+    for row in ids:  # one story at a time: no padding
         tokens = torch.tensor([row])
         logp = torch.log_softmax(model(tokens)[0, :-1], dim=-1)
         total = total - logp.gather(-1, tokens[0, 1:, None]).sum()
         count += len(row) - 1
     (total / count).backward()
     grads = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
-    weights = {n: p.detach().numpy().astype(np.float32)
-               for n, p in model.named_parameters()}
+    weights = {
+        n: p.detach().numpy().astype(np.float32) for n, p in model.named_parameters()
+    }
     return grads, weights, count
 
 
@@ -160,7 +175,7 @@ def _bf16_swamped(w: np.ndarray, delta: np.ndarray) -> np.ndarray:
     |δ| < 2^(e−8) for 2^e ≤ |w| < 2^(e+1), and 2^(e−9) at |w| = 2^e towards zero."""
     e = np.floor(np.log2(np.abs(w)))
     half = 2.0 ** (e - 8)
-    bottom = (np.abs(w) == 2.0 ** e) & (np.sign(delta) == -np.sign(w))
+    bottom = (np.abs(w) == 2.0**e) & (np.sign(delta) == -np.sign(w))
     return (np.abs(delta) < np.where(bottom, half / 2, half)) & (delta != 0)
 
 
@@ -171,12 +186,15 @@ def test_gradient_statistics_recomputed(v):
     assert v["n_tokens"] == count
     rel = 0.01
     assert v["fp16_zero_pct"] == pytest.approx(100 * np.mean(a <= FP16_ZERO), rel=rel)
-    assert v["no_scale_lost_pct"] == pytest.approx(100 * np.mean(a <= FP16_ZERO),
-                                                   rel=rel)
+    assert v["no_scale_lost_pct"] == pytest.approx(
+        100 * np.mean(a <= FP16_ZERO), rel=rel
+    )
     assert v["fp16_subnormal_pct"] == pytest.approx(
-        100 * np.mean((a > FP16_ZERO) & (a < FP16_TINY - FP16_ZERO)), rel=rel)
-    assert v["fp16_emb_zero_pct"] == pytest.approx(100 * np.mean(emb <= FP16_ZERO),
-                                                   rel=rel)
+        100 * np.mean((a > FP16_ZERO) & (a < FP16_TINY - FP16_ZERO)), rel=rel
+    )
+    assert v["fp16_emb_zero_pct"] == pytest.approx(
+        100 * np.mean(emb <= FP16_ZERO), rel=rel
+    )
     assert v["grad_abs_max"] == pytest.approx(a.max(), rel=1e-4)
     assert v["grad_abs_median"] == pytest.approx(np.median(a), rel=1e-3)
     headroom = np.log2(65504 / a.max())
@@ -187,19 +205,25 @@ def test_gradient_statistics_recomputed(v):
     # within the headroom, and the next grid point is the first with overflow
     assert v["best_k"] == 4 * math.floor(headroom / 4)
     assert v["first_overflow_k"] == v["best_k"] + 4
-    assert v["first_overflow_n"] == int(np.sum(a * 2.0 ** v["first_overflow_k"]
-                                               >= FP16_INF))
+    assert v["first_overflow_n"] == int(
+        np.sum(a * 2.0 ** v["first_overflow_k"] >= FP16_INF)
+    )
     assert v["best_lost_pct"] == pytest.approx(
-        100 * np.mean(a * 2.0 ** v["best_k"] <= FP16_ZERO), rel=0.02)
+        100 * np.mean(a * 2.0 ** v["best_k"] <= FP16_ZERO), rel=0.02
+    )
     # Adam's ε: fractions of entries below each ε, medians, and the closed-form change
     # of the first update's norm when the loss is multiplied by 1e-3
-    rest = np.concatenate([np.abs(g.ravel()) for n, g in grads.items()
-                           if n != "token_embedding"])
-    for key, value in (("eps8_pct", np.mean(a < 1e-8)), ("eps6_pct", np.mean(a < 1e-6)),
-                       ("eps4_pct", np.mean(a < 1e-4)),
-                       ("eps8_emb_pct", np.mean(emb < 1e-8)),
-                       ("eps6_rest_pct", np.mean(rest < 1e-6)),
-                       ("eps4_rest_pct", np.mean(rest < 1e-4))):
+    rest = np.concatenate(
+        [np.abs(g.ravel()) for n, g in grads.items() if n != "token_embedding"]
+    )
+    for key, value in (
+        ("eps8_pct", np.mean(a < 1e-8)),
+        ("eps6_pct", np.mean(a < 1e-6)),
+        ("eps4_pct", np.mean(a < 1e-4)),
+        ("eps8_emb_pct", np.mean(emb < 1e-8)),
+        ("eps6_rest_pct", np.mean(rest < 1e-6)),
+        ("eps4_rest_pct", np.mean(rest < 1e-4)),
+    ):
         assert v[key] == pytest.approx(100 * value, rel=rel), key
     assert v["rest_median"] == pytest.approx(np.median(rest), rel=1e-3)
     assert v["emb_median"] == pytest.approx(np.median(emb), rel=1e-3)
@@ -207,14 +231,16 @@ def test_gradient_statistics_recomputed(v):
     def norm(g):
         return np.linalg.norm(g / (np.abs(g) + 1e-8))
 
-    assert v["sens_eps8"] == pytest.approx(100 * (norm(1e-3 * flat) / norm(flat) - 1),
-                                           rel=rel)
+    assert v["sens_eps8"] == pytest.approx(
+        100 * (norm(1e-3 * flat) / norm(flat) - 1), rel=rel
+    )
 
 
 def test_swamping_recomputed_from_the_spacing(v):
     grads, weights, _ = _gradients(8, 256)
     g = np.concatenate([x.ravel() for x in grads.values()])
     import torch
+
     w32 = np.concatenate([x.ravel() for x in weights.values()])
     w = torch.from_numpy(w32).to(torch.bfloat16).double().numpy()
     # torch.median takes the lower middle value, numpy the mean of the two: 1e-4
@@ -222,16 +248,20 @@ def test_swamping_recomputed_from_the_spacing(v):
     direction = g / (np.abs(g) + 1e-8)
     for i, lr in enumerate((1e-3, 1e-4, 1e-5)):
         assert v[f"sgd_swamped_pct_{i}"] == pytest.approx(
-            100 * np.mean(_bf16_swamped(w, -lr * g)[g != 0]), rel=0.01)
+            100 * np.mean(_bf16_swamped(w, -lr * g)[g != 0]), rel=0.01
+        )
         assert v[f"adam_swamped_pct_{i}"] == pytest.approx(
-            100 * np.mean(_bf16_swamped(w, -lr * direction)[direction != 0]), rel=0.01)
+            100 * np.mean(_bf16_swamped(w, -lr * direction)[direction != 0]), rel=0.01
+        )
     lost = _bf16_swamped(w, -1e-3 * direction)
     eps_small = np.abs(g) < 1e-8
     assert v["adam_lost_eps_share_0"] == pytest.approx(
-        100 * np.sum(lost & eps_small) / np.sum(lost), rel=0.01)
+        100 * np.sum(lost & eps_small) / np.sum(lost), rel=0.01
+    )
     sign_like = ~eps_small & (direction != 0)
     assert v["adam_sign_like_swamped_pct_0"] == pytest.approx(
-        100 * np.sum(lost & sign_like) / np.sum(sign_like), rel=0.02)
+        100 * np.sum(lost & sign_like) / np.sum(sign_like), rel=0.02
+    )
     # 200 repeats of one update on every 8th weight: plain bfloat16 and a float32 master
     # copy, simulated here with numpy float32 sums and torch's bfloat16 cast only
     start32, step_dir = w32[::8], direction[::8].astype(np.float32)
@@ -254,9 +284,11 @@ def test_swamping_recomputed_from_the_spacing(v):
         if i == 1:
             frozen = (bf16(master) == start) & (update != 0)
             assert v["frozen_master_1"] == pytest.approx(
-                np.sum(frozen) / np.sum(update != 0), rel=0.02)
+                np.sum(frozen) / np.sum(update != 0), rel=0.02
+            )
             assert v["frozen_master_eps_share_1"] == pytest.approx(
-                100 * np.sum(frozen & eps_sample) / np.sum(frozen), rel=0.02)
+                100 * np.sum(frozen & eps_sample) / np.sum(frozen), rel=0.02
+            )
         # Kahan keeps the lost low part: it delivers nearly all of the movement and, its
         # compensation being itself rounded, not more than a rounding beyond it
         assert 0.9 < v[f"moved_kahan_{i}"] <= 1.01
@@ -281,7 +313,9 @@ def test_float16_backward_fails_where_the_weight_gradients_overflow(v):
     # float16 computation's own error moves across it); intermediate gradients that
     # underflow add more, by an amount no theory here predicts (measured: about twice
     # the cast's share at the best scale), so there is no upper bound
-    for key, k in (("half_zero_pct_s1", 0),
-                   ("half_zero_pct_min", v["half_zero_min_k"])):
-        cast = 100 * np.mean(a * 2.0 ** k <= FP16_ZERO)
+    for key, k in (
+        ("half_zero_pct_s1", 0),
+        ("half_zero_pct_min", v["half_zero_min_k"]),
+    ):
+        cast = 100 * np.mean(a * 2.0**k <= FP16_ZERO)
         assert v[key] >= 0.8 * cast, (key, cast)

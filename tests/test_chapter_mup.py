@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from test_build import glued_values
 
 pytestmark = pytest.mark.build
@@ -21,8 +22,10 @@ def test_slopes(values):
     assert abs(values["mup_slope_indep"] - 0.5) < 5 * values["mup_slope_indep_se"]
     # Aligned and ρ = 1/2: within 5 SE of the slope of the exact formula over the same widths.
     for tag in ("aligned", "half"):
-        assert abs(values[f"mup_slope_{tag}"] - values[f"mup_slope_{tag}_pred"]) < 5 * values[
-            f"mup_slope_{tag}_se"]
+        assert (
+            abs(values[f"mup_slope_{tag}"] - values[f"mup_slope_{tag}_pred"])
+            < 5 * values[f"mup_slope_{tag}_se"]
+        )
 
 
 def test_fixed_head_width_factor_is_a_constant(values):
@@ -59,8 +62,11 @@ def _rms_rel_se(d: int, rho: float, n_pairs: int) -> float:
     """
     a, b = rho**2, 1 - rho**2
     m2 = a * _chi2_moment(d, 2) + b * _chi2_moment(d, 1)
-    m4 = (rho**4 * _chi2_moment(d, 4) + 6 * a * b * _chi2_moment(d, 3)
-          + 3 * b**2 * _chi2_moment(d, 2))
+    m4 = (
+        rho**4 * _chi2_moment(d, 4)
+        + 6 * a * b * _chi2_moment(d, 3)
+        + 3 * b**2 * _chi2_moment(d, 2)
+    )
     return math.sqrt((m4 - m2**2) / n_pairs) / (2 * m2)
 
 
@@ -98,7 +104,10 @@ def test_aligned_key_weight_by_independent_simulation(values):
     t, d = 20_000, 16
     q = rng.standard_normal((t, d))
     others = rng.standard_normal((t, 63, d))
-    z = np.concatenate([(q * q).sum(1)[:, None], np.einsum("td,tnd->tn", q, others)], 1) / 4
+    z = (
+        np.concatenate([(q * q).sum(1)[:, None], np.einsum("td,tnd->tn", q, others)], 1)
+        / 4
+    )
     w = np.exp(z - z.max(1, keepdims=True))
     w = w[:, 0] / w.sum(1)
     se = w.std() * math.sqrt(1 / 50 + 1 / t)  # the page averages 50 trials

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from conftest import ROOT
 from test_build import glued_values
 
@@ -51,8 +52,9 @@ def test_caps_cost_more_the_smaller_they_are(v):
     # c·tanh(z/c) is increasing in |z|: the largest capped logit is the cap applied to
     # the largest logit (float32 on the page: 1e-5 relative)
     for c in CAPS:
-        assert v[f"max_cap{c}"] == pytest.approx(c * math.tanh(v["max_logit"] / c),
-                                                 rel=1e-5)
+        assert v[f"max_cap{c}"] == pytest.approx(
+            c * math.tanh(v["max_logit"] / c), rel=1e-5
+        )
     # cap 30 costs a loss increase detectable at > 3 paired SE; cap 50 within 3 SE of 0
     assert v["diff_cap30"] > 3 * v["diff_cap30_se"]
     assert abs(v["diff_cap50"]) < 3 * v["diff_cap50_se"] + 1e-3
@@ -65,7 +67,7 @@ def test_caps_cost_more_the_smaller_they_are(v):
 def test_z_loss_moves_log_z(v):
     # deterministic runs on the same batches: the order is exact, not statistical
     assert v["ft_log_z_large"] < v["ft_log_z_palm"] < v["ft_log_z_none"]
-    assert v["mean_log_z"] > 5   # the model's normalizer is far from 0
+    assert v["mean_log_z"] > 5  # the model's normalizer is far from 0
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,8 +80,9 @@ def _reference() -> dict:
 
     data = llama2c.load()
     init = llama.init_weights(data.weights.config, seed=0)
-    ids = [np.array(data.tokenizer.encode(s, bos=True)[:256])
-           for s in data.stories[:16]]
+    ids = [
+        np.array(data.tokenizer.encode(s, bos=True)[:256]) for s in data.stories[:16]
+    ]
     out = {"ids": ids, "data": data}
     for name, weights in (("trained", data.weights), ("init", init)):
         logits, hidden = [], []
@@ -88,15 +91,16 @@ def _reference() -> dict:
             x = stream[-1]
             gain = np.asarray(weights.rms_final, dtype=np.float64)
             h = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-5) * gain
-            logits.append(z[:-1]), hidden.append(h[:-1])   # predicting positions
+            logits.append(z[:-1]), hidden.append(h[:-1])  # predicting positions
         out[name] = (logits, hidden, np.asarray(weights.token_embedding, np.float64))
     return out
 
 
 def _ratio_se(sums, counts):
     mean = sums.sum() / counts.sum()
-    return mean, math.sqrt(((sums - mean * counts) ** 2).sum()
-                           / (len(sums) * (len(sums) - 1))) / counts.mean()
+    return mean, math.sqrt(
+        ((sums - mean * counts) ** 2).sum() / (len(sums) * (len(sums) - 1))
+    ) / counts.mean()
 
 
 def test_scales_and_caps_recomputed_with_the_numpy_forward(v):
@@ -106,12 +110,16 @@ def test_scales_and_caps_recomputed_with_the_numpy_forward(v):
     scales = {}
     for name in ("trained", "init"):
         logits, hidden, e = ref[name]
-        z = np.concatenate(logits[:8])                     # the first 8 stories
+        z = np.concatenate(logits[:8])  # the first 8 stories
         h = np.concatenate(hidden[:8])
         rows = np.linalg.norm(e, axis=1)
-        scales[name] = {"entry_rms": np.sqrt(np.mean(e * e)), "row": rows.mean(),
-                        "row_max": rows.max(), "hidden": np.linalg.norm(h, axis=1).mean(),
-                        "std": z.std(axis=1, ddof=1).mean()}
+        scales[name] = {
+            "entry_rms": np.sqrt(np.mean(e * e)),
+            "row": rows.mean(),
+            "row_max": rows.max(),
+            "hidden": np.linalg.norm(h, axis=1).mean(),
+            "std": z.std(axis=1, ddof=1).mean(),
+        }
     tr, init = scales["trained"], scales["init"]
     assert v["entry_rms"] == pytest.approx(tr["entry_rms"], rel=rel)
     assert v["entry_over_unit"] == pytest.approx(tr["entry_rms"] * 8, rel=rel)
@@ -126,7 +134,8 @@ def test_scales_and_caps_recomputed_with_the_numpy_forward(v):
     assert v["init_logit_std"] == pytest.approx(init["std"], rel=rel)
     assert v["logit_growth"] == pytest.approx(tr["std"] / init["std"], rel=rel)
     assert v["norm_growth"] == pytest.approx(
-        tr["row"] / init["row"] * tr["hidden"] / init["hidden"], rel=rel)
+        tr["row"] / init["row"] * tr["hidden"] / init["hidden"], rel=rel
+    )
     # the cap sweep over all 16 stories
     logits, _, _ = ref["trained"]
     ids = ref["ids"]
@@ -146,12 +155,14 @@ def test_scales_and_caps_recomputed_with_the_numpy_forward(v):
     loss, se = _ratio_se(base, counts)
     assert v["loss_uncapped"] == pytest.approx(loss, rel=1e-4)
     assert v["loss_uncapped_se"] == pytest.approx(se, rel=0.01)
-    assert v["max_logit"] == pytest.approx(max(np.abs(z).max() for z in logits),
-                                           rel=1e-4)
+    assert v["max_logit"] == pytest.approx(
+        max(np.abs(z).max() for z in logits), rel=1e-4
+    )
     all_z = np.concatenate(logits)
     m = all_z.max(1, keepdims=True)
     assert v["mean_log_z"] == pytest.approx(
-        np.mean(m[:, 0] + np.log(np.exp(all_z - m).sum(1))), rel=1e-4)
+        np.mean(m[:, 0] + np.log(np.exp(all_z - m).sum(1))), rel=1e-4
+    )
     for c in CAPS:
         diff, diff_se = _ratio_se(story_sums(float(c)) - base, counts)
         # a difference of float32 losses: absolute error ~1e-6 per token
@@ -172,7 +183,7 @@ def test_z_loss_fine_tune_recomputed(v):
     def batch(stories, max_tokens):
         return llama.encode_stories(data.tokenizer, stories, max_tokens=max_tokens)
 
-    batches = [batch(data.stories[100 + 2 * i: 102 + 2 * i], 64) for i in range(20)]
+    batches = [batch(data.stories[100 + 2 * i : 102 + 2 * i], 64) for i in range(20)]
     tok, msk = batch(data.stories[16:24], 128)
 
     def heldout(model):
@@ -195,14 +206,17 @@ def test_z_loss_fine_tune_recomputed(v):
             log_z = torch.logsumexp(z, -1)
             target = tokens[:, 1:][mask[:, 1:]]
             ce = (log_z - z.gather(-1, target[:, None])[:, 0]).mean()
-            loss = ce + coefficient * (log_z ** 2).mean()
+            loss = ce + coefficient * (log_z**2).mean()
             grads = torch.autograd.grad(loss, params)
             with torch.no_grad():
                 for p, g, a, b in zip(params, grads, m1, m2):
                     a.mul_(0.9).add_(0.1 * g)
                     b.mul_(0.99).add_(0.01 * g * g)
-                    p -= 1e-3 * (a / (1 - 0.9 ** step)) / (
-                        (b / (1 - 0.99 ** step)).sqrt() + 1e-8)
+                    p -= (
+                        1e-3
+                        * (a / (1 - 0.9**step))
+                        / ((b / (1 - 0.99**step)).sqrt() + 1e-8)
+                    )
         loss_after, log_z_after = heldout(model)
         assert v[f"ft_loss_{name}"] == pytest.approx(loss_after, rel=1e-3), name
         assert v[f"ft_log_z_{name}"] == pytest.approx(log_z_after, rel=1e-3), name
@@ -213,9 +227,19 @@ def test_page_builds_without_a_source(tmp_path):
     # the notice and writes nothing to stderr
     env = {k: v for k, v in os.environ.items() if k != "NUMSCALE_TINYSTORIES"}
     env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "empty-cache"))
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "run_pages.py"),
-                             str(ROOT / f"{PAGE}.md"), "--out", str(tmp_path)],
-                            env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "run_pages.py"),
+            str(ROOT / f"{PAGE}.md"),
+            "--out",
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     notebook = json.loads((tmp_path / "output_logits.ipynb").read_text())
     outputs = [o for c in notebook["cells"] for o in c.get("outputs", [])]

@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from conftest import REFERENCE, ROOT
 from test_build import built_without_data, glued_values
 
@@ -29,7 +30,9 @@ needs_model = needs_gpt2
 
 @pytest.fixture(scope="module")
 def values(built_site):
-    if built_without_data(built_site, PAGE):  # no GPT-2 tensors: tests/test_data_pages.py
+    if built_without_data(
+        built_site, PAGE
+    ):  # no GPT-2 tensors: tests/test_data_pages.py
         pytest.skip("the page was built without GPT-2's tensors")
     found = glued_values(built_site, PAGE)
     return found.with_prefix("quant_")
@@ -54,8 +57,9 @@ def test_stories260k_loss_changes(values):
     # int4: every scheme costs loss (> 5 SE), per tensor most
     for s in ("tensor", "channel", "g32", "g128"):
         assert values[f"d4_{s}"] > 5 * values[f"d4_{s}_se"], s
-    assert values["d4_tensor"] > 3 * max(values[f"d4_{s}"] for s in ("channel", "g32",
-                                                                        "g128"))
+    assert values["d4_tensor"] > 3 * max(
+        values[f"d4_{s}"] for s in ("channel", "g32", "g128")
+    )
     # weight errors: per tensor largest, groups of 32 smallest
     assert values["err_tensor"] > values["err_channel"] > values["err_g32"]
 
@@ -73,7 +77,7 @@ def test_folding_the_outlier_gain(values):
     # the rounding, is bit-identical); the counts are of the 12 blocks
     assert values["fold_kept_helps"] == values["fold_largest_kept"]
     assert values["fold_kept_helps"] + values["fold_kept_same"] == 12
-    assert 0 < values["fold_kept_same"] < values["fold_kept_helps"]   # "most blocks"
+    assert 0 < values["fold_kept_same"] < values["fold_kept_helps"]  # "most blocks"
 
 
 @needs_model
@@ -82,7 +86,7 @@ def test_smoothquant_lowers_the_product_error(values):
     # (alpha0..3 = 0, 0.25, 0.5, 0.75): the three larger alphas lower the error, the
     # even split most, and alpha = 0 raises it
     assert values["alpha2"] == 0.5 and values["sq_half"] == values["sq_alpha2"]
-    for a in (1, 2, 3):            # on the mean over blocks (the prose says so)
+    for a in (1, 2, 3):  # on the mean over blocks (the prose says so)
         assert values[f"sq_alpha{a}"] < values["sq_none"], a
     assert values["sq_alpha2"] < min(values["sq_alpha1"], values["sq_alpha3"])
     assert values["sq_alpha0"] > values["sq_none"]
@@ -92,8 +96,8 @@ def test_smoothquant_lowers_the_product_error(values):
 def test_fp8_with_and_without_scale(values):
     # scaled: round-to-nearest with 3 (E4M3) or 2 (E5M2) mantissa bits, RMS relative
     # error at most 2^-(m+1)/√3
-    assert values["fp8_e4m3_scaled"] < 2 ** -4 / math.sqrt(3)
-    assert values["fp8_e5m2_scaled"] < 2 ** -3 / math.sqrt(3)
+    assert values["fp8_e4m3_scaled"] < 2**-4 / math.sqrt(3)
+    assert values["fp8_e5m2_scaled"] < 2**-3 / math.sqrt(3)
     # unscaled and shrunk: most of the tensor is lost
     assert values["fp8_e4m3_raw8"] > 0.5
     assert values["fp8_e5m2_raw16"] > 0.5
@@ -119,8 +123,8 @@ def _quantize(w: np.ndarray, scheme: str, bits: int = 8) -> np.ndarray:
     if scheme == "channel":
         return _absmax(w, bits)
     out = np.empty_like(w)
-    for start in range(0, w.shape[1], scheme):        # the last group may be shorter
-        out[:, start:start + scheme] = _absmax(w[:, start:start + scheme], bits)
+    for start in range(0, w.shape[1], scheme):  # the last group may be shorter
+        out[:, start : start + scheme] = _absmax(w[:, start : start + scheme], bits)
     return out
 
 
@@ -141,16 +145,21 @@ def test_gpt2_errors_and_folding_recomputed(values):
     for key, scheme in SCHEMES.items():
         for part, name in (("qkv", "c_attn"), ("proj", "c_proj")):
             source = attention if name == "c_attn" else partial
-            errors = [_rel(w, _quantize(w, scheme)) for w in (
-                source[f"transformer.h.{i}.attn.{name}.weight"].T for i in range(12))]
-            assert values[f"gpt2_{key}_{part}"] == pytest.approx(np.mean(errors),
-                                                                 rel=1e-4), (key, part)
+            errors = [
+                _rel(w, _quantize(w, scheme))
+                for w in (
+                    source[f"transformer.h.{i}.attn.{name}.weight"].T for i in range(12)
+                )
+            ]
+            assert values[f"gpt2_{key}_{part}"] == pytest.approx(
+                np.mean(errors), rel=1e-4
+            ), (key, part)
     plain, folded, kept, ratio, largest_kept, below = [], [], [], [], [], 0
     for i in range(12):
-        w = attention[f"transformer.h.{i}.attn.c_attn.weight"]        # (in, out)
+        w = attention[f"transformer.h.{i}.attn.c_attn.weight"]  # (in, out)
         gamma = norms[f"transformer.h.{i}.ln_1.weight"]
         f = gamma[:, None] * w
-        top = np.argsort(-np.abs(gamma))[:values["n_outliers"]]
+        top = np.argsort(-np.abs(gamma))[: values["n_outliers"]]
         rest = np.setdiff1d(np.arange(768), top)
         ratio.append(np.abs(gamma).max() / np.median(np.abs(gamma)))
         largest_kept.append(np.unravel_index(np.abs(f).argmax(), f.shape)[0] in top)
@@ -171,12 +180,14 @@ def test_gpt2_errors_and_folding_recomputed(values):
     # would be decided by rounding; none is that close here, so exact counts
     assert values["fold_kept_helps"] == int(np.sum(kept < folded * (1 - 1e-4)))
     assert values["fold_kept_below_plain"] == int(np.sum(kept < plain))
-    assert values["fold_kept_above_plain"] == int(np.sum((kept < folded * (1 - 1e-4))
-                                                         & (kept > plain)))
+    assert values["fold_kept_above_plain"] == int(
+        np.sum((kept < folded * (1 - 1e-4)) & (kept > plain))
+    )
     assert values["reported_pairs"] == 36
     assert values["reported_below_median"] == below
     # fp8 on block 6's c_proj, with torch's own casts
     import torch
+
     w = partial["transformer.h.5.attn.c_proj.weight"].T
     assert values["w_absmax"] == pytest.approx(np.abs(w).max(), rel=1e-6)
 
@@ -185,21 +196,26 @@ def test_gpt2_errors_and_folding_recomputed(values):
         return torch.from_numpy(x * s).to(dtype).float().numpy() / s
 
     e4, e5 = torch.float8_e4m3fn, torch.float8_e5m2
-    for key, x, dtype, scaled in (("fp8_e4m3_scaled", w, e4, True),
-                                  ("fp8_e5m2_scaled", w, e5, True),
-                                  ("fp8_e4m3_raw0", w, e4, False),
-                                  ("fp8_e4m3_raw8", w * 2.0**-8, e4, False),
-                                  ("fp8_e5m2_raw16", w * 2.0**-16, e5, False)):
+    for key, x, dtype, scaled in (
+        ("fp8_e4m3_scaled", w, e4, True),
+        ("fp8_e5m2_scaled", w, e5, True),
+        ("fp8_e4m3_raw0", w, e4, False),
+        ("fp8_e4m3_raw8", w * 2.0**-8, e4, False),
+        ("fp8_e5m2_raw16", w * 2.0**-16, e5, False),
+    ):
         expected = _rel(x, fp8(x, dtype, scaled))
         assert values[key] == pytest.approx(expected, rel=1e-3), key
     nonzero = np.abs(w[w != 0])
     cast = np.abs(fp8(nonzero, e4, False))
-    assert values["fp8_zero_stored"] == pytest.approx(np.mean(cast == 0), rel=1e-6,
-                                                      abs=1e-9)
+    assert values["fp8_zero_stored"] == pytest.approx(
+        np.mean(cast == 0), rel=1e-6, abs=1e-9
+    )
     assert values["fp8_sub_stored"] == pytest.approx(
-        np.mean((nonzero < 2.0**-6) & (cast > 0)), rel=1e-6)
+        np.mean((nonzero < 2.0**-6) & (cast > 0)), rel=1e-6
+    )
     assert values["fp8_zero_8"] == pytest.approx(
-        np.mean(fp8(nonzero * 2.0**-8, e4, False) == 0), rel=1e-6)
+        np.mean(fp8(nonzero * 2.0**-8, e4, False) == 0), rel=1e-6
+    )
     # the formats' ranges, from the OCP FP8 definitions: E4M3 1.75·2^8 and 2^-6;
     # E5M2 1.75·2^15 and 2^-14
     assert (values["e4m3_max"], values["e4m3_tiny"]) == (448.0, 2.0**-6)
@@ -216,8 +232,9 @@ def _stories_reference() -> dict:
 
     data = llama2c.load()
     weights = data.weights
-    ids = [np.array(data.tokenizer.encode(s, bos=True)[:256])
-           for s in data.stories[:12]]
+    ids = [
+        np.array(data.tokenizer.encode(s, bos=True)[:256]) for s in data.stories[:12]
+    ]
     names = ("token_embedding", "wq", "wk", "wv", "wo", "w1", "w2", "w3")
 
     def matrices(wts):
@@ -240,8 +257,11 @@ def _stories_reference() -> dict:
         changes = {}
         for name in names:
             a = getattr(weights, name)
-            q = _quantize(a, scheme, bits) if a.ndim == 2 else np.stack(
-                [_quantize(m, scheme, bits) for m in a])
+            q = (
+                _quantize(a, scheme, bits)
+                if a.ndim == 2
+                else np.stack([_quantize(m, scheme, bits) for m in a])
+            )
             changes[name] = q.astype(np.float32)
         return dataclasses.replace(weights, **changes)
 
@@ -258,8 +278,11 @@ def _stories_reference() -> dict:
         _, stream = llama.forward_numpy(weights, row, return_residual=True)
         for layer in range(weights.config.n_layers):
             x = stream[layer]
-            inputs[layer].append(x / np.sqrt(np.mean(x * x, -1, keepdims=True) + 1e-5)
-                                 * weights.rms_att[layer])
+            inputs[layer].append(
+                x
+                / np.sqrt(np.mean(x * x, -1, keepdims=True) + 1e-5)
+                * weights.rms_att[layer]
+            )
     out["inputs"] = [np.concatenate(x) for x in inputs]
     out["wq"] = [np.asarray(m, np.float64) for m in weights.wq]
     return out
@@ -268,8 +291,9 @@ def _stories_reference() -> dict:
 def _paired(sums, counts):
     m = len(sums)
     mean = sums.sum() / counts.sum()
-    return mean, math.sqrt(((sums - mean * counts) ** 2).sum() / (m * (m - 1))) \
-        / counts.mean()
+    return mean, math.sqrt(
+        ((sums - mean * counts) ** 2).sum() / (m * (m - 1))
+    ) / counts.mean()
 
 
 @needs_model
@@ -286,10 +310,12 @@ def test_stories260k_numbers_recomputed(values):
             diff, se = _paired(ref[bits, key] - base, counts)
             # differences of float32 (page) vs float64 (here) forwards: ~1e-6 nats per
             # token of rounding on each side
-            assert values[f"d{bits}_{key}"] == pytest.approx(diff, rel=0.01,
-                                                             abs=2e-5), (bits, key)
-            assert values[f"d{bits}_{key}_se"] == pytest.approx(se, rel=0.01,
-                                                                abs=2e-5), (bits, key)
+            assert values[f"d{bits}_{key}"] == pytest.approx(
+                diff, rel=0.01, abs=2e-5
+            ), (bits, key)
+            assert values[f"d{bits}_{key}_se"] == pytest.approx(
+                se, rel=0.01, abs=2e-5
+            ), (bits, key)
     # SmoothQuant, both operands per tensor in int8
     x_all, w_all = ref["inputs"], ref["wq"]
     assert values["n_tokens"] == x_all[0].shape[0]
@@ -300,9 +326,14 @@ def test_stories260k_numbers_recomputed(values):
         ratios.append(act.max() / np.median(act))
         row = []
         for alpha in (None, 0.0, 0.25, 0.5, 0.75):
-            s = np.ones(64) if alpha is None else (np.maximum(act, 1e-8) ** alpha
-                                                   / np.maximum(np.abs(w).max(0), 1e-8)
-                                                   ** (1 - alpha))
+            s = (
+                np.ones(64)
+                if alpha is None
+                else (
+                    np.maximum(act, 1e-8) ** alpha
+                    / np.maximum(np.abs(w).max(0), 1e-8) ** (1 - alpha)
+                )
+            )
             exact = x @ w.T
             approx = _quantize(x / s, "tensor") @ _quantize(w * s, "tensor").T
             row.append(np.linalg.norm(approx - exact) / np.linalg.norm(exact))
@@ -312,22 +343,37 @@ def test_stories260k_numbers_recomputed(values):
     assert values["act_ratio_max"] == pytest.approx(max(ratios), rel=1e-4)
     assert values["sq_none"] == pytest.approx(errors[:, 0].mean(), rel=1e-3)
     for a in range(4):
-        assert values[f"sq_alpha{a}"] == pytest.approx(errors[:, a + 1].mean(),
-                                                       rel=1e-3), a
+        assert values[f"sq_alpha{a}"] == pytest.approx(
+            errors[:, a + 1].mean(), rel=1e-3
+        ), a
         assert values[f"sq_lower_{a}"] == int(np.sum(errors[:, a + 1] < errors[:, 0]))
     assert values["sq_half_gain_min"] == pytest.approx(
-        np.min(errors[:, 0] - errors[:, 3]), rel=0.05)
+        np.min(errors[:, 0] - errors[:, 3]), rel=0.05
+    )
 
 
 def test_page_without_gpt2_tensors_fails_clearly_outside_the_build(tmp_path):
     """Run as a notebook without GPT-2's tensors (no variable, the hub offline): the
     GPT-2 cell stops the page with one clear line naming NUMSCALE_GPT2, never a stand-in.
     (The book build shows a page saying what it needs instead: tests/test_data_pages.py.)"""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NUMSCALE_TINYSTORIES", "NUMSCALE_GPT2")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NUMSCALE_TINYSTORIES", "NUMSCALE_GPT2")
+    }
     env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "empty-cache"))
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "run_pages.py"),
-                             str(ROOT / f"{PAGE}.md"), "--out", str(tmp_path)],
-                            env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "run_pages.py"),
+            str(ROOT / f"{PAGE}.md"),
+            "--out",
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode != 0
     assert "GPT2Unavailable" in result.stderr and "NUMSCALE_GPT2" in result.stderr

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from test_build import glued_values
 
 pytestmark = pytest.mark.build
@@ -26,7 +27,12 @@ def test_stream_norms(values):
     sqrt_d = values["res_sqrt_d"]
     assert sqrt_d == pytest.approx(math.sqrt(128), rel=1e-15)
     tol = sqrt_d * (1e-5 / 2 + 128 * 1.2e-7)
-    assert sqrt_d - tol <= values["res_post_norm_min"] <= values["res_post_norm_max"] <= sqrt_d + tol
+    assert (
+        sqrt_d - tol
+        <= values["res_post_norm_min"]
+        <= values["res_post_norm_max"]
+        <= sqrt_d + tol
+    )
     # pre-LN: grows (√(1 + 2Lρ²) with ρ² of order 0.2–0.5 gives 3–5 at L = 24; band 2–7 as in
     # tests/test_residual.py)
     assert 2 < values["res_pre_growth"] < 7
@@ -45,11 +51,17 @@ def test_gradient_pattern_across_blocks(values):
 
 def test_last_block_slopes(values):
     # pre-LN: consistent with −½ over 4 seeds (two-sided 99% t_3 interval), as the prose says
-    assert abs(values["res_slope_pre"] + 0.5) < T3_TWO_SIDED_99 * values["res_slope_pre_se"]
+    assert (
+        abs(values["res_slope_pre"] + 0.5)
+        < T3_TWO_SIDED_99 * values["res_slope_pre_se"]
+    )
     # a single seed's fit SE understates the seed-to-seed spread (the prose's point)
     assert values["res_slope_pre_seed0_fit_se"] < values["res_slope_pre_seed_sd"]
     # prose: "what is left rises slowly" and "post-LN's rises": one-sided 95% with t_3
-    assert values["res_slope_corrected"] > T3_ONE_SIDED_95 * values["res_slope_corrected_se"]
+    assert (
+        values["res_slope_corrected"]
+        > T3_ONE_SIDED_95 * values["res_slope_corrected_se"]
+    )
     assert values["res_slope_post"] > T3_ONE_SIDED_95 * values["res_slope_post_se"]
 
 
@@ -78,7 +90,9 @@ def test_tokens_become_more_alike_with_depth(values):
     # exceeds the one-sided 95% t_3 multiple of the two means' combined SE
     for pos in ("post", "pre"):
         rise = values[f"res_cos_{pos}_last"] - values[f"res_cos_{pos}_first"]
-        se = math.hypot(values[f"res_cos_{pos}_last_se"], values[f"res_cos_{pos}_first_se"])
+        se = math.hypot(
+            values[f"res_cos_{pos}_last_se"], values[f"res_cos_{pos}_first_se"]
+        )
         assert rise > T3_ONE_SIDED_95 * se
 
 
@@ -88,7 +102,9 @@ def test_initial_stream_norm_is_the_chi_mean(values):
     # 256: ~162 distinct expected); mean over ≥150 independent norms has SE ≤ 0.058; 5 SE.
     d = 128
     chi_mean = math.sqrt(2) * math.exp(math.lgamma((d + 1) / 2) - math.lgamma(d / 2))
-    assert values["res_pre_norm_0"] == pytest.approx(chi_mean, abs=5 * 0.7072 / math.sqrt(150))
+    assert values["res_pre_norm_0"] == pytest.approx(
+        chi_mean, abs=5 * 0.7072 / math.sqrt(150)
+    )
 
 
 # ---------------------------------------------------------------- recomputation from the model
@@ -121,8 +137,12 @@ def reference():
         for x in streams:
             x.retain_grad()
         F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1)).backward()
-        wgrad = np.array([math.hypot(float(b["fc"].grad.norm()), float(b["proj"].grad.norm()))
-                          for b in model.blocks])
+        wgrad = np.array(
+            [
+                math.hypot(float(b["fc"].grad.norm()), float(b["proj"].grad.norm()))
+                for b in model.blocks
+            ]
+        )
         sgrad = np.array([float(x.grad.norm()) for x in streams])
         norms = np.array([float(x.detach().norm(dim=-1).mean()) for x in streams])
         u = streams[-2].detach().double().reshape(-1, D)
@@ -133,19 +153,29 @@ def reference():
         cosine = (gram.sum() - np.trace(gram)) / (n * (n - 1))
         return wgrad, sgrad, norms, cosine
 
-    out = {(s, L, pos): run(s, L, pos) for s in SEEDS for L in DEPTHS
-           for pos in ("pre", "post")}
+    out = {
+        (s, L, pos): run(s, L, pos)
+        for s in SEEDS
+        for L in DEPTHS
+        for pos in ("pre", "post")
+    }
     torch.set_num_threads(threads)
     r: dict[str, float] = {}
     pre, post = out[0, 24, "pre"], out[0, 24, "post"]
-    r.update(res_pre_norm_0=pre[2][0], res_pre_norm_1=pre[2][1], res_pre_norm_L=pre[2][-1],
-             res_pre_growth=pre[2][-1] / pre[2][0],
-             res_grad_pre_first=pre[0][0], res_grad_pre_last=pre[0][-1],
-             res_grad_post_first=post[0][0], res_grad_post_last=post[0][-1],
-             res_grad_ratio_first=post[0][0] / pre[0][0],
-             res_grad_ratio_last=post[0][-1] / pre[0][-1],
-             res_pre_grad_fall=pre[0][0] / pre[0][-1],
-             res_pre_stream_grad_rise=pre[1][0] / pre[1][-1])
+    r.update(
+        res_pre_norm_0=pre[2][0],
+        res_pre_norm_1=pre[2][1],
+        res_pre_norm_L=pre[2][-1],
+        res_pre_growth=pre[2][-1] / pre[2][0],
+        res_grad_pre_first=pre[0][0],
+        res_grad_pre_last=pre[0][-1],
+        res_grad_post_first=post[0][0],
+        res_grad_post_last=post[0][-1],
+        res_grad_ratio_first=post[0][0] / pre[0][0],
+        res_grad_ratio_last=post[0][-1] / pre[0][-1],
+        res_pre_grad_fall=pre[0][0] / pre[0][-1],
+        res_pre_stream_grad_rise=pre[1][0] / pre[1][-1],
+    )
     per_stream = pre[0] / pre[1][1:]
     r["res_pre_per_stream_spread"] = per_stream.max() / per_stream.min()
     x = np.log(DEPTHS)
@@ -160,28 +190,46 @@ def reference():
         slopes = np.array([fit(row)[0] for row in rows])
         return slopes.mean(), slopes.std(ddof=1) / math.sqrt(len(SEEDS)), slopes
 
-    last = {pos: np.array([[out[s, L, pos][0][-1] for L in DEPTHS] for s in SEEDS])
-            for pos in ("pre", "post")}
-    growth = np.array([[out[s, L, "pre"][2][-1] / out[s, L, "pre"][2][0] for L in DEPTHS]
-                       for s in SEEDS])
+    last = {
+        pos: np.array([[out[s, L, pos][0][-1] for L in DEPTHS] for s in SEEDS])
+        for pos in ("pre", "post")
+    }
+    growth = np.array(
+        [
+            [out[s, L, "pre"][2][-1] / out[s, L, "pre"][2][0] for L in DEPTHS]
+            for s in SEEDS
+        ]
+    )
     m, se, per_seed = over_seeds(last["pre"])
-    r.update(res_slope_pre=m, res_slope_pre_se=se, res_slope_pre_z=(m + 0.5) / se,
-             res_slope_pre_seed0=per_seed[0], res_slope_pre_seed0_fit_se=fit(last["pre"][0])[1],
-             res_slope_pre_seed_sd=per_seed.std(ddof=1))
+    r.update(
+        res_slope_pre=m,
+        res_slope_pre_se=se,
+        res_slope_pre_z=(m + 0.5) / se,
+        res_slope_pre_seed0=per_seed[0],
+        res_slope_pre_seed0_fit_se=fit(last["pre"][0])[1],
+        res_slope_pre_seed_sd=per_seed.std(ddof=1),
+    )
     m, se, _ = over_seeds(last["post"])
     r.update(res_slope_post=m, res_slope_post_se=se, res_slope_post_z=m / se)
     r["res_slope_growth"], r["res_slope_growth_se"], _ = over_seeds(1 / growth)
-    r["res_slope_corrected"], r["res_slope_corrected_se"], _ = over_seeds(last["pre"] * growth)
+    r["res_slope_corrected"], r["res_slope_corrected_se"], _ = over_seeds(
+        last["pre"] * growth
+    )
     for pos in ("pre", "post"):
         cos = np.array([[out[s, L, pos][3] for L in (3, 24)] for s in SEEDS])
         for k, where in enumerate(("first", "last")):
             r[f"res_cos_{pos}_{where}"] = cos[:, k].mean()
-            r[f"res_cos_{pos}_{where}_se"] = cos[:, k].std(ddof=1) / math.sqrt(len(SEEDS))
+            r[f"res_cos_{pos}_{where}_se"] = cos[:, k].std(ddof=1) / math.sqrt(
+                len(SEEDS)
+            )
     added = np.array([np.diff(out[s, 24, "pre"][2] ** 2) / D for s in SEEDS])
     ratio = added[:, -6:].sum(1) / added[:, :6].sum(1)
-    r.update(res_added_first=added[:, 0].mean(), res_added_last=added[:, -1].mean(),
-             res_late_over_early=ratio.mean(),
-             res_late_over_early_se=ratio.std(ddof=1) / math.sqrt(len(SEEDS)))
+    r.update(
+        res_added_first=added[:, 0].mean(),
+        res_added_last=added[:, -1].mean(),
+        res_late_over_early=ratio.mean(),
+        res_late_over_early_se=ratio.std(ddof=1) / math.sqrt(len(SEEDS)),
+    )
     return {k: float(v) for k, v in r.items()}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from test_build import glued_values
 
 pytestmark = pytest.mark.build
@@ -41,13 +42,19 @@ def test_crossover_grows_with_number_of_keys(values):
     # n = 512: "past 1,000"), and the ordering 50 < 512 by many SEs.
     assert abs(values["sg_cross_50"] - 66) < 4 * values["sg_cross_50_se"] + 3
     assert values["sg_cross_512"] > 1000 - 2 * values["sg_cross_512_se"]
-    assert values["sg_cross_512"] - values["sg_cross_50"] > 4 * values["sg_cross_512_se"]
+    assert (
+        values["sg_cross_512"] - values["sg_cross_50"] > 4 * values["sg_cross_512_se"]
+    )
     # n = 4096: no crossover below d_k ≈ 2000: the gap at 2048 is positive by > 3 SE
     # (measured 4 SE), and the estimate lies beyond 4096.
     assert values["sg_gap_4096_at_2048"] > 3 * values["sg_gap_4096_at_2048_se"]
     assert values["sg_cross_4096"] > 4096
     # The peak σ grows with n (grid points √d, d a power of two).
-    assert values["sg_peak_sigma_50"] < values["sg_peak_sigma_512"] < values["sg_peak_sigma_4096"]
+    assert (
+        values["sg_peak_sigma_50"]
+        < values["sg_peak_sigma_512"]
+        < values["sg_peak_sigma_4096"]
+    )
 
 
 def test_scaled_norm_is_sqrt_e_over_n(values):
@@ -79,7 +86,9 @@ def test_sgd_and_adam_reparametrization(values):
 def test_cross_entropy_gradient_rises_to_sqrt2(values):
     # ‖p − e_y‖ → √2 as α → ∞: at α = 100 the gap is e^{−100·gap}, far below float64 rounding.
     assert values["sg_ce_wrong_end"] == pytest.approx(math.sqrt(2), rel=1e-12)
-    assert values["sg_ce_wrong_start"] < 1.2  # visibly below √2 at α = 0.1 (measured 0.97)
+    assert (
+        values["sg_ce_wrong_start"] < 1.2
+    )  # visibly below √2 at α = 0.1 (measured 0.97)
     assert values["sg_jac_end"] < 1e-20 and values["sg_ce_right_end"] < 1e-20
 
 
@@ -125,7 +134,9 @@ def test_norm_sweep_at_50_keys_by_independent_simulation(values):
             # the page's SE with 40 products is about √2 times this one: 4 combined SEs
             tol = 4 * np.hypot(se, math.sqrt(2) * se)
             assert abs(values[f"sg_{tag}_{d}"] - mean) < tol, (d, tag)
-            if scaled:  # the scaled curve is flat: its extremes lie within the same band
+            if (
+                scaled
+            ):  # the scaled curve is flat: its extremes lie within the same band
                 assert abs(values["sg_scaled_min"] - mean) < tol + 0.004
                 assert abs(values["sg_scaled_max"] - mean) < tol + 0.004
     # combined SE of the d = 50 difference with 40 products: ours (80) scaled by √2; the
@@ -158,7 +169,9 @@ def test_crossovers_bracketed_by_independent_simulation(values):
         sig = np.sqrt(c)
         diff = _frobenius(sig * z) - _frobenius(z)
         h = 1e-2 * sig
-        slope = (_frobenius((sig + h) * z).mean() - _frobenius((sig - h) * z).mean()) / (2 * h)
+        slope = (
+            _frobenius((sig + h) * z).mean() - _frobenius((sig - h) * z).mean()
+        ) / (2 * h)
         se = 2 * sig * diff.std(ddof=1) / np.sqrt(values[f"sg_rows_{n}"]) / abs(slope)
         assert 1 / 1.3 < values[f"sg_cross_{n}_se"] / se < 1.3, n
     # n = 4096: the page's estimate is too uncertain to quote (SE above half of it)
@@ -168,10 +181,13 @@ def test_crossovers_bracketed_by_independent_simulation(values):
 def test_at_sigma_1_and_peak_by_independent_simulation(values):
     rng = np.random.default_rng(11)
     for n in (50, 512, 4096):
-        assert values[f"sg_at1_pred_{n}"] == pytest.approx(math.sqrt(math.e / n), rel=1e-15)
+        assert values[f"sg_at1_pred_{n}"] == pytest.approx(
+            math.sqrt(math.e / n), rel=1e-15
+        )
     norms = _frobenius(rng.standard_normal((20_000, 50)))
     assert abs(values["sg_at1_50"] - norms.mean()) < 4 * np.hypot(
-        norms.std() / np.sqrt(20_000), norms.std() / np.sqrt(values["sg_rows_50"]))
+        norms.std() / np.sqrt(20_000), norms.std() / np.sqrt(values["sg_rows_50"])
+    )
     # the peak sits on the grid σ² = 2^k, at the grid point where an independent curve peaks
     # (or a neighbour, if the two are within 3 SE of each other)
     for n, rows in ((50, 20_000), (4096, 400)):
@@ -208,9 +224,9 @@ def _query_grad(d: int, trials: int, rng):
         g = rng.standard_normal((t, 64))
         for tag, s in (("u", 1.0), ("s", 1 / np.sqrt(d))):
             p = _probs(s * np.einsum("tnd,td->tn", keys, q))
-            up = np.einsum("tnv,tv->tn", vals, g)                     # V g
-            dz = p * (up - (p * up).sum(-1, keepdims=True))           # J V g
-            dq = s * np.einsum("tnd,tn->td", keys, dz)                # s Kᵀ J V g
+            up = np.einsum("tnv,tv->tn", vals, g)  # V g
+            dz = p * (up - (p * up).sum(-1, keepdims=True))  # J V g
+            dq = s * np.einsum("tnd,tn->td", keys, dz)  # s Kᵀ J V g
             out[tag][0].append(np.linalg.norm(dq, axis=-1))
             out[tag][1].append(np.abs(dz).sum(-1) ** 2 / (dz**2).sum(-1))
     return {k: (np.concatenate(a), np.concatenate(b)) for k, (a, b) in out.items()}
@@ -224,18 +240,28 @@ def test_query_gradient_by_independent_simulation(values):
         ratio = nu.mean() / ns.mean()
         # delta-method SE of a ratio of paired means
         cov = np.cov(nu, ns)
-        se = ratio * np.sqrt((cov[0, 0] / nu.mean() ** 2 + cov[1, 1] / ns.mean() ** 2
-                              - 2 * cov[0, 1] / (nu.mean() * ns.mean())) / trials)
+        se = ratio * np.sqrt(
+            (
+                cov[0, 0] / nu.mean() ** 2
+                + cov[1, 1] / ns.mean() ** 2
+                - 2 * cov[0, 1] / (nu.mean() * ns.mean())
+            )
+            / trials
+        )
         page_se = values[f"sg_qg_ratio_{d}_se"]
         if d < 2048:  # at 2048 the page's own SE is 18% of the ratio: no ×1.5 guard
-            assert abs(values[f"sg_qg_ratio_{d}"] - ratio) < 4 * np.hypot(se, page_se), d
+            assert abs(values[f"sg_qg_ratio_{d}"] - ratio) < 4 * np.hypot(
+                se, page_se
+            ), d
         # the page's SE from 300 trials against ours rescaled (tolerance 1.4x); at 2048 the
         # norms are so heavy-tailed that an SE from 300 trials is itself unreliable
         if d < 2048:
             assert 1 / 1.4 < page_se / (se * np.sqrt(trials / 300)) < 1.4, d
         k_se = ku.std(ddof=1) / np.sqrt(trials)
         kp_se = k_se * np.sqrt(trials / 300)
-        assert abs(values[f"sg_qg_keys_unscaled_{d}"] - ku.mean()) < 4 * np.hypot(k_se, kp_se)
+        assert abs(values[f"sg_qg_keys_unscaled_{d}"] - ku.mean()) < 4 * np.hypot(
+            k_se, kp_se
+        )
         # scaled: the effective count is flat in d (same logit distribution at every width)
         ks_se = ks.std(ddof=1) / np.sqrt(trials)
         band = 4 * np.hypot(ks_se, ks_se * np.sqrt(trials / 300)) + 0.5
@@ -251,8 +277,10 @@ def _train(optimizer: str, lr_power: int) -> float:
     import torch
 
     gen = torch.Generator().manual_seed(0)
-    x, keys, vals, target = (torch.randn(*shape, generator=gen, dtype=torch.float64).numpy()
-                             for shape in ((16, 32), (16, 64), (16, 8), (16, 8)))
+    x, keys, vals, target = (
+        torch.randn(*shape, generator=gen, dtype=torch.float64).numpy()
+        for shape in ((16, 32), (16, 64), (16, 8), (16, 8))
+    )
     w0 = torch.randn(32, 64, generator=gen, dtype=torch.float64).numpy() / np.sqrt(32)
     s, lr = 1 / 8, 1e-2
     finals = []
@@ -277,7 +305,9 @@ def _train(optimizer: str, lr_power: int) -> float:
 def test_reparametrization_gaps_by_independent_training(values):
     # Differences of trajectories that agree to ~1e-16 per step: rel 1e-4 covers rounding
     for opt, power in (("sgd", 1), ("adam", 1), ("adam", 2)):
-        assert values[f"sg_reparam_{opt}_{power}"] == pytest.approx(_train(opt, power), rel=1e-4)
+        assert values[f"sg_reparam_{opt}_{power}"] == pytest.approx(
+            _train(opt, power), rel=1e-4
+        )
 
 
 def test_cross_entropy_values_exactly(values):
@@ -315,7 +345,9 @@ def test_exercise_rounded_two_key_jacobian(values):
     rel = 2 * 2.0**-23
     assert values["sg_ex_two_p1p2"] == pytest.approx(2 * p2, rel=rel, abs=0)
     for key in ("sg_ex_norm_rounded", "sg_ex_norm_autograd"):
-        assert values[key] == pytest.approx(p2 * math.sqrt(2 + (1 - p2) ** 2), rel=rel, abs=0)
+        assert values[key] == pytest.approx(
+            p2 * math.sqrt(2 + (1 - p2) ** 2), rel=rel, abs=0
+        )
 
 
 def test_gpt2_initial_logit_scale(values):

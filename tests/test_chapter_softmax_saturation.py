@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+
 from test_build import glued_values
 from test_chapter_dot_products import check_shown_sources, long_code_lines
 
@@ -36,7 +37,10 @@ def test_unscaled_rows_are_concentrated_not_one_hot(built_site):
     # The seed-0 numbers quoted in the heatmap caption are one draw of the per-seed mean,
     # whose spread is SE·√n_seeds (≈ 0.03): within 4 such spreads of the 500-seed mean.
     per_seed_sd = v["softmax_maxp_unscaled_se"] * math.sqrt(v["sat_n_seeds"])
-    assert abs(v["sat_seed0_maxp_unscaled"] - v["softmax_maxp_unscaled"]) <= 4 * per_seed_sd
+    assert (
+        abs(v["sat_seed0_maxp_unscaled"] - v["softmax_maxp_unscaled"])
+        <= 4 * per_seed_sd
+    )
     assert 0 <= v["sat_seed0_onehot_unscaled"] <= v["sat_seed0_half_unscaled"] <= 50
 
 
@@ -45,7 +49,9 @@ def test_entropy_limit_fails_well_before_sqrt_2_ln_n(built_site):
     v = glued_values(built_site, PAGE)
     # At σ = √(2 ln 50) the limit ln n − σ²/2 is exactly 0; the measured mean over 4,000 rows
     # (SE ≈ 0.01 nats: per-row sd < 1 nat) is far above it (prose: "still … nats").
-    assert v["sat_breakdown_sigma"] == pytest.approx(math.sqrt(2 * math.log(50)), rel=1e-12)
+    assert v["sat_breakdown_sigma"] == pytest.approx(
+        math.sqrt(2 * math.log(50)), rel=1e-12
+    )
     assert v["sat_entropy_at_breakdown"] > 1.0
     crossings = [v[f"sat_cross_sigma_n{n}"] for n in (50, 512, 4096)]
     breakdowns = [v[f"sat_breakdown_sigma_n{n}"] for n in (50, 512, 4096)]
@@ -73,15 +79,24 @@ def test_top_probability_rounds_to_one_past_the_gap(built_site):
     v = glued_values(built_site, PAGE)
     # the behaviour the prose claims, checked on NumPy's own softmax of [g, 0]: below the
     # quoted gap the top weight is below 1, 0.1% past it, exactly 1.0
-    for name, dtype in (("sat_one_hot_gap", np.float64), ("sat_one_hot_gap32", np.float32)):
+    for name, dtype in (
+        ("sat_one_hot_gap", np.float64),
+        ("sat_one_hot_gap32", np.float32),
+    ):
         gap = v[name]
         assert top_weight(gap * (1 - 1e-3), dtype) < 1.0, name
         assert top_weight(gap * (1 + 1e-3), dtype) == 1.0, name
 
 
-@functools.cache   # deterministic; reused across tests of a session
-def simulate_rows(d: int, scale: float, n_seeds: int, dtype: type = np.float64,
-                  n: int = 50, seed: int = 20_261_206) -> tuple[np.ndarray, np.ndarray]:
+@functools.cache  # deterministic; reused across tests of a session
+def simulate_rows(
+    d: int,
+    scale: float,
+    n_seeds: int,
+    dtype: type = np.float64,
+    n: int = 50,
+    seed: int = 20_261_206,
+) -> tuple[np.ndarray, np.ndarray]:
     """Top weight and entropy of each row of softmax(scale·QKᵀ), Q and K (n, d) iid
     N(0, 1), for ``n_seeds`` draws from one stream of its own (not the page's seeds):
     two (n_seeds, n) arrays. Written with plain NumPy, independently of the helpers."""
@@ -102,7 +117,9 @@ def simulate_rows(d: int, scale: float, n_seeds: int, dtype: type = np.float64,
 def seed_mean_se(per_row: np.ndarray) -> tuple[float, float]:
     """Mean and its SE from the spread of per-seed means (rows of a seed correlate)."""
     per_seed = per_row.mean(axis=1)
-    return float(per_seed.mean()), float(per_seed.std(ddof=1) / math.sqrt(per_seed.size))
+    return float(per_seed.mean()), float(
+        per_seed.std(ddof=1) / math.sqrt(per_seed.size)
+    )
 
 
 @pytest.mark.build
@@ -124,7 +141,10 @@ def test_500_seed_statistics_match_an_independent_simulation(built_site):
                 tol = 5 * math.sqrt(1 / (2 * (n_seeds - 1)) + 1 / (2 * (n_sim - 1)))
                 assert abs(ratio - 1) <= tol, (name, stat, ratio)
             # two independent means: 5 combined SEs (+ 1e-12 for a proportion of 0)
-            assert abs(page_mean - mean) <= 5 * math.hypot(page_se, se) + 1e-12, (name, stat)
+            assert abs(page_mean - mean) <= 5 * math.hypot(page_se, se) + 1e-12, (
+                name,
+                stat,
+            )
         if name == "scaled":
             ent_mean, ent_se = seed_mean_se(ent)
             gap = math.log(50) - ent_mean
@@ -141,7 +161,7 @@ def test_float32_rows_round_to_exactly_one(built_site):
     for name, scale in (("unscaled", 1.0), ("scaled", 1 / math.sqrt(512))):
         top, _ = simulate_rows(512, scale, 200, dtype=np.float32, seed=7)
         share, se = seed_mean_se((top == 1.0).astype(float))
-        page_se = se * math.sqrt(2)                     # 100 seeds against 200
+        page_se = se * math.sqrt(2)  # 100 seeds against 200
         page = v[f"sat_exact_one_pct_{name}"] / 100
         assert abs(page - share) <= 5 * math.hypot(se, page_se) + 1e-12, name
     assert v["sat_exact_one_pct_unscaled"] > 5 and v["sat_exact_one_pct_scaled"] == 0
@@ -181,14 +201,16 @@ def entropy_error_crossing(n: int, rows: int, seed: int) -> float:
         errors.append(entropy - (math.log(n) - sigma**2 / 2))
     errors = np.array(errors)
     i = int(np.argmax(errors > 0.1))
-    return float(np.interp(0.1, errors[i - 1:i + 1], sigmas[i - 1:i + 1]))
+    return float(np.interp(0.1, errors[i - 1 : i + 1], sigmas[i - 1 : i + 1]))
 
 
 @pytest.mark.build
 def test_entropy_crossings_and_breakdown_recomputed(built_site):
     v = glued_values(built_site, PAGE)
     for n, rows in ((50, 2000), (512, 400), (4096, 150)):
-        assert v[f"sat_breakdown_sigma_n{n}"] == pytest.approx(math.sqrt(2 * math.log(n)))
+        assert v[f"sat_breakdown_sigma_n{n}"] == pytest.approx(
+            math.sqrt(2 * math.log(n))
+        )
         # an independent simulation (own seed, finer grid); the page interpolates on a
         # grid of step 0.15 from means with SE ≲ 0.03 nats where the error grows by
         # > 0.2 nats per unit σ: each crossing is uncertain by ≲ 0.1, two by ≲ 0.2
@@ -210,4 +232,4 @@ def test_gpt2_initial_logit_scale(built_site):
     v = glued_values(built_site, PAGE)
     # σ = σ_q·σ_k with σ_q² = σ_k² = d_model·s_W² (inputs 768 and 0.02): exact arithmetic
     assert v["sat_gpt2_init_sigma"] == pytest.approx(768 * 0.02**2, rel=1e-12)
-    assert v["sat_gpt2_init_sigma"] < 0.5   # the prose: "well below 1"
+    assert v["sat_gpt2_init_sigma"] < 0.5  # the prose: "well below 1"

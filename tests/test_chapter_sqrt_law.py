@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+
 from test_build import glued_values
 from test_chapter_dot_products import check_shown_sources, long_code_lines
 
@@ -41,12 +42,15 @@ def anisotropic_case(d: int = 64) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.build
 def test_general_variance_formula_holds_and_iid_law_does_not(built_site):
     v = glued_values(built_site, PAGE)
-    d, n = v["sqrt_law_aniso_d"], 20_000        # inputs of the page
+    d, n = v["sqrt_law_aniso_d"], 20_000  # inputs of the page
     lam, mu = anisotropic_case(d)
     # eq-dot-var-general, evaluated here from the eigenvalues (diagonal Σ):
     # tr(Σ_qΣ_k) = Σλ², μᵀΣμ = Σ μ_i² λ_i for each of the two mean terms
-    expected = {"iid": float(d), "aniso": float((lam**2).sum()),
-                "aniso_mean": float((lam**2).sum() + 2 * (mu**2 * lam).sum())}
+    expected = {
+        "iid": float(d),
+        "aniso": float((lam**2).sum()),
+        "aniso_mean": float((lam**2).sum() + 2 * (mu**2 * lam).sum()),
+    }
     for case, var in expected.items():
         assert v[f"sqrt_law_{case}_var_pred"] == pytest.approx(var, rel=1e-12), case
         # the page's SE of s² is var·√((kurtosis − 1)/N); for these sums of Gaussian
@@ -78,8 +82,8 @@ def slope_se(dims: np.ndarray, n_pairs: int) -> float:
 @pytest.mark.build
 def test_slopes_and_their_standard_errors(built_site):
     v = glued_values(built_site, PAGE)
-    n_pairs = v["sqrt_law_n_pairs"]                             # input
-    dims = np.arange(2, 2 + v["sqrt_law_n_dims"])               # input: d = 2…99
+    n_pairs = v["sqrt_law_n_pairs"]  # input
+    dims = np.arange(2, 2 + v["sqrt_law_n_dims"])  # input: d = 2…99
     wide = np.unique(np.round(np.geomspace(2, v["sqrt_law_wide_dmax"], 19)).astype(int))
     assert wide.size == v["sqrt_law_wide_n"]
     se, se_wide = slope_se(dims, n_pairs), slope_se(wide, n_pairs)
@@ -92,7 +96,9 @@ def test_slopes_and_their_standard_errors(built_site):
     # 3 for the 19 of the wide sweep (wider would admit a factor 1.5)
     k = dims.size
     assert abs(v["sqrt_law_slope_se"] / se - 1) <= 4 / math.sqrt(2 * (k - 2))
-    assert abs(v["sqrt_law_wide_slope_se"] / se_wide - 1) <= 3 / math.sqrt(2 * (wide.size - 2))
+    assert abs(v["sqrt_law_wide_slope_se"] / se_wide - 1) <= 3 / math.sqrt(
+        2 * (wide.size - 2)
+    )
     # with 19 points that 3-SD band (±51%) cannot tell a factor 1.5 from noise, so the
     # wide fit is also redone on the page's own draws (seed 1, an input) with NumPy's
     # polyfit, whose covariance is the residual-based one: equal to rounding

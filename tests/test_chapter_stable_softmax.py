@@ -7,6 +7,7 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 import pytest
+
 from test_build import glued_values
 from test_chapter_dot_products import check_shown_sources, long_code_lines
 
@@ -20,11 +21,16 @@ def test_code_lines_fit_the_column():
 def test_shows_the_algorithms_it_teaches():
     # log-sum-exp / stable softmax cores, the online recurrence, the FlashAttention-2 output
     # recurrence, and the merge of two states (issue 13)
-    check_shown_sources(PAGE, {
-        ("numscale.softmax", "_softmax_core"), ("numscale.softmax", "_shift_and_log1p"),
-        ("numscale.streaming", "_online_states"),
-        ("numscale.streaming", "_online_attention_core"), ("numscale.streaming", "_merge"),
-    })
+    check_shown_sources(
+        PAGE,
+        {
+            ("numscale.softmax", "_softmax_core"),
+            ("numscale.softmax", "_shift_and_log1p"),
+            ("numscale.streaming", "_online_states"),
+            ("numscale.streaming", "_online_attention_core"),
+            ("numscale.streaming", "_merge"),
+        },
+    )
 
 
 def test_flashattention_attribution():
@@ -62,8 +68,9 @@ def textbook_softmax(z: np.ndarray) -> np.ndarray:
         return e / e.sum()
 
 
-def errors_in_eps(p: np.ndarray, exact: list[Decimal], eps: float, tiny: float
-                  ) -> tuple[float, float]:
+def errors_in_eps(
+    p: np.ndarray, exact: list[Decimal], eps: float, tiny: float
+) -> tuple[float, float]:
     """(max |p − exact|, max |p − exact|/exact over exact > tiny), in eps; NaN if p is not
     finite."""
     if not np.all(np.isfinite(p)):
@@ -100,12 +107,14 @@ def test_naive_and_stable_errors(built_site):
         for top in tops:
             z = (row * (top / row.max())).astype(dtype)
             exact = exact_softmax(z)
-            a, r = errors_in_eps(shifted_softmax(z), exact, float(info.eps),
-                                 float(info.smallest_normal))
+            a, r = errors_in_eps(
+                shifted_softmax(z), exact, float(info.eps), float(info.smallest_normal)
+            )
             worst["abs"] = max(worst["abs"], a)
             worst[f"rel{bits}"] = max(worst[f"rel{bits}"], r)
-            _, r_naive = errors_in_eps(textbook_softmax(z), exact, float(info.eps),
-                                       float(info.smallest_normal))
+            _, r_naive = errors_in_eps(
+                textbook_softmax(z), exact, float(info.eps), float(info.smallest_normal)
+            )
             if not math.isnan(r_naive):
                 worst["naive_rel"] = max(worst["naive_rel"], r_naive)
     assert v["ss_abs_max"] == pytest.approx(worst["abs"], rel=1e-9)
@@ -122,7 +131,7 @@ def test_naive_and_stable_errors(built_site):
 @pytest.mark.build
 def test_shift_changes_only_the_rounding_of_z(built_site):
     v = glued_values(built_site, PAGE)
-    z = np.random.default_rng(0).standard_normal(50) * 3      # the page's row (input)
+    z = np.random.default_rng(0).standard_normal(50) * 3  # the page's row (input)
     eps = float(np.finfo(np.float64).eps)
     shifted = z + 100.0
     exact_z, exact_shifted = exact_softmax(z), exact_softmax(shifted)
@@ -142,7 +151,7 @@ def online_softmax(z: np.ndarray, block: int) -> np.ndarray:
     """Milakov–Gimelshein online normaliser in z's dtype, then exp(z − m)/ℓ (plain NumPy)."""
     m, s = z.dtype.type(-np.inf), z.dtype.type(0)
     for start in range(0, z.size, block):
-        b = z[start:start + block]
+        b = z[start : start + block]
         m_new = max(m, b.max())
         s = s * np.exp(m - m_new) + np.exp(b - m_new).sum()
         m = m_new
@@ -152,7 +161,7 @@ def online_softmax(z: np.ndarray, block: int) -> np.ndarray:
 @pytest.mark.build
 def test_block_size_sweep_recomputed(built_site):
     v = glued_values(built_site, PAGE)
-    n = v["ss_n_keys"]                                            # inputs of the page
+    n = v["ss_n_keys"]  # inputs of the page
     sizes = np.unique(np.logspace(0, np.log10(n), 40).round().astype(int))
     assert sizes.size == v["ss_n_block_sizes"]
     row32 = (np.random.default_rng(3).standard_normal(n) * 4).astype(np.float32)
@@ -163,23 +172,35 @@ def test_block_size_sweep_recomputed(built_site):
             z = r.astype(dtype)
             ref = shifted_softmax(z)
             ok = ref > info.smallest_normal
-            curves[(dtype, order)] = np.array([
-                np.max(np.abs(online_softmax(z, int(b))[ok].astype(np.float64)
-                              - ref[ok].astype(np.float64)) / ref[ok].astype(np.float64))
-                / float(info.eps) for b in sizes])
+            curves[(dtype, order)] = np.array(
+                [
+                    np.max(
+                        np.abs(
+                            online_softmax(z, int(b))[ok].astype(np.float64)
+                            - ref[ok].astype(np.float64)
+                        )
+                        / ref[ok].astype(np.float64)
+                    )
+                    / float(info.eps)
+                    for b in sizes
+                ]
+            )
     outlier = curves.pop((np.float32, "random"))
     others = list(curves.values())
     # the same operations as the page's helpers: equal to the last bits (rel 1e-9)
     assert v["ss_block_one32_eps"] == pytest.approx(outlier[0], rel=1e-9)
-    assert v["ss_block_one_others_eps"] == pytest.approx(max(c[0] for c in others), rel=1e-9)
+    assert v["ss_block_one_others_eps"] == pytest.approx(
+        max(c[0] for c in others), rel=1e-9
+    )
     rest = max(c[1:].max() for c in [outlier, *others])
     assert v["ss_block_rest_eps"] == pytest.approx(rest, rel=1e-9)
     worst = max(c.max() for c in [outlier, *others])
     assert v["ss_block_worst_eps"] == pytest.approx(worst, rel=1e-9)
     # the prose: far below the bound; one outlier, at block size 1 in float32
     assert v["ss_block_worst_eps"] <= v["ss_block_bound_eps"] / 100
-    assert v["ss_block_one32_eps"] > 3 * max(v["ss_block_rest_eps"],
-                                             v["ss_block_one_others_eps"])
+    assert v["ss_block_one32_eps"] > 3 * max(
+        v["ss_block_rest_eps"], v["ss_block_one_others_eps"]
+    )
     # the swamping that explains it, recounted: a term below half an ulp of the running
     # sum leaves it unchanged; the computed ℓ against a Decimal one
     for dtype, bits in ((np.float32, "32"), (np.float64, "64")):
@@ -197,12 +218,16 @@ def test_block_size_sweep_recomputed(built_site):
             ctx.prec = 40
             mx = Decimal(float(m))
             exact = sum((Decimal(float(x)) - mx).exp() for x in z)
-            error = float((Decimal(float(s)) - exact) / exact) / float(np.finfo(dtype).eps)
+            error = float((Decimal(float(s)) - exact) / exact) / float(
+                np.finfo(dtype).eps
+            )
             lost = sum(((Decimal(float(x)) - mx).exp() for x in swamped), Decimal(0))
         assert v[f"ss_swamped_err{bits}"] == pytest.approx(error, rel=1e-6)
         if bits == "32":
             eps = float(np.finfo(dtype).eps)
-            assert v["ss_swamped_lost32"] == pytest.approx(float(lost / exact) / eps, rel=1e-6)
+            assert v["ss_swamped_lost32"] == pytest.approx(
+                float(lost / exact) / eps, rel=1e-6
+            )
             # one-sided: the error has the sign of the swamped (lost) mass, and it is
             # several times the largest difference at any block size above 1
             assert v["ss_swamped_err32"] < -3 * v["ss_block_rest_eps"]
@@ -214,12 +239,12 @@ def online_attention(z: np.ndarray, values: np.ndarray, block: int) -> np.ndarra
     s = np.zeros(z.shape[0], dtype=z.dtype)
     o = np.zeros((z.shape[0], values.shape[1]), dtype=z.dtype)
     for start in range(0, z.shape[1], block):
-        b = z[:, start:start + block]
+        b = z[:, start : start + block]
         m_new = np.maximum(m, b.max(axis=1))
         rescale = np.exp(m - m_new)
         w = np.exp(b - m_new[:, None])
         s = s * rescale + w.sum(axis=1)
-        o = o * rescale[:, None] + w @ values[start:start + block]
+        o = o * rescale[:, None] + w @ values[start : start + block]
         m = m_new
     return o / s[:, None]
 
@@ -227,13 +252,15 @@ def online_attention(z: np.ndarray, values: np.ndarray, block: int) -> np.ndarra
 @pytest.mark.build
 def test_online_attention_recomputed(built_site):
     v = glued_values(built_site, PAGE)
-    rng = np.random.default_rng(2)                      # the page's inputs
+    rng = np.random.default_rng(2)  # the page's inputs
     logits = (rng.standard_normal((4, 4096)) * 4).astype(np.float32)
     values = rng.standard_normal((4096, 64)).astype(np.float32)
     reference = shifted_softmax(logits) @ values
     eps = float(np.finfo(np.float32).eps)
-    diff = {b: float(np.abs(online_attention(logits, values, b) - reference).max()) / eps
-            for b in (1, 64, 1000)}
+    diff = {
+        b: float(np.abs(online_attention(logits, values, b) - reference).max()) / eps
+        for b in (1, 64, 1000)
+    }
     assert v["ss_attn_diff64"] == pytest.approx(diff[64], rel=1e-9)
     assert v["ss_attn_diff_max"] == pytest.approx(max(diff.values()), rel=1e-9)
     assert v["ss_attn_diff_max"] <= v["ss_block_bound_eps"] / 100

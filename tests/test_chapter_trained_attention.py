@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+
 from test_build import glued_values
 
 pytestmark = [
@@ -36,7 +37,7 @@ def test_initialization_matches_the_derivation(values):
     # prediction.
     se = values["init_std_sd"] / math.sqrt(20)
     assert abs(values["init_std_mean"] - values["init_std_corrected"]) < 4 * se
-    assert values["init_std_predicted"] == pytest.approx(64 * 0.02 ** 2, rel=1e-12)
+    assert values["init_std_predicted"] == pytest.approx(64 * 0.02**2, rel=1e-12)
     # near-uniform attention at init: logits of std 0.025 give H ≈ ln n − σ²/2, i.e.
     # a relative deficit of order σ²/(2 ln n) ≈ 1e-4
     assert values["init_norm_entropy_min"] > 0.999
@@ -70,7 +71,9 @@ def test_no_attention_sink(values):
     assert values["late_first_max"] < 0.01
     assert values["first_max"] < 0.1
     # at initialization the weight is uniform: the largest head within 10% of uniform
-    assert values["init_first_max"] == pytest.approx(values["init_first_uniform"], rel=0.1)
+    assert values["init_first_max"] == pytest.approx(
+        values["init_first_uniform"], rel=0.1
+    )
 
 
 def test_scale_sweep(values):
@@ -99,8 +102,8 @@ def test_fp16_headroom(values):
 # model and trained_stats reducers). The chapter's float32 forward differs by ~1e-6
 # relative; REL = 1e-3 covers it and fails a value 1.5 times too large or too small.
 REL = 1e-3
-N_STORIES, N_INIT = 12, 2                         # the chapter's inputs
-MULTIPLIERS = 2.0 ** (np.arange(-4, 5) / 2)       # 1/4 … 4, as log_spaced_multipliers
+N_STORIES, N_INIT = 12, 2  # the chapter's inputs
+MULTIPLIERS = 2.0 ** (np.arange(-4, 5) / 2)  # 1/4 … 4, as log_spaced_multipliers
 
 
 def _vertex(x: np.ndarray, curve: np.ndarray) -> float:
@@ -109,14 +112,13 @@ def _vertex(x: np.ndarray, curve: np.ndarray) -> float:
     best = int(np.argmin(curve))
     if best in (0, curve.size - 1):
         return float(np.exp(x[best]))
-    a, b, _ = np.polyfit(x[best - 1: best + 2], curve[best - 1: best + 2], 2)
+    a, b, _ = np.polyfit(x[best - 1 : best + 2], curve[best - 1 : best + 2], 2)
     return float(np.exp(-b / (2 * a))) if a > 0 else float(np.exp(x[best]))
 
 
 @pytest.fixture(scope="module")
 def reference():
     import stories_reference as sr
-
     from numscale.models import llama
 
     data = sr.load_reference()
@@ -137,7 +139,7 @@ def reference():
         for run in runs:
             n = run.ids.size
             t = np.arange(1, n)
-            z = run.attn[:, :, 1:, :]                         # rows t ≥ 1
+            z = run.attn[:, :, 1:, :]  # rows t ≥ 1
             causal = np.tril(np.ones((n, n), dtype=bool))[1:]
             zc = np.where(causal, z, np.nan)
             p = np.exp(z - z.max(-1, keepdims=True))
@@ -163,11 +165,17 @@ def reference():
             for head in range(H):
                 pooled[layer, head] = np.concatenate(entries[layer][head]).std()
         within = np.sqrt(row_var / n_entries)
-        return {"pooled": pooled, "within": within, "entropy": ent / n_rows,
-                "norm_entropy": nent / n_rows, "first": first / n_rows,
-                "late": late / max(n_late, 1), "uniform_entropy": uniform_ent / n_rows,
-                "uniform_first": uniform_first / n_rows,
-                "uniform_late": uniform_late / max(n_late, 1)}
+        return {
+            "pooled": pooled,
+            "within": within,
+            "entropy": ent / n_rows,
+            "norm_entropy": nent / n_rows,
+            "first": first / n_rows,
+            "late": late / max(n_late, 1),
+            "uniform_entropy": uniform_ent / n_rows,
+            "uniform_first": uniform_first / n_rows,
+            "uniform_late": uniform_late / max(n_late, 1),
+        }
 
     runs = [sr.forward(weights, i) for i in ids]
     late_from = 256 // 2
@@ -176,46 +184,71 @@ def reference():
     init_runs = [sr.forward(init_w, i) for i in ids[:N_INIT]]
     si = head_stats(init_runs, late_from)
     emb = np.concatenate([run.stream[0] for run in init_runs])
-    r2 = (emb ** 2).mean()
-    predicted = config.dim * 0.02 ** 2 * r2 / (r2 + sr.EPS)
-    r.update(init_std_corrected=predicted, init_unit_ratio=1 / predicted,
-             init_std_min=si["pooled"].min(), init_std_max=si["pooled"].max(),
-             init_std_mean=si["pooled"].mean(), init_std_sd=si["pooled"].std(ddof=1),
-             init_norm_entropy_min=si["norm_entropy"].min(),
-             init_first_max=si["first"].max(), init_first_uniform=si["uniform_first"])
-    r.update(within_min=s["within"].min(), within_max=s["within"].max(),
-             within_median=np.median(s["within"]), pooled_min=s["pooled"].min(),
-             pooled_max=s["pooled"].max(),
-             within_over_init_median=np.median(s["within"] / si["within"]),
-             entropy_min=s["entropy"].min(), entropy_max=s["entropy"].max(),
-             uniform_entropy=s["uniform_entropy"],
-             norm_entropy_min=s["norm_entropy"].min(),
-             norm_entropy_max=s["norm_entropy"].max(),
-             norm_entropy_median=np.median(s["norm_entropy"]),
-             first_min=s["first"].min(), first_max=s["first"].max(),
-             first_uniform=s["uniform_first"],
-             first_max_over_uniform=s["first"].max() / s["uniform_first"],
-             heads_above_uniform=int((s["first"] > s["uniform_first"]).sum()),
-             late_first_max=s["late"].max(), late_uniform=s["uniform_late"])
+    r2 = (emb**2).mean()
+    predicted = config.dim * 0.02**2 * r2 / (r2 + sr.EPS)
+    r.update(
+        init_std_corrected=predicted,
+        init_unit_ratio=1 / predicted,
+        init_std_min=si["pooled"].min(),
+        init_std_max=si["pooled"].max(),
+        init_std_mean=si["pooled"].mean(),
+        init_std_sd=si["pooled"].std(ddof=1),
+        init_norm_entropy_min=si["norm_entropy"].min(),
+        init_first_max=si["first"].max(),
+        init_first_uniform=si["uniform_first"],
+    )
+    r.update(
+        within_min=s["within"].min(),
+        within_max=s["within"].max(),
+        within_median=np.median(s["within"]),
+        pooled_min=s["pooled"].min(),
+        pooled_max=s["pooled"].max(),
+        within_over_init_median=np.median(s["within"] / si["within"]),
+        entropy_min=s["entropy"].min(),
+        entropy_max=s["entropy"].max(),
+        uniform_entropy=s["uniform_entropy"],
+        norm_entropy_min=s["norm_entropy"].min(),
+        norm_entropy_max=s["norm_entropy"].max(),
+        norm_entropy_median=np.median(s["norm_entropy"]),
+        first_min=s["first"].min(),
+        first_max=s["first"].max(),
+        first_uniform=s["uniform_first"],
+        first_max_over_uniform=s["first"].max() / s["uniform_first"],
+        heads_above_uniform=int((s["first"] > s["uniform_first"]).sum()),
+        late_first_max=s["late"].max(),
+        late_uniform=s["uniform_late"],
+    )
     # float16 headroom: every real row, t = 0 included, as the chapter's histogram
     ln16 = float(np.log(np.finfo(np.float16).max))
     row_max = np.concatenate([run.attn.max(-1).ravel() for run in runs])
     above_by_head = sum((run.attn[:, :, 1:].max(-1) > ln16).sum(-1) for run in runs)
-    r.update(fp16_ln_max=ln16, bf16_ln_max=float(np.log((2 - 2.0 ** -7) * 2.0 ** 127)),
-             attn_logit_max=row_max.max(), rows_above_pct=100 * (row_max > ln16).mean(),
-             heads_with_rows_above=int((above_by_head > 0).sum()),
-             output_logit_max=max(np.abs(run.logits).max() for run in runs))
+    r.update(
+        fp16_ln_max=ln16,
+        bf16_ln_max=float(np.log((2 - 2.0**-7) * 2.0**127)),
+        attn_logit_max=row_max.max(),
+        rows_above_pct=100 * (row_max > ln16).mean(),
+        heads_with_rows_above=int((above_by_head > 0).sum()),
+        output_logit_max=max(np.abs(run.logits).max() for run in runs),
+    )
     # the scale sweep: summed NLL per story at every multiplier
-    sums = np.array([[sr.story_nll(sr.forward(weights, i, c, keep_attention=False))[0]
-                      for i in ids] for c in MULTIPLIERS])                 # (9, stories)
+    sums = np.array(
+        [
+            [
+                sr.story_nll(sr.forward(weights, i, c, keep_attention=False))[0]
+                for i in ids
+            ]
+            for c in MULTIPLIERS
+        ]
+    )  # (9, stories)
     counts = np.array([i.size - 1 for i in ids])
     loss = sums.sum(1) / counts.sum()
-    k1, kdk = 4, 1          # c = 1 and c = 2^(-3/2) = 1/√8 on the grid
+    k1, kdk = 4, 1  # c = 1 and c = 2^(-3/2) = 1/√8 on the grid
     r["loss_c1"], r["loss_c1_se"] = sr.ratio_mean_se(sums[k1], counts)
     r["loss_dk"], r["loss_c_max"], r["loss_c_min"] = loss[kdk], loss[-1], loss[0]
     for name, k in (("dk", kdk), ("above", k1 + 1), ("below", k1 - 1)):
-        r[f"diff_{name}"], r[f"diff_{name}_se"] = sr.ratio_mean_se(sums[k] - sums[k1],
-                                                                    counts)
+        r[f"diff_{name}"], r[f"diff_{name}_se"] = sr.ratio_mean_se(
+            sums[k] - sums[k1], counts
+        )
     x = np.log(MULTIPLIERS)
     r["c_best_grid"] = MULTIPLIERS[np.argmin(loss)]
     r["c_vertex"] = _vertex(x, loss)
@@ -232,7 +265,8 @@ def reference():
 LOOSE = {
     # percentiles of 200 bootstrap draws (the chapter) against 2,000 (here): the Monte
     # Carlo error of a 2.5% quantile from 200 draws is ≈ 0.005 in c; 0.03 is 6 of them
-    "c_vertex_lo": ("abs", 0.03), "c_vertex_hi": ("abs", 0.03),
+    "c_vertex_lo": ("abs", 0.03),
+    "c_vertex_hi": ("abs", 0.03),
     # a count of rows against a threshold: the chapter's float32 count and this float64
     # one differ by 0.16% (a few rows of ~118,000; not traced further); 1% still fails
     # a share 1.5 times too large or too small
@@ -244,8 +278,11 @@ def test_quoted_numbers_match_an_independent_float64_forward(values, reference):
     wrong = {}
     for name, expected in reference.items():
         kind, tol = LOOSE.get(name, ("rel", REL))
-        ok = (values[name] == pytest.approx(expected, rel=tol, abs=0) if kind == "rel"
-              else abs(values[name] - expected) <= tol)
+        ok = (
+            values[name] == pytest.approx(expected, rel=tol, abs=0)
+            if kind == "rel"
+            else abs(values[name] - expected) <= tol
+        )
         if not ok:
             wrong[name] = (values[name], expected)
     assert not wrong, wrong
@@ -257,15 +294,23 @@ def test_vertex_is_the_three_point_parabola(values):
     h = math.log(math.sqrt(2))
     lo, hi = values["diff_below"], values["diff_above"]
     assert values["c_vertex"] == pytest.approx(
-        math.exp(h * (lo - hi) / (2 * (lo + hi))), rel=1e-9)
+        math.exp(h * (lo - hi) / (2 * (lo + hi))), rel=1e-9
+    )
     # the prose: "slightly above c = 1", resolved by the bootstrap interval
     assert 1 < values["c_vertex_lo"] < values["c_vertex"] < values["c_vertex_hi"]
 
 
 def test_inputs_are_declared(values):
-    for name in ("n_stories", "n_multipliers", "c_inv_sqrt_dk", "c_dk_on_grid",
-                 "c_above", "c_below", "late_from"):
+    for name in (
+        "n_stories",
+        "n_multipliers",
+        "c_inv_sqrt_dk",
+        "c_dk_on_grid",
+        "c_above",
+        "c_below",
+        "late_from",
+    ):
         assert values[f"{name}__is_input"] == 1
     assert values["n_stories"] == N_STORIES
-    assert values["c_inv_sqrt_dk"] == pytest.approx(8 ** -0.5, rel=1e-12)
-    assert (values["c_below"], values["c_above"]) == pytest.approx((2 ** -0.5, 2 ** 0.5))
+    assert values["c_inv_sqrt_dk"] == pytest.approx(8**-0.5, rel=1e-12)
+    assert (values["c_below"], values["c_above"]) == pytest.approx((2**-0.5, 2**0.5))

@@ -48,11 +48,23 @@ def test_as_float_array_ndim_tuple():
 
 
 def test_as_float_array_wrong_shape():
-    with pytest.raises(ValueError, match=r"queries must have 2 dimension\(s\), got shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"queries must have 2 dimension\(s\), got shape \(3,\)"
+    ):
         as_float_array(np.zeros(3), "queries", ndim=2)
 
 
-@pytest.mark.parametrize("bad", [np.arange(3), np.array([True, False]), [1, 2, 3], np.array([1 + 2j]), np.array(["a"]), np.array([1.0, None])])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.arange(3),
+        np.array([True, False]),
+        [1, 2, 3],
+        np.array([1 + 2j]),
+        np.array(["a"]),
+        np.array([1.0, None]),
+    ],
+)
 def test_as_float_array_wrong_dtype(bad):
     with pytest.raises(TypeError, match="logits must hold floating-point numbers"):
         as_float_array(bad, "logits")
@@ -84,7 +96,13 @@ def test_as_float_array_nonfinite(bad_value):
 
 
 @PROPERTY
-@given(hnp.arrays(hnp.floating_dtypes(), hnp.array_shapes(min_dims=0, max_dims=3), elements={"allow_nan": False, "allow_infinity": False}))
+@given(
+    hnp.arrays(
+        hnp.floating_dtypes(),
+        hnp.array_shapes(min_dims=0, max_dims=3),
+        elements={"allow_nan": False, "allow_infinity": False},
+    )
+)
 def test_as_float_array_passes_any_finite_float_array_through(x):
     out = as_float_array(x, "x", allow_empty=True)
     assert out.dtype == x.dtype and out.shape == x.shape
@@ -187,7 +205,9 @@ def test_rng_from_wrong_type(bad):
 # ------------------------------------------------------------------------------ float_dtype
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.float32, "float64", np.dtype("float32")])
+@pytest.mark.parametrize(
+    "dtype", [np.float16, np.float32, "float64", np.dtype("float32")]
+)
 def test_float_dtype_accepts_floating_dtypes(dtype):
     assert np.issubdtype(checks.float_dtype(dtype), np.floating)
 
@@ -211,7 +231,9 @@ def test_spawn_rngs_is_reproducible_and_prefix_stable():
     assert not np.array_equal(first[0], first[1])
 
 
-@pytest.mark.parametrize("bad, error", [(-1, ValueError), (1.5, TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    "bad, error", [(-1, ValueError), (1.5, TypeError), (None, TypeError)]
+)
 def test_spawn_rngs_rejects_bad_seeds(bad, error):
     with pytest.raises(error, match="seed"):
         checks.spawn_rngs(bad, 2)

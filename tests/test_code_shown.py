@@ -24,9 +24,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_build import built_without_data
 
 from browser_support import ROOT, notebook_docnames
+from test_build import built_without_data
 
 CHAPTERS = notebook_docnames()
 
@@ -131,7 +131,9 @@ PARTIAL = {"lines", "start-after", "end-before", "start-at", "end-at", "diff"}
 
 
 def _source(docname: str) -> Path:
-    return next(p for p in (ROOT / f"{docname}.md", ROOT / f"{docname}.ipynb") if p.is_file())
+    return next(
+        p for p in (ROOT / f"{docname}.md", ROOT / f"{docname}.ipynb") if p.is_file()
+    )
 
 
 def listings(docname: str) -> list[dict]:
@@ -139,11 +141,15 @@ def listings(docname: str) -> list[dict]:
     source = _source(docname)
     found = []
     for match in LITERALINCLUDE.finditer(source.read_text(encoding="utf-8")):
-        options = dict(re.findall(r"^[ \t]*:([\w-]+):[ \t]*(.*?)[ \t]*$", match["options"], re.M))
+        options = dict(
+            re.findall(r"^[ \t]*:([\w-]+):[ \t]*(.*?)[ \t]*$", match["options"], re.M)
+        )
         if "pyobject" not in options:
             continue
         path = (source.parent / match["path"]).resolve()
-        found.append({"path": path, "pyobject": options["pyobject"], "options": options})
+        found.append(
+            {"path": path, "pyobject": options["pyobject"], "options": options}
+        )
     return found
 
 
@@ -188,14 +194,18 @@ def _all_listings() -> list[tuple[str, dict]]:
 
 
 def _listing_id(param) -> str:
-    return f"{param[0]}:{param[1]['pyobject']}" if isinstance(param, tuple) else str(param)
+    return (
+        f"{param[0]}:{param[1]['pyobject']}" if isinstance(param, tuple) else str(param)
+    )
 
 
 ALL = _all_listings()
 
 
 def _load_notebooks_module():
-    spec = importlib.util.spec_from_file_location("numscale_notebooks", ROOT / "_ext" / "numscale_notebooks.py")
+    spec = importlib.util.spec_from_file_location(
+        "numscale_notebooks", ROOT / "_ext" / "numscale_notebooks.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -210,7 +220,9 @@ def _page_blocks(built_site: Path, docname: str) -> list[str]:
     # the cut is anchored on cell_input itself, never on the cell's outer div.
     text = re.sub(r'<div class="cell_input[^"]*"[^>]*>.*?</pre>', "", text, flags=re.S)
     blocks = re.findall(r'<div class="highlight"><pre>(.*?)</pre>', text, re.S)
-    return [normalized(html.unescape(re.sub(r"<[^>]+>", "", block))) for block in blocks]
+    return [
+        normalized(html.unescape(re.sub(r"<[^>]+>", "", block))) for block in blocks
+    ]
 
 
 # ---------------------------------------------------------------------------- (a)
@@ -226,11 +238,21 @@ def test_sphinx_cuts_exactly_the_objects_source(item):
     decorator or trailing line lost or added (checked without a build)."""
     docname, listing = item
     if PARTIAL & set(listing["options"]):
-        pytest.skip(f"{docname}: {listing['pyobject']} is shown in part ({sorted(PARTIAL & set(listing['options']))})")
+        pytest.skip(
+            f"{docname}: {listing['pyobject']} is shown in part ({sorted(PARTIAL & set(listing['options']))})"
+        )
     notebooks = _load_notebooks_module()
-    options = {k: v for k, v in listing["options"].items() if k not in ("language", "caption", "name", "emphasize-lines")}
-    _, text = notebooks.literalinclude_text(listing["path"].parent, listing["path"].name, options)
-    assert normalized(text) == expected_source(listing), f"{docname}: {listing['pyobject']}"
+    options = {
+        k: v
+        for k, v in listing["options"].items()
+        if k not in ("language", "caption", "name", "emphasize-lines")
+    }
+    _, text = notebooks.literalinclude_text(
+        listing["path"].parent, listing["path"].name, options
+    )
+    assert normalized(text) == expected_source(listing), (
+        f"{docname}: {listing['pyobject']}"
+    )
 
 
 @pytest.mark.build
@@ -256,9 +278,13 @@ def test_page_shows_the_source_that_runs(built_site, item):
 @pytest.mark.parametrize("docname", sorted(TAUGHT))
 def test_chapter_shows_the_algorithms_it_teaches(docname):
     assert docname in CHAPTERS, f"{docname} is not a chapter of _toc.yml"
-    shown = {f"{module_name(item['path'])}.{item['pyobject']}" for item in listings(docname)}
+    shown = {
+        f"{module_name(item['path'])}.{item['pyobject']}" for item in listings(docname)
+    }
     missing = [name for name in TAUGHT[docname] if name not in shown]
-    assert not missing, f"{docname} does not show the source of {missing} (it shows {sorted(shown)})"
+    assert not missing, (
+        f"{docname} does not show the source of {missing} (it shows {sorted(shown)})"
+    )
     for name in TAUGHT[docname]:
         assert callable(resolve(name)), name
 
@@ -281,11 +307,15 @@ def _reaches(start, target, depth: int = 5) -> bool:
             namespace = vars(inspect.getmodule(function))
             for node in ast.walk(tree):
                 if isinstance(node, ast.Call):
-                    name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                    name = getattr(node.func, "id", None) or getattr(
+                        node.func, "attr", None
+                    )
                     candidate = namespace.get(name)
                     if candidate is target:
                         return True
-                    if inspect.isfunction(candidate) and candidate.__module__.startswith("numscale"):
+                    if inspect.isfunction(
+                        candidate
+                    ) and candidate.__module__.startswith("numscale"):
                         following.append(candidate)
         frontier = following
     return False
@@ -295,7 +325,9 @@ def _reaches(start, target, depth: int = 5) -> bool:
 def test_shown_core_is_what_the_public_helper_runs(core):
     """The core function a chapter shows is run by the public helper it calls, so the
     listing is the algorithm that produced the page's numbers."""
-    assert _reaches(resolve(RUN_BY[core]), resolve(core)), f"{RUN_BY[core]} does not run {core}"
+    assert _reaches(resolve(RUN_BY[core]), resolve(core)), (
+        f"{RUN_BY[core]} does not run {core}"
+    )
 
 
 # ---------------------------------------------------------------------------- (c)
@@ -309,13 +341,26 @@ def test_notebook_shows_the_same_listings_as_its_page(built_site, docname):
     items = listings(docname)
     if not items:
         pytest.skip(f"{docname} shows no helper source")
-    notebook = json.loads((built_site / "_notebooks" / f"{docname}.ipynb").read_text(encoding="utf-8"))
-    markdown = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
-    fenced = [normalized(body) for _, body in re.findall(r"^(`{3,})python\n(.*?)\n\1[ \t]*$", markdown, re.S | re.M)]
+    notebook = json.loads(
+        (built_site / "_notebooks" / f"{docname}.ipynb").read_text(encoding="utf-8")
+    )
+    markdown = "\n".join(
+        "".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown"
+    )
+    fenced = [
+        normalized(body)
+        for _, body in re.findall(
+            r"^(`{3,})python\n(.*?)\n\1[ \t]*$", markdown, re.S | re.M
+        )
+    ]
     page_blocks = _page_blocks(built_site, docname)
     for listing in items:
         if PARTIAL & set(listing["options"]):
             continue
         expected = expected_source(listing)
-        assert expected in fenced, f"{docname}: the notebook lacks the listing of {listing['pyobject']}"
-        assert expected in page_blocks, f"{docname}: the page lacks the listing of {listing['pyobject']}"
+        assert expected in fenced, (
+            f"{docname}: the notebook lacks the listing of {listing['pyobject']}"
+        )
+        assert expected in page_blocks, (
+            f"{docname}: the page lacks the listing of {listing['pyobject']}"
+        )

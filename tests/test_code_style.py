@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -18,7 +20,10 @@ import pytest
 from conftest import ROOT
 
 LIMIT = 88
-FENCE = re.compile(r"^(`{3,}|~{3,})\s*\{(code-cell|literalinclude)\}([^\n]*)\n(.*?)^\1\s*$", re.S | re.M)
+FENCE = re.compile(
+    r"^(`{3,}|~{3,})\s*\{(code-cell|literalinclude)\}([^\n]*)\n(.*?)^\1\s*$",
+    re.S | re.M,
+)
 PAGES = sorted((ROOT / "book").glob("*.md"))
 
 
@@ -38,7 +43,9 @@ def _code_lines(body: str) -> list[tuple[int, str]]:
     lines = body.splitlines()
     start = 0
     if lines and lines[0].strip() == "---":
-        start = next((i + 1 for i in range(1, len(lines)) if lines[i].strip() == "---"), 0)
+        start = next(
+            (i + 1 for i in range(1, len(lines)) if lines[i].strip() == "---"), 0
+        )
     while start < len(lines) and re.match(r"^:[\w-]+:", lines[start]):
         start += 1
     return [(i + 1, lines[i]) for i in range(start, len(lines))]
@@ -52,8 +59,12 @@ def _shown_lines(path: Path, options: dict[str, str]) -> list[tuple[int, str]]:
         node: ast.AST = tree
         for part in options["pyobject"].split("."):
             node = next(
-                child for child in ast.iter_child_nodes(node)
-                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and child.name == part
+                child
+                for child in ast.iter_child_nodes(node)
+                if isinstance(
+                    child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+                )
+                and child.name == part
             )
         first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
         return [(i, lines[i - 1]) for i in range(first, node.end_lineno + 1)]
@@ -61,7 +72,11 @@ def _shown_lines(path: Path, options: dict[str, str]) -> list[tuple[int, str]]:
         chosen: list[int] = []
         for piece in options["lines"].split(","):
             start, _, end = piece.strip().partition("-")
-            chosen += range(int(start or 1), int(end or len(lines)) + 1) if _ else [int(start)]
+            chosen += (
+                range(int(start or 1), int(end or len(lines)) + 1)
+                if _
+                else [int(start)]
+            )
         return [(i, lines[i - 1]) for i in chosen if 0 < i <= len(lines)]
     return list(enumerate(lines, 1))
 
@@ -80,7 +95,9 @@ def test_code_cell_lines_fit_the_column(page: Path) -> None:
         for offset, line in _code_lines(body)
         if len(line) > LIMIT
     ]
-    assert not long, f"{len(long)} code line(s) longer than {LIMIT} characters:\n" + "\n".join(long)
+    assert not long, (
+        f"{len(long)} code line(s) longer than {LIMIT} characters:\n" + "\n".join(long)
+    )
 
 
 def _included() -> list[tuple[Path, int, Path, dict[str, str]]]:
@@ -95,21 +112,57 @@ def _included() -> list[tuple[Path, int, Path, dict[str, str]]]:
 
 
 @pytest.mark.parametrize(
-    "page, fence, path, options", _included(),
+    "page, fence, path, options",
+    _included(),
     ids=[f"{p.stem}:{o.get('pyobject', f.name)}" for p, _, f, o in _included()] or None,
 )
-def test_shown_package_source_fits_the_column(page: Path, fence: int, path: Path, options: dict[str, str]) -> None:
+def test_shown_package_source_fits_the_column(
+    page: Path, fence: int, path: Path, options: dict[str, str]
+) -> None:
     long = [
         f"{path.relative_to(ROOT)}:{number}: {len(line)} chars"
         for number, line in _shown_lines(path, options)
         if len(line) > LIMIT
     ]
-    assert not long, f"{page.name}:{fence} shows lines longer than {LIMIT} characters:\n" + "\n".join(long)
+    assert not long, (
+        f"{page.name}:{fence} shows lines longer than {LIMIT} characters:\n"
+        + "\n".join(long)
+    )
 
 
 def test_the_check_sees_a_long_line(tmp_path: Path) -> None:
     """The fence parser finds a code cell's lines (a check that cannot fail is no check)."""
     page = tmp_path / "p.md"
-    page.write_text("# P\n\n```{code-cell} ipython3\nx = 1\n" + "y = " + "1 + " * 30 + "1\n```\n")
+    page.write_text(
+        "# P\n\n```{code-cell} ipython3\nx = 1\n" + "y = " + "1 + " * 30 + "1\n```\n"
+    )
     bodies = [body for _, _, body in _blocks(page, "code-cell")]
-    assert len(bodies) == 1 and max(len(line) for line in bodies[0].splitlines()) > LIMIT
+    assert (
+        len(bodies) == 1 and max(len(line) for line in bodies[0].splitlines()) > LIMIT
+    )
+
+
+PYTHON_TREES = ["src", "tests", "_ext", "tools"]
+
+
+def _ruff(*args: str) -> subprocess.CompletedProcess:
+    ruff = Path(sys.executable).with_name("ruff")
+    return subprocess.run(
+        [str(ruff), *args, *PYTHON_TREES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_all_python_is_formatted():
+    # one formatter for all code (line length 88, pyproject.toml): `ruff format` fixes it
+    result = _ruff("format", "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_all_python_passes_the_linter():
+    # the rules of [tool.ruff.lint] in pyproject.toml: `ruff check --fix` fixes most
+    result = _ruff("check", "--no-cache")
+    assert result.returncode == 0, result.stdout + result.stderr

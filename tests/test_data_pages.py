@@ -54,8 +54,12 @@ def test_every_page_reading_large_gpt2_tensors_is_listed():
 @pytest.mark.parametrize("docname", sorted(page_table()))
 def test_replacement_has_no_numbers_and_says_what_is_needed(docname):
     text = (ROOT / f"{docname}.md").read_text(encoding="utf-8")
-    short = numscale_data.replacement(text, page_table()[docname], "no source was given")
-    assert "{code-cell}" not in short and "{glue" not in short  # nothing computed, no number
+    short = numscale_data.replacement(
+        text, page_table()[docname], "no source was given"
+    )
+    assert (
+        "{code-cell}" not in short and "{glue" not in short
+    )  # nothing computed, no number
     label = re.search(r"^\(([\w-]+)\)=$", text, re.M).group(1)
     title = re.search(r"^# .+$", text, re.M).group(0)
     assert f"({label})=\n{title}" in short  # references to the chapter still resolve
@@ -82,8 +86,10 @@ def test_missing_with_a_path_that_does_not_exist_fails(no_gpt2, monkeypatch, tmp
         numscale_data.missing("gpt2-tensors")
 
 
-@pytest.mark.skipif(not (REFERENCE / "gpt2_small_attention.npz").is_file(),
-                    reason="no reference GPT-2 tensors")
+@pytest.mark.skipif(
+    not (REFERENCE / "gpt2_small_attention.npz").is_file(),
+    reason="no reference GPT-2 tensors",
+)
 def test_nothing_missing_with_the_reference_folder(no_gpt2, monkeypatch):
     monkeypatch.setenv("NUMSCALE_GPT2", str(REFERENCE))
     assert numscale_data.missing("gpt2-tensors") is None
@@ -101,14 +107,15 @@ def test_readme_sample_error_points_at_the_loading_cell():
     """The README's sample error names a page, a code cell and a line: they must be the
     cell that loads the data (its fence on that line), as the build would report it."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"ERROR: \[numscale\] (book/\w+\.md), code cell (\d+) \(line (\d+)\)",
-                      readme)
+    match = re.search(
+        r"ERROR: \[numscale\] (book/\w+\.md), code cell (\d+) \(line (\d+)\)", readme
+    )
     assert match, "no sample error in the README"
     page, number, line = match.group(1), int(match.group(2)), int(match.group(3))
     lines = (ROOT / page).read_text(encoding="utf-8").splitlines()
     fences = [i for i, text in enumerate(lines, 1) if text.startswith("```{code-cell}")]
     assert fences[number - 1] == line
-    cell = lines[line: fences[number] - 1 if number < len(fences) else None]
+    cell = lines[line : fences[number] - 1 if number < len(fences) else None]
     assert any("gpt2.layernorm_parameters(" in text for text in cell)
 
 
@@ -116,10 +123,12 @@ def test_no_large_tensors_in_the_repository():
     """Only the embedded data is tracked: GPT-2's large npz files (117 MB) never are."""
     import subprocess
 
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert [f for f in tracked if f.endswith(".npz")] == [
-        "src/numscale/models/data/gpt2_small_layernorm.npz"]
+        "src/numscale/models/data/gpt2_small_layernorm.npz"
+    ]
     data = [ROOT / f for f in tracked if f.startswith("src/numscale/models/data/")]
     assert sum(p.stat().st_size for p in data) < 2_000_000  # 1.66 MB today
     for name, (size, _) in registry.EMBEDDED.items():
@@ -128,8 +137,10 @@ def test_no_large_tensors_in_the_repository():
 
 
 @pytest.mark.build
-@pytest.mark.skipif(not (REFERENCE / "gpt2_small_attention.npz").is_file(),
-                    reason="without ../shared the session build is already the bare one")
+@pytest.mark.skipif(
+    not (REFERENCE / "gpt2_small_attention.npz").is_file(),
+    reason="without ../shared the session build is already the bare one",
+)
 def test_a_build_without_shared_data_has_the_same_numbers(built_site, tmp_path):
     """A build as a fresh clone makes it (no NUMSCALE_* variable, no hub) shows every page
     whose data is embedded with exactly the glued values of the session's build (which
@@ -139,8 +150,12 @@ def test_a_build_without_shared_data_has_the_same_numbers(built_site, tmp_path):
 
     # build_book adds these to the session's environment: an empty variable is unset
     # for the loaders (numscale.models.sources.choose)
-    env = {"NUMSCALE_GPT2": "", "NUMSCALE_TINYSTORIES": "", "HF_HUB_OFFLINE": "1",
-           "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
+    env = {
+        "NUMSCALE_GPT2": "",
+        "NUMSCALE_TINYSTORIES": "",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "empty-cache"),
+    }
     result = build_book(tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     bare = tmp_path / "_build" / "html"
@@ -152,8 +167,11 @@ def test_a_build_without_shared_data_has_the_same_numbers(built_site, tmp_path):
         html = (bare / f"{docname}.html").read_text(encoding="utf-8")
         assert "This page was built without its data" in html
     toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
-    pages = [f"book/{p.stem}" for p in (ROOT / "book").glob("*.md")
-             if f"file: book/{p.stem}" in toc and f"book/{p.stem}" not in table]
+    pages = [
+        f"book/{p.stem}"
+        for p in (ROOT / "book").glob("*.md")
+        if f"file: book/{p.stem}" in toc and f"book/{p.stem}" not in table
+    ]
     compared = 0
     for page in sorted(pages):
         path = built_site.parent / ".numscale_exec" / "executed" / f"{page}.ipynb"
@@ -172,9 +190,14 @@ def test_pages_without_data_are_only_the_listed_ones(built_site):
     from test_build import built_without_data
 
     toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
-    pages = [f"book/{p.stem}" for p in (ROOT / "book").glob("*.md")
-             if f"file: book/{p.stem}" in toc]
+    pages = [
+        f"book/{p.stem}"
+        for p in (ROOT / "book").glob("*.md")
+        if f"file: book/{p.stem}" in toc
+    ]
     without = {page for page in pages if built_without_data(built_site, page)}
     assert without <= set(page_table())
     if os.environ.get("NUMSCALE_GPT2") and not os.environ.get("NUMSCALE_TEST_SITE"):
-        assert not without, f"built without data although NUMSCALE_GPT2 is set: {without}"
+        assert not without, (
+            f"built without data although NUMSCALE_GPT2 is set: {without}"
+        )

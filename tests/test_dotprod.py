@@ -43,7 +43,10 @@ def test_random_qk_distributions_have_the_documented_support():
 def test_entry_moments_match_the_tables(distribution):
     n = 400_000
     x = dotprod.DISTRIBUTIONS[distribution](np.random.default_rng(1), (n,))
-    v, m4 = dotprod.ENTRY_VARIANCE[distribution], dotprod.ENTRY_FOURTH_MOMENT[distribution]
+    v, m4 = (
+        dotprod.ENTRY_VARIANCE[distribution],
+        dotprod.ENTRY_FOURTH_MOMENT[distribution],
+    )
     # The sample mean of x² has standard error √((m4 − v²)/n); 5 of them. (0 for ±1 entries.)
     assert abs(np.mean(x**2) - v) <= 5 * math.sqrt((m4 - v**2) / n) + 1e-12
     assert abs(np.mean(x)) <= 5 * math.sqrt(v / n)  # zero mean, 5 standard errors
@@ -70,7 +73,10 @@ def test_std_of_one_50x50_product_is_about_sqrt_d():
     # One 50×50 QKᵀ: entries share rows and columns, so std(S) varies by about 2.5% from seed
     # to seed (science notes: 4,000 seeds), not the 1.4% of 2,500 iid draws. Averaging 16
     # seeds gives a spread of 2.5%/4 ≈ 0.63%; allow 4 of them (2.5%).
-    stds = [dotprod.dot_product_scores(*dotprod.random_qk(50, 50, seed=s)).std() for s in range(16)]
+    stds = [
+        dotprod.dot_product_scores(*dotprod.random_qk(50, 50, seed=s)).std()
+        for s in range(16)
+    ]
     assert abs(np.mean(stds) / math.sqrt(50) - 1) < 4 * 0.025 / 4
     # Any single seed: 4 spreads, 10%.
     assert all(abs(s / math.sqrt(50) - 1) < 4 * 0.025 for s in stds)
@@ -107,7 +113,9 @@ def test_dot_product_scores_bad_input():
 
 def test_predicted_dot_std():
     assert dotprod.predicted_dot_std(50) == pytest.approx(math.sqrt(50), rel=1e-15)
-    assert dotprod.predicted_dot_std(128, 2.0, 0.5) == pytest.approx(math.sqrt(128), rel=1e-15)
+    assert dotprod.predicted_dot_std(128, 2.0, 0.5) == pytest.approx(
+        math.sqrt(128), rel=1e-15
+    )
     with pytest.raises(ValueError, match="d must be >= 1"):
         dotprod.predicted_dot_std(0)
     with pytest.raises(ValueError, match="sigma_q must be > 0"):
@@ -119,19 +127,26 @@ def test_predicted_dot_std():
 # ----------------------------------------------------------------------------- independent_dots
 
 
-@pytest.mark.parametrize(("distribution", "d"), [("normal", 2), ("normal", 64), ("uniform", 50), ("rademacher", 7)])
+@pytest.mark.parametrize(
+    ("distribution", "d"),
+    [("normal", 2), ("normal", 64), ("uniform", 50), ("rademacher", 7)],
+)
 def test_independent_dots_std_is_sqrt_d_sigma2(distribution, d):
     n = 40_000
     dots = dotprod.independent_dots(d, n, seed=d, distribution=distribution)
     assert dots.shape == (n,)
     sigma = math.sqrt(d) * dotprod.ENTRY_VARIANCE[distribution]
     rel_se = float(dotprod.std_relative_standard_error(d, n, distribution))
-    assert abs(dots.std(ddof=1) / sigma - 1) < 5 * rel_se  # 5 standard errors of a std from n draws
+    assert (
+        abs(dots.std(ddof=1) / sigma - 1) < 5 * rel_se
+    )  # 5 standard errors of a std from n draws
     assert abs(dots.mean()) < 5 * sigma / math.sqrt(n)  # zero mean, 5 standard errors
 
 
 def test_independent_dots_reproducible_and_validated():
-    np.testing.assert_array_equal(dotprod.independent_dots(5, 10, seed=1), dotprod.independent_dots(5, 10, seed=1))
+    np.testing.assert_array_equal(
+        dotprod.independent_dots(5, 10, seed=1), dotprod.independent_dots(5, 10, seed=1)
+    )
     with pytest.raises(ValueError, match="n_pairs must be >= 1"):
         dotprod.independent_dots(5, 0, seed=1)
     with pytest.raises(TypeError, match="d must be an integer"):
@@ -154,10 +169,16 @@ def test_d2_dot_products_are_laplace():
 def test_predicted_dot_kurtosis_formulas():
     d = np.array([1, 2, 50])
     np.testing.assert_allclose(dotprod.predicted_dot_kurtosis(d), 3 + 6 / d, rtol=1e-15)
-    np.testing.assert_allclose(dotprod.predicted_dot_kurtosis(d, "rademacher"), 3 - 2 / d, rtol=1e-15)
+    np.testing.assert_allclose(
+        dotprod.predicted_dot_kurtosis(d, "rademacher"), 3 - 2 / d, rtol=1e-15
+    )
     # Uniform[−1, 1]: one product has kurtosis (1/5)² / (1/3)⁴ = 81/25.
-    np.testing.assert_allclose(dotprod.predicted_dot_kurtosis(d, "uniform"), 3 + (81 / 25 - 3) / d, rtol=1e-14)
-    assert dotprod.predicted_dot_kurtosis(1) == pytest.approx(9.0)  # one product of two normals
+    np.testing.assert_allclose(
+        dotprod.predicted_dot_kurtosis(d, "uniform"), 3 + (81 / 25 - 3) / d, rtol=1e-14
+    )
+    assert dotprod.predicted_dot_kurtosis(1) == pytest.approx(
+        9.0
+    )  # one product of two normals
     assert dotprod.predicted_dot_kurtosis(np.arange(1, 7).reshape(2, 3)).shape == (2, 3)
 
 
@@ -167,11 +188,15 @@ def test_sample_kurtosis_at_d2_matches_laplace():
     # (μ8/μ2⁴ − 4μ6μ4/μ2⁵ + 4μ4³/μ2⁶ − μ4²/μ2⁴)/n = 1188/n; allow 5 standard errors.
     n = 200_000
     kurt = dotprod.sample_kurtosis(dotprod.independent_dots(2, n, seed=11))
-    assert abs(kurt - float(dotprod.predicted_dot_kurtosis(2))) < 5 * math.sqrt(1188 / n)
+    assert abs(kurt - float(dotprod.predicted_dot_kurtosis(2))) < 5 * math.sqrt(
+        1188 / n
+    )
 
 
 def test_sample_kurtosis_exact_values():
-    assert dotprod.sample_kurtosis(np.array([-1.0, 1.0])) == pytest.approx(1.0, rel=1e-15)
+    assert dotprod.sample_kurtosis(np.array([-1.0, 1.0])) == pytest.approx(
+        1.0, rel=1e-15
+    )
     x = np.array([0.0, 0.0, 0.0, 4.0])  # centred: −1, −1, −1, 3 → m2 = 3, m4 = 21
     assert dotprod.sample_kurtosis(x) == pytest.approx(21 / 9, rel=1e-14)
 
@@ -192,9 +217,19 @@ def test_sample_kurtosis_bad_input():
 
 def test_std_relative_standard_error_formula():
     d = np.array([1, 2, 50, 1000])
-    np.testing.assert_allclose(dotprod.std_relative_standard_error(d, 1000), np.sqrt((1 + 3 / d) / 2000), rtol=1e-15)
-    np.testing.assert_allclose(dotprod.std_relative_standard_error(d, 1000, "rademacher"), np.sqrt((2 - 2 / d) / 4000), rtol=1e-15)
-    assert dotprod.std_relative_standard_error(np.arange(1, 7).reshape(3, 2), 10).shape == (3, 2)
+    np.testing.assert_allclose(
+        dotprod.std_relative_standard_error(d, 1000),
+        np.sqrt((1 + 3 / d) / 2000),
+        rtol=1e-15,
+    )
+    np.testing.assert_allclose(
+        dotprod.std_relative_standard_error(d, 1000, "rademacher"),
+        np.sqrt((2 - 2 / d) / 4000),
+        rtol=1e-15,
+    )
+    assert dotprod.std_relative_standard_error(
+        np.arange(1, 7).reshape(3, 2), 10
+    ).shape == (3, 2)
 
 
 def test_std_relative_standard_error_matches_replicates_at_small_d():
@@ -203,7 +238,9 @@ def test_std_relative_standard_error_matches_replicates_at_small_d():
     # stds is itself uncertain by about 1/√(2R) = 3.5% (relative); allow 4 of those.
     d, n, replicates = 2, 500, 400
     rng = np.random.default_rng(21)
-    stds = np.array([dotprod.independent_dots(d, n, rng).std(ddof=1) for _ in range(replicates)])
+    stds = np.array(
+        [dotprod.independent_dots(d, n, rng).std(ddof=1) for _ in range(replicates)]
+    )
     measured = stds.std(ddof=1) / stds.mean()
     predicted = float(dotprod.std_relative_standard_error(d, n))
     assert abs(measured / predicted - 1) < 4 / math.sqrt(2 * replicates)
@@ -229,12 +266,20 @@ def test_std_relative_standard_error_bad_input():
 
 def test_sqrt_law_sweep_structure():
     sweep = dotprod.sqrt_law_sweep([2, 5, 9], 100, seed=0)
-    assert sweep.dims.tolist() == [2, 5, 9] and sweep.std.shape == (3,) and sweep.n_pairs == 100
-    np.testing.assert_array_equal(sweep.rel_se, dotprod.std_relative_standard_error(np.array([2, 5, 9]), 100))
+    assert (
+        sweep.dims.tolist() == [2, 5, 9]
+        and sweep.std.shape == (3,)
+        and sweep.n_pairs == 100
+    )
+    np.testing.assert_array_equal(
+        sweep.rel_se, dotprod.std_relative_standard_error(np.array([2, 5, 9]), 100)
+    )
     # Each d has its own spawned stream: appending a dimension leaves the others unchanged.
     longer = dotprod.sqrt_law_sweep([2, 5, 9, 40], 100, seed=0)
     np.testing.assert_array_equal(longer.std[:3], sweep.std)
-    assert not np.array_equal(dotprod.sqrt_law_sweep([2, 5, 9], 100, seed=1).std, sweep.std)
+    assert not np.array_equal(
+        dotprod.sqrt_law_sweep([2, 5, 9], 100, seed=1).std, sweep.std
+    )
 
 
 def test_sqrt_law_slope_is_one_half():
@@ -258,7 +303,9 @@ def test_sqrt_law_sweep_bad_input():
         dotprod.sqrt_law_sweep([], 100, seed=0)
     with pytest.raises(TypeError, match="dims must be integers"):
         dotprod.sqrt_law_sweep([2.0, 3.0], 100, seed=0)
-    with pytest.raises(ValueError, match="dims must be a flat sequence of positive integers"):
+    with pytest.raises(
+        ValueError, match="dims must be a flat sequence of positive integers"
+    ):
         dotprod.sqrt_law_sweep([0, 3], 100, seed=0)
     with pytest.raises(ValueError, match="n_pairs must be >= 2"):
         dotprod.sqrt_law_sweep([2, 3], 1, seed=0)
@@ -286,7 +333,9 @@ def test_loglog_slope_standard_error_is_the_least_squares_one():
     x, y = np.log(dims), np.log(values)
     beta = np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2)
     residuals = y - y.mean() - beta * (x - x.mean())
-    expected_se = math.sqrt(np.sum(residuals**2) / (x.size - 2) / np.sum((x - x.mean()) ** 2))
+    expected_se = math.sqrt(
+        np.sum(residuals**2) / (x.size - 2) / np.sum((x - x.mean()) ** 2)
+    )
     assert slope == pytest.approx(beta, rel=1e-12)
     assert se == pytest.approx(expected_se, rel=1e-10)
 
@@ -311,7 +360,9 @@ def test_predicted_slope_se_formula():
     x = np.log(dims)
     # Equal errors s on every log value: the textbook s / √Σ(x − x̄)².
     expected = 0.01 / math.sqrt(np.sum((x - x.mean()) ** 2))
-    assert dotprod.predicted_slope_se(dims, np.full(4, 0.01)) == pytest.approx(expected, rel=1e-12)
+    assert dotprod.predicted_slope_se(dims, np.full(4, 0.01)) == pytest.approx(
+        expected, rel=1e-12
+    )
     assert dotprod.predicted_slope_se(dims, np.zeros(4)) == 0.0
 
 
@@ -321,7 +372,12 @@ def test_predicted_slope_se_matches_replicated_fits():
     dims = np.arange(2, 60)
     rel_se = dotprod.std_relative_standard_error(dims, 300)
     rng = np.random.default_rng(8)
-    slopes = [dotprod.loglog_slope(dims, np.sqrt(dims) * np.exp(rel_se * rng.standard_normal(dims.size)))[0] for _ in range(2000)]
+    slopes = [
+        dotprod.loglog_slope(
+            dims, np.sqrt(dims) * np.exp(rel_se * rng.standard_normal(dims.size))
+        )[0]
+        for _ in range(2000)
+    ]
     predicted = dotprod.predicted_slope_se(dims, rel_se)
     assert abs(np.std(slopes, ddof=1) / predicted - 1) < 5 / math.sqrt(2 * 2000)
 
@@ -349,10 +405,14 @@ def test_qk_softmax_rows_reproduces_a_direct_computation():
 
 def test_qk_softmax_rows_limits():
     n = 20
-    flat = dotprod.qk_softmax_rows(n, 10, range(3), scale=1e-12)  # logits ≈ 0: uniform rows
+    flat = dotprod.qk_softmax_rows(
+        n, 10, range(3), scale=1e-12
+    )  # logits ≈ 0: uniform rows
     np.testing.assert_allclose(flat.max_prob, 1 / n, rtol=1e-9)
     np.testing.assert_allclose(flat.entropy, math.log(n), rtol=1e-9)
-    sharp = dotprod.qk_softmax_rows(n, 10, range(3), scale=1e6)  # gaps ≫ 37: one-hot rows
+    sharp = dotprod.qk_softmax_rows(
+        n, 10, range(3), scale=1e6
+    )  # gaps ≫ 37: one-hot rows
     np.testing.assert_array_equal(sharp.max_prob, 1.0)
     assert np.all(sharp.entropy < 1e-12)
 
@@ -363,9 +423,15 @@ def test_qk_softmax_rows_saturation_numbers():
     # last digit (0.005) plus 5 standard errors of the mean over seeds (rows of one seed are
     # correlated, so the standard error comes from per-seed means).
     seeds = range(500)
-    for scale, maxp_ref, entropy_ref in [(1.0, 0.77, 0.65), (1 / math.sqrt(50), 0.12, 3.45)]:
+    for scale, maxp_ref, entropy_ref in [
+        (1.0, 0.77, 0.65),
+        (1 / math.sqrt(50), 0.12, 3.45),
+    ]:
         rows = dotprod.qk_softmax_rows(50, 50, seeds, scale=scale)
-        for per_row, reference in [(rows.max_prob, maxp_ref), (rows.entropy, entropy_ref)]:
+        for per_row, reference in [
+            (rows.max_prob, maxp_ref),
+            (rows.entropy, entropy_ref),
+        ]:
             per_seed = per_row.mean(axis=1)
             se = per_seed.std(ddof=1) / math.sqrt(per_seed.size)
             assert abs(per_seed.mean() - reference) < 0.005 + 5 * se
@@ -376,7 +442,9 @@ def test_qk_softmax_rows_float32_rounds_saturated_rows_to_one():
     # ln(2/eps32) ≈ 16.6; with unscaled d = 512 logits (std ≈ 23) that happens in many rows,
     # and never with 1/√d scaling (std ≈ 1: a gap of 16.6 is a > 10σ event).
     unscaled = dotprod.qk_softmax_rows(50, 512, range(10), scale=1.0, dtype=np.float32)
-    scaled = dotprod.qk_softmax_rows(50, 512, range(10), scale=1 / math.sqrt(512), dtype="float32")
+    scaled = dotprod.qk_softmax_rows(
+        50, 512, range(10), scale=1 / math.sqrt(512), dtype="float32"
+    )
     assert np.any(unscaled.max_prob == 1.0)
     assert not np.any(scaled.max_prob == 1.0)
 
@@ -440,8 +508,12 @@ def test_mean_and_seed_se_bad_input():
 
 def test_dot_moments_reduces_to_the_iid_law():
     d = 7
-    mean, var = dotprod.dot_moments(np.zeros(d), 4 * np.eye(d), np.zeros(d), 0.25 * np.eye(d))
-    assert mean == 0 and var == pytest.approx(d * 4 * 0.25, rel=1e-15)  # d σq² σk², exact
+    mean, var = dotprod.dot_moments(
+        np.zeros(d), 4 * np.eye(d), np.zeros(d), 0.25 * np.eye(d)
+    )
+    assert mean == 0 and var == pytest.approx(
+        d * 4 * 0.25, rel=1e-15
+    )  # d σq² σk², exact
 
 
 def test_dot_moments_match_simulation_with_means_and_anisotropy():

@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -45,7 +45,7 @@ MODULES = {
     "derived.py": "from toypkg import base\n\nVALUE = base.VALUE * 10\n",
     "relative.py": "from .derived import VALUE as DERIVED\n\nVALUE = DERIVED + 1\n",
     "other.py": "VALUE = 7\n",
-    "sourced.py": "import os\n\nSOURCE = os.environ.get(\"TOY_SOURCE\", \"none\")\n",
+    "sourced.py": 'import os\n\nSOURCE = os.environ.get("TOY_SOURCE", "none")\n',
 }
 
 PAGES = {
@@ -72,8 +72,11 @@ def toy_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (book / f"{name}.md").write_text(_page(name, code))
     (book / "intro.md").write_text("# Toy book\n\nNo code here, but maths: $x^2$.\n")
     chapters = "\n".join(f"  - file: {name}" for name in PAGES)
-    (book / "_toc.yml").write_text(f"format: jb-book\nroot: intro\nchapters:\n{chapters}\n")
-    (book / "_config.yml").write_text(textwrap.dedent(f"""\
+    (book / "_toc.yml").write_text(
+        f"format: jb-book\nroot: intro\nchapters:\n{chapters}\n"
+    )
+    (book / "_config.yml").write_text(
+        textwrap.dedent(f"""\
         title: Toy
         only_build_toc_files: true
         exclude_patterns: [".*", "**/.*", "_build"]
@@ -82,13 +85,14 @@ def toy_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
           raise_on_error: true
         sphinx:
           local_extensions:
-            numscale_build: {ROOT / '_ext'}
+            numscale_build: {ROOT / "_ext"}
           config:
             numscale_src_dir: src
             numscale_package: toypkg
-            numscale_mathjax_dir: {ROOT / 'node_modules' / 'mathjax' / 'es5'}
+            numscale_mathjax_dir: {ROOT / "node_modules" / "mathjax" / "es5"}
             mathjax_path: mathjax/tex-chtml.js
-        """))
+        """)
+    )
     return book
 
 
@@ -100,7 +104,9 @@ def _build(book: Path, **env: str) -> set[str]:
     result = build_book(book, source=book, env={"TOY_SOURCE": "a", **env})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert TCP_WARNING not in result.stdout + result.stderr
-    report = json.loads((book / "_build" / ".numscale_exec" / "report.json").read_text())
+    report = json.loads(
+        (book / "_build" / ".numscale_exec" / "report.json").read_text()
+    )
     return set(report["executed"])
 
 
@@ -162,7 +168,9 @@ def test_local_mathjax_is_served(toy_book: Path) -> None:
     """With node_modules/mathjax present (``make`` installs it), pages load the copy in
     the built site, which works offline."""
     if not (ROOT / "node_modules" / "mathjax" / "es5" / "tex-chtml.js").is_file():
-        pytest.skip("node_modules/mathjax is not installed (make installs it with npm ci)")
+        pytest.skip(
+            "node_modules/mathjax is not installed (make installs it with npm ci)"
+        )
     site = toy_book / "_build" / "html"
     if not (site / "intro.html").is_file():
         _build(toy_book)
@@ -195,13 +203,20 @@ def small_book(tmp_path: Path) -> Path:
     (book / "src" / "toypkg").mkdir(parents=True)
     (book / "src" / "toypkg" / "__init__.py").write_text("")
     (book / "src" / "toypkg" / "checked.py").write_text(CHECKED)
-    (book / "intro.md").write_text("# Small book\n\nInline maths $e^{i\\pi} + 1 = 0$.\n")
+    (book / "intro.md").write_text(
+        "# Small book\n\nInline maths $e^{i\\pi} + 1 = 0$.\n"
+    )
     first = "import math\nprint('first', math.pi)"
     second = "from toypkg import checked\nprint('second', checked.SOURCE)"
     (book / "first.md").write_text(_page("first", first))
-    (book / "second.md").write_text(_page("second", second, prose="Line one.\n\nLine two."))
-    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: first\n  - file: second\n")
-    (book / "_config.yml").write_text(textwrap.dedent(f"""\
+    (book / "second.md").write_text(
+        _page("second", second, prose="Line one.\n\nLine two.")
+    )
+    (book / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n  - file: first\n  - file: second\n"
+    )
+    (book / "_config.yml").write_text(
+        textwrap.dedent(f"""\
         title: Small
         only_build_toc_files: true
         exclude_patterns: [".*", "**/.*", "_build"]
@@ -210,23 +225,31 @@ def small_book(tmp_path: Path) -> Path:
           raise_on_error: true
         sphinx:
           local_extensions:
-            numscale_build: {ROOT / '_ext'}
+            numscale_build: {ROOT / "_ext"}
           config:
             numscale_src_dir: src
             numscale_package: toypkg
             numscale_mathjax_dir: node_modules/mathjax/es5
             mathjax_path: mathjax/tex-chtml.js
             html_last_updated_fmt: "%Y-%m-%d"
-        """))
+        """)
+    )
     return book
 
 
 def _git(book: Path, *args: str, date: str | None = None) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+    }
     if date:
         env |= {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
-    subprocess.run(["git", "-C", str(book), *args], check=True, capture_output=True, env=env)
+    subprocess.run(
+        ["git", "-C", str(book), *args], check=True, capture_output=True, env=env
+    )
 
 
 def test_plain_build_without_mathjax_and_page_dates(small_book: Path) -> None:
@@ -237,7 +260,7 @@ def test_plain_build_without_mathjax_and_page_dates(small_book: Path) -> None:
     _git(small_book, "add", ".")
     _git(small_book, "commit", "-q", "-m", "toy", date="2024-03-14T12:00:00+00:00")
     _edit(small_book / "second.md", "Line two.", "Line two, edited.")  # uncommitted
-    edited = datetime(2023, 7, 1, 12, tzinfo=timezone.utc).timestamp()
+    edited = datetime(2023, 7, 1, 12, tzinfo=UTC).timestamp()
     os.utime(small_book / "second.md", (edited, edited))
     result = build_book(small_book, source=small_book, env={"TOY_SOURCE": "a"})
     output = result.stdout + result.stderr
@@ -245,11 +268,17 @@ def test_plain_build_without_mathjax_and_page_dates(small_book: Path) -> None:
     assert output.count("pages load MathJax from") == 1
     site = small_book / "_build" / "html"
     intro = (site / "intro.html").read_text()
-    assert re.search(r'<script[^>]+src="https://cdn\.jsdelivr\.net/npm/mathjax@3/[^"]+"', intro)
+    assert re.search(
+        r'<script[^>]+src="https://cdn\.jsdelivr\.net/npm/mathjax@3/[^"]+"', intro
+    )
     assert not (site / "_static" / "mathjax").exists()
-    assert "2024-03-14" in (site / "first.html").read_text()  # committed, unchanged since
+    assert (
+        "2024-03-14" in (site / "first.html").read_text()
+    )  # committed, unchanged since
     second = (site / "second.html").read_text()
-    assert "2023-07-01" in second and "2024-03-14" not in second  # uncommitted edit: its mtime
+    assert (
+        "2023-07-01" in second and "2024-03-14" not in second
+    )  # uncommitted edit: its mtime
 
 
 def test_failed_page_is_one_line_and_leaves_no_stale_page(small_book: Path) -> None:
@@ -263,8 +292,11 @@ def test_failed_page_is_one_line_and_leaves_no_stale_page(small_book: Path) -> N
     result = build_book(small_book, source=small_book, env={"TOY_SOURCE": "bad"})
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    fence = next(i for i, text in enumerate((small_book / "second.md").read_text().splitlines(), 1)
-                 if text.startswith("```{code-cell}"))
+    fence = next(
+        i
+        for i, text in enumerate((small_book / "second.md").read_text().splitlines(), 1)
+        if text.startswith("```{code-cell}")
+    )
     line = f"second.md, code cell 1 (line {fence}): toypkg.checked.ToyError: TOY_SOURCE=bad: no such file or folder"
     errors = [text for text in output.splitlines() if "TOY_SOURCE=bad" in text]
     assert len(errors) == 1 and errors[0].endswith(line), output[-3000:]

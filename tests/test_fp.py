@@ -20,14 +20,20 @@ def next_up(x: float, dtype: torch.dtype, step: int = 1) -> float:
 
 def spacing_at(x: float, dtype: torch.dtype) -> float:
     """Gap between positive x and the next larger value of the format (its ulp at x)."""
-    return next_up(x, dtype) - float(torch.tensor(x, dtype=torch.float64).to(dtype).double())
+    return next_up(x, dtype) - float(
+        torch.tensor(x, dtype=torch.float64).to(dtype).double()
+    )
 
 
 @pytest.mark.parametrize("dtype", list(fp.FORMATS.values()))
 def test_format_info_matches_finfo(dtype):
     info = fp.format_info(dtype)
     fi = torch.finfo(dtype)
-    assert (info.max, info.smallest_normal, info.eps) == (fi.max, fi.smallest_normal, fi.eps)
+    assert (info.max, info.smallest_normal, info.eps) == (
+        fi.max,
+        fi.smallest_normal,
+        fi.eps,
+    )
     assert info.bits == 1 + info.exponent_bits + info.mantissa_bits
     # max = (2 − 2^{−m})·2^{emax} for IEEE-like formats; here only ln(max) consistency: exact by definition
     assert info.ln_max == math.log(fi.max)
@@ -38,8 +44,9 @@ def test_e4m3fn_conversion_of_infinities_in_this_torch():
     # Measured, implementation-defined behaviour the chapter glues (issue 9, point 1): torch
     # saturates ±inf and out-of-range values to ±448 (bits 0x7E / 0xFE); only NaN stays NaN
     # (0x7F). If a torch release changes this, the chapter's prose must change with it.
-    stored, bits = fp.stored_in_format([math.inf, -math.inf, math.nan, 1000.0, -1000.0],
-                                       torch.float8_e4m3fn)
+    stored, bits = fp.stored_in_format(
+        [math.inf, -math.inf, math.nan, 1000.0, -1000.0], torch.float8_e4m3fn
+    )
     assert stored[:2] == [448.0, -448.0] and math.isnan(stored[2])
     assert stored[3:] == [448.0, -448.0]
     assert bits == [0x7E, 0xFE, 0x7F, 0x7E, 0xFE]
@@ -60,16 +67,28 @@ def test_stored_in_format_bits_are_unsigned_patterns():
 
 def test_known_layouts():
     # bit layouts defined by IEEE 754 / the bfloat16 and OCP FP8 specifications
-    layouts = {name: (fp.format_info(dt).exponent_bits, fp.format_info(dt).mantissa_bits) for name, dt in fp.FORMATS.items()}
-    assert layouts == {"float64": (11, 52), "float32": (8, 23), "bfloat16": (8, 7), "float16": (5, 10),
-                       "float8_e5m2": (5, 2), "float8_e4m3fn": (4, 3)}
+    layouts = {
+        name: (fp.format_info(dt).exponent_bits, fp.format_info(dt).mantissa_bits)
+        for name, dt in fp.FORMATS.items()
+    }
+    assert layouts == {
+        "float64": (11, 52),
+        "float32": (8, 23),
+        "bfloat16": (8, 7),
+        "float16": (5, 10),
+        "float8_e5m2": (5, 2),
+        "float8_e4m3fn": (4, 3),
+    }
 
 
 def test_markdown_table_has_a_row_per_format():
     table = fp.markdown_table(list(fp.FORMATS.values()))
     lines = table.splitlines()
     assert len(lines) == 2 + len(fp.FORMATS)
-    assert "| float8_e4m3fn | 1+4+3 | 448 |" in table and "| float16 | 1+5+10 | 65,504 |" in table
+    assert (
+        "| float8_e4m3fn | 1+4+3 | 448 |" in table
+        and "| float16 | 1+5+10 | 65,504 |" in table
+    )
 
 
 def test_value_of_bits_round_trip():
@@ -114,12 +133,21 @@ def test_softmax_one_gap(dtype):
     one = torch.softmax(torch.stack([gt, torch.zeros((), dtype=dtype)]), dim=0)[0]
     assert float(one) == 1.0
     below = torch.tensor(next_up(g, dtype, -1), dtype=torch.float64).to(dtype)
-    assert float(torch.softmax(torch.stack([below, torch.zeros((), dtype=dtype)]), dim=0)[0]) < 1.0
+    assert (
+        float(
+            torch.softmax(torch.stack([below, torch.zeros((), dtype=dtype)]), dim=0)[0]
+        )
+        < 1.0
+    )
     # rounding argument: 1 + e^{−g} rounds to 1 for e^{−g} ≤ u (in-format arithmetic) or the
     # float32 result 1 − e^{−g} rounds to 1 in the format for e^{−g} < u/2 (upcasting kernels):
     # g lies between ln(1/u) and ln(2/u), within one spacing of the format.
     u = torch.finfo(dtype).eps / 2
-    assert math.log(1 / u) - spacing_at(g, dtype) <= g <= math.log(2 / u) + spacing_at(g, dtype)
+    assert (
+        math.log(1 / u) - spacing_at(g, dtype)
+        <= g
+        <= math.log(2 / u) + spacing_at(g, dtype)
+    )
 
 
 @pytest.mark.parametrize("dtype", SOFTMAX_DTYPES)
@@ -141,8 +169,12 @@ def test_softmax_zero_gap(dtype):
 
 def test_softmax_one_gap_measured_values():
     # float64 / float32 arithmetic in-format: threshold ln(1/u) to the format's spacing
-    assert fp.softmax_one_gap(torch.float64) == pytest.approx(53 * math.log(2), abs=1e-12)
-    assert fp.softmax_one_gap(torch.float32) == pytest.approx(24 * math.log(2), abs=4e-6)  # float32 spacing at 16 is 2e-6
+    assert fp.softmax_one_gap(torch.float64) == pytest.approx(
+        53 * math.log(2), abs=1e-12
+    )
+    assert fp.softmax_one_gap(torch.float32) == pytest.approx(
+        24 * math.log(2), abs=4e-6
+    )  # float32 spacing at 16 is 2e-6
 
 
 def test_dot_logits_std():
@@ -150,7 +182,11 @@ def test_dot_logits_std():
     # std of q·k is √d = 8; relative SE of a sample std: √((1 + 3/d)/(2n)) = 0.0036, 5 SE
     assert z.std() == pytest.approx(8.0, rel=5 * math.sqrt((1 + 3 / 64) / (2 * 40_000)))
     # the scale multiplies every logit exactly (same seed, same draws)
-    np.testing.assert_allclose(fp.dot_logits(64, 10, seed=1, scale=0.125), fp.dot_logits(64, 10, seed=1) * 0.125, rtol=1e-15)
+    np.testing.assert_allclose(
+        fp.dot_logits(64, 10, seed=1, scale=0.125),
+        fp.dot_logits(64, 10, seed=1) * 0.125,
+        rtol=1e-15,
+    )
 
 
 def test_exp_overflow_fraction_float16():
@@ -168,12 +204,18 @@ def test_exp_overflow_fraction_float16():
 
 def test_normal_dot_tail():
     # d → ∞: q·k/√d → N(0,1); at d = 4000, Φ̄(1) = 0.1587 within the 1/d kurtosis correction
-    assert fp.normal_dot_tail(math.sqrt(4000), 4000) == pytest.approx(0.5 * math.erfc(1 / math.sqrt(2)), abs=2e-3)
-    assert fp.normal_dot_tail(0.0, 10) == pytest.approx(0.5, abs=1e-6)  # symmetric: half above 0
+    assert fp.normal_dot_tail(math.sqrt(4000), 4000) == pytest.approx(
+        0.5 * math.erfc(1 / math.sqrt(2)), abs=2e-3
+    )
+    assert fp.normal_dot_tail(0.0, 10) == pytest.approx(
+        0.5, abs=1e-6
+    )  # symmetric: half above 0
     # Monte Carlo check at small d where the tail is heavier than Gaussian (kurtosis 3 + 6/d)
     z = fp.dot_logits(4, 200_000, seed=2)
     p = fp.normal_dot_tail(6.0, 4)
-    assert np.mean(z > 6.0) == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / z.size))  # 5 binomial SE
+    assert np.mean(z > 6.0) == pytest.approx(
+        p, abs=5 * math.sqrt(p * (1 - p) / z.size)
+    )  # 5 binomial SE
     assert p > 0.5 * math.erfc(6.0 / 2 / math.sqrt(2))  # heavier than the Gaussian tail
 
 
@@ -182,27 +224,43 @@ def test_masked_rows(dtype):
     n = 5
     uniform = torch.full((n,), 1 / n, dtype=dtype)
     # finite fill and max subtraction: every logit equals the max, exp(0) = 1, uniform weights
-    assert torch.equal(fp.masked_row_softmax(n, float(torch.finfo(dtype).min), dtype), uniform)
+    assert torch.equal(
+        fp.masked_row_softmax(n, float(torch.finfo(dtype).min), dtype), uniform
+    )
     # −inf fill: −inf − (−inf) = NaN
     assert torch.isnan(fp.masked_row_softmax(n, -math.inf, dtype)).all()
     # no max subtraction: exp(very negative) = 0, so 0/0 = NaN even with a finite fill
-    assert torch.isnan(fp.masked_row_softmax(n, float(torch.finfo(dtype).min), dtype, subtract_max=False)).all()
+    assert torch.isnan(
+        fp.masked_row_softmax(
+            n, float(torch.finfo(dtype).min), dtype, subtract_max=False
+        )
+    ).all()
 
 
 def test_minus_1e9_in_float16():
     assert float(torch.tensor(-1e9).to(torch.float16)) == -math.inf  # |−1e9| > 65504
     assert torch.isnan(fp.masked_row_softmax(4, -1e9, torch.float16)).all()
-    assert torch.equal(fp.masked_row_softmax(4, -1e9, torch.float32), torch.full((4,), 0.25))
-    assert torch.equal(fp.masked_row_softmax(4, -1e9, torch.bfloat16), torch.full((4,), 0.25, dtype=torch.bfloat16))
+    assert torch.equal(
+        fp.masked_row_softmax(4, -1e9, torch.float32), torch.full((4,), 0.25)
+    )
+    assert torch.equal(
+        fp.masked_row_softmax(4, -1e9, torch.bfloat16),
+        torch.full((4,), 0.25, dtype=torch.bfloat16),
+    )
     # finfo(float32).min (−3.4e38) is as far out of float16's range as −1e9
-    assert float(torch.tensor(torch.finfo(torch.float32).min).to(torch.float16)) == -math.inf
+    assert (
+        float(torch.tensor(torch.finfo(torch.float32).min).to(torch.float16))
+        == -math.inf
+    )
 
 
 def test_e4m3_spacing_between_4_and_8():
     # 3 mantissa bits: 8 values per binade, so [4, 8) is spaced 4/8 = 0.5 apart (exact)
     assert next_up(4.0, torch.float8_e4m3fn) == 4.5
     assert next_up(7.5, torch.float8_e4m3fn) == 8.0
-    assert float(torch.tensor([5.3]).to(torch.float8_e4m3fn).float()[0]) == 5.5  # nearest of 5.0, 5.5
+    assert (
+        float(torch.tensor([5.3]).to(torch.float8_e4m3fn).float()[0]) == 5.5
+    )  # nearest of 5.0, 5.5
 
 
 def test_hugging_face_masks_use_finfo_min():
@@ -276,8 +334,12 @@ def test_softmax_errors():
     e32 = fp.softmax_errors(row, tops, np.float32)
     e64 = fp.softmax_errors(row, tops, np.float64)
     # naive fails exactly where the top logit passes ln(max): float32 above 88.72, float64 above 709.78
-    assert np.array_equal(np.isnan(e32.naive_abs), tops > np.log(np.finfo(np.float32).max))
-    assert np.array_equal(np.isnan(e64.naive_abs), tops > np.log(np.finfo(np.float64).max))
+    assert np.array_equal(
+        np.isnan(e32.naive_abs), tops > np.log(np.finfo(np.float32).max)
+    )
+    assert np.array_equal(
+        np.isnan(e64.naive_abs), tops > np.log(np.finfo(np.float64).max)
+    )
     # the stable softmax always works; absolute error: exp (≤1 ulp), a sum of n = 30 terms
     # (≤ (n−1)u relative) and one division: a few eps at most for p ≤ 1
     for e in (e32, e64):
@@ -361,8 +423,9 @@ def test_fp8_roundtrip_scaled_maps_each_row_max_to_the_format_max():
         out = fp.fp8_roundtrip(x, dt, scaled=True)
         rows = x[:4]
         top = rows.argmax(axis=1)
-        np.testing.assert_allclose(out[np.arange(4), top], rows[np.arange(4), top],
-                                   rtol=1e-15)
+        np.testing.assert_allclose(
+            out[np.arange(4), top], rows[np.arange(4), top], rtol=1e-15
+        )
         normal = rows * (fi.max / rows.max(axis=1, keepdims=True)) >= fi.smallest_normal
         rel = np.abs(out[:4] - rows)[normal] / rows[normal]
         assert rel.max() <= fi.eps / 2 * (1 + 1e-12)

@@ -26,14 +26,19 @@ REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 N_LAYER, N_EMBD = 2, 8
 
 
-def tiny_config() -> "transformers.GPT2Config":
+def tiny_config() -> transformers.GPT2Config:
     return transformers.GPT2Config(
-        n_embd=N_EMBD, n_layer=N_LAYER, n_head=2, n_positions=16, vocab_size=32,
-        bos_token_id=0, eos_token_id=0,
+        n_embd=N_EMBD,
+        n_layer=N_LAYER,
+        n_head=2,
+        n_positions=16,
+        vocab_size=32,
+        bos_token_id=0,
+        eos_token_id=0,
     )
 
 
-def tiny_model(seed: int = 0) -> "transformers.GPT2LMHeadModel":
+def tiny_model(seed: int = 0) -> transformers.GPT2LMHeadModel:
     """A tiny GPT-2 whose every parameter is drawn from a seeded Generator."""
     generator = torch.Generator().manual_seed(seed)
     with torch.device("meta"):
@@ -48,7 +53,11 @@ def tiny_model(seed: int = 0) -> "transformers.GPT2LMHeadModel":
 
 def bare_state(model) -> dict[str, np.ndarray]:
     """The model's tensors keyed by canonical (bare) name, without the tied lm_head."""
-    return {gpt2.canonical_name(k): v.detach().numpy().copy() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    return {
+        gpt2.canonical_name(k): v.detach().numpy().copy()
+        for k, v in model.state_dict().items()
+        if k != "lm_head.weight"
+    }
 
 
 def small_shaped_state(seed: int = 0, n_layer: int = 2) -> dict[str, np.ndarray]:
@@ -118,7 +127,9 @@ def test_both_prefixes_name_the_same_tensor(pretrained_dir, state):
 
 def test_single_safetensors_file_with_prefixed_keys(tmp_path, small_state):
     path = tmp_path / "weights.safetensors"
-    safetensors_numpy.save_file({"transformer." + k: v for k, v in small_state.items()}, str(path))
+    safetensors_numpy.save_file(
+        {"transformer." + k: v for k, v in small_state.items()}, str(path)
+    )
     assert gpt2.list_tensors(path) == sorted(small_state)
     got = gpt2.load_tensor("h.1.attn.c_attn.bias", source=str(path))
     np.testing.assert_array_equal(got, small_state["h.1.attn.c_attn.bias"])
@@ -129,15 +140,20 @@ def test_npz_file_with_bare_keys(tmp_path, small_state):
     np.savez(path, **small_state)
     got = gpt2.load_tensors(pattern="h.*.ln_1.weight", source=path)
     assert list(got) == ["h.0.ln_1.weight", "h.1.ln_1.weight"]
-    np.testing.assert_array_equal(got["h.1.ln_1.weight"], small_state["h.1.ln_1.weight"])
+    np.testing.assert_array_equal(
+        got["h.1.ln_1.weight"], small_state["h.1.ln_1.weight"]
+    )
 
 
 def test_source_without_config_is_checked_against_gpt2_small(tmp_path, state):
     """The tiny model's tensors (width 8) in a file without config.json are refused."""
     path = tmp_path / "tiny.npz"
     np.savez(path, **state)
-    with pytest.raises(gpt2.SourceError, match=r"'h\.0\.ln_1\.weight' in tiny\.npz has shape "
-                                               r"\(8,\), but GPT-2 small has \(768,\)"):
+    with pytest.raises(
+        gpt2.SourceError,
+        match=r"'h\.0\.ln_1\.weight' in tiny\.npz has shape "
+        r"\(8,\), but GPT-2 small has \(768,\)",
+    ):
         gpt2.load_tensors(["h.0.ln_1.weight"], source=path)
     # with the tiny model's config.json beside them, its own shapes are expected
     tiny_config().to_json_file(str(tmp_path / "config.json"))
@@ -157,8 +173,12 @@ def test_sharded_directory_of_npz_and_safetensors(tmp_path, state):
     tiny_config().to_json_file(str(tmp_path / "config.json"))
     names = sorted(state)
     half = len(names) // 2
-    np.savez(tmp_path / "part_a.npz", **{"transformer." + n: state[n] for n in names[:half]})
-    safetensors_numpy.save_file({n: state[n] for n in names[half:]}, str(tmp_path / "part_b.safetensors"))
+    np.savez(
+        tmp_path / "part_a.npz", **{"transformer." + n: state[n] for n in names[:half]}
+    )
+    safetensors_numpy.save_file(
+        {n: state[n] for n in names[half:]}, str(tmp_path / "part_b.safetensors")
+    )
     assert gpt2.list_tensors(tmp_path) == names
     params = gpt2.layernorm_parameters(tmp_path)
     assert params.names == ("h.0.ln_1", "h.0.ln_2", "h.1.ln_1", "h.1.ln_2", "ln_f")
@@ -167,12 +187,17 @@ def test_sharded_directory_of_npz_and_safetensors(tmp_path, state):
     np.testing.assert_array_equal(params.biases[-1], state["ln_f.bias"])
     description = gpt2.describe_source(tmp_path)
     assert "(part_a.npz, part_b.safetensors)" in description
-    assert description.endswith(f"; {len(state)} tensors") and str(tmp_path) not in description
+    assert (
+        description.endswith(f"; {len(state)} tensors")
+        and str(tmp_path) not in description
+    )
 
 
 def test_duplicate_tensor_across_shards_is_an_error(tmp_path, state):
     np.savez(tmp_path / "a.npz", **{"h.0.ln_1.weight": state["h.0.ln_1.weight"]})
-    np.savez(tmp_path / "b.npz", **{"transformer.h.0.ln_1.weight": state["h.0.ln_1.weight"]})
+    np.savez(
+        tmp_path / "b.npz", **{"transformer.h.0.ln_1.weight": state["h.0.ln_1.weight"]}
+    )
     with pytest.raises(ValueError, match="appears twice"):
         gpt2.list_tensors(tmp_path)
 
@@ -220,7 +245,9 @@ def test_load_model_from_save_pretrained(pretrained_dir, model):
     with torch.no_grad():
         expected = model(ids).logits
         got = loaded(ids).logits
-    torch.testing.assert_close(got, expected, rtol=0, atol=0)  # same float32 weights, same ops
+    torch.testing.assert_close(
+        got, expected, rtol=0, atol=0
+    )  # same float32 weights, same ops
 
 
 def test_load_model_leaves_global_rng_alone(pretrained_dir):
@@ -234,7 +261,9 @@ def test_load_model_from_tensor_file_needs_a_config(tmp_path, state):
     safetensors_numpy.save_file(state, str(path))
     with pytest.raises(gpt2.ModelIncomplete, match="config"):
         gpt2_model.load_model(path)
-    assert isinstance(gpt2_model.load_model(path, config=tiny_config()), transformers.GPT2LMHeadModel)
+    assert isinstance(
+        gpt2_model.load_model(path, config=tiny_config()), transformers.GPT2LMHeadModel
+    )
 
 
 def test_load_model_on_partial_source_is_unavailable(tmp_path, state):
@@ -322,8 +351,14 @@ def test_missing_path_is_a_source_error(tmp_path, monkeypatch, how):
         call()
     assert time.perf_counter() - start < 2.0
     message = str(info.value)
-    assert message.startswith(prefix) and "does not exist" in message and "\n" not in message
-    assert isinstance(info.value, ValueError) and not isinstance(info.value, gpt2.GPT2Unavailable)
+    assert (
+        message.startswith(prefix)
+        and "does not exist" in message
+        and "\n" not in message
+    )
+    assert isinstance(info.value, ValueError) and not isinstance(
+        info.value, gpt2.GPT2Unavailable
+    )
     # source_available does not hide a named source's problem
     with pytest.raises(gpt2.SourceError):
         gpt2.source_available(target)
@@ -339,6 +374,7 @@ def test_pickle_only_sources_are_refused_without_unpickling(tmp_path, monkeypatc
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     marker = tmp_path / "unpickled.txt"
+
     # A pickle that would create a file if it were ever loaded.
     class Boom:
         def __reduce__(self):
@@ -349,8 +385,11 @@ def test_pickle_only_sources_are_refused_without_unpickling(tmp_path, monkeypatc
         with pytest.raises(gpt2.SourceError, match="pickle"):
             gpt2.load_tensors(source=source)
     monkeypatch.setenv("NUMSCALE_GPT2", str(folder))
-    with pytest.raises(gpt2.SourceError, match=r"^NUMSCALE_GPT2='.*pickled' cannot be used: "
-                                               r"the folder holds only pickle weights"):
+    with pytest.raises(
+        gpt2.SourceError,
+        match=r"^NUMSCALE_GPT2='.*pickled' cannot be used: "
+        r"the folder holds only pickle weights",
+    ):
         gpt2.layernorm_parameters()
     assert not marker.exists()
 
@@ -370,12 +409,19 @@ def test_truncated_safetensors_names_the_file(tmp_path, small_state):
         gpt2.load_tensors(source=path)
 
 
-@pytest.mark.parametrize("content", [b"PK\x03\x04 this is not really a zip archive",
-                                     np.random.default_rng(0).bytes(4096)])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"PK\x03\x04 this is not really a zip archive",
+        np.random.default_rng(0).bytes(4096),
+    ],
+)
 def test_corrupt_npz_names_the_file_without_pickle_advice(tmp_path, content):
     path = tmp_path / "broken.npz"
     path.write_bytes(content)
-    with pytest.raises(gpt2.SourceError, match=r"broken\.npz is not a readable \.npz") as info:
+    with pytest.raises(
+        gpt2.SourceError, match=r"broken\.npz is not a readable \.npz"
+    ) as info:
         gpt2.list_tensors(path)
     assert "allow_pickle" not in str(info.value) and "pickled" not in str(info.value)
     # the same file in a folder named by the variable
@@ -391,19 +437,28 @@ def test_corrupt_npz_names_the_file_without_pickle_advice(tmp_path, content):
 def test_npz_with_object_arrays_is_refused(tmp_path):
     path = tmp_path / "objects.npz"
     np.savez(path, x=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(gpt2.SourceError, match="'x' in objects.npz holds Python objects") as info:
+    with pytest.raises(
+        gpt2.SourceError, match="'x' in objects.npz holds Python objects"
+    ) as info:
         gpt2.load_tensors(source=path)
     assert "allow_pickle" not in str(info.value)
 
 
-@pytest.mark.parametrize("problem, pattern", [
-    ("nan", r"'h\.0\.ln_1\.weight' in bad\.npz holds 1 NaN or inf value\.$"),
-    ("inf", r"'h\.0\.ln_1\.weight' in bad\.npz holds 2 NaN or inf values"),
-    ("shape", r"'h\.0\.ln_1\.weight' in bad\.npz has shape \(767,\), but GPT-2 small has \(768,\)"),
-    ("dtype", r"'h\.0\.ln_1\.weight' in bad\.npz has dtype int32"),
-])
-def test_bad_tensors_are_caught_at_load_naming_tensor_and_file(tmp_path, small_state, problem,
-                                                               pattern):
+@pytest.mark.parametrize(
+    "problem, pattern",
+    [
+        ("nan", r"'h\.0\.ln_1\.weight' in bad\.npz holds 1 NaN or inf value\.$"),
+        ("inf", r"'h\.0\.ln_1\.weight' in bad\.npz holds 2 NaN or inf values"),
+        (
+            "shape",
+            r"'h\.0\.ln_1\.weight' in bad\.npz has shape \(767,\), but GPT-2 small has \(768,\)",
+        ),
+        ("dtype", r"'h\.0\.ln_1\.weight' in bad\.npz has dtype int32"),
+    ],
+)
+def test_bad_tensors_are_caught_at_load_naming_tensor_and_file(
+    tmp_path, small_state, problem, pattern
+):
     state = dict(small_state)
     gain = state["h.0.ln_1.weight"].copy()
     if problem == "nan":
@@ -422,8 +477,12 @@ def test_bad_tensors_are_caught_at_load_naming_tensor_and_file(tmp_path, small_s
     assert gpt2.load_tensor("h.0.ln_2.weight", source=tmp_path).shape == (768,)
 
 
-def test_npz_lacking_needed_tensors_is_a_source_error(tmp_path, small_state, monkeypatch):
-    np.savez(tmp_path / "one.npz", **{"h.0.ln_1.weight": small_state["h.0.ln_1.weight"]})
+def test_npz_lacking_needed_tensors_is_a_source_error(
+    tmp_path, small_state, monkeypatch
+):
+    np.savez(
+        tmp_path / "one.npz", **{"h.0.ln_1.weight": small_state["h.0.ln_1.weight"]}
+    )
     monkeypatch.setenv("NUMSCALE_GPT2", str(tmp_path / "one.npz"))
     with pytest.raises(gpt2.MissingTensorError) as info:
         gpt2.layernorm_parameters()
@@ -432,19 +491,25 @@ def test_npz_lacking_needed_tensors_is_a_source_error(tmp_path, small_state, mon
     # one block's LayerNorms and ln_f are needed: 6 tensors, 5 of them absent
     assert "5 requested tensors missing" in message
     assert "holds 1 tensor:" in message  # singular
-    assert isinstance(info.value, gpt2.SourceError) and not isinstance(info.value, KeyError)
+    assert isinstance(info.value, gpt2.SourceError) and not isinstance(
+        info.value, KeyError
+    )
 
 
 def test_missing_tensor_lists_available_names(pretrained_dir):
-    with pytest.raises(gpt2.MissingTensorError, match="did you mean 'h.0.ln_1.weight'") as info:
+    with pytest.raises(
+        gpt2.MissingTensorError, match="did you mean 'h.0.ln_1.weight'"
+    ) as info:
         gpt2.load_tensors(["h.0.ln_1.wieght"], source=pretrained_dir)
     assert "1 requested tensor missing" in str(info.value)
     assert "wpe.weight" in str(info.value) or "more)" in str(info.value)
     with pytest.raises(gpt2.MissingTensorError, match="h.9"):
         gpt2.load_tensors(pattern="h.9.*", source=pretrained_dir)
     with pytest.raises(gpt2.MissingTensorError) as info:
-        gpt2.load_tensors(["h.0.ln_1.wieght", "h.0.ln_2.wieght", "h.1.ln_1.wieght"],
-                          source=pretrained_dir)
+        gpt2.load_tensors(
+            ["h.0.ln_1.wieght", "h.0.ln_2.wieght", "h.1.ln_1.wieght"],
+            source=pretrained_dir,
+        )
     assert str(info.value).count("did you mean") == 1
 
 
@@ -489,13 +554,19 @@ def silent_server():
     server.close()
 
 
-@pytest.mark.parametrize("endpoint", ["default", "closed-port", "silent", "non-routable"])
+@pytest.mark.parametrize(
+    "endpoint", ["default", "closed-port", "silent", "non-routable"]
+)
 @pytest.mark.parametrize("offline", ["1", None])
-def test_default_hub_id_without_network_fails_fast(monkeypatch, tmp_path, silent_server, offline,
-                                                   endpoint):
+def test_default_hub_id_without_network_fails_fast(
+    monkeypatch, tmp_path, silent_server, offline, endpoint
+):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    urls = {"closed-port": "http://127.0.0.1:9", "silent": silent_server,
-            "non-routable": "http://10.255.255.1"}
+    urls = {
+        "closed-port": "http://127.0.0.1:9",
+        "silent": silent_server,
+        "non-routable": "http://10.255.255.1",
+    }
     if endpoint == "default":
         monkeypatch.delenv("HF_ENDPOINT", raising=False)
     else:
@@ -508,7 +579,9 @@ def test_default_hub_id_without_network_fails_fast(monkeypatch, tmp_path, silent
         pytest.skip("this machine reaches the Hugging Face hub")
     start = time.perf_counter()
     with pytest.raises(gpt2.GPT2Unavailable, match="NUMSCALE_GPT2") as info:
-        gpt2.load_tensors(["h.0.ln_1.weight"])  # the default source: NUMSCALE_GPT2 unset
+        gpt2.load_tensors(
+            ["h.0.ln_1.weight"]
+        )  # the default source: NUMSCALE_GPT2 unset
     elapsed = time.perf_counter() - start
     # The probe is bounded by PROBE_TIMEOUT = 1.5 s (the silent server uses all of it);
     # the budget is 2 s, against ~23 s of retries inside the hub client.
@@ -526,8 +599,11 @@ def test_named_hub_id_without_network_is_a_source_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("NUMSCALE_GPT2", "gpt2")
-    with pytest.raises(gpt2.SourceError, match=r"^NUMSCALE_GPT2='gpt2' cannot be used: .*"
-                                               r"not in the local Hugging Face cache"):
+    with pytest.raises(
+        gpt2.SourceError,
+        match=r"^NUMSCALE_GPT2='gpt2' cannot be used: .*"
+        r"not in the local Hugging Face cache",
+    ):
         gpt2.layernorm_parameters()
     with pytest.raises(gpt2.SourceError, match="source 'gpt2'"):
         gpt2.list_tensors("gpt2")
@@ -536,7 +612,9 @@ def test_named_hub_id_without_network_is_a_source_error(monkeypatch, tmp_path):
 def test_probe_accepts_only_usable_answers(silent_server):
     start = time.perf_counter()
     assert not gpt2.endpoint_reachable(silent_server, timeout=0.3)
-    assert time.perf_counter() - start < 0.3 + 0.2  # abandoned at the timeout (thread start slack)
+    assert (
+        time.perf_counter() - start < 0.3 + 0.2
+    )  # abandoned at the timeout (thread start slack)
     assert not gpt2.endpoint_reachable("http://127.0.0.1:9", timeout=0.3)
 
 
@@ -547,6 +625,7 @@ def test_default_source_is_the_hub_id(monkeypatch, tmp_path):
         gpt2.list_tensors()
     # the chapters' except clause catches it; SourceUnavailable is the shared class
     from numscale.models import sources
+
     assert issubclass(gpt2.GPT2Unavailable, sources.SourceUnavailable)
 
 
@@ -564,8 +643,12 @@ def test_hub_id_from_local_cache(monkeypatch, tmp_path, pretrained_dir, state):
     got = gpt2.load_tensor("h.0.ln_2.weight", source="someone/tiny")
     np.testing.assert_array_equal(got, state["h.0.ln_2.weight"])
     description = gpt2.describe_source("someone/tiny")
-    assert "local Hugging Face cache" in description and str(tmp_path) not in description
-    assert isinstance(gpt2_model.load_model("someone/tiny"), transformers.GPT2LMHeadModel)
+    assert (
+        "local Hugging Face cache" in description and str(tmp_path) not in description
+    )
+    assert isinstance(
+        gpt2_model.load_model("someone/tiny"), transformers.GPT2LMHeadModel
+    )
 
 
 # --------------------------------------------------------------------- initialization
@@ -585,7 +668,10 @@ def test_init_layernorm_parameters():
 # ------------------------------------------------------------------ real GPT-2 small
 
 
-@pytest.mark.skipif(not (REFERENCE / "gpt2_small_layernorm.npz").is_file(), reason="reference tensors not present")
+@pytest.mark.skipif(
+    not (REFERENCE / "gpt2_small_layernorm.npz").is_file(),
+    reason="reference tensors not present",
+)
 def test_reference_layernorms_match_provenance():
     params = gpt2.layernorm_parameters(REFERENCE)
     assert params.gains.size == 19_200 and params.biases.size == 19_200
@@ -600,16 +686,23 @@ def test_reference_layernorms_match_provenance():
     assert params.gains.max() == pytest.approx(17.419317, abs=3e-6)
     assert params.biases.min() == pytest.approx(-4.191765, abs=1e-6)
     assert params.biases.max() == pytest.approx(7.368324, abs=1.5e-6)
-    assert int(params.gains.argmax()) // 768 == 24  # the largest gain is in ln_f (provenance)
+    assert (
+        int(params.gains.argmax()) // 768 == 24
+    )  # the largest gain is in ln_f (provenance)
 
 
-@pytest.mark.skipif(not (REFERENCE / "gpt2_small_partial.npz").is_file(), reason="reference tensors not present")
+@pytest.mark.skipif(
+    not (REFERENCE / "gpt2_small_partial.npz").is_file(),
+    reason="reference tensors not present",
+)
 def test_reference_partial_tensors():
     tensors = gpt2.load_tensors(pattern="h.*.attn.c_proj.weight", source=REFERENCE)
     assert len(tensors) == 12 and tensors["h.0.attn.c_proj.weight"].shape == (768, 768)
     # Provenance: std 0.147 (block 0), 0.094 (block 5), 0.182 (block 11), printed to 3 decimals.
     for block, std in [(0, 0.147), (5, 0.094), (11, 0.182)]:
-        assert float(tensors[f"h.{block}.attn.c_proj.weight"].std()) == pytest.approx(std, abs=5e-4)
+        assert float(tensors[f"h.{block}.attn.c_proj.weight"].std()) == pytest.approx(
+            std, abs=5e-4
+        )
     wpe = gpt2.load_tensor("transformer.wpe.weight", source=REFERENCE)
     norms = np.linalg.norm(wpe, axis=1)
     for row, norm in [(0, 9.88), (1, 5.19), (2, 4.59), (100, 3.36)]:
@@ -631,7 +724,10 @@ def test_model_label_of_other_tensors(small_state, state):
         gpt2_model.is_released_gpt2_small([1, 2])
 
 
-@pytest.mark.skipif(not (REFERENCE / "gpt2_small_attention.npz").is_file(), reason="reference tensors not present")
+@pytest.mark.skipif(
+    not (REFERENCE / "gpt2_small_attention.npz").is_file(),
+    reason="reference tensors not present",
+)
 def test_released_tensors_are_recognised_and_fakes_are_not(monkeypatch):
     monkeypatch.setenv("NUMSCALE_GPT2", str(REFERENCE))
     every = gpt2.load_tensors()
@@ -643,17 +739,27 @@ def test_released_tensors_are_recognised_and_fakes_are_not(monkeypatch):
     # one value moved by one float32 ulp is not the released model
     changed = dict(ln)
     changed["h.3.ln_2.weight"] = changed["h.3.ln_2.weight"].copy()
-    changed["h.3.ln_2.weight"][7] = np.nextafter(changed["h.3.ln_2.weight"][7], np.float32(1))
+    changed["h.3.ln_2.weight"][7] = np.nextafter(
+        changed["h.3.ln_2.weight"][7], np.float32(1)
+    )
     assert gpt2_model.model_label(changed) == "a model with GPT-2's tensor names"
     # a six-block model built from real blocks under other block numbers is not either
-    shuffled = {k.replace("h.0.", "h.1.") if k.startswith("h.0.") else k: v for k, v in ln.items()
-                if not k.startswith("h.1.")}
+    shuffled = {
+        k.replace("h.0.", "h.1.") if k.startswith("h.0.") else k: v
+        for k, v in ln.items()
+        if not k.startswith("h.1.")
+    }
     assert not gpt2_model.is_released_gpt2_small(shuffled)
     # a tensor whose checksum is not stored cannot be verified
-    assert not gpt2_model.is_released_gpt2_small({**ln, "wte.weight": np.zeros((2, 2), np.float32)})
+    assert not gpt2_model.is_released_gpt2_small(
+        {**ln, "wte.weight": np.zeros((2, 2), np.float32)}
+    )
 
 
-@pytest.mark.skipif(not (REFERENCE / "gpt2_small_attention.npz").is_file(), reason="reference tensors not present")
+@pytest.mark.skipif(
+    not (REFERENCE / "gpt2_small_attention.npz").is_file(),
+    reason="reference tensors not present",
+)
 def test_reference_attention_weights_read_alone_and_fast(monkeypatch):
     monkeypatch.setenv("NUMSCALE_GPT2", str(REFERENCE))
     gpt2.list_tensors()  # the index: zip directories only

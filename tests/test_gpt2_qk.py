@@ -30,8 +30,8 @@ def test_split_heads_follows_gpt2_layout():
     heads = gpt2_qk.split_heads(weight, bias, n_head)
     assert heads.w_q.shape == (n_head, d, d // n_head) and heads.b_k.shape == (2, 4)
     # head 1 of the key: columns d + 4 ... d + 7
-    np.testing.assert_array_equal(heads.w_k[1], weight[:, d + 4:d + 8])
-    np.testing.assert_array_equal(heads.b_v[0], bias[2 * d:2 * d + 4])
+    np.testing.assert_array_equal(heads.w_k[1], weight[:, d + 4 : d + 8])
+    np.testing.assert_array_equal(heads.b_v[0], bias[2 * d : 2 * d + 4])
     assert heads.w_q.dtype == np.float32
 
 
@@ -87,7 +87,7 @@ def test_logit_moments_hold_for_non_gaussian_inputs():
     rng = np.random.default_rng(4)
     x, x2 = rng.choice([-1.0, 1.0], size=(2, 100_000, 16))
     z = 0.25 * np.sum((x @ a_q + c_q) * (x2 @ a_k + c_k), axis=1)
-    assert abs(z.var() - var) <= 5 * gpt2_qk.variance_standard_error(z)   # 5 SE
+    assert abs(z.var() - var) <= 5 * gpt2_qk.variance_standard_error(z)  # 5 SE
     assert abs(z.mean() - mean) <= 5 * z.std() / math.sqrt(z.size)
 
 
@@ -96,7 +96,7 @@ def test_logit_moments_equal_brute_force_sums():
     mean, var = gpt2_qk.logit_moments(a_q, c_q, a_k, c_k, 1.0)
     m = a_q @ a_k.T
     expected = np.sum(m**2) + np.sum((a_q @ c_k) ** 2) + np.sum((a_k @ c_q) ** 2)
-    assert mean == pytest.approx(c_q @ c_k, rel=1e-12)   # float64 sums of 3 terms
+    assert mean == pytest.approx(c_q @ c_k, rel=1e-12)  # float64 sums of 3 terms
     assert var == pytest.approx(expected, rel=1e-12)
 
 
@@ -107,9 +107,13 @@ def test_initialization_logit_std_is_d_sigma_squared():
     d, d_k, sigma = 768, 64, 0.02
     names = ["h.0.attn.c_attn.weight", "h.0.attn.c_attn.bias"]
     init = gpt2_model.init_tensors(names, seed=0)
-    a_q, c_q, a_k, c_k = gpt2_qk.folded_heads(init[names[0]], init[names[1]],
-                                              np.ones(d, np.float32),
-                                              np.zeros(d, np.float32), 12)
+    a_q, c_q, a_k, c_k = gpt2_qk.folded_heads(
+        init[names[0]],
+        init[names[1]],
+        np.ones(d, np.float32),
+        np.zeros(d, np.float32),
+        12,
+    )
     _, var = gpt2_qk.logit_moments(a_q, c_q, a_k, c_k, 1 / math.sqrt(d_k))
     assert np.allclose(np.sqrt(var), d * sigma**2, rtol=0.05)
 
@@ -118,8 +122,9 @@ def test_self_logit_mean_matches_same_token_draws():
     a_q, c_q, a_k, c_k = random_affine(6)
     expected = gpt2_qk.self_logit_mean(a_q, c_q, a_k, c_k, 0.5)
     n = 200_000
-    z = gpt2_qk.probe_logits(a_q, c_q, a_k, c_k, 0.5, n, seed=7, same_token=True,
-                             dtype=np.float64)
+    z = gpt2_qk.probe_logits(
+        a_q, c_q, a_k, c_k, 0.5, n, seed=7, same_token=True, dtype=np.float64
+    )
     assert np.all(np.abs(z.mean(axis=1) - expected) <= 5 * z.std(axis=1) / math.sqrt(n))
 
 
@@ -129,11 +134,15 @@ def test_alignment_extremes():
     # aligned: A_k = A_q with orthonormal columns -> M a rank-5 projection, tr/‖M‖ = √5
     q, _ = np.linalg.qr(rng.normal(size=(d, d_k)))
     sym, trace = gpt2_qk.alignment(q, q)
-    assert sym == pytest.approx(1.0, abs=1e-12) and trace == pytest.approx(math.sqrt(d_k))
+    assert sym == pytest.approx(1.0, abs=1e-12) and trace == pytest.approx(
+        math.sqrt(d_k)
+    )
     # antisymmetric: M = A Bᵀ − B Aᵀ written as [A, −B][B, A]ᵀ
     a, b = rng.normal(size=(2, d, 2))
     sym, trace = gpt2_qk.alignment(np.hstack([a, -b]), np.hstack([b, a]))
-    assert sym == pytest.approx(0.0, abs=1e-12) and trace == pytest.approx(0.0, abs=1e-12)
+    assert sym == pytest.approx(0.0, abs=1e-12) and trace == pytest.approx(
+        0.0, abs=1e-12
+    )
     # general: compare with the d × d matrix
     a_q, _, a_k, _ = (v[0] for v in random_affine(9, d=12, d_k=3))
     m = a_q @ a_k.T
@@ -169,8 +178,9 @@ def test_moments_bad_input():
 def test_variance_standard_error_matches_gaussian_theory():
     # for Gaussian samples the SE of the variance is σ²√(2/N); estimated to a few percent
     x = np.random.default_rng(11).normal(scale=2.0, size=100_000)
-    assert gpt2_qk.variance_standard_error(x) == pytest.approx(4 * math.sqrt(2 / x.size),
-                                                               rel=0.03)
+    assert gpt2_qk.variance_standard_error(x) == pytest.approx(
+        4 * math.sqrt(2 / x.size), rel=0.03
+    )
 
 
 # --------------------------------------------------------------------- the key bias
@@ -190,18 +200,18 @@ def test_key_bias_cancels_exactly_in_exact_arithmetic():
     p, no_key, no_query = gpt2_qk.bias_zeroing_change(*args, 0.3)
     assert p.shape == (3, 20, 20)
     np.testing.assert_allclose(p.sum(axis=-1), 1.0, atol=1e-12)
-    assert no_key.max() <= 1e-13                      # rounding of float64 (~1e-16 × logits)
-    assert no_query.max() > 1e-2                      # b_q changes the weights
+    assert no_key.max() <= 1e-13  # rounding of float64 (~1e-16 × logits)
+    assert no_query.max() > 1e-2  # b_q changes the weights
 
 
 def test_key_bias_change_in_float32_stays_below_its_rounding_bound():
     args = random_heads(1)
     p, no_key, no_query = gpt2_qk.bias_zeroing_change(*args, 0.3)
     bound = gpt2_qk.key_bias_rounding_bound(*args, 0.3)
-    assert np.all(no_key <= bound)                    # a worst-case bound: no exceptions
-    assert no_key.max() > 0                           # float32 rounding is visible ...
-    assert no_key.max() < 1e3 * U32                   # ... and of its size
-    assert no_query.max() > 1e3 * bound.max()         # b_q's change is no rounding effect
+    assert np.all(no_key <= bound)  # a worst-case bound: no exceptions
+    assert no_key.max() > 0  # float32 rounding is visible ...
+    assert no_key.max() < 1e3 * U32  # ... and of its size
+    assert no_query.max() > 1e3 * bound.max()  # b_q's change is no rounding effect
 
 
 def test_key_bias_bound_catches_a_real_change():
@@ -224,7 +234,9 @@ def test_bias_zeroing_bad_input():
     with pytest.raises(ValueError, match="b_k"):
         gpt2_qk.bias_zeroing_change(u, w_q, b_q, w_k, b_k[:, :-1], 1.0)
     with pytest.raises(ValueError, match="u must"):
-        gpt2_qk.key_bias_rounding_bound(np.full_like(u, np.nan), w_q, b_q, w_k, b_k, 1.0)
+        gpt2_qk.key_bias_rounding_bound(
+            np.full_like(u, np.nan), w_q, b_q, w_k, b_k, 1.0
+        )
     with pytest.raises(ValueError, match="gain and shift"):
         gpt2_qk.probe_inputs(np.ones(3), np.ones(4), 5, seed=0)
 
@@ -236,7 +248,7 @@ def test_probe_inputs_are_seeded_and_shifted():
     np.testing.assert_array_equal(a, b)
     assert a.dtype == np.float32 and a.shape == (4, 6)
     x = np.random.default_rng(5).standard_normal((4, 6))
-    np.testing.assert_allclose(a, 2 * x + shift, rtol=1e-6)   # float32 rounding
+    np.testing.assert_allclose(a, 2 * x + shift, rtol=1e-6)  # float32 rounding
 
 
 # ------------------------------------------------------------------------ Adam toy

@@ -15,7 +15,6 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra.numpy import arrays  # noqa: E402
 
 from conftest import REFERENCE  # noqa: E402
-
 from numscale import gpt2_stats
 from numscale.models import gpt2, gpt2_model  # noqa: E402
 
@@ -26,12 +25,12 @@ finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
 
 
 def test_select_rows_by_module_name():
-    names = gpt2.layernorm_module_names(3)           # 7 modules
+    names = gpt2.layernorm_module_names(3)  # 7 modules
     values = np.arange(7 * 4, dtype=np.float64).reshape(7, 4)
     picked_names, picked = gpt2_stats.select_rows(names, values, "ln_1")
     assert picked_names == ("h.0.ln_1", "h.1.ln_1", "h.2.ln_1")
     np.testing.assert_array_equal(picked, values[[0, 2, 4]])
-    picked[0, 0] = -1.0                              # a copy: the input is untouched
+    picked[0, 0] = -1.0  # a copy: the input is untouched
     assert values[0, 0] == 0.0
     assert gpt2_stats.select_rows(names, values, "ln_f")[0] == ("ln_f",)
 
@@ -54,7 +53,7 @@ def test_select_rows_bad_input():
 
 def test_stack_blocks_selects_tensors_by_name():
     tensors = {f"h.{i}.attn.c_proj.bias": np.full(5, float(i)) for i in range(3)}
-    tensors["h.0.mlp.c_proj.bias"] = np.full(5, 99.0)   # a different tensor, not picked
+    tensors["h.0.mlp.c_proj.bias"] = np.full(5, 99.0)  # a different tensor, not picked
     stack = gpt2_stats.stack_blocks(tensors, "h.{}.attn.c_proj.bias", 3)
     assert stack.shape == (3, 5)
     np.testing.assert_array_equal(stack[:, 0], [0.0, 1.0, 2.0])
@@ -77,7 +76,9 @@ def test_stack_blocks_selects_tensors_by_name():
 
 def test_count_outside_counts_what_a_fixed_range_drops():
     values = np.array([-6.0, -5.0, 0.0, 4.99, 5.0, 7.4])
-    assert gpt2_stats.count_outside(values, -5.0, 5.0) == 2   # the edges themselves are inside
+    assert (
+        gpt2_stats.count_outside(values, -5.0, 5.0) == 2
+    )  # the edges themselves are inside
     kept = np.histogram(values, bins=10, range=(-5.0, 5.0))[0].sum()
     assert kept + gpt2_stats.count_outside(values, -5.0, 5.0) == values.size
 
@@ -125,9 +126,9 @@ def test_plot_log_counts_omits_empty_bins():
     counts = gpt2_stats.plot_log_counts(ax, values, edges)
     assert counts.tolist() == [3, 0, 0, 0, 0, 0, 0, 0, 0, 1]
     heights = [patch.get_height() for patch in ax.patches]
-    assert heights == [3, 1]                          # two bars, no zero-height bar
+    assert heights == [3, 1]  # two bars, no zero-height bar
     assert ax.get_yscale() == "log"
-    assert ax.get_xlim() == (0.0, 10.0)                # the binned range, not just the bars
+    assert ax.get_xlim() == (0.0, 10.0)  # the binned range, not just the bars
     with pytest.raises(ValueError, match="outside"):
         gpt2_stats.plot_log_counts(ax, np.array([11.0]), edges)
     with pytest.raises(ValueError, match="edges"):
@@ -139,8 +140,12 @@ def test_plot_log_counts_omits_empty_bins():
 
 
 def test_residual_init_std():
-    assert gpt2_stats.residual_init_std(12) == pytest.approx(0.02 / math.sqrt(24), rel=1e-15)
-    assert gpt2_stats.residual_init_std(1, std=1.0) == pytest.approx(1 / math.sqrt(2), rel=1e-15)
+    assert gpt2_stats.residual_init_std(12) == pytest.approx(
+        0.02 / math.sqrt(24), rel=1e-15
+    )
+    assert gpt2_stats.residual_init_std(1, std=1.0) == pytest.approx(
+        1 / math.sqrt(2), rel=1e-15
+    )
     with pytest.raises(ValueError, match="n_layer"):
         gpt2_stats.residual_init_std(0)
     with pytest.raises(TypeError, match="n_layer"):
@@ -164,14 +169,18 @@ def test_block_stds_recover_the_initial_scale():
 
 def test_row_norms():
     matrix = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 1.0]], dtype=np.float32)
-    np.testing.assert_allclose(gpt2_stats.row_norms(matrix), [5.0, 0.0, math.sqrt(2)], rtol=1e-7)
+    np.testing.assert_allclose(
+        gpt2_stats.row_norms(matrix), [5.0, 0.0, math.sqrt(2)], rtol=1e-7
+    )
     with pytest.raises(ValueError, match="matrix"):
         gpt2_stats.row_norms(np.ones(3))
 
 
 def test_relative_to_row_median():
     values = np.array([[1.0, 2.0, 4.0], [0.5, 0.5, 5.0]])
-    np.testing.assert_allclose(gpt2_stats.relative_to_row_median(values), [[0.5, 1, 2], [1, 1, 10]])
+    np.testing.assert_allclose(
+        gpt2_stats.relative_to_row_median(values), [[0.5, 1, 2], [1, 1, 10]]
+    )
     with pytest.raises(ValueError, match="positive median"):
         gpt2_stats.relative_to_row_median(np.array([[-1.0, 0.0, 1.0]]))
 
@@ -181,8 +190,12 @@ def test_relative_to_row_median():
 
 def test_smallest_channels_and_ranks():
     values = np.array([[5.0, 1.0, 3.0, 1.0], [0.0, 9.0, -2.0, 4.0]])
-    np.testing.assert_array_equal(gpt2_stats.smallest_channels(values, 2), [[1, 3], [2, 0]])  # ties: lower index
-    np.testing.assert_array_equal(gpt2_stats.channel_ranks(values), [[3, 0, 2, 1], [1, 3, 0, 2]])
+    np.testing.assert_array_equal(
+        gpt2_stats.smallest_channels(values, 2), [[1, 3], [2, 0]]
+    )  # ties: lower index
+    np.testing.assert_array_equal(
+        gpt2_stats.channel_ranks(values), [[3, 0, 2, 1], [1, 3, 0, 2]]
+    )
     with pytest.raises(ValueError, match="k"):
         gpt2_stats.smallest_channels(values, 5)
     with pytest.raises(TypeError, match="k"):
@@ -190,19 +203,27 @@ def test_smallest_channels_and_ranks():
 
 
 @settings(max_examples=50, deadline=None)
-@given(arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 30)), elements=finite))
+@given(
+    arrays(
+        np.float64, st.tuples(st.integers(1, 5), st.integers(1, 30)), elements=finite
+    )
+)
 def test_ranks_invert_the_sort(values):
     ranks = gpt2_stats.channel_ranks(values)
     order = np.argsort(values, axis=1, kind="stable")
-    np.testing.assert_array_equal(np.take_along_axis(ranks, order, axis=1),
-                                  np.broadcast_to(np.arange(values.shape[1]), values.shape))
-    np.testing.assert_array_equal(gpt2_stats.smallest_channels(values, 1)[:, 0], np.argmin(values, axis=1))
+    np.testing.assert_array_equal(
+        np.take_along_axis(ranks, order, axis=1),
+        np.broadcast_to(np.arange(values.shape[1]), values.shape),
+    )
+    np.testing.assert_array_equal(
+        gpt2_stats.smallest_channels(values, 1)[:, 0], np.argmin(values, axis=1)
+    )
 
 
 def test_recurring_channels():
     indices = np.array([[7, 3, 1], [3, 7, 2], [3, 5, 7], [3, 3, 9]])
     channels, counts = gpt2_stats.recurring_channels(indices, min_rows=2)
-    assert channels.tolist() == [3, 7]                 # 3 counted once in the last row
+    assert channels.tolist() == [3, 7]  # 3 counted once in the last row
     assert counts.tolist() == [4, 3]
     channels, _ = gpt2_stats.recurring_channels(indices, min_rows=5)
     assert channels.size == 0
@@ -222,13 +243,15 @@ def test_column_abs_sum():
 def test_robust_outliers_find_planted_channels():
     rng = np.random.default_rng(1)
     values = rng.normal(1.0, 0.1, size=(25, 768))
-    values[:, 447] = 5.0                               # 40 standard deviations out
+    values[:, 447] = 5.0  # 40 standard deviations out
     mask = gpt2_stats.robust_outliers(values, 6.0)
     assert mask[:, 447].all()
     # A N(1, 0.1²) entry lies beyond 6σ with probability 2e-9: among 19,175 none is expected;
     # the MAD estimate of σ is within a few percent at d = 768, far from moving that.
     assert mask.sum() == 25
-    assert not gpt2_stats.robust_outliers(np.ones((2, 5))).any()   # constant rows: no outliers
+    assert not gpt2_stats.robust_outliers(
+        np.ones((2, 5))
+    ).any()  # constant rows: no outliers
     with pytest.raises(ValueError, match="threshold"):
         gpt2_stats.robust_outliers(values, 0.0)
 
@@ -237,8 +260,14 @@ def test_robust_outliers_find_planted_channels():
 
 
 def test_init_tensors_follow_gpt2_initialization():
-    names = ["transformer.h.0.attn.c_proj.weight", "h.1.mlp.c_fc.weight", "wpe.weight",
-             "h.2.mlp.c_proj.bias", "ln_f.weight", "h.0.ln_1.bias"]
+    names = [
+        "transformer.h.0.attn.c_proj.weight",
+        "h.1.mlp.c_fc.weight",
+        "wpe.weight",
+        "h.2.mlp.c_proj.bias",
+        "ln_f.weight",
+        "h.0.ln_1.bias",
+    ]
     tensors = gpt2_model.init_tensors(names, seed=0)
     assert list(tensors) == [gpt2.canonical_name(n) for n in names]
     assert tensors["h.0.attn.c_proj.weight"].shape == (768, 768)
@@ -246,14 +275,21 @@ def test_init_tensors_follow_gpt2_initialization():
     assert tensors["wpe.weight"].shape == (1024, 768)
     assert all(t.dtype == np.float32 for t in tensors.values())
     # Sample stds from n draws have relative standard error 1/sqrt(2n); 5 of them.
-    for name, sigma in [("h.0.attn.c_proj.weight", 0.02 / math.sqrt(24)), ("h.1.mlp.c_fc.weight", 0.02),
-                        ("wpe.weight", 0.02)]:
+    for name, sigma in [
+        ("h.0.attn.c_proj.weight", 0.02 / math.sqrt(24)),
+        ("h.1.mlp.c_fc.weight", 0.02),
+        ("wpe.weight", 0.02),
+    ]:
         n = tensors[name].size
-        assert float(tensors[name].std()) == pytest.approx(sigma, rel=5 / math.sqrt(2 * n))
-    assert np.all(tensors["h.2.mlp.c_proj.bias"] == 0) and np.all(tensors["h.0.ln_1.bias"] == 0)
+        assert float(tensors[name].std()) == pytest.approx(
+            sigma, rel=5 / math.sqrt(2 * n)
+        )
+    assert np.all(tensors["h.2.mlp.c_proj.bias"] == 0) and np.all(
+        tensors["h.0.ln_1.bias"] == 0
+    )
     assert np.all(tensors["ln_f.weight"] == 1)
     again = gpt2_model.init_tensors(names, seed=0)
-    np.testing.assert_array_equal(again["wpe.weight"], tensors["wpe.weight"])   # seeded
+    np.testing.assert_array_equal(again["wpe.weight"], tensors["wpe.weight"])  # seeded
 
 
 def test_init_tensors_bad_input():
@@ -275,16 +311,17 @@ def test_relative_read_strength_folds_the_gain_into_the_row():
     gains = rng.uniform(0.5, 2.0, size=(2, 5))
     weights = rng.normal(size=(2, 5, 7))
     strength = gpt2_stats.relative_read_strength(gains, weights)
-    folded = gains[:, :, None] * weights                 # diag(γ) W, row by row
+    folded = gains[:, :, None] * weights  # diag(γ) W, row by row
     expected = np.linalg.norm(folded, axis=2)
     expected = expected / np.median(expected, axis=1, keepdims=True)
-    np.testing.assert_allclose(strength, expected, rtol=1e-12)   # float64, same sums
+    np.testing.assert_allclose(strength, expected, rtol=1e-12)  # float64, same sums
     # a gain scaled by c and its row by 1/c read the same: only the product matters
     gains2, weights2 = gains.copy(), weights.copy()
     gains2[0, 3] *= 4.0
     weights2[0, 3] /= 4.0
-    np.testing.assert_allclose(gpt2_stats.relative_read_strength(gains2, weights2), strength,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        gpt2_stats.relative_read_strength(gains2, weights2), strength, rtol=1e-12
+    )
 
 
 def test_relative_read_strength_bad_input():
@@ -295,14 +332,22 @@ def test_relative_read_strength_bad_input():
     with pytest.raises(ValueError, match="gains"):
         gpt2_stats.relative_read_strength(np.full((2, 5), np.nan), np.ones((2, 5, 3)))
     with pytest.raises(TypeError, match="gains"):
-        gpt2_stats.relative_read_strength(np.ones((2, 5), dtype=int), np.ones((2, 5, 3)))
+        gpt2_stats.relative_read_strength(
+            np.ones((2, 5), dtype=int), np.ones((2, 5, 3))
+        )
 
 
 def test_layernorm_tensors_rebuild_state_dict_names():
     ln = gpt2_model.init_layernorm_parameters(n_layer=1, n_embd=4)
     tensors = gpt2_stats.layernorm_tensors(ln.names, ln.gains, ln.biases)
-    assert list(tensors) == ["h.0.ln_1.weight", "h.0.ln_1.bias", "h.0.ln_2.weight",
-                             "h.0.ln_2.bias", "ln_f.weight", "ln_f.bias"]
+    assert list(tensors) == [
+        "h.0.ln_1.weight",
+        "h.0.ln_1.bias",
+        "h.0.ln_2.weight",
+        "h.0.ln_2.bias",
+        "ln_f.weight",
+        "ln_f.bias",
+    ]
     assert tensors["ln_f.weight"].dtype == np.float32
     np.testing.assert_array_equal(tensors["h.0.ln_2.bias"], ln.biases[1])
     # not the released model: initialization has no matching checksums
@@ -313,8 +358,10 @@ def test_layernorm_tensors_rebuild_state_dict_names():
         gpt2_stats.layernorm_tensors("h.0.ln_1", ln.gains, ln.biases)
 
 
-@pytest.mark.skipif(not (REFERENCE / "gpt2_small_layernorm.npz").is_file(),
-                    reason="reference GPT-2 tensors not present")
+@pytest.mark.skipif(
+    not (REFERENCE / "gpt2_small_layernorm.npz").is_file(),
+    reason="reference GPT-2 tensors not present",
+)
 def test_layernorm_tensors_of_the_reference_are_the_released_model():
     ln = gpt2.layernorm_parameters(REFERENCE)
     tensors = gpt2_stats.layernorm_tensors(ln.names, ln.gains, ln.biases)

@@ -16,8 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
 from conftest import REFERENCE
-
 from numscale.models import hf_llama, llama, llama2c
+
 U32 = 2.0**-24
 
 

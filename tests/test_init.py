@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from numscale import dotprod, init
 
-
 # ---------------------------------------------------------------- init_std
 
 
@@ -18,7 +17,9 @@ def test_init_std_formulas():
     # exact formulas; float64 rounding only (1e-15 relative)
     assert init.init_std("lecun", 512) == pytest.approx(1 / np.sqrt(512), rel=1e-15)
     assert init.init_std("he", 512) == pytest.approx(np.sqrt(2 / 512), rel=1e-15)
-    assert init.init_std("xavier", 768, 3072) == pytest.approx(np.sqrt(2 / (768 + 3072)), rel=1e-15)
+    assert init.init_std("xavier", 768, 3072) == pytest.approx(
+        np.sqrt(2 / (768 + 3072)), rel=1e-15
+    )
 
 
 @given(st.integers(1, 10**6), st.integers(1, 10**6))
@@ -63,7 +64,9 @@ def test_relu_layer_gain():
 @pytest.fixture(scope="module")
 def moments():
     # the chapter's configuration: width 512, 50 layers, 256 inputs, seed 0
-    return {s: init.relu_mlp_second_moments(512, 50, s, 256, seed=0) for s in init.SCHEMES}
+    return {
+        s: init.relu_mlp_second_moments(512, 50, s, 256, seed=0) for s in init.SCHEMES
+    }
 
 
 def test_relu_moments_shape_and_input(moments):
@@ -92,7 +95,9 @@ def test_relu_moments_final_ratio_within_sampling_band(moments):
     # With a common seed the two rules' weights differ only by the factor 1/√2, and ReLU is
     # positively homogeneous, so LeCun's activations are He's times (1/√2)^l at layer l and
     # the second moments differ by exactly 2^-l (float64 rounding: ~50 ulps).
-    np.testing.assert_allclose(moments["lecun"], moments["he"] * 0.5 ** np.arange(51), rtol=1e-10)
+    np.testing.assert_allclose(
+        moments["lecun"], moments["he"] * 0.5 ** np.arange(51), rtol=1e-10
+    )
 
 
 def test_log2_moment_spread_against_simulation():
@@ -138,10 +143,14 @@ def test_relu_moments_bad_input():
 
 def test_gpt2_residual_proj_std():
     # 0.02/√24 = 0.0040825 (science notes: 0.00408); exact formula, float rounding only
-    assert init.gpt2_residual_proj_std(12) == pytest.approx(0.02 / np.sqrt(24), rel=1e-15)
+    assert init.gpt2_residual_proj_std(12) == pytest.approx(
+        0.02 / np.sqrt(24), rel=1e-15
+    )
     assert round(init.gpt2_residual_proj_std(12), 5) == 0.00408
     # four times the depth halves it (GPT-2 XL, 48 layers: the chapter's exercise)
-    assert init.gpt2_residual_proj_std(48) == pytest.approx(init.gpt2_residual_proj_std(12) / 2, rel=1e-15)
+    assert init.gpt2_residual_proj_std(48) == pytest.approx(
+        init.gpt2_residual_proj_std(12) / 2, rel=1e-15
+    )
     with pytest.raises(ValueError, match="n_layer"):
         init.gpt2_residual_proj_std(0)
     with pytest.raises(ValueError, match="base_std"):
@@ -177,7 +186,9 @@ def test_hf_gpt2_init_stds_match_formula():
 
 @pytest.fixture(scope="module")
 def growth():
-    return init.pre_ln_residual_rms([1, 2, 4, 8, 16, 32, 64], d=128, n_tokens=16, seed=1)
+    return init.pre_ln_residual_rms(
+        [1, 2, 4, 8, 16, 32, 64], d=128, n_tokens=16, seed=1
+    )
 
 
 def test_residual_growth_sqrt_law(growth):
@@ -197,12 +208,16 @@ def test_residual_growth_levels(growth):
     # Unscaled: RMS_64 / RMS_1 = √((r0² + 128c²)/(r0² + 2c²)) ≈ √64 = 8 (r0² ≪ c²).
     # With the per-depth log-RMS sd above (≤ 0.045 at N=1, 0.004 at N=64) a 5-sd band on
     # the log of the ratio is ±0.25, plus the r0² bend of 0.04.
-    assert abs(np.log(growth.rms_unscaled[-1] / growth.rms_unscaled[0]) - np.log(8)) < 0.3
+    assert (
+        abs(np.log(growth.rms_unscaled[-1] / growth.rms_unscaled[0]) - np.log(8)) < 0.3
+    )
     # Scaled: every depth has E[RMS²] = r0² + c², same ±0.3 band on the log.
     expected = np.sqrt(0.02**2 + growth.branch_rms**2)
     assert np.all(np.abs(np.log(growth.rms_scaled / expected)) < 0.3)
     # Unscaled level at N = 64 against c·√(2N), same band.
-    assert abs(np.log(growth.rms_unscaled[-1] / (growth.branch_rms * np.sqrt(128)))) < 0.3
+    assert (
+        abs(np.log(growth.rms_unscaled[-1] / (growth.branch_rms * np.sqrt(128)))) < 0.3
+    )
 
 
 def test_residual_growth_common_random_numbers():
@@ -230,5 +245,7 @@ def test_residual_growth_bad_input():
 @given(st.floats(-5, 5, allow_nan=False))
 def test_gelu_matches_torch(x):
     # GPT-2's tanh GELU; torch float64 against numpy float64: a few ulps of |x|
-    expected = torch.nn.functional.gelu(torch.tensor(x, dtype=torch.float64), approximate="tanh").item()
+    expected = torch.nn.functional.gelu(
+        torch.tensor(x, dtype=torch.float64), approximate="tanh"
+    ).item()
     assert init.gelu(np.array(x)) == pytest.approx(expected, abs=1e-14)

@@ -14,12 +14,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from numscale.models import llama, llama2c as ts  # noqa: E402
+from numscale.models import llama  # noqa: E402
+from numscale.models import llama2c as ts
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tinystories"
-needs_real = pytest.mark.skipif(not (REAL / "stories260K.bin").is_file(),
-                                reason="../shared/reference/tinystories is absent")
-U32 = 2.0 ** -24  # unit roundoff of float32
+needs_real = pytest.mark.skipif(
+    not (REAL / "stories260K.bin").is_file(),
+    reason="../shared/reference/tinystories is absent",
+)
+U32 = 2.0**-24  # unit roundoff of float32
 
 
 def trained_like(seed: int) -> llama.LlamaWeights:
@@ -32,11 +35,14 @@ def trained_like(seed: int) -> llama.LlamaWeights:
         if name.startswith("freq"):
             continue
         if name.startswith("rms"):
-            arrays[name] = (1 + 0.3 * rng.standard_normal(array.shape)).astype(np.float32)
+            arrays[name] = (1 + 0.3 * rng.standard_normal(array.shape)).astype(
+                np.float32
+            )
         else:
             fan_in = array.shape[-1]
-            arrays[name] = (rng.standard_normal(array.shape) / np.sqrt(fan_in) * 2
-                            ).astype(np.float32)
+            arrays[name] = (
+                rng.standard_normal(array.shape) / np.sqrt(fan_in) * 2
+            ).astype(np.float32)
     return llama.LlamaWeights(config=base.config, **arrays)
 
 
@@ -74,8 +80,9 @@ def test_torch_matches_numpy_reference(weights, model, tokens):
     with torch.no_grad():
         out = model(tokens).numpy()
     for row in range(tokens.shape[0]):
-        reference, stream = llama.forward_numpy(weights, tokens[row].numpy(),
-                                                return_residual=True)
+        reference, stream = llama.forward_numpy(
+            weights, tokens[row].numpy(), return_residual=True
+        )
         assert np.abs(out[row] - reference).max() <= float32_tolerance(reference)
     float32_ref = llama.forward_numpy(weights, tokens[0].numpy(), dtype=np.float32)
     assert np.abs(float32_ref - out[0]).max() <= 2 * float32_tolerance(float32_ref)
@@ -97,28 +104,39 @@ def test_record_shapes_and_meaning(weights, model, tokens):
     # rows of the attention weights sum to 1 (float32 sum of ≤ 20 terms: 20 u)
     assert torch.allclose(rec.attn_weights.sum(-1), torch.ones(()), atol=20 * U32 * 4)
     # the stream starts at the token embedding
-    np.testing.assert_array_equal(rec.residual[0].numpy(), weights.token_embedding[tokens])
+    np.testing.assert_array_equal(
+        rec.residual[0].numpy(), weights.token_embedding[tokens]
+    )
     # the recorded logits are s·q·k of the recorded queries and keys
     scale = 1 / math.sqrt(c.head_size)
     qk = (rec.queries @ rec.keys.transpose(-1, -2)) * scale
-    assert torch.allclose(qk[..., ~future], rec.attn_logits[..., ~future], rtol=1e-5,
-                          atol=1e-5)
+    assert torch.allclose(
+        qk[..., ~future], rec.attn_logits[..., ~future], rtol=1e-5, atol=1e-5
+    )
     # recorded (explicit softmax) and plain (fused kernel) forwards agree to rounding
     with torch.no_grad():
         plain = model(tokens)
-    assert torch.allclose(plain, rec.logits, atol=float32_tolerance(plain.numpy()), rtol=0)
+    assert torch.allclose(
+        plain, rec.logits, atol=float32_tolerance(plain.numpy()), rtol=0
+    )
     # the last residual state gives the logits
     final = torch.nn.functional.rms_norm(rec.residual[-1], (c.dim,), eps=llama.RMS_EPS)
     final = final * torch.from_numpy(weights.rms_final)
-    assert torch.allclose(final @ torch.from_numpy(weights.classifier).T, rec.logits,
-                          atol=float32_tolerance(plain.numpy()), rtol=0)
+    assert torch.allclose(
+        final @ torch.from_numpy(weights.classifier).T,
+        rec.logits,
+        atol=float32_tolerance(plain.numpy()),
+        rtol=0,
+    )
 
 
 def test_residual_matches_numpy(weights, model, tokens):
     rec = model(tokens[:1], record=True, record_attention=False)
     assert rec.attn_logits is None
     _, stream = llama.forward_numpy(weights, tokens[0].numpy(), return_residual=True)
-    assert np.abs(rec.residual[:, 0].numpy() - stream).max() <= float32_tolerance(stream)
+    assert np.abs(rec.residual[:, 0].numpy() - stream).max() <= float32_tolerance(
+        stream
+    )
 
 
 def test_attention_scale_multiplier(model, tokens):
@@ -126,7 +144,9 @@ def test_attention_scale_multiplier(model, tokens):
     T = tokens.shape[1]
     # s = 0: every query attends uniformly to its causal prefix
     expected = torch.tril(torch.ones(T, T)) / torch.arange(1, T + 1)[:, None]
-    assert torch.allclose(rec.attn_weights, expected.expand_as(rec.attn_weights), atol=1e-6)
+    assert torch.allclose(
+        rec.attn_weights, expected.expand_as(rec.attn_weights), atol=1e-6
+    )
     one = model(tokens, record=True)
     two = model(tokens, record=True, attn_scale_multiplier=2.0)
     # the multiplier scales the first block's logits exactly (same queries and keys;
@@ -140,29 +160,39 @@ def test_attention_scale_multiplier(model, tokens):
 def test_gradients_flow_to_the_weights(weights, tokens):
     model = llama.LlamaModel(weights)
     logits = model(tokens)
-    loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1),
-                                             tokens[:, 1:].flatten())
+    loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten()
+    )
     loss.backward()
     for name in ("wq", "wk", "wo", "w1", "w2", "w3", "rms_att", "token_embedding"):
         grad = getattr(model, name).grad
-        assert grad is not None and torch.all(torch.isfinite(grad)) and grad.abs().max() > 0
+        assert (
+            grad is not None
+            and torch.all(torch.isfinite(grad))
+            and grad.abs().max() > 0
+        )
     # a finite-difference check of one weight (float64 copy of the model)
     double = llama.LlamaModel(weights, dtype=torch.float64)
     y = double(tokens)
-    loss64 = torch.nn.functional.cross_entropy(y[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
+    loss64 = torch.nn.functional.cross_entropy(
+        y[:, :-1].flatten(0, 1), tokens[:, 1:].flatten()
+    )
     loss64.backward()
     h = 1e-6
     with torch.no_grad():
         double.wq[1, 2, 3] += h
-        up = torch.nn.functional.cross_entropy(double(tokens)[:, :-1].flatten(0, 1),
-                                               tokens[:, 1:].flatten())
+        up = torch.nn.functional.cross_entropy(
+            double(tokens)[:, :-1].flatten(0, 1), tokens[:, 1:].flatten()
+        )
     # central differences would be O(h²); the forward difference has error O(h · f'') ≈
     # 1e-6, far below the gradient's size
     slope = float((up - loss64.detach()) / h)
     assert slope == pytest.approx(float(double.wq.grad[1, 2, 3]), abs=1e-4)
 
 
-@pytest.mark.parametrize("dtype, eps", [(torch.bfloat16, 2.0 ** -8), (torch.float16, 2.0 ** -11)])
+@pytest.mark.parametrize(
+    "dtype, eps", [(torch.bfloat16, 2.0**-8), (torch.float16, 2.0**-11)]
+)
 def test_16_bit_formats(weights, model, tokens, dtype, eps):
     low = llama.LlamaModel(weights, dtype=dtype)
     with torch.no_grad():
@@ -180,8 +210,9 @@ def test_kv_cache_step_matches_the_full_forward(model, tokens):
     with torch.no_grad():
         full = model(tokens[:1])[0]
         cache: list = []
-        steps = torch.stack([llama._step(model, int(t), pos, cache)
-                             for pos, t in enumerate(tokens[0])])
+        steps = torch.stack(
+            [llama._step(model, int(t), pos, cache) for pos, t in enumerate(tokens[0])]
+        )
     assert torch.allclose(steps, full, atol=float32_tolerance(full.numpy()), rtol=0)
 
 
@@ -208,9 +239,14 @@ def test_encode_stories(tokenizer):
     tokens, mask = llama.encode_stories(tokenizer, ["ab", "a b c d e f"], max_tokens=6)
     first = tokenizer.encode("ab")
     assert tokens.shape == mask.shape == (2, 6)
-    assert tokens[0, : len(first)].tolist() == first and tokens[0, len(first):].eq(0).all()
+    assert (
+        tokens[0, : len(first)].tolist() == first
+        and tokens[0, len(first) :].eq(0).all()
+    )
     assert tokens[:, 0].eq(llama.BOS).all()
-    assert mask[0].tolist() == [False] + [True] * (len(first) - 1) + [False] * (6 - len(first))
+    assert mask[0].tolist() == [False] + [True] * (len(first) - 1) + [False] * (
+        6 - len(first)
+    )
     assert mask[1].tolist() == [False] + [True] * 5
     with pytest.raises(ValueError, match="stories"):
         llama.encode_stories(tokenizer, "one string")
@@ -222,18 +258,23 @@ def test_next_token_loss_and_its_standard_error(model, tokenizer):
     mean, se = llama.next_token_loss(model, tokens, mask)
     # against a direct computation, story by story
     sums, counts = [], []
-    for row, story in enumerate(stories):
+    for story in stories:
         ids = tokenizer.encode(story)[:20]
         logits = llama.forward_numpy(model_weights(model), np.array(ids))
-        logp = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1,
-                               keepdims=True)) - logits.max(1, keepdims=True)
+        logp = (
+            logits
+            - np.log(
+                np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)
+            )
+            - logits.max(1, keepdims=True)
+        )
         sums.append(-sum(logp[t, ids[t + 1]] for t in range(len(ids) - 1)))
         counts.append(len(ids) - 1)
     sums, counts = np.array(sums), np.array(counts)
     expected = sums.sum() / counts.sum()
     assert mean == pytest.approx(expected, rel=1e-5)  # float32 log-softmax vs float64
     resid = sums - expected * counts
-    expected_se = np.sqrt((resid ** 2).sum() / (5 * 4)) / counts.mean()
+    expected_se = np.sqrt((resid**2).sum() / (5 * 4)) / counts.mean()
     assert se == pytest.approx(expected_se, rel=1e-4)
 
 
@@ -272,13 +313,17 @@ def test_real_greedy_sample_matches_the_documented_text(real):
     model = llama.LlamaModel(real.weights)
     text = llama.greedy_sample(model, real.tokenizer, steps=256)
     documented = (REAL / "stories260K_greedy_sample.txt").read_text(encoding="utf-8")
-    assert text == documented.rstrip("\n")  # equal up to the final newline (PROVENANCE.md)
+    assert text == documented.rstrip(
+        "\n"
+    )  # equal up to the final newline (PROVENANCE.md)
 
 
 @needs_real
 def test_real_validation_loss(real):
     model = llama.LlamaModel(real.weights)
-    tokens, mask = llama.encode_stories(real.tokenizer, real.stories[:40], max_tokens=256)
+    tokens, mask = llama.encode_stories(
+        real.tokenizer, real.stories[:40], max_tokens=256
+    )
     assert int(mask.sum()) == 10_078  # the predicted tokens PROVENANCE.md counts
     mean, se = llama.next_token_loss(model, tokens, mask)
     # The documented 1.274 was computed on these same 10,078 tokens, so the two agree to
@@ -294,7 +339,9 @@ def test_real_validation_loss(real):
 @needs_real
 def test_real_torch_matches_numpy(real):
     model = llama.LlamaModel(real.weights)
-    tokens, mask = llama.encode_stories(real.tokenizer, real.stories[:2], max_tokens=256)
+    tokens, mask = llama.encode_stories(
+        real.tokenizer, real.stories[:2], max_tokens=256
+    )
     with torch.no_grad():
         out = model(tokens).numpy()
     for row in range(2):

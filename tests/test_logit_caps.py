@@ -11,7 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numscale import logit_caps as lc, trained_stats
+from numscale import logit_caps as lc
+from numscale import trained_stats
 from numscale.models import llama
 
 
@@ -23,21 +24,24 @@ def test_soft_cap_bounded_and_gradient_matches_autograd(z_value, cap):
     assert abs(float(out.detach())) <= cap
     out.sum().backward()
     # both are 1 − tanh² in float64: agree to a few ulp
-    assert float(z.grad) == pytest.approx(float(lc.soft_cap_grad(z.detach(), cap)),
-                                          abs=1e-15)
+    assert float(z.grad) == pytest.approx(
+        float(lc.soft_cap_grad(z.detach(), cap)), abs=1e-15
+    )
 
 
 def test_soft_cap_small_logits_pass():
     z = torch.tensor([0.1, -0.2], dtype=torch.float64)
     # c·tanh(z/c) = z − z³/(3c²) + 2z⁵/(15c⁴) − …: the next term is ≤ 5.3e-11 here
-    torch.testing.assert_close(lc.soft_cap(z, 30.0), z - z ** 3 / (3 * 900.0),
-                               rtol=0, atol=1e-10)
+    torch.testing.assert_close(
+        lc.soft_cap(z, 30.0), z - z**3 / (3 * 900.0), rtol=0, atol=1e-10
+    )
 
 
 def test_z_loss_and_log_partition():
     z = torch.zeros(3, 4, dtype=torch.float64)
-    torch.testing.assert_close(lc.log_partition(z), torch.full((3,), math.log(4),
-                                                               dtype=torch.float64))
+    torch.testing.assert_close(
+        lc.log_partition(z), torch.full((3,), math.log(4), dtype=torch.float64)
+    )
     assert float(lc.z_loss(z, 1e-4)) == pytest.approx(1e-4 * math.log(4) ** 2)
     # gradient with respect to logit i is 2·c·log Z·p_i / (positions)
     z = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64, requires_grad=True)
@@ -67,7 +71,7 @@ def test_cap_sweep_uncapped_equals_llama_loss_and_large_cap_is_inactive():
     model = llama.LlamaModel(weights)
     sweep = lc.cap_sweep(model, tokens, mask, [0.01, 1e6], batch_size=3)
     sums, counts = llama.per_story_nll(model, tokens, mask)
-    np.testing.assert_allclose(sweep.sums[0], sums, rtol=1e-5)   # float32 vs float64
+    np.testing.assert_allclose(sweep.sums[0], sums, rtol=1e-5)  # float32 vs float64
     np.testing.assert_array_equal(sweep.counts, counts)
     # a cap of 1e6 changes logits of size ~0.1 by z³/(3c²) ~ 1e-15: no loss change
     np.testing.assert_allclose(sweep.sums[2], sweep.sums[0], rtol=1e-9)
@@ -81,8 +85,9 @@ def test_final_hidden_reproduces_logits():
     weights, tokens, mask = _tiny()
     model = llama.LlamaModel(weights)
     h, z = lc.final_hidden(model, tokens, mask)
-    torch.testing.assert_close(h @ model.token_embedding.detach().T, z, rtol=1e-5,
-                               atol=1e-6)
+    torch.testing.assert_close(
+        h @ model.token_embedding.detach().T, z, rtol=1e-5, atol=1e-6
+    )
     assert h.shape[0] == int(mask.sum())
     scales = lc.embedding_scales(weights.token_embedding, h, z)
     # init entries are N(0, 0.02²): RMS 0.02 within 5 SE of a std from 4,800 draws
@@ -93,15 +98,18 @@ def test_final_hidden_reproduces_logits():
 def test_finetune_z_loss_lowers_log_z_and_is_deterministic():
     weights, tokens, mask = _tiny()
     # lift log Z: scale the embedding so the logits are large
-    big = llama.LlamaWeights(**{**{k: getattr(weights, k) for k in
-                                         ("config", *llama.WEIGHT_ORDER)},
-                                      "token_embedding": weights.token_embedding * 20})
+    big = llama.LlamaWeights(
+        **{
+            **{k: getattr(weights, k) for k in ("config", *llama.WEIGHT_ORDER)},
+            "token_embedding": weights.token_embedding * 20,
+        }
+    )
     batches = [(tokens, mask)] * 8
     plain = lc.finetune(big, batches, (tokens, mask), coefficient=0.0, lr=1e-2)
     again = lc.finetune(big, batches, (tokens, mask), coefficient=0.0, lr=1e-2)
     pulled = lc.finetune(big, batches, (tokens, mask), coefficient=0.1, lr=1e-2)
-    np.testing.assert_array_equal(plain.log_z, again.log_z)    # deterministic
-    assert plain.log_z[0] == pulled.log_z[0]                   # same start
+    np.testing.assert_array_equal(plain.log_z, again.log_z)  # deterministic
+    assert plain.log_z[0] == pulled.log_z[0]  # same start
     assert pulled.heldout_log_z < plain.heldout_log_z
     with pytest.raises(ValueError, match="coefficient"):
         lc.finetune(big, batches, (tokens, mask), coefficient=-1.0)

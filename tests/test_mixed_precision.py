@@ -12,24 +12,25 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numscale import mixed_precision as mp, trained_stats
+from numscale import mixed_precision as mp
+from numscale import trained_stats
 from numscale.models import llama
 
 
 def test_format_limits_read_from_finfo():
     fp16 = mp.format_limits(torch.float16)
     assert fp16.max == 65504.0
-    assert fp16.smallest_normal == 2.0 ** -14
-    assert fp16.smallest_subnormal == 2.0 ** -24
+    assert fp16.smallest_normal == 2.0**-14
+    assert fp16.smallest_subnormal == 2.0**-24
     # the smallest subnormal is representable and half of it is not (ties to even → 0)
-    assert torch.tensor(2.0 ** -24).half().item() == 2.0 ** -24
-    assert torch.tensor(2.0 ** -25).half().item() == 0.0
+    assert torch.tensor(2.0**-24).half().item() == 2.0**-24
+    assert torch.tensor(2.0**-25).half().item() == 0.0
     bf16 = mp.format_limits(torch.bfloat16)
     assert bf16.smallest_normal == torch.finfo(torch.float32).tiny
 
 
 def test_classify_exact_cases():
-    values = torch.tensor([1e-9, 2.0 ** -20, 1e-3, 1e6, -1e-9, 0.0])
+    values = torch.tensor([1e-9, 2.0**-20, 1e-3, 1e6, -1e-9, 0.0])
     out = mp.classify(values, torch.float16)
     # nonzero entries: 5; 1e-9 and -1e-9 flush, 2^-20 subnormal, 1e-3 normal, 1e6 inf
     assert out["n"] == 5
@@ -64,26 +65,26 @@ def _torch_rule(scale, tracker, found, interval):
 @given(st.lists(st.booleans(), min_size=1, max_size=40), st.integers(1, 5))
 def test_update_scale_matches_torch_gradscaler(found_infs, interval):
     # GradScaler.update calls torch._amp_update_scale_: the same rule, step by step
-    state = mp.ScalerState(2.0 ** 16)
-    scale, tracker = 2.0 ** 16, 0
+    state = mp.ScalerState(2.0**16)
+    scale, tracker = 2.0**16, 0
     for found in found_infs:
         state = mp.update_scale(state, found, growth_interval=interval)
         scale, tracker = _torch_rule(scale, tracker, found, interval)
-        assert state.scale == scale   # powers of two: exact in float32
+        assert state.scale == scale  # powers of two: exact in float32
         assert state.good_steps == tracker
 
 
 def test_update_scale_documented_behaviour():
     state = mp.ScalerState(1024.0)
     state = mp.update_scale(state, True)
-    assert state == mp.ScalerState(512.0, 0)          # back off ×0.5, tracker reset
+    assert state == mp.ScalerState(512.0, 0)  # back off ×0.5, tracker reset
     for _ in range(2):
         state = mp.update_scale(state, False, growth_interval=3)
     assert state == mp.ScalerState(512.0, 2)
     state = mp.update_scale(state, False, growth_interval=3)
-    assert state == mp.ScalerState(1024.0, 0)         # grow ×2 after 3 good steps
+    assert state == mp.ScalerState(1024.0, 0)  # grow ×2 after 3 good steps
     big = mp.update_scale(mp.ScalerState(1e308, 0), False, growth_interval=1)
-    assert big.scale == 1e308                         # growth to inf refused
+    assert big.scale == 1e308  # growth to inf refused
 
 
 def test_unscale_detects_inf():
@@ -102,7 +103,7 @@ def test_swamped_is_the_half_ulp_rule(w_value, u_fraction):
     u = torch.tensor([half * u_fraction], dtype=torch.float32)
     # the sum is formed in float32 first: an update within float32's rounding of the sum
     # (2^-24·|w + u|, doubled for safety) of the tie ½ulp rounds as the tie itself
-    if abs(float(u) - half) <= 2 * 2.0 ** -24 * 2 * abs(float(w)):
+    if abs(float(u) - half) <= 2 * 2.0**-24 * 2 * abs(float(w)):
         return
     assert bool(mp.swamped(w, u)) == (float(u) < half)
 
@@ -121,7 +122,7 @@ def test_swamped_fraction_and_bad_input():
 def test_stochastic_rounding_is_unbiased():
     # x = 1 + 0.25 ulp: rounds up with probability 1/4; n = 40,000 draws, the mean has
     # SE ulp·√(p(1−p)/n) ≈ 0.0022 ulp; 5 SE
-    ulp = 2.0 ** -7
+    ulp = 2.0**-7
     x = torch.full((40_000,), 1.0 + 0.25 * ulp)
     rounded = mp.stochastic_round_bf16(x, torch.Generator().manual_seed(0)).float()
     assert set(rounded.unique().tolist()) == {1.0, 1.0 + ulp}
@@ -138,16 +139,21 @@ def test_accumulate_fixes_recover_swamped_updates():
     # 256 steps the exact sum is 1.25. The master copy reaches it exactly (1.25 is a
     # bfloat16 number and every float32 partial sum is exact); Kahan too.
     w0 = torch.ones(8)
-    u = torch.full((8,), 2.0 ** -10)
+    u = torch.full((8,), 2.0**-10)
     assert torch.equal(mp.accumulate(w0, u, 256, "bfloat16"), w0)
     assert torch.equal(mp.accumulate(w0, u, 256, "fp32 master"), torch.full((8,), 1.25))
     assert torch.equal(mp.accumulate(w0, u, 256, "Kahan"), torch.full((8,), 1.25))
-    sr = mp.accumulate(torch.ones(4096), torch.full((4096,), 2.0 ** -10), 256,
-                       "stochastic rounding", seed=1)
+    sr = mp.accumulate(
+        torch.ones(4096),
+        torch.full((4096,), 2.0**-10),
+        256,
+        "stochastic rounding",
+        seed=1,
+    )
     # unbiased: each rounding error has mean 0 and variance ≤ ulp²/4 (ulp = 2^-7 in
     # [1, 2)), so one walk's error has SD ≤ √256·ulp/2 = 8 ulp and the mean of 4,096
     # independent walks SD ≤ 8 ulp/64; 5 of those
-    assert float(sr.mean()) == pytest.approx(1.25, abs=5 * 8 * 2.0 ** -7 / 64)
+    assert float(sr.mean()) == pytest.approx(1.25, abs=5 * 8 * 2.0**-7 / 64)
     done = mp.realized_fraction(w0, mp.accumulate(w0, u, 256, "Kahan"), u, 256)
     assert done["moved"] == pytest.approx(1.0, abs=1e-12)
     assert done["frozen"] == 0.0
@@ -189,11 +195,12 @@ def test_train_fp16_backs_off_then_applies():
     # at initialization (stream RMS 0.02) RMSNorm's backward overflows float16 at any
     # scale; an embedding of unit-size entries, as after training, does not
     weights = dataclasses.replace(weights, token_embedding=weights.token_embedding * 50)
-    run = mp.train_fp16(weights, [(tokens, mask)] * 40, init_scale=2.0 ** 40,
-                        growth_interval=2)
+    run = mp.train_fp16(
+        weights, [(tokens, mask)] * 40, init_scale=2.0**40, growth_interval=2
+    )
     # 2^40 overflows float16 (its gradients exceed 65504): skipped, halved each time
     assert run.skipped[0]
     first = int(np.argmin(run.skipped))
     assert first > 0 and np.all(run.skipped[:first])
-    assert run.scale[first] == 2.0 ** 40 / 2 ** first
-    assert run.loss[-1] < run.loss[first]   # SGD steps on one batch lower its loss
+    assert run.scale[first] == 2.0**40 / 2**first
+    assert run.loss[-1] < run.loss[first]  # SGD steps on one batch lower its loss

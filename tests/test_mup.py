@@ -51,7 +51,9 @@ def test_rel_se_estimate_agrees_with_theory_for_independent_vectors() -> None:
 def test_predicted_rms_special_cases() -> None:
     d = np.array([1.0, 16.0, 1024.0])
     np.testing.assert_allclose(mup.predicted_dot_rms(d, 0.0), np.sqrt(d), rtol=1e-15)
-    np.testing.assert_allclose(mup.predicted_dot_rms(d, 1.0), np.sqrt(d**2 + 2 * d), rtol=1e-15)
+    np.testing.assert_allclose(
+        mup.predicted_dot_rms(d, 1.0), np.sqrt(d**2 + 2 * d), rtol=1e-15
+    )
 
 
 def test_correlated_pairs_have_unit_variance_and_correlation_rho() -> None:
@@ -67,7 +69,9 @@ def test_slope_standard_error_two_points(s: float, x1: int, gap: int) -> None:
     # Two points, equal errors s: slope = (y2 − y1)/(x2 − x1), SE = s√2/|x2 − x1| exactly.
     dims = [x1, x1 + gap]
     expected = s * np.sqrt(2) / np.log((x1 + gap) / x1)
-    assert mup.slope_standard_error(dims, np.array([s, s])) == pytest.approx(expected, rel=1e-12)
+    assert mup.slope_standard_error(dims, np.array([s, s])) == pytest.approx(
+        expected, rel=1e-12
+    )
 
 
 def test_init_entropy_with_1_over_d_is_ln_n_minus_1_over_2d() -> None:
@@ -82,22 +86,30 @@ def test_init_entropy_with_1_over_d_is_ln_n_minus_1_over_2d() -> None:
 
 
 def test_init_entropy_with_1_over_sqrt_d_does_not_depend_on_width() -> None:
-    h = mup.init_entropy([16, 1024], n_keys=256, n_queries=256, scaling="1/sqrt(d)", seed=7)
+    h = mup.init_entropy(
+        [16, 1024], n_keys=256, n_queries=256, scaling="1/sqrt(d)", seed=7
+    )
     # σ = 1 at every width: ln n − 1/2 + 1/n-correction. The row entropies have sd ≲ 0.2 (from
     # the χ²_d/d spread of ‖q‖²/d at d = 16); over 256 rows the SE is ≲ 0.013, 5 SE ≈ 0.065.
     expected = np.log(256) - 0.5 + (np.e - (np.e - 1) / 2) / 256
     assert np.all(np.abs(h - expected) < 0.07)
 
 
-def test_aligned_key_weight_constant_with_1_over_d_and_one_hot_with_1_over_sqrt_d() -> None:
+def test_aligned_key_weight_constant_with_1_over_d_and_one_hot_with_1_over_sqrt_d() -> (
+    None
+):
     n, trials, dims = 64, 200, [64, 1024]
-    w_d = mup.aligned_key_weight(dims, n_keys=n, rho=1.0, scaling="1/d", n_trials=trials, seed=8)
+    w_d = mup.aligned_key_weight(
+        dims, n_keys=n, rho=1.0, scaling="1/d", n_trials=trials, seed=8
+    )
     limit = np.e / (np.e + n - 1)
     # Aligned logit ‖q‖²/d = 1 ± √(2/d), others N(0, 1/d): relative spread of w about √(3/d) per
     # trial, SE √(3/(d·trials)); Jensen bias O(1/d). 5 SE + 2/d.
     for d, w in zip(dims, w_d):
         assert abs(w / limit - 1) < 5 * np.sqrt(3 / (d * trials)) + 2 / d
-    w_s = mup.aligned_key_weight([16, 64, 1024], n_keys=n, rho=1.0, scaling="1/sqrt(d)", n_trials=trials, seed=9)
+    w_s = mup.aligned_key_weight(
+        [16, 64, 1024], n_keys=n, rho=1.0, scaling="1/sqrt(d)", n_trials=trials, seed=9
+    )
     assert w_s[0] < w_s[1] < w_s[2]
     # d = 1024: aligned logit ‖q‖²/32 ≈ 32 (≥ 27 at 5 sd of χ²), others ≲ 6: the rest weighs < 63·e^{-21} ≈ 5e-8.
     assert w_s[2] > 1 - 1e-6
@@ -128,13 +140,20 @@ def test_bad_input_raises() -> None:
 
 def test_attention_scale_and_multiplier() -> None:
     d = np.array([16, 64, 128])
-    np.testing.assert_allclose(mup.attention_scale(d, "1/sqrt(d)"), 1 / np.sqrt(d), rtol=1e-15)
+    np.testing.assert_allclose(
+        mup.attention_scale(d, "1/sqrt(d)"), 1 / np.sqrt(d), rtol=1e-15
+    )
     np.testing.assert_allclose(mup.attention_scale(d, "1/d"), 1 / d, rtol=1e-15)
     # At a fixed d_k a multiplier √d_k turns 1/d_k into 1/√d_k (the constant the chapter
     # says a tunable multiplier absorbs); mup's 8/d equals 1/√d at d = 64 exactly.
-    np.testing.assert_allclose(mup.attention_scale(d, "1/d", multiplier=np.sqrt(d)),
-                               mup.attention_scale(d, "1/sqrt(d)"), rtol=1e-15)
-    assert mup.attention_scale(64, "1/d", multiplier=8.0) == mup.attention_scale(64, "1/sqrt(d)")
+    np.testing.assert_allclose(
+        mup.attention_scale(d, "1/d", multiplier=np.sqrt(d)),
+        mup.attention_scale(d, "1/sqrt(d)"),
+        rtol=1e-15,
+    )
+    assert mup.attention_scale(64, "1/d", multiplier=8.0) == mup.attention_scale(
+        64, "1/sqrt(d)"
+    )
     for name, f in mup.SCALINGS.items():
         np.testing.assert_array_equal(f(d), mup.attention_scale(d, name))
     with pytest.raises(ValueError, match="scaling"):

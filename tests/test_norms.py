@@ -25,8 +25,12 @@ def test_bare_layer_norm_mean_zero_norm_sqrt_d():
     # |ŷ|² = d·σ²/(σ²+ε) exactly; σ² ≈ 25 so the norm is √d·(1 − ε/(2σ²)): compare with the
     # exact expression to float64 rounding, and with √d to the ε term (≤ √d·ε/(2·20) ≈ 7e-6)
     var = _rows(0).var(axis=-1)
-    np.testing.assert_allclose(np.linalg.norm(y, axis=-1), np.sqrt(D * var / (var + 1e-5)), rtol=1e-12)
-    np.testing.assert_allclose(np.linalg.norm(y, axis=-1), np.sqrt(D), atol=np.sqrt(D) * 1e-5 / (2 * 20))
+    np.testing.assert_allclose(
+        np.linalg.norm(y, axis=-1), np.sqrt(D * var / (var + 1e-5)), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        np.linalg.norm(y, axis=-1), np.sqrt(D), atol=np.sqrt(D) * 1e-5 / (2 * 20)
+    )
     assert np.sqrt(768) == pytest.approx(27.71, abs=0.005)  # the science notes' 27.71
 
 
@@ -34,13 +38,17 @@ def test_gamma_beta_set_coordinate_mean_and_std():
     rng = np.random.default_rng(1)
     n, d = 4000, 64
     gamma, beta = rng.uniform(0.2, 2.0, d), rng.normal(0, 1, d)
-    x = rng.normal(0, 10, (n, 1)) + rng.uniform(0.1, 10, (n, 1)) * rng.standard_normal((n, d))
+    x = rng.normal(0, 10, (n, 1)) + rng.uniform(0.1, 10, (n, 1)) * rng.standard_normal(
+        (n, d)
+    )
     y = norms.layer_norm(x, gamma, beta)
     # each coordinate's mean over n tokens: SE γ/√n; 5 SE for each of 64 coordinates
     # (P(any beyond 5 SE) ≤ 64·6e-7). x̂_i has variance (d−1)/d·... ≈ 1, so std ≈ γ with
     # relative SE 1/√(2n) = 1.1%; 5 SE plus 1/d for the (d−1)/d from centring.
     assert np.all(np.abs(y.mean(axis=0) - beta) < 5 * gamma / np.sqrt(n))
-    assert np.all(np.abs(y.std(axis=0, ddof=1) / gamma - 1) < 5 / np.sqrt(2 * n) + 1 / d)
+    assert np.all(
+        np.abs(y.std(axis=0, ddof=1) / gamma - 1) < 5 / np.sqrt(2 * n) + 1 / d
+    )
     # the output's squared L2 norm averages Σ(γᵢ² + βᵢ²): per token it is Σγᵢ²x̂ᵢ² + 2Σγᵢβᵢx̂ᵢ
     # + Σβᵢ², with variance ≈ 2Σγᵢ⁴ + 4Σγᵢ²βᵢ² (x̂ᵢ ≈ iid N(0,1)); 5 SE of the mean over n
     sq = np.sum(y**2, axis=-1)
@@ -51,7 +59,8 @@ def test_gamma_beta_set_coordinate_mean_and_std():
 @settings(max_examples=50, deadline=None)
 @given(
     hnp.arrays(np.float64, st.integers(2, 64), elements=st.floats(-100, 100)),
-    st.floats(0.01, 100), st.floats(-100, 100),
+    st.floats(0.01, 100),
+    st.floats(-100, 100),
 )
 def test_layer_norm_affine_invariance(x, a, b):
     # LN(a·x + b) = LN(x) for a > 0 at ε = 0. Skip near-constant x (σ tiny relative to |x|:
@@ -62,11 +71,17 @@ def test_layer_norm_affine_invariance(x, a, b):
     if sigma < 1e-3 * (scale + 1):
         return
     tol = 1e3 * np.finfo(float).eps * (scale + 1) / sigma
-    np.testing.assert_allclose(norms.layer_norm(a * x + b, eps=0.0), norms.layer_norm(x, eps=0.0), atol=tol)
+    np.testing.assert_allclose(
+        norms.layer_norm(a * x + b, eps=0.0), norms.layer_norm(x, eps=0.0), atol=tol
+    )
     # negative a flips the sign
-    np.testing.assert_allclose(norms.layer_norm(-a * x + b, eps=0.0), -norms.layer_norm(x, eps=0.0), atol=tol)
+    np.testing.assert_allclose(
+        norms.layer_norm(-a * x + b, eps=0.0), -norms.layer_norm(x, eps=0.0), atol=tol
+    )
     # RMSNorm: scale-invariant too
-    np.testing.assert_allclose(norms.rms_norm(a * x, eps=0.0), norms.rms_norm(x, eps=0.0), atol=tol)
+    np.testing.assert_allclose(
+        norms.rms_norm(a * x, eps=0.0), norms.rms_norm(x, eps=0.0), atol=tol
+    )
 
 
 def test_layer_norm_invariance_with_eps_follows_formula():
@@ -88,13 +103,19 @@ def test_rms_norm_not_shift_invariant_and_mean():
     rng = np.random.default_rng(3)
     x = 1.0 + rng.standard_normal((8, D))
     out = norms.rms_norm(x)
-    assert out.mean() == pytest.approx(norms.rms_norm_output_mean(1.0, 1.0), abs=5 * 0.71 / np.sqrt(8 * D))
+    assert out.mean() == pytest.approx(
+        norms.rms_norm_output_mean(1.0, 1.0), abs=5 * 0.71 / np.sqrt(8 * D)
+    )
     # LayerNorm's mean is 0 to rounding
     assert np.abs(norms.layer_norm(x).mean(axis=-1)).max() < 1e-12
     # output RMS of RMSNorm is √(ms/(ms+ε)) ≈ 1
     ms = np.mean(x**2, axis=-1)
-    np.testing.assert_allclose(np.sqrt(np.mean(out**2, axis=-1)), np.sqrt(ms / (ms + 1e-5)), rtol=1e-12)
-    assert np.abs(norms.rms_norm(x + 2.0) - out).max() > 0.5  # a shift changes the output
+    np.testing.assert_allclose(
+        np.sqrt(np.mean(out**2, axis=-1)), np.sqrt(ms / (ms + 1e-5)), rtol=1e-12
+    )
+    assert (
+        np.abs(norms.rms_norm(x + 2.0) - out).max() > 0.5
+    )  # a shift changes the output
 
 
 def test_rms_norm_of_centred_equals_layer_norm():
@@ -113,8 +134,12 @@ def test_layer_norm_gain_and_tiny_variance():
         rms = np.sqrt(np.mean(norms.layer_norm(x, eps=eps) ** 2))
         assert rms == pytest.approx(float(norms.layer_norm_gain(s, eps)), rel=1e-10)
     # limits: σ ≪ √ε gives σ/√ε (relative error σ²/(2ε) = 5e-4 at σ = 1e-4); σ = √ε gives 1/√2
-    assert float(norms.layer_norm_gain(1e-4, eps)) == pytest.approx(1e-4 / np.sqrt(eps), rel=1e-3)
-    assert float(norms.layer_norm_gain(np.sqrt(eps), eps)) == pytest.approx(1 / np.sqrt(2), rel=1e-12)
+    assert float(norms.layer_norm_gain(1e-4, eps)) == pytest.approx(
+        1e-4 / np.sqrt(eps), rel=1e-3
+    )
+    assert float(norms.layer_norm_gain(np.sqrt(eps), eps)) == pytest.approx(
+        1 / np.sqrt(2), rel=1e-12
+    )
     assert np.all(norms.layer_norm(np.full(16, 5.0)) == 0.0)  # a constant token → zeros
 
 
@@ -133,7 +158,9 @@ def test_against_torch(seed):
     assert got.dtype == np.float32 and got.shape == x.shape
     assert np.abs(got - ref).max() < norms.float32_tolerance(D, np.abs(ref).max())
     ref_r = norms.rms_norm(x.astype(np.float64), gamma)
-    assert np.abs(norms.torch_rms_norm(x, gamma) - ref_r).max() < norms.float32_tolerance(D, np.abs(ref_r).max())
+    assert np.abs(
+        norms.torch_rms_norm(x, gamma) - ref_r
+    ).max() < norms.float32_tolerance(D, np.abs(ref_r).max())
 
 
 def test_float32_numpy_keeps_dtype():
@@ -143,8 +170,12 @@ def test_float32_numpy_keeps_dtype():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(2, 3000), st.sampled_from([0.0, 2.0, 100.0, 1e4]),
-       st.sampled_from([1e-3, 1.0, 30.0]), st.integers(0, 2**32 - 1))
+@given(
+    st.integers(2, 3000),
+    st.sampled_from([0.0, 2.0, 100.0, 1e4]),
+    st.sampled_from([1e-3, 1.0, 30.0]),
+    st.integers(0, 2**32 - 1),
+)
 def test_float32_error_bound_holds(d, mean, std, seed):
     # The worst-case bound of norms.float32_error_bound must hold for every input of the
     # two-pass algorithm evaluated in float32, including badly conditioned ones (mean 1e4,
@@ -153,9 +184,14 @@ def test_float32_error_bound_holds(d, mean, std, seed):
     rng = np.random.default_rng(seed)
     x = (mean + std * rng.standard_normal((3, d))).astype(np.float32)
     gamma, beta = rng.uniform(-3, 3, d), rng.normal(0, 2, d)
-    ln_err = np.abs(norms.layer_norm(x, gamma, beta) - norms.layer_norm(x.astype(np.float64), gamma, beta))
+    ln_err = np.abs(
+        norms.layer_norm(x, gamma, beta)
+        - norms.layer_norm(x.astype(np.float64), gamma, beta)
+    )
     assert np.all(ln_err <= norms.float32_error_bound(x, gamma, beta))
-    rms_err = np.abs(norms.rms_norm(x, gamma) - norms.rms_norm(x.astype(np.float64), gamma))
+    rms_err = np.abs(
+        norms.rms_norm(x, gamma) - norms.rms_norm(x.astype(np.float64), gamma)
+    )
     assert np.all(rms_err <= norms.float32_error_bound(x, gamma, kind="rms"))
 
 
@@ -186,14 +222,21 @@ def test_cores_are_the_equations():
     x = 1.5 + 2.0 * rng.standard_normal((5, 32))
     g, b, eps = rng.uniform(0.5, 2, 32), rng.normal(0, 1, 32), 1e-5
     mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
-    np.testing.assert_allclose(norms._layer_norm_core(x, g, b, eps),
-                               g * (x - mu) / np.sqrt(var + eps) + b, atol=1e-13)
+    np.testing.assert_allclose(
+        norms._layer_norm_core(x, g, b, eps),
+        g * (x - mu) / np.sqrt(var + eps) + b,
+        atol=1e-13,
+    )
     ms = np.mean(x**2, -1, keepdims=True)
-    np.testing.assert_allclose(norms._rms_norm_core(x, g, eps), g * x / np.sqrt(ms + eps), atol=1e-13)
+    np.testing.assert_allclose(
+        norms._rms_norm_core(x, g, eps), g * x / np.sqrt(ms + eps), atol=1e-13
+    )
 
 
 def test_float32_tolerance_value():
-    assert norms.float32_tolerance(768) == pytest.approx(2 * EPS32 * np.sqrt(768), rel=1e-12)
+    assert norms.float32_tolerance(768) == pytest.approx(
+        2 * EPS32 * np.sqrt(768), rel=1e-12
+    )
     with pytest.raises(ValueError, match="d must"):
         norms.float32_tolerance(0)
 
@@ -201,7 +244,10 @@ def test_float32_tolerance_value():
 # ---------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("fn", [norms.layer_norm, norms.rms_norm, norms.torch_layer_norm, norms.torch_rms_norm])
+@pytest.mark.parametrize(
+    "fn",
+    [norms.layer_norm, norms.rms_norm, norms.torch_layer_norm, norms.torch_rms_norm],
+)
 def test_bad_x(fn):
     with pytest.raises(ValueError, match="x must have"):  # wrong shape: a scalar
         fn(np.float64(1.0))

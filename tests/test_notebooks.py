@@ -37,7 +37,11 @@ CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
 REPO = CONFIG["repository"]["url"].rstrip("/")
 BRANCH = CONFIG["repository"].get("branch") or "main"
 #: One BLAS/torch thread per kernel, as in the build (two shared cores).
-KERNEL_THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+KERNEL_THREADS = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 
 #: Run before the install cell: any pip call is an error.
 NO_PIP = """\
@@ -88,7 +92,9 @@ OFFLINE_PIP_ENV = {
 
 
 def _load_extension():
-    spec = importlib.util.spec_from_file_location("numscale_notebooks", ROOT / "_ext" / "numscale_notebooks.py")
+    spec = importlib.util.spec_from_file_location(
+        "numscale_notebooks", ROOT / "_ext" / "numscale_notebooks.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -100,7 +106,9 @@ REQUIREMENT = f"numscale @ git+{REPO}@{REF}"
 
 
 def _source(docname: str) -> Path:
-    return next(p for p in (ROOT / f"{docname}.md", ROOT / f"{docname}.ipynb") if p.is_file())
+    return next(
+        p for p in (ROOT / f"{docname}.md", ROOT / f"{docname}.ipynb") if p.is_file()
+    )
 
 
 def _kernel_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -111,9 +119,14 @@ def _kernel_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _execute(notebook, cwd: Path, timeout: int = 600, env: dict[str, str] | None = None):
+def _execute(
+    notebook, cwd: Path, timeout: int = 600, env: dict[str, str] | None = None
+):
     client = NotebookClient(
-        notebook, timeout=timeout, kernel_name="python3", allow_errors=False,
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        allow_errors=False,
         resources={"metadata": {"path": str(cwd)}},
     )
     client.execute(env=_kernel_env(env))
@@ -135,8 +148,12 @@ def test_install_cell_is_first_and_hidden(docname):
     assert repr(REQUIREMENT) in source, f"the install cell does not pin {REQUIREMENT!r}"
     lines = source.splitlines()
     pip_line = next(i for i, line in enumerate(lines) if '"pip", "install"' in line)
-    guard = next(i for i, line in enumerate(lines) if line.startswith("except ImportError"))
-    assert guard < pip_line and lines[pip_line].startswith("        "), "pip must run only when an import fails"
+    guard = next(
+        i for i, line in enumerate(lines) if line.startswith("except ImportError")
+    )
+    assert guard < pip_line and lines[pip_line].startswith("        "), (
+        "pip must run only when an import fails"
+    )
     assert any(line.startswith("    import numscale") for line in lines)
     # The code is the chapter's, cell for cell.
     import jupytext
@@ -162,7 +179,10 @@ def test_markup_without_a_notebook_form_fails_loudly(markdown, kind, name):
     (a warning in the build, so the strict build fails) instead of serving raw MyST."""
     index = notebooks.BookIndex("https://example.org/")
     context = notebooks.PageContext(index, "book/x", ROOT / "book")
-    with pytest.raises(notebooks.NotebookMarkdownError, match=re.escape(f"no notebook form for the {kind} {name}")):
+    with pytest.raises(
+        notebooks.NotebookMarkdownError,
+        match=re.escape(f"no notebook form for the {kind} {name}"),
+    ):
         notebooks.convert_markdown(context, markdown)
 
 
@@ -171,7 +191,9 @@ def test_install_cell_pins_the_commit_of_the_build():
     moves on after the page was built); outside git, the branch."""
     import subprocess
 
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
     if head.returncode == 0:
         assert REF == head.stdout.strip() and re.fullmatch(r"[0-9a-f]{40}", REF)
     else:
@@ -187,7 +209,12 @@ def test_conversion_is_deterministic():
 
 def test_install_cell_does_nothing_when_numscale_imports(tmp_path):
     cell_source = notebooks.install_cell_source(REPO, REF, ["numscale", "myst_nb"])
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(NO_PIP), nbformat.v4.new_code_cell(cell_source)])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(NO_PIP),
+            nbformat.v4.new_code_cell(cell_source),
+        ]
+    )
     _execute(notebook, tmp_path, timeout=120)
     assert notebook.cells[1].outputs == []
 
@@ -214,7 +241,9 @@ def test_install_cell_fails_at_once_with_a_clear_error_offline(tmp_path):
     ModuleNotFoundError."""
     from nbclient.exceptions import CellExecutionError
 
-    cell_source = notebooks.install_cell_source(UNREACHABLE_REPO, REF, ["numscale", "myst_nb"])
+    cell_source = notebooks.install_cell_source(
+        UNREACHABLE_REPO, REF, ["numscale", "myst_nb"]
+    )
     notebook = nbformat.v4.new_notebook(
         cells=[
             nbformat.v4.new_code_cell(NUMSCALE_MISSING_REAL_PIP),
@@ -228,10 +257,14 @@ def test_install_cell_fails_at_once_with_a_clear_error_offline(tmp_path):
     elapsed = time.perf_counter() - start
     message = str(caught.value)
     assert "RuntimeError" in message and "could not install" in message, message[-2000:]
-    assert f"numscale @ git+{UNREACHABLE_REPO}@{REF}" in message, "the error must name the requirement"
+    assert f"numscale @ git+{UNREACHABLE_REPO}@{REF}" in message, (
+        "the error must name the requirement"
+    )
     assert "pip exited with status" in message and "Connect to the internet" in message
     assert "ModuleNotFoundError" not in message
-    assert notebook.cells[2].get("outputs", []) == [], "a cell after the failed install ran"
+    assert notebook.cells[2].get("outputs", []) == [], (
+        "a cell after the failed install ran"
+    )
     # A kernel start plus pip failing on a refused connection takes a few seconds; 60 s
     # would mean pip is retrying or waiting on a timeout.
     assert elapsed < 60, f"the failing install took {elapsed:.0f} s"
@@ -264,11 +297,18 @@ def executed_chapters(tmp_path_factory):
 def test_chapter_notebook_runs_outside_the_repository(executed_chapters, docname):
     notebook, error = executed_chapters[docname]
     if error is not None:
-        pytest.fail(f"{docname}: the downloaded notebook failed outside the repository:\n{error}", pytrace=False)
+        pytest.fail(
+            f"{docname}: the downloaded notebook failed outside the repository:\n{error}",
+            pytrace=False,
+        )
     install = notebook.cells[1]
-    assert "remove-cell" in install.metadata["tags"] and install.outputs == [], "the install cell printed something"
+    assert "remove-cell" in install.metadata["tags"] and install.outputs == [], (
+        "the install cell printed something"
+    )
     executed = [c for c in notebook.cells if c.cell_type == "code"]
-    assert all(c.execution_count is not None for c in executed), "not every code cell ran"
+    assert all(c.execution_count is not None for c in executed), (
+        "not every code cell ran"
+    )
 
 
 # ------------------------------------------------ the served notebooks, read as a reader
@@ -276,22 +316,26 @@ def test_chapter_notebook_runs_outside_the_repository(executed_chapters, docname
 #: MyST syntax that plain Jupyter shows raw: roles, directive fences, target labels,
 #: labelled display maths, comments.
 MYST_SYNTAX = re.compile(
-    r"\{[A-Za-z][\w:.-]*\}`"                 # {role}`...`
+    r"\{[A-Za-z][\w:.-]*\}`"  # {role}`...`
     r"|^\s*(`{3,}|~{3,}|:{3,})\{[\w:.-]+\}"  # ```{directive} / :::{directive}
-    r"|^\([^()\s]+\)=\s*$"                   # (label)=
-    r"|\$\$\s*\([^()\s]+\)\s*$"              # $$ (eq-label)
-    r"|^%(?!%)",                             # % a MyST comment
+    r"|^\([^()\s]+\)=\s*$"  # (label)=
+    r"|\$\$\s*\([^()\s]+\)\s*$"  # $$ (eq-label)
+    r"|^%(?!%)",  # % a MyST comment
     re.M,
 )
 LINK = re.compile(r"\]\((?P<url>[^)\s]+)\)")
 
 
 def _served(built_site: Path, docname: str) -> dict:
-    return json.loads((built_site / "_notebooks" / f"{docname}.ipynb").read_text(encoding="utf-8"))
+    return json.loads(
+        (built_site / "_notebooks" / f"{docname}.ipynb").read_text(encoding="utf-8")
+    )
 
 
 def _markdown(notebook: dict) -> str:
-    return "\n\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
+    return "\n\n".join(
+        "".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown"
+    )
 
 
 def _page_text(built_site: Path, docname: str) -> str:
@@ -320,7 +364,9 @@ def test_served_notebook_has_no_myst_syntax(built_site, docname):
         # Fenced code blocks (listings) may contain anything: check the prose around them.
         prose = re.sub(r"^(`{3,}).*?^\1\s*$", "", source, flags=re.S | re.M)
         leftovers += [m.group(0).strip() for m in MYST_SYNTAX.finditer(prose)]
-    assert not leftovers, f"{docname}: MyST syntax a plain Jupyter shows raw: {sorted(set(leftovers))}"
+    assert not leftovers, (
+        f"{docname}: MyST syntax a plain Jupyter shows raw: {sorted(set(leftovers))}"
+    )
 
 
 @pytest.mark.build
@@ -329,17 +375,28 @@ def test_served_notebook_quotes_the_glued_numbers_the_page_shows(built_site, doc
     """Every value the page pastes (``<span class="pasted-text">``) is in the notebook's
     prose, as printed; the source's glue roles are all resolved."""
     page = (built_site / f"{docname}.html").read_text(encoding="utf-8")
-    pasted = [html.unescape(v) for v in re.findall(r'<span class="pasted-text">(.*?)</span>', page, re.S)]
-    source_roles = re.findall(r"\{glue:text\}`", _source(docname).read_text(encoding="utf-8"))
+    pasted = [
+        html.unescape(v)
+        for v in re.findall(r'<span class="pasted-text">(.*?)</span>', page, re.S)
+    ]
+    source_roles = re.findall(
+        r"\{glue:text\}`", _source(docname).read_text(encoding="utf-8")
+    )
     markdown = _markdown(_served(built_site, docname))
     if source_roles:
-        assert pasted, f"{docname}: glue roles in the source but nothing pasted in the page"
+        assert pasted, (
+            f"{docname}: glue roles in the source but nothing pasted in the page"
+        )
     missing = [value for value in pasted if value not in markdown]
-    assert not missing, f"{docname}: glued values the page shows but the notebook lacks: {missing[:10]}"
+    assert not missing, (
+        f"{docname}: glued values the page shows but the notebook lacks: {missing[:10]}"
+    )
     start = 0  # and in the page's order
     for value in pasted:
         found = markdown.find(value, start)
-        assert found >= 0, f"{docname}: {value!r} is not in the notebook in the page's order"
+        assert found >= 0, (
+            f"{docname}: {value!r} is not in the notebook in the page's order"
+        )
         start = found + len(value)
 
 
@@ -356,28 +413,39 @@ def test_served_notebook_links_resolve_to_the_online_book(built_site, docname):
         url = match["url"]
         if not url.startswith(site):
             continue
-        path, _, anchor = url[len(site):].partition("#")
+        path, _, anchor = url[len(site) :].partition("#")
         target = built_site / path
         if not target.is_file():
             bad.append(f"{url}: no page {path}")
         elif anchor and f'id="{anchor}"' not in target.read_text(encoding="utf-8"):
             bad.append(f"{url}: no anchor {anchor!r} in {path}")
-    assert not bad, f"{docname}: links to the online book that do not resolve:\n  " + "\n  ".join(bad)
+    assert not bad, (
+        f"{docname}: links to the online book that do not resolve:\n  "
+        + "\n  ".join(bad)
+    )
 
 
 @pytest.mark.build
 def test_numbers_in_notebooks_match_the_site(built_site):
     """Equation, figure and exercise numbers the notebooks print are the page's."""
     settings = notebooks.book_settings(ROOT)
-    index = notebooks.book_index(ROOT, settings["site_url"], settings["bibfiles"], built_site.parent)
+    index = notebooks.book_index(
+        ROOT, settings["site_url"], settings["bibfiles"], built_site.parent
+    )
     wrong = []
     for label, (docname, number) in index.equations.items():
         page = (built_site / f"{docname}.html").read_text(encoding="utf-8")
-        if not re.search(rf'id="equation-{re.escape(label)}".{{0,400}}?\({re.escape(number)}\)', page, re.S):
+        if not re.search(
+            rf'id="equation-{re.escape(label)}".{{0,400}}?\({re.escape(number)}\)',
+            page,
+            re.S,
+        ):
             wrong.append(f"equation {label}: ({number}) not at its anchor in {docname}")
     for label, (docname, number) in index.figures.items():
         page = (built_site / f"{docname}.html").read_text(encoding="utf-8")
-        if not re.search(rf'id="{re.escape(label)}".*?Fig\. {re.escape(number)}', page, re.S):
+        if not re.search(
+            rf'id="{re.escape(label)}".*?Fig\. {re.escape(number)}', page, re.S
+        ):
             wrong.append(f"figure {label}: Fig. {number} not in {docname}")
     for label, (docname, number) in index.exercises.items():
         text = _page_text(built_site, docname)

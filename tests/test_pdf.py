@@ -25,14 +25,19 @@ pytestmark = [pytest.mark.build, pytest.mark.browser]
 
 POPPLER = ("pdfinfo", "pdftotext", "pdfimages")
 #: TeX that MathJax replaces: if any of it is left in the prose, maths was not typeset.
-RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\frac\{|\\sqrt\{|\\operatorname\{|\\mathbb\{|\\tfrac")
+RAW_TEX = re.compile(
+    r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\frac\{|\\sqrt\{|\\operatorname\{|\\mathbb\{|\\tfrac"
+)
 
 
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} not found: the PDF tests need poppler-utils (`make browser`, or "
-                    "`sudo apt-get install poppler-utils`)", pytrace=False)
+        pytest.fail(
+            f"{name} not found: the PDF tests need poppler-utils (`make browser`, or "
+            "`sudo apt-get install poppler-utils`)",
+            pytrace=False,
+        )
     return path
 
 
@@ -52,11 +57,23 @@ def book_pdf(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     path_output = built_site.parent.parent  # <out>/_build/html -> <out>
     pdf = tmp_path_factory.mktemp("pdf") / "numscale-book.pdf"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "pdf.py"), "--source", str(ROOT), "--path-output", str(path_output),
-         "--pdf", str(pdf)],
-        capture_output=True, text=True, timeout=1800,
+        [
+            sys.executable,
+            str(ROOT / "tools" / "pdf.py"),
+            "--source",
+            str(ROOT),
+            "--path-output",
+            str(path_output),
+            "--pdf",
+            str(pdf),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
-    assert result.returncode == 0, f"tools/pdf.py failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"tools/pdf.py failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return pdf
 
 
@@ -64,7 +81,11 @@ def book_pdf(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def singlehtml(book_pdf: Path, built_site: Path) -> str:
     """The page that was printed: ``<build>/singlehtml`` of the session's build, or, for
     ``NUMSCALE_TEST_PDF``, next to that PDF's build folder."""
-    build = book_pdf.parent.parent if os.environ.get("NUMSCALE_TEST_PDF") else built_site.parent
+    build = (
+        book_pdf.parent.parent
+        if os.environ.get("NUMSCALE_TEST_PDF")
+        else built_site.parent
+    )
     site = build / "singlehtml"
     page = site / "book.html" if (site / "book.html").is_file() else site / "index.html"
     return page.read_text(encoding="utf-8")
@@ -92,10 +113,17 @@ def _chapter_titles(singlehtml: str) -> list[str]:
     else:
         # The theme left its print contents empty: tools/pdf.py (TOC_JS) then builds the
         # contents from the numbered chapter headings, so those are the titles to find.
-        links = re.findall(r'<h2><span class="section-number">(.*?)</h2>', singlehtml, re.S)
-        links = [re.sub(r'<a class="headerlink".*', "", link, flags=re.S) for link in links]
+        links = re.findall(
+            r'<h2><span class="section-number">(.*?)</h2>', singlehtml, re.S
+        )
+        links = [
+            re.sub(r'<a class="headerlink".*', "", link, flags=re.S) for link in links
+        ]
     assert links, "the printed page has no table of contents and no numbered chapters"
-    return [re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", t))).strip() for t in links]
+    return [
+        re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", t))).strip()
+        for t in links
+    ]
 
 
 def _numbered_chapters() -> list[str]:
@@ -103,8 +131,12 @@ def _numbered_chapters() -> list[str]:
     import yaml
 
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [chapter["file"] for part in toc.get("parts", []) if part.get("numbered")
-            for chapter in part["chapters"]]
+    return [
+        chapter["file"]
+        for part in toc.get("parts", [])
+        if part.get("numbered")
+        for chapter in part["chapters"]
+    ]
 
 
 def _squash(text: str) -> str:
@@ -118,7 +150,9 @@ def test_page_count_is_plausible(pdf_pages, singlehtml):
     # Every chapter starts on a new page, after the contents: at least one page each.
     # An upper bound of 25 A4 pages per page of the book would mean a broken layout (e.g.
     # one formula or figure per page); the book's longest chapter prints on about 15.
-    assert len(pages) + 1 <= pdf_pages <= 25 * len(pages), f"{pdf_pages} pages for {len(pages)} pages of the book"
+    assert len(pages) + 1 <= pdf_pages <= 25 * len(pages), (
+        f"{pdf_pages} pages for {len(pages)} pages of the book"
+    )
 
 
 def test_contents_then_every_chapter_in_order(pdf_text, singlehtml):
@@ -140,7 +174,9 @@ def test_contents_then_every_chapter_in_order(pdf_text, singlehtml):
     assert end_of_contents < len(flat) // 10, "the contents do not fit the first pages"
     for title in titles:  # the chapters themselves
         found = flat.find(title, position)
-        assert found >= 0, f"chapter {title!r} missing from the PDF after the contents (or out of order)"
+        assert found >= 0, (
+            f"chapter {title!r} missing from the PDF after the contents (or out of order)"
+        )
         position = found + len(title)
 
 
@@ -150,7 +186,9 @@ def test_pdf_has_bookmarks(book_pdf, singlehtml):
     writes the outline uncompressed)."""
     data = book_pdf.read_bytes()
     assert b"/Outlines" in data, "the PDF has no bookmarks"
-    assert data.count(b"/Title") >= len(_chapter_titles(singlehtml)), "fewer bookmarks than chapters"
+    assert data.count(b"/Title") >= len(_chapter_titles(singlehtml)), (
+        "fewer bookmarks than chapters"
+    )
 
 
 def test_no_raw_tex(pdf_text, singlehtml):
@@ -159,15 +197,21 @@ def test_no_raw_tex(pdf_text, singlehtml):
     token as the code blocks of the printed page, and no more."""
     import html
 
-    code = " ".join(html.unescape(re.sub(r"<[^>]+>", "", block))
-                    for block in re.findall(r"<pre[^>]*>(.*?)</pre>", singlehtml, re.S))
+    code = " ".join(
+        html.unescape(re.sub(r"<[^>]+>", "", block))
+        for block in re.findall(r"<pre[^>]*>(.*?)</pre>", singlehtml, re.S)
+    )
     in_code: dict[str, int] = {}
     for match in RAW_TEX.finditer(code):
         in_code[match.group(0)] = in_code.get(match.group(0), 0) + 1
     in_pdf: dict[str, int] = {}
     for match in RAW_TEX.finditer(pdf_text):
         in_pdf[match.group(0)] = in_pdf.get(match.group(0), 0) + 1
-    extra = {token: n - in_code.get(token, 0) for token, n in in_pdf.items() if n > in_code.get(token, 0)}
+    extra = {
+        token: n - in_code.get(token, 0)
+        for token, n in in_pdf.items()
+        if n > in_code.get(token, 0)
+    }
     assert not extra, f"raw TeX in the PDF beyond what the code blocks contain: {extra}"
 
 
@@ -175,11 +219,13 @@ def test_every_figure_is_printed(book_pdf, pdf_text, singlehtml):
     """Every figure of the page is in the PDF: its caption ("Fig. N.M") is in the text,
     and the PDF holds at least as many images as the page has figures (Chromium prints
     each figure's SVG with its raster parts as images; pdfimages lists them)."""
-    figures = re.findall(r'<figure[^>]*>.*?</figure>', singlehtml, re.S)
+    figures = re.findall(r"<figure[^>]*>.*?</figure>", singlehtml, re.S)
     numbers = sorted({m for f in figures for m in re.findall(r"Fig\. (\d+\.\d+)", f)})
     assert figures and numbers, "no numbered figures in the printed page"
     missing = [n for n in numbers if f"Fig. {n}" not in pdf_text]
     assert not missing, f"figure captions missing from the PDF: {missing}"
     listing = _run(_tool("pdfimages"), "-list", str(book_pdf)).splitlines()[2:]
     images = [line.split() for line in listing if line.split()[2:3] == ["image"]]
-    assert len(images) >= len(figures), f"{len(images)} images in the PDF for {len(figures)} figures"
+    assert len(images) >= len(figures), (
+        f"{len(images)} images in the PDF for {len(figures)} figures"
+    )

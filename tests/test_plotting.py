@@ -31,7 +31,9 @@ def isolated_style():
 def test_okabe_ito_palette_is_distinct_valid_hex_without_yellow():
     colours = plotting.OKABE_ITO
     assert len(colours) == 7 and len(set(colours)) == 7
-    assert all(mcolors.is_color_like(c) and c.startswith("#") and len(c) == 7 for c in colours)
+    assert all(
+        mcolors.is_color_like(c) and c.startswith("#") and len(c) == 7 for c in colours
+    )
     assert "#F0E442" not in colours  # Okabe-Ito yellow: too faint on white
 
 
@@ -50,7 +52,10 @@ def test_use_book_style_sets_the_rc_params():
     assert mpl.rcParams["savefig.transparent"] is False
     assert mpl.rcParams["svg.hashsalt"] == "numscale"
     assert mpl.rcParams["image.cmap"] == plotting.SEQUENTIAL_CMAP
-    cycle = [mcolors.to_hex(c).lower() for c in mpl.rcParams["axes.prop_cycle"].by_key()["color"]]
+    cycle = [
+        mcolors.to_hex(c).lower()
+        for c in mpl.rcParams["axes.prop_cycle"].by_key()["color"]
+    ]
     assert cycle == [c.lower() for c in plotting.OKABE_ITO]
 
 
@@ -73,12 +78,16 @@ def test_svg_output_is_byte_identical_across_saves():
         ax.plot([0, 1, 2], [1, 3, 2], label="a")
         ax.legend()
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="svg", metadata={"Date": None})  # as the inline backend is set up
+        fig.savefig(
+            buffer, format="svg", metadata={"Date": None}
+        )  # as the inline backend is set up
         plt.close(fig)
         return buffer.getvalue()
 
     first, second = render(), render()
-    assert first == second  # fixed svg.hashsalt: ids in the SVG do not change between builds
+    assert (
+        first == second
+    )  # fixed svg.hashsalt: ids in the SVG do not change between builds
     assert b"fill: #ffffff" in first  # opaque white figure background
 
 
@@ -87,7 +96,11 @@ def test_svg_output_is_byte_identical_across_saves():
 
 def test_strip_plot_draws_one_rasterized_group_per_array():
     rng = np.random.default_rng(0)
-    groups = [rng.standard_normal((5, 4)), rng.standard_normal(7), rng.standard_normal((2, 3))]
+    groups = [
+        rng.standard_normal((5, 4)),
+        rng.standard_normal(7),
+        rng.standard_normal((2, 3)),
+    ]
     fig, ax = plt.subplots()
     plotting.strip_plot(ax, groups, ["a", "b", "c"], seed=1, jitter=0.2)
     collections = ax.collections
@@ -95,10 +108,15 @@ def test_strip_plot_draws_one_rasterized_group_per_array():
     for i, (collection, values) in enumerate(zip(collections, groups)):
         offsets = collection.get_offsets()
         assert offsets.shape == (values.size, 2)
-        np.testing.assert_array_equal(offsets[:, 1], values.ravel())  # y: the values, flattened
+        np.testing.assert_array_equal(
+            offsets[:, 1], values.ravel()
+        )  # y: the values, flattened
         assert np.all(np.abs(offsets[:, 0] - i) <= 0.2)  # x: group index ± jitter
         assert collection.get_rasterized()
-        assert mcolors.to_hex(collection.get_facecolor()[0]).lower() == plotting.OKABE_ITO[i].lower()
+        assert (
+            mcolors.to_hex(collection.get_facecolor()[0]).lower()
+            == plotting.OKABE_ITO[i].lower()
+        )
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
     assert [c.get_label() for c in collections] == ["a", "b", "c"]
 
@@ -135,7 +153,9 @@ def test_strip_plot_names_the_bad_group():
         plotting.strip_plot(ax, [np.zeros(3), np.array([1.0, np.nan])], ["a", "b"])
     with pytest.raises(ValueError, match=r"groups\[0\] must not be empty"):
         plotting.strip_plot(ax, [np.zeros(0)], ["a"])
-    with pytest.raises(TypeError, match=r"groups\[0\] must hold floating-point numbers"):
+    with pytest.raises(
+        TypeError, match=r"groups\[0\] must hold floating-point numbers"
+    ):
         plotting.strip_plot(ax, [np.arange(3)], ["a"])
 
 

@@ -17,8 +17,9 @@ def gaussian(shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape)
 
 
-@pytest.mark.parametrize("scheme, group", [("tensor", 0), ("channel", 0),
-                                           ("group", 32), ("group", 7)])
+@pytest.mark.parametrize(
+    "scheme, group", [("tensor", 0), ("channel", 0), ("group", 32), ("group", 7)]
+)
 def test_rounding_error_at_most_half_a_step(scheme, group):
     w = gaussian((40, 70))
     w_hat = quant.absmax_quantize(w, scheme, group or 128)
@@ -27,9 +28,17 @@ def test_rounding_error_at_most_half_a_step(scheme, group):
     elif scheme == "channel":
         step = np.repeat(np.abs(w).max(1, keepdims=True) / 127, w.shape[1], 1)
     else:
-        step = np.concatenate([np.repeat(np.abs(w[:, i:i + group]).max(1, keepdims=True)
-                                         / 127, w[:, i:i + group].shape[1], 1)
-                               for i in range(0, w.shape[1], group)], 1)
+        step = np.concatenate(
+            [
+                np.repeat(
+                    np.abs(w[:, i : i + group]).max(1, keepdims=True) / 127,
+                    w[:, i : i + group].shape[1],
+                    1,
+                )
+                for i in range(0, w.shape[1], group)
+            ],
+            1,
+        )
     # round-to-nearest errs by at most half a step (plus float64 rounding)
     assert np.all(np.abs(w_hat - w) <= step / 2 * (1 + 1e-12))
     # on the grid: integer multiples of the step, |k| ≤ 127
@@ -40,8 +49,9 @@ def test_rounding_error_at_most_half_a_step(scheme, group):
 
 def test_group_wider_than_row_equals_channel():
     w = gaussian((10, 64))
-    np.testing.assert_array_equal(quant.absmax_quantize(w, "group", 128),
-                                  quant.absmax_quantize(w, "channel"))
+    np.testing.assert_array_equal(
+        quant.absmax_quantize(w, "group", 128), quant.absmax_quantize(w, "channel")
+    )
 
 
 def test_relative_error_law():
@@ -50,7 +60,7 @@ def test_relative_error_law():
     # departure from uniform, far below 1% when entries span ~100 steps)
     w = gaussian((400, 500), seed=1)
     err = quant.quantization_error(w, quant.absmax_quantize(w))["rel_fro"]
-    predicted = np.abs(w).max() / (math.sqrt(12) * 127 * np.sqrt((w ** 2).mean()))
+    predicted = np.abs(w).max() / (math.sqrt(12) * 127 * np.sqrt((w**2).mean()))
     assert err == pytest.approx(predicted, rel=0.01)
 
 
@@ -78,13 +88,20 @@ def test_quantize_keeping_rows_leaves_kept_rows_exact():
     out = quant.quantize_keeping_rows(w, np.array([4]))
     np.testing.assert_array_equal(out[4], w[4])
     others = np.delete(w, 4, axis=0)
-    np.testing.assert_array_equal(np.delete(out, 4, axis=0),
-                                  quant.absmax_quantize(others))
+    np.testing.assert_array_equal(
+        np.delete(out, 4, axis=0), quant.absmax_quantize(others)
+    )
 
 
-@pytest.mark.parametrize("bad, exc, match", [
-    (np.ones(5), ValueError, "w"), (np.array([[np.nan, 1.0]]), ValueError, "w"),
-    (np.ones((2, 2), dtype=int), TypeError, "w"), (np.ones((0, 3)), ValueError, "w")])
+@pytest.mark.parametrize(
+    "bad, exc, match",
+    [
+        (np.ones(5), ValueError, "w"),
+        (np.array([[np.nan, 1.0]]), ValueError, "w"),
+        (np.ones((2, 2), dtype=int), TypeError, "w"),
+        (np.ones((0, 3)), ValueError, "w"),
+    ],
+)
 def test_absmax_bad_input(bad, exc, match):
     with pytest.raises(exc, match=match):
         quant.absmax_quantize(bad)
@@ -98,7 +115,7 @@ def test_absmax_bad_scheme():
 def test_quantize_model_and_loss_change():
     weights = llama.init_weights(llama.TINY_CONFIG, seed=0)
     q = quant.quantize_model(weights, "channel")
-    np.testing.assert_array_equal(q.rms_att, weights.rms_att)       # norms untouched
+    np.testing.assert_array_equal(q.rms_att, weights.rms_att)  # norms untouched
     for name in quant.MATRICES:
         a, b = getattr(weights, name), getattr(q, name)
         assert a.shape == b.shape and b.dtype == np.float32
@@ -122,15 +139,19 @@ def test_paired_loss_change_known_values():
     diff, se = quant.paired_loss_change(base, other)
     assert diff == pytest.approx(5 / 30)
     d = np.array([1.0, 1.0, 3.0]) - diff * 10
-    assert se == pytest.approx(math.sqrt((d ** 2).sum() / 6) / 10)
+    assert se == pytest.approx(math.sqrt((d**2).sum() / 6) / 10)
 
 
 def test_fold_gain_is_exact():
     rng = np.random.default_rng(4)
-    x, w, gamma = rng.standard_normal((5, 6)), rng.standard_normal((6, 3)), \
-        rng.uniform(0.1, 3, 6)
-    np.testing.assert_allclose((x * gamma) @ w, x @ quant.fold_gain(w, gamma),
-                               rtol=1e-13)
+    x, w, gamma = (
+        rng.standard_normal((5, 6)),
+        rng.standard_normal((6, 3)),
+        rng.uniform(0.1, 3, 6),
+    )
+    np.testing.assert_allclose(
+        (x * gamma) @ w, x @ quant.fold_gain(w, gamma), rtol=1e-13
+    )
     with pytest.raises(ValueError, match="gamma"):
         quant.fold_gain(w, gamma[:4])
 
@@ -138,15 +159,16 @@ def test_fold_gain_is_exact():
 def test_smoothquant_identity_and_balance():
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal((50, 8)), rng.standard_normal((4, 8))
-    x[:, 2] *= 40                                            # an outlier channel
+    x[:, 2] *= 40  # an outlier channel
     act = np.abs(x).max(0)
     s = quant.smoothquant_scales(act, w, 0.5)
     np.testing.assert_allclose((x / s) @ (w * s).T, x @ w.T, rtol=1e-12)
     # α = ½ equalizes the two maxima of every channel: both √(max|X_j| max|W_j|)
     np.testing.assert_allclose(np.abs(x / s).max(0), np.abs(w * s).max(0), rtol=1e-12)
     # with both operands in int8 per tensor, smoothing the outlier lowers the error
-    assert quant.quantized_matmul_error(x, w, s) < quant.quantized_matmul_error(x, w,
-                                                                                 None)
+    assert quant.quantized_matmul_error(x, w, s) < quant.quantized_matmul_error(
+        x, w, None
+    )
     with pytest.raises(ValueError, match="act_absmax"):
         quant.smoothquant_scales(act[:3], w)
 
@@ -158,16 +180,18 @@ def test_attention_inputs_shape():
     mask = torch.tensor([[False, True, True, True], [False, True, False, False]])
     inputs = quant.attention_inputs(model, tokens, mask)
     assert len(inputs) == llama.TINY_CONFIG.n_layers
-    assert inputs[0].shape == (6, llama.TINY_CONFIG.dim)   # 4 + 2 real positions
+    assert inputs[0].shape == (6, llama.TINY_CONFIG.dim)  # 4 + 2 real positions
 
 
-@pytest.mark.parametrize("dtype, bits", [(torch.float8_e4m3fn, 3),
-                                         (torch.float8_e5m2, 2)])
+@pytest.mark.parametrize(
+    "dtype, bits", [(torch.float8_e4m3fn, 3), (torch.float8_e5m2, 2)]
+)
 def test_scaled_fp8_error_does_not_depend_on_magnitude(dtype, bits):
     w = gaussian((100, 100), seed=6).astype(np.float32) * 0.1
-    errors = [quant.quantization_error(w * 2.0 ** -k,
-                                       quant.fp8_cast(w * 2.0 ** -k, dtype, True))
-              for k in (0, 10, 20)]
+    errors = [
+        quant.quantization_error(w * 2.0**-k, quant.fp8_cast(w * 2.0**-k, dtype, True))
+        for k in (0, 10, 20)
+    ]
     # a power-of-two shift is undone exactly by the scale: identical errors
     assert errors[0]["rel_fro"] == pytest.approx(errors[2]["rel_fro"], rel=1e-6)
     # round-to-nearest with `bits` stored mantissa bits: relative error per entry at

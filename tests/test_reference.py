@@ -37,13 +37,17 @@ def test_names_used_follows_imports() -> None:
         "softmax_value = other.stable_softmax(z)\n"
     )
     assert numscale_api.names_used(code, "numscale") == {
-        "numscale.softmax.stable_softmax", "numscale.streaming.online_softmax",
-        "numscale.norms.layer_norm", "numscale.fp.round_to",
+        "numscale.softmax.stable_softmax",
+        "numscale.streaming.online_softmax",
+        "numscale.norms.layer_norm",
+        "numscale.fp.round_to",
     }
 
 
 def test_names_used_ignores_magics_and_bad_code() -> None:
-    assert numscale_api.names_used("%matplotlib inline\nfrom numscale import a\na.f()", "numscale") == {"numscale.a.f"}
+    assert numscale_api.names_used(
+        "%matplotlib inline\nfrom numscale import a\na.f()", "numscale"
+    ) == {"numscale.a.f"}
     assert numscale_api.names_used("def (:", "numscale") == set()
 
 
@@ -63,7 +67,9 @@ def test_public_objects_are_the_modules_own() -> None:
     names = [name for _, name in numscale_api.public_objects(softmax)]
     assert "softmax" in names and "logsumexp" in names
     assert not [n for n in names if n.startswith("_")]
-    assert "as_float_array" not in names  # imported from numscale.checks, documented there
+    assert (
+        "as_float_array" not in names
+    )  # imported from numscale.checks, documented there
 
 
 # --------------------------------------------------------------------- built site
@@ -79,7 +85,11 @@ def public_functions() -> list[str]:
         module = importlib.import_module(f"numscale.{info.name}")
         for name, obj in vars(module).items():
             target = inspect.unwrap(obj) if callable(obj) else obj
-            if not name.startswith("_") and inspect.isfunction(target) and obj.__module__ == module.__name__:
+            if (
+                not name.startswith("_")
+                and inspect.isfunction(target)
+                and obj.__module__ == module.__name__
+            ):
                 names.append(f"{module.__name__}.{name}")
     return sorted(names)
 
@@ -115,17 +125,24 @@ def _entry(html: str, dotted: str) -> str:
     """The HTML of one entry: from its id to the end of its description."""
     start = html.index(f'id="{dotted}"')
     end = html.find('<dl class="py', start)
-    return html[start: end if end != -1 else len(html)]
-
+    return html[start : end if end != -1 else len(html)]
 
 
 @pytest.mark.build
-def test_every_public_function_has_an_entry_with_source(reference_html: str, built_site: Path) -> None:
+def test_every_public_function_has_an_entry_with_source(
+    reference_html: str, built_site: Path
+) -> None:
     functions = public_functions()
-    assert len(functions) > 50  # the package has well over 50; an empty scan would pass vacuously
+    assert (
+        len(functions) > 50
+    )  # the package has well over 50; an empty scan would pass vacuously
     missing = [name for name in functions if f'id="{name}"' not in reference_html]
     assert not missing, f"no reference entry for: {missing}"
-    no_source = [name for name in functions if "_modules/numscale/" not in _entry(reference_html, name)]
+    no_source = [
+        name
+        for name in functions
+        if "_modules/numscale/" not in _entry(reference_html, name)
+    ]
     assert not no_source, f"no [source] link for: {no_source}"
     assert (built_site / "_modules" / "numscale" / "softmax.html").is_file()
 
@@ -133,7 +150,9 @@ def test_every_public_function_has_an_entry_with_source(reference_html: str, bui
 @pytest.mark.build
 def test_entries_link_the_chapters_that_call_them(reference_html: str) -> None:
     functions = set(public_functions())
-    calls = {name: pages for name, pages in chapter_calls().items() if name in functions}
+    calls = {
+        name: pages for name, pages in chapter_calls().items() if name in functions
+    }
     assert calls, "no chapter calls a numscale function (the scan found nothing)"
     unlinked = [
         f"{name} <- {page}"
@@ -141,4 +160,6 @@ def test_entries_link_the_chapters_that_call_them(reference_html: str) -> None:
         for page in sorted(pages)
         if f'href="{page}' not in _entry(reference_html, name)
     ]
-    assert not unlinked, "entries without a link to a chapter that calls them:\n" + "\n".join(unlinked)
+    assert not unlinked, (
+        "entries without a link to a chapter that calls them:\n" + "\n".join(unlinked)
+    )

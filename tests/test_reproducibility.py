@@ -35,20 +35,32 @@ def second_site(built_site: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def _files(site: Path) -> dict[str, Path]:
-    return {str(p.relative_to(site)): p for p in sorted(site.rglob("*")) if p.is_file() and p.name != ".built"}
+    return {
+        str(p.relative_to(site)): p
+        for p in sorted(site.rglob("*"))
+        if p.is_file() and p.name != ".built"
+    }
 
 
 def test_figures_are_byte_identical(built_site: Path, second_site: Path) -> None:
     first = {k: v for k, v in _files(built_site).items() if k.startswith("_images/")}
     second = {k: v for k, v in _files(second_site).items() if k.startswith("_images/")}
     assert first, "the build wrote no figures"
-    assert sorted(first) == sorted(second), "the two builds wrote different figure files"
-    different = [name for name in first if first[name].read_bytes() != second[name].read_bytes()]
+    assert sorted(first) == sorted(second), (
+        "the two builds wrote different figure files"
+    )
+    different = [
+        name for name in first if first[name].read_bytes() != second[name].read_bytes()
+    ]
     assert not different, f"figures differ between builds: {different}"
 
 
 def test_whole_site_is_byte_identical(built_site: Path, second_site: Path) -> None:
     first, second = _files(built_site), _files(second_site)
     assert sorted(first) == sorted(second)
-    different = [name for name in first if not filecmp.cmp(first[name], second[name], shallow=False)]
+    different = [
+        name
+        for name in first
+        if not filecmp.cmp(first[name], second[name], shallow=False)
+    ]
     assert not different, f"files differ between builds: {different[:20]}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -24,7 +23,11 @@ def chapter(batch):
     """The chapter's models, stream norms and gradients (depths 3, 6, 12, 24; seed 0)."""
     ids, targets = batch
     depths = [3, 6, 12, 24]
-    models = {(L, p): residual.ToyTransformer(D, L, p, seed=0, vocab=VOCAB) for L in depths for p in residual.POSITIONS}
+    models = {
+        (L, p): residual.ToyTransformer(D, L, p, seed=0, vocab=VOCAB)
+        for L in depths
+        for p in residual.POSITIONS
+    }
     grads = {k: residual.layer_grad_norms(m, ids, targets) for k, m in models.items()}
     norms = {k: residual.stream_norms(m, ids) for k, m in models.items()}
     return depths, models, grads, norms
@@ -36,7 +39,9 @@ def chapter(batch):
 def test_toy_batch_shapes_and_shift():
     ids, targets = residual.toy_batch(50, 3, 7, seed=0)
     assert ids.shape == targets.shape == (3, 7) and ids.dtype == torch.int64
-    np.testing.assert_array_equal(ids[:, 1:].numpy(), targets[:, :-1].numpy())  # next-token targets
+    np.testing.assert_array_equal(
+        ids[:, 1:].numpy(), targets[:, :-1].numpy()
+    )  # next-token targets
     assert torch.equal(residual.toy_batch(50, 3, 7, seed=0)[0], ids)  # seeded
 
 
@@ -52,7 +57,9 @@ def test_xavier_scale_of_weights():
     # of a sample std 1/√(2n) = 0.11%; 5 SE
     m = residual.ToyTransformer(D, 6, "pre", seed=0, vocab=VOCAB)
     fc = torch.cat([p["fc"].detach().ravel() for p in m.blocks])
-    assert float(fc.std()) == pytest.approx(np.sqrt(2 / (5 * D)), rel=5 / np.sqrt(2 * fc.numel()))
+    assert float(fc.std()) == pytest.approx(
+        np.sqrt(2 / (5 * D)), rel=5 / np.sqrt(2 * fc.numel())
+    )
 
 
 def test_post_ln_stream_norm_is_sqrt_d(chapter):
@@ -60,7 +67,9 @@ def test_post_ln_stream_norm_is_sqrt_d(chapter):
     # plus float32 rounding of a norm of 128 terms (≈ √d·128·eps32 ≈ 2e-4)
     _, _, _, norms = chapter
     post = norms[24, "post"][1:]
-    np.testing.assert_allclose(post, np.sqrt(D), atol=np.sqrt(D) * (1e-5 / 2 + 128 * 1.2e-7))
+    np.testing.assert_allclose(
+        post, np.sqrt(D), atol=np.sqrt(D) * (1e-5 / 2 + 128 * 1.2e-7)
+    )
 
 
 def test_pre_ln_stream_grows_like_sqrt_of_branch_count(chapter):
@@ -71,7 +80,9 @@ def test_pre_ln_stream_grows_like_sqrt_of_branch_count(chapter):
     pre = norms[24, "pre"]
     assert 2 < pre[-1] / pre[0] < 7
     sq_increments = np.diff(pre**2)
-    assert np.mean(sq_increments > 0) > 0.8  # mostly increasing (single blocks can dip: finite batch)
+    assert (
+        np.mean(sq_increments > 0) > 0.8
+    )  # mostly increasing (single blocks can dip: finite batch)
 
 
 def test_post_ln_last_block_gradient_exceeds_pre_ln_by_about_sqrt_L(chapter):
@@ -94,7 +105,9 @@ def test_pre_ln_gradient_times_stream_growth_is_flat(chapter):
     # product should not depend on L; allow ±25% (the branch Jacobians and a 256-token batch
     # add scatter of order 1/√(batch·seq/… ) ≈ 10%; 25% is a generous, argued band).
     depths, _, grads, norms = chapter
-    corrected = np.array([grads[L, "pre"][-1] * norms[L, "pre"][-1] / np.sqrt(D) for L in depths])
+    corrected = np.array(
+        [grads[L, "pre"][-1] * norms[L, "pre"][-1] / np.sqrt(D) for L in depths]
+    )
     assert corrected.max() / corrected.min() < 1.25
 
 
@@ -109,9 +122,15 @@ def test_proj_scale_makes_final_norm_depth_independent(batch):
     # With o, proj scaled by 1/√(2L), E‖x_L‖² = d(1 + c²) for every L: final norms at L = 6
     # and 24 within 10% (observed ≈1%), and well below the unscaled 24-block norm.
     ids, targets = batch
-    finals = [residual.stream_norms(residual.ToyTransformer(D, L, "pre", seed=0, vocab=VOCAB,
-                                                             proj_scale=1 / np.sqrt(2 * L)), ids)[-1]
-              for L in (6, 24)]
+    finals = [
+        residual.stream_norms(
+            residual.ToyTransformer(
+                D, L, "pre", seed=0, vocab=VOCAB, proj_scale=1 / np.sqrt(2 * L)
+            ),
+            ids,
+        )[-1]
+        for L in (6, 24)
+    ]
     assert abs(finals[0] / finals[1] - 1) < 0.1
     assert max(finals) < 1.5 * np.sqrt(D)
 
@@ -124,11 +143,17 @@ def test_blocks_are_the_two_equations():
     x = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(0))
     ln = residual.layer_norm
     h = x + residual.attention_branch(ln(x), w)
-    torch.testing.assert_close(residual.pre_ln_block(x, w), h + residual.mlp_branch(ln(h), w))
+    torch.testing.assert_close(
+        residual.pre_ln_block(x, w), h + residual.mlp_branch(ln(h), w)
+    )
     h = ln(x + residual.attention_branch(x, w))
-    torch.testing.assert_close(residual.post_ln_block(x, w), ln(h + residual.mlp_branch(h, w)))
+    torch.testing.assert_close(
+        residual.post_ln_block(x, w), ln(h + residual.mlp_branch(h, w))
+    )
     # zero output projections: a pre-LN block is the identity, exactly
-    zeroed = {k: (torch.zeros_like(v) if k in ("o", "proj") else v) for k, v in w.items()}
+    zeroed = {
+        k: (torch.zeros_like(v) if k in ("o", "proj") else v) for k, v in w.items()
+    }
     assert torch.equal(residual.pre_ln_block(x, zeroed), x)
     # a post-LN block's output has norm √d·√(σ²/(σ²+ε)) per token: √16 to 1e-4
     norms = residual.post_ln_block(x, w).norm(dim=-1)
@@ -143,12 +168,21 @@ def test_gradient_profile_matches_manual_autograd(batch):
     logits, streams = m(ids)
     for st in streams:
         st.retain_grad()
-    torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1)).backward()
+    torch.nn.functional.cross_entropy(
+        logits.reshape(-1, VOCAB), targets.reshape(-1)
+    ).backward()
     # float32, same operations: agreement to rounding (rtol 1e-5)
-    np.testing.assert_allclose(prof.stream, [float(st.grad.norm()) for st in streams], rtol=1e-5)
-    np.testing.assert_allclose(prof.stream_norm, [float(st.detach().norm(dim=-1).mean()) for st in streams],
-                               rtol=1e-6)
-    assert prof.weights.shape == (3,) and prof.stream.shape == prof.token_cosine.shape == (4,)
+    np.testing.assert_allclose(
+        prof.stream, [float(st.grad.norm()) for st in streams], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        prof.stream_norm,
+        [float(st.detach().norm(dim=-1).mean()) for st in streams],
+        rtol=1e-6,
+    )
+    assert prof.weights.shape == (
+        3,
+    ) and prof.stream.shape == prof.token_cosine.shape == (4,)
 
 
 def test_pre_ln_stream_gradient_grows_backward(chapter, batch):
@@ -193,10 +227,13 @@ def test_last_block_sweep_small(batch):
     ids, targets = batch
     sweep = residual.last_block_sweep([1, 2], [0, 3], ids, targets, d=16, vocab=VOCAB)
     assert sweep.growth.shape == sweep.last_grad["pre"].shape == (2, 2)
-    assert set(sweep.profiles) == {(s, L, p) for s in (0, 3) for L in (1, 2) for p in ("pre", "post")}
+    assert set(sweep.profiles) == {
+        (s, L, p) for s in (0, 3) for L in (1, 2) for p in ("pre", "post")
+    }
     # each entry is the profile of a freshly built model: rebuild one and compare exactly
-    direct = residual.gradient_profile(residual.ToyTransformer(16, 2, "post", seed=3, vocab=VOCAB),
-                                       ids, targets)
+    direct = residual.gradient_profile(
+        residual.ToyTransformer(16, 2, "post", seed=3, vocab=VOCAB), ids, targets
+    )
     assert sweep.last_grad["post"][1, 1] == direct.weights[-1]
     assert sweep.cosine["post"][1, 1] == direct.token_cosine[-2]
     pre = sweep.profiles[0, 2, "pre"]
@@ -212,9 +249,16 @@ def test_layer_grad_norms_matches_manual_autograd(batch):
     m = residual.ToyTransformer(16, 2, "post", seed=2, vocab=VOCAB)
     got = residual.layer_grad_norms(m, ids, targets)
     logits, _ = m(ids)
-    torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1)).backward()
-    manual = [float(torch.sqrt(p["fc"].grad.norm() ** 2 + p["proj"].grad.norm() ** 2)) for p in m.blocks]
-    np.testing.assert_allclose(got, manual, rtol=1e-5)  # float32: same ops, order may differ
+    torch.nn.functional.cross_entropy(
+        logits.reshape(-1, VOCAB), targets.reshape(-1)
+    ).backward()
+    manual = [
+        float(torch.sqrt(p["fc"].grad.norm() ** 2 + p["proj"].grad.norm() ** 2))
+        for p in m.blocks
+    ]
+    np.testing.assert_allclose(
+        got, manual, rtol=1e-5
+    )  # float32: same ops, order may differ
     assert got.shape == (2,)
 
 
@@ -246,8 +290,15 @@ def test_toy_bad_input(batch):
 
 @pytest.fixture(scope="module")
 def tiny_gpt2():
-    config = GPT2Config(n_layer=3, n_embd=32, n_head=4, n_positions=32, vocab_size=100,
-                        bos_token_id=0, eos_token_id=0)
+    config = GPT2Config(
+        n_layer=3,
+        n_embd=32,
+        n_head=4,
+        n_positions=32,
+        vocab_size=100,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return GPT2LMHeadModel(config).eval()
@@ -257,21 +308,39 @@ def test_residual_stream_norms_against_hooks(tiny_gpt2):
     # Every row against forward hooks on each block; the last row is the stream *before* ln_f.
     ids = torch.tensor([[5, 17, 3, 99, 42, 0, 7]])
     captured = []
-    handles = [b.register_forward_hook(lambda mod, args, out: captured.append(out[0] if isinstance(out, tuple) else out))
-               for b in tiny_gpt2.transformer.h]
+    handles = [
+        b.register_forward_hook(
+            lambda mod, args, out: captured.append(
+                out[0] if isinstance(out, tuple) else out
+            )
+        )
+        for b in tiny_gpt2.transformer.h
+    ]
     with torch.no_grad():
-        emb = tiny_gpt2.transformer.wte(ids) + tiny_gpt2.transformer.wpe(torch.arange(7))[None]
+        emb = (
+            tiny_gpt2.transformer.wte(ids)
+            + tiny_gpt2.transformer.wpe(torch.arange(7))[None]
+        )
         tiny_gpt2(ids)
     for h in handles:
         h.remove()
-    expected = torch.stack([emb[0].norm(dim=-1)] + [c[0].norm(dim=-1) for c in captured]).numpy()
+    expected = torch.stack(
+        [emb[0].norm(dim=-1)] + [c[0].norm(dim=-1) for c in captured]
+    ).numpy()
     got = residual.residual_stream_norms(tiny_gpt2, ids, per_token=True)
     assert got.shape == (4, 7)
     np.testing.assert_allclose(got, expected, rtol=1e-6)  # same float32 ops, same order
-    np.testing.assert_allclose(residual.residual_stream_norms(tiny_gpt2, ids), expected.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(
+        residual.residual_stream_norms(tiny_gpt2, ids), expected.mean(axis=1), rtol=1e-6
+    )
     # the hook matters: hidden_states[-1] has ln_f applied
     with torch.no_grad():
-        last = tiny_gpt2(ids, output_hidden_states=True).hidden_states[-1][0].norm(dim=-1).numpy()
+        last = (
+            tiny_gpt2(ids, output_hidden_states=True)
+            .hidden_states[-1][0]
+            .norm(dim=-1)
+            .numpy()
+        )
     # ln_f (γ = 1, β = 0 at init) gives norm √d·√(σ²/(σ²+ε)) exactly; σ² of a randomly
     # initialised GPT-2 stream is only ~1e-3, so ε = 1e-5 visibly shrinks it. float32: 1e-5.
     var = captured[-1][0].var(dim=-1, unbiased=False).numpy()
@@ -287,7 +356,9 @@ def test_residual_stream_norms_bad_input(tiny_gpt2):
     with pytest.raises(ValueError, match="input_ids must lie in"):
         residual.residual_stream_norms(tiny_gpt2, torch.tensor([[1, 200]]))
     with pytest.raises(ValueError, match="input_ids is longer"):
-        residual.residual_stream_norms(tiny_gpt2, torch.zeros((1, 40), dtype=torch.int64))
+        residual.residual_stream_norms(
+            tiny_gpt2, torch.zeros((1, 40), dtype=torch.int64)
+        )
     with pytest.raises(TypeError, match="input_ids must hold integer"):
         residual.residual_stream_norms(tiny_gpt2, torch.tensor([[1.0, 2.0]]))
     with pytest.raises(ValueError, match="input_ids must have shape"):
@@ -316,14 +387,24 @@ def test_load_gpt2_missing_path(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         gpt2_model.load_gpt2(str(tmp_path / "nothing-here"))
 
+
 def test_load_gpt2_full_save_pretrained_directory(tmp_path):
     # a full (tiny, random) model saved with save_pretrained loads and runs on the fixed ids
-    config = GPT2Config(n_layer=2, n_embd=16, n_head=2, n_positions=16, vocab_size=50257,
-                        bos_token_id=50256, eos_token_id=50256)
+    config = GPT2Config(
+        n_layer=2,
+        n_embd=16,
+        n_head=2,
+        n_positions=16,
+        vocab_size=50257,
+        bos_token_id=50256,
+        eos_token_id=50256,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
         GPT2LMHeadModel(config).save_pretrained(tmp_path)
     model, message = gpt2_model.load_gpt2(str(tmp_path))
     assert model is not None, message
-    norms = residual.residual_stream_norms(model, torch.tensor([residual.FIXED_TOKEN_IDS]), per_token=True)
+    norms = residual.residual_stream_norms(
+        model, torch.tensor([residual.FIXED_TOKEN_IDS]), per_token=True
+    )
     assert norms.shape == (3, 10) and np.all(np.isfinite(norms)) and np.all(norms > 0)

@@ -27,7 +27,9 @@ def _rchar() -> int:
 def checkpoint(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     rng = np.random.default_rng(0)
     tensors = {
-        "big.weight": rng.standard_normal((512, 512)).astype(np.float32),  # 1 MiB we never want
+        "big.weight": rng.standard_normal((512, 512)).astype(
+            np.float32
+        ),  # 1 MiB we never want
         "ln.weight": rng.standard_normal(768).astype(np.float32),
         "ln.bias": rng.standard_normal(768).astype(np.float32),
         "double": rng.standard_normal((3, 4)),
@@ -49,11 +51,17 @@ def test_values_round_trip_exactly(checkpoint) -> None:
 def test_half_precision_is_widened_exactly(tmp_path: Path) -> None:
     path = tmp_path / "half.safetensors"
     values = torch.tensor([1.5, -2.25, 3.0e38, 2.0**-100])
-    save_torch_file({"bf": values.to(torch.bfloat16), "f16": values[:2].to(torch.float16)}, path)
+    save_torch_file(
+        {"bf": values.to(torch.bfloat16), "f16": values[:2].to(torch.float16)}, path
+    )
     loaded = safetensors_io.read_tensors(path, ["bf", "f16"])
     # bfloat16 -> float32 and float16 -> float32 are exact widenings.
-    np.testing.assert_array_equal(loaded["bf"], values.to(torch.bfloat16).float().numpy())
-    np.testing.assert_array_equal(loaded["f16"], values[:2].to(torch.float16).float().numpy())
+    np.testing.assert_array_equal(
+        loaded["bf"], values.to(torch.bfloat16).float().numpy()
+    )
+    np.testing.assert_array_equal(
+        loaded["f16"], values[:2].to(torch.float16).float().numpy()
+    )
 
 
 def test_reads_only_the_requested_bytes(checkpoint) -> None:
@@ -84,7 +92,9 @@ def test_unknown_name_lists_what_exists(checkpoint) -> None:
         (struct.pack("<Q", 2) + b"[]", "not a JSON object"),
     ],
 )
-def test_corrupt_files_raise_value_error_naming_the_file(tmp_path: Path, content: bytes, message: str) -> None:
+def test_corrupt_files_raise_value_error_naming_the_file(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
     path = tmp_path / "broken.safetensors"
     path.write_bytes(content)
     with pytest.raises(ValueError, match=message) as info:
@@ -101,7 +111,13 @@ def test_truncated_data_is_detected(checkpoint, tmp_path: Path) -> None:
 
 
 def test_bad_entry_and_dtype(tmp_path: Path) -> None:
-    for header, message in [({"x": {"dtype": "F32"}}, "bad entry"), ({"x": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 4]}}, "unsupported dtype")]:
+    for header, message in [
+        ({"x": {"dtype": "F32"}}, "bad entry"),
+        (
+            {"x": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 4]}},
+            "unsupported dtype",
+        ),
+    ]:
         raw = json.dumps(header).encode()
         path = tmp_path / "bad.safetensors"
         path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 4)

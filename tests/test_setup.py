@@ -28,8 +28,19 @@ CUDA = re.compile(r"^(nvidia-|triton$|cuda-)", re.I)
 def make_commands(target: str, *variables: str, cwd: Path = ROOT) -> list[str]:
     """The shell commands ``make <target>`` runs on a machine with nothing installed."""
     done = subprocess.run(
-        ["make", "--no-print-directory", "-n", "-B", target, "VENV=/nonexistent/venv", *variables],
-        cwd=cwd, capture_output=True, text=True, check=True,
+        [
+            "make",
+            "--no-print-directory",
+            "-n",
+            "-B",
+            target,
+            "VENV=/nonexistent/venv",
+            *variables,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return done.stdout.splitlines()
 
@@ -56,7 +67,9 @@ def test_make_installs_torch_from_the_cpu_index_first() -> None:
     installs = _pip_installs(make_commands("book"))
     torch_step = installs[0]
     pin = [a for a in torch_step if a.startswith("torch==")]
-    assert pin == [f"torch=={requirements(ROOT / 'requirements.txt')['torch'].removeprefix('==')}"]
+    assert pin == [
+        f"torch=={requirements(ROOT / 'requirements.txt')['torch'].removeprefix('==')}"
+    ]
     assert torch_step[torch_step.index("--index-url") + 1] == CPU_INDEX
     # pip's default is 5 retries with back-off per page (107 s for this step here when the
     # index is unreachable, against 19 s with one retry).
@@ -65,7 +78,9 @@ def test_make_installs_torch_from_the_cpu_index_first() -> None:
     # The requirements come after torch, so the pin is already met and torch is not fetched
     # again from PyPI, whose build of the same version carries CUDA.
     assert any("requirements.txt" in step for step in installs[1:])
-    assert not any("--extra-index-url" in step or "--index-url" in step for step in installs[1:])
+    assert not any(
+        "--extra-index-url" in step or "--index-url" in step for step in installs[1:]
+    )
 
 
 def test_another_torch_build_is_one_variable_away() -> None:
@@ -75,7 +90,11 @@ def test_another_torch_build_is_one_variable_away() -> None:
 
 
 def test_no_requirement_file_asks_for_cuda() -> None:
-    for path in [ROOT / "requirements.txt", ROOT / "requirements-test.txt", ROOT / "binder" / "requirements.txt"]:
+    for path in [
+        ROOT / "requirements.txt",
+        ROOT / "requirements-test.txt",
+        ROOT / "binder" / "requirements.txt",
+    ]:
         assert not [name for name in requirements(path) if CUDA.match(name)], path
 
 
@@ -84,7 +103,9 @@ def test_binder_gets_the_cpu_build_and_the_same_pins() -> None:
     assert f"--extra-index-url {CPU_INDEX}" in binder.read_text().splitlines()
     book = requirements(ROOT / "requirements.txt")
     for name, spec in requirements(binder).items():
-        assert book.get(name) == spec, f"binder pins {name}{spec}, requirements.txt {book.get(name)}"
+        assert book.get(name) == spec, (
+            f"binder pins {name}{spec}, requirements.txt {book.get(name)}"
+        )
 
 
 def test_publish_workflow_builds_with_make() -> None:
@@ -101,23 +122,43 @@ def test_pip_resolves_the_torch_step_to_the_cpu_build(tmp_path: Path) -> None:
     """Resolve (without installing) exactly the Makefile's torch step, with a fresh
     environment's view (``--ignore-installed``)."""
     step = _pip_installs(make_commands("book"))[0]
-    args = step[step.index("install") + 1:]
+    args = step[step.index("install") + 1 :]
     args = [a for a in args if a != "--quiet"]
     report = tmp_path / "report.json"
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--report", str(report), *args],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--report",
+            str(report),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    installed = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
-    assert installed["torch"].split("+")[0] == requirements(ROOT / "requirements.txt")["torch"].removeprefix("==")
+    installed = {
+        i["metadata"]["name"].lower(): i["metadata"]["version"]
+        for i in json.loads(report.read_text())["install"]
+    }
+    assert installed["torch"].split("+")[0] == requirements(ROOT / "requirements.txt")[
+        "torch"
+    ].removeprefix("==")
     assert not [name for name in installed if CUDA.match(name)], installed
     # A Linux x86-64 wheel of torch without CUDA is the "+cpu" build (macOS wheels carry no label).
     if sys.platform == "linux":
         assert installed["torch"].endswith("+cpu")
     # When the index cannot be reached (as on this machine), each page is retried once,
     # not five times.
-    retries = re.findall(r"Retrying \(Retry\(total=\d+.*?\)\)[^\n]*?: (/\S+)", done.stderr)
+    retries = re.findall(
+        r"Retrying \(Retry\(total=\d+.*?\)\)[^\n]*?: (/\S+)", done.stderr
+    )
     assert all(retries.count(url) <= 1 for url in retries)
 
 
@@ -125,7 +166,10 @@ def test_pip_resolves_the_torch_step_to_the_cpu_build(tmp_path: Path) -> None:
 
 
 def test_book_requirements_hold_no_test_package() -> None:
-    book, tests = requirements(ROOT / "requirements.txt"), requirements(ROOT / "requirements-test.txt")
+    book, tests = (
+        requirements(ROOT / "requirements.txt"),
+        requirements(ROOT / "requirements-test.txt"),
+    )
     assert not TEST_ONLY & set(book)
     assert TEST_ONLY <= set(tests)
     assert not set(book) & set(tests)
@@ -146,7 +190,9 @@ def test_make_book_installs_the_book_and_make_test_both() -> None:
 def test_the_built_stamp_is_outside_the_published_folder() -> None:
     commands = make_commands("book")
     stamps = [c for c in commands if re.search(r"\btouch\b.*\.built\b", c)]
-    assert stamps and all("_build/.built" in c and "_build/html" not in c for c in stamps)
+    assert stamps and all(
+        "_build/.built" in c and "_build/html" not in c for c in stamps
+    )
     # The stamp goes before the build starts: a failed build leaves none behind.
     build = next(i for i, c in enumerate(commands) if "jupyter-book build" in c)
     assert any("rm -f _build/.built" in c for c in commands[:build])
@@ -156,9 +202,23 @@ def _show(repo: Path, *names: str) -> list[str]:
     """Values of exported variables in the Makefile's environment, run from ``repo``."""
     recipe = " ".join(f'"$${n}"' for n in names)
     done = subprocess.run(
-        ["make", "-s", "--no-print-directory", "--eval", f"show: ; @printf '%s\\n' {recipe}", "show"],
-        cwd=repo, capture_output=True, text=True, check=True,
-        env={k: v for k, v in os.environ.items() if k not in {"NUMSCALE_GPT2", "NUMSCALE_TINYSTORIES", "SOURCE_DATE_EPOCH"}},
+        [
+            "make",
+            "-s",
+            "--no-print-directory",
+            "--eval",
+            f"show: ; @printf '%s\\n' {recipe}",
+            "show",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"NUMSCALE_GPT2", "NUMSCALE_TINYSTORIES", "SOURCE_DATE_EPOCH"}
+        },
     )
     return done.stdout.splitlines()
 
@@ -169,17 +229,34 @@ def test_sources_and_date_the_makefile_exports(tmp_path: Path) -> None:
     shutil.copy(ROOT / "Makefile", repo / "Makefile")
     shutil.copy(ROOT / "requirements.txt", repo / "requirements.txt")
     # No shared folder beside the checkout, no git: nothing set.
-    assert _show(repo, "NUMSCALE_GPT2", "NUMSCALE_TINYSTORIES", "SOURCE_DATE_EPOCH") == ["", "", ""]
+    assert _show(
+        repo, "NUMSCALE_GPT2", "NUMSCALE_TINYSTORIES", "SOURCE_DATE_EPOCH"
+    ) == ["", "", ""]
 
     reference = tmp_path / "shared" / "reference"
     (reference / "tinystories").mkdir(parents=True)
     (reference / "tinystories" / "stories260K.bin").write_bytes(b"")
     (reference / "gpt2_small_layernorm.npz").write_bytes(b"")
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_COMMITTER_DATE": "@1700000000 +0000",
-           "GIT_AUTHOR_DATE": "@1700000000 +0000"}
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+        "GIT_COMMITTER_DATE": "@1700000000 +0000",
+        "GIT_AUTHOR_DATE": "@1700000000 +0000",
+    }
     for command in (["init", "-q"], ["add", "Makefile"], ["commit", "-q", "-m", "m"]):
-        subprocess.run(["git", *command], cwd=repo, check=True, capture_output=True, env={**os.environ, **env})
-    assert _show(repo, "NUMSCALE_GPT2", "NUMSCALE_TINYSTORIES", "SOURCE_DATE_EPOCH") == [
-        str(reference), str(reference / "tinystories"), "1700000000",
+        subprocess.run(
+            ["git", *command],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            env={**os.environ, **env},
+        )
+    assert _show(
+        repo, "NUMSCALE_GPT2", "NUMSCALE_TINYSTORIES", "SOURCE_DATE_EPOCH"
+    ) == [
+        str(reference),
+        str(reference / "tinystories"),
+        "1700000000",
     ]

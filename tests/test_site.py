@@ -37,8 +37,8 @@ from browser_support import (
     DESKTOP,
     MODES,
     PHONE,
-    VISITS,
     ROOT,
+    VISITS,
     SiteServer,
     launch_chromium,
     new_context,
@@ -55,7 +55,9 @@ PAGES = [f"{name}.html" for name in toc_docnames()] + ["search.html"]
 CHAPTERS = notebook_docnames()
 SERIOUS = {"serious", "critical"}
 #: Raw TeX that MathJax should have replaced: display and inline delimiters, commands.
-RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\[A-Za-z]{2,}|(?<![\w$])\$[^$\s][^$\n]{0,80}?\$(?!\w)")
+RAW_TEX = re.compile(
+    r"\$\$|\\\(|\\\)|\\\[|\\\]|\\[A-Za-z]{2,}|(?<![\w$])\$[^$\s][^$\n]{0,80}?\$(?!\w)"
+)
 GENERIC_ALT = re.compile(
     r"^(image|figure|fig|img|plot|graph|chart|output|picture|png|svg|jpe?g|untitled|\S+\.(png|svg|jpe?g|gif|webp))$",
     re.IGNORECASE,
@@ -112,8 +114,12 @@ def test_toc_pages_were_built(built_site: Path):
 
 def check_console(report, path, mode):
     """No uncaught error and no console error while the page loads and settles."""
-    assert not report.page_errors, f"{path} ({mode}): uncaught errors:\n  {_fmt(report.page_errors)}"
-    assert not report.console_errors, f"{path} ({mode}): console errors:\n  {_fmt(report.console_errors)}"
+    assert not report.page_errors, (
+        f"{path} ({mode}): uncaught errors:\n  {_fmt(report.page_errors)}"
+    )
+    assert not report.console_errors, (
+        f"{path} ({mode}): console errors:\n  {_fmt(report.console_errors)}"
+    )
 
 
 def check_requests(report, path, mode):
@@ -123,22 +129,32 @@ def check_requests(report, path, mode):
         f"{path} ({mode}) requested URLs outside the site (the book must work offline):\n  "
         f"{_fmt(report.offsite_requests)}"
     )
-    assert not report.failed_requests, f"{path} ({mode}): failed requests:\n  {_fmt(report.failed_requests)}"
+    assert not report.failed_requests, (
+        f"{path} ({mode}): failed requests:\n  {_fmt(report.failed_requests)}"
+    )
 
 
 def check_images(report, path, mode):
     """Every image of the page is fetched and decodes."""
     images = report.info["images"]
-    broken = [img["src"] for img in images if not img["complete"] or img["naturalWidth"] == 0]
-    assert not broken, f"{path} ({mode}): images that did not load or decode:\n  {_fmt(broken)}"
+    broken = [
+        img["src"] for img in images if not img["complete"] or img["naturalWidth"] == 0
+    ]
+    assert not broken, (
+        f"{path} ({mode}): images that did not load or decode:\n  {_fmt(broken)}"
+    )
 
 
 def check_maths(report, path, mode):
     """MathJax typeset every formula; no raw TeX is left in the visible prose."""
     info = report.info
-    assert not info["untypeset"], f"{path} ({mode}): maths MathJax did not typeset:\n  {_fmt(info['untypeset'])}"
+    assert not info["untypeset"], (
+        f"{path} ({mode}): maths MathJax did not typeset:\n  {_fmt(info['untypeset'])}"
+    )
     leftovers = sorted({m.group(0) for m in RAW_TEX.finditer(info["prose"])})
-    assert not leftovers, f"{path} ({mode}): raw TeX in the visible text (outside code): {leftovers}"
+    assert not leftovers, (
+        f"{path} ({mode}): raw TeX in the visible text (outside code): {leftovers}"
+    )
     if info["mathCount"]:
         assert info["mjxCount"] >= info["mathCount"], (
             f"{path}: {info['mathCount']} maths elements but {info['mjxCount']} MathJax containers"
@@ -151,9 +167,13 @@ def check_theme(report, path, mode):
     info = report.info
     scheme, first = visit_mode(mode)
     if first:  # a first visitor gets "auto": the theme follows the system scheme
-        assert info["dataMode"] == "auto", f"{path} ({mode}): data-mode is {info['dataMode']!r}, expected 'auto'"
+        assert info["dataMode"] == "auto", (
+            f"{path} ({mode}): data-mode is {info['dataMode']!r}, expected 'auto'"
+        )
     mode = scheme
-    assert info["dataTheme"] == mode, f"{path}: data-theme is {info['dataTheme']!r}, expected {mode!r}"
+    assert info["dataTheme"] == mode, (
+        f"{path}: data-theme is {info['dataTheme']!r}, expected {mode!r}"
+    )
     background, text = info["bodyBackgroundLuminance"], info["textLuminance"]
     if mode == "dark":
         assert background < 0.05 and text > 0.4, (
@@ -188,7 +208,8 @@ def check_alt_text(report, path, mode):
             not alt
             or GENERIC_ALT.match(alt)
             or alt == basename
-            or basename and basename in alt
+            or basename
+            and basename in alt
             or re.fullmatch(r"[0-9a-f]{16,}\S*", alt)
             or len(alt.split()) < 4
         ):
@@ -209,20 +230,29 @@ def check_dark_figures(report, path, mode):
             problems.append(f"{where}: could not read pixels ({figure['error']})")
             continue
         if figure["filter"] != "none":
-            problems.append(f"{where}: CSS filter {figure['filter']!r} (inverted/dimmed)")
+            problems.append(
+                f"{where}: CSS filter {figure['filter']!r} (inverted/dimmed)"
+            )
         if float(figure["opacity"]) < 1 or figure["mixBlendMode"] != "normal":
-            problems.append(f"{where}: opacity {figure['opacity']}, blend {figure['mixBlendMode']}")
+            problems.append(
+                f"{where}: opacity {figure['opacity']}, blend {figure['mixBlendMode']}"
+            )
         for r, g, b, a in figure["corners"]:
             if a < 255 or min(r, g, b) < 235:
-                problems.append(f"{where}: corner pixel rgba({r},{g},{b},{a}) is not opaque white")
+                problems.append(
+                    f"{where}: corner pixel rgba({r},{g},{b},{a}) is not opaque white"
+                )
                 break
-    assert not problems, f"{path} (dark): figures not shown as drawn:\n  {_fmt(problems)}"
+    assert not problems, (
+        f"{path} (dark): figures not shown as drawn:\n  {_fmt(problems)}"
+    )
 
 
 def _overflow_details(result: dict, kind: str) -> list[str]:
     return [
         f"{block['longestChars']} chars, {block['overflowPx']} px too wide: {block['longest']!r}"
-        for block in result["overflowing"] if block["kind"] == kind
+        for block in result["overflowing"]
+        if block["kind"] == kind
     ]
 
 
@@ -234,13 +264,17 @@ def check_code_fits(result, path, width):
             f"{path}: at {width} px the code column holds {result['columnChars']} characters, fewer than 88"
         )
     wide = _overflow_details(result, "code")
-    assert not wide, f"{path} at {width} px: code blocks scroll sideways (reflow to 88 chars):\n  {_fmt(wide)}"
+    assert not wide, (
+        f"{path} at {width} px: code blocks scroll sideways (reflow to 88 chars):\n  {_fmt(wide)}"
+    )
 
 
 def check_output_fits(result, path, width):
     """Printed cell output (notices, tables) does not scroll sideways either."""
     wide = _overflow_details(result, "output")
-    assert not wide, f"{path} at {width} px: printed output scrolls sideways:\n  {_fmt(wide)}"
+    assert not wide, (
+        f"{path} at {width} px: printed output scrolls sideways:\n  {_fmt(wide)}"
+    )
 
 
 #: Checks of every visit's record, by the name a failure is reported under.
@@ -253,13 +287,18 @@ VISIT_CHECKS = {
     "axe": check_axe,
 }
 #: Checks made on one visit only (the visit the separate tests used before).
-ONLY_ON = {"alt-text": ("light", check_alt_text), "dark-figures": ("dark", check_dark_figures)}
+ONLY_ON = {
+    "alt-text": ("light", check_alt_text),
+    "dark-figures": ("dark", check_dark_figures),
+}
 
 
 def _notebooks_module():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("numscale_notebooks", ROOT / "_ext" / "numscale_notebooks.py")
+    spec = importlib.util.spec_from_file_location(
+        "numscale_notebooks", ROOT / "_ext" / "numscale_notebooks.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -267,7 +306,9 @@ def _notebooks_module():
 
 def _settle_layout(page) -> None:
     """Two animation frames: the layout after a viewport change is final."""
-    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    page.evaluate(
+        "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
+    )
 
 
 def check_notebook_buttons(page, site_url, built_site, docname):
@@ -282,16 +323,24 @@ def check_notebook_buttons(page, site_url, built_site, docname):
     link.wait_for(state="visible", timeout=5_000)
     href = urljoin(page.url, link.get_attribute("href"))
     assert href == f"{site_url}{relpath}", f"{docname}: notebook link {href}"
-    assert link.get_attribute("download"), f"{docname}: the notebook link does not download"
+    assert link.get_attribute("download"), (
+        f"{docname}: the notebook link does not download"
+    )
     response = page.request.get(href)
     assert response.ok, f"{docname}: {href} answered {response.status}"
     served = response.text()
     launch = {
-        text: page.locator(f".dropdown-launch-buttons a:has-text('{text}')").get_attribute("href")
+        text: page.locator(
+            f".dropdown-launch-buttons a:has-text('{text}')"
+        ).get_attribute("href")
         for text in ("Colab", "Binder")
     }
-    expected = notebooks.notebook_text(notebooks.site_notebook(ROOT, docname, built_site.parent))
-    assert served == expected, f"{docname}: the served notebook is not the conversion of its page"
+    expected = notebooks.notebook_text(
+        notebooks.site_notebook(ROOT, docname, built_site.parent)
+    )
+    assert served == expected, (
+        f"{docname}: the served notebook is not the conversion of its page"
+    )
     first = json.loads(served)["cells"][0]
     assert "remove-cell" in first["metadata"]["tags"]
     ref = notebooks.source_ref(ROOT, branch)
@@ -299,13 +348,26 @@ def check_notebook_buttons(page, site_url, built_site, docname):
     # Colab opens the notebook from the branch the publish workflow pushes (_config.yml).
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     nb_branch = config["sphinx"]["config"]["numscale_notebooks_branch"]
-    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "publish.yml").read_text())
-    pushes = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
-    assert any(re.search(rf"git push -f .+ {re.escape(nb_branch)}\s*$", run, re.M) for run in pushes), (
-        f"no publish step pushes the notebooks to the {nb_branch!r} branch Colab opens"
+    workflow = yaml.safe_load(
+        (ROOT / ".github" / "workflows" / "publish.yml").read_text()
     )
-    assert launch["Colab"] == f"https://colab.research.google.com/github/{org}/{name}/blob/{nb_branch}/{relpath}"
-    assert launch["Binder"] == f"https://mybinder.org/v2/gh/{org}/{name}/{branch}?urlpath=lab/tree/{relpath}"
+    pushes = [
+        step.get("run", "")
+        for job in workflow["jobs"].values()
+        for step in job["steps"]
+    ]
+    assert any(
+        re.search(rf"git push -f .+ {re.escape(nb_branch)}\s*$", run, re.M)
+        for run in pushes
+    ), f"no publish step pushes the notebooks to the {nb_branch!r} branch Colab opens"
+    assert (
+        launch["Colab"]
+        == f"https://colab.research.google.com/github/{org}/{name}/blob/{nb_branch}/{relpath}"
+    )
+    assert (
+        launch["Binder"]
+        == f"https://mybinder.org/v2/gh/{org}/{name}/{branch}?urlpath=lab/tree/{relpath}"
+    )
 
 
 # ------------------------------------------------------------- every page, every visit
@@ -334,18 +396,28 @@ def test_page_visit(built_site, site_url, browser, contexts, path, visit_name):
         try:
             check(*args)
         except Exception as error:  # noqa: BLE001 - a timeout fails the check, not the rest
-            failures[name] = str(error) if isinstance(error, AssertionError) else f"{type(error).__name__}: {error}"
+            failures[name] = (
+                str(error)
+                if isinstance(error, AssertionError)
+                else f"{type(error).__name__}: {error}"
+            )
 
     try:
         page, report = visit(context, site_url, path, mode)
         try:
             overflow = {}
-            if visit_name == "light" and DESKTOP["width"] in CODE_WIDTHS:  # the width it opened at
-                overflow[DESKTOP["width"]] = page.evaluate(CODE_OVERFLOW_JS)  # before axe's script
+            if (
+                visit_name == "light" and DESKTOP["width"] in CODE_WIDTHS
+            ):  # the width it opened at
+                overflow[DESKTOP["width"]] = page.evaluate(
+                    CODE_OVERFLOW_JS
+                )  # before axe's script
             report.axe = run_axe(page)
             if visit_name == "light":
                 for width in (w for w in CODE_WIDTHS if w != DESKTOP["width"]):
-                    page.set_viewport_size({"width": width, "height": DESKTOP["height"]})
+                    page.set_viewport_size(
+                        {"width": width, "height": DESKTOP["height"]}
+                    )
                     _settle_layout(page)
                     overflow[width] = page.evaluate(CODE_OVERFLOW_JS)
             for name, check in VISIT_CHECKS.items():
@@ -355,18 +427,38 @@ def test_page_visit(built_site, site_url, browser, contexts, path, visit_name):
                     run(name, check, report, path, visit_name)
             for width in CODE_WIDTHS:
                 if width in overflow:
-                    run(f"code-fits-{width}", check_code_fits, overflow[width], path, width)
-                    run(f"output-fits-{width}", check_output_fits, overflow[width], path, width)
+                    run(
+                        f"code-fits-{width}",
+                        check_code_fits,
+                        overflow[width],
+                        path,
+                        width,
+                    )
+                    run(
+                        f"output-fits-{width}",
+                        check_output_fits,
+                        overflow[width],
+                        path,
+                        width,
+                    )
             docname = path.removesuffix(".html")
             if visit_name == "light" and docname in CHAPTERS:
-                run("notebook-buttons", check_notebook_buttons, page, site_url, built_site, docname)
+                run(
+                    "notebook-buttons",
+                    check_notebook_buttons,
+                    page,
+                    site_url,
+                    built_site,
+                    docname,
+                )
         finally:
             page.close()
     finally:
         if first:
             context.close()
-    assert not failures, f"{path} ({visit_name}): {len(failures)} check(s) failed: {', '.join(failures)}\n" + "\n".join(
-        f"[{name}] {message}" for name, message in failures.items()
+    assert not failures, (
+        f"{path} ({visit_name}): {len(failures)} check(s) failed: {', '.join(failures)}\n"
+        + "\n".join(f"[{name}] {message}" for name, message in failures.items())
     )
 
 
@@ -375,11 +467,19 @@ def test_page_visit(built_site, site_url, browser, contexts, path, visit_name):
 
 def _body_words(page_html: str) -> Counter:
     """Words of a chapter's prose (no title, code, maths or glued numbers)."""
-    match = re.search(r'<article class="bd-article"[^>]*>(.*?)</article>', page_html, re.S)
+    match = re.search(
+        r'<article class="bd-article"[^>]*>(.*?)</article>', page_html, re.S
+    )
     text = match.group(1) if match else page_html
-    for pattern in (r"<h1.*?</h1>", r"<pre.*?</pre>", r"<code.*?</code>", r"<script.*?</script>",
-                    r'<span class="math[^"]*">.*?</span>', r'<div class="math[^"]*"[^>]*>.*?</div>',
-                    r'<span class="pasted-text">.*?</span>'):
+    for pattern in (
+        r"<h1.*?</h1>",
+        r"<pre.*?</pre>",
+        r"<code.*?</code>",
+        r"<script.*?</script>",
+        r'<span class="math[^"]*">.*?</span>',
+        r'<div class="math[^"]*"[^>]*>.*?</div>',
+        r'<span class="pasted-text">.*?</span>',
+    ):
         text = re.sub(pattern, " ", text, flags=re.S)
     text = html.unescape(re.sub(r"<[^>]+>", " ", text))
     return Counter(word.lower() for word in re.findall(r"\b[A-Za-z]{7,}\b", text))
@@ -387,10 +487,15 @@ def _body_words(page_html: str) -> Counter:
 
 def _search_word(built_site: Path, docname: str) -> str:
     """The word of the chapter's body that the fewest other chapters use."""
-    words = {name: _body_words((built_site / f"{name}.html").read_text(encoding="utf-8")) for name in CHAPTERS}
+    words = {
+        name: _body_words((built_site / f"{name}.html").read_text(encoding="utf-8"))
+        for name in CHAPTERS
+    }
     own = words[docname]
     assert own, f"{docname}: no prose words to search for"
-    elsewhere = Counter(w for name, counter in words.items() if name != docname for w in counter)
+    elsewhere = Counter(
+        w for name, counter in words.items() if name != docname for w in counter
+    )
     return min(own, key=lambda w: (elsewhere[w], -own[w], w))
 
 
@@ -400,6 +505,8 @@ SEARCH_DONE_JS = """() => {
   return title && title.textContent.trim() === 'Search Results'
     && results.dataset.numscaleTypeset !== 'pending';
 }"""
+
+
 #: Result snippets without typeset maths (MathJax output removed).
 def _wait_for_search(page) -> None:
     """Wait until the results, their snippets and the snippets' maths are all in place.
@@ -423,24 +530,39 @@ SNIPPETS_JS = """() => {
 
 @pytest.mark.browser
 @pytest.mark.parametrize("docname", CHAPTERS)
-def test_search_finds_chapter_by_a_word_of_its_body(built_site, site_url, contexts, docname):
+def test_search_finds_chapter_by_a_word_of_its_body(
+    built_site, site_url, contexts, docname
+):
     word = _search_word(built_site, docname)
     page = contexts["light"].new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if message.type == "error" else None
+        ),
+    )
     try:
         page.goto(f"{site_url}search.html?q={word}", wait_until="load")
         _wait_for_search(page)
-        hrefs = page.eval_on_selector_all("#search-results ul.search li a", "els => els.map(e => e.href)")
+        hrefs = page.eval_on_selector_all(
+            "#search-results ul.search li a", "els => els.map(e => e.href)"
+        )
         snippets = page.evaluate(SNIPPETS_JS)
     finally:
         page.close()
-    found = [h for h in hrefs if h.split("?")[0].split("#")[0].endswith(f"{docname}.html")]
-    assert found, f"search for {word!r} (from {docname}) did not list {docname}.html; results: {hrefs}"
+    found = [
+        h for h in hrefs if h.split("?")[0].split("#")[0].endswith(f"{docname}.html")
+    ]
+    assert found, (
+        f"search for {word!r} (from {docname}) did not list {docname}.html; results: {hrefs}"
+    )
     assert not errors, f"search for {word!r}: errors {errors}"
     leftovers = sorted({m.group(0) for m in RAW_TEX.finditer(snippets)})
-    assert not leftovers, f"search for {word!r}: raw TeX in the result snippets: {leftovers}"
+    assert not leftovers, (
+        f"search for {word!r}: raw TeX in the result snippets: {leftovers}"
+    )
 
 
 @pytest.mark.browser
@@ -464,7 +586,9 @@ def test_search_snippets_typeset_their_maths(site_url, contexts):
 
 @pytest.fixture(scope="module")
 def phone_context(browser):
-    context = new_context(browser, "light", viewport=PHONE, is_mobile=True, has_touch=True)
+    context = new_context(
+        browser, "light", viewport=PHONE, is_mobile=True, has_touch=True
+    )
     yield context
     context.close()
 
@@ -478,19 +602,29 @@ def test_phone_navigation_opens(site_url, phone_context, path):
     try:
         page.goto(site_url + path, wait_until="load")
         page.wait_for_load_state("networkidle")
-        overflow = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
-        assert overflow <= 1, f"{path}: the page scrolls sideways by {overflow}px on a phone"
+        overflow = page.evaluate(
+            "document.scrollingElement.scrollWidth - window.innerWidth"
+        )
+        assert overflow <= 1, (
+            f"{path}: the page scrolls sideways by {overflow}px on a phone"
+        )
         nav = page.locator("nav.bd-links a.reference").first
-        assert not nav.is_visible(), f"{path}: the navigation is already visible on a phone"
+        assert not nav.is_visible(), (
+            f"{path}: the navigation is already visible on a phone"
+        )
         toggles = page.locator("button.primary-toggle")
-        visible = [toggles.nth(i) for i in range(toggles.count()) if toggles.nth(i).is_visible()]
+        visible = [
+            toggles.nth(i)
+            for i in range(toggles.count())
+            if toggles.nth(i).is_visible()
+        ]
         assert visible, f"{path}: no visible sidebar toggle on a phone"
         visible[0].click()
         nav.wait_for(state="visible", timeout=5_000)
         box = nav.bounding_box()
-        assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"] + 1, (
-            f"{path}: the opened navigation is off screen: {box}"
-        )
+        assert (
+            box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"] + 1
+        ), f"{path}: the opened navigation is off screen: {box}"
         page.keyboard.press("Escape")
         nav.wait_for(state="hidden", timeout=5_000)
     finally:
@@ -506,13 +640,27 @@ def test_site_links_the_pdf_only_when_it_exists(built_site):
     whole book as a PDF that the site serves; without it, no page links a missing file."""
     pdf = built_site / "numscale-book.pdf"
     pages = [page for page in PAGES if page != "search.html"]
-    linked = [page for page in pages if "btn-download-book-pdf-button" in (built_site / page).read_text(encoding="utf-8")]
+    linked = [
+        page
+        for page in pages
+        if "btn-download-book-pdf-button"
+        in (built_site / page).read_text(encoding="utf-8")
+    ]
     if pdf.is_file():
         assert pdf.read_bytes()[:5] == b"%PDF-", f"{pdf} is not a PDF"
-        assert linked == pages, f"pages without the PDF link: {sorted(set(pages) - set(linked))}"
+        assert linked == pages, (
+            f"pages without the PDF link: {sorted(set(pages) - set(linked))}"
+        )
         for page in pages:
-            href = re.search(r'href="([^"]*numscale-book\.pdf)"', (built_site / page).read_text(encoding="utf-8"))
-            assert href and (built_site / page).parent.joinpath(href.group(1)).resolve() == pdf.resolve(), page
+            href = re.search(
+                r'href="([^"]*numscale-book\.pdf)"',
+                (built_site / page).read_text(encoding="utf-8"),
+            )
+            assert (
+                href
+                and (built_site / page).parent.joinpath(href.group(1)).resolve()
+                == pdf.resolve()
+            ), page
     else:
         assert not linked, f"pages linking a PDF the site does not have: {linked}"
 
@@ -521,28 +669,56 @@ def test_binder_generates_the_same_notebooks(built_site, tmp_path):
     """Binder opens ``_notebooks/<page>.ipynb`` from ``main``: binder/postBuild must make
     exactly the files the site serves (and Colab opens from the notebooks branch)."""
     post_build = (ROOT / "binder" / "postBuild").read_text(encoding="utf-8")
-    assert "_ext/numscale_notebooks.py" in post_build and "--out _notebooks" in post_build
+    assert (
+        "_ext/numscale_notebooks.py" in post_build and "--out _notebooks" in post_build
+    )
     requirements = (ROOT / "binder" / "requirements.txt").read_text(encoding="utf-8")
     for package in ("numpy", "matplotlib", "myst-nb", "jupytext"):
-        assert re.search(rf"^{package}\b", requirements, re.M | re.I), f"binder/requirements.txt lacks {package}"
+        assert re.search(rf"^{package}\b", requirements, re.M | re.I), (
+            f"binder/requirements.txt lacks {package}"
+        )
     notebooks = _notebooks_module()
     sources = [next(ROOT.glob(f"{name}.*")) for name in CHAPTERS]
-    assert notebooks.main(["--root", str(ROOT), "--out", str(tmp_path), *map(str, sources)]) == 0
+    assert (
+        notebooks.main(
+            ["--root", str(ROOT), "--out", str(tmp_path), *map(str, sources)]
+        )
+        == 0
+    )
     for name in CHAPTERS:
         made = json.loads((tmp_path / f"{name}.ipynb").read_text(encoding="utf-8"))
-        served = json.loads((built_site / "_notebooks" / f"{name}.ipynb").read_text(encoding="utf-8"))
+        served = json.loads(
+            (built_site / "_notebooks" / f"{name}.ipynb").read_text(encoding="utf-8")
+        )
         # Binder has no build: its prose names the glued values instead of quoting them
         # (the reader computes them by running the cells); the code is the same.
-        code = [[c["source"] for c in nb["cells"] if c["cell_type"] == "code"] for nb in (made, served)]
-        assert code[0] == code[1], f"{name}: Binder's notebook runs different code from the site's"
-        assert made == json.loads(notebooks.notebook_text(notebooks.site_notebook(ROOT, name))), name
+        code = [
+            [c["source"] for c in nb["cells"] if c["cell_type"] == "code"]
+            for nb in (made, served)
+        ]
+        assert code[0] == code[1], (
+            f"{name}: Binder's notebook runs different code from the site's"
+        )
+        assert made == json.loads(
+            notebooks.notebook_text(notebooks.site_notebook(ROOT, name))
+        ), name
     # With the build's executed notebooks the script writes exactly the site's notebooks.
     built = tmp_path / "with-build"
-    args = ["--root", str(ROOT), "--out", str(built), "--build", str(built_site.parent), *map(str, sources)]
+    args = [
+        "--root",
+        str(ROOT),
+        "--out",
+        str(built),
+        "--build",
+        str(built_site.parent),
+        *map(str, sources),
+    ]
     assert notebooks.main(args) == 0
     for name in CHAPTERS:
         made = (built / f"{name}.ipynb").read_text(encoding="utf-8")
-        served = (built_site / "_notebooks" / f"{name}.ipynb").read_text(encoding="utf-8")
+        served = (built_site / "_notebooks" / f"{name}.ipynb").read_text(
+            encoding="utf-8"
+        )
         assert made == served, f"{name}: the script's notebook differs from the site's"
 
 
@@ -553,16 +729,24 @@ def _content_figures(built_site: Path) -> dict[str, list[str]]:
     figures: dict[str, list[str]] = {}
     for name in CHAPTERS:
         text = (built_site / f"{name}.html").read_text(encoding="utf-8")
-        match = re.search(r'<article class="bd-article"[^>]*>(.*?)</article>', text, re.S)
-        srcs = re.findall(r'<img[^>]*\ssrc="([^"]+)"', match.group(1) if match else text)
+        match = re.search(
+            r'<article class="bd-article"[^>]*>(.*?)</article>', text, re.S
+        )
+        srcs = re.findall(
+            r'<img[^>]*\ssrc="([^"]+)"', match.group(1) if match else text
+        )
         figures[name] = [str((built_site / name).parent / src) for src in srcs]
     return figures
 
 
 def test_figures_are_svg(built_site):
     """CONTRIBUTING: figures are SVG (crisp at any zoom; the colours can be checked)."""
-    raster = [f"{name}: {Path(src).name}" for name, srcs in _content_figures(built_site).items()
-              for src in srcs if Path(src).suffix != ".svg"]
+    raster = [
+        f"{name}: {Path(src).name}"
+        for name, srcs in _content_figures(built_site).items()
+        for src in srcs
+        if Path(src).suffix != ".svg"
+    ]
     assert not raster, (
         "figures written as raster images; numscale.plotting.use_book_style() should make them SVG "
         "(with MPLBACKEND=Agg, as the Makefile exports, `%matplotlib inline` resets the inline "
@@ -574,9 +758,28 @@ def _allowed_colours() -> list[tuple[float, float, float]]:
     import matplotlib
     import numpy as np
 
-    okabe_ito = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
+    okabe_ito = [
+        "#E69F00",
+        "#56B4E9",
+        "#009E73",
+        "#F0E442",
+        "#0072B2",
+        "#D55E00",
+        "#CC79A7",
+        "#000000",
+    ]
     colours = [matplotlib.colors.to_rgb(c) for c in okabe_ito]
-    for name in ("viridis", "cividis", "RdBu_r", "RdBu", "magma", "inferno", "plasma", "Greys", "gray"):
+    for name in (
+        "viridis",
+        "cividis",
+        "RdBu_r",
+        "RdBu",
+        "magma",
+        "inferno",
+        "plasma",
+        "Greys",
+        "gray",
+    ):
         cmap = matplotlib.colormaps[name]
         colours += [tuple(c[:3]) for c in cmap(np.linspace(0, 1, 256))]
     return colours
@@ -594,12 +797,20 @@ def test_figure_colours_are_colourblind_safe(built_site):
             if not src.endswith(".svg"):
                 continue
             svg = Path(src).read_text(encoding="utf-8")
-            for colour in sorted(set(re.findall(r"(?:fill|stroke|stop-color)\s*[:=]\s*\"?(#[0-9a-fA-F]{6})", svg))):
+            for colour in sorted(
+                set(
+                    re.findall(
+                        r"(?:fill|stroke|stop-color)\s*[:=]\s*\"?(#[0-9a-fA-F]{6})", svg
+                    )
+                )
+            ):
                 rgb = matplotlib.colors.to_rgb(colour)
                 _, saturation, value = colorsys.rgb_to_hsv(*rgb)
                 if saturation < 0.15 or value < 0.15:
                     continue  # grey, black or white
-                distance = min(sum((a - b) ** 2 for a, b in zip(rgb, ok)) ** 0.5 for ok in allowed)
+                distance = min(
+                    sum((a - b) ** 2 for a, b in zip(rgb, ok)) ** 0.5 for ok in allowed
+                )
                 if distance > 0.02:
                     bad.append(f"{name}: {Path(src).name} uses {colour}")
     assert not bad, (

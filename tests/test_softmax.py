@@ -21,7 +21,12 @@ from numscale import softmax
 
 PROPERTY = settings(max_examples=120, deadline=None)
 FLOATS = [np.float32, np.float64]
-ROW_FUNCTIONS = [softmax.softmax, softmax.log_softmax, softmax.naive_softmax, softmax.surprisal]  # (..., n) -> (..., n)
+ROW_FUNCTIONS = [
+    softmax.softmax,
+    softmax.log_softmax,
+    softmax.naive_softmax,
+    softmax.surprisal,
+]  # (..., n) -> (..., n)
 REDUCING_FUNCTIONS = [softmax.logsumexp, softmax.entropy]  # (..., n) -> (...)
 ALL_FUNCTIONS = ROW_FUNCTIONS + REDUCING_FUNCTIONS
 
@@ -36,7 +41,9 @@ def logit_arrays(dtype, bound: float, max_dims: int = 3, max_side: int = 12):
     return hnp.arrays(
         dtype,
         hnp.array_shapes(min_dims=1, max_dims=max_dims, min_side=1, max_side=max_side),
-        elements=st.floats(-bound, bound, width=width, allow_nan=False, allow_infinity=False),
+        elements=st.floats(
+            -bound, bound, width=width, allow_nan=False, allow_infinity=False
+        ),
     )
 
 
@@ -46,7 +53,11 @@ def logit_arrays(dtype, bound: float, max_dims: int = 3, max_side: int = 12):
 def test_softmax_known_values():
     p = softmax.softmax(np.array([0.0, math.log(2.0), math.log(5.0)]))
     np.testing.assert_allclose(p, [1 / 8, 2 / 8, 5 / 8], rtol=4 * eps(np.float64))
-    np.testing.assert_allclose(softmax.logsumexp(np.array([0.0, math.log(3.0)])), math.log(4.0), rtol=4 * eps(np.float64))
+    np.testing.assert_allclose(
+        softmax.logsumexp(np.array([0.0, math.log(3.0)])),
+        math.log(4.0),
+        rtol=4 * eps(np.float64),
+    )
 
 
 def test_uniform_logits_give_uniform_probabilities_and_maximum_entropy():
@@ -54,7 +65,9 @@ def test_uniform_logits_give_uniform_probabilities_and_maximum_entropy():
         z = np.full(n, 3.7)
         np.testing.assert_allclose(softmax.softmax(z), 1 / n, rtol=2 * eps(np.float64))
         # Entropy Σ (1/n)·ln n: n rounded terms, error below n·eps·ln n.
-        assert softmax.entropy(z) == pytest.approx(math.log(n), abs=n * eps(np.float64) * max(math.log(n), 1))
+        assert softmax.entropy(z) == pytest.approx(
+            math.log(n), abs=n * eps(np.float64) * max(math.log(n), 1)
+        )
 
 
 def test_each_axis_is_normalised_separately():
@@ -62,9 +75,15 @@ def test_each_axis_is_normalised_separately():
     for axis in (0, 1, 2, -1, -3):
         p = softmax.softmax(z, axis=axis)
         np.testing.assert_allclose(p.sum(axis=axis), 1.0, atol=5 * eps(np.float64))
-        np.testing.assert_allclose(np.exp(softmax.log_softmax(z, axis=axis)), p, rtol=16 * eps(np.float64))
-        assert softmax.logsumexp(z, axis=axis).shape == tuple(np.delete(np.array(z.shape), axis))
-        assert softmax.entropy(z, axis=axis).shape == tuple(np.delete(np.array(z.shape), axis))
+        np.testing.assert_allclose(
+            np.exp(softmax.log_softmax(z, axis=axis)), p, rtol=16 * eps(np.float64)
+        )
+        assert softmax.logsumexp(z, axis=axis).shape == tuple(
+            np.delete(np.array(z.shape), axis)
+        )
+        assert softmax.entropy(z, axis=axis).shape == tuple(
+            np.delete(np.array(z.shape), axis)
+        )
 
 
 def test_inputs_are_not_modified():
@@ -93,8 +112,12 @@ def test_log_softmax_keeps_the_tiny_log_probability_of_the_top_entry():
     gaps = np.array([1.0, 20.0, 36.0, 37.0, 40.0, 600.0])
     z = np.column_stack([gaps, np.zeros_like(gaps)])
     expected = np.log1p(np.exp(-gaps))
-    np.testing.assert_allclose(softmax.surprisal(z)[:, 0], expected, rtol=4 * eps(np.float64))
-    np.testing.assert_allclose(softmax.log_softmax(z)[:, 1], -gaps - expected, rtol=4 * eps(np.float64))
+    np.testing.assert_allclose(
+        softmax.surprisal(z)[:, 0], expected, rtol=4 * eps(np.float64)
+    )
+    np.testing.assert_allclose(
+        softmax.log_softmax(z)[:, 1], -gaps - expected, rtol=4 * eps(np.float64)
+    )
 
 
 def test_surprisal_is_nonnegative_and_never_minus_zero():
@@ -105,7 +128,9 @@ def test_surprisal_is_nonnegative_and_never_minus_zero():
 
 
 def test_entropy_of_one_hot_rows_is_zero():
-    assert softmax.entropy(np.array([0.0, 1e4, -1e4])) == 0.0  # the others underflow: 0·log 0 = 0
+    assert (
+        softmax.entropy(np.array([0.0, 1e4, -1e4])) == 0.0
+    )  # the others underflow: 0·log 0 = 0
 
 
 # ----------------------------------------------------------------------------- one_hot_gap
@@ -124,8 +149,12 @@ def test_one_hot_gap_is_where_softmax_rounds_to_one(dtype):
 
 
 def test_one_hot_gap_reference_values():
-    assert softmax.one_hot_gap() == pytest.approx(36.74, abs=0.005)  # science notes: 36.7 (float64)
-    assert softmax.one_hot_gap("float32") == pytest.approx(16.64, abs=0.005)  # 16.6 (float32)
+    assert softmax.one_hot_gap() == pytest.approx(
+        36.74, abs=0.005
+    )  # science notes: 36.7 (float64)
+    assert softmax.one_hot_gap("float32") == pytest.approx(
+        16.64, abs=0.005
+    )  # 16.6 (float32)
 
 
 @pytest.mark.parametrize("bad", [np.int32, "int64", bool, "no-such-dtype"])
@@ -143,7 +172,9 @@ def test_gaussian_logit_entropy_matches_direct_computation():
     draws = np.random.default_rng(4).standard_normal((200, 10))
     expected = [softmax.entropy(s * draws).mean() for s in sigmas]
     np.testing.assert_allclose(out, expected, rtol=1e-15)
-    assert out[0] == pytest.approx(math.log(10), abs=10 * eps(np.float64) * math.log(10))
+    assert out[0] == pytest.approx(
+        math.log(10), abs=10 * eps(np.float64) * math.log(10)
+    )
     assert np.all(np.diff(out) < 0)  # wider logits, lower entropy
 
 
@@ -153,10 +184,15 @@ def test_gaussian_logit_entropy_small_sigma_expansion():
     # E[k4] = −6σ⁴(n − 1)/n²; the k4 term is below 1e-5 here. Tolerance: 5 standard errors of the
     # mean over rows (per-row sd ≈ sd(k2)/2 = σ²/√(2n)) plus |E[k4]|/8 plus σ⁶ for the rest.
     n, sigma, rows = 50, 0.3, 4000
-    mean_entropy = float(softmax.gaussian_logit_entropy(n, [sigma], n_rows=rows, seed=0)[0])
+    mean_entropy = float(
+        softmax.gaussian_logit_entropy(n, [sigma], n_rows=rows, seed=0)[0]
+    )
     predicted = math.log(n) - sigma**2 * (n - 1) / (2 * n)
     se = sigma**2 / math.sqrt(2 * n) / math.sqrt(rows)
-    assert abs(mean_entropy - predicted) < 5 * se + 6 * sigma**4 * (n - 1) / n**2 / 8 + sigma**6
+    assert (
+        abs(mean_entropy - predicted)
+        < 5 * se + 6 * sigma**4 * (n - 1) / n**2 / 8 + sigma**6
+    )
 
 
 def test_gaussian_entropy_expansion_small_sigma_limit():
@@ -169,8 +205,10 @@ def test_gaussian_entropy_expansion_small_sigma_limit():
     assert np.all(np.abs(corrected - second_order) <= 0.76 * sigmas**4 / n + 1e-15)
 
 
-@pytest.mark.parametrize(("n", "sigma", "rows"), [(50, 1.0, 20_000), (1024, 0.5, 4000),
-                                                  (1024, 1.0, 4000), (1024, 1.5, 4000)])
+@pytest.mark.parametrize(
+    ("n", "sigma", "rows"),
+    [(50, 1.0, 20_000), (1024, 0.5, 4000), (1024, 1.0, 4000), (1024, 1.5, 4000)],
+)
 def test_gaussian_entropy_expansion_matches_simulation(n, sigma, rows):
     # Mean entropy over iid rows against the 1/n-corrected expansion. Tolerance: 5 standard
     # errors of the mean over independent rows, plus 4·(c/n)² for the neglected next order of
@@ -178,7 +216,9 @@ def test_gaussian_entropy_expansion_matches_simulation(n, sigma, rows):
     draws = np.random.default_rng(7).standard_normal((rows, n))
     entropies = softmax.entropy(sigma * draws)
     mean, se = entropies.mean(), entropies.std(ddof=1) / math.sqrt(rows)
-    leading, corrected = (float(v[0]) for v in softmax.gaussian_entropy_expansion(n, [sigma]))
+    leading, corrected = (
+        float(v[0]) for v in softmax.gaussian_entropy_expansion(n, [sigma])
+    )
     correction = corrected - leading
     assert abs(mean - corrected) <= 5 * se + 4 * correction**2
     # positive for every σ > 0: f(x) = (2x − 1)eˣ + 1 has f(0) = 0 and f′(x) = (2x + 1)eˣ > 0
@@ -235,7 +275,9 @@ def test_bad_input_empty(function, shape):
 
 
 @pytest.mark.parametrize("function", ALL_FUNCTIONS)
-@pytest.mark.parametrize("bad", [np.arange(4), np.array([True, False]), [1, 2, 3], np.array([1 + 1j, 2])])
+@pytest.mark.parametrize(
+    "bad", [np.arange(4), np.array([True, False]), [1, 2, 3], np.array([1 + 1j, 2])]
+)
 def test_bad_input_wrong_dtype(function, bad):
     with pytest.raises(TypeError, match="logits must hold floating-point numbers"):
         function(bad)
@@ -252,7 +294,9 @@ def test_bad_input_not_an_array(function):
 @pytest.mark.parametrize("function", ALL_FUNCTIONS)
 @pytest.mark.parametrize("axis", [2, -3, 10])
 def test_bad_input_axis_out_of_range(function, axis):
-    with pytest.raises(ValueError, match=rf"axis {axis} is out of range for logits of shape \(2, 3\)"):
+    with pytest.raises(
+        ValueError, match=rf"axis {axis} is out of range for logits of shape \(2, 3\)"
+    ):
         function(np.zeros((2, 3)), axis=axis)
 
 
@@ -275,7 +319,12 @@ def test_softmax_sums_to_one(dtype, data):
     n = z.shape[axis]
     # The normaliser Σ e_i, the n divisions and the final sum each round: at most
     # (n − 1)/2 + 1/2 + (n − 1)/2 < n units of eps in all.
-    np.testing.assert_allclose(softmax.softmax(z, axis=axis).sum(axis=axis, dtype=np.float64), 1.0, rtol=0, atol=n * eps(dtype))
+    np.testing.assert_allclose(
+        softmax.softmax(z, axis=axis).sum(axis=axis, dtype=np.float64),
+        1.0,
+        rtol=0,
+        atol=n * eps(dtype),
+    )
 
 
 @PROPERTY
@@ -292,7 +341,9 @@ def test_softmax_is_invariant_to_adding_a_constant(dtype, data, c):
     n = z.shape[-1]
     a = eps(dtype) * (float(np.max(np.abs(z))) + abs(float(dtype(c))) + 1.0)
     bound = (2 * a + 2 * n * eps(dtype)) * np.maximum(p, q)
-    assert np.all(np.abs(p.astype(np.float64) - q) <= bound + np.finfo(dtype).smallest_normal)
+    assert np.all(
+        np.abs(p.astype(np.float64) - q) <= bound + np.finfo(dtype).smallest_normal
+    )
 
 
 @PROPERTY
@@ -300,7 +351,13 @@ def test_softmax_is_invariant_to_adding_a_constant(dtype, data, c):
 @given(data=st.data())
 def test_everything_stays_finite_for_large_logits_and_keeps_the_dtype(dtype, data):
     z = data.draw(logit_arrays(dtype, 1e4))
-    for function in [softmax.softmax, softmax.log_softmax, softmax.logsumexp, softmax.entropy, softmax.surprisal]:
+    for function in [
+        softmax.softmax,
+        softmax.log_softmax,
+        softmax.logsumexp,
+        softmax.entropy,
+        softmax.surprisal,
+    ]:
         out = function(z)
         assert out.dtype == dtype, function.__name__
         assert np.all(np.isfinite(out)), function.__name__
@@ -351,7 +408,9 @@ def test_entropy_lies_between_zero_and_log_n(dtype, data):
     axis = data.draw(st.integers(-z.ndim, z.ndim - 1))
     n = z.shape[axis]
     h = softmax.entropy(z, axis=axis)
-    assert np.all(h >= 0)  # exactly: every log_softmax is <= 0 by construction, so every term is >= 0
+    assert np.all(
+        h >= 0
+    )  # exactly: every log_softmax is <= 0 by construction, so every term is >= 0
     # Upper bound ln n, reached by uniform rows; n rounded terms of size ln(n)/n add at most
     # 4·n·eps·(ln n + 1) (a generous multiple of the summation and log error).
     assert np.all(h <= math.log(n) + 4 * n * eps(dtype) * (math.log(n) + 1))
@@ -364,4 +423,6 @@ def test_logsumexp_is_at_least_the_max_and_at_most_max_plus_log_n(z):
     m = z.max(axis=-1)
     n = z.shape[-1]
     assert np.all(lse >= m)  # m + log1p(s) with s >= 0
-    assert np.all(lse <= m + math.log(n) + 4 * eps(np.float64) * (np.abs(m) + math.log(n) + 1))
+    assert np.all(
+        lse <= m + math.log(n) + 4 * eps(np.float64) * (np.abs(m) + math.log(n) + 1)
+    )

@@ -19,7 +19,9 @@ EPS = np.finfo(np.float64).eps
 
 def test_jacobian_small_case():
     z = np.log(np.array([0.5, 0.25, 0.25]))  # p = (1/2, 1/4, 1/4), all exact in binary
-    expected = np.array([[0.25, -0.125, -0.125], [-0.125, 0.1875, -0.0625], [-0.125, -0.0625, 0.1875]])
+    expected = np.array(
+        [[0.25, -0.125, -0.125], [-0.125, 0.1875, -0.0625], [-0.125, -0.0625, 0.1875]]
+    )
     # p from exp/log is within a few eps of the exact dyadic values; J entries ≤ 1/4
     np.testing.assert_allclose(sg.jacobian(z), expected, atol=8 * EPS)
 
@@ -27,7 +29,9 @@ def test_jacobian_small_case():
 def test_jacobian_matches_finite_differences():
     z = np.random.default_rng(0).standard_normal(7)
     h = 1e-6
-    fd = np.stack([(softmax(z + h * e) - softmax(z - h * e)) / (2 * h) for e in np.eye(7)], axis=1)
+    fd = np.stack(
+        [(softmax(z + h * e) - softmax(z - h * e)) / (2 * h) for e in np.eye(7)], axis=1
+    )
     # central differences: truncation O(h²·|p'''|) ≈ 1e-12, rounding O(eps/h) ≈ 2e-10
     np.testing.assert_allclose(sg.jacobian(z), fd, atol=1e-9)
 
@@ -53,8 +57,12 @@ def test_frobenius_saturated_two_keys(gap):
     # Every term of the implemented sum is non-negative, so even for a nearly one-hot row the
     # relative error is a few eps (exp, one division, a handful of products): allow 16 eps.
     exact = 1.0 / (2.0 * np.cosh(gap / 2) ** 2)
-    assert float(sg.jacobian_frobenius(np.array([gap, 0.0]))) == pytest.approx(exact, rel=16 * EPS)
-    assert float(sg.jacobian_frobenius(np.array([0.0, gap]))) == pytest.approx(exact, rel=16 * EPS)
+    assert float(sg.jacobian_frobenius(np.array([gap, 0.0]))) == pytest.approx(
+        exact, rel=16 * EPS
+    )
+    assert float(sg.jacobian_frobenius(np.array([0.0, gap]))) == pytest.approx(
+        exact, rel=16 * EPS
+    )
 
 
 def test_frobenius_saturated_many_keys():
@@ -64,9 +72,14 @@ def test_frobenius_saturated_many_keys():
     zl = z.astype(np.longdouble)
     e = np.exp(zl - zl.max())
     p = e / e.sum()
-    rest = e[1:].sum() / e.sum()                     # 1 − p_0 without cancellation
-    exact = np.sqrt(p[0] ** 2 * (rest**2 + np.sum(p[1:] ** 2))
-                    + np.sum(p[1:] ** 2 * ((1 - p[1:]) ** 2 + p[0] ** 2 + np.sum(p[1:] ** 2) - p[1:] ** 2)))
+    rest = e[1:].sum() / e.sum()  # 1 − p_0 without cancellation
+    exact = np.sqrt(
+        p[0] ** 2 * (rest**2 + np.sum(p[1:] ** 2))
+        + np.sum(
+            p[1:] ** 2
+            * ((1 - p[1:]) ** 2 + p[0] ** 2 + np.sum(p[1:] ** 2) - p[1:] ** 2)
+        )
+    )
     # relative: c·n·eps with n = 10 terms, c = 4
     assert float(sg.jacobian_frobenius(z)) == pytest.approx(float(exact), rel=40 * EPS)
 
@@ -74,7 +87,9 @@ def test_frobenius_saturated_many_keys():
 @pytest.mark.parametrize("n", [2, 5, 50])
 def test_frobenius_uniform_and_one_hot(n):
     # uniform p: ‖J‖² = 1/n − 1/n², so ‖J‖ = √(n−1)/n; rounding a few eps
-    assert float(sg.jacobian_frobenius(np.zeros(n))) == pytest.approx(math.sqrt(n - 1) / n, rel=16 * EPS * n)
+    assert float(sg.jacobian_frobenius(np.zeros(n))) == pytest.approx(
+        math.sqrt(n - 1) / n, rel=16 * EPS * n
+    )
     # nearly one-hot (gap 800: exp(−800) underflows to 0): exactly zero Jacobian
     z = np.zeros(n)
     z[0] = 800.0
@@ -88,7 +103,10 @@ def test_property_norm_bounded_by_trace(z):
     # Compare squares: the closed form Σp² − 2Σp³ + (Σp²)² is a sum of O(n) terms ≤ 1, so its
     # absolute rounding error is ≤ c·n·eps (c = 8), while its square root would amplify it.
     p = softmax(z)
-    assert float(sg.jacobian_frobenius(z)) ** 2 <= (1 - np.sum(p**2)) ** 2 + 8 * z.size * EPS
+    assert (
+        float(sg.jacobian_frobenius(z)) ** 2
+        <= (1 - np.sum(p**2)) ** 2 + 8 * z.size * EPS
+    )
     # rows of J sum to zero: J·1 = p − p·Σp = 0 (rounding c·n·eps)
     assert np.abs(sg.jacobian(z).sum(axis=1)).max() <= 8 * z.size * EPS
 
@@ -101,18 +119,25 @@ def test_qk_logit_rows_shapes_and_scale():
     # about 2x (science notes), so allow 10 iid SE: 10·√((1+3/d)/(2n))
     assert rows.std() == pytest.approx(8.0, rel=10 * math.sqrt((1 + 3 / 64) / (2 * n)))
     scaled = sg.qk_logit_rows(64, 50, 40, seed=0, scale="sqrt_d")
-    np.testing.assert_allclose(scaled, rows / 8.0, rtol=1e-15)  # same draws, exact power-of-2 scale
+    np.testing.assert_allclose(
+        scaled, rows / 8.0, rtol=1e-15
+    )  # same draws, exact power-of-2 scale
 
 
 def test_norm_sweep_scaled_flat_unscaled_vanishes():
     dims = [50, 90, 512]
     un = sg.jacobian_norm_sweep(dims, "unscaled", seed=0, n_matrices=100)
     sc = sg.jacobian_norm_sweep(dims, "sqrt_d", seed=1, n_matrices=100)
-    se = np.hypot(un.stderr, sc.stderr)              # combined standard errors, per d
+    se = np.hypot(un.stderr, sc.stderr)  # combined standard errors, per d
     # scaled logits are N(0,1)-like at every d: the means agree within 5 combined SE
     # plus a 1% allowance for the O(1/d) non-Gaussian (kurtosis 3 + 6/d) correction at d = 50
-    assert abs(sc.mean[0] - sc.mean[2]) <= 5 * math.hypot(sc.stderr[0], sc.stderr[2]) + 0.01 * sc.mean[2]
-    assert sc.mean[2] == pytest.approx(0.20, abs=0.01)  # science notes: ≈ 0.20 (SE ~0.0003)
+    assert (
+        abs(sc.mean[0] - sc.mean[2])
+        <= 5 * math.hypot(sc.stderr[0], sc.stderr[2]) + 0.01 * sc.mean[2]
+    )
+    assert sc.mean[2] == pytest.approx(
+        0.20, abs=0.01
+    )  # science notes: ≈ 0.20 (SE ~0.0003)
     # at d = 50 the unscaled norm is still larger (0.225 vs 0.202), by > 5 combined SE ...
     assert un.mean[0] - sc.mean[0] > 5 * se[0]
     # ... at d = 90 already smaller by > 5 SE, so the crossover lies between 50 and 90
@@ -125,7 +150,9 @@ def test_norm_sweep_scaled_flat_unscaled_vanishes():
 
 def test_crossover():
     dims = np.array([10.0, 100.0, 1000.0])
-    a = np.array([3.0, 1.0, -1.0])  # a − b changes sign halfway (in log d) between 100 and 1000
+    a = np.array(
+        [3.0, 1.0, -1.0]
+    )  # a − b changes sign halfway (in log d) between 100 and 1000
     b = np.zeros(3)
     assert sg.crossover(dims, a, b) == pytest.approx(math.sqrt(100 * 1000), rel=1e-12)
     with pytest.raises(ValueError, match="sign"):
@@ -200,7 +227,10 @@ def test_norm_vs_std_shape_and_limits():
     r = sg.jacobian_norm_vs_std(stds, seed=0, n_keys=50, n_rows=2000)
     assert r.mean.shape == (5,) and np.all(r.stderr >= 0)
     # σ = 0: uniform rows exactly, ‖J‖ = √(n−1)/n (rounding a few eps), no spread
-    assert r.mean[0] == pytest.approx(math.sqrt(49) / 50, rel=1e-12) and r.stderr[0] < 1e-12
+    assert (
+        r.mean[0] == pytest.approx(math.sqrt(49) / 50, rel=1e-12)
+        and r.stderr[0] < 1e-12
+    )
     # rises to a peak, then decays (differences ≫ 5 SE at these σ)
     assert r.mean[2] - r.mean[1] > 5 * math.hypot(r.stderr[1], r.stderr[2])
     assert r.mean[3] - r.mean[4] > 5 * math.hypot(r.stderr[3], r.stderr[4])
@@ -232,8 +262,12 @@ def test_jacobian_from_probs_is_the_shown_formula():
     p = softmax(np.random.default_rng(5).standard_normal((3, 7)))
     J = sg.jacobian_from_probs(p)
     for row, Jr in zip(p, J):
-        np.testing.assert_allclose(Jr, np.diag(row) - np.outer(row, row), rtol=0, atol=1e-17)
-    np.testing.assert_allclose(J.sum(axis=-1), 0, atol=4 * EPS)  # rows sum to p − p·1 = 0
+        np.testing.assert_allclose(
+            Jr, np.diag(row) - np.outer(row, row), rtol=0, atol=1e-17
+        )
+    np.testing.assert_allclose(
+        J.sum(axis=-1), 0, atol=4 * EPS
+    )  # rows sum to p − p·1 = 0
 
 
 def test_attention_backward_matches_autograd():
@@ -255,8 +289,12 @@ def test_attention_backward_matches_autograd():
     vs, us = rng.standard_normal((3, 9, 5)), rng.standard_normal((3, 5))
     batched = sg.query_gradient(qs, ks, vs, us, 0.5)
     for i in range(3):
-        np.testing.assert_allclose(batched[i], sg.query_gradient(qs[i], ks[i], vs[i], us[i], 0.5),
-                                   rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(
+            batched[i],
+            sg.query_gradient(qs[i], ks[i], vs[i], us[i], 0.5),
+            rtol=1e-13,
+            atol=1e-15,
+        )
 
 
 def test_query_gradient_bad_input():
@@ -275,7 +313,9 @@ def test_query_gradient_bad_input():
 
 def test_effective_count():
     assert sg.effective_count(np.ones(7)) == pytest.approx(7.0, rel=1e-14)
-    assert sg.effective_count(np.array([0.0, -3.0, 0.0])) == pytest.approx(1.0, rel=1e-14)
+    assert sg.effective_count(np.array([0.0, -3.0, 0.0])) == pytest.approx(
+        1.0, rel=1e-14
+    )
     assert sg.effective_count(np.array([1.0, -1.0])) == pytest.approx(2.0, rel=1e-14)
 
 

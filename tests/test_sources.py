@@ -24,12 +24,20 @@ def _isolated(monkeypatch):
 
 def test_choose_argument_then_variable_then_default(monkeypatch, tmp_path):
     default = sources.choose(None, VAR, "owner/model")
-    assert (default.text, default.explicit, default.origin) == ("owner/model", False, "the default")
+    assert (default.text, default.explicit, default.origin) == (
+        "owner/model",
+        False,
+        "the default",
+    )
     monkeypatch.setenv(VAR, "some/where")
     named = sources.choose(None, VAR, "owner/model")
     assert (named.text, named.explicit, named.origin) == ("some/where", True, VAR)
     given = sources.choose(tmp_path, VAR, "owner/model")
-    assert (given.text, given.explicit, given.origin) == (str(tmp_path), True, "the source argument")
+    assert (given.text, given.explicit, given.origin) == (
+        str(tmp_path),
+        True,
+        "the source argument",
+    )
     monkeypatch.setenv(VAR, "   ")  # blank counts as unset
     assert not sources.choose(None, VAR, "d").explicit
     with pytest.raises(TypeError, match="source"):
@@ -45,10 +53,16 @@ def test_errors_follow_the_explicit_default_rule(monkeypatch):
     assert isinstance(exc, sources.SourceError) and isinstance(exc, ValueError)
     assert str(exc) == f"{VAR}='/data/x' cannot be used: the path does not exist."
     argument = sources.choose("/data/x", VAR, "d").error("bad")
-    assert str(argument) == "source '/data/x' (the source argument) cannot be used: bad."
+    assert (
+        str(argument) == "source '/data/x' (the source argument) cannot be used: bad."
+    )
     default = sources.choose(None, "UNSET_VARIABLE_FOR_TEST", "owner/model")
-    notice = default.error("not cached " + "and unreachable " * 10, "Set the variable. " * 5)
-    assert isinstance(notice, sources.SourceUnavailable) and isinstance(notice, RuntimeError)
+    notice = default.error(
+        "not cached " + "and unreachable " * 10, "Set the variable. " * 5
+    )
+    assert isinstance(notice, sources.SourceUnavailable) and isinstance(
+        notice, RuntimeError
+    )
     # one paragraph: a page wraps it once (wrapped twice, lines come out ragged)
     assert "\n" not in str(notice)
     assert "'owner/model'" in str(notice) and "Set the variable." in str(notice)
@@ -77,7 +91,10 @@ def test_describe_local_has_no_machine_path(monkeypatch, tmp_path):
     (folder / "a.npz").write_bytes(b"")
     monkeypatch.setenv(VAR, str(folder))
     named = sources.choose(None, VAR, "d")
-    assert sources.describe_local(named, folder, ["a.npz"]) == f"the folder named by {VAR} (a.npz)"
+    assert (
+        sources.describe_local(named, folder, ["a.npz"])
+        == f"the folder named by {VAR} (a.npz)"
+    )
     argument = sources.choose(folder, VAR, "d")
     text = sources.describe_local(argument, folder, ["a.npz", "b.npz"])
     assert text == "the folder 'reference' (a.npz, b.npz)" and str(tmp_path) not in text
@@ -136,15 +153,21 @@ def test_fetch_hub_files_from_the_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     default = sources.choose(None, VAR, "owner/text")
-    got = sources.fetch_hub_files(default, "owner/text", ["sub/f.txt"], repo_type="dataset")
+    got = sources.fetch_hub_files(
+        default, "owner/text", ["sub/f.txt"], repo_type="dataset"
+    )
     assert got.how == "local Hugging Face cache"
     assert got.paths["sub/f.txt"].read_text() == "hello"
     with pytest.raises(sources.SourceUnavailable, match="HF_HUB_OFFLINE"):
-        sources.fetch_hub_files(default, "owner/text", ["other.txt"], repo_type="dataset")
+        sources.fetch_hub_files(
+            default, "owner/text", ["other.txt"], repo_type="dataset"
+        )
 
 
 def test_notice_keeps_reason_and_advice_apart():
     default = sources.choose(None, "UNSET_VARIABLE_FOR_TEST", "owner/model")
     notice = default.error("not cached", "Set UNSET_VARIABLE_FOR_TEST.")
-    assert notice.reason == "The default source 'owner/model' is unavailable: not cached."
+    assert (
+        notice.reason == "The default source 'owner/model' is unavailable: not cached."
+    )
     assert notice.advice == "Set UNSET_VARIABLE_FOR_TEST."

@@ -36,7 +36,9 @@ def test_online_softmax_equals_two_pass(dtype, block_size):
     p1 = streaming.online_softmax(z, block_size)
     assert p1.dtype == dtype
     # relative bound c·n·u, plus the smallest normal as absolute floor for subnormal p
-    np.testing.assert_allclose(p1, p2, rtol=rel_bound(z.size, dtype), atol=np.finfo(dtype).smallest_normal)
+    np.testing.assert_allclose(
+        p1, p2, rtol=rel_bound(z.size, dtype), atol=np.finfo(dtype).smallest_normal
+    )
 
 
 @pytest.mark.parametrize("order", ["ascending", "descending"])
@@ -46,7 +48,12 @@ def test_growing_max_rescales_every_block(order):
     z = z if order == "ascending" else z[::-1].copy()
     for b in (1, 4, 300):
         # same c·n·u bound as above
-        np.testing.assert_allclose(streaming.online_softmax(z, b), softmax(z), rtol=rel_bound(300, np.float64), atol=1e-300)
+        np.testing.assert_allclose(
+            streaming.online_softmax(z, b),
+            softmax(z),
+            rtol=rel_bound(300, np.float64),
+            atol=1e-300,
+        )
 
 
 def test_rows_are_independent():
@@ -65,7 +72,9 @@ def test_trace_and_logsumexp():
     expected = np.exp(np.array([1.0, 3.0, 2.0, 5.0]) - 5).sum()
     assert float(states[1].s) == pytest.approx(expected, rel=rel_bound(4, np.float64))
     # logsumexp from the final state: m + log s, relative error a few u on a value ~5
-    assert float(streaming.online_logsumexp(z, 2)) == pytest.approx(float(logsumexp(z)), rel=rel_bound(5, np.float64))
+    assert float(streaming.online_logsumexp(z, 2)) == pytest.approx(
+        float(logsumexp(z)), rel=rel_bound(5, np.float64)
+    )
 
 
 def test_combine_states_is_the_online_step():
@@ -77,8 +86,12 @@ def test_combine_states_is_the_online_step():
     whole = streaming.online_state_trace(z, 64)[-1]
     assert float(merged.m) == float(whole.m) == float(swapped.m)  # max is exact
     # two partial sums of ≤ 64 terms, each rescaled once: c·n·u with n = 64
-    assert float(merged.s) == pytest.approx(float(whole.s), rel=rel_bound(64, np.float64))
-    assert float(swapped.s) == pytest.approx(float(merged.s), rel=rel_bound(64, np.float64))
+    assert float(merged.s) == pytest.approx(
+        float(whole.s), rel=rel_bound(64, np.float64)
+    )
+    assert float(swapped.s) == pytest.approx(
+        float(merged.s), rel=rel_bound(64, np.float64)
+    )
 
 
 def test_combine_states_shape_mismatch():
@@ -88,10 +101,16 @@ def test_combine_states_shape_mismatch():
         streaming.combine_states(a, b)
 
 
-@pytest.mark.parametrize("m, s, match", [
-    (np.nan, 1.0, "a.m"), (np.inf, 1.0, "a.m"),
-    (0.0, np.nan, "a.s"), (0.0, np.inf, "a.s"), (0.0, -1.0, "a.s"),
-])
+@pytest.mark.parametrize(
+    "m, s, match",
+    [
+        (np.nan, 1.0, "a.m"),
+        (np.inf, 1.0, "a.m"),
+        (0.0, np.nan, "a.s"),
+        (0.0, np.inf, "a.s"),
+        (0.0, -1.0, "a.s"),
+    ],
+)
 def test_combine_states_rejects_invalid_states(m, s, match):
     # referee report core-chapters #13: NaN and negative states used to pass silently
     bad = streaming.OnlineState(m=np.float64(m), s=np.float64(s))
@@ -137,7 +156,9 @@ def test_online_attention_equals_two_pass(dtype, block_size):
 def test_online_attention_single_row_and_one_key():
     v = np.array([[2.0, -1.0]])
     # one key: the weight is exactly 1, output is exactly v
-    np.testing.assert_array_equal(streaming.online_attention(np.array([7.0]), v, 1), v[0])
+    np.testing.assert_array_equal(
+        streaming.online_attention(np.array([7.0]), v, 1), v[0]
+    )
 
 
 def test_block_size_errors_below_bound():
@@ -150,7 +171,9 @@ def test_block_size_errors_below_bound():
 
 # ---------------------------------------------------------------- property tests
 
-logit_rows = arrays(np.float64, st.integers(1, 200), elements=st.floats(-1e4, 1e4, allow_nan=False))
+logit_rows = arrays(
+    np.float64, st.integers(1, 200), elements=st.floats(-1e4, 1e4, allow_nan=False)
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -160,7 +183,12 @@ def test_property_online_equals_two_pass(z, block_size):
     assert np.all(np.isfinite(p1))  # finite for logits up to ±1e4
     # the sum of the probabilities is 1 to within c·n·u
     assert abs(p1.sum() - 1.0) <= rel_bound(z.size, np.float64)
-    np.testing.assert_allclose(p1, softmax(z), rtol=rel_bound(z.size, np.float64), atol=np.finfo(np.float64).smallest_normal)
+    np.testing.assert_allclose(
+        p1,
+        softmax(z),
+        rtol=rel_bound(z.size, np.float64),
+        atol=np.finfo(np.float64).smallest_normal,
+    )
 
 
 @settings(max_examples=80, deadline=None)
@@ -170,7 +198,10 @@ def test_property_online_attention(z, block_size, seed):
     o1 = streaming.online_attention(z, v, block_size)
     assert np.all(np.isfinite(o1))
     scale = softmax(z) @ np.abs(v)
-    assert np.all(np.abs(o1 - streaming.two_pass_attention(z, v)) <= 2 * rel_bound(z.size, np.float64) * scale + 1e-300)
+    assert np.all(
+        np.abs(o1 - streaming.two_pass_attention(z, v))
+        <= 2 * rel_bound(z.size, np.float64) * scale + 1e-300
+    )
 
 
 # ---------------------------------------------------------------- bad input
@@ -223,12 +254,14 @@ def test_swamping_counts_terms_the_sum_swallows():
     assert result.count == 1000
     tail = 1000 * math.exp(-20.0)
     lost_eps = tail / (1 + tail) / float(np.finfo(np.float32).eps)
-    assert result.lost == pytest.approx(lost_eps, rel=1e-6)   # float32 rounding of −20
-    assert result.error == pytest.approx(-result.lost, rel=1e-12)  # all of it, one-sided
+    assert result.lost == pytest.approx(lost_eps, rel=1e-6)  # float32 rounding of −20
+    assert result.error == pytest.approx(
+        -result.lost, rel=1e-12
+    )  # all of it, one-sided
     # in float64 half an ulp of 1 is 1.1e-16: nothing is swallowed, the error is rounding
     result64 = streaming.swamping(z.astype(np.float64))
     assert result64.count == 0 and result64.lost == 0
-    assert abs(result64.error) <= 1000   # at most n·u relative, in eps: ≤ n/2
+    assert abs(result64.error) <= 1000  # at most n·u relative, in eps: ≤ n/2
 
 
 def test_swamping_rejects_a_matrix():

@@ -17,11 +17,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numscale.models import llama, llama2c as ts, registry, sources
+from numscale.models import llama, registry, sources
+from numscale.models import llama2c as ts
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tinystories"
 #: The real files: built into the package, and the shared reference folder when present.
-REAL_SOURCES = ["embedded"] + ([str(REAL)] if (REAL / "stories260K.bin").is_file() else [])
+REAL_SOURCES = ["embedded"] + (
+    [str(REAL)] if (REAL / "stories260K.bin").is_file() else []
+)
 
 
 @pytest.fixture(autouse=True)
@@ -42,11 +45,15 @@ def tiny_weights():
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer():
-    return ts.byte_tokenizer((b"he", b" t", b" the", b"ll", b"o", b" hello", b"\xc3\xa9"),
-                             vocab_size=llama.TINY_CONFIG.vocab_size)
+    return ts.byte_tokenizer(
+        (b"he", b" t", b" the", b"ll", b"o", b" hello", b"\xc3\xa9"),
+        vocab_size=llama.TINY_CONFIG.vocab_size,
+    )
 
 
-def write_folder(path: Path, weights, tokenizer, stories=("One story.", "Another one.")):
+def write_folder(
+    path: Path, weights, tokenizer, stories=("One story.", "Another one.")
+):
     path.mkdir(parents=True, exist_ok=True)
     ts.write_checkpoint(weights, path / "stories260K.bin")
     ts.write_tokenizer(tokenizer, path / "tok512.bin")
@@ -96,12 +103,15 @@ def _header(path: Path, values) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("values, word", [
-    ([16, 40, 2, 0, 2, 300, 32], "n_heads"),            # zero heads
-    ([16, 40, 2, 3, 1, 300, 32], "multiple"),           # 16 not divisible by 3
-    ([16, 40, 2, 4, 3, 300, 32], "multiple"),           # 4 query heads, 3 kv heads
-    ([1 << 30, 40, 2, 4, 2, 300, 32], "dim"),           # implausible size
-])
+@pytest.mark.parametrize(
+    "values, word",
+    [
+        ([16, 40, 2, 0, 2, 300, 32], "n_heads"),  # zero heads
+        ([16, 40, 2, 3, 1, 300, 32], "multiple"),  # 16 not divisible by 3
+        ([16, 40, 2, 4, 3, 300, 32], "multiple"),  # 4 query heads, 3 kv heads
+        ([1 << 30, 40, 2, 4, 2, 300, 32], "dim"),  # implausible size
+    ],
+)
 def test_bad_header_names_the_file(tmp_path, tiny_weights, values, word):
     path = tmp_path / "bad_header.bin"
     ts.write_checkpoint(tiny_weights, path)
@@ -142,12 +152,16 @@ def test_non_finite_checkpoint_names_the_file_and_array(tmp_path, tiny_weights):
 def test_weights_validate_their_arrays(tiny_weights):
     arrays = tiny_weights.arrays()
     with pytest.raises(ValueError, match="wq has shape"):
-        llama.LlamaWeights(config=tiny_weights.config, **{**arrays, "wq": arrays["wq"][:1]})
+        llama.LlamaWeights(
+            config=tiny_weights.config, **{**arrays, "wq": arrays["wq"][:1]}
+        )
     with pytest.raises(TypeError, match="config"):
         llama.LlamaWeights(config=None, **arrays)
     with pytest.raises(ValueError, match="rms_final holds NaN"):
-        llama.LlamaWeights(config=tiny_weights.config,
-                        **{**arrays, "rms_final": np.full(16, np.nan, np.float32)})
+        llama.LlamaWeights(
+            config=tiny_weights.config,
+            **{**arrays, "rms_final": np.full(16, np.nan, np.float32)},
+        )
 
 
 # ------------------------------------------------------------------ the tokenizer
@@ -158,7 +172,9 @@ def test_tokenizer_round_trip(tmp_path, tiny_tokenizer):
     ts.write_tokenizer(tiny_tokenizer, path)
     back = ts.read_tokenizer(path)
     assert back == tiny_tokenizer
-    assert ts.read_tokenizer(path, vocab_size=tiny_tokenizer.vocab_size) == tiny_tokenizer
+    assert (
+        ts.read_tokenizer(path, vocab_size=tiny_tokenizer.vocab_size) == tiny_tokenizer
+    )
 
 
 def test_tokenizer_errors_name_the_file(tmp_path, tiny_tokenizer):
@@ -201,7 +217,7 @@ def reference_encode(tok: ts.Tokenizer, text: str) -> list[int]:
                 best, best_i, best_id = tok.scores[merged], i, merged
         if best_i < 0:
             return ids
-        ids[best_i: best_i + 2] = [best_id]
+        ids[best_i : best_i + 2] = [best_id]
 
 
 TEXT = st.text(alphabet=st.sampled_from(list("helo tHé☃\n!")), max_size=40)
@@ -210,8 +226,21 @@ TEXT = st.text(alphabet=st.sampled_from(list("helo tHé☃\n!")), max_size=40)
 @settings(max_examples=200, deadline=None)
 @given(TEXT)
 def test_encode_equals_run_c_rule_on_a_tiny_tokenizer(text):
-    tok = ts.byte_tokenizer((b"he", b" t", b" the", b"ll", b"o", b" hello", b"l", b"lo",
-                             b"el", b" h", b"\xc3\xa9"))
+    tok = ts.byte_tokenizer(
+        (
+            b"he",
+            b" t",
+            b" the",
+            b"ll",
+            b"o",
+            b" hello",
+            b"l",
+            b"lo",
+            b"el",
+            b" h",
+            b"\xc3\xa9",
+        )
+    )
     assert tok.encode(text) == reference_encode(tok, text)
     # byte fallback and merges lose nothing: decoding (which drops only the dummy-prefix
     # space after BOS) gives the text back
@@ -240,7 +269,9 @@ def test_tokenizer_needs_the_byte_tokens():
 
 def test_read_stories(tmp_path):
     path = tmp_path / "s.txt"
-    path.write_text("First.\n<|endoftext|>\n\n<|endoftext|>\n  Second.  \n<|endoftext|>\n")
+    path.write_text(
+        "First.\n<|endoftext|>\n\n<|endoftext|>\n  Second.  \n<|endoftext|>\n"
+    )
     assert ts.read_stories(path) == ["First.", "Second."]
     assert ts.read_stories(path, limit=1) == ["First."]
     path.write_bytes(b"\xff\xfe<|endoftext|>")
@@ -252,20 +283,35 @@ def test_read_stories(tmp_path):
 
 
 def test_init_weights_follow_llama2c():
-    config = llama.LlamaConfig(dim=64, hidden_dim=172, n_layers=5, n_heads=8, n_kv_heads=4,
-                            vocab_size=512, seq_len=512)
+    config = llama.LlamaConfig(
+        dim=64,
+        hidden_dim=172,
+        n_layers=5,
+        n_heads=8,
+        n_kv_heads=4,
+        vocab_size=512,
+        seq_len=512,
+    )
     w = llama.init_weights(config, seed=0)
     # std of n normal draws has relative standard error 1/√(2n); 5 of them as tolerance
-    for name, std in [("wq", 0.02), ("w1", 0.02), ("w2", 0.02), ("token_embedding", 0.02),
-                      ("wo", 0.02 / np.sqrt(10)), ("w3", 0.02 / np.sqrt(10))]:
+    for name, std in [
+        ("wq", 0.02),
+        ("w1", 0.02),
+        ("w2", 0.02),
+        ("token_embedding", 0.02),
+        ("wo", 0.02 / np.sqrt(10)),
+        ("w3", 0.02 / np.sqrt(10)),
+    ]:
         array = getattr(w, name)
         assert abs(array.std() / std - 1) < 5 / np.sqrt(2 * array.size), name
         assert abs(array.mean()) < 5 * std / np.sqrt(array.size), name
-    assert np.all(w.rms_att == 1) and np.all(w.rms_ffn == 1) and np.all(w.rms_final == 1)
+    assert (
+        np.all(w.rms_att == 1) and np.all(w.rms_ffn == 1) and np.all(w.rms_final == 1)
+    )
     cos, sin = llama.rotary_tables(8, 512)
     np.testing.assert_array_equal(w.freq_cis_real, cos)
     # angle of pair 1 at position 3 is 3 · 10000^(−2/8)
-    assert sin[3, 1] == pytest.approx(np.sin(3 * 10000 ** -0.25), rel=1e-6)
+    assert sin[3, 1] == pytest.approx(np.sin(3 * 10000**-0.25), rel=1e-6)
     again = llama.init_weights(config, seed=0)
     np.testing.assert_array_equal(again.wq, w.wq)
 
@@ -297,16 +343,20 @@ def test_load_a_folder(tmp_path, monkeypatch, tiny_weights, tiny_tokenizer):
     assert "the folder 'tiny'" in by_argument.description
 
 
-@pytest.mark.parametrize("problem, reason", [
-    ("missing", "does not exist"),
-    ("no-model", "has no stories260K.bin"),
-    ("pickle", "pickle files are never loaded"),
-    ("corrupt", r"stories260K\.bin: truncated"),
-    ("file", "it is a file"),
-])
+@pytest.mark.parametrize(
+    "problem, reason",
+    [
+        ("missing", "does not exist"),
+        ("no-model", "has no stories260K.bin"),
+        ("pickle", "pickle files are never loaded"),
+        ("corrupt", r"stories260K\.bin: truncated"),
+        ("file", "it is a file"),
+    ],
+)
 @pytest.mark.parametrize("how", ["env", "argument"])
-def test_explicit_bad_source_is_an_error(tmp_path, monkeypatch, tiny_weights, tiny_tokenizer,
-                                         problem, reason, how):
+def test_explicit_bad_source_is_an_error(
+    tmp_path, monkeypatch, tiny_weights, tiny_tokenizer, problem, reason, how
+):
     folder = tmp_path / "src"
     if problem != "missing":
         write_folder(folder, tiny_weights, tiny_tokenizer)
@@ -316,16 +366,22 @@ def test_explicit_bad_source_is_an_error(tmp_path, monkeypatch, tiny_weights, ti
         (folder / "stories260K.pt").write_bytes(b"\x80\x04K\x01.")
     if problem == "corrupt":
         (folder / "stories260K.bin").write_bytes(
-            (folder / "stories260K.bin").read_bytes()[:100])
+            (folder / "stories260K.bin").read_bytes()[:100]
+        )
     target = folder / "tok512.bin" if problem == "file" else folder
     start = time.perf_counter()
     if how == "env":
         monkeypatch.setenv(ts.ENV_VAR, str(target))
-        with pytest.raises(sources.SourceError, match=rf"^NUMSCALE_TINYSTORIES='.*' cannot "
-                                                      rf"be used: .*{reason}") as info:
+        with pytest.raises(
+            sources.SourceError,
+            match=rf"^NUMSCALE_TINYSTORIES='.*' cannot "
+            rf"be used: .*{reason}",
+        ) as info:
             ts.load()
     else:
-        with pytest.raises(sources.SourceError, match=rf"source argument.*{reason}") as info:
+        with pytest.raises(
+            sources.SourceError, match=rf"source argument.*{reason}"
+        ) as info:
             ts.load(target)
     assert "\n" not in str(info.value)  # one line
     assert isinstance(info.value, ValueError)
@@ -346,8 +402,9 @@ def silent_server():
 
 
 @pytest.mark.parametrize("network", ["offline", "silent", "closed-port"])
-def test_hub_source_unavailable_is_fast_and_clear(tmp_path, monkeypatch, silent_server,
-                                                  network):
+def test_hub_source_unavailable_is_fast_and_clear(
+    tmp_path, monkeypatch, silent_server, network
+):
     """The hub is an explicit choice: unreachable, it fails fast with one clear line."""
     monkeypatch.setenv(ts.ENV_VAR, "karpathy/tinyllamas")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
@@ -391,15 +448,22 @@ def test_default_is_the_embedded_data_checked_at_load(tmp_path, monkeypatch):
         ts.load()
 
 
-def test_default_source_from_the_local_hub_cache(tmp_path, monkeypatch, tiny_weights,
-                                                 tiny_tokenizer):
+def test_default_source_from_the_local_hub_cache(
+    tmp_path, monkeypatch, tiny_weights, tiny_tokenizer
+):
     """The hub layout of both repositories is found with HF_HUB_OFFLINE set."""
     cache = tmp_path / "hub"
     staged = write_folder(tmp_path / "staged", tiny_weights, tiny_tokenizer)
     layout = {
-        ("models--karpathy--tinyllamas", "stories260K/stories260K.bin"): "stories260K.bin",
+        (
+            "models--karpathy--tinyllamas",
+            "stories260K/stories260K.bin",
+        ): "stories260K.bin",
         ("models--karpathy--tinyllamas", "stories260K/tok512.bin"): "tok512.bin",
-        ("datasets--roneneldan--TinyStories", "TinyStories-valid.txt"): "tinystories_val.txt",
+        (
+            "datasets--roneneldan--TinyStories",
+            "TinyStories-valid.txt",
+        ): "tinystories_val.txt",
     }
     for (repo, name), local in layout.items():
         target = cache / repo / "snapshots" / ("0" * 40) / name
@@ -411,7 +475,10 @@ def test_default_source_from_the_local_hub_cache(tmp_path, monkeypatch, tiny_wei
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     loaded = ts.load("karpathy/tinyllamas")
     np.testing.assert_array_equal(loaded.weights.w2, tiny_weights.w2)
-    assert "Hugging Face hub" in loaded.description and str(tmp_path) not in loaded.description
+    assert (
+        "Hugging Face hub" in loaded.description
+        and str(tmp_path) not in loaded.description
+    )
 
 
 # ------------------------------------------------------------------ the real files
@@ -421,8 +488,15 @@ def test_default_source_from_the_local_hub_cache(tmp_path, monkeypatch, tiny_wei
 def test_real_files(real):
     loaded = ts.load(real)
     c = loaded.weights.config
-    assert (c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
-            c.seq_len) == (64, 172, 5, 8, 4, 512, 512)
+    assert (
+        c.dim,
+        c.hidden_dim,
+        c.n_layers,
+        c.n_heads,
+        c.n_kv_heads,
+        c.vocab_size,
+        c.seq_len,
+    ) == (64, 172, 5, 8, 4, 512, 512)
     assert c.file_size() == 1_056_540 and c.n_parameters() == 260_032  # PROVENANCE.md
     assert loaded.released and loaded.description.startswith("Karpathy's stories260K")
     assert len(loaded.stories) == ts.N_STORIES

@@ -13,11 +13,17 @@ from numscale import toy_training
 
 
 def test_two_runs_give_identical_logs() -> None:
-    a = toy_training.train_runs(variant="qk_layernorm", lrs=[0.3], n_seeds=1, steps=15, seed=5)
-    b = toy_training.train_runs(variant="qk_layernorm", lrs=[0.3], n_seeds=1, steps=15, seed=5)
+    a = toy_training.train_runs(
+        variant="qk_layernorm", lrs=[0.3], n_seeds=1, steps=15, seed=5
+    )
+    b = toy_training.train_runs(
+        variant="qk_layernorm", lrs=[0.3], n_seeds=1, steps=15, seed=5
+    )
     for name in ("loss", "max_logit", "entropy", "bound", "test_mse"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))  # bit-for-bit
-    c = toy_training.train_runs(variant="qk_layernorm", lrs=[0.3], n_seeds=1, steps=15, seed=6)
+    c = toy_training.train_runs(
+        variant="qk_layernorm", lrs=[0.3], n_seeds=1, steps=15, seed=6
+    )
     assert not np.array_equal(a.loss, c.loss)  # the seed matters
 
 
@@ -47,10 +53,13 @@ def test_high_lr_collapses_and_locks_without_a_fix_and_not_with_one(seed: int) -
     # its seed 0. Measured over seeds 0-4: without a fix at lr 0.3, ≥ 99% of rows collapsed,
     # ≥ 86% of them locked, logits in the thousands and held-out error ≈ 0.065 (78% of the
     # target variance 0.083); every fix: error ≤ 0.004, logits ≤ 5, no collapsed row.
-    plain = toy_training.train_runs(variant="none", lrs=[0.03, 0.3], n_seeds=1, steps=120,
-                                    seed=seed)
+    plain = toy_training.train_runs(
+        variant="none", lrs=[0.03, 0.3], n_seeds=1, steps=120, seed=seed
+    )
     lo, hi = 0, 1
-    assert plain.test_mse[lo] < 0.005 < 0.04 < plain.test_mse[hi]  # margins ≥ 3x around both
+    assert (
+        plain.test_mse[lo] < 0.005 < 0.04 < plain.test_mse[hi]
+    )  # margins ≥ 3x around both
     assert plain.collapsed_fraction[lo] == 0.0 and plain.collapsed_fraction[hi] > 0.9
     assert plain.locked_fraction[hi] > 0.7
     assert plain.max_logit[-1, hi] > 100 * plain.max_logit[-1, lo]
@@ -60,8 +69,9 @@ def test_high_lr_collapses_and_locks_without_a_fix_and_not_with_one(seed: int) -
     assert np.isfinite(plain.loss).all() and tail[-1] < plain.target_variance
     assert abs(tail[-1] - tail[-11]) < 0.2 * tail[-1]
     for variant in ("qk_layernorm", "qk_l2", "sigma_reparam"):
-        fixed = toy_training.train_runs(variant=variant, lrs=[0.3], n_seeds=1, steps=120,
-                                        seed=seed)
+        fixed = toy_training.train_runs(
+            variant=variant, lrs=[0.3], n_seeds=1, steps=120, seed=seed
+        )
         assert fixed.test_mse[0] < 0.01 and fixed.collapsed_fraction[0] < 0.05, variant
         # Bounded variants never exceed their bound (float32 rounding in a d_k = 32 sum:
         # ~32·6e-8 relative, so 1e-5 slack).
@@ -87,16 +97,25 @@ def test_plain_logits_are_scaled_dot_products_and_sigma_reparam_starts_equal() -
     model = toy_training.BatchedTinyAttention(1, 5, 6, 8, 4, "none", g)
     x = torch.randn(1, 2, 6, 8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        expected = (x @ model.w_q[0]) @ (x @ model.w_k[0]).transpose(-1, -2) / math.sqrt(4)
-        torch.testing.assert_close(model.attention_logits(x), expected, rtol=1e-6, atol=1e-6)
-        twin = toy_training.BatchedTinyAttention(1, 5, 6, 8, 4, "sigma_reparam",
-                                                 torch.Generator().manual_seed(0))
+        expected = (
+            (x @ model.w_q[0]) @ (x @ model.w_k[0]).transpose(-1, -2) / math.sqrt(4)
+        )
+        torch.testing.assert_close(
+            model.attention_logits(x), expected, rtol=1e-6, atol=1e-6
+        )
+        twin = toy_training.BatchedTinyAttention(
+            1, 5, 6, 8, 4, "sigma_reparam", torch.Generator().manual_seed(0)
+        )
         # γ = σ(W) at init: Ŵ = W up to the rounding of γ/σ (float32, a few ulps).
-        torch.testing.assert_close(twin.attention_logits(x), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            twin.attention_logits(x), expected, rtol=1e-5, atol=1e-5
+        )
 
 
 def test_sigma_reparam_has_spectral_norm_gain() -> None:
-    w = torch.randn(3, 7, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    w = torch.randn(
+        3, 7, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64
+    )
     gain = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
     out = toy_training.sigma_reparam(w, gain)
     torch.testing.assert_close(torch.linalg.matrix_norm(out, ord=2), gain)
@@ -130,19 +149,24 @@ def test_adam_step_matches_torch_adam() -> None:
         grad = torch.randn(2, 4, generator=gen, dtype=torch.float64)
         ref.grad, ours.grad = grad.clone(), grad.clone()
         opt.step()
-        toy_training.adam_step([ours], state, torch.tensor([0.05, 0.05], dtype=torch.float64),
-                               step)
+        toy_training.adam_step(
+            [ours], state, torch.tensor([0.05, 0.05], dtype=torch.float64), step
+        )
     # Same arithmetic up to operation order: float64 rounding, 1e-12 relative.
     torch.testing.assert_close(ours.detach(), ref.detach(), rtol=1e-12, atol=1e-14)
 
 
 def test_batch_targets_are_running_means() -> None:
-    tokens, target = toy_training.running_mean_batch((3, 10), 7, torch.Generator().manual_seed(0))
+    tokens, target = toy_training.running_mean_batch(
+        (3, 10), 7, torch.Generator().manual_seed(0)
+    )
     assert tokens.shape == target.shape == (3, 10)
     assert int(tokens.min()) >= 0 and int(tokens.max()) < 7
     v = 2 * tokens.numpy() / 6 - 1
     expected = np.cumsum(v, axis=1) / np.arange(1, 11)
-    np.testing.assert_allclose(target.numpy(), expected, rtol=1e-6, atol=1e-6)  # float32
+    np.testing.assert_allclose(
+        target.numpy(), expected, rtol=1e-6, atol=1e-6
+    )  # float32
 
 
 def test_trailing_mean() -> None:
@@ -150,7 +174,9 @@ def test_trailing_mean() -> None:
     m = toy_training.trailing_mean(v, 3)
     np.testing.assert_allclose(m[:3], [0, 0.5, 1.0])
     # Interior: the plain 3-term average (float64 cumsum differences are exact for small ints).
-    np.testing.assert_allclose(m[2:], np.convolve(v, np.ones(3) / 3, mode="valid"), rtol=1e-14)
+    np.testing.assert_allclose(
+        m[2:], np.convolve(v, np.ones(3) / 3, mode="valid"), rtol=1e-14
+    )
     two = toy_training.trailing_mean(np.stack([v, 2 * v], axis=1), 3)
     np.testing.assert_allclose(two[:, 1], 2 * m, rtol=1e-14)
 

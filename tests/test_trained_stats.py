@@ -49,9 +49,12 @@ def test_uniform_attention_has_entropy_ln_t_plus_1():
     np.testing.assert_allclose(rows.first_weight[1, 2, 1], 1 / (t + 1), rtol=1e-6)
     np.testing.assert_array_equal(rows.var_logit, 0.0)
     uniform = ts.uniform_reference(rows)
-    np.testing.assert_allclose(ts.head_means(rows, "entropy"), uniform["entropy"], rtol=1e-6)
-    np.testing.assert_allclose(ts.head_means(rows, "first_weight"), uniform["first_weight"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        ts.head_means(rows, "entropy"), uniform["entropy"], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        ts.head_means(rows, "first_weight"), uniform["first_weight"], rtol=1e-6
+    )
     np.testing.assert_allclose(ts.normalized_entropy(rows), 1.0, rtol=1e-6)
     pooled, within = ts.head_logit_std(rows)
     np.testing.assert_array_equal(pooled, 0.0)
@@ -60,7 +63,7 @@ def test_uniform_attention_has_entropy_ln_t_plus_1():
 
 def test_one_hot_first_token_is_a_full_sink():
     z = torch.full((L, B, H, T, T), -1e4)
-    z[..., 0] = 0.0                                   # every query puts all weight on key 0
+    z[..., 0] = 0.0  # every query puts all weight on key 0
     z, p = causal(z)
     rows = ts.row_statistics(z, p, target_mask([T, 4, 2]))
     np.testing.assert_array_equal(ts.head_means(rows, "first_weight"), 1.0)
@@ -81,7 +84,7 @@ def test_pooled_and_within_row_std_match_direct_computation():
         for head in range(H):
             entries, row_vars, weights = [], [], []
             for b, n in enumerate(lengths):
-                for t in range(1, n):                 # real rows with at least two keys
+                for t in range(1, n):  # real rows with at least two keys
                     row = z[layer, b, head, t, : t + 1].numpy()
                     entries.append(row)
                     row_vars.append(row.var())
@@ -97,15 +100,18 @@ def test_pooled_and_within_row_std_match_direct_computation():
 
 def test_within_row_std_ignores_a_constant_per_row():
     z = random_logits(2)
-    shift = torch.arange(T, dtype=torch.float64)[:, None] * 10.0   # row t shifted by 10 t
+    shift = (
+        torch.arange(T, dtype=torch.float64)[:, None] * 10.0
+    )  # row t shifted by 10 t
     rows_a = ts.row_statistics(*causal(z), target_mask([T] * B))
     rows_b = ts.row_statistics(*causal(z + shift), target_mask([T] * B))
     within_a, within_b = ts.head_logit_std(rows_a)[1], ts.head_logit_std(rows_b)[1]
     # a shift of up to 50 on logits of size 3: float32 rounding of z − max ≤ 50·2⁻²⁴
     np.testing.assert_allclose(within_a, within_b, rtol=1e-5)
     assert np.all(ts.head_logit_std(rows_b)[0] > 2 * ts.head_logit_std(rows_a)[0])
-    np.testing.assert_allclose(ts.head_means(rows_a, "entropy"),
-                               ts.head_means(rows_b, "entropy"), rtol=1e-5)
+    np.testing.assert_allclose(
+        ts.head_means(rows_a, "entropy"), ts.head_means(rows_b, "entropy"), rtol=1e-5
+    )
 
 
 def test_padding_rows_do_not_count():
@@ -113,13 +119,14 @@ def test_padding_rows_do_not_count():
     mask = target_mask([T, 3, 2])
     rows = ts.row_statistics(*causal(z), mask)
     z_pad = z.clone()
-    z_pad[:, 1, :, 3:, :] = 1e3                       # garbage in story 1's padding rows
+    z_pad[:, 1, :, 3:, :] = 1e3  # garbage in story 1's padding rows
     z_pad[:, 2, :, 2:, :] = -1e3
     rows_pad = ts.row_statistics(*causal(z_pad), mask)
     for a, b in zip(ts.head_logit_std(rows), ts.head_logit_std(rows_pad)):
         np.testing.assert_allclose(a, b, rtol=1e-6)
-    np.testing.assert_allclose(ts.head_means(rows, "entropy"),
-                               ts.head_means(rows_pad, "entropy"), rtol=1e-6)
+    np.testing.assert_allclose(
+        ts.head_means(rows, "entropy"), ts.head_means(rows_pad, "entropy"), rtol=1e-6
+    )
 
 
 def test_by_position_and_fraction_above():
@@ -129,7 +136,7 @@ def test_by_position_and_fraction_above():
     np.testing.assert_array_equal(count, [3, 3, 3, 1, 1, 1])
     np.testing.assert_allclose(mean[0, 0], np.log(np.arange(1, T + 1)), atol=1e-6)
     z2 = torch.zeros(L, B, H, T, T)
-    z2[0, :, 1, :, 0] = 20.0                          # layer 0, head 1: logit 20 on key 0
+    z2[0, :, 1, :, 0] = 20.0  # layer 0, head 1: logit 20 on key 0
     rows2 = ts.row_statistics(*causal(z2), target_mask([T, 3, 3]))
     frac = ts.fraction_rows_above(rows2, 11.0)
     np.testing.assert_array_equal(frac, [[0.0, 1.0], [0.0, 0.0]])
@@ -140,10 +147,19 @@ def test_concat_rows_equals_one_batch():
     z, p = causal(random_logits(4))
     mask = target_mask([T, 5, 2])
     whole = ts.row_statistics(z, p, mask)
-    parts = [ts.row_statistics(z[:, :2], p[:, :2], mask[:2]),
-             ts.row_statistics(z[:, 2:], p[:, 2:], mask[2:])]
+    parts = [
+        ts.row_statistics(z[:, :2], p[:, :2], mask[:2]),
+        ts.row_statistics(z[:, 2:], p[:, 2:], mask[2:]),
+    ]
     joined = ts.concat_rows(parts)
-    for field in ("mean_logit", "var_logit", "entropy", "first_weight", "n_zero16", "real"):
+    for field in (
+        "mean_logit",
+        "var_logit",
+        "entropy",
+        "first_weight",
+        "n_zero16",
+        "real",
+    ):
         np.testing.assert_array_equal(getattr(joined, field), getattr(whole, field))
 
 
@@ -163,7 +179,7 @@ def test_row_statistics_bad_input():
     with pytest.raises(ValueError, match="attn_logits"):
         ts.row_statistics(bad, p, mask)
     bad = z.clone()
-    bad[0, 0, 0, 2, 1] = float("-inf")               # a causal entry masked
+    bad[0, 0, 0, 2, 1] = float("-inf")  # a causal entry masked
     with pytest.raises(ValueError, match="causal"):
         ts.row_statistics(bad, p, mask)
     with pytest.raises(TypeError, match="attn_logits"):
@@ -184,8 +200,10 @@ def test_check_mask():
     with pytest.raises(ValueError, match="mask"):
         ts.check_mask(torch.zeros(0, 3, dtype=torch.bool))
     real = ts.real_tokens(target_mask([3, 1]))
-    assert real.tolist() == [[True, True, True, False, False, False],
-                             [True, False, False, False, False, False]]
+    assert real.tolist() == [
+        [True, True, True, False, False, False],
+        [True, False, False, False, False, False],
+    ]
 
 
 # ---------------------------------------------------------------------- losses
@@ -197,7 +215,7 @@ def test_ratio_mean_se_and_paired_difference():
     mean, se = ts.ratio_mean_se(sums, counts)
     assert mean == pytest.approx(110 / 100)
     resid = sums - mean * counts
-    assert se == pytest.approx(math.sqrt((resid ** 2).sum() / 12) / 25)
+    assert se == pytest.approx(math.sqrt((resid**2).sum() / 12) / 25)
     # B = A + 0.25 per token on every story: the difference is exactly 0.25, SE 0
     diff, diff_se = ts.paired_difference(sums + 0.25 * counts, sums, counts)
     assert diff == pytest.approx(0.25)
@@ -222,7 +240,9 @@ def tiny_model(seed: int = 0) -> tuple[llama.LlamaModel, torch.Tensor, torch.Ten
     tokens[:, 0] = llama.BOS
     lengths = [Tm, Tm, 20, 9, 2]
     mask = target_mask(lengths, Tm)
-    tokens = torch.where(mask | (torch.arange(Tm) == 0), tokens, torch.zeros_like(tokens))
+    tokens = torch.where(
+        mask | (torch.arange(Tm) == 0), tokens, torch.zeros_like(tokens)
+    )
     return llama.LlamaModel(weights), tokens, mask
 
 
@@ -249,9 +269,11 @@ def test_sweep_at_c_1_matches_next_token_loss_and_pairs():
 def test_parabola_vertex_and_sweep_optimum():
     c = ts.log_spaced_multipliers(0.25, 4.0, 9)
     x = np.log(c)
-    assert ts.parabola_vertex(x, (x - np.log(0.7)) ** 2 + 1.0) == pytest.approx(0.7, rel=1e-9)
+    assert ts.parabola_vertex(x, (x - np.log(0.7)) ** 2 + 1.0) == pytest.approx(
+        0.7, rel=1e-9
+    )
     with pytest.raises(ValueError, match="minimum"):
-        ts.parabola_vertex(x, -(x ** 2))
+        ts.parabola_vertex(x, -(x**2))
     # a synthetic sweep: every story has the same per-token curve, so every bootstrap
     # resample gives the same vertex
     counts = np.array([5, 7, 9, 11])
@@ -290,13 +312,22 @@ def test_collect_matches_one_full_record():
     rows_real = np.broadcast_to(real[None, :, None, :], whole.entropy.shape)
     # batches are cut to their longest story; real rows see the same keys, so only
     # float32 rounding of differently shaped matmuls can differ (logits ~0.01 here)
-    np.testing.assert_allclose(collected.rows.entropy[rows_real], whole.entropy[rows_real],
-                               rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(collected.rows.var_logit[rows_real],
-                               whole.var_logit[rows_real], rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(
+        collected.rows.entropy[rows_real],
+        whole.entropy[rows_real],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        collected.rows.var_logit[rows_real],
+        whole.var_logit[rows_real],
+        rtol=1e-4,
+        atol=1e-9,
+    )
     res = np.broadcast_to(real[None, :, :, None], collected.residual.shape)
-    np.testing.assert_allclose(collected.residual[res], record.residual.numpy()[res],
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        collected.residual[res], record.residual.numpy()[res], rtol=1e-5, atol=1e-7
+    )
     np.testing.assert_array_equal(collected.target, mask.numpy())
     assert collected.residual.shape == (3, 5, llama.TINY_CONFIG.seq_len, 16)
 
@@ -307,7 +338,7 @@ def test_initialization_logit_scale_matches_the_derivation():
     model, tokens, mask = tiny_model(3)
     rows = ts.collect(model, tokens, mask, batch_size=5).rows
     pooled = ts.head_logit_std(rows)[0]
-    predicted = llama.TINY_CONFIG.dim * 0.02 ** 2
+    predicted = llama.TINY_CONFIG.dim * 0.02**2
     # one weight draw per head: the per-head values scatter around the prediction; their
     # mean over the 8 heads must agree within 4 standard errors of that mean
     spread = pooled.std(ddof=1) / math.sqrt(pooled.size)
@@ -318,7 +349,9 @@ def test_initialization_logit_scale_matches_the_derivation():
 # ---------------------------------------------------------------------- residual stream
 
 
-def residual_with(values: np.ndarray, lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def residual_with(
+    values: np.ndarray, lengths: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
     real = ts.real_tokens(target_mask(lengths, values.shape[2])).numpy()
     return values, real
 
@@ -326,11 +359,13 @@ def residual_with(values: np.ndarray, lengths: list[int]) -> tuple[np.ndarray, n
 def test_residual_rms_and_positions():
     g = np.random.default_rng(0)
     x = g.standard_normal((3, 2, 5, 4))
-    x[:, :, 0] *= 10                                   # the BOS position is larger
-    x[:, 1, 3:] = 1e6                                  # padding: must be ignored
+    x[:, :, 0] *= 10  # the BOS position is larger
+    x[:, 1, 3:] = 1e6  # padding: must be ignored
     x, real = residual_with(x, [5, 3])
     chosen = x[:, real]
-    np.testing.assert_allclose(ts.residual_rms(x, real), np.sqrt((chosen ** 2).mean(axis=(1, 2))))
+    np.testing.assert_allclose(
+        ts.residual_rms(x, real), np.sqrt((chosen**2).mean(axis=(1, 2)))
+    )
     first = ts.residual_rms(x, real, positions="first")
     np.testing.assert_allclose(first, np.sqrt((x[:, :, 0] ** 2).mean(axis=(1, 2))))
     assert np.all(first > ts.residual_rms(x, real, positions="rest"))
@@ -348,7 +383,9 @@ def test_block_updates_decomposition_is_exact():
     x, real = residual_with(x, [6, 6, 4])
     updates = ts.block_updates(x, real)
     # growth = ‖Δ‖² + 2⟨x, Δ⟩ is an identity: float64 rounding only
-    np.testing.assert_allclose(updates.growth, updates.update_sq + updates.cross, atol=1e-12)
+    np.testing.assert_allclose(
+        updates.growth, updates.update_sq + updates.cross, atol=1e-12
+    )
     np.testing.assert_allclose(updates.update_rms, np.sqrt(updates.update_sq))
     assert np.all(np.abs(updates.cosine) <= 1)
     # an update parallel to the stream has cosine 1
@@ -359,12 +396,14 @@ def test_block_updates_decomposition_is_exact():
 def test_outlier_stats_find_a_planted_massive_activation():
     g = np.random.default_rng(2)
     x = g.standard_normal((2, 3, 7, 16))
-    x[1, 2, 4, 11] = -5000.0                           # story 2, position 4, channel 11
+    x[1, 2, 4, 11] = -5000.0  # story 2, position 4, channel 11
     x, real = residual_with(x, [7, 7, 7])
     stats = ts.outlier_stats(x, real)
     assert stats.max_abs[1] == 5000.0
     assert stats.where_position[1] == 4 and stats.where_channel[1] == 11
-    assert stats.global_ratio[1] == pytest.approx(5000.0 / np.median(np.abs(x[1, real])))
+    assert stats.global_ratio[1] == pytest.approx(
+        5000.0 / np.median(np.abs(x[1, real]))
+    )
     token = np.abs(x[1, 2, 4])
     assert stats.token_ratio[1] == pytest.approx(token.max() / np.median(token))
     assert stats.channel_rms.shape == (2, 16)
@@ -377,7 +416,7 @@ def test_outlier_stats_find_a_planted_massive_activation():
 def test_output_logit_stats():
     V = 10
     z = np.zeros((2, 4, V))
-    z[1, :, 3] = 50.0                                 # story 1: certain of token 3
+    z[1, :, 3] = 50.0  # story 1: certain of token 3
     target = target_mask([4, 3], 4).numpy()
     stats = ts.output_logit_stats(z, target)
     # predicting positions: story 0 at 0, 1, 2; story 1 at 0, 1
@@ -404,7 +443,7 @@ def test_format_margin():
     margin = ts.format_margin("x", values, torch.float16)
     assert margin.fraction_of_max == pytest.approx(0.25)
     assert margin.log2_headroom == pytest.approx(2.0)
-    assert margin.fraction_subnormal == pytest.approx(1 / 3)   # of the 3 nonzero values
+    assert margin.fraction_subnormal == pytest.approx(1 / 3)  # of the 3 nonzero values
     assert margin.smallest_nonzero == pytest.approx(tiny / 2)
     bf = ts.format_margin("x", values, torch.bfloat16)
     assert bf.fraction_subnormal == 0.0
@@ -412,9 +451,10 @@ def test_format_margin():
         ts.format_margin("x", values, np.float16)
     with pytest.raises(ValueError, match="values"):
         ts.format_margin("x", np.array([np.nan, 1.0]), torch.float16)
-    assert ts.FP16_ROUNDS_TO_ZERO == pytest.approx(2.0 ** -25)
-    ends = ts.format_margin("q·k", np.array([-700.0, 25.0]), torch.float16,
-                            extremes_only=True)
+    assert ts.FP16_ROUNDS_TO_ZERO == pytest.approx(2.0**-25)
+    ends = ts.format_margin(
+        "q·k", np.array([-700.0, 25.0]), torch.float16, extremes_only=True
+    )
     assert ends.max_abs == 700.0 and math.isnan(ends.fraction_subnormal)
     table = ts.margin_table([margin, ends])
     assert "not measured" in table and table.count("\n") == 3
@@ -439,7 +479,9 @@ def test_story_losses_in_float32_match_the_loss():
     sums, counts = ts.story_losses(weights, tokens, mask, torch.float32, batch_size=3)
     mean, _ = ts.ratio_mean_se(sums, counts)
     # same float32 arithmetic, different batch shapes: 1e-5 relative
-    assert mean == pytest.approx(llama.next_token_loss(model, tokens, mask)[0], rel=1e-5)
+    assert mean == pytest.approx(
+        llama.next_token_loss(model, tokens, mask)[0], rel=1e-5
+    )
     sums16, _ = ts.story_losses(weights, tokens, mask, torch.bfloat16, batch_size=3)
     diff, se = ts.paired_difference(sums16, sums, counts)
     # bfloat16 keeps 8 bits: at init the logits are ~0.02 and the loss ≈ ln 300; the
@@ -459,7 +501,7 @@ def test_stories260k_config_matches_the_file():
 
 def test_attention_range_and_underflow_counts():
     z = torch.zeros(L, B, H, T, T)
-    z[..., 0] = -30.0                                  # key 0 gets weight ~e^-30 ≈ 1e-13
+    z[..., 0] = -30.0  # key 0 gets weight ~e^-30 ≈ 1e-13
     z[1, 0, 1, 3, 2] = 7.0
     rows = ts.row_statistics(*causal(z), target_mask([T, T, T]))
     low, high = ts.attention_logit_range(rows)
@@ -478,7 +520,7 @@ def test_random_token_batch_and_weight_arrays():
     config = llama.TINY_CONFIG
     tokens, mask = ts.random_token_batch(config, 3, 10, seed=0)
     again, _ = ts.random_token_batch(config, 3, 10, seed=0)
-    assert torch.equal(tokens, again)                 # seeded
+    assert torch.equal(tokens, again)  # seeded
     assert tokens.dtype == torch.long and bool((tokens[:, 0] == llama.BOS).all())
     assert int(tokens[:, 1:].min()) >= 3 and int(tokens.max()) < config.vocab_size
     ts.check_mask(mask)

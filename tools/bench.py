@@ -32,7 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"
-LN_BYTES = 25 * 2 * 768 * 4  # 25 LayerNorms × (gain, bias) × 768 float32 = 153,600 bytes
+LN_BYTES = (
+    25 * 2 * 768 * 4
+)  # 25 LayerNorms × (gain, bias) × 768 float32 = 153,600 bytes
 TARGETS = {
     "noop_make_book_s": 3.0,
     "exec_phase_over_serial_sum": 0.65,
@@ -48,7 +50,11 @@ TEST_TARGETS = {"make_test_s": 480.0, "make_check_s": 90.0}
 def copy_tree(dest: Path) -> Path:
     """Copy the tracked and untracked (not ignored) files, keeping mtimes."""
     files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\n")
     for name in filter(None, files):
         source = ROOT / name
@@ -67,13 +73,22 @@ def make_book(tree: Path, env: dict[str, str] | None = None) -> tuple[float, dic
         report_file.unlink()
     start = time.perf_counter()
     result = subprocess.run(
-        ["make", "--no-print-directory", "book", f"VENV={VENV}"], cwd=tree, capture_output=True, text=True,
+        ["make", "--no-print-directory", "book", f"VENV={VENV}"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
         env={**os.environ, **(env or {})},
     )
     seconds = time.perf_counter() - start
     if result.returncode != 0:
-        sys.exit(f"make book failed in {tree}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    report = json.loads(report_file.read_text()) if report_file.exists() else {"executed": {}, "wall_seconds": 0.0}
+        sys.exit(
+            f"make book failed in {tree}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    report = (
+        json.loads(report_file.read_text())
+        if report_file.exists()
+        else {"executed": {}, "wall_seconds": 0.0}
+    )
     return seconds, report
 
 
@@ -97,7 +112,9 @@ def page_weights(site: Path) -> dict[str, int]:
     for html in sorted(site.glob("book/*.html")):
         text = html.read_text(encoding="utf-8")
         images = set(re.findall(r'src="(\.\./_images/[^"]+)"', text))
-        weights[f"book/{html.stem}"] = html.stat().st_size + sum((html.parent / src).stat().st_size for src in images)
+        weights[f"book/{html.stem}"] = html.stat().st_size + sum(
+            (html.parent / src).stat().st_size for src in images
+        )
     return weights
 
 
@@ -116,7 +133,9 @@ with torch.no_grad():  # GPT-2's N(0, 0.02²) from a seeded generator (LayerNorm
 model.save_pretrained(model_dir)
 print(json.dumps({{"file": str(next(model_dir.glob("*.safetensors")))}}))
 """
-    made = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    made = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
     file = json.loads(made.stdout.strip().splitlines()[-1])["file"]
     measure = f"""
 import json
@@ -130,9 +149,15 @@ params = gpt2.layernorm_parameters(source={file!r})
 after = rchar()
 print(json.dumps({{"read": after - before}}))
 """
-    out = subprocess.run([sys.executable, "-c", measure], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", measure], capture_output=True, text=True, check=True
+    )
     read = json.loads(out.stdout.strip().splitlines()[-1])["read"]
-    return {"file_bytes": Path(file).stat().st_size, "ln_bytes": LN_BYTES, "read_bytes": read}
+    return {
+        "file_bytes": Path(file).stat().st_size,
+        "ln_bytes": LN_BYTES,
+        "read_bytes": read,
+    }
 
 
 def compare_trees(a: Path, b: Path) -> list[str]:
@@ -140,8 +165,12 @@ def compare_trees(a: Path, b: Path) -> list[str]:
     differ: list[str] = []
 
     def walk(cmp: filecmp.dircmp, prefix: str) -> None:
-        differ.extend(prefix + n for n in cmp.left_only + cmp.right_only + cmp.funny_files)
-        _, mismatch, errors = filecmp.cmpfiles(cmp.left, cmp.right, cmp.common_files, shallow=False)
+        differ.extend(
+            prefix + n for n in cmp.left_only + cmp.right_only + cmp.funny_files
+        )
+        _, mismatch, errors = filecmp.cmpfiles(
+            cmp.left, cmp.right, cmp.common_files, shallow=False
+        )
         differ.extend(prefix + n for n in mismatch + errors)
         for name, sub in cmp.subdirs.items():
             walk(sub, prefix + name + "/")
@@ -157,7 +186,13 @@ def time_tests(workdir: Path) -> dict:
     (clone / "node_modules").symlink_to(ROOT / "node_modules")
     # The venv and node_modules are this checkout's: give the files their stamps depend on
     # this checkout's times, so that make does not reinstall them (the clone's are newer).
-    for name in ("requirements.txt", "requirements-test.txt", "pyproject.toml", "package.json", "package-lock.json"):
+    for name in (
+        "requirements.txt",
+        "requirements-test.txt",
+        "pyproject.toml",
+        "package.json",
+        "package-lock.json",
+    ):
         stat = (ROOT / name).stat()
         os.utime(clone / name, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     make = ["make", "--no-print-directory", f"VENV={VENV}"]
@@ -170,9 +205,12 @@ def time_tests(workdir: Path) -> dict:
     phases_file = clone / "_build" / "test-phases.json"
     phases = json.loads(phases_file.read_text()) if phases_file.is_file() else {}
     return {
-        "make_check_s": round(check_s, 1), "make_check_passed": check.returncode == 0,
-        "make_test_s": round(test_s, 1), "make_test_passed": test.returncode == 0,
-        "phases": phases.get("phases", {}), "cold_build": phases.get("cold_build"),
+        "make_check_s": round(check_s, 1),
+        "make_check_passed": check.returncode == 0,
+        "make_test_s": round(test_s, 1),
+        "make_test_passed": test.returncode == 0,
+        "phases": phases.get("phases", {}),
+        "cold_build": phases.get("cold_build"),
         "make_test_over_cold_build": phases.get("total_over_cold_build"),
         "failed_phases": phases.get("failed", []),
         "tail": "" if test.returncode == 0 else (test.stdout + test.stderr)[-3000:],
@@ -188,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "_build" / "bench.json")
-    parser.add_argument("--no-test", action="store_true", help="skip timing make check / make test")
+    parser.add_argument(
+        "--no-test", action="store_true", help="skip timing make check / make test"
+    )
     args = parser.parse_args(argv)
     results: dict = {"runs": args.runs, "cpus": os.cpu_count()}
 
@@ -212,39 +252,65 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copytree(tree / "_build" / "html", first_site)
         results["cold_build_s"] = round(statistics.median(cold_total), 2)
         results["cold_exec_phase_s"] = round(statistics.median(cold_exec), 2)
-        results["exec_phase_over_serial_sum"] = round(results["cold_exec_phase_s"] / results["serial_sum_s"], 3)
+        results["exec_phase_over_serial_sum"] = round(
+            results["cold_exec_phase_s"] / results["serial_sum_s"], 3
+        )
         differing = compare_trees(first_site, tree / "_build" / "html")
-        results["reproducibility"] = {"differing_files": differing, "identical": not differing}
+        results["reproducibility"] = {
+            "differing_files": differing,
+            "identical": not differing,
+        }
 
         # No-op rebuilds.
-        results["noop_make_book_s"] = round(statistics.median(make_book(tree)[0] for _ in range(max(5, args.runs))), 3)
+        results["noop_make_book_s"] = round(
+            statistics.median(make_book(tree)[0] for _ in range(max(5, args.runs))), 3
+        )
 
         # Edit one chapter's code: only that chapter re-executes.
         chapter_runs, chapter_pages, chapter_exec = [], set(), []
         for run in range(args.runs):
-            append_line(tree / "book" / "dot_products.md", "```{code-cell} ipython3", f"# bench edit {run}")
+            append_line(
+                tree / "book" / "dot_products.md",
+                "```{code-cell} ipython3",
+                f"# bench edit {run}",
+            )
             seconds, report = make_book(tree)
             chapter_runs.append(seconds)
             chapter_pages |= set(report["executed"])
             chapter_exec.append(report["wall_seconds"])
-        results["edit_chapter"] = {"file": "book/dot_products.md", "rebuild_s": round(statistics.median(chapter_runs), 2),
-                                   "executed": sorted(chapter_pages), "exec_s": round(statistics.median(chapter_exec), 2),
-                                   "target_s": rebuild_floor(chapter_exec)}
+        results["edit_chapter"] = {
+            "file": "book/dot_products.md",
+            "rebuild_s": round(statistics.median(chapter_runs), 2),
+            "executed": sorted(chapter_pages),
+            "exec_s": round(statistics.median(chapter_exec), 2),
+            "target_s": rebuild_floor(chapter_exec),
+        }
 
         # Edit one helper module's code: exactly the chapters importing it re-execute.
-        keys = json.loads((tree / "_build" / ".numscale_exec" / "keys.json").read_text())
-        importers = sorted(d for d, entry in keys.items() if "numscale.dotprod" in entry["modules"])
+        keys = json.loads(
+            (tree / "_build" / ".numscale_exec" / "keys.json").read_text()
+        )
+        importers = sorted(
+            d for d, entry in keys.items() if "numscale.dotprod" in entry["modules"]
+        )
         module_runs, module_pages, module_exec = [], set(), []
         for run in range(args.runs):
             with open(tree / "src" / "numscale" / "dotprod.py", "a") as handle:
-                handle.write(f"_BENCH_EDIT = {run}\n")  # a change of code (a new constant)
+                handle.write(
+                    f"_BENCH_EDIT = {run}\n"
+                )  # a change of code (a new constant)
             seconds, report = make_book(tree)
             module_runs.append(seconds)
             module_pages |= set(report["executed"])
             module_exec.append(report["wall_seconds"])
-        results["edit_module"] = {"file": "src/numscale/dotprod.py", "rebuild_s": round(statistics.median(module_runs), 2),
-                                  "executed": sorted(module_pages), "importers": importers,
-                                  "exec_s": round(statistics.median(module_exec), 2), "target_s": rebuild_floor(module_exec)}
+        results["edit_module"] = {
+            "file": "src/numscale/dotprod.py",
+            "rebuild_s": round(statistics.median(module_runs), 2),
+            "executed": sorted(module_pages),
+            "importers": importers,
+            "exec_s": round(statistics.median(module_exec), 2),
+            "target_s": rebuild_floor(module_exec),
+        }
 
         # Edit only a comment of the same module: nothing re-executes (pages are keyed on code).
         comment_runs, comment_pages = [], set()
@@ -254,8 +320,12 @@ def main(argv: list[str] | None = None) -> int:
             seconds, report = make_book(tree)
             comment_runs.append(seconds)
             comment_pages |= set(report["executed"])
-        results["edit_comment"] = {"file": "src/numscale/dotprod.py", "rebuild_s": round(statistics.median(comment_runs), 2),
-                                   "executed": sorted(comment_pages), "target_s": REBUILD_OVERHEAD_S}
+        results["edit_comment"] = {
+            "file": "src/numscale/dotprod.py",
+            "rebuild_s": round(statistics.median(comment_runs), 2),
+            "executed": sorted(comment_pages),
+            "target_s": REBUILD_OVERHEAD_S,
+        }
 
         weights = page_weights(tree / "_build" / "html")
         results["page_bytes"] = weights
@@ -267,21 +337,42 @@ def main(argv: list[str] | None = None) -> int:
             results["tests"] = time_tests(Path(tmp))
 
     results["targets"] = {
-        name: {"target": limit, "value": results[name], "met": results[name] <= limit} for name, limit in TARGETS.items()
+        name: {"target": limit, "value": results[name], "met": results[name] <= limit}
+        for name, limit in TARGETS.items()
     }
-    results["targets"]["edit_chapter_only_that_chapter"] = {"met": results["edit_chapter"]["executed"] == ["book/dot_products"]}
-    results["targets"]["edit_module_exactly_importers"] = {"met": results["edit_module"]["executed"] == results["edit_module"]["importers"]}
-    results["targets"]["edit_comment_executes_nothing"] = {"met": results["edit_comment"]["executed"] == []}
-    results["targets"]["two_cold_builds_identical"] = {"met": results["reproducibility"]["identical"]}
+    results["targets"]["edit_chapter_only_that_chapter"] = {
+        "met": results["edit_chapter"]["executed"] == ["book/dot_products"]
+    }
+    results["targets"]["edit_module_exactly_importers"] = {
+        "met": results["edit_module"]["executed"] == results["edit_module"]["importers"]
+    }
+    results["targets"]["edit_comment_executes_nothing"] = {
+        "met": results["edit_comment"]["executed"] == []
+    }
+    results["targets"]["two_cold_builds_identical"] = {
+        "met": results["reproducibility"]["identical"]
+    }
     for edit in ("edit_chapter", "edit_module", "edit_comment"):
         value, limit = results[edit]["rebuild_s"], results[edit]["target_s"]
-        results["targets"][f"{edit}_rebuild_s"] = {"target": limit, "value": value, "met": value <= limit}
+        results["targets"][f"{edit}_rebuild_s"] = {
+            "target": limit,
+            "value": value,
+            "met": value <= limit,
+        }
     if "tests" in results:
         for name, limit in TEST_TARGETS.items():
             value = results["tests"][name]
-            results["targets"][name] = {"target": limit, "value": value, "met": value <= limit}
-        results["targets"]["make_test_passes"] = {"met": results["tests"]["make_test_passed"]}
-        results["targets"]["make_check_passes"] = {"met": results["tests"]["make_check_passed"]}
+            results["targets"][name] = {
+                "target": limit,
+                "value": value,
+                "met": value <= limit,
+            }
+        results["targets"]["make_test_passes"] = {
+            "met": results["tests"]["make_test_passed"]
+        }
+        results["targets"]["make_check_passes"] = {
+            "met": results["tests"]["make_check_passed"]
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1, sort_keys=True))
     print_table(results)
@@ -293,29 +384,68 @@ def print_table(r: dict) -> None:
         ("cold build (make book, no cache)", f"{r['cold_build_s']:.1f} s"),
         ("  execution phase, 2 workers", f"{r['cold_exec_phase_s']:.1f} s"),
         ("  serial sum of page execution times", f"{r['serial_sum_s']:.1f} s"),
-        ("  execution phase / serial sum", f"{r['exec_phase_over_serial_sum']:.2f}  (target <= 0.65)"),
+        (
+            "  execution phase / serial sum",
+            f"{r['exec_phase_over_serial_sum']:.2f}  (target <= 0.65)",
+        ),
         ("no-op make book", f"{r['noop_make_book_s']:.2f} s  (target < 3 s)"),
-        ("rebuild after editing one chapter", f"{r['edit_chapter']['rebuild_s']:.1f} s (target <= {r['edit_chapter']['target_s']:.1f} s = execution {r['edit_chapter']['exec_s']:.1f} s + 3 s), executed {r['edit_chapter']['executed']}"),
-        ("rebuild after editing src/numscale/dotprod.py", f"{r['edit_module']['rebuild_s']:.1f} s (target <= {r['edit_module']['target_s']:.1f} s), executed {len(r['edit_module']['executed'])} page(s) = importers: {r['edit_module']['executed'] == r['edit_module']['importers']}"),
-        ("rebuild after a comment-only edit of dotprod.py", f"{r['edit_comment']['rebuild_s']:.1f} s (target <= 3 s), executed {r['edit_comment']['executed']}"),
-        ("heaviest page (HTML + images)", f"{r['heaviest_page_bytes'] / 1e6:.2f} MB  (target <= 1.5 MB)"),
-        ("bytes read for GPT-2 LayerNorms", f"{r['gpt2_ln_load']['read_bytes']:,} of a {r['gpt2_ln_load']['file_bytes']:,}-byte file = {r['ln_read_over_ln_bytes']:.2f} x 153,600"),
-        ("two cold builds byte-identical", f"{r['reproducibility']['identical']} ({len(r['reproducibility']['differing_files'])} differing files)"),
+        (
+            "rebuild after editing one chapter",
+            f"{r['edit_chapter']['rebuild_s']:.1f} s (target <= {r['edit_chapter']['target_s']:.1f} s = execution {r['edit_chapter']['exec_s']:.1f} s + 3 s), executed {r['edit_chapter']['executed']}",
+        ),
+        (
+            "rebuild after editing src/numscale/dotprod.py",
+            f"{r['edit_module']['rebuild_s']:.1f} s (target <= {r['edit_module']['target_s']:.1f} s), executed {len(r['edit_module']['executed'])} page(s) = importers: {r['edit_module']['executed'] == r['edit_module']['importers']}",
+        ),
+        (
+            "rebuild after a comment-only edit of dotprod.py",
+            f"{r['edit_comment']['rebuild_s']:.1f} s (target <= 3 s), executed {r['edit_comment']['executed']}",
+        ),
+        (
+            "heaviest page (HTML + images)",
+            f"{r['heaviest_page_bytes'] / 1e6:.2f} MB  (target <= 1.5 MB)",
+        ),
+        (
+            "bytes read for GPT-2 LayerNorms",
+            f"{r['gpt2_ln_load']['read_bytes']:,} of a {r['gpt2_ln_load']['file_bytes']:,}-byte file = {r['ln_read_over_ln_bytes']:.2f} x 153,600",
+        ),
+        (
+            "two cold builds byte-identical",
+            f"{r['reproducibility']['identical']} ({len(r['reproducibility']['differing_files'])} differing files)",
+        ),
     ]
     if "tests" in r:
         t = r["tests"]
-        rows.append(("make check (fresh clone)", f"{t['make_check_s']:.0f} s  (target <= 90 s), passed: {t['make_check_passed']}"))
-        rows.append(("make test (fresh clone)", f"{t['make_test_s']:.0f} s  (target <= 480 s), passed: {t['make_test_passed']}, "
-                     f"{t['make_test_over_cold_build']} x its cold build"))
+        rows.append(
+            (
+                "make check (fresh clone)",
+                f"{t['make_check_s']:.0f} s  (target <= 90 s), passed: {t['make_check_passed']}",
+            )
+        )
+        rows.append(
+            (
+                "make test (fresh clone)",
+                f"{t['make_test_s']:.0f} s  (target <= 480 s), passed: {t['make_test_passed']}, "
+                f"{t['make_test_over_cold_build']} x its cold build",
+            )
+        )
         for name, phase in t["phases"].items():
-            rows.append((f"  {name}", f"{phase['seconds']:.0f} s" + ("" if phase["exit"] == 0 else "  FAILED")))
+            rows.append(
+                (
+                    f"  {name}",
+                    f"{phase['seconds']:.0f} s"
+                    + ("" if phase["exit"] == 0 else "  FAILED"),
+                )
+            )
     width = max(len(name) for name, _ in rows)
     print()
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     print("\npage execution (s, alone) and weight (MB):")
     for page, seconds in sorted(r["page_exec_s"].items(), key=lambda kv: -kv[1]):
-        print(f"  {page:<32} {seconds:6.1f} s  {r['page_bytes'].get(page, 0) / 1e6:6.2f} MB")
+        print(
+            f"  {page:<32} {seconds:6.1f} s  {r['page_bytes'].get(page, 0) / 1e6:6.2f} MB"
+        )
 
 
 if __name__ == "__main__":

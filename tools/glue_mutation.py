@@ -25,18 +25,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("site", type=Path, help="a built _build/html")
     parser.add_argument("--min-guarded", type=float, default=0.9)
-    parser.add_argument("--json", type=Path, default=ROOT / "_build" / "glue_mutation.json")
+    parser.add_argument(
+        "--json", type=Path, default=ROOT / "_build" / "glue_mutation.json"
+    )
     args = parser.parse_args(argv)
     site = args.site.resolve()
     if not (site / "index.html").is_file():
-        print(f"glue_mutation: {site} is not a built site (no index.html)", file=sys.stderr)
+        print(
+            f"glue_mutation: {site} is not a built site (no index.html)",
+            file=sys.stderr,
+        )
         return 2
     os.environ["NUMSCALE_TEST_SITE"] = str(site)
     tests = sorted(str(p) for p in (ROOT / "tests").glob("test_chapter_*.py"))
-    return int(pytest.main([
-        *tests, str(ROOT / "tests" / "test_build.py"), "-q", "-p", "no:cacheprovider",
-        f"--glue-mutation={args.json.resolve()}", f"--glue-mutation-min={args.min_guarded}",
-    ]))
+    return int(
+        pytest.main(
+            [
+                *tests,
+                str(ROOT / "tests" / "test_build.py"),
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"--glue-mutation={args.json.resolve()}",
+                f"--glue-mutation-min={args.min_guarded}",
+            ]
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -111,10 +111,20 @@ def build_singlehtml(source: Path, path_output: Path) -> Path:
     """``jupyter-book build --builder singlehtml`` (strict); returns the output folder."""
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [
-        str(jupyter_book), "build", str(source), "--path-output", str(path_output),
-        "--builder", "singlehtml", "-n", "-W", "--keep-going",
+        str(jupyter_book),
+        "build",
+        str(source),
+        "--path-output",
+        str(path_output),
+        "--builder",
+        "singlehtml",
+        "-n",
+        "-W",
+        "--keep-going",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=os.environ.copy()
+    )
     if result.returncode != 0:
         tail = "\n".join((result.stdout + "\n" + result.stderr).splitlines()[-40:])
         raise SystemExit(f"pdf: the single-page build failed:\n{tail}")
@@ -136,7 +146,9 @@ def single_page(site: Path) -> str:
     root_doc = site / (match.group(1) if match else "index.html")
     if root_doc.resolve() == (site / "index.html").resolve():
         return "index.html"
-    (site / "book.html").write_text(root_doc.read_text(encoding="utf-8"), encoding="utf-8")
+    (site / "book.html").write_text(
+        root_doc.read_text(encoding="utf-8"), encoding="utf-8"
+    )
     return "book.html"
 
 
@@ -149,7 +161,9 @@ def print_pdf(site: Path, pdf: Path) -> dict:
         browser = launch_chromium(playwright)
         try:
             context = browser.new_context(
-                viewport={"width": 1000, "height": 1400}, color_scheme="light", reduced_motion="reduce"
+                viewport={"width": 1000, "height": 1400},
+                color_scheme="light",
+                reduced_motion="reduce",
             )
             context.add_init_script(
                 "try { localStorage.setItem('mode', 'light'); localStorage.setItem('theme', 'light'); } catch (e) {}"
@@ -179,11 +193,19 @@ def print_pdf(site: Path, pdf: Path) -> dict:
             page.wait_for_timeout(300)
             _progress("printing")
             page.pdf(
-                path=str(pdf), format="A4", print_background=True, prefer_css_page_size=True,
-                display_header_footer=True, header_template="<span></span>", footer_template=FOOTER,
-                outline=True, tagged=True,
+                path=str(pdf),
+                format="A4",
+                print_background=True,
+                prefer_css_page_size=True,
+                display_header_footer=True,
+                header_template="<span></span>",
+                footer_template=FOOTER,
+                outline=True,
+                tagged=True,
             )
-            checked["print_seconds"] = time.perf_counter() - started - checked["typeset_seconds"]
+            checked["print_seconds"] = (
+                time.perf_counter() - started - checked["typeset_seconds"]
+            )
             context.close()
         finally:
             browser.close()
@@ -192,12 +214,24 @@ def print_pdf(site: Path, pdf: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Print the whole book to one PDF.")
-    parser.add_argument("--source", type=Path, default=ROOT, help="the book (default: this repository)")
-    parser.add_argument("--path-output", type=Path, default=None,
-                        help="build folder parent, as for jupyter-book (default: the book)")
-    parser.add_argument("--pdf", type=Path, default=None,
-                        help=f"output file (default <path-output>/_build/pdf/{PDF_NAME})")
-    parser.add_argument("--skip-build", action="store_true", help="print an existing singlehtml build")
+    parser.add_argument(
+        "--source", type=Path, default=ROOT, help="the book (default: this repository)"
+    )
+    parser.add_argument(
+        "--path-output",
+        type=Path,
+        default=None,
+        help="build folder parent, as for jupyter-book (default: the book)",
+    )
+    parser.add_argument(
+        "--pdf",
+        type=Path,
+        default=None,
+        help=f"output file (default <path-output>/_build/pdf/{PDF_NAME})",
+    )
+    parser.add_argument(
+        "--skip-build", action="store_true", help="print an existing singlehtml build"
+    )
     args = parser.parse_args(argv)
     path_output = (args.path_output or args.source).resolve()
     pdf = (args.pdf or path_output / "_build" / "pdf" / PDF_NAME).resolve()

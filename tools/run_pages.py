@@ -26,7 +26,12 @@ def run_page(page: Path, out_dir: Path, timeout: int = 600) -> float:
     notebook = jupytext.read(page)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as cwd:
-        nbclient.NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": cwd}}).execute()
+        nbclient.NotebookClient(
+            notebook,
+            timeout=timeout,
+            kernel_name="python3",
+            resources={"metadata": {"path": cwd}},
+        ).execute()
     out_dir.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, out_dir / (page.stem + ".ipynb"))
     return time.perf_counter() - start
@@ -35,13 +40,17 @@ def run_page(page: Path, out_dir: Path, timeout: int = 600) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pages", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="numscale-pages-")))
+    parser.add_argument(
+        "--out", type=Path, default=Path(tempfile.mkdtemp(prefix="numscale-pages-"))
+    )
     args = parser.parse_args(argv)
     failed = 0
     for page in args.pages:
         try:
             seconds = run_page(page, args.out)
-            print(f"ok    {page}  {seconds:.1f} s  -> {args.out / (page.stem + '.ipynb')}")
+            print(
+                f"ok    {page}  {seconds:.1f} s  -> {args.out / (page.stem + '.ipynb')}"
+            )
         except nbclient.exceptions.CellExecutionError as exc:
             failed += 1
             print(f"FAIL  {page}\n{exc}", file=sys.stderr)

@@ -21,7 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser_support import MODES, PHONE, SETTLE_JS, SiteServer, launch_chromium, new_context, toc_docnames  # noqa: E402
+from browser_support import (
+    MODES,
+    PHONE,
+    SETTLE_JS,
+    SiteServer,
+    launch_chromium,
+    new_context,
+    toc_docnames,
+)  # noqa: E402
 
 
 def _settle(page) -> None:
@@ -35,7 +43,11 @@ def _page_list(selected: list[str] | None) -> list[tuple[str, str]]:
     pages.append(("search.html?q=softmax", "search"))
     if selected:
         wanted = {s.removesuffix(".html") for s in selected}
-        pages = [p for p in pages if p[0].split("?")[0].removesuffix(".html") in wanted or p[1] in wanted]
+        pages = [
+            p
+            for p in pages
+            if p[0].split("?")[0].removesuffix(".html") in wanted or p[1] in wanted
+        ]
     return pages
 
 
@@ -43,13 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("site", type=Path, help="the built HTML folder (_build/html)")
     parser.add_argument("out", type=Path, help="folder for the PNG files")
-    parser.add_argument("--phone", action="store_true", help="also phone-sized screenshots")
-    parser.add_argument("--first-visit", action="store_true",
-                        help="open every page with empty browser storage (a first visit)")
+    parser.add_argument(
+        "--phone", action="store_true", help="also phone-sized screenshots"
+    )
+    parser.add_argument(
+        "--first-visit",
+        action="store_true",
+        help="open every page with empty browser storage (a first visit)",
+    )
     parser.add_argument("--pages", nargs="*", help="only these pages (e.g. book/intro)")
     args = parser.parse_args(argv)
     if not (args.site / "index.html").is_file():
-        parser.error(f"{args.site} is not a built site (no index.html): run `make book` first")
+        parser.error(
+            f"{args.site} is not a built site (no index.html): run `make book` first"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
 
     from playwright.sync_api import sync_playwright
@@ -67,32 +86,46 @@ def main(argv: list[str] | None = None) -> int:
                 page = context.new_page()
                 page.goto(server.url + path, wait_until="load")
                 if path.startswith("search.html"):
-                    page.wait_for_selector("#search-results .search-summary", timeout=20_000)
+                    page.wait_for_selector(
+                        "#search-results .search-summary", timeout=20_000
+                    )
                 _settle(page)
                 suffix = "-first-visit" if args.first_visit else ""
-                page.screenshot(path=str(args.out / f"{stem}-{mode}{suffix}.png"), full_page=True)
+                page.screenshot(
+                    path=str(args.out / f"{stem}-{mode}{suffix}.png"), full_page=True
+                )
                 written += 1
                 page.close()
             context.close()
             if args.phone:
-                context = new_context(browser, mode, viewport=PHONE, is_mobile=True, has_touch=True)
+                context = new_context(
+                    browser, mode, viewport=PHONE, is_mobile=True, has_touch=True
+                )
                 for path, stem in _page_list(args.pages):
                     page = context.new_page()
                     page.goto(server.url + path, wait_until="load")
                     _settle(page)
                     page.screenshot(path=str(args.out / f"{stem}-phone-{mode}.png"))
                     toggles = page.locator("button.primary-toggle")
-                    visible = [toggles.nth(i) for i in range(toggles.count()) if toggles.nth(i).is_visible()]
+                    visible = [
+                        toggles.nth(i)
+                        for i in range(toggles.count())
+                        if toggles.nth(i).is_visible()
+                    ]
                     if visible:
                         visible[0].click()
                         page.wait_for_timeout(400)
-                        page.screenshot(path=str(args.out / f"{stem}-phone-{mode}-nav.png"))
+                        page.screenshot(
+                            path=str(args.out / f"{stem}-phone-{mode}-nav.png")
+                        )
                         written += 1
                     written += 1
                     page.close()
                 context.close()
         browser.close()
-    print(f"wrote {written} screenshots to {args.out} in {time.perf_counter() - start:.0f} s")
+    print(
+        f"wrote {written} screenshots to {args.out} in {time.perf_counter() - start:.0f} s"
+    )
     return 0
 
 

@@ -15,7 +15,6 @@ import numpy as np
 from numscale import softmax
 from numscale.checks import as_float_array, finite_float, positive_int, rng_from
 
-
 # --------------------------------------------------------------------------- entropy of iid logits
 
 
@@ -26,7 +25,9 @@ def entropy_approximation(n_keys: int, sigma: float | np.ndarray) -> np.ndarray:
     see :func:`collapse_sigma`. Shape: that of ``sigma``.
     """
     n = positive_int(n_keys, "n_keys", minimum=2)
-    s = as_float_array(np.asarray(sigma, dtype=float), "sigma", ndim=tuple(range(0, 33)))
+    s = as_float_array(
+        np.asarray(sigma, dtype=float), "sigma", ndim=tuple(range(0, 33))
+    )
     return np.log(n) - s**2 / 2
 
 
@@ -38,7 +39,12 @@ def entropy_finite_n_correction(n_keys: int, sigma: float | np.ndarray) -> np.nd
     variance is (e^{σ²} − 1)/n); the neglected terms are O(e^{2σ²}/n²). Shape: that of ``sigma``.
     """
     n = positive_int(n_keys, "n_keys", minimum=2)
-    s2 = as_float_array(np.asarray(sigma, dtype=float), "sigma", ndim=tuple(range(0, 33))) ** 2
+    s2 = (
+        as_float_array(
+            np.asarray(sigma, dtype=float), "sigma", ndim=tuple(range(0, 33))
+        )
+        ** 2
+    )
     return (s2 * np.exp(s2) - np.expm1(s2) / 2) / n
 
 
@@ -59,7 +65,9 @@ class EntropySweep:
     rows: int
 
 
-def iid_entropy_sweep(n_keys: int, sigmas: Sequence[float], rows: int, seed: int | np.random.Generator) -> EntropySweep:
+def iid_entropy_sweep(
+    n_keys: int, sigmas: Sequence[float], rows: int, seed: int | np.random.Generator
+) -> EntropySweep:
     """Mean softmax entropy of ``rows`` rows of ``n_keys`` iid N(0, σ²) logits, for each σ.
 
     The same standard-normal draws are scaled by every σ (common random numbers), so
@@ -73,8 +81,13 @@ def iid_entropy_sweep(n_keys: int, sigmas: Sequence[float], rows: int, seed: int
         raise ValueError("sigmas must be >= 0")
     base = rng_from(seed).standard_normal((rows, n))
     ent = np.array([softmax.entropy(sig * base) for sig in s])  # (m, rows)
-    return EntropySweep(sigmas=s, mean=ent.mean(axis=1), se=ent.std(axis=1, ddof=1) / np.sqrt(rows),
-                        n_keys=n, rows=rows)
+    return EntropySweep(
+        sigmas=s,
+        mean=ent.mean(axis=1),
+        se=ent.std(axis=1, ddof=1) / np.sqrt(rows),
+        n_keys=n,
+        rows=rows,
+    )
 
 
 # --------------------------------------------------------------------------- QK-normalization
@@ -93,7 +106,9 @@ def standardize(x: np.ndarray, eps: float) -> np.ndarray:
     return centred / np.sqrt((centred**2).mean(axis=-1, keepdims=True) + eps)
 
 
-def layer_norm(x: np.ndarray, gamma: np.ndarray | None = None, eps: float = 1e-5) -> np.ndarray:
+def layer_norm(
+    x: np.ndarray, gamma: np.ndarray | None = None, eps: float = 1e-5
+) -> np.ndarray:
     """γ ⊙ (x − mean)/√(var + ε) over the last axis (no bias). Shape ``(..., d) -> (..., d)``.
 
     Before γ each output vector has mean 0 and Euclidean norm √d·√(var/(var + ε)) ≤ √d.
@@ -111,8 +126,9 @@ def layer_norm(x: np.ndarray, gamma: np.ndarray | None = None, eps: float = 1e-5
     return out * g
 
 
-def layernorm_qk_logits(q: np.ndarray, k: np.ndarray, gamma_q: np.ndarray,
-                        gamma_k: np.ndarray, eps: float) -> np.ndarray:
+def layernorm_qk_logits(
+    q: np.ndarray, k: np.ndarray, gamma_q: np.ndarray, gamma_k: np.ndarray, eps: float
+) -> np.ndarray:
     """LayerNorm on q and k, then q̂·k̂/√d_k: ``(n, d_k), (n, d_k) -> (n, n)``."""
     q_hat = gamma_q * standardize(q, eps)
     k_hat = gamma_k * standardize(k, eps)
@@ -141,7 +157,9 @@ def _qk_mode(qk_norm: bool | str) -> str:
         return "layernorm" if qk_norm else "none"
     if qk_norm in ("none", "layernorm", "l2"):
         return qk_norm
-    raise TypeError(f"qk_norm must be a bool or one of 'none', 'layernorm', 'l2', got {qk_norm!r}")
+    raise TypeError(
+        f"qk_norm must be a bool or one of 'none', 'layernorm', 'l2', got {qk_norm!r}"
+    )
 
 
 def attention_logits(
@@ -166,8 +184,10 @@ def attention_logits(
     w_q = as_float_array(w_q, "w_q", ndim=2)
     w_k = as_float_array(w_k, "w_k", ndim=2)
     if w_q.shape != w_k.shape or w_q.shape[0] != x.shape[1]:
-        raise ValueError(f"w_q and w_k must both have shape (d_model={x.shape[1]}, d_k), "
-                         f"got {w_q.shape} and {w_k.shape}")
+        raise ValueError(
+            f"w_q and w_k must both have shape (d_model={x.shape[1]}, d_k), "
+            f"got {w_q.shape} and {w_k.shape}"
+        )
     mode = _qk_mode(qk_norm)
     q, k = x @ w_q, x @ w_k
     d_k = q.shape[1]
@@ -181,8 +201,9 @@ def attention_logits(
     return layernorm_qk_logits(q, k, gq, gk, eps)
 
 
-def qk_norm_bound(d_head: int, gamma_q: np.ndarray | None = None,
-                  gamma_k: np.ndarray | None = None) -> float:
+def qk_norm_bound(
+    d_head: int, gamma_q: np.ndarray | None = None, gamma_k: np.ndarray | None = None
+) -> float:
     """√d_k · max|γ_q| · max|γ_k|: the bound on LayerNorm-QK logits; gains default to ones.
 
     (Cauchy–Schwarz: |q̂·k̂| ≤ ‖q̂‖‖k̂‖ ≤ (max|γ_q|√d)(max|γ_k|√d).)
@@ -193,7 +214,9 @@ def qk_norm_bound(d_head: int, gamma_q: np.ndarray | None = None,
     return layernorm_qk_bound(d, gq, gk)
 
 
-def random_head(n_tokens: int, d_model: int, d_head: int, seed: int | np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def random_head(
+    n_tokens: int, d_model: int, d_head: int, seed: int | np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Token vectors ``x`` (n_tokens, d_model) ~ N(0, 1) and W_q, W_k (d_model, d_head) ~ N(0, 1/d_model).
 
     With these scales q and k have unit-variance entries, so the scaled logits start with
@@ -219,8 +242,14 @@ class GrowthSweep:
     entropy: np.ndarray  #: (m,) mean attention entropy (nats) over the n rows
 
 
-def query_growth_sweep(x: np.ndarray, w_q: np.ndarray, w_k: np.ndarray,
-                       factors: Sequence[float], *, qk_norm: bool | str) -> GrowthSweep:
+def query_growth_sweep(
+    x: np.ndarray,
+    w_q: np.ndarray,
+    w_k: np.ndarray,
+    factors: Sequence[float],
+    *,
+    qk_norm: bool | str,
+) -> GrowthSweep:
     """Attention logits and entropy when W_Q is replaced by c·W_Q, for each c in ``factors``.
 
     ``qk_norm`` as in :func:`attention_logits` (unit gains; g = √d_k for ``"l2"``).

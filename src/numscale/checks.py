@@ -36,13 +36,17 @@ def as_float_array(
             value = value.float()
         value = value.numpy()
     if isinstance(value, (str, bytes)) or value is None:
-        raise TypeError(f"{name} must be an array of floats, got {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be an array of floats, got {type(value).__name__}"
+        )
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as exc:  # ragged nested lists
         raise ValueError(f"{name} could not be read as an array: {exc}") from exc
     if array.dtype == object or not np.issubdtype(array.dtype, np.floating):
-        raise TypeError(f"{name} must hold floating-point numbers, got dtype {array.dtype}")
+        raise TypeError(
+            f"{name} must hold floating-point numbers, got dtype {array.dtype}"
+        )
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if array.ndim not in allowed:
@@ -83,7 +87,9 @@ def float_dtype(value: Any, name: str = "dtype") -> np.dtype:
     try:
         dtype = np.dtype(value)
     except TypeError as exc:
-        raise TypeError(f"{name} must be a NumPy floating dtype, got {value!r}") from exc
+        raise TypeError(
+            f"{name} must be a NumPy floating dtype, got {value!r}"
+        ) from exc
     if not np.issubdtype(dtype, np.floating):
         raise TypeError(f"{name} must be a floating dtype, got {dtype}")
     return dtype
@@ -97,7 +103,9 @@ def rng_from(seed: Any, name: str = "seed") -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if isinstance(seed, bool) or not isinstance(seed, Integral):
-        raise TypeError(f"{name} must be an int or np.random.Generator, got {type(seed).__name__}")
+        raise TypeError(
+            f"{name} must be an int or np.random.Generator, got {type(seed).__name__}"
+        )
     return np.random.default_rng(int(seed))
 
 
@@ -108,4 +116,7 @@ def spawn_rngs(seed: Any, count: int, name: str = "seed") -> list[np.random.Gene
     to a sweep leaves the draws of the others unchanged.
     """
     root = np.random.SeedSequence(positive_int(seed, name, minimum=0))
-    return [np.random.default_rng(child) for child in root.spawn(positive_int(count, "count", minimum=0))]
+    return [
+        np.random.default_rng(child)
+        for child in root.spawn(positive_int(count, "count", minimum=0))
+    ]

@@ -12,31 +12,55 @@ from dataclasses import dataclass
 import numpy as np
 
 from numscale import softmax as _softmax
-from numscale.checks import as_float_array, finite_float, float_dtype, positive_int, rng_from, spawn_rngs
+from numscale.checks import (
+    as_float_array,
+    finite_float,
+    float_dtype,
+    positive_int,
+    rng_from,
+    spawn_rngs,
+)
 
 #: Entry distributions with zero mean, named for the chapters. Each takes (rng, shape)
 #: and returns float64 draws; ``ENTRY_VARIANCE`` holds the exact variance of each.
-DISTRIBUTIONS: dict[str, Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]] = {
+DISTRIBUTIONS: dict[
+    str, Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
+] = {
     "normal": lambda rng, shape: rng.standard_normal(shape),
     "uniform": lambda rng, shape: rng.uniform(-1.0, 1.0, shape),
     "rademacher": lambda rng, shape: rng.choice(np.array([-1.0, 1.0]), size=shape),
 }
-ENTRY_VARIANCE: dict[str, float] = {"normal": 1.0, "uniform": 1.0 / 3.0, "rademacher": 1.0}
-ENTRY_FOURTH_MOMENT: dict[str, float] = {"normal": 3.0, "uniform": 1.0 / 5.0, "rademacher": 1.0}
+ENTRY_VARIANCE: dict[str, float] = {
+    "normal": 1.0,
+    "uniform": 1.0 / 3.0,
+    "rademacher": 1.0,
+}
+ENTRY_FOURTH_MOMENT: dict[str, float] = {
+    "normal": 3.0,
+    "uniform": 1.0 / 5.0,
+    "rademacher": 1.0,
+}
 
 
 def _check_distribution(distribution: str) -> str:
     if distribution not in DISTRIBUTIONS:
-        raise ValueError(f"distribution must be one of {sorted(DISTRIBUTIONS)}, got {distribution!r}")
+        raise ValueError(
+            f"distribution must be one of {sorted(DISTRIBUTIONS)}, got {distribution!r}"
+        )
     return distribution
 
 
 def _dims_array(d: int | np.ndarray | Sequence[int], name: str = "d") -> np.ndarray:
     """``d`` as a float array of dimensions >= 1 (any shape), or raise naming ``name``."""
     if isinstance(d, bool):
-        raise TypeError(f"{name} must be a positive integer or an array of them, got bool")
+        raise TypeError(
+            f"{name} must be a positive integer or an array of them, got bool"
+        )
     d_arr = np.asarray(d)
-    if d_arr.dtype == object or not (np.issubdtype(d_arr.dtype, np.integer) or np.issubdtype(d_arr.dtype, np.floating)):
+    if d_arr.dtype == object or not (
+        np.issubdtype(d_arr.dtype, np.integer)
+        or np.issubdtype(d_arr.dtype, np.floating)
+    ):
         raise TypeError(f"{name} must hold numbers, got dtype {d_arr.dtype}")
     d_arr = d_arr.astype(float)
     if d_arr.size == 0:
@@ -46,11 +70,15 @@ def _dims_array(d: int | np.ndarray | Sequence[int], name: str = "d") -> np.ndar
     return d_arr
 
 
-def _draw(distribution: str, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+def _draw(
+    distribution: str, rng: np.random.Generator, shape: tuple[int, ...]
+) -> np.ndarray:
     return DISTRIBUTIONS[_check_distribution(distribution)](rng, shape)
 
 
-def random_qk(n: int, d: int, seed: int | np.random.Generator, distribution: str = "normal") -> tuple[np.ndarray, np.ndarray]:
+def random_qk(
+    n: int, d: int, seed: int | np.random.Generator, distribution: str = "normal"
+) -> tuple[np.ndarray, np.ndarray]:
     """Two independent ``(n, d)`` matrices Q and K with iid zero-mean entries."""
     n = positive_int(n, "n")
     d = positive_int(d, "d")
@@ -63,7 +91,9 @@ def dot_product_scores(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
     q = as_float_array(queries, "queries", ndim=2)
     k = as_float_array(keys, "keys", ndim=2)
     if q.shape[1] != k.shape[1]:
-        raise ValueError(f"queries and keys must share the last dimension d, got {q.shape} and {k.shape}")
+        raise ValueError(
+            f"queries and keys must share the last dimension d, got {q.shape} and {k.shape}"
+        )
     return q @ k.T
 
 
@@ -75,7 +105,9 @@ def predicted_dot_std(d: int, sigma_q: float = 1.0, sigma_k: float = 1.0) -> flo
     return float(np.sqrt(d) * sigma_q * sigma_k)
 
 
-def independent_dots(d: int, n_pairs: int, seed: int | np.random.Generator, distribution: str = "normal") -> np.ndarray:
+def independent_dots(
+    d: int, n_pairs: int, seed: int | np.random.Generator, distribution: str = "normal"
+) -> np.ndarray:
     """``n_pairs`` independent dot products q·k of length-``d`` vectors. Shape ``(n_pairs,)``."""
     d = positive_int(d, "d")
     n_pairs = positive_int(n_pairs, "n_pairs")
@@ -85,7 +117,9 @@ def independent_dots(d: int, n_pairs: int, seed: int | np.random.Generator, dist
     return np.einsum("ij,ij->i", q, k)
 
 
-def predicted_dot_kurtosis(d: int | np.ndarray, distribution: str = "normal") -> np.ndarray:
+def predicted_dot_kurtosis(
+    d: int | np.ndarray, distribution: str = "normal"
+) -> np.ndarray:
     """Kurtosis E[(q·k)⁴] / Var(q·k)² of a dot product of two length-``d`` vectors.
 
     q·k is a sum of d iid products xy with E[x²] = v, E[x⁴] = m4. One product has
@@ -95,7 +129,9 @@ def predicted_dot_kurtosis(d: int | np.ndarray, distribution: str = "normal") ->
     """
     _check_distribution(distribution)
     d_arr = _dims_array(d)
-    one_term = ENTRY_FOURTH_MOMENT[distribution] ** 2 / ENTRY_VARIANCE[distribution] ** 4
+    one_term = (
+        ENTRY_FOURTH_MOMENT[distribution] ** 2 / ENTRY_VARIANCE[distribution] ** 4
+    )
     return 3.0 + (one_term - 3.0) / d_arr
 
 
@@ -111,7 +147,9 @@ def sample_kurtosis(values: np.ndarray) -> float:
     return float(np.mean(centred**4) / m2**2)
 
 
-def std_relative_standard_error(d: int | np.ndarray, n: int, distribution: str = "normal") -> np.ndarray:
+def std_relative_standard_error(
+    d: int | np.ndarray, n: int, distribution: str = "normal"
+) -> np.ndarray:
     """Relative standard error of the sample std of ``n`` iid dot products of length ``d``.
 
     Delta method: SE(s)/σ ≈ √((2 + κ) / (4n)), κ the excess kurtosis of q·k. q·k is a
@@ -133,7 +171,9 @@ class SqrtLawSweep:
     n_pairs: int
 
 
-def sqrt_law_sweep(dims: Sequence[int], n_pairs: int, seed: int, distribution: str = "normal") -> SqrtLawSweep:
+def sqrt_law_sweep(
+    dims: Sequence[int], n_pairs: int, seed: int, distribution: str = "normal"
+) -> SqrtLawSweep:
     """Sample std of ``n_pairs`` independent dot products for each d in ``dims``.
 
     Each d gets its own child generator spawned from ``seed``, so appending a dimension
@@ -150,20 +190,31 @@ def sqrt_law_sweep(dims: Sequence[int], n_pairs: int, seed: int, distribution: s
     _check_distribution(distribution)
     n_pairs = positive_int(n_pairs, "n_pairs", minimum=2)
     rngs = spawn_rngs(seed, dims_arr.size)
-    std = np.array([
-        independent_dots(int(d), n_pairs, rng, distribution).std(ddof=1)
-        for d, rng in zip(dims_arr, rngs)
-    ])
-    return SqrtLawSweep(dims=dims_arr, std=std, rel_se=std_relative_standard_error(dims_arr, n_pairs, distribution), n_pairs=n_pairs)
+    std = np.array(
+        [
+            independent_dots(int(d), n_pairs, rng, distribution).std(ddof=1)
+            for d, rng in zip(dims_arr, rngs)
+        ]
+    )
+    return SqrtLawSweep(
+        dims=dims_arr,
+        std=std,
+        rel_se=std_relative_standard_error(dims_arr, n_pairs, distribution),
+        n_pairs=n_pairs,
+    )
 
 
-def _log_dims_values(dims: np.ndarray, values: np.ndarray, name: str = "values") -> tuple[np.ndarray, np.ndarray]:
+def _log_dims_values(
+    dims: np.ndarray, values: np.ndarray, name: str = "values"
+) -> tuple[np.ndarray, np.ndarray]:
     x = _dims_array(dims, "dims")
     if x.ndim != 1:
         raise ValueError(f"dims must have 1 dimension, got shape {x.shape}")
     y = as_float_array(values, name, ndim=1)
     if x.size != y.size or x.size < 3:
-        raise ValueError(f"dims and {name} must have the same length >= 3, got {x.size} and {y.size}")
+        raise ValueError(
+            f"dims and {name} must have the same length >= 3, got {x.size} and {y.size}"
+        )
     if np.any(y <= 0):
         raise ValueError(f"{name} must be > 0 (their logarithm is taken)")
     return np.log(x), np.log(y)
@@ -205,12 +256,20 @@ def predicted_slope_se(dims: np.ndarray, rel_se: np.ndarray) -> float:
 class SoftmaxRowStats:
     """Result of :func:`qk_softmax_rows`: one row per seed, one column per query."""
 
-    max_prob: np.ndarray  #: (n_seeds, n) largest probability in each row of softmax(scale·QKᵀ)
+    max_prob: (
+        np.ndarray
+    )  #: (n_seeds, n) largest probability in each row of softmax(scale·QKᵀ)
     entropy: np.ndarray  #: (n_seeds, n) entropy (nats) of each row
     scale: float  #: the factor the logits QKᵀ were multiplied by
 
 
-def qk_softmax_rows(n: int, d: int, seeds: Sequence[int], scale: float, dtype: type | np.dtype | str = np.float64) -> SoftmaxRowStats:
+def qk_softmax_rows(
+    n: int,
+    d: int,
+    seeds: Sequence[int],
+    scale: float,
+    dtype: type | np.dtype | str = np.float64,
+) -> SoftmaxRowStats:
     """Row statistics of softmax(scale · QKᵀ) with ``Q, K = random_qk(n, d, seed)`` per seed.
 
     Each row is one query's attention over the ``n`` keys. ``scale = 1`` gives the raw
@@ -245,7 +304,9 @@ def mean_and_seed_se(per_row: np.ndarray) -> tuple[float, float]:
     """
     values = as_float_array(per_row, "per_row", ndim=2)
     if values.shape[0] < 2 or values.shape[1] == 0:
-        raise ValueError(f"per_row must have >= 2 seeds and >= 1 row, got {values.shape}")
+        raise ValueError(
+            f"per_row must have >= 2 seeds and >= 1 row, got {values.shape}"
+        )
     per_seed = values.mean(axis=1)
     se = per_seed.std(ddof=1) / np.sqrt(per_seed.size)
     return float(per_seed.mean()), float(se)
@@ -277,8 +338,12 @@ def dot_moments(
 
 
 def gaussian_dots(
-    mean_q: np.ndarray, cov_q: np.ndarray, mean_k: np.ndarray, cov_k: np.ndarray,
-    n_pairs: int, seed: int | np.random.Generator,
+    mean_q: np.ndarray,
+    cov_q: np.ndarray,
+    mean_k: np.ndarray,
+    cov_k: np.ndarray,
+    n_pairs: int,
+    seed: int | np.random.Generator,
 ) -> np.ndarray:
     """``n_pairs`` dot products of independent q ~ N(μ_q, Σ_q), k ~ N(μ_k, Σ_k).
 
@@ -290,8 +355,11 @@ def gaussian_dots(
     dot_moments(mean_q, cov_q, mean_k, cov_k)  # validates shapes and values
     n_pairs = positive_int(n_pairs, "n_pairs")
     rng = rng_from(seed)
-    draws = [rng.multivariate_normal(np.asarray(mean, float), np.asarray(cov, float),
-                                     n_pairs, method="cholesky")
-             for mean, cov in ((mean_q, cov_q), (mean_k, cov_k))]
+    draws = [
+        rng.multivariate_normal(
+            np.asarray(mean, float), np.asarray(cov, float), n_pairs, method="cholesky"
+        )
+        for mean, cov in ((mean_q, cov_q), (mean_k, cov_k))
+    ]
     q, k = draws
     return np.einsum("ij,ij->i", q, k)

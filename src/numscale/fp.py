@@ -77,9 +77,15 @@ def format_info(dtype: torch.dtype) -> FormatInfo:
     mantissa = int(round(-math.log2(fi.eps)))
     has_inf = bool(torch.isinf(torch.tensor(float("inf")).to(dtype).float()).item())
     return FormatInfo(
-        name=dtype_name(dtype), bits=fi.bits, exponent_bits=fi.bits - 1 - mantissa,
-        mantissa_bits=mantissa, max=float(fi.max), smallest_normal=float(fi.smallest_normal),
-        eps=float(fi.eps), ln_max=math.log(fi.max), has_inf=has_inf,
+        name=dtype_name(dtype),
+        bits=fi.bits,
+        exponent_bits=fi.bits - 1 - mantissa,
+        mantissa_bits=mantissa,
+        max=float(fi.max),
+        smallest_normal=float(fi.smallest_normal),
+        eps=float(fi.eps),
+        ln_max=math.log(fi.max),
+        has_inf=has_inf,
     )
 
 
@@ -95,11 +101,20 @@ def markdown_table(dtypes: Sequence[torch.dtype]) -> str:
     for dtype in dtypes:
         f = format_info(dtype)
         largest = f"{f.max:,.0f}" if f.max < 1e6 else f"{f.max:.3g}"
-        rows.append([
-            f.name, f"1+{f.exponent_bits}+{f.mantissa_bits}", largest,
-            f"{f.smallest_normal:.2g}", f"{f.eps:.3g}", f"{f.ln_max:.2f}", "yes" if f.has_inf else "no",
-        ])
-    return to_markdown(["format", "bits s+e+m", "max", "min normal", "eps", "ln max", "inf"], rows)
+        rows.append(
+            [
+                f.name,
+                f"1+{f.exponent_bits}+{f.mantissa_bits}",
+                largest,
+                f"{f.smallest_normal:.2g}",
+                f"{f.eps:.3g}",
+                f"{f.ln_max:.2f}",
+                "yes" if f.has_inf else "no",
+            ]
+        )
+    return to_markdown(
+        ["format", "bits s+e+m", "max", "min normal", "eps", "ln max", "inf"], rows
+    )
 
 
 def to_markdown(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -112,7 +127,9 @@ def to_markdown(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         raise ValueError("header must not be empty")
     for i, row in enumerate(rows):
         if len(row) != len(header):
-            raise ValueError(f"rows[{i}] has {len(row)} cells, header has {len(header)}")
+            raise ValueError(
+                f"rows[{i}] has {len(row)} cells, header has {len(header)}"
+            )
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
     return "\n".join(lines)
@@ -135,7 +152,9 @@ def stored_in_format(
     int_dtype = _INT_OF_SIZE[torch.finfo(dtype).bits]
     bits = x.view(int_dtype).to(torch.int64)
     if int_dtype is not torch.uint8:
-        bits = bits & ((1 << torch.finfo(dtype).bits) - 1)  # two's complement -> unsigned
+        bits = bits & (
+            (1 << torch.finfo(dtype).bits) - 1
+        )  # two's complement -> unsigned
     return x.double().tolist(), [int(b) for b in bits.tolist()]
 
 
@@ -153,7 +172,9 @@ def bits_of(x: float, dtype: torch.dtype) -> int:
     """The integer bit pattern of ``x`` rounded to format ``dtype`` (inverse of :func:`value_of_bits`)."""
     dtype = _check_dtype(dtype)
     int_dtype = _INT_OF_SIZE[torch.finfo(dtype).bits]
-    return int(torch.tensor([x], dtype=torch.float64).to(dtype).view(int_dtype)[0].item())
+    return int(
+        torch.tensor([x], dtype=torch.float64).to(dtype).view(int_dtype)[0].item()
+    )
 
 
 def _largest_bits_where(
@@ -174,7 +195,9 @@ def _largest_bits_where(
     return lo
 
 
-def largest_positive_where(dtype: torch.dtype, holds: Callable[[torch.Tensor], bool]) -> float:
+def largest_positive_where(
+    dtype: torch.dtype, holds: Callable[[torch.Tensor], bool]
+) -> float:
     """Largest finite positive value x of format ``dtype`` with ``holds(x)`` true.
 
     ``holds`` must be true at the smallest positive value and switch from true to false
@@ -210,7 +233,9 @@ def exp_fits(x: torch.Tensor) -> bool:
     """
     dtype = _check_dtype(x.dtype, "x")
     out = exp_in_format(x)
-    if not bool(torch.isfinite(out.double()).all()):  # .float() would overflow float64 results
+    if not bool(
+        torch.isfinite(out.double()).all()
+    ):  # .float() would overflow float64 results
         return False
     if dtype in FP8:
         return bool((torch.exp(x.float()) <= torch.finfo(dtype).max).all())
@@ -231,14 +256,18 @@ def softmax_one_gap(dtype: torch.dtype) -> float:
     """
     dtype = _check_dtype(dtype)
     if dtype in FP8:
-        raise ValueError(f"dtype {dtype} has no softmax kernel; use float64, float32, float16 or bfloat16")
+        raise ValueError(
+            f"dtype {dtype} has no softmax kernel; use float64, float32, float16 or bfloat16"
+        )
 
     def below_one(g: torch.Tensor) -> bool:
         z = torch.stack([g, torch.zeros((), dtype=dtype)])
         return bool(torch.softmax(z, dim=0)[0] < 1)
 
     last_below = _largest_bits_where(dtype, below_one)
-    return float(value_of_bits(last_below + 1, dtype).double())  # the next value up gives exactly 1
+    return float(
+        value_of_bits(last_below + 1, dtype).double()
+    )  # the next value up gives exactly 1
 
 
 def softmax_zero_gap(dtype: torch.dtype) -> float:
@@ -251,7 +280,9 @@ def softmax_zero_gap(dtype: torch.dtype) -> float:
     """
     dtype = _check_dtype(dtype)
     if dtype in FP8:
-        raise ValueError(f"dtype {dtype} has no softmax kernel; use float64, float32, float16 or bfloat16")
+        raise ValueError(
+            f"dtype {dtype} has no softmax kernel; use float64, float32, float16 or bfloat16"
+        )
 
     def runner_up_positive(g: torch.Tensor) -> bool:
         z = torch.stack([g, torch.zeros((), dtype=dtype)])
@@ -264,7 +295,9 @@ def softmax_zero_gap(dtype: torch.dtype) -> float:
 # ------------------------------------------------------------------ logits and masks
 
 
-def dot_logits(d: int, n: int, seed: int | np.random.Generator, scale: float = 1.0) -> np.ndarray:
+def dot_logits(
+    d: int, n: int, seed: int | np.random.Generator, scale: float = 1.0
+) -> np.ndarray:
     """``n`` independent logits ``scale · q·k`` of standard-normal length-``d`` vectors (float64, ``(n,)``)."""
     d = positive_int(d, "d")
     n = positive_int(n, "n")
@@ -280,14 +313,20 @@ def exp_overflow_fraction(logits: np.ndarray, dtype: torch.dtype) -> float:
     and exponentiated there (float16 / bfloat16 / float32 kernels)."""
     dtype = _check_dtype(dtype)
     if dtype in FP8:
-        raise ValueError(f"dtype {dtype} has no exp kernel; use float16, bfloat16 or float32")
+        raise ValueError(
+            f"dtype {dtype} has no exp kernel; use float16, bfloat16 or float32"
+        )
     from numscale.checks import as_float_array
 
-    z = torch.from_numpy(as_float_array(logits, "logits", ndim=1).astype(np.float64)).to(dtype)
+    z = torch.from_numpy(
+        as_float_array(logits, "logits", ndim=1).astype(np.float64)
+    ).to(dtype)
     return float(torch.isinf(torch.exp(z)).double().mean())
 
 
-def normal_dot_tail(threshold: float, d: int, scale: float = 1.0, n_grid: int = 20_000) -> float:
+def normal_dot_tail(
+    threshold: float, d: int, scale: float = 1.0, n_grid: int = 20_000
+) -> float:
     """P(scale · q·k > threshold) for independent standard-normal q, k of length ``d``.
 
     Given q, q·k ~ N(0, |q|²) and |q|² ~ χ²_d, so the tail is
@@ -301,13 +340,19 @@ def normal_dot_tail(threshold: float, d: int, scale: float = 1.0, n_grid: int = 
     n_grid = positive_int(n_grid, "n_grid", minimum=100)
     hi = d + 60.0 * math.sqrt(2.0 * d) + 60.0
     r = np.linspace(0.0, hi, n_grid)[1:]
-    log_density = (d / 2 - 1) * np.log(r) - r / 2 - (d / 2) * math.log(2.0) - math.lgamma(d / 2)
+    log_density = (
+        (d / 2 - 1) * np.log(r) - r / 2 - (d / 2) * math.log(2.0) - math.lgamma(d / 2)
+    )
     density = np.exp(log_density)
-    tail = 0.5 * np.array([math.erfc(threshold / (scale * math.sqrt(x) * math.sqrt(2.0))) for x in r])
+    tail = 0.5 * np.array(
+        [math.erfc(threshold / (scale * math.sqrt(x) * math.sqrt(2.0))) for x in r]
+    )
     return float(np.trapezoid(density * tail, r))
 
 
-def masked_row_softmax(n: int, fill: float, dtype: torch.dtype, *, subtract_max: bool = True) -> torch.Tensor:
+def masked_row_softmax(
+    n: int, fill: float, dtype: torch.dtype, *, subtract_max: bool = True
+) -> torch.Tensor:
     """Softmax of a row of ``n`` logits that are *all* masked with ``fill``, in ``dtype``.
 
     The masked scores are built in float32 (where −1e9 is finite) and cast to ``dtype``,
@@ -372,8 +417,9 @@ def exact_softmax(logits: np.ndarray) -> list[Decimal]:
         return [t / total for t in terms]
 
 
-def _errors_in_eps(p: np.ndarray, ref: list[Decimal], ok: np.ndarray,
-                   eps: float) -> tuple[float, float]:
+def _errors_in_eps(
+    p: np.ndarray, ref: list[Decimal], ok: np.ndarray, eps: float
+) -> tuple[float, float]:
     """(max |p − ref|, max |p − ref| / ref over ``ok``) in units of ``eps``; NaN if p
     is not finite."""
     if not np.all(np.isfinite(p)):
@@ -406,7 +452,10 @@ def softmax_errors(row: np.ndarray, tops: np.ndarray, dtype: type) -> SoftmaxErr
     eps = float(np.finfo(dtype).eps)
     tiny = Decimal(float(np.finfo(dtype).smallest_normal))
     out: dict[str, list[float]] = {
-        "naive_abs": [], "stable_abs": [], "naive_rel": [], "stable_rel": []
+        "naive_abs": [],
+        "stable_abs": [],
+        "naive_rel": [],
+        "stable_rel": [],
     }
     for top in t:
         z = (r * (top / r.max())).astype(dtype)
@@ -422,7 +471,9 @@ def softmax_errors(row: np.ndarray, tops: np.ndarray, dtype: type) -> SoftmaxErr
 # ------------------------------------------------------------------ fp8 storage with scales
 
 
-def fp8_roundtrip(values: np.ndarray, dtype: torch.dtype, *, scaled: bool) -> np.ndarray:
+def fp8_roundtrip(
+    values: np.ndarray, dtype: torch.dtype, *, scaled: bool
+) -> np.ndarray:
     """``values`` ``(rows, n)`` stored in fp8 format ``dtype`` and read back, as float64.
 
     ``scaled=False`` casts the values as they are. ``scaled=True`` first multiplies each
@@ -442,6 +493,8 @@ def fp8_roundtrip(values: np.ndarray, dtype: torch.dtype, *, scaled: bool) -> np
     scale = np.ones((x.shape[0], 1))
     if scaled:
         peak = np.abs(x).max(axis=1, keepdims=True)
-        scale = np.where(peak > 0, torch.finfo(dtype).max / np.where(peak > 0, peak, 1), 1)
+        scale = np.where(
+            peak > 0, torch.finfo(dtype).max / np.where(peak > 0, peak, 1), 1
+        )
     stored = torch.from_numpy(x * scale).to(dtype).double().numpy()
     return stored / scale

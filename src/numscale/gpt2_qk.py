@@ -50,8 +50,9 @@ class Heads:
 # ------------------------------------------------------------------- unpacking
 
 
-def split_heads(c_attn_weight: np.ndarray, c_attn_bias: np.ndarray,
-                n_head: int) -> Heads:
+def split_heads(
+    c_attn_weight: np.ndarray, c_attn_bias: np.ndarray, n_head: int
+) -> Heads:
     """Split ``attn.c_attn`` (weight (d, 3d), bias (3d,)) into per-head Q, K, V parts.
 
     Columns ``0:d`` are the query, ``d:2d`` the key and ``2d:3d`` the value projection,
@@ -71,16 +72,17 @@ def split_heads(c_attn_weight: np.ndarray, c_attn_bias: np.ndarray,
     d_k = d // n_head
 
     def heads_of(part: int) -> tuple[np.ndarray, np.ndarray]:
-        w = weight[:, part * d:(part + 1) * d].reshape(d, n_head, d_k)
-        b = bias[part * d:(part + 1) * d].reshape(n_head, d_k)
+        w = weight[:, part * d : (part + 1) * d].reshape(d, n_head, d_k)
+        b = bias[part * d : (part + 1) * d].reshape(n_head, d_k)
         return np.ascontiguousarray(w.transpose(1, 0, 2)), b.copy()
 
     (w_q, b_q), (w_k, b_k), (w_v, b_v) = (heads_of(p) for p in range(3))
     return Heads(w_q, w_k, w_v, b_q, b_k, b_v)
 
 
-def fold_layernorm(gain: np.ndarray, shift: np.ndarray, w: np.ndarray,
-                   b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fold_layernorm(
+    gain: np.ndarray, shift: np.ndarray, w: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """``(diag(γ) W, β W + b)``: a projection of ``γ ⊙ x̂ + β`` as affine in ``x̂``.
 
     ``gain`` γ and ``shift`` β: (d,); ``w``: (H, d, d_k); ``b``: (H, d_k). Returns
@@ -99,8 +101,13 @@ def fold_layernorm(gain: np.ndarray, shift: np.ndarray, w: np.ndarray,
     return gain[None, :, None] * w, np.einsum("i,hij->hj", shift, w) + b
 
 
-def folded_heads(c_attn_weight: np.ndarray, c_attn_bias: np.ndarray, gain: np.ndarray,
-                 shift: np.ndarray, n_head: int) -> tuple[np.ndarray, ...]:
+def folded_heads(
+    c_attn_weight: np.ndarray,
+    c_attn_bias: np.ndarray,
+    gain: np.ndarray,
+    shift: np.ndarray,
+    n_head: int,
+) -> tuple[np.ndarray, ...]:
     """One block's queries and keys as affine maps of the standardized input x̂.
 
     ``c_attn_weight`` (d, 3d), ``c_attn_bias`` (3d,); ``gain`` γ and ``shift`` β of the
@@ -119,8 +126,9 @@ def _check_affine(a_q, c_q, a_k, c_k) -> tuple[np.ndarray, ...]:
     c_q = as_float_array(c_q, "c_q", ndim=(1, 2)).astype(np.float64)
     c_k = as_float_array(c_k, "c_k", ndim=(1, 2)).astype(np.float64)
     if a_q.shape != a_k.shape:
-        raise ValueError(f"a_q and a_k must have the same shape, got {a_q.shape} "
-                         f"and {a_k.shape}")
+        raise ValueError(
+            f"a_q and a_k must have the same shape, got {a_q.shape} and {a_k.shape}"
+        )
     expected = a_q.shape[:-2] + a_q.shape[-1:]
     for name, c in (("c_q", c_q), ("c_k", c_k)):
         if c.shape != expected:
@@ -133,18 +141,19 @@ def _check_affine(a_q, c_q, a_k, c_k) -> tuple[np.ndarray, ...]:
 
 def _logit_moments_core(a_q, c_q, a_k, c_k, scale):
     """Mean and variance of s·(x̂ A_q + c_q)·(x̂′ A_k + c_k), x̂ ⟂ x̂′, E=0, Cov=I."""
-    gram_q = a_q.swapaxes(-1, -2) @ a_q                    # A_qᵀA_q: (…, d_k, d_k)
-    gram_k = a_k.swapaxes(-1, -2) @ a_k                    # A_kᵀA_k
-    bilinear = np.sum(gram_q * gram_k, axis=(-2, -1))      # ‖A_q A_kᵀ‖_F²
-    query_side = np.sum((a_q @ c_k[..., None]) ** 2, axis=(-2, -1))   # ‖A_q c_k‖²
-    key_side = np.sum((a_k @ c_q[..., None]) ** 2, axis=(-2, -1))     # ‖A_k c_q‖²
+    gram_q = a_q.swapaxes(-1, -2) @ a_q  # A_qᵀA_q: (…, d_k, d_k)
+    gram_k = a_k.swapaxes(-1, -2) @ a_k  # A_kᵀA_k
+    bilinear = np.sum(gram_q * gram_k, axis=(-2, -1))  # ‖A_q A_kᵀ‖_F²
+    query_side = np.sum((a_q @ c_k[..., None]) ** 2, axis=(-2, -1))  # ‖A_q c_k‖²
+    key_side = np.sum((a_k @ c_q[..., None]) ** 2, axis=(-2, -1))  # ‖A_k c_q‖²
     mean = scale * np.sum(c_q * c_k, axis=-1)
     variance = scale**2 * (bilinear + query_side + key_side)
     return mean, variance
 
 
-def logit_moments(a_q: np.ndarray, c_q: np.ndarray, a_k: np.ndarray, c_k: np.ndarray,
-                  scale: float) -> tuple[np.ndarray, np.ndarray]:
+def logit_moments(
+    a_q: np.ndarray, c_q: np.ndarray, a_k: np.ndarray, c_k: np.ndarray, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact mean and variance of the logit ``s·(x̂ A_q + c_q)·(x̂′ A_k + c_k)``.
 
     For independent ``x̂, x̂′`` with mean 0 and covariance I (any distribution: only
@@ -160,8 +169,9 @@ def logit_moments(a_q: np.ndarray, c_q: np.ndarray, a_k: np.ndarray, c_k: np.nda
     return _logit_moments_core(a_q, c_q, a_k, c_k, scale)
 
 
-def self_logit_mean(a_q: np.ndarray, c_q: np.ndarray, a_k: np.ndarray, c_k: np.ndarray,
-                    scale: float) -> np.ndarray:
+def self_logit_mean(
+    a_q: np.ndarray, c_q: np.ndarray, a_k: np.ndarray, c_k: np.ndarray, scale: float
+) -> np.ndarray:
     """Mean logit of a token with itself: ``s(tr(A_q A_kᵀ) + c_q·c_k)`` (x̂′ = x̂).
 
     Shapes as in :func:`logit_moments`. The difference from the different-token mean
@@ -184,14 +194,15 @@ def alignment(a_q: np.ndarray, a_k: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     a_q = as_float_array(a_q, "a_q", ndim=(2, 3)).astype(np.float64)
     a_k = as_float_array(a_k, "a_k", ndim=(2, 3)).astype(np.float64)
     if a_q.shape != a_k.shape:
-        raise ValueError(f"a_q and a_k must have the same shape, got {a_q.shape} "
-                         f"and {a_k.shape}")
+        raise ValueError(
+            f"a_q and a_k must have the same shape, got {a_q.shape} and {a_k.shape}"
+        )
     gram_q = a_q.swapaxes(-1, -2) @ a_q
     gram_k = a_k.swapaxes(-1, -2) @ a_k
     frob2 = np.sum(gram_q * gram_k, axis=(-2, -1))
     if np.any(frob2 <= 0):
         raise ValueError("a_q and a_k must give a nonzero product A_q A_kᵀ")
-    cross = a_k.swapaxes(-1, -2) @ a_q                     # A_kᵀA_q: (…, d_k, d_k)
+    cross = a_k.swapaxes(-1, -2) @ a_q  # A_kᵀA_q: (…, d_k, d_k)
     trace_m2 = np.sum(cross * cross.swapaxes(-1, -2), axis=(-2, -1))
     trace_m = np.sum(a_q * a_k, axis=(-2, -1))
     return (1 + trace_m2 / frob2) / 2, trace_m / np.sqrt(frob2)
@@ -200,9 +211,18 @@ def alignment(a_q: np.ndarray, a_k: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 # ---------------------------------------------------------------- probe draws
 
 
-def probe_logits(a_q: np.ndarray, c_q: np.ndarray, a_k: np.ndarray, c_k: np.ndarray,
-                 scale: float, n_pairs: int, seed, *, same_token: bool = False,
-                 dtype=np.float32) -> np.ndarray:
+def probe_logits(
+    a_q: np.ndarray,
+    c_q: np.ndarray,
+    a_k: np.ndarray,
+    c_k: np.ndarray,
+    scale: float,
+    n_pairs: int,
+    seed,
+    *,
+    same_token: bool = False,
+    dtype=np.float32,
+) -> np.ndarray:
     """Logits of ``n_pairs`` seeded probe pairs: (H, n_pairs), or (n_pairs,) for a head.
 
     ``x̂`` and ``x̂′`` have independent standard-normal coordinates (``same_token``: the
@@ -219,8 +239,11 @@ def probe_logits(a_q: np.ndarray, c_q: np.ndarray, a_k: np.ndarray, c_k: np.ndar
         a_q, a_k, c_q, c_k = a_q[None], a_k[None], c_q[None], c_k[None]
     n_head, d, d_k = a_q.shape
     x = rng.standard_normal((n_pairs, d), dtype=np.float32).astype(dtype)
-    x_key = (x if same_token
-             else rng.standard_normal((n_pairs, d), dtype=np.float32).astype(dtype))
+    x_key = (
+        x
+        if same_token
+        else rng.standard_normal((n_pairs, d), dtype=np.float32).astype(dtype)
+    )
     flat_q = a_q.transpose(1, 0, 2).reshape(d, n_head * d_k).astype(dtype)
     flat_k = a_k.transpose(1, 0, 2).reshape(d, n_head * d_k).astype(dtype)
     q = (x @ flat_q).reshape(n_pairs, n_head, d_k).astype(np.float64) + c_q
@@ -266,9 +289,9 @@ def project(u: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def _bias_zeroing_core(u, w_q, b_q, w_k, b_k, scale):
     """Attention weights p, and |Δp| when b_k or b_q is set to 0 (logits in u.dtype)."""
-    q_lin, k_lin = project(u, w_q), project(u, w_k)      # (H, n, d_k), no biases
+    q_lin, k_lin = project(u, w_q), project(u, w_k)  # (H, n, d_k), no biases
     q, k = q_lin + b_q[:, None, :], k_lin + b_k[:, None, :]
-    p = softmax_rows(scale * (q @ k.swapaxes(-1, -2)))          # (H, n queries, n keys)
+    p = softmax_rows(scale * (q @ k.swapaxes(-1, -2)))  # (H, n queries, n keys)
     p_no_key_bias = softmax_rows(scale * (q @ k_lin.swapaxes(-1, -2)))
     p_no_query_bias = softmax_rows(scale * (q_lin @ k.swapaxes(-1, -2)))
     return p, np.abs(p_no_key_bias - p), np.abs(p_no_query_bias - p)
@@ -281,22 +304,31 @@ def _as_common_dtype(u, w_q, b_q, w_k, b_k):
     b_q = as_float_array(b_q, "b_q", ndim=2)
     b_k = as_float_array(b_k, "b_k", ndim=2)
     if w_q.shape != w_k.shape or w_q.shape[1] != u.shape[1]:
-        raise ValueError(f"w_q and w_k must have shape (H, {u.shape[1]}, d_k), "
-                         f"got {w_q.shape} and {w_k.shape}")
+        raise ValueError(
+            f"w_q and w_k must have shape (H, {u.shape[1]}, d_k), "
+            f"got {w_q.shape} and {w_k.shape}"
+        )
     expected = (w_q.shape[0], w_q.shape[2])
     for name, b in (("b_q", b_q), ("b_k", b_k)):
         if b.shape != expected:
             raise ValueError(f"{name} must have shape {expected}, got {b.shape}")
     dtypes = {a.dtype for a in (u, w_q, b_q, w_k, b_k)}
     if len(dtypes) != 1:
-        raise TypeError("u, w_q, b_q, w_k and b_k must share one dtype, got "
-                        f"{sorted(map(str, dtypes))}")
+        raise TypeError(
+            "u, w_q, b_q, w_k and b_k must share one dtype, got "
+            f"{sorted(map(str, dtypes))}"
+        )
     return u, w_q, b_q, w_k, b_k
 
 
-def bias_zeroing_change(u: np.ndarray, w_q: np.ndarray, b_q: np.ndarray,
-                        w_k: np.ndarray, b_k: np.ndarray,
-                        scale: float) -> tuple[np.ndarray, ...]:
+def bias_zeroing_change(
+    u: np.ndarray,
+    w_q: np.ndarray,
+    b_q: np.ndarray,
+    w_k: np.ndarray,
+    b_k: np.ndarray,
+    scale: float,
+) -> tuple[np.ndarray, ...]:
     """What zeroing each bias does to the attention weights of the tokens ``u``.
 
     ``u``: (n, d) inputs (LayerNorm outputs); ``w_q``, ``w_k``: (H, d, d_k); ``b_q``,
@@ -316,9 +348,14 @@ def _gamma(n: int, unit_roundoff: float) -> float:
     return n * unit_roundoff / (1 - n * unit_roundoff)
 
 
-def key_bias_rounding_bound(u: np.ndarray, w_q: np.ndarray, b_q: np.ndarray,
-                            w_k: np.ndarray, b_k: np.ndarray,
-                            scale: float) -> np.ndarray:
+def key_bias_rounding_bound(
+    u: np.ndarray,
+    w_q: np.ndarray,
+    b_q: np.ndarray,
+    w_k: np.ndarray,
+    b_k: np.ndarray,
+    scale: float,
+) -> np.ndarray:
     """Worst-case bound on ``change_without_key_bias`` of :func:`bias_zeroing_change`.
 
     In exact arithmetic both attention weights are equal. In floating point with unit
@@ -340,33 +377,42 @@ def key_bias_rounding_bound(u: np.ndarray, w_q: np.ndarray, b_q: np.ndarray,
     q = np.abs((q_lin + b_q[:, None, :]).astype(np.float64))
     k_with = np.abs((k_lin + b_k[:, None, :]).astype(np.float64))
     k_without = np.abs(k_lin.astype(np.float64))
-    err_q = g_proj * (project(u64, wq64) + bq64[:, None, :])      # bound on |q̂ − q|
+    err_q = g_proj * (project(u64, wq64) + bq64[:, None, :])  # bound on |q̂ − q|
     err_k_without = g_proj * project(u64, wk64)
     err_k_with = err_k_without + g_proj * bk64[:, None, :]
 
     def row_logit_error(k_abs, err_k):
         # |q̂·k̂ − q·k| ≤ E_q·|k̂| + (|q̂| + E_q)·E_k, plus γ_{d_k}|q̂|·|k̂| for the dot
-        total = (err_q @ k_abs.swapaxes(-1, -2) + (q + err_q) @ err_k.swapaxes(-1, -2)
-                 + g_dot * (q @ k_abs.swapaxes(-1, -2)))
-        return scale * total.max(axis=-1, keepdims=True)            # (H, n, 1)
+        total = (
+            err_q @ k_abs.swapaxes(-1, -2)
+            + (q + err_q) @ err_k.swapaxes(-1, -2)
+            + g_dot * (q @ k_abs.swapaxes(-1, -2))
+        )
+        return scale * total.max(axis=-1, keepdims=True)  # (H, n, 1)
 
     delta_with = row_logit_error(k_with, err_k_with)
     delta_without = row_logit_error(k_without, err_k_without)
     p, _, _ = _bias_zeroing_core(u, w_q, b_q, w_k, b_k, scale)
     n = u.shape[0]
     softmax64 = 2 * _gamma(n + 3, FLOAT64_UNIT_ROUNDOFF)
-    return p * np.exp(2 * delta_with) * (np.expm1(2 * delta_with)
-                                         + np.expm1(2 * delta_without) + softmax64)
+    return (
+        p
+        * np.exp(2 * delta_with)
+        * (np.expm1(2 * delta_with) + np.expm1(2 * delta_without) + softmax64)
+    )
 
 
-def probe_inputs(gain: np.ndarray, shift: np.ndarray, n: int, seed,
-                 dtype=np.float32) -> np.ndarray:
+def probe_inputs(
+    gain: np.ndarray, shift: np.ndarray, n: int, seed, dtype=np.float32
+) -> np.ndarray:
     """``n`` probe tokens ``γ ⊙ x̂ + β``, standard-normal ``x̂``: (n, d), ``dtype``."""
     gain = as_float_array(gain, "gain", ndim=1)
     shift = as_float_array(shift, "shift", ndim=1)
     if gain.shape != shift.shape:
-        raise ValueError(f"gain and shift must have the same shape, got {gain.shape} "
-                         f"and {shift.shape}")
+        raise ValueError(
+            f"gain and shift must have the same shape, got {gain.shape} "
+            f"and {shift.shape}"
+        )
     n = positive_int(n, "n")
     x = rng_from(seed).standard_normal((n, gain.size))
     return (gain.astype(np.float64) * x + shift.astype(np.float64)).astype(dtype)
@@ -401,15 +447,16 @@ TOY_OPTIMIZERS: dict[str, tuple[str, float, float]] = {
 }
 
 
-def adam_update(grad, m, v, step: int, lr, eps, beta1: float = 0.9,
-                beta2: float = 0.999):
+def adam_update(
+    grad, m, v, step: int, lr, eps, beta1: float = 0.9, beta2: float = 0.999
+):
     """One Adam step (Kingma & Ba): returns ``(update, m, v)``; the parameter moves
     by ``-update``. Works on torch tensors or NumPy arrays; lr and eps broadcast."""
     m = beta1 * m + (1 - beta1) * grad
     v = beta2 * v + (1 - beta2) * grad**2
-    m_hat = m / (1 - beta1**step)                  # bias-corrected running mean
-    v_hat = v / (1 - beta2**step)                  # ... and running mean square
-    return lr * m_hat / (v_hat**0.5 + eps), m, v   # ≈ lr·sign-like step if |g| ≫ ε
+    m_hat = m / (1 - beta1**step)  # bias-corrected running mean
+    v_hat = v / (1 - beta2**step)  # ... and running mean square
+    return lr * m_hat / (v_hat**0.5 + eps), m, v  # ≈ lr·sign-like step if |g| ≫ ε
 
 
 def _check_optimizers(optimizers) -> dict[str, tuple[str, float, float]]:
@@ -417,19 +464,31 @@ def _check_optimizers(optimizers) -> dict[str, tuple[str, float, float]]:
     if not optimizers:
         raise ValueError("optimizers must name at least one optimizer")
     for label, spec in optimizers.items():
-        if (isinstance(spec, str) or not isinstance(spec, Sequence) or len(spec) != 3
-                or spec[0] not in ("adam", "sgd")):
+        if (
+            isinstance(spec, str)
+            or not isinstance(spec, Sequence)
+            or len(spec) != 3
+            or spec[0] not in ("adam", "sgd")
+        ):
             raise ValueError(
-                f"optimizers[{label!r}] must be (kind 'adam'|'sgd', lr, eps)")
+                f"optimizers[{label!r}] must be (kind 'adam'|'sgd', lr, eps)"
+            )
         finite_float(spec[1], f"optimizers[{label!r}] lr", positive=True)
         finite_float(spec[2], f"optimizers[{label!r}] eps")
     return optimizers
 
 
-def train_key_bias_toy(steps: int = 200, seed: int = 0, *, d: int = 32, d_k: int = 16,
-                       n: int = 12, batch: int = 16,
-                       optimizers: dict[str, tuple[str, float, float]] | None = None,
-                       dtype: str = "float32") -> BiasRun:
+def train_key_bias_toy(
+    steps: int = 200,
+    seed: int = 0,
+    *,
+    d: int = 32,
+    d_k: int = 16,
+    n: int = 12,
+    batch: int = 16,
+    optimizers: dict[str, tuple[str, float, float]] | None = None,
+    dtype: str = "float32",
+) -> BiasRun:
     """Train one attention head (biases b_q, b_k, b_v start at 0) to imitate a teacher.
 
     The teacher head has a query bias, so the student's b_q has something to learn; b_k
@@ -457,20 +516,32 @@ def train_key_bias_toy(steps: int = 200, seed: int = 0, *, d: int = 32, d_k: int
         draws = torch.randn(*shape, generator=gen, dtype=torch.float64)
         return (draws * std).to(tdtype)
 
-    teacher = {"w_q": draw(d, d_k, std=2 / math.sqrt(d)),
-               "w_k": draw(d, d_k, std=2 / math.sqrt(d)),
-               "w_v": draw(d, d, std=1 / math.sqrt(d)), "b_q": draw(d_k)}
+    teacher = {
+        "w_q": draw(d, d_k, std=2 / math.sqrt(d)),
+        "w_k": draw(d, d_k, std=2 / math.sqrt(d)),
+        "w_v": draw(d, d, std=1 / math.sqrt(d)),
+        "b_q": draw(d_k),
+    }
     n_rep = len(optimizers)
-    start = {"w_q": draw(d, d_k, std=0.1), "w_k": draw(d, d_k, std=0.1),
-             "w_v": draw(d, d, std=0.1)}
-    shapes = {"w_q": (d, d_k), "w_k": (d, d_k), "w_v": (d, d),
-              "b_q": (d_k,), "b_k": (d_k,), "b_v": (d,)}
+    start = {
+        "w_q": draw(d, d_k, std=0.1),
+        "w_k": draw(d, d_k, std=0.1),
+        "w_v": draw(d, d, std=0.1),
+    }
+    shapes = {
+        "w_q": (d, d_k),
+        "w_k": (d, d_k),
+        "w_v": (d, d),
+        "b_q": (d_k,),
+        "b_k": (d_k,),
+        "b_v": (d,),
+    }
     offsets = np.cumsum([0] + [math.prod(shape) for shape in shapes.values()])
     where = {name: slice(offsets[j], offsets[j + 1]) for j, name in enumerate(shapes)}
     # all parameters of each replica in one row (R, P): one optimizer update per step
     theta = torch.zeros(n_rep, int(offsets[-1]), dtype=tdtype)
     for name, value in start.items():
-        theta[:, where[name]] = value.reshape(-1)          # biases stay at 0
+        theta[:, where[name]] = value.reshape(-1)  # biases stay at 0
     theta.requires_grad_()
     specs = list(optimizers.values())
     is_adam = torch.tensor([kind == "adam" for kind, _, _ in specs])[:, None]
@@ -480,13 +551,13 @@ def train_key_bias_toy(steps: int = 200, seed: int = 0, *, d: int = 32, d_k: int
     scale = 1 / math.sqrt(d_k)
     records = torch.empty(5, n_rep, steps, dtype=torch.float64)
 
-    def part(t, name):            # replica-batched view of one parameter: (R, *shape)
+    def part(t, name):  # replica-batched view of one parameter: (R, *shape)
         return t[:, where[name]].reshape(n_rep, *shapes[name])
 
     def rms(t, name):
         return t[:, where[name]].pow(2).mean(dim=1).sqrt()
 
-    inputs = draw(steps, batch, n, d)                 # every batch, drawn up front
+    inputs = draw(steps, batch, n, d)  # every batch, drawn up front
     with torch.no_grad():
         zt = (inputs @ teacher["w_q"] + teacher["b_q"]) @ (inputs @ teacher["w_k"]).mT
         targets = torch.softmax(zt * scale, -1) @ (inputs @ teacher["w_v"])
@@ -498,8 +569,8 @@ def train_key_bias_toy(steps: int = 200, seed: int = 0, *, d: int = 32, d_k: int
         q = q + part(theta, "b_q")[:, None, None]
         k = k + part(theta, "b_k")[:, None, None]
         v = v + part(theta, "b_v")[:, None, None]
-        out = torch.softmax(q @ k.mT * scale, -1) @ v                # (R, batch, n, d)
-        loss = ((out - target) ** 2).mean(dim=(1, 2, 3))            # (R,)
+        out = torch.softmax(q @ k.mT * scale, -1) @ v  # (R, batch, n, d)
+        loss = ((out - target) ** 2).mean(dim=(1, 2, 3))  # (R,)
         (grad,) = torch.autograd.grad(loss.sum(), [theta])
         with torch.no_grad():
             records[0, :, step - 1] = loss
@@ -510,5 +581,11 @@ def train_key_bias_toy(steps: int = 200, seed: int = 0, *, d: int = 32, d_k: int
             records[3, :, step - 1] = rms(theta, "b_k")
             records[4, :, step - 1] = rms(theta, "b_q")
     rec = records.numpy()
-    return BiasRun(tuple(optimizers), rec[0].copy(), rec[1].copy(), rec[2].copy(),
-                   rec[3].copy(), rec[4].copy())
+    return BiasRun(
+        tuple(optimizers),
+        rec[0].copy(),
+        rec[1].copy(),
+        rec[2].copy(),
+        rec[3].copy(),
+        rec[4].copy(),
+    )

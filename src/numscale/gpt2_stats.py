@@ -22,7 +22,9 @@ GPT2_INIT_STD = 0.02
 # ------------------------------------------------------------------- selection
 
 
-def select_rows(names: Sequence[str], values: np.ndarray, suffix: str) -> tuple[tuple[str, ...], np.ndarray]:
+def select_rows(
+    names: Sequence[str], values: np.ndarray, suffix: str
+) -> tuple[tuple[str, ...], np.ndarray]:
     """Rows of ``values`` (L, d) whose module name ends with ``suffix`` (e.g. ``"ln_1"``).
 
     Returns the selected names and a new (k, d) array; ``ValueError`` when none match or
@@ -32,7 +34,9 @@ def select_rows(names: Sequence[str], values: np.ndarray, suffix: str) -> tuple[
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):
         raise TypeError("names must be a sequence of str")
     if len(names) != values.shape[0]:
-        raise ValueError(f"names has {len(names)} entries but values has {values.shape[0]} rows")
+        raise ValueError(
+            f"names has {len(names)} entries but values has {values.shape[0]} rows"
+        )
     if not isinstance(suffix, str):
         raise TypeError(f"suffix must be a str, got {type(suffix).__name__}")
     keep = [i for i, n in enumerate(names) if n.endswith(suffix)]
@@ -41,7 +45,9 @@ def select_rows(names: Sequence[str], values: np.ndarray, suffix: str) -> tuple[
     return tuple(names[i] for i in keep), values[keep].copy()
 
 
-def stack_blocks(tensors: Mapping[str, np.ndarray], template: str, n_layer: int) -> np.ndarray:
+def stack_blocks(
+    tensors: Mapping[str, np.ndarray], template: str, n_layer: int
+) -> np.ndarray:
     """``np.stack([tensors[template.format(i)] for i in range(n_layer)])``, checked.
 
     ``template`` holds ``{}`` for the block index, e.g. ``"h.{}.attn.c_proj.weight"``.
@@ -56,7 +62,9 @@ def stack_blocks(tensors: Mapping[str, np.ndarray], template: str, n_layer: int)
         raise KeyError(f"tensors lacks {', '.join(absent)}")
     arrays = [as_float_array(tensors[n], n) for n in names]
     if len({a.shape for a in arrays}) != 1:
-        raise ValueError(f"tensors named by {template!r} differ in shape: {sorted({a.shape for a in arrays})}")
+        raise ValueError(
+            f"tensors named by {template!r} differ in shape: {sorted({a.shape for a in arrays})}"
+        )
     return np.stack(arrays)
 
 
@@ -88,7 +96,9 @@ def full_range_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
     return np.linspace(low, high, n_bins + 1)
 
 
-def plot_log_counts(ax: plt.Axes, values: np.ndarray, edges: np.ndarray, **bar_kwargs) -> np.ndarray:
+def plot_log_counts(
+    ax: plt.Axes, values: np.ndarray, edges: np.ndarray, **bar_kwargs
+) -> np.ndarray:
     """Histogram of ``values`` over ``edges`` with counts on a log axis; returns the counts.
 
     Empty bins are not drawn at all (a bar of height 0 has no logarithm: it would be
@@ -101,11 +111,21 @@ def plot_log_counts(ax: plt.Axes, values: np.ndarray, edges: np.ndarray, **bar_k
         raise ValueError("edges must be at least two strictly increasing numbers")
     outside = count_outside(values, float(edges[0]), float(edges[-1]))
     if outside:
-        raise ValueError(f"{outside} values lie outside edges [{edges[0]}, {edges[-1]}]")
+        raise ValueError(
+            f"{outside} values lie outside edges [{edges[0]}, {edges[-1]}]"
+        )
     counts, _ = np.histogram(values, bins=edges)
     filled = counts > 0
-    ax.bar(edges[:-1][filled], counts[filled], width=np.diff(edges)[filled], align="edge", **bar_kwargs)
-    ax.set_xlim(edges[0], edges[-1])  # the whole binned range, even where bins are empty
+    ax.bar(
+        edges[:-1][filled],
+        counts[filled],
+        width=np.diff(edges)[filled],
+        align="edge",
+        **bar_kwargs,
+    )
+    ax.set_xlim(
+        edges[0], edges[-1]
+    )  # the whole binned range, even where bins are empty
     ax.set_yscale("log")
     ax.set_ylim(0.5, None)  # a count of 1 stays visible above the axis
     return counts
@@ -159,7 +179,9 @@ def smallest_channels(values: np.ndarray, k: int) -> np.ndarray:
     values = as_float_array(values, "values", ndim=2)
     k = positive_int(k, "k")
     if k > values.shape[1]:
-        raise ValueError(f"k must be <= the number of channels {values.shape[1]}, got {k}")
+        raise ValueError(
+            f"k must be <= the number of channels {values.shape[1]}, got {k}"
+        )
     return np.argsort(values, axis=1, kind="stable")[:, :k]
 
 
@@ -168,11 +190,18 @@ def channel_ranks(values: np.ndarray) -> np.ndarray:
     values = as_float_array(values, "values", ndim=2)
     order = np.argsort(values, axis=1, kind="stable")
     ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(values.shape[1])[None, :].repeat(values.shape[0], 0), axis=1)
+    np.put_along_axis(
+        ranks,
+        order,
+        np.arange(values.shape[1])[None, :].repeat(values.shape[0], 0),
+        axis=1,
+    )
     return ranks
 
 
-def recurring_channels(indices: np.ndarray, min_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def recurring_channels(
+    indices: np.ndarray, min_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Channels that appear in at least ``min_rows`` rows of ``indices`` (L, k).
 
     Returns ``(channels, counts)`` sorted by decreasing count, then increasing channel.
@@ -213,8 +242,9 @@ def robust_outliers(values: np.ndarray, threshold: float = 6.0) -> np.ndarray:
 # ----------------------------------------------------------------------- labels
 
 
-def layernorm_tensors(names: Sequence[str], gains: np.ndarray,
-                      biases: np.ndarray) -> dict[str, np.ndarray]:
+def layernorm_tensors(
+    names: Sequence[str], gains: np.ndarray, biases: np.ndarray
+) -> dict[str, np.ndarray]:
     """The LayerNorm rows as state-dict tensors: ``{"h.0.ln_1.weight": gains[0], ...}``.
 
     ``names``: module names (``h.0.ln_1`` …, as in :class:`numscale.models.gpt2.LayerNormParameters`);
@@ -226,8 +256,10 @@ def layernorm_tensors(names: Sequence[str], gains: np.ndarray,
     gains = as_float_array(gains, "gains", ndim=2)
     biases = as_float_array(biases, "biases", ndim=2)
     if gains.shape != biases.shape or gains.shape[0] != len(names):
-        raise ValueError(f"gains {gains.shape} and biases {biases.shape} must both have "
-                         f"one row per name ({len(names)})")
+        raise ValueError(
+            f"gains {gains.shape} and biases {biases.shape} must both have "
+            f"one row per name ({len(names)})"
+        )
     result: dict[str, np.ndarray] = {}
     for name, gain, bias in zip(names, gains, biases):
         result[f"{name}.weight"], result[f"{name}.bias"] = gain, bias
@@ -245,6 +277,8 @@ def relative_read_strength(gains: np.ndarray, weights: np.ndarray) -> np.ndarray
     gains = as_float_array(gains, "gains", ndim=2).astype(np.float64)
     weights = as_float_array(weights, "weights", ndim=3)
     if weights.shape[:2] != gains.shape:
-        raise ValueError(f"weights must have shape {gains.shape + ('m',)}, got {weights.shape}")
+        raise ValueError(
+            f"weights must have shape {gains.shape + ('m',)}, got {weights.shape}"
+        )
     strength = np.abs(gains) * np.linalg.norm(weights.astype(np.float64), axis=2)
     return relative_to_row_median(strength)

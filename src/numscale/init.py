@@ -125,8 +125,15 @@ def hf_gpt2_init_stds(n_layer: int, n_embd: int, seed: int) -> dict[str, float]:
     import torch
     from transformers import GPT2Config, GPT2Model
 
-    config = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=4, n_positions=16,
-                        vocab_size=64, bos_token_id=0, eos_token_id=0)
+    config = GPT2Config(
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=4,
+        n_positions=16,
+        vocab_size=64,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPT2Model(config)
@@ -138,7 +145,10 @@ def hf_gpt2_init_stds(n_layer: int, n_embd: int, seed: int) -> dict[str, float]:
             weight = getattr(getattr(block, part), layer).weight
             groups[name].append(weight.detach().numpy().ravel())
     stds = {name: float(np.concatenate(ws).std()) for name, ws in groups.items()}
-    for name in ("wte", "wpe"):  # both 0.02 here; OpenAI's released model.py has wpe 0.01
+    for name in (
+        "wte",
+        "wpe",
+    ):  # both 0.02 here; OpenAI's released model.py has wpe 0.01
         stds[name] = float(getattr(model, name).weight.detach().numpy().std())
     return stds
 
@@ -159,13 +169,19 @@ class ResidualGrowth:
     """Result of :func:`pre_ln_residual_rms`: one row per configuration."""
 
     depths: np.ndarray  #: (m,) number of blocks N of each stack
-    rms_unscaled: np.ndarray  #: (m,) RMS of the stream after N blocks, projections N(0, 0.02²)
+    rms_unscaled: (
+        np.ndarray
+    )  #: (m,) RMS of the stream after N blocks, projections N(0, 0.02²)
     rms_scaled: np.ndarray  #: (m,) the same with projections scaled by 1/√(2N)
     branch_rms: float  #: RMS of one branch output with unscaled projections (measured)
 
 
 def pre_ln_residual_rms(
-    depths: Sequence[int], d: int, n_tokens: int, seed: int | np.random.Generator, base_std: float = 0.02
+    depths: Sequence[int],
+    d: int,
+    n_tokens: int,
+    seed: int | np.random.Generator,
+    base_std: float = 0.02,
 ) -> ResidualGrowth:
     """RMS of the residual stream at the end of pre-LN stacks of random blocks.
 
@@ -203,5 +219,9 @@ def pre_ln_residual_rms(
             streams[active] = streams[active] + out * scales[active, None, None]
     rms = np.sqrt(np.mean(streams**2, axis=(1, 2)))
     m = depths_arr.size
-    return ResidualGrowth(depths=depths_arr, rms_unscaled=rms[:m], rms_scaled=rms[m:],
-                          branch_rms=float(np.sqrt(np.mean(branch_sq))))
+    return ResidualGrowth(
+        depths=depths_arr,
+        rms_unscaled=rms[:m],
+        rms_scaled=rms[m:],
+        branch_rms=float(np.sqrt(np.mean(branch_sq))),
+    )

@@ -62,8 +62,9 @@ def z_loss(z: torch.Tensor, coefficient: float = 1e-4) -> torch.Tensor:
     return coefficient * log_partition(z).pow(2).mean()
 
 
-def _story_nll(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _story_nll(
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
     """Summed next-token NLL per story (float64) and its counts; logits (B, T, V)."""
     logp = torch.log_softmax(logits[:, :-1].double(), dim=-1)
     nll = -logp.gather(-1, tokens[:, 1:, None])[..., 0]
@@ -85,18 +86,26 @@ class CapSweep:
     mean_log_z: np.ndarray
 
 
-def cap_sweep(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor,
-              caps: Sequence[float], *, batch_size: int = 8) -> CapSweep:
+def cap_sweep(
+    model: torch.nn.Module,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    caps: Sequence[float],
+    *,
+    batch_size: int = 8,
+) -> CapSweep:
     """Soft-cap the output logits of a frozen ``model`` at each of ``caps`` and measure
     the loss per story on ``tokens`` (B, T) with target ``mask`` (B, T)."""
     positive_int(batch_size, "batch_size")
-    all_caps: tuple[float | None, ...] = (None, *(finite_float(c, "caps", positive=True)
-                                                  for c in caps))
+    all_caps: tuple[float | None, ...] = (
+        None,
+        *(finite_float(c, "caps", positive=True) for c in caps),
+    )
     sums, counts = [], []
     top = np.zeros(len(all_caps))
     log_z_sum, n_pos = np.zeros(len(all_caps)), 0
     for start in range(0, tokens.shape[0], batch_size):
-        tok, msk = tokens[start:start + batch_size], mask[start:start + batch_size]
+        tok, msk = tokens[start : start + batch_size], mask[start : start + batch_size]
         with torch.inference_mode():
             logits = model(tok).float()
         predicting = msk[:, 1:]
@@ -111,8 +120,13 @@ def cap_sweep(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor,
         n_pos += int(predicting.sum())
         sums.append(np.stack(rows))
         counts.append(n)
-    return CapSweep(all_caps, np.concatenate(sums, axis=1), np.concatenate(counts),
-                    top, log_z_sum / n_pos)
+    return CapSweep(
+        all_caps,
+        np.concatenate(sums, axis=1),
+        np.concatenate(counts),
+        top,
+        log_z_sum / n_pos,
+    )
 
 
 @dataclass(frozen=True)
@@ -130,27 +144,32 @@ class EmbeddingScales:
     unit_entry_rms: float
 
 
-def embedding_scales(embedding: np.ndarray, hidden: torch.Tensor,
-                     logits: torch.Tensor) -> EmbeddingScales:
+def embedding_scales(
+    embedding: np.ndarray, hidden: torch.Tensor, logits: torch.Tensor
+) -> EmbeddingScales:
     """:class:`EmbeddingScales` from the embedding (vocab, d), the final normalized
     hidden states ``hidden`` (N, d) and their logits (N, vocab)."""
     e = np.asarray(embedding, dtype=np.float64)
     if e.ndim != 2 or e.size == 0:
-        raise ValueError(f"embedding must be a non-empty (vocab, d) array, "
-                         f"got {e.shape}")
+        raise ValueError(
+            f"embedding must be a non-empty (vocab, d) array, got {e.shape}"
+        )
     hidden = _tensor(hidden, "hidden").double()
     logits = _tensor(logits, "logits").double()
     rows = np.linalg.norm(e, axis=1)
     return EmbeddingScales(
-        entry_rms=float(np.sqrt((e * e).mean())), row_norm_mean=float(rows.mean()),
+        entry_rms=float(np.sqrt((e * e).mean())),
+        row_norm_mean=float(rows.mean()),
         row_norm_max=float(rows.max()),
         hidden_norm_mean=float(hidden.norm(dim=-1).mean()),
         logit_std_mean=float(logits.std(dim=-1).mean()),
-        unit_entry_rms=1 / float(np.sqrt(e.shape[1])))
+        unit_entry_rms=1 / float(np.sqrt(e.shape[1])),
+    )
 
 
-def final_hidden(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def final_hidden(
+    model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Final normalized hidden states h (N, d) and logits (N, vocab) of a llama2.c
     model at the N predicting positions of ``tokens``; h·Eᵀ = logits."""
     from numscale.models import llama
@@ -164,15 +183,21 @@ def final_hidden(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tenso
     return h[predicting].float(), record.logits[predicting].float()
 
 
-def _adam_step(params: list, moments: list, lr: float, step: int,
-               betas: tuple[float, float] = (0.9, 0.99), eps: float = 1e-8) -> None:
+def _adam_step(
+    params: list,
+    moments: list,
+    lr: float,
+    step: int,
+    betas: tuple[float, float] = (0.9, 0.99),
+    eps: float = 1e-8,
+) -> None:
     """One bias-corrected Adam update of ``params`` in place (``step`` counts from 1)."""
     b1, b2 = betas
     with torch.no_grad():
         for p, (m, v) in zip(params, moments):
             m.mul_(b1).add_(p.grad, alpha=1 - b1)
             v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            m_hat, v_hat = m / (1 - b1 ** step), v / (1 - b2 ** step)
+            m_hat, v_hat = m / (1 - b1**step), v / (1 - b2**step)
             p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
 
 
@@ -188,9 +213,14 @@ class Finetune:
     heldout_log_z: float
 
 
-def finetune(weights: object, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-             heldout: tuple[torch.Tensor, torch.Tensor], *, coefficient: float,
-             lr: float = 1e-3) -> Finetune:
+def finetune(
+    weights: object,
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    heldout: tuple[torch.Tensor, torch.Tensor],
+    *,
+    coefficient: float,
+    lr: float = 1e-3,
+) -> Finetune:
     """Adam (β = 0.9, 0.99, fresh moments) on cross-entropy + ``coefficient``·(log Z)²,
     one step per batch, from ``weights``; float32, deterministic (no random draws)."""
     from numscale.models import llama

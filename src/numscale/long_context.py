@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from numscale.models import llama
 from numscale.checks import as_float_array, finite_float, positive_int, rng_from
+from numscale.models import llama
 from numscale.models.llama import rotary_tables
 
 LOG2E = math.log2(math.e)
@@ -62,8 +62,9 @@ class IidAttention:
     signal_weight_se: np.ndarray
 
 
-def iid_attention(n_values, sigma: float, delta: float, rows: int, seed,
-                  multiplier=None) -> IidAttention:
+def iid_attention(
+    n_values, sigma: float, delta: float, rows: int, seed, multiplier=None
+) -> IidAttention:
     """Rows of n logits: key 0 is the "signal" with logit ``delta`` + noise, the other
     n − 1 keys pure noise N(0, ``sigma``²). Each row is multiplied by c (``multiplier``:
     a function of n, default c = 1) before the softmax.
@@ -71,8 +72,12 @@ def iid_attention(n_values, sigma: float, delta: float, rows: int, seed,
     ``n_values``: ints >= 2; one generator (``seed``) draws every row, n after n.
     """
     n_values = np.asarray(n_values)
-    if n_values.ndim != 1 or n_values.size == 0 or n_values.min() < 2 \
-            or not np.issubdtype(n_values.dtype, np.integer):
+    if (
+        n_values.ndim != 1
+        or n_values.size == 0
+        or n_values.min() < 2
+        or not np.issubdtype(n_values.dtype, np.integer)
+    ):
         raise ValueError("n_values must be a non-empty 1-d array of ints >= 2")
     sigma = finite_float(sigma, "sigma")
     delta = finite_float(delta, "delta")
@@ -88,8 +93,12 @@ def iid_attention(n_values, sigma: float, delta: float, rows: int, seed,
         logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
         p = np.exp(logp)
         h = -(p * logp).sum(1)
-        stats[:, i] = (h.mean(), h.std(ddof=1) / math.sqrt(rows),
-                       p[:, 0].mean(), p[:, 0].std(ddof=1) / math.sqrt(rows))
+        stats[:, i] = (
+            h.mean(),
+            h.std(ddof=1) / math.sqrt(rows),
+            p[:, 0].mean(),
+            p[:, 0].std(ddof=1) / math.sqrt(rows),
+        )
     return IidAttention(n_values, *stats)
 
 
@@ -115,8 +124,9 @@ def exp2_softmax(scores: torch.Tensor, scale: float) -> torch.Tensor:
     return unnormalized / unnormalized.sum(-1, keepdim=True)
 
 
-def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                       scale: float, causal: bool = True) -> torch.Tensor:
+def explicit_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, causal: bool = True
+) -> torch.Tensor:
     """softmax(scale · q kᵀ + mask) v, written out; q (…, T, d_k), k, v (…, T, d)."""
     scores = q @ k.transpose(-1, -2)
     if causal:
@@ -147,9 +157,12 @@ def rotate_pairs(x: np.ndarray, position: int, theta: float = 10000.0) -> np.nda
 # ------------------------------------------------------------------ the real model
 
 
-def forward_position_scaled(model: llama.LlamaModel, tokens: torch.Tensor,
-                            multipliers: np.ndarray | None = None,
-                            return_qk: bool = False):
+def forward_position_scaled(
+    model: llama.LlamaModel,
+    tokens: torch.Tensor,
+    multipliers: np.ndarray | None = None,
+    return_qk: bool = False,
+):
     """stories260K's forward with attention scale c_t/√d_k for the query at position t.
 
     ``tokens`` (B, T): T may exceed the model's ``seq_len``: the rotary tables are
@@ -180,8 +193,13 @@ def forward_position_scaled(model: llama.LlamaModel, tokens: torch.Tensor,
             queries.append(q)
             keys.append(k.repeat_interleave(H // KV, dim=1))
         attended = torch.nn.functional.scaled_dot_product_attention(
-            q * row_scale, k, v, is_causal=True, scale=1 / math.sqrt(hs),
-            enable_gqa=True)
+            q * row_scale,
+            k,
+            v,
+            is_causal=True,
+            scale=1 / math.sqrt(hs),
+            enable_gqa=True,
+        )
         x = x + attended.transpose(1, 2).flatten(-2) @ model.wo[layer].T
         h = llama._rmsnorm(x, model.rms_ffn[layer])
         gate = torch.nn.functional.silu(h @ model.w1[layer].T) * (h @ model.w3[layer].T)
@@ -199,8 +217,9 @@ def nll_by_position(logits: torch.Tensor, tokens: torch.Tensor) -> np.ndarray:
     return -logp.gather(-1, tokens[:, 1:, None])[..., 0].double().numpy()
 
 
-def concatenated_stories(tokenizer, stories, length: int, n_sequences: int
-                         ) -> torch.Tensor:
+def concatenated_stories(
+    tokenizer, stories, length: int, n_sequences: int
+) -> torch.Tensor:
     """(n_sequences, length) token ids: stories encoded with BOS first, concatenated
     in order and cut into consecutive windows of ``length`` (the first starts at a BOS);
     the way llama2.c trains on a stream of stories. Raises if the text is too short."""
@@ -212,20 +231,28 @@ def concatenated_stories(tokenizer, stories, length: int, n_sequences: int
         if len(stream) >= length * n_sequences:
             break
     if len(stream) < length * n_sequences:
-        raise ValueError(f"stories hold {len(stream)} tokens, fewer than "
-                         f"{length} × {n_sequences}")
+        raise ValueError(
+            f"stories hold {len(stream)} tokens, fewer than {length} × {n_sequences}"
+        )
     ids = torch.tensor(stream[: length * n_sequences], dtype=torch.long)
     return ids.view(n_sequences, length)
 
 
-def entropy_by_position(queries: torch.Tensor, keys: torch.Tensor, scale: float,
-                        multipliers: np.ndarray | None = None) -> np.ndarray:
+def entropy_by_position(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    scale: float,
+    multipliers: np.ndarray | None = None,
+) -> np.ndarray:
     """Attention entropy (nats) of every causal row, (L, B, H, T), from queries and keys
     (L, B, H, T, d_k): logits c_t · scale · q_t·k_j for j ≤ t. ``multipliers`` (T,)
     rescales the logits of row t *in this layer only* (nothing is propagated)."""
     L, B, H, T, _ = queries.shape
-    c = torch.ones(T) if multipliers is None else torch.as_tensor(
-        np.asarray(multipliers, dtype=np.float32))
+    c = (
+        torch.ones(T)
+        if multipliers is None
+        else torch.as_tensor(np.asarray(multipliers, dtype=np.float32))
+    )
     future = torch.ones(T, T, dtype=torch.bool).triu(1)
     out = np.empty((L, B, H, T))
     for layer in range(L):
@@ -236,8 +263,9 @@ def entropy_by_position(queries: torch.Tensor, keys: torch.Tensor, scale: float,
     return out
 
 
-def logit_by_offset(queries: torch.Tensor, keys: torch.Tensor, scale: float,
-                    max_offset: int) -> np.ndarray:
+def logit_by_offset(
+    queries: torch.Tensor, keys: torch.Tensor, scale: float, max_offset: int
+) -> np.ndarray:
     """Mean scaled logit s·q_t·k_{t−r} for distances r = 0…max_offset, per layer and
     head: (L, H, max_offset + 1), averaged over sequences and query positions t ≥ r."""
     L, B, H, T, _ = queries.shape
@@ -265,5 +293,6 @@ def student_t_two_sided_p(t: float, df: int) -> float:
     df = positive_int(df, "df")
     theta = np.linspace(math.atan(abs(t) / math.sqrt(df)), math.pi / 2, 20001)
     constant = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(
-        math.pi)
+        math.pi
+    )
     return float(2 * constant * np.trapezoid(np.cos(theta) ** (df - 1), theta))

@@ -35,8 +35,9 @@ RULES = ("bfloat16", "fp32 master", "Kahan", "stochastic rounding")
 
 def _check_format(dtype: object, name: str = "dtype") -> torch.dtype:
     if dtype not in HALF_FORMATS:
-        raise TypeError(f"{name} must be torch.float16 or torch.bfloat16, "
-                        f"got {dtype!r}")
+        raise TypeError(
+            f"{name} must be torch.float16 or torch.bfloat16, got {dtype!r}"
+        )
     return dtype  # type: ignore[return-value]
 
 
@@ -72,8 +73,13 @@ def format_limits(dtype: torch.dtype) -> FormatLimits:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     fi = torch.finfo(dtype)
-    return FormatLimits(str(dtype).removeprefix("torch."), float(fi.max),
-                        float(fi.tiny), float(fi.tiny) * float(fi.eps), float(fi.eps))
+    return FormatLimits(
+        str(dtype).removeprefix("torch."),
+        float(fi.max),
+        float(fi.tiny),
+        float(fi.tiny) * float(fi.eps),
+        float(fi.eps),
+    )
 
 
 def classify(values: torch.Tensor, dtype: torch.dtype) -> dict[str, float]:
@@ -91,40 +97,52 @@ def classify(values: torch.Tensor, dtype: torch.dtype) -> dict[str, float]:
     overflow = torch.isinf(cast)
     subnormal = (cast > 0) & (cast < tiny)
     n = values.numel()
-    return {"zero": float(zero.sum()) / n, "subnormal": float(subnormal.sum()) / n,
-            "normal": float((~zero & ~overflow & ~subnormal).sum()) / n,
-            "overflow": float(overflow.sum()) / n, "n": n}
+    return {
+        "zero": float(zero.sum()) / n,
+        "subnormal": float(subnormal.sum()) / n,
+        "normal": float((~zero & ~overflow & ~subnormal).sum()) / n,
+        "overflow": float(overflow.sum()) / n,
+        "n": n,
+    }
 
 
-def classify_tensors(grads: dict[str, torch.Tensor], dtype: torch.dtype
-                     ) -> dict[str, dict[str, float]]:
+def classify_tensors(
+    grads: dict[str, torch.Tensor], dtype: torch.dtype
+) -> dict[str, dict[str, float]]:
     """:func:`classify` of every tensor of ``grads`` and of all of them together
     (key ``"all"``)."""
     if not grads:
         raise ValueError("grads must not be empty")
     table = {name: classify(g, dtype) for name, g in grads.items()}
-    table["all"] = classify(torch.cat([g.flatten().float() for g in grads.values()]),
-                            dtype)
+    table["all"] = classify(
+        torch.cat([g.flatten().float() for g in grads.values()]), dtype
+    )
     return table
 
 
 # --------------------------------------------------------------------- backward
 
 
-def mean_next_token_loss(model: torch.nn.Module, tokens: torch.Tensor,
-                         mask: torch.Tensor) -> torch.Tensor:
+def mean_next_token_loss(
+    model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """Differentiable mean next-token loss (nats per predicted token) of ``tokens``
     (B, T) with target ``mask`` (B, T); the log-softmax is taken in float32."""
     logits = model(tokens)[:, :-1].float()
-    nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1),
-                                            tokens[:, 1:].flatten(), reduction="none")
+    nll = torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), tokens[:, 1:].flatten(), reduction="none"
+    )
     target = mask[:, 1:].flatten().float()
     return (nll * target).sum() / target.sum()
 
 
-def parameter_gradients(model: torch.nn.Module, tokens: torch.Tensor,
-                        mask: torch.Tensor, *, loss_scale: float = 1.0
-                        ) -> tuple[float, dict[str, torch.Tensor]]:
+def parameter_gradients(
+    model: torch.nn.Module,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    loss_scale: float = 1.0,
+) -> tuple[float, dict[str, torch.Tensor]]:
     """One backward pass of ``loss_scale`` · (mean next-token loss), in the model's
     own format. Returns the unscaled loss and every parameter's gradient as stored
     (still multiplied by ``loss_scale``), converted to float32 (exact for 16-bit
@@ -134,14 +152,21 @@ def parameter_gradients(model: torch.nn.Module, tokens: torch.Tensor,
     loss = mean_next_token_loss(model, tokens, mask)
     (loss * loss_scale).backward()
     loss = loss.detach()
-    grads = {name: p.grad.detach().float().clone()
-             for name, p in model.named_parameters() if p.grad is not None}
+    grads = {
+        name: p.grad.detach().float().clone()
+        for name, p in model.named_parameters()
+        if p.grad is not None
+    }
     model.zero_grad(set_to_none=True)
     return float(loss), grads
 
 
-def static_scale_sweep(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor,
-                       scales: Sequence[float]) -> dict[str, np.ndarray]:
+def static_scale_sweep(
+    model: torch.nn.Module,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    scales: Sequence[float],
+) -> dict[str, np.ndarray]:
     """Backward passes of ``model`` (a float16 model) at each static loss scale.
 
     Returns ``scale``, ``zero`` (fraction of gradient entries exactly zero),
@@ -154,8 +179,11 @@ def static_scale_sweep(model: torch.nn.Module, tokens: torch.Tensor, mask: torch
         flat = torch.cat([g.flatten() for g in grads.values()])
         zero.append(float((flat == 0).float().mean()))
         nonfinite.append(float((~torch.isfinite(flat)).float().mean()))
-    return {"scale": np.asarray(scales, dtype=np.float64), "zero": np.array(zero),
-            "nonfinite": np.array(nonfinite)}
+    return {
+        "scale": np.asarray(scales, dtype=np.float64),
+        "zero": np.array(zero),
+        "nonfinite": np.array(nonfinite),
+    }
 
 
 # --------------------------------------------------------------------- dynamic scaling
@@ -170,9 +198,14 @@ class ScalerState:
     good_steps: int = 0
 
 
-def update_scale(state: ScalerState, found_inf: bool, *, growth_factor: float = 2.0,
-                 backoff_factor: float = 0.5, growth_interval: int = 2000
-                 ) -> ScalerState:
+def update_scale(
+    state: ScalerState,
+    found_inf: bool,
+    *,
+    growth_factor: float = 2.0,
+    backoff_factor: float = 0.5,
+    growth_interval: int = 2000,
+) -> ScalerState:
     """The scale after one step (the rule of ``torch.amp.GradScaler.update``).
 
     A step whose scaled gradients hold inf or NaN is skipped and the scale backs off;
@@ -189,8 +222,9 @@ def update_scale(state: ScalerState, found_inf: bool, *, growth_factor: float = 
     return ScalerState(state.scale, good_steps)
 
 
-def unscale(grads: dict[str, torch.Tensor], scale: float
-            ) -> tuple[dict[str, torch.Tensor], bool]:
+def unscale(
+    grads: dict[str, torch.Tensor], scale: float
+) -> tuple[dict[str, torch.Tensor], bool]:
     """Gradients divided by ``scale`` (float32), and whether any entry is inf/NaN."""
     found_inf = any(not bool(torch.isfinite(g).all()) for g in grads.values())
     return {name: g.float() / scale for name, g in grads.items()}, found_inf
@@ -207,9 +241,14 @@ class Fp16Run:
     zero_fraction: np.ndarray
 
 
-def train_fp16(weights: object, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-               *, init_scale: float, growth_interval: int, lr: float = 1e-4,
-               ) -> Fp16Run:
+def train_fp16(
+    weights: object,
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    init_scale: float,
+    growth_interval: int,
+    lr: float = 1e-4,
+) -> Fp16Run:
     """Fine-tune a llama2.c model in float16 with float32 master weights, dynamic loss
     scaling and plain SGD, one step per ``(tokens, mask)`` batch. Deterministic."""
     from numscale.models import llama
@@ -234,8 +273,12 @@ def train_fp16(weights: object, batches: Sequence[tuple[torch.Tensor, torch.Tens
                     master[name] -= lr * grads[name]
                     p.copy_(master[name].to(torch.float16))
         state = update_scale(state, found_inf, growth_interval=growth_interval)
-    return Fp16Run(np.array(record["scale"]), np.array(record["skipped"]),
-                   np.array(record["loss"]), np.array(record["zero"]))
+    return Fp16Run(
+        np.array(record["scale"]),
+        np.array(record["skipped"]),
+        np.array(record["loss"]),
+        np.array(record["zero"]),
+    )
 
 
 # --------------------------------------------------------------------- swamping
@@ -256,8 +299,9 @@ def half_ulp(w: torch.Tensor) -> torch.Tensor:
     return (up.float() - a) / 2
 
 
-def swamped_fraction(w: torch.Tensor, update: torch.Tensor,
-                     dtype: torch.dtype = torch.bfloat16) -> float:
+def swamped_fraction(
+    w: torch.Tensor, update: torch.Tensor, dtype: torch.dtype = torch.bfloat16
+) -> float:
     """Fraction of the nonzero entries of ``update`` lost when added to ``w`` (float32
     weights stored in ``dtype``)."""
     w = _float32(w, "w")
@@ -281,19 +325,21 @@ def stochastic_round_bf16(x: torch.Tensor, generator: torch.Generator) -> torch.
     return truncated.view(torch.float32).to(torch.bfloat16)
 
 
-def kahan_step(w: torch.Tensor, compensation: torch.Tensor, update: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def kahan_step(
+    w: torch.Tensor, compensation: torch.Tensor, update: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One compensated update ``w + update`` with every result rounded to bfloat16:
     ``compensation`` (bfloat16) carries what the last rounding of ``w`` lost."""
     y = (update - compensation.float()).to(torch.bfloat16)
     total = (w.float() + y.float()).to(torch.bfloat16)
-    applied = (total.float() - w.float()).to(torch.bfloat16)   # exact (Sterbenz)
+    applied = (total.float() - w.float()).to(torch.bfloat16)  # exact (Sterbenz)
     compensation = (applied.float() - y.float()).to(torch.bfloat16)
     return total, compensation
 
 
-def accumulate(w0: torch.Tensor, update: torch.Tensor, steps: int, rule: str, *,
-               seed: int = 0) -> torch.Tensor:
+def accumulate(
+    w0: torch.Tensor, update: torch.Tensor, steps: int, rule: str, *, seed: int = 0
+) -> torch.Tensor:
     """``w0`` (float32) after ``steps`` additions of the same ``update`` (float32), the
     weights held in bfloat16 by ``rule`` (one of :data:`RULES`). Returns the weights the
     model would use (bfloat16, as float32)."""
@@ -319,8 +365,9 @@ def accumulate(w0: torch.Tensor, update: torch.Tensor, steps: int, rule: str, *,
     return w.float()
 
 
-def realized_fraction(w0: torch.Tensor, w: torch.Tensor, update: torch.Tensor,
-                      steps: int) -> dict[str, float]:
+def realized_fraction(
+    w0: torch.Tensor, w: torch.Tensor, update: torch.Tensor, steps: int
+) -> dict[str, float]:
     """How much of ``steps`` · ``update`` the bfloat16 weights ``w`` moved from
     ``bfloat16(w0)``: ``moved`` = Σ(w − w0)·u / Σ steps·u² (1 when all of it arrived),
     ``relative_error`` = ‖(w − w0) − steps·u‖ / ‖steps·u‖, ``frozen`` = fraction of
@@ -329,9 +376,11 @@ def realized_fraction(w0: torch.Tensor, w: torch.Tensor, update: torch.Tensor,
     moved = _float32(w, "w").double() - start
     target = steps * _float32(update, "update").double()
     nonzero = target != 0
-    return {"moved": float((moved * target).sum() / (target * target).sum()),
-            "relative_error": float((moved - target).norm() / target.norm()),
-            "frozen": float(((moved == 0) & nonzero).sum()) / int(nonzero.sum())}
+    return {
+        "moved": float((moved * target).sum() / (target * target).sum()),
+        "relative_error": float((moved - target).norm() / target.norm()),
+        "frozen": float(((moved == 0) & nonzero).sum()) / int(nonzero.sum()),
+    }
 
 
 # --------------------------------------------------------------------- Adam's ε
@@ -343,13 +392,18 @@ def adam_first_update(grad: torch.Tensor, eps: float) -> torch.Tensor:
     return grad / (grad.abs() + eps)
 
 
-def eps_dominated_fraction(abs_grad: torch.Tensor, eps_values: Sequence[float]
-                           ) -> np.ndarray:
+def eps_dominated_fraction(
+    abs_grad: torch.Tensor, eps_values: Sequence[float]
+) -> np.ndarray:
     """For each ε, the fraction of entries with √v̂ = ‖g‖ below ε (where ε, not the
     gradient, sets the update's size)."""
     a = _float32(abs_grad, "abs_grad").abs().flatten()
-    return np.array([float((a < finite_float(e, "eps", positive=True)).float().mean())
-                     for e in eps_values])
+    return np.array(
+        [
+            float((a < finite_float(e, "eps", positive=True)).float().mean())
+            for e in eps_values
+        ]
+    )
 
 
 def scale_sensitivity(grad: torch.Tensor, eps: float, factor: float) -> float:

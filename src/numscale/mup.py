@@ -18,10 +18,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from numscale import softmax
-from numscale.checks import as_float_array, finite_float, positive_int, rng_from, spawn_rngs
+from numscale.checks import (
+    as_float_array,
+    finite_float,
+    positive_int,
+    rng_from,
+    spawn_rngs,
+)
 
-def attention_scale(d_k: int | np.ndarray, scaling: str,
-                    multiplier: float = 1.0) -> np.ndarray:
+
+def attention_scale(
+    d_k: int | np.ndarray, scaling: str, multiplier: float = 1.0
+) -> np.ndarray:
     """s in the logit z = s·q·k: multiplier/√d_k (standard) or multiplier/d_k (μP).
 
     At a fixed d_k the two differ only by the constant √d_k, which ``multiplier``
@@ -36,8 +44,10 @@ def attention_scale(d_k: int | np.ndarray, scaling: str,
 
 
 #: The two logit scalings compared in the chapter, as functions of the head width d_k.
-SCALINGS = {"1/sqrt(d)": lambda d: attention_scale(d, "1/sqrt(d)"),
-            "1/d": lambda d: attention_scale(d, "1/d")}
+SCALINGS = {
+    "1/sqrt(d)": lambda d: attention_scale(d, "1/sqrt(d)"),
+    "1/d": lambda d: attention_scale(d, "1/d"),
+}
 
 
 def _rho(rho: float) -> float:
@@ -62,8 +72,9 @@ def _scale(scaling: str):
     return SCALINGS[scaling]
 
 
-def correlated_pairs(d: int, n_pairs: int, rho: float,
-                     seed: int | np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def correlated_pairs(
+    d: int, n_pairs: int, rho: float, seed: int | np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """``n_pairs`` pairs (q, k) of length ``d`` with k = ρq + √(1−ρ²)ξ.
 
     Returns two ``(n_pairs, d)`` arrays.
@@ -96,13 +107,17 @@ class DotScaleSweep:
 
     dims: np.ndarray  #: (m,) the dimensions d
     rms: np.ndarray  #: (m,) root mean square of the n_pairs dot products q·k
-    rel_se: np.ndarray  #: (m,) relative standard error of each rms (delta method, from the sample)
+    rel_se: (
+        np.ndarray
+    )  #: (m,) relative standard error of each rms (delta method, from the sample)
     predicted: np.ndarray  #: (m,) √(ρ²d² + (1+ρ²)d)
     rho: float
     n_pairs: int
 
 
-def dot_rms_sweep(dims: Sequence[int], n_pairs: int, rho: float, seed: int) -> DotScaleSweep:
+def dot_rms_sweep(
+    dims: Sequence[int], n_pairs: int, rho: float, seed: int
+) -> DotScaleSweep:
     """RMS of ``n_pairs`` dot products of correlated pairs for each d in ``dims``.
 
     The relative standard error of an rms √m̂ (m̂ the mean of X = (q·k)²) is
@@ -120,8 +135,14 @@ def dot_rms_sweep(dims: Sequence[int], n_pairs: int, rho: float, seed: int) -> D
         m = sq.mean()
         rms.append(np.sqrt(m))
         rel_se.append(sq.std(ddof=1) / (2 * m * np.sqrt(n_pairs)))
-    return DotScaleSweep(dims=dims_arr, rms=np.array(rms), rel_se=np.array(rel_se),
-                         predicted=predicted_dot_rms(dims_arr, rho), rho=rho, n_pairs=n_pairs)
+    return DotScaleSweep(
+        dims=dims_arr,
+        rms=np.array(rms),
+        rel_se=np.array(rel_se),
+        predicted=predicted_dot_rms(dims_arr, rho),
+        rho=rho,
+        n_pairs=n_pairs,
+    )
 
 
 def slope_standard_error(dims: Sequence[int], rel_se: np.ndarray) -> float:
@@ -133,13 +154,17 @@ def slope_standard_error(dims: Sequence[int], rel_se: np.ndarray) -> float:
     x = np.log(_dims(dims).astype(float))
     s = as_float_array(rel_se, "rel_se", ndim=1)
     if s.size != x.size or x.size < 2:
-        raise ValueError(f"dims and rel_se must have the same length >= 2, got {x.size} and {s.size}")
+        raise ValueError(
+            f"dims and rel_se must have the same length >= 2, got {x.size} and {s.size}"
+        )
     centred = x - x.mean()
     w = centred / np.sum(centred**2)
     return float(np.sqrt(np.sum(w**2 * s**2)))
 
 
-def init_entropy(dims: Sequence[int], n_keys: int, n_queries: int, scaling: str, seed: int) -> np.ndarray:
+def init_entropy(
+    dims: Sequence[int], n_keys: int, n_queries: int, scaling: str, seed: int
+) -> np.ndarray:
     """Mean attention entropy (nats) of independent N(0, I) queries and keys with logits scale(d)·q·k.
 
     One query block ``(n_queries, d)`` and one key block ``(n_keys, d)`` per d. Returns ``(m,)``.
@@ -159,7 +184,9 @@ def init_entropy(dims: Sequence[int], n_keys: int, n_queries: int, scaling: str,
     return np.array(out)
 
 
-def aligned_key_weight(dims: Sequence[int], n_keys: int, rho: float, scaling: str, n_trials: int, seed: int) -> np.ndarray:
+def aligned_key_weight(
+    dims: Sequence[int], n_keys: int, rho: float, scaling: str, n_trials: int, seed: int
+) -> np.ndarray:
     """Mean attention weight on one key correlated with the query (ρ) among ``n_keys − 1`` independent keys.
 
     Each trial draws a query q, the aligned key ρq + √(1−ρ²)ξ and ``n_keys − 1`` independent
@@ -175,7 +202,9 @@ def aligned_key_weight(dims: Sequence[int], n_keys: int, rho: float, scaling: st
     for d, rng in zip(dims_arr, rngs):
         q, k0 = correlated_pairs(int(d), n_trials, rho, rng)
         others = rng.standard_normal((n_trials, n_keys - 1, int(d)))
-        logits = np.concatenate([np.einsum("td,td->t", q, k0)[:, None],
-                                 np.einsum("td,tnd->tn", q, others)], axis=1) * scale(int(d))
+        logits = np.concatenate(
+            [np.einsum("td,td->t", q, k0)[:, None], np.einsum("td,tnd->tn", q, others)],
+            axis=1,
+        ) * scale(int(d))
         out.append(softmax.softmax(logits)[:, 0].mean())
     return np.array(out)

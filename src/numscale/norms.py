@@ -117,7 +117,9 @@ def torch_layer_norm(x, gamma=None, beta=None, eps: float = GPT2_EPS) -> np.ndar
 
     x = as_float_array(x, "x", ndim=tuple(range(1, 33)))
     d = x.shape[-1]
-    layer = torch.nn.LayerNorm(d, eps=_eps(eps), elementwise_affine=True, dtype=torch.float32)
+    layer = torch.nn.LayerNorm(
+        d, eps=_eps(eps), elementwise_affine=True, dtype=torch.float32
+    )
     with torch.no_grad():
         if gamma is not None:
             layer.weight.copy_(_affine_vector(gamma, "gamma", d))
@@ -132,7 +134,9 @@ def torch_rms_norm(x, gamma=None, eps: float = GPT2_EPS) -> np.ndarray:
 
     x = as_float_array(x, "x", ndim=tuple(range(1, 33)))
     d = x.shape[-1]
-    layer = torch.nn.RMSNorm(d, eps=_eps(eps), elementwise_affine=True, dtype=torch.float32)
+    layer = torch.nn.RMSNorm(
+        d, eps=_eps(eps), elementwise_affine=True, dtype=torch.float32
+    )
     with torch.no_grad():
         if gamma is not None:
             layer.weight.copy_(_affine_vector(gamma, "gamma", d))
@@ -161,8 +165,9 @@ def _gamma_n(n: int, u: float) -> float:
     return n * u / (1 - n * u)
 
 
-def float32_error_bound(x, gamma=None, beta=None, eps: float = GPT2_EPS, *,
-                        kind: str = "layer") -> np.ndarray:
+def float32_error_bound(
+    x, gamma=None, beta=None, eps: float = GPT2_EPS, *, kind: str = "layer"
+) -> np.ndarray:
     """Worst-case bound on |float32 − exact| of :func:`layer_norm` / :func:`rms_norm`.
 
     For the two-pass algorithm of ``_layer_norm_core`` (``kind="layer"``) or
@@ -195,7 +200,9 @@ def float32_error_bound(x, gamma=None, beta=None, eps: float = GPT2_EPS, *,
     x_hat = (x - mu) / s
     y = g * x_hat + b
     mean_abs = np.mean(np.abs(x), axis=-1, keepdims=True)
-    bound = (np.abs(g) * _gamma_n(d, u) * mean_abs / s
-             + np.abs(g * x_hat) * (_gamma_n(d + 5, u) / 2 + 5 * u)
-             + u * (np.abs(b) + np.abs(y)))
+    bound = (
+        np.abs(g) * _gamma_n(d, u) * mean_abs / s
+        + np.abs(g * x_hat) * (_gamma_n(d + 5, u) / 2 + 5 * u)
+        + u * (np.abs(b) + np.abs(y))
+    )
     return 1.01 * bound

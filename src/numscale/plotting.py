@@ -93,13 +93,23 @@ def strip_plot(
     slow); the axes, ticks and labels stay vector.
     """
     if len(groups) != len(labels):
-        raise ValueError(f"groups and labels must have the same length, got {len(groups)} and {len(labels)}")
+        raise ValueError(
+            f"groups and labels must have the same length, got {len(groups)} and {len(labels)}"
+        )
     if len(groups) == 0:
         raise ValueError("groups must not be empty")
     rng = rng_from(seed)
     for i, (values, label) in enumerate(zip(groups, labels)):
         flat = as_float_array(values, f"groups[{i}]").ravel()
         x = i + rng.uniform(-jitter, jitter, size=flat.size)
-        ax.scatter(x, flat, s=size, alpha=alpha, color=OKABE_ITO[i % len(OKABE_ITO)],
-                   linewidths=0, rasterized=True, label=label)
+        ax.scatter(
+            x,
+            flat,
+            s=size,
+            alpha=alpha,
+            color=OKABE_ITO[i % len(OKABE_ITO)],
+            linewidths=0,
+            rasterized=True,
+            label=label,
+        )
     ax.set_xticks(range(len(labels)), labels)

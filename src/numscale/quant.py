@@ -15,8 +15,8 @@ import math
 import numpy as np
 import torch
 
-from numscale.models import llama
 from numscale.checks import as_float_array, finite_float, positive_int
+from numscale.models import llama
 from numscale.models.llama import LlamaWeights
 
 SCHEMES = ("tensor", "channel", "group")
@@ -34,8 +34,9 @@ def absmax_quantize_blocks(blocks: np.ndarray, bits: int = 8) -> np.ndarray:
     return np.clip(np.round(blocks / scale), -qmax, qmax) * scale
 
 
-def absmax_quantize(w: np.ndarray, scheme: str = "tensor", group_size: int = 128,
-                    bits: int = 8) -> np.ndarray:
+def absmax_quantize(
+    w: np.ndarray, scheme: str = "tensor", group_size: int = 128, bits: int = 8
+) -> np.ndarray:
     """Quantize-dequantize a matrix ``w`` (out, in) with absmax scales per ``scheme``.
 
     Returns a float array of the same shape: every entry rounded to its block's grid.
@@ -50,15 +51,16 @@ def absmax_quantize(w: np.ndarray, scheme: str = "tensor", group_size: int = 128
         return absmax_quantize_blocks(w, bits)
     group_size = positive_int(group_size, "group_size")
     n_out, n_in = w.shape
-    padded = -(-n_in // group_size) * group_size     # zeros leave each absmax alone
+    padded = -(-n_in // group_size) * group_size  # zeros leave each absmax alone
     blocks = np.zeros((n_out, padded), dtype=w.dtype)
     blocks[:, :n_in] = w
     groups = absmax_quantize_blocks(blocks.reshape(-1, group_size), bits)
     return groups.reshape(n_out, padded)[:, :n_in]
 
 
-def quantize_keeping_rows(w_in_out: np.ndarray, keep: np.ndarray, bits: int = 8
-                          ) -> np.ndarray:
+def quantize_keeping_rows(
+    w_in_out: np.ndarray, keep: np.ndarray, bits: int = 8
+) -> np.ndarray:
     """Per-tensor absmax quantization of a Conv1D matrix (in, out) whose input rows
     ``keep`` (indices) stay in full precision, LLM.int8()'s mixed decomposition: the
     outlier channels are computed apart and do not set the scale of the others."""
@@ -80,8 +82,10 @@ def quantization_error(w: np.ndarray, w_hat: np.ndarray) -> dict[str, float]:
     # sums of squares accumulated in float64 (pairwise), without a float64 copy
     sq_diff = np.sum(np.square(diff), dtype=np.float64)
     sq_w = np.sum(np.square(w), dtype=np.float64)
-    return {"rel_fro": float(np.sqrt(sq_diff / sq_w)),
-            "max_abs": float(np.abs(diff).max())}
+    return {
+        "rel_fro": float(np.sqrt(sq_diff / sq_w)),
+        "max_abs": float(np.abs(diff).max()),
+    }
 
 
 def model_matrices(weights: LlamaWeights) -> dict[str, np.ndarray]:
@@ -97,8 +101,9 @@ def model_matrices(weights: LlamaWeights) -> dict[str, np.ndarray]:
     return out
 
 
-def quantize_model(weights: LlamaWeights, scheme: str, group_size: int = 128,
-                   bits: int = 8) -> LlamaWeights:
+def quantize_model(
+    weights: LlamaWeights, scheme: str, group_size: int = 128, bits: int = 8
+) -> LlamaWeights:
     """A copy of ``weights`` with every matrix in :data:`MATRICES` quantized (each
     block of layers (L, out, in) matrix by matrix); norms and rotary tables
     untouched."""
@@ -113,8 +118,9 @@ def quantize_model(weights: LlamaWeights, scheme: str, group_size: int = 128,
     return dataclasses.replace(weights, **changes)
 
 
-def paired_loss_change(base: tuple[np.ndarray, np.ndarray],
-                       other: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
+def paired_loss_change(
+    base: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]
+) -> tuple[float, float]:
     """Change of the mean loss (nats/token) from ``base`` to ``other``, each a pair
     (summed loss per story, tokens per story) on the same stories, and its standard
     error from the per-story differences (ratio estimator, stories independent)."""
@@ -126,8 +132,9 @@ def paired_loss_change(base: tuple[np.ndarray, np.ndarray],
     return float(mean), float(se)
 
 
-def story_losses(weights: LlamaWeights, tokens: torch.Tensor, mask: torch.Tensor
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def story_losses(
+    weights: LlamaWeights, tokens: torch.Tensor, mask: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
     """Summed next-token loss and token count per story of the model ``weights``."""
     with torch.inference_mode():
         return llama.per_story_nll(llama.LlamaModel(weights), tokens, mask)
@@ -142,13 +149,15 @@ def fold_gain(w_in_out: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     w = as_float_array(w_in_out, "w_in_out", ndim=2)
     gamma = as_float_array(gamma, "gamma", ndim=1)
     if gamma.shape[0] != w.shape[0]:
-        raise ValueError(f"gamma has {gamma.shape[0]} entries, w_in_out has "
-                         f"{w.shape[0]} rows")
+        raise ValueError(
+            f"gamma has {gamma.shape[0]} entries, w_in_out has {w.shape[0]} rows"
+        )
     return gamma[:, None] * w
 
 
-def smoothquant_scales(act_absmax: np.ndarray, w: np.ndarray, alpha: float = 0.5
-                       ) -> np.ndarray:
+def smoothquant_scales(
+    act_absmax: np.ndarray, w: np.ndarray, alpha: float = 0.5
+) -> np.ndarray:
     """SmoothQuant's per-input-channel factors
     ``s_j = max|X_j|^α / max|W_j|^(1−α)``.
 
@@ -161,14 +170,16 @@ def smoothquant_scales(act_absmax: np.ndarray, w: np.ndarray, alpha: float = 0.5
     w = as_float_array(w, "w", ndim=2)
     alpha = finite_float(alpha, "alpha")
     if act.shape[0] != w.shape[1]:
-        raise ValueError(f"act_absmax has {act.shape[0]} channels, w has "
-                         f"{w.shape[1]} inputs")
+        raise ValueError(
+            f"act_absmax has {act.shape[0]} channels, w has {w.shape[1]} inputs"
+        )
     w_absmax = np.abs(w).max(axis=0)
     return np.maximum(act, 1e-8) ** alpha / np.maximum(w_absmax, 1e-8) ** (1 - alpha)
 
 
-def quantized_matmul_error(x: np.ndarray, w: np.ndarray, smooth: np.ndarray | None,
-                           bits: int = 8) -> float:
+def quantized_matmul_error(
+    x: np.ndarray, w: np.ndarray, smooth: np.ndarray | None, bits: int = 8
+) -> float:
     """Relative error ‖X̂ Ŵᵀ − X Wᵀ‖_F / ‖X Wᵀ‖_F when both the activations ``x``
     (tokens, in) and the weight ``w`` (out, in) are absmax-quantized per tensor, after
     dividing X's columns by ``smooth`` and multiplying W's by it (``None``: no
@@ -193,8 +204,9 @@ def fp8_cast(x: np.ndarray, dtype: torch.dtype, scaled: bool) -> np.ndarray:
     """
     x = as_float_array(x, "x")
     if dtype not in (torch.float8_e4m3fn, torch.float8_e5m2):
-        raise TypeError(f"dtype must be torch.float8_e4m3fn or float8_e5m2, "
-                        f"got {dtype}")
+        raise TypeError(
+            f"dtype must be torch.float8_e4m3fn or float8_e5m2, got {dtype}"
+        )
     return _fp8_round(torch.from_numpy(x.astype(np.float32)), dtype, scaled).numpy()
 
 
@@ -211,38 +223,49 @@ def fp8_underflow_fraction(x: np.ndarray, dtype: torch.dtype) -> dict[str, float
     x = x[x > 0]
     info = torch.finfo(dtype)
     cast = np.abs(fp8_cast(x, dtype, scaled=False))
-    return {"zero": float((cast == 0).mean()),
-            "subnormal": float(((x < info.smallest_normal) & (cast > 0)).mean())}
+    return {
+        "zero": float((cast == 0).mean()),
+        "subnormal": float(((x < info.smallest_normal) & (cast > 0)).mean()),
+    }
 
 
 # ------------------------------------------------------------------ tables
 
 #: (label, scheme, group size) of the schemes the chapter compares
-SCHEME_TABLE = (("per tensor", "tensor", 0), ("per channel", "channel", 0),
-                ("group 32", "group", 32), ("group 128", "group", 128))
+SCHEME_TABLE = (
+    ("per tensor", "tensor", 0),
+    ("per channel", "channel", 0),
+    ("group 32", "group", 32),
+    ("group 128", "group", 128),
+)
 
 
-def error_table(matrices: dict[str, np.ndarray], bits: int = 8
-                ) -> dict[str, dict[str, np.ndarray]]:
+def error_table(
+    matrices: dict[str, np.ndarray], bits: int = 8
+) -> dict[str, dict[str, np.ndarray]]:
     """For every scheme of :data:`SCHEME_TABLE`: relative Frobenius and max absolute
     errors of each matrix (out, in) of ``matrices``, arrays in the mapping's order."""
     table = {}
     for label, scheme, group in SCHEME_TABLE:
-        errors = [quantization_error(w, absmax_quantize(w, scheme, group or 128, bits))
-                  for w in matrices.values()]
-        table[label] = {key: np.array([e[key] for e in errors])
-                        for key in ("rel_fro", "max_abs")}
+        errors = [
+            quantization_error(w, absmax_quantize(w, scheme, group or 128, bits))
+            for w in matrices.values()
+        ]
+        table[label] = {
+            key: np.array([e[key] for e in errors]) for key in ("rel_fro", "max_abs")
+        }
     return table
 
 
-def attention_inputs(model: llama.LlamaModel, tokens: torch.Tensor,
-                     mask: torch.Tensor) -> list[np.ndarray]:
+def attention_inputs(
+    model: llama.LlamaModel, tokens: torch.Tensor, mask: torch.Tensor
+) -> list[np.ndarray]:
     """The input of W_Q, W_K, W_V in each block, RMSNorm(x) ⊙ γ, at the real (not
     padding) positions: one (tokens, dim) float64 array per block."""
     with torch.inference_mode():
         record = model(tokens, record=True, record_attention=False)
     real = mask.clone()
-    real[:, 0] = tokens[:, 0] != 0              # BOS is real, padding (id 0) is not
+    real[:, 0] = tokens[:, 0] != 0  # BOS is real, padding (id 0) is not
     out = []
     with torch.inference_mode():
         for layer in range(model.config.n_layers):

@@ -23,7 +23,9 @@ def plain_number(value: Any, name: str) -> int | float | str:
     """
     if isinstance(value, np.ndarray):
         if value.size != 1:
-            raise ValueError(f"{name} must be a single number, got an array of shape {value.shape}")
+            raise ValueError(
+                f"{name} must be a single number, got an array of shape {value.shape}"
+            )
         value = value.reshape(()).item()
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a number, got a bool")
@@ -39,18 +41,25 @@ def plain_number(value: Any, name: str) -> int | float | str:
     raise TypeError(f"{name} must be a number or a string, got {type(value).__name__}")
 
 
-def glue_numbers(values: Mapping[str, Any], *, prefix: str = "") -> dict[str, int | float | str]:
+def glue_numbers(
+    values: Mapping[str, Any], *, prefix: str = ""
+) -> dict[str, int | float | str]:
     """Glue every ``name -> value`` of ``values`` (as ``prefix + name``), hidden from output.
 
     Returns the glued mapping (full names -> plain values), which tests and later cells may use.
     Raises ``TypeError``/``ValueError`` naming the entry for a value that is not a finite number
     or a string, before anything is glued.
     """
-    from myst_nb import glue  # imported here: only chapters (kernels with myst_nb) call this
+    from myst_nb import (
+        glue,
+    )  # imported here: only chapters (kernels with myst_nb) call this
 
     if not isinstance(values, Mapping) or not values:
         raise ValueError("values must be a non-empty mapping of glue names to numbers")
-    plain = {f"{prefix}{key}": plain_number(value, f"values[{key!r}]") for key, value in values.items()}
+    plain = {
+        f"{prefix}{key}": plain_number(value, f"values[{key!r}]")
+        for key, value in values.items()
+    }
     for key, value in plain.items():
         glue(key, value, display=False)
     return plain

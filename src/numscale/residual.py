@@ -26,7 +26,18 @@ from numscale.checks import finite_float, positive_int
 
 #: "The quick brown fox jumps over the lazy dog." in GPT-2's byte-pair encoding, fixed
 #: so that measuring GPT-2 needs no tokenizer.
-FIXED_TOKEN_IDS: tuple[int, ...] = (464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13)
+FIXED_TOKEN_IDS: tuple[int, ...] = (
+    464,
+    2068,
+    7586,
+    21831,
+    18045,
+    625,
+    262,
+    16931,
+    3290,
+    13,
+)
 FIXED_TEXT = "The quick brown fox jumps over the lazy dog."
 
 POSITIONS = ("pre", "post")
@@ -81,8 +92,16 @@ class ToyTransformer(torch.nn.Module):
     Blocks are :func:`pre_ln_block` or :func:`post_ln_block`.
     """
 
-    def __init__(self, d: int, n_layer: int, position: str, *, seed: int, vocab: int = 256,
-                 proj_scale: float = 1.0):
+    def __init__(
+        self,
+        d: int,
+        n_layer: int,
+        position: str,
+        *,
+        seed: int,
+        vocab: int = 256,
+        proj_scale: float = 1.0,
+    ):
         super().__init__()
         self.d = positive_int(d, "d")
         self.n_layer = positive_int(n_layer, "n_layer")
@@ -93,18 +112,29 @@ class ToyTransformer(torch.nn.Module):
         proj_scale = finite_float(proj_scale, "proj_scale", positive=True)
         g = torch.Generator().manual_seed(positive_int(seed, "seed", minimum=0))
         self.embed = torch.nn.Parameter(torch.randn(self.vocab, d, generator=g))
-        shapes = {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d),
-                  "fc": (d, 4 * d), "proj": (4 * d, d)}
+        shapes = {
+            "q": (d, d),
+            "k": (d, d),
+            "v": (d, d),
+            "o": (d, d),
+            "fc": (d, 4 * d),
+            "proj": (4 * d, d),
+        }
         self.blocks = torch.nn.ModuleList()
         for _ in range(self.n_layer):
-            block = torch.nn.ParameterDict({
-                name: torch.nn.Parameter(_xavier(g, i, o)) for name, (i, o) in shapes.items()
-            })
+            block = torch.nn.ParameterDict(
+                {
+                    name: torch.nn.Parameter(_xavier(g, i, o))
+                    for name, (i, o) in shapes.items()
+                }
+            )
             with torch.no_grad():
                 block["o"].mul_(proj_scale)
                 block["proj"].mul_(proj_scale)
             self.blocks.append(block)
-        self.unembed = torch.nn.Parameter(torch.randn(d, self.vocab, generator=g) / math.sqrt(d))
+        self.unembed = torch.nn.Parameter(
+            torch.randn(d, self.vocab, generator=g) / math.sqrt(d)
+        )
 
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits ``(batch, seq, vocab)`` and the stream ``(batch, seq, d)`` at each depth."""
@@ -120,19 +150,27 @@ class ToyTransformer(torch.nn.Module):
 
 def _check_ids(ids, name: str, vocab: int | None = None) -> torch.Tensor:
     if not isinstance(ids, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}"
+        )
     if ids.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"{name} must hold integer token ids (int64), got dtype {ids.dtype}")
+        raise TypeError(
+            f"{name} must hold integer token ids (int64), got dtype {ids.dtype}"
+        )
     if ids.ndim != 2:
         raise ValueError(f"{name} must have shape (batch, seq), got {tuple(ids.shape)}")
     if ids.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(ids.shape)}")
     if ids.min() < 0 or (vocab is not None and ids.max() >= vocab):
-        raise ValueError(f"{name} must lie in [0, {vocab}), got values in [{int(ids.min())}, {int(ids.max())}]")
+        raise ValueError(
+            f"{name} must lie in [0, {vocab}), got values in [{int(ids.min())}, {int(ids.max())}]"
+        )
     return ids.long()
 
 
-def toy_batch(vocab: int, batch: int, seq: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def toy_batch(
+    vocab: int, batch: int, seq: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Uniformly random token ids and next-token targets, both ``(batch, seq)`` int64."""
     vocab = positive_int(vocab, "vocab", minimum=2)
     batch = positive_int(batch, "batch")
@@ -179,7 +217,9 @@ def mean_token_cosine(x: torch.Tensor) -> float:
     return float((total @ total - n) / (n * (n - 1)))  # Σ_{i≠j} cos = |Σ u|² − n
 
 
-def gradient_profile(model: ToyTransformer, ids: torch.Tensor, targets: torch.Tensor) -> GradientProfile:
+def gradient_profile(
+    model: ToyTransformer, ids: torch.Tensor, targets: torch.Tensor
+) -> GradientProfile:
     """Weight and stream gradients of the mean next-token cross-entropy, one backward pass.
 
     ``targets`` is ``(batch, seq)``. ``weights[l]`` is √(‖∂L/∂W_fc‖² + ‖∂L/∂W_proj‖²)
@@ -190,18 +230,22 @@ def gradient_profile(model: ToyTransformer, ids: torch.Tensor, targets: torch.Te
     ids = _check_ids(ids, "ids", model.vocab)
     targets = _check_ids(targets, "targets", model.vocab)
     if targets.shape != ids.shape:
-        raise ValueError(f"targets must have the shape of ids {tuple(ids.shape)}, "
-                         f"got {tuple(targets.shape)}")
+        raise ValueError(
+            f"targets must have the shape of ids {tuple(ids.shape)}, "
+            f"got {tuple(targets.shape)}"
+        )
     model.zero_grad(set_to_none=True)
     logits, streams = model(ids)
     for stream in streams:
         stream.retain_grad()
     loss = F.cross_entropy(logits.reshape(-1, model.vocab), targets.reshape(-1))
     loss.backward()
-    weights = np.array([
-        math.hypot(float(p["fc"].grad.norm()), float(p["proj"].grad.norm()))
-        for p in model.blocks
-    ])
+    weights = np.array(
+        [
+            math.hypot(float(p["fc"].grad.norm()), float(p["proj"].grad.norm()))
+            for p in model.blocks
+        ]
+    )
     profile = GradientProfile(
         weights=weights,
         stream=np.array([float(s.grad.norm()) for s in streams]),
@@ -212,7 +256,9 @@ def gradient_profile(model: ToyTransformer, ids: torch.Tensor, targets: torch.Te
     return profile
 
 
-def layer_grad_norms(model: ToyTransformer, ids: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+def layer_grad_norms(
+    model: ToyTransformer, ids: torch.Tensor, targets: torch.Tensor
+) -> np.ndarray:
     """Gradient norm of each block's MLP weights: ``gradient_profile(...).weights``."""
     return gradient_profile(model, ids, targets).weights
 
@@ -223,14 +269,27 @@ class DepthSweep:
 
     depths: np.ndarray  #: (m,) number of blocks L
     seeds: np.ndarray  #: (s,) seeds of the models
-    last_grad: dict[str, np.ndarray]  #: position -> (s, m) last block's MLP gradient norm
+    last_grad: dict[
+        str, np.ndarray
+    ]  #: position -> (s, m) last block's MLP gradient norm
     growth: np.ndarray  #: (s, m) pre-LN ‖x_L‖ / ‖x_0‖ (final LN divides by it)
-    cosine: dict[str, np.ndarray]  #: position -> (s, m) token cosine at the last block's input
-    profiles: dict[tuple[int, int, str], GradientProfile]  #: (seed, L, position) -> profile
+    cosine: dict[
+        str, np.ndarray
+    ]  #: position -> (s, m) token cosine at the last block's input
+    profiles: dict[
+        tuple[int, int, str], GradientProfile
+    ]  #: (seed, L, position) -> profile
 
 
-def last_block_sweep(depths: Sequence[int], seeds: Sequence[int], ids: torch.Tensor,
-                     targets: torch.Tensor, *, d: int, vocab: int) -> DepthSweep:
+def last_block_sweep(
+    depths: Sequence[int],
+    seeds: Sequence[int],
+    ids: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    d: int,
+    vocab: int,
+) -> DepthSweep:
     """For every seed and depth, build both arrangements and measure the last block.
 
     One :func:`gradient_profile` per (seed, depth, position); ``ids``/``targets`` are
@@ -256,11 +315,19 @@ def last_block_sweep(depths: Sequence[int], seeds: Sequence[int], ids: torch.Ten
                 cosine[pos][i, j] = profile.token_cosine[-2]
                 if pos == "pre":
                     growth[i, j] = profile.stream_norm[-1] / profile.stream_norm[0]
-    return DepthSweep(depths=depths_arr, seeds=seeds_arr, last_grad=last_grad,
-                      growth=growth, cosine=cosine, profiles=profiles)
+    return DepthSweep(
+        depths=depths_arr,
+        seeds=seeds_arr,
+        last_grad=last_grad,
+        growth=growth,
+        cosine=cosine,
+        profiles=profiles,
+    )
 
 
-def residual_stream_norms(model, input_ids: torch.Tensor, *, per_token: bool = False) -> np.ndarray:
+def residual_stream_norms(
+    model, input_ids: torch.Tensor, *, per_token: bool = False
+) -> np.ndarray:
     """L2 norms of a transformers GPT-2 model's residual stream, one row per depth.
 
     ``input_ids`` is ``(1, seq)``. Row 0 is the embedding (token + position), row l the
@@ -271,13 +338,19 @@ def residual_stream_norms(model, input_ids: torch.Tensor, *, per_token: bool = F
     """
     transformer = getattr(model, "transformer", None)
     if transformer is None or not hasattr(transformer, "h"):
-        raise TypeError(f"model must be a transformers GPT2LMHeadModel, got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a transformers GPT2LMHeadModel, got {type(model).__name__}"
+        )
     vocab = int(model.config.vocab_size)
     ids = _check_ids(input_ids, "input_ids", vocab)
     if ids.shape[0] != 1:
-        raise ValueError(f"input_ids must hold one sequence, shape (1, seq), got {tuple(ids.shape)}")
+        raise ValueError(
+            f"input_ids must hold one sequence, shape (1, seq), got {tuple(ids.shape)}"
+        )
     if ids.shape[1] > int(model.config.n_positions):
-        raise ValueError(f"input_ids is longer than the model's context ({model.config.n_positions})")
+        raise ValueError(
+            f"input_ids is longer than the model's context ({model.config.n_positions})"
+        )
     captured: list[torch.Tensor] = []
 
     def hook(module, args, output):

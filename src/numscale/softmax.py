@@ -26,7 +26,9 @@ def _check_axis(logits: np.ndarray, axis: int) -> int:
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"axis must be an integer, got {type(axis).__name__}")
     if not -logits.ndim <= axis < logits.ndim:
-        raise ValueError(f"axis {axis} is out of range for logits of shape {logits.shape}")
+        raise ValueError(
+            f"axis {axis} is out of range for logits of shape {logits.shape}"
+        )
     return int(axis)
 
 

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from numscale.checks import as_float_array, finite_float, positive_int, rng_from, spawn_rngs
+from numscale.checks import (
+    as_float_array,
+    finite_float,
+    positive_int,
+    rng_from,
+    spawn_rngs,
+)
 from numscale.softmax import softmax
 from numscale.toy_training import deterministic_torch
 
@@ -71,11 +77,14 @@ def autograd_jacobian(logits: np.ndarray) -> np.ndarray:
     """The Jacobian of ``torch.softmax`` from torch autograd, in float64: ``(n,) -> (n, n)``."""
     z = as_float_array(logits, "logits", ndim=1)
     zt = torch.from_numpy(z.astype(np.float64))
-    return torch.autograd.functional.jacobian(lambda x: torch.softmax(x, dim=0), zt).numpy()
+    return torch.autograd.functional.jacobian(
+        lambda x: torch.softmax(x, dim=0), zt
+    ).numpy()
 
 
-def qk_logit_rows(d: int, n_keys: int, n_matrices: int, seed: int | np.random.Generator,
-                  scale: str) -> np.ndarray:
+def qk_logit_rows(
+    d: int, n_keys: int, n_matrices: int, seed: int | np.random.Generator, scale: str
+) -> np.ndarray:
     """Attention logit rows from ``n_matrices`` independent products Q Kᵀ.
 
     Each product has ``n_keys`` queries and ``n_keys`` keys with standard-normal entries
@@ -134,8 +143,9 @@ def crossover(dims: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     x = np.log(as_float_array(np.asarray(dims, dtype=float), "dims", ndim=1))
     diff = as_float_array(a, "a", ndim=1) - as_float_array(b, "b", ndim=1)
     if diff.shape != x.shape:
-        raise ValueError(f"dims, a and b must have the same length, got {x.size} "
-                         f"and {diff.size}")
+        raise ValueError(
+            f"dims, a and b must have the same length, got {x.size} and {diff.size}"
+        )
     change = np.nonzero(np.sign(diff[:-1]) != np.sign(diff[1:]))[0]
     if change.size == 0:
         raise ValueError("a − b does not change sign over dims")
@@ -153,7 +163,9 @@ def cross_entropy_grad(logits: np.ndarray, target: int) -> np.ndarray:
     """
     z = as_float_array(logits, "logits", ndim=1)
     if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
-        raise TypeError(f"target must be an integer class index, got {type(target).__name__}")
+        raise TypeError(
+            f"target must be an integer class index, got {type(target).__name__}"
+        )
     if not 0 <= target < z.size:
         raise ValueError(f"target must be in [0, {z.size}), got {target}")
     g = softmax(z)
@@ -178,8 +190,11 @@ def jacobian_norm_vs_std(
     n_rows = positive_int(n_rows, "n_rows", minimum=2)
     base = rng_from(seed).standard_normal((n_rows, n_keys))
     norms = np.stack([jacobian_frobenius(s * base) for s in sigmas])
-    return NormSweep(dims=sigmas, mean=norms.mean(axis=1),
-                     stderr=norms.std(axis=1, ddof=1) / np.sqrt(n_rows))
+    return NormSweep(
+        dims=sigmas,
+        mean=norms.mean(axis=1),
+        stderr=norms.std(axis=1, ddof=1) / np.sqrt(n_rows),
+    )
 
 
 @dataclass(frozen=True)
@@ -238,8 +253,9 @@ class Crossover:
     gap_se: np.ndarray
 
 
-def iid_jacobian_crossover(n_keys: int, n_rows: int, seed: int | np.random.Generator,
-                           d_max: int = 2**14) -> Crossover:
+def iid_jacobian_crossover(
+    n_keys: int, n_rows: int, seed: int | np.random.Generator, d_max: int = 2**14
+) -> Crossover:
     """Find the crossover of mean ‖J‖_F(σ = √d) with mean ‖J‖_F(σ = 1) for one ``n_keys``.
 
     One set of standard-normal rows ``(n_rows, n_keys)`` is scaled by every σ (common random
@@ -265,10 +281,18 @@ def iid_jacobian_crossover(n_keys: int, n_rows: int, seed: int | np.random.Gener
     peak = int(np.argmax(curve))
     gaps = per_row - at_1
     nan = float("nan")
-    common = dict(n_keys=n_keys, n_rows=n_rows, norm_at_1=float(at_1.mean()),
-                  sigma_peak=float(np.sqrt(dims[peak])), peak_norm=float(curve[peak]),
-                  d_max=float(d_max), dims=dims, curve=curve, gap=gaps.mean(axis=1),
-                  gap_se=gaps.std(axis=1, ddof=1) / np.sqrt(n_rows))
+    common = dict(
+        n_keys=n_keys,
+        n_rows=n_rows,
+        norm_at_1=float(at_1.mean()),
+        sigma_peak=float(np.sqrt(dims[peak])),
+        peak_norm=float(curve[peak]),
+        d_max=float(d_max),
+        dims=dims,
+        curve=curve,
+        gap=gaps.mean(axis=1),
+        gap_se=gaps.std(axis=1, ddof=1) / np.sqrt(n_rows),
+    )
     if gaps[-1].mean() > 0:
         return Crossover(crossed=False, d_cross=nan, d_cross_se=nan, **common)
     lo, hi = np.sqrt(dims[peak]), np.sqrt(d_max)
@@ -280,16 +304,23 @@ def iid_jacobian_crossover(n_keys: int, n_rows: int, seed: int | np.random.Gener
     h = 1e-2 * sigma
     slope = (norms(sigma + h).mean() - norms(sigma - h).mean()) / (2 * h)
     sigma_se = diff.std(ddof=1) / np.sqrt(n_rows) / abs(slope)
-    return Crossover(crossed=True, d_cross=float(sigma**2),
-                     d_cross_se=float(2 * sigma * sigma_se), **common)
+    return Crossover(
+        crossed=True,
+        d_cross=float(sigma**2),
+        d_cross_se=float(2 * sigma * sigma_se),
+        **common,
+    )
 
 
 # --------------------------------------------------------------------------- gradient w.r.t. q
 
 
 def attention_backward(
-    q: np.ndarray, keys: np.ndarray, values: np.ndarray,
-    upstream: np.ndarray, scale: float,
+    q: np.ndarray,
+    keys: np.ndarray,
+    values: np.ndarray,
+    upstream: np.ndarray,
+    scale: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """∂L/∂z and ∂L/∂q for the output o = pᵀV, p = softmax(z), z = s·K q, g = ∂L/∂o.
 
@@ -305,19 +336,28 @@ def attention_backward(
     return dz, dq
 
 
-def query_gradient(q: np.ndarray, keys: np.ndarray, values: np.ndarray,
-                   upstream: np.ndarray, scale: float) -> np.ndarray:
+def query_gradient(
+    q: np.ndarray,
+    keys: np.ndarray,
+    values: np.ndarray,
+    upstream: np.ndarray,
+    scale: float,
+) -> np.ndarray:
     """∂L/∂q of :func:`attention_backward`, with input checks. Shapes as there."""
     q = as_float_array(q, "q", ndim=tuple(range(1, 33)))
     keys = as_float_array(keys, "keys", ndim=q.ndim + 1)
     values = as_float_array(values, "values", ndim=q.ndim + 1)
     upstream = as_float_array(upstream, "upstream", ndim=q.ndim)
     if keys.shape[-1] != q.shape[-1] or values.shape[-2] != keys.shape[-2]:
-        raise ValueError(f"keys must be (n, d_k={q.shape[-1]}) and values (n, d_v), "
-                         f"got {keys.shape} and {values.shape}")
+        raise ValueError(
+            f"keys must be (n, d_k={q.shape[-1]}) and values (n, d_v), "
+            f"got {keys.shape} and {values.shape}"
+        )
     if upstream.shape[-1] != values.shape[-1]:
         raise ValueError(f"upstream must have length d_v = {values.shape[-1]}")
-    return attention_backward(q, keys, values, upstream, finite_float(scale, "scale"))[1]
+    return attention_backward(q, keys, values, upstream, finite_float(scale, "scale"))[
+        1
+    ]
 
 
 def effective_count(weights: np.ndarray) -> np.ndarray:
@@ -335,7 +375,9 @@ class QueryGradientSweep:
     scaled: np.ndarray  #: mean ‖∂L/∂q‖ with s = 1/√d_k
     ratio: np.ndarray  #: unscaled / scaled (ratio of the means)
     ratio_se: np.ndarray
-    keys_unscaled: np.ndarray  #: mean effective number of keys receiving gradient, s = 1
+    keys_unscaled: (
+        np.ndarray
+    )  #: mean effective number of keys receiving gradient, s = 1
     keys_scaled: np.ndarray  #: the same, s = 1/√d_k
     keys_unscaled_se: np.ndarray
     keys_scaled_se: np.ndarray
@@ -343,8 +385,9 @@ class QueryGradientSweep:
     scaled_se: np.ndarray  #: standard error of ``scaled``
 
 
-def query_gradient_sweep(dims: Sequence[int], seed: int, n_keys: int = 50, d_v: int = 64,
-                         n_trials: int = 300) -> QueryGradientSweep:
+def query_gradient_sweep(
+    dims: Sequence[int], seed: int, n_keys: int = 50, d_v: int = 64, n_trials: int = 300
+) -> QueryGradientSweep:
     """‖∂L/∂q‖ with and without 1/√d_k on the same draws, for each head width d_k.
 
     Each trial draws a query ``(d_k,)``, ``n_keys`` keys and values (width ``d_v``) and an
@@ -359,8 +402,10 @@ def query_gradient_sweep(dims: Sequence[int], seed: int, n_keys: int = 50, d_v: 
     n_keys = positive_int(n_keys, "n_keys", minimum=2)
     d_v = positive_int(d_v, "d_v")
     n_trials = positive_int(n_trials, "n_trials", minimum=2)
-    out = {k: [] for k in ("u", "s", "r", "r_se", "ku", "ks", "ku_se", "ks_se", "u_se",
-                           "s_se")}
+    out = {
+        k: []
+        for k in ("u", "s", "r", "r_se", "ku", "ks", "ku_se", "ks_se", "u_se", "s_se")
+    }
     for d, rng in zip(dims_arr, spawn_rngs(seed, dims_arr.size)):
         norms, counts = {1.0: [], 1 / np.sqrt(d): []}, {1.0: [], 1 / np.sqrt(d): []}
         for chunk in np.array_split(np.arange(n_trials), max(1, n_trials // 50)):
@@ -373,12 +418,21 @@ def query_gradient_sweep(dims: Sequence[int], seed: int, n_keys: int = 50, d_v: 
                 dz, dq = attention_backward(q, keys, values, upstream, s)
                 norms[s].append(np.linalg.norm(dq, axis=-1))
                 counts[s].append(effective_count(dz))
-        (a, b), (ka, kb) = [np.concatenate(v) for v in norms.values()], \
-            [np.concatenate(v) for v in counts.values()]
+        (a, b), (ka, kb) = (
+            [np.concatenate(v) for v in norms.values()],
+            [np.concatenate(v) for v in counts.values()],
+        )
         ratio = a.mean() / b.mean()
         cov = np.cov(a, b)
-        var_ratio = ratio**2 * (cov[0, 0] / a.mean() ** 2 + cov[1, 1] / b.mean() ** 2
-                                - 2 * cov[0, 1] / (a.mean() * b.mean())) / n_trials
+        var_ratio = (
+            ratio**2
+            * (
+                cov[0, 0] / a.mean() ** 2
+                + cov[1, 1] / b.mean() ** 2
+                - 2 * cov[0, 1] / (a.mean() * b.mean())
+            )
+            / n_trials
+        )
         out["u"].append(a.mean()), out["s"].append(b.mean())
         out["r"].append(ratio), out["r_se"].append(np.sqrt(var_ratio))
         out["ku"].append(ka.mean()), out["ks"].append(kb.mean())
@@ -387,15 +441,32 @@ def query_gradient_sweep(dims: Sequence[int], seed: int, n_keys: int = 50, d_v: 
         out["u_se"].append(a.std(ddof=1) / np.sqrt(n_trials))
         out["s_se"].append(b.std(ddof=1) / np.sqrt(n_trials))
     a = {k: np.array(v) for k, v in out.items()}
-    return QueryGradientSweep(dims_arr, a["u"], a["s"], a["r"], a["r_se"], a["ku"], a["ks"],
-                              a["ku_se"], a["ks_se"], a["u_se"], a["s_se"])
+    return QueryGradientSweep(
+        dims_arr,
+        a["u"],
+        a["s"],
+        a["r"],
+        a["r_se"],
+        a["ku"],
+        a["ks"],
+        a["ku_se"],
+        a["ks_se"],
+        a["u_se"],
+        a["s_se"],
+    )
 
 
 # --------------------------------------------------------------------------- SGD vs Adam
 
 
-def reparametrization_gap(optimizer: str, lr_power: float, d_k: int = 64, steps: int = 20,
-                          lr: float = 1e-2, seed: int = 0) -> float:
+def reparametrization_gap(
+    optimizer: str,
+    lr_power: float,
+    d_k: int = 64,
+    steps: int = 20,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> float:
     """Is training with logits s·(x W_Q)·k the same as training (x W′)·k with W′ = s·W_Q?
 
     Trains W_Q (scaled model, s = 1/√d_k, init W₀, learning rate η) and W′ (unscaled,

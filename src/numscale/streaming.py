@@ -102,7 +102,7 @@ def _online_states(
     s = np.zeros(z.shape[0], dtype=z.dtype)  # running Σ exp(z_j − m) per row
     states = []
     for start in range(0, z.shape[1], block_size):
-        block = z[:, start:start + block_size]
+        block = z[:, start : start + block_size]
         m_new = np.maximum(m, block.max(axis=1))
         # exp(m − m_new) <= 1 rescales the old sum; 0 on the first block (m = −inf)
         s = s * np.exp(m - m_new) + np.exp(block - m_new[:, None]).sum(axis=1)
@@ -120,8 +120,10 @@ def online_state_trace(logits: np.ndarray, block_size: int) -> list[OnlineState]
     """
     z, single = _logits(logits)
     block_size = positive_int(block_size, "block_size")
-    return [OnlineState(m=m[0] if single else m, s=s[0] if single else s)
-            for m, s in _online_states(z, block_size)]
+    return [
+        OnlineState(m=m[0] if single else m, s=s[0] if single else s)
+        for m, s in _online_states(z, block_size)
+    ]
 
 
 def online_logsumexp(logits: np.ndarray, block_size: int) -> np.ndarray:
@@ -154,12 +156,12 @@ def _online_attention_core(z: np.ndarray, v: np.ndarray, block_size: int) -> np.
     s = np.zeros(z.shape[0], dtype=z.dtype)  # running Σ exp(z_j − m) per row
     o = np.zeros((z.shape[0], v.shape[1]), dtype=z.dtype)  # running Σ exp(z_j − m) v_j
     for start in range(0, z.shape[1], block_size):
-        block = z[:, start:start + block_size]
+        block = z[:, start : start + block_size]
         m_new = np.maximum(m, block.max(axis=1))
         rescale = np.exp(m - m_new)
         w = np.exp(block - m_new[:, None])
         s = s * rescale + w.sum(axis=1)
-        o = o * rescale[:, None] + w @ v[start:start + block_size]
+        o = o * rescale[:, None] + w @ v[start : start + block_size]
         m = m_new
     return o / s[:, None]
 
@@ -205,7 +207,9 @@ def two_pass_attention(logits: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out[0] if single else out
 
 
-def block_size_errors(logits: np.ndarray, block_sizes: list[int] | np.ndarray) -> np.ndarray:
+def block_size_errors(
+    logits: np.ndarray, block_sizes: list[int] | np.ndarray
+) -> np.ndarray:
     """Largest relative difference between online and two-pass softmax, per block size.
 
     Both are computed in the dtype of ``logits``; the relative difference
@@ -255,19 +259,24 @@ def swamping(logits: np.ndarray) -> Swamping:
     row = z[0]
     dtype = row.dtype.type
     m, s = dtype(-np.inf), dtype(0)
-    lost = []                                # logits whose term was swallowed
+    lost = []  # logits whose term was swallowed
     for x in row:
         m_new = max(m, x)
         s_old = s * np.exp(dtype(m - m_new)) if np.isfinite(m) else dtype(0)
         term = np.exp(dtype(x - m_new))
-        if term < np.spacing(s_old) / 2:     # s_old + term rounds back to s_old
+        if term < np.spacing(s_old) / 2:  # s_old + term rounds back to s_old
             lost.append(x)
         s, m = s_old + term, m_new
     with localcontext() as ctx:
         ctx.prec = 40
         m_exact = Decimal(float(m))
         exact = sum((Decimal(float(x)) - m_exact).exp() for x in row)
-        lost_total = sum(((Decimal(float(x)) - m_exact).exp() for x in lost), Decimal(0))
+        lost_total = sum(
+            ((Decimal(float(x)) - m_exact).exp() for x in lost), Decimal(0)
+        )
         eps = Decimal(float(np.finfo(dtype).eps))
-        return Swamping(count=len(lost), lost=float(lost_total / exact / eps),
-                        error=float((Decimal(float(s)) - exact) / exact / eps))
+        return Swamping(
+            count=len(lost),
+            lost=float(lost_total / exact / eps),
+            error=float((Decimal(float(s)) - exact) / exact / eps),
+        )

@@ -74,7 +74,9 @@ def running_mean_batch(
     The target at position i is mean(v(t_0), …, v(t_i)) with :func:`token_values`.
     """
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        raise TypeError(
+            f"generator must be a torch.Generator, got {type(generator).__name__}"
+        )
     shape = tuple(positive_int(s, "shape") for s in shape)
     if not shape:
         raise ValueError("shape must have at least one axis (positions)")
@@ -111,8 +113,17 @@ def sigma_reparam(weight: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
 class BatchedTinyAttention(torch.nn.Module):
     """``runs`` independent one-head models; every parameter has a leading run axis."""
 
-    def __init__(self, runs: int, vocab: int, seq_len: int, d_model: int, d_head: int,
-                 variant: str, init: torch.Generator, cap: float = 5.0) -> None:
+    def __init__(
+        self,
+        runs: int,
+        vocab: int,
+        seq_len: int,
+        d_model: int,
+        d_head: int,
+        variant: str,
+        init: torch.Generator,
+        cap: float = 5.0,
+    ) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -135,8 +146,12 @@ class BatchedTinyAttention(torch.nn.Module):
             self.g = torch.nn.Parameter(torch.full((runs,), math.sqrt(d_head)))
         if variant == "sigma_reparam":  # γ = σ(W) at init: the same function as "none"
             with torch.no_grad():
-                self.gain_q = torch.nn.Parameter(torch.linalg.matrix_norm(self.w_q, ord=2))
-                self.gain_k = torch.nn.Parameter(torch.linalg.matrix_norm(self.w_k, ord=2))
+                self.gain_q = torch.nn.Parameter(
+                    torch.linalg.matrix_norm(self.w_q, ord=2)
+                )
+                self.gain_k = torch.nn.Parameter(
+                    torch.linalg.matrix_norm(self.w_k, ord=2)
+                )
         mask = torch.triu(torch.ones(seq_len, seq_len, dtype=torch.bool), 1)
         self.register_buffer("mask", mask)
 
@@ -191,8 +206,14 @@ def lr_factor(step: int, steps: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def adam_step(params: Sequence[torch.Tensor], state: dict, lr: torch.Tensor, step: int,
-              betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+def adam_step(
+    params: Sequence[torch.Tensor],
+    state: dict,
+    lr: torch.Tensor,
+    step: int,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> None:
     """One Adam update with a per-run learning rate ``lr`` ``(runs,)``, in place, no grad."""
     b1, b2 = betas
     with torch.no_grad():
@@ -224,16 +245,24 @@ class TrainingRuns:
     lrs: np.ndarray  #: (runs,) peak learning rate of each run
     seeds: np.ndarray  #: (runs,) seed index of each run
     loss: np.ndarray  #: (steps, runs) training squared error of the step's batch
-    max_logit: np.ndarray  #: (steps, runs) max |logit| over the batch's unmasked entries
+    max_logit: (
+        np.ndarray
+    )  #: (steps, runs) max |logit| over the batch's unmasked entries
     entropy: np.ndarray  #: (steps, runs) mean attention entropy (nats), rows i ≥ 1
     bound: np.ndarray  #: (steps, runs) the variant's logit bound (inf if none)
     test_mse: np.ndarray  #: (runs,) held-out squared error
-    test_entropy_gap: np.ndarray  #: (runs,) mean of ln(i + 1) − H over held-out rows (nats)
+    test_entropy_gap: (
+        np.ndarray
+    )  #: (runs,) mean of ln(i + 1) − H over held-out rows (nats)
     collapsed_fraction: np.ndarray  #: (runs,) held-out rows with top weight > 0.9
     collapsed_mse: np.ndarray  #: (runs,) squared error of those rows (nan if none)
     diffuse_mse: np.ndarray  #: (runs,) squared error of the other rows (nan if none)
-    locked_fraction: np.ndarray  #: (runs,) collapsed rows whose top key was the same at half time
-    target_variance: float  #: variance of the held-out targets (an MSE of a constant guess)
+    locked_fraction: (
+        np.ndarray
+    )  #: (runs,) collapsed rows whose top key was the same at half time
+    target_variance: (
+        float  #: variance of the held-out targets (an MSE of a constant guess)
+    )
     seconds: float
     config: dict = field(default_factory=dict)
 
@@ -275,28 +304,56 @@ def train_runs(
     steps = positive_int(steps, "steps", minimum=2)
     batch, vocab = positive_int(batch, "batch"), positive_int(vocab, "vocab", minimum=2)
     seq_len = positive_int(seq_len, "seq_len", minimum=2)
-    d_model, d_head = positive_int(d_model, "d_model"), positive_int(d_head, "d_head", minimum=2)
+    d_model, d_head = (
+        positive_int(d_model, "d_model"),
+        positive_int(d_head, "d_head", minimum=2),
+    )
     warmup, seed = positive_int(warmup, "warmup"), positive_int(seed, "seed", minimum=0)
     cap = finite_float(cap, "cap", positive=True)
-    config = dict(variant=variant, lrs=lr_list, n_seeds=n_seeds, steps=steps, batch=batch,
-                  seq_len=seq_len, vocab=vocab, d_model=d_model, d_head=d_head,
-                  warmup=warmup, cap=cap, seed=seed)
+    config = dict(
+        variant=variant,
+        lrs=lr_list,
+        n_seeds=n_seeds,
+        steps=steps,
+        batch=batch,
+        seq_len=seq_len,
+        vocab=vocab,
+        d_model=d_model,
+        d_head=d_head,
+        warmup=warmup,
+        cap=cap,
+        seed=seed,
+    )
     n_lr, runs = len(lr_list), len(lr_list) * n_seeds
     lr_vec = torch.tensor(lr_list).repeat_interleave(n_seeds)
     start = time.perf_counter()
     with deterministic_torch(1):
-        model = BatchedTinyAttention(n_seeds, vocab, seq_len, d_model, d_head, variant,
-                                     torch.Generator().manual_seed(seed), cap)
-        with torch.no_grad():  # the same n_seeds initializations for every learning rate
+        model = BatchedTinyAttention(
+            n_seeds,
+            vocab,
+            seq_len,
+            d_model,
+            d_head,
+            variant,
+            torch.Generator().manual_seed(seed),
+            cap,
+        )
+        with (
+            torch.no_grad()
+        ):  # the same n_seeds initializations for every learning rate
             for p in model.parameters():
                 p.data = p.data.repeat(n_lr, *[1] * (p.dim() - 1))
         params, state = list(model.parameters()), {}
         data = torch.Generator().manual_seed(seed + 1)
-        probe, probe_target = running_mean_batch((1, 256, seq_len), vocab,
-                                                 torch.Generator().manual_seed(seed + 2))
+        probe, probe_target = running_mean_batch(
+            (1, 256, seq_len), vocab, torch.Generator().manual_seed(seed + 2)
+        )
         probe = probe.expand(runs, -1, -1)
         keep = ~model.mask
-        logs = {k: np.empty((steps, runs)) for k in ("loss", "max_logit", "entropy", "bound")}
+        logs = {
+            k: np.empty((steps, runs))
+            for k in ("loss", "max_logit", "entropy", "bound")
+        }
         for step in range(steps):
             tokens, target = running_mean_batch((n_seeds, batch, seq_len), vocab, data)
             tokens, target = tokens.repeat(n_lr, 1, 1), target.repeat(n_lr, 1, 1)
@@ -305,7 +362,9 @@ def train_runs(
             with torch.no_grad():
                 logs["loss"][step] = per_run.numpy()
                 logs["max_logit"][step] = z[:, :, keep].abs().amax(dim=(1, 2)).numpy()
-                logs["entropy"][step] = row_entropy(attn)[..., 1:].mean(dim=(1, 2)).numpy()
+                logs["entropy"][step] = (
+                    row_entropy(attn)[..., 1:].mean(dim=(1, 2)).numpy()
+                )
                 logs["bound"][step] = model.logit_bound().numpy()
             if step == steps // 2:
                 with torch.no_grad():
@@ -329,13 +388,20 @@ def train_runs(
             test_mse = (out - probe_target).pow(2).mean(dim=(1, 2))
             target_var = float(probe_target[0].var())
     return TrainingRuns(
-        variant=variant, lrs=lr_vec.numpy().astype(float),
-        seeds=np.tile(np.arange(n_seeds), n_lr), **logs,
-        test_mse=test_mse.numpy().astype(float), test_entropy_gap=gap.numpy().astype(float),
+        variant=variant,
+        lrs=lr_vec.numpy().astype(float),
+        seeds=np.tile(np.arange(n_seeds), n_lr),
+        **logs,
+        test_mse=test_mse.numpy().astype(float),
+        test_entropy_gap=gap.numpy().astype(float),
         collapsed_fraction=(n_col / (n_col + n_dif)).numpy().astype(float),
-        collapsed_mse=col_mse.numpy().astype(float), diffuse_mse=dif_mse.numpy().astype(float),
-        locked_fraction=locked.numpy().astype(float), target_variance=target_var,
-        seconds=time.perf_counter() - start, config=config)
+        collapsed_mse=col_mse.numpy().astype(float),
+        diffuse_mse=dif_mse.numpy().astype(float),
+        locked_fraction=locked.numpy().astype(float),
+        target_variance=target_var,
+        seconds=time.perf_counter() - start,
+        config=config,
+    )
 
 
 def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -345,7 +411,9 @@ def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
     """
     v = as_float_array(values, "values", ndim=(1, 2))
     window = positive_int(window, "window")
-    csum = np.concatenate([np.zeros((1, *v.shape[1:])), np.cumsum(v, axis=0, dtype=float)])
+    csum = np.concatenate(
+        [np.zeros((1, *v.shape[1:])), np.cumsum(v, axis=0, dtype=float)]
+    )
     idx = np.arange(1, v.shape[0] + 1)
     start = np.maximum(idx - window, 0)
     count = (idx - start).reshape(-1, *[1] * (v.ndim - 1))

@@ -38,14 +38,18 @@ from numscale.models.llama import LlamaConfig
 # --------------------------------------------------------------------------- validation
 
 
-def _tensor(value: object, name: str, ndim: int, *, floating: bool = True) -> torch.Tensor:
+def _tensor(
+    value: object, name: str, ndim: int, *, floating: bool = True
+) -> torch.Tensor:
     """``value`` as a torch tensor of ``ndim`` dimensions, or raise naming ``name``."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if floating and not value.dtype.is_floating_point:
         raise TypeError(f"{name} must hold floating-point numbers, got {value.dtype}")
     if value.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(value.shape)}")
+        raise ValueError(
+            f"{name} must have {ndim} dimensions, got shape {tuple(value.shape)}"
+        )
     if value.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
     return value
@@ -65,11 +69,15 @@ def check_mask(mask: object, name: str = "mask") -> torch.Tensor:
     if mask.dtype != torch.bool:
         raise TypeError(f"{name} must be a bool tensor, got {mask.dtype}")
     if mask.ndim != 2 or mask.numel() == 0:
-        raise ValueError(f"{name} must have shape (B, T) and not be empty, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"{name} must have shape (B, T) and not be empty, got {tuple(mask.shape)}"
+        )
     if bool(mask[:, 0].any()):
         raise ValueError(f"{name} must be False at position 0 (BOS is never a target)")
     if bool((mask[:, 2:] & ~mask[:, 1:-1]).any()):
-        raise ValueError(f"{name} must be True on a prefix of positions 1, 2, ... of each row")
+        raise ValueError(
+            f"{name} must be True on a prefix of positions 1, 2, ... of each row"
+        )
     return mask
 
 
@@ -81,12 +89,19 @@ def real_tokens(mask: torch.Tensor) -> torch.Tensor:
     return real
 
 
-def _check_batch(tensor: torch.Tensor, mask: torch.Tensor, name: str, b_axis: int,
-                 t_axes: Sequence[int]) -> None:
+def _check_batch(
+    tensor: torch.Tensor,
+    mask: torch.Tensor,
+    name: str,
+    b_axis: int,
+    t_axes: Sequence[int],
+) -> None:
     B, T = mask.shape
     if tensor.shape[b_axis] != B or any(tensor.shape[a] != T for a in t_axes):
-        raise ValueError(f"{name} has shape {tuple(tensor.shape)}, which does not match "
-                         f"mask of shape {(B, T)}")
+        raise ValueError(
+            f"{name} has shape {tuple(tensor.shape)}, which does not match "
+            f"mask of shape {(B, T)}"
+        )
 
 
 # --------------------------------------------------------------------------- attention rows
@@ -127,21 +142,23 @@ class RowStats:
         return np.arange(1, self.real.shape[1] + 1)
 
 
-def _row_moments(zl: torch.Tensor, outside: torch.Tensor, n_keys: torch.Tensor
-                 ) -> tuple[torch.Tensor, ...]:
+def _row_moments(
+    zl: torch.Tensor, outside: torch.Tensor, n_keys: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     """Max, min, mean and population variance over the causal keys of each row of
     (…, T, T) logits whose future entries are −inf. Shifting by the row max first keeps
     the one-pass variance E[u²] − E[u]² accurate (u = z − max lies in [−range, 0])."""
-    row_max = zl.amax(-1)                                    # −inf entries never win
+    row_max = zl.amax(-1)  # −inf entries never win
     u = (zl - row_max[..., None]).masked_fill_(outside, 0.0)
-    row_min = row_max + u.amin(-1)                           # u ≤ 0 and 0 at the max
+    row_min = row_max + u.amin(-1)  # u ≤ 0 and 0 at the max
     mean_u = u.sum(-1) / n_keys
-    var = (u.square_().sum(-1) / n_keys - mean_u ** 2).clamp_(min=0.0)
+    var = (u.square_().sum(-1) / n_keys - mean_u**2).clamp_(min=0.0)
     return row_max, row_min, row_max + mean_u, var
 
 
-def row_statistics(attn_logits: torch.Tensor, attn_weights: torch.Tensor, mask: torch.Tensor
-                   ) -> RowStats:
+def row_statistics(
+    attn_logits: torch.Tensor, attn_weights: torch.Tensor, mask: torch.Tensor
+) -> RowStats:
     """Reduce (L, B, H, T, T) causal logits and weights to per-row numbers (:class:`RowStats`).
 
     ``mask`` is the target mask of :func:`check_mask`. Rows of padding queries are
@@ -151,33 +168,49 @@ def row_statistics(attn_logits: torch.Tensor, attn_weights: torch.Tensor, mask: 
     z = _tensor(attn_logits, "attn_logits", 5)
     p = _tensor(attn_weights, "attn_weights", 5)
     if z.shape != p.shape:
-        raise ValueError(f"attn_logits {tuple(z.shape)} and attn_weights {tuple(p.shape)} "
-                         "must have the same shape")
+        raise ValueError(
+            f"attn_logits {tuple(z.shape)} and attn_weights {tuple(p.shape)} "
+            "must have the same shape"
+        )
     _check_batch(z, mask, "attn_logits", 1, (3, 4))
     T = mask.shape[1]
-    causal = torch.ones(T, T, dtype=torch.bool).tril()          # key j <= query t
+    causal = torch.ones(T, T, dtype=torch.bool).tril()  # key j <= query t
     outside = ~causal
     n_keys = torch.arange(1, T + 1, dtype=torch.float32)
-    fields: dict[str, list[np.ndarray]] = {k: [] for k in (
-        "max", "min", "mean", "var", "entropy", "first", "sub", "zero")}
-    for layer in range(z.shape[0]):                              # one layer at a time: memory
+    fields: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("max", "min", "mean", "var", "entropy", "first", "sub", "zero")
+    }
+    for layer in range(z.shape[0]):  # one layer at a time: memory
         zl, pl = z[layer].float(), p[layer].float()
         if bool(torch.isnan(zl).any()) or bool((zl == math.inf).any()):
-            raise ValueError("attn_logits must hold no NaN or +inf (-inf marks masked keys)")
+            raise ValueError(
+                "attn_logits must hold no NaN or +inf (-inf marks masked keys)"
+            )
         if bool(torch.isinf(zl).logical_and_(causal).any()):
-            raise ValueError("attn_logits must be finite at every causal entry (key <= query)")
+            raise ValueError(
+                "attn_logits must be finite at every causal entry (key <= query)"
+            )
         _finite(pl, "attn_weights")
-        for key, value in zip(("max", "min", "mean", "var"),
-                              _row_moments(zl, outside, n_keys)):
+        for key, value in zip(
+            ("max", "min", "mean", "var"), _row_moments(zl, outside, n_keys)
+        ):
             fields[key].append(value.numpy())
         fields["entropy"].append(torch.special.xlogy(pl, pl).sum(-1).neg_().numpy())
         fields["first"].append(pl[..., 0].numpy())
         fields["sub"].append(((pl < FP16_SMALLEST_NORMAL) & causal).sum(-1).numpy())
         fields["zero"].append(((pl < FP16_ROUNDS_TO_ZERO) & causal).sum(-1).numpy())
     stack = {k: np.stack(v) for k, v in fields.items()}
-    return RowStats(stack["mean"], stack["var"], stack["max"], stack["min"], stack["entropy"],
-                    stack["first"], stack["sub"].astype(np.int64),
-                    stack["zero"].astype(np.int64), real.numpy().copy())
+    return RowStats(
+        stack["mean"],
+        stack["var"],
+        stack["max"],
+        stack["min"],
+        stack["entropy"],
+        stack["first"],
+        stack["sub"].astype(np.int64),
+        stack["zero"].astype(np.int64),
+        real.numpy().copy(),
+    )
 
 
 def concat_rows(parts: Sequence[RowStats]) -> RowStats:
@@ -188,13 +221,22 @@ def concat_rows(parts: Sequence[RowStats]) -> RowStats:
     def cat(field: str, axis: int = 1) -> np.ndarray:
         return np.concatenate([getattr(part, field) for part in parts], axis=axis)
 
-    return RowStats(cat("mean_logit"), cat("var_logit"), cat("max_logit"), cat("min_logit"),
-                    cat("entropy"),
-                    cat("first_weight"), cat("n_subnormal16"), cat("n_zero16"),
-                    cat("real", 0))
+    return RowStats(
+        cat("mean_logit"),
+        cat("var_logit"),
+        cat("max_logit"),
+        cat("min_logit"),
+        cat("entropy"),
+        cat("first_weight"),
+        cat("n_subnormal16"),
+        cat("n_zero16"),
+        cat("real", 0),
+    )
 
 
-def _row_weights(rows: RowStats, *, min_keys: int = 2, from_position: int = 1) -> np.ndarray:
+def _row_weights(
+    rows: RowStats, *, min_keys: int = 2, from_position: int = 1
+) -> np.ndarray:
     """(1, B, 1, T) float: 1 at real query rows with at least ``min_keys`` keys and
     position ≥ ``from_position``, else 0."""
     t = np.arange(rows.real.shape[1])
@@ -214,12 +256,12 @@ def head_logit_std(rows: RowStats) -> tuple[np.ndarray, np.ndarray]:
     means (both weighted by the number of keys). ``within_row`` keeps only the
     first part, the spread a softmax sees (it ignores a constant added to a row).
     """
-    w = _row_weights(rows) * rows.n_keys            # (1, B, 1, T): entries per row
-    total = w.sum(axis=(1, 3))                      # (L, H) after broadcasting
+    w = _row_weights(rows) * rows.n_keys  # (1, B, 1, T): entries per row
+    total = w.sum(axis=(1, 3))  # (L, H) after broadcasting
     grand_mean = (w * rows.mean_logit).sum(axis=(1, 3)) / total
     within = (w * rows.var_logit).sum(axis=(1, 3)) / total
     offsets = rows.mean_logit - grand_mean[:, None, :, None]
-    between = (w * offsets ** 2).sum(axis=(1, 3)) / total
+    between = (w * offsets**2).sum(axis=(1, 3)) / total
     return np.sqrt(within + between), np.sqrt(within)
 
 
@@ -236,8 +278,10 @@ def uniform_reference(rows: RowStats, *, from_position: int = 1) -> dict[str, fl
     mean entropy ``ln(t+1)`` and mean first-token weight ``1/(t+1)``."""
     w = _row_weights(rows, from_position=from_position)[0, :, 0, :]
     n = rows.n_keys[None, :]
-    return {"entropy": float((w * np.log(n)).sum() / w.sum()),
-            "first_weight": float((w / n).sum() / w.sum())}
+    return {
+        "entropy": float((w * np.log(n)).sum() / w.sum()),
+        "first_weight": float((w / n).sum() / w.sum()),
+    }
 
 
 def fraction_rows_above(rows: RowStats, threshold: float) -> np.ndarray:
@@ -284,9 +328,11 @@ def batches(n: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(start + batch_size, n))
 
 
-def _trim(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _trim(
+    tokens: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Drop trailing columns that no story of the batch reaches (saves attention work)."""
-    length = int(mask.sum(dim=1).max()) + 1              # the targets and the BOS
+    length = int(mask.sum(dim=1).max()) + 1  # the targets and the BOS
     return tokens[:, :length], mask[:, :length]
 
 
@@ -294,8 +340,10 @@ def _check_tokens(tokens: object, mask: torch.Tensor) -> torch.Tensor:
     if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long:
         raise TypeError("tokens must be a torch.LongTensor of shape (B, T)")
     if tokens.shape != mask.shape:
-        raise ValueError(f"tokens {tuple(tokens.shape)} must have the mask's shape "
-                         f"{tuple(mask.shape)}")
+        raise ValueError(
+            f"tokens {tuple(tokens.shape)} must have the mask's shape "
+            f"{tuple(mask.shape)}"
+        )
     return tokens
 
 
@@ -327,13 +375,28 @@ def _pad_rows(rows: RowStats, length: int) -> RowStats:
     def pad(a: np.ndarray) -> np.ndarray:
         return np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, length - a.shape[-1])])
 
-    return RowStats(pad(rows.mean_logit), pad(rows.var_logit), pad(rows.max_logit),
-                    pad(rows.min_logit), pad(rows.entropy), pad(rows.first_weight), pad(rows.n_subnormal16),
-                    pad(rows.n_zero16), pad(rows.real))
+    return RowStats(
+        pad(rows.mean_logit),
+        pad(rows.var_logit),
+        pad(rows.max_logit),
+        pad(rows.min_logit),
+        pad(rows.entropy),
+        pad(rows.first_weight),
+        pad(rows.n_subnormal16),
+        pad(rows.n_zero16),
+        pad(rows.real),
+    )
 
 
-def collect(model: Callable, tokens: torch.Tensor, mask: torch.Tensor, *, batch_size: int = 16,
-            attn_scale_multiplier: float = 1.0, attention: bool = True) -> Collected:
+def collect(
+    model: Callable,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    batch_size: int = 16,
+    attn_scale_multiplier: float = 1.0,
+    attention: bool = True,
+) -> Collected:
     """Run ``model(tokens, record=True)`` batch by batch and keep what the chapters use.
 
     The (L, B, H, T, T) attention tensors are reduced to :class:`RowStats` per batch, so
@@ -348,23 +411,39 @@ def collect(model: Callable, tokens: torch.Tensor, mask: torch.Tensor, *, batch_
     with torch.inference_mode():
         for part in batches(mask.shape[0], batch_size):
             tok, msk = _trim(tokens[part], mask[part])
-            record = model(tok, attn_scale_multiplier=attn_scale_multiplier, record=True,
-                           record_attention=attention)
+            record = model(
+                tok,
+                attn_scale_multiplier=attn_scale_multiplier,
+                record=True,
+                record_attention=attention,
+            )
             if attention:
-                rows.append(_pad_rows(row_statistics(record.attn_logits.float(),
-                                                     record.attn_weights.float(), msk), T))
+                rows.append(
+                    _pad_rows(
+                        row_statistics(
+                            record.attn_logits.float(), record.attn_weights.float(), msk
+                        ),
+                        T,
+                    )
+                )
             residual.append(_pad_last(record.residual.float().numpy(), 2, T))
             logits.append(_pad_last(record.logits.float().numpy(), 1, T))
-    return Collected(concat_rows(rows) if attention else None,
-                     np.concatenate(residual, axis=1), np.concatenate(logits, axis=0),
-                     tokens.numpy().copy(), real_tokens(mask).numpy(), mask.numpy().copy())
+    return Collected(
+        concat_rows(rows) if attention else None,
+        np.concatenate(residual, axis=1),
+        np.concatenate(logits, axis=0),
+        tokens.numpy().copy(),
+        real_tokens(mask).numpy(),
+        mask.numpy().copy(),
+    )
 
 
 # --------------------------------------------------------------------------- loss per story
 
 
-def story_nll(logits: np.ndarray, tokens: np.ndarray, target: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
+def story_nll(
+    logits: np.ndarray, tokens: np.ndarray, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Summed next-token NLL (nats) per story and token counts, from recorded logits:
     (B, T, vocab) logits, (B, T) token ids and target mask (:attr:`Collected.logits`,
     ``.tokens``, ``.target``). Position t predicts token t+1 where ``target[t+1]``; the
@@ -373,8 +452,10 @@ def story_nll(logits: np.ndarray, tokens: np.ndarray, target: np.ndarray
     tokens = np.asarray(tokens)
     target = np.asarray(target, dtype=bool)
     if tokens.shape != z.shape[:2] or target.shape != z.shape[:2]:
-        raise ValueError(f"tokens {tokens.shape} and target {target.shape} must match "
-                         f"logits {z.shape[:2]}")
+        raise ValueError(
+            f"tokens {tokens.shape} and target {target.shape} must match "
+            f"logits {z.shape[:2]}"
+        )
     z = z[:, :-1]
     top = z.max(axis=-1, keepdims=True)
     log_norm = top[..., 0] + np.log(np.exp(z - top).sum(axis=-1))
@@ -393,16 +474,19 @@ def ratio_estimate(sums: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
     m = sums.size
     mean = sums.sum() / counts.sum()
     residuals = sums - mean * counts
-    se = math.sqrt((residuals ** 2).sum() / (m * (m - 1))) / counts.mean()
+    se = math.sqrt((residuals**2).sum() / (m * (m - 1))) / counts.mean()
     return float(mean), float(se)
 
 
-def _check_sums(sums: object, counts: object, name: str = "sums"
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _check_sums(
+    sums: object, counts: object, name: str = "sums"
+) -> tuple[np.ndarray, np.ndarray]:
     sums = as_float_array(sums, name, ndim=1)
     counts = as_float_array(np.asarray(counts, dtype=np.float64), "counts", ndim=1)
     if sums.shape != counts.shape or sums.size < 2:
-        raise ValueError(f"{name} and counts must have the same length, at least 2 stories")
+        raise ValueError(
+            f"{name} and counts must have the same length, at least 2 stories"
+        )
     if np.any(counts <= 0):
         raise ValueError("counts must be positive (every story predicts a token)")
     return sums, counts
@@ -414,8 +498,9 @@ def ratio_mean_se(sums: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
     return ratio_estimate(*_check_sums(sums, counts))
 
 
-def paired_difference(sums_a: np.ndarray, sums_b: np.ndarray, counts: np.ndarray
-                      ) -> tuple[float, float]:
+def paired_difference(
+    sums_a: np.ndarray, sums_b: np.ndarray, counts: np.ndarray
+) -> tuple[float, float]:
     """Mean loss of A minus mean loss of B on the *same* stories, and its standard error.
 
     The story-to-story spread, shared by A and B, cancels in ``sums_a − sums_b``: the
@@ -449,11 +534,17 @@ class ScaleSweep:
     def paired_to(self, reference: float) -> tuple[np.ndarray, np.ndarray]:
         """(C,) loss minus the loss at multiplier ``reference`` (one of the grid) on the
         same stories, and (C,) the paired standard error (0 at the reference itself)."""
-        index = int(np.flatnonzero(np.isclose(self.multipliers, reference))[0]) \
-            if np.any(np.isclose(self.multipliers, reference)) else None
+        index = (
+            int(np.flatnonzero(np.isclose(self.multipliers, reference))[0])
+            if np.any(np.isclose(self.multipliers, reference))
+            else None
+        )
         if index is None:
             raise ValueError(f"reference {reference} is not one of the multipliers")
-        pairs = [paired_difference(s, self.nll_sums[index], self.counts) for s in self.nll_sums]
+        pairs = [
+            paired_difference(s, self.nll_sums[index], self.counts)
+            for s in self.nll_sums
+        ]
         return np.array([m for m, _ in pairs]), np.array([se for _, se in pairs])
 
 
@@ -467,24 +558,36 @@ def log_spaced_multipliers(low: float, high: float, count: int) -> np.ndarray:
     return np.exp(np.linspace(np.log(low), np.log(high), count))
 
 
-def sweep_losses(model: Callable, tokens: torch.Tensor, mask: torch.Tensor,
-                 multipliers: np.ndarray, batch_size: int) -> ScaleSweep:
+def sweep_losses(
+    model: Callable,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    multipliers: np.ndarray,
+    batch_size: int,
+) -> ScaleSweep:
     """The loop of :func:`scale_sweep`: every batch of stories at every multiplier c."""
     from numscale.models import llama
 
-    sums = np.zeros((multipliers.size, mask.shape[0]))    # (C, B) summed NLL
-    counts = np.zeros(mask.shape[0], dtype=np.int64)      # (B,) predicted tokens
+    sums = np.zeros((multipliers.size, mask.shape[0]))  # (C, B) summed NLL
+    counts = np.zeros(mask.shape[0], dtype=np.int64)  # (B,) predicted tokens
     with torch.inference_mode():
         for part in batches(mask.shape[0], batch_size):
-            tok, msk = _trim(tokens[part], mask[part])     # drop all-padding columns
-            for i, c in enumerate(multipliers):           # scale s = c / √d_k
+            tok, msk = _trim(tokens[part], mask[part])  # drop all-padding columns
+            for i, c in enumerate(multipliers):  # scale s = c / √d_k
                 sums[i, part], counts[part] = llama.per_story_nll(
-                    model, tok, msk, attn_scale_multiplier=float(c))
+                    model, tok, msk, attn_scale_multiplier=float(c)
+                )
     return ScaleSweep(multipliers, sums, counts)
 
 
-def scale_sweep(model: Callable, tokens: torch.Tensor, mask: torch.Tensor,
-                multipliers: Sequence[float], *, batch_size: int = 64) -> ScaleSweep:
+def scale_sweep(
+    model: Callable,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    multipliers: Sequence[float],
+    *,
+    batch_size: int = 64,
+) -> ScaleSweep:
     """Summed NLL of every story with every head's scale multiplied by each ``c``.
 
     The same stories at every ``c``, so differences between multipliers can be paired
@@ -492,7 +595,9 @@ def scale_sweep(model: Callable, tokens: torch.Tensor, mask: torch.Tensor,
     """
     mask = check_mask(mask)
     tokens = _check_tokens(tokens, mask)
-    cs = as_float_array(np.asarray(multipliers, dtype=np.float64), "multipliers", ndim=1)
+    cs = as_float_array(
+        np.asarray(multipliers, dtype=np.float64), "multipliers", ndim=1
+    )
     if np.any(cs <= 0):
         raise ValueError("multipliers must be > 0")
     return sweep_losses(model, tokens, mask, cs, positive_int(batch_size, "batch_size"))
@@ -522,8 +627,13 @@ def _window_vertex(x: np.ndarray, y: np.ndarray, lo: int, hi: int, best: int) ->
         return float(np.exp(x[best]))
 
 
-def sweep_optimum(sweep: ScaleSweep, *, half_window: int = 1, n_boot: int = 200,
-                  seed: int | np.random.Generator = 0) -> tuple[float, np.ndarray]:
+def sweep_optimum(
+    sweep: ScaleSweep,
+    *,
+    half_window: int = 1,
+    n_boot: int = 200,
+    seed: int | np.random.Generator = 0,
+) -> tuple[float, np.ndarray]:
     """Loss-minimizing multiplier: the vertex of the parabola in ``log c`` through the grid
     minimum and its ``half_window`` neighbours on each side, and ``n_boot`` bootstrap
     vertices (stories resampled with replacement, the window re-centred each time).
@@ -562,14 +672,17 @@ def _chosen_tokens(real: np.ndarray, positions: str) -> np.ndarray:
     elif positions == "rest":
         chosen[:, 0] = False
     elif positions != "all":
-        raise ValueError(f"positions must be 'all', 'first' or 'rest', got {positions!r}")
+        raise ValueError(
+            f"positions must be 'all', 'first' or 'rest', got {positions!r}"
+        )
     if not chosen.any():
         raise ValueError("real selects no token")
     return chosen
 
 
-def residual_tokens(residual: np.ndarray, real: np.ndarray, *, positions: str = "all"
-                    ) -> np.ndarray:
+def residual_tokens(
+    residual: np.ndarray, real: np.ndarray, *, positions: str = "all"
+) -> np.ndarray:
     """(L+1, N, d) residual vectors of the real tokens: ``real`` (B, T) bool
     (:attr:`Collected.real`), ``positions`` ``"all"``, ``"first"`` (position 0, the BOS
     token) or ``"rest"`` (positions ≥ 1)."""
@@ -577,15 +690,16 @@ def residual_tokens(residual: np.ndarray, real: np.ndarray, *, positions: str = 
     chosen = _chosen_tokens(real, positions)
     if chosen.shape != x.shape[1:3]:
         raise ValueError(f"residual {x.shape} does not match real {chosen.shape}")
-    return x[:, chosen]                                   # boolean index over (B, T)
+    return x[:, chosen]  # boolean index over (B, T)
 
 
-def residual_rms(residual: np.ndarray, real: np.ndarray, *, positions: str = "all"
-                 ) -> np.ndarray:
+def residual_rms(
+    residual: np.ndarray, real: np.ndarray, *, positions: str = "all"
+) -> np.ndarray:
     """(L+1,) RMS of the residual stream after each block: ``sqrt(mean ‖x‖²/d)`` over
     the chosen real tokens (see :func:`residual_tokens`)."""
     x = residual_tokens(residual, real, positions=positions).astype(np.float64)
-    return np.sqrt((x ** 2).mean(axis=(1, 2)))
+    return np.sqrt((x**2).mean(axis=(1, 2)))
 
 
 @dataclass(frozen=True)
@@ -605,14 +719,15 @@ class BlockUpdates:
     cross: np.ndarray
 
 
-def block_updates(residual: np.ndarray, real: np.ndarray, *, positions: str = "all"
-                  ) -> BlockUpdates:
+def block_updates(
+    residual: np.ndarray, real: np.ndarray, *, positions: str = "all"
+) -> BlockUpdates:
     """:class:`BlockUpdates` of the chosen real tokens."""
     x = residual_tokens(residual, real, positions=positions).astype(np.float64)
     d = x.shape[-1]
     before, delta = x[:-1], np.diff(x, axis=0)
-    sq_before = (before ** 2).sum(-1)
-    sq_delta = (delta ** 2).sum(-1)
+    sq_before = (before**2).sum(-1)
+    sq_delta = (delta**2).sum(-1)
     dot = (before * delta).sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = dot / np.sqrt(sq_before * sq_delta)
@@ -645,8 +760,9 @@ class OutlierStats:
     channel_rms: np.ndarray
 
 
-def outlier_stats(residual: np.ndarray, real: np.ndarray, *, positions: str = "all"
-                  ) -> OutlierStats:
+def outlier_stats(
+    residual: np.ndarray, real: np.ndarray, *, positions: str = "all"
+) -> OutlierStats:
     """:class:`OutlierStats` of the residual stream (see there)."""
     x = np.abs(residual_tokens(residual, real, positions=positions).astype(np.float64))
     token_positions = np.nonzero(_chosen_tokens(real, positions))[1]
@@ -656,9 +772,15 @@ def outlier_stats(residual: np.ndarray, real: np.ndarray, *, positions: str = "a
     median_abs = np.median(flat, axis=1)
     with np.errstate(divide="ignore"):
         token_ratio = (x.max(axis=2) / np.median(x, axis=2)).max(axis=1)
-    return OutlierStats(max_abs, median_abs, max_abs / median_abs, token_ratio,
-                        token_positions[where // x.shape[2]], where % x.shape[2],
-                        np.sqrt((x ** 2).mean(axis=1)))
+    return OutlierStats(
+        max_abs,
+        median_abs,
+        max_abs / median_abs,
+        token_ratio,
+        token_positions[where // x.shape[2]],
+        where % x.shape[2],
+        np.sqrt((x**2).mean(axis=1)),
+    )
 
 
 # --------------------------------------------------------------------------- output logits
@@ -703,8 +825,13 @@ def output_logit_stats(logits: np.ndarray, target: np.ndarray) -> OutputLogitSta
     p = np.exp(log_p)
     top = z.max(axis=1)
     rest = (z.sum(axis=1) - top) / (z.shape[1] - 1)
-    return OutputLogitStats(z.std(axis=1), float(np.abs(z).max()), top - rest,
-                            -(p * log_p).sum(axis=1), p.max(axis=1))
+    return OutputLogitStats(
+        z.std(axis=1),
+        float(np.abs(z).max()),
+        top - rest,
+        -(p * log_p).sum(axis=1),
+        p.max(axis=1),
+    )
 
 
 # --------------------------------------------------------------------------- number formats
@@ -730,14 +857,19 @@ class FormatMargin:
     smallest_nonzero: float
 
 
-def format_margin(name: str, values: np.ndarray, dtype: torch.dtype, *,
-                  extremes_only: bool = False) -> FormatMargin:
+def format_margin(
+    name: str, values: np.ndarray, dtype: torch.dtype, *, extremes_only: bool = False
+) -> FormatMargin:
     """:class:`FormatMargin` of ``values`` (finite entries; -inf masks are dropped first)
     in ``dtype``. ``extremes_only``: ``values`` holds only a tensor's extreme values, so
     the share below the smallest normal is unknown (NaN, shown as "not measured")."""
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    v = as_float_array(values, "values", allow_nonfinite=True).ravel().astype(np.float64)
+    v = (
+        as_float_array(values, "values", allow_nonfinite=True)
+        .ravel()
+        .astype(np.float64)
+    )
     if np.isnan(v).any() or (v == np.inf).any():
         raise ValueError("values must hold no NaN or +inf")
     v = np.abs(v[np.isfinite(v)])
@@ -747,19 +879,32 @@ def format_margin(name: str, values: np.ndarray, dtype: torch.dtype, *,
     nonzero = v[v > 0]
     max_abs = float(v.max())
     return FormatMargin(
-        name=name, format=str(dtype).removeprefix("torch."), max_abs=max_abs,
+        name=name,
+        format=str(dtype).removeprefix("torch."),
+        max_abs=max_abs,
         fraction_of_max=max_abs / float(info.max),
         log2_headroom=math.log2(float(info.max) / max_abs) if max_abs > 0 else math.inf,
-        fraction_subnormal=(math.nan if extremes_only else
-                            float((nonzero < info.smallest_normal).mean()) if nonzero.size
-                            else 0.0),
-        smallest_nonzero=(math.nan if extremes_only else
-                          float(nonzero.min()) if nonzero.size else 0.0),
+        fraction_subnormal=(
+            math.nan
+            if extremes_only
+            else float((nonzero < info.smallest_normal).mean())
+            if nonzero.size
+            else 0.0
+        ),
+        smallest_nonzero=(
+            math.nan if extremes_only else float(nonzero.min()) if nonzero.size else 0.0
+        ),
     )
 
 
-def story_losses(weights: object, tokens: torch.Tensor, mask: torch.Tensor,
-                 dtype: torch.dtype, *, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def story_losses(
+    weights: object,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    dtype: torch.dtype,
+    *,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
     """Summed NLL per story (B,) and token counts (B,) of the model run entirely in
     ``dtype`` (:class:`numscale.models.llama.LlamaModel`); the log-softmax of the logits is
     taken in float32 (``numscale.models.llama.per_story_nll``). A story whose loss is not finite
@@ -781,11 +926,14 @@ def story_losses(weights: object, tokens: torch.Tensor, mask: torch.Tensor,
 def weight_arrays(weights: object) -> dict[str, np.ndarray]:
     """The trainable arrays of a :class:`numscale.models.llama.LlamaWeights` by name
     (rotary tables left out)."""
-    return {name: array for name, array in weights.arrays().items() if "freq" not in name}
+    return {
+        name: array for name, array in weights.arrays().items() if "freq" not in name
+    }
 
 
-def random_token_batch(config: LlamaConfig, n_sequences: int, length: int,
-                       seed: int | np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def random_token_batch(
+    config: LlamaConfig, n_sequences: int, length: int, seed: int | np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded uniformly random token ids (n_sequences, length) with BOS at position 0,
     and their target mask (every position after BOS): the input of the initialization
     baseline when no text is available."""
@@ -795,7 +943,9 @@ def random_token_batch(config: LlamaConfig, n_sequences: int, length: int,
     n_sequences = positive_int(n_sequences, "n_sequences")
     length = positive_int(length, "length", minimum=2)
     if length > config.seq_len:
-        raise ValueError(f"length {length} exceeds the model's seq_len {config.seq_len}")
+        raise ValueError(
+            f"length {length} exceeds the model's seq_len {config.seq_len}"
+        )
     ids = rng.integers(3, config.vocab_size, size=(n_sequences, length))
     ids[:, 0] = BOS
     mask = np.ones((n_sequences, length), dtype=bool)
@@ -803,8 +953,15 @@ def random_token_batch(config: LlamaConfig, n_sequences: int, length: int,
     return torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(mask)
 
 
-def plot_head_grid(ax, values: np.ndarray, *, cmap: str = "viridis", fmt: str = "{:.1f}",
-                   norm=None, label: str = ""):
+def plot_head_grid(
+    ax,
+    values: np.ndarray,
+    *,
+    cmap: str = "viridis",
+    fmt: str = "{:.1f}",
+    norm=None,
+    label: str = "",
+):
     """Draw an (L, H) array as a grid of coloured cells with each value written in it.
 
     Rows are layers, columns heads, both numbered from 1 (layer 1 at the top); returns
@@ -817,10 +974,17 @@ def plot_head_grid(ax, values: np.ndarray, *, cmap: str = "viridis", fmt: str = 
         for j in range(n_heads):
             level = image.norm(values[i, j])
             colour = "white" if level < 0.55 else "black"
-            ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center",
-                    fontsize=8, color=colour)
+            ax.text(
+                j,
+                i,
+                fmt.format(values[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color=colour,
+            )
     ax.set_xticks(range(n_heads), [str(h + 1) for h in range(n_heads)])
-    ax.set_yticks(range(n_layers), [str(l + 1) for l in range(n_layers)])
+    ax.set_yticks(range(n_layers), [str(layer + 1) for layer in range(n_layers)])
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.grid(False)
@@ -836,8 +1000,10 @@ def _real_row_values(rows: RowStats, field: str) -> np.ndarray:
 
 def attention_logit_range(rows: RowStats) -> tuple[float, float]:
     """Smallest and largest scaled attention logit over every real row, layer and head."""
-    return (float(_real_row_values(rows, "min_logit").min()),
-            float(_real_row_values(rows, "max_logit").max()))
+    return (
+        float(_real_row_values(rows, "min_logit").min()),
+        float(_real_row_values(rows, "max_logit").max()),
+    )
 
 
 def attention_weight_underflow(rows: RowStats) -> dict[str, float]:
@@ -846,17 +1012,37 @@ def attention_weight_underflow(rows: RowStats) -> dict[str, float]:
     float16 rounds them to 0 (``"to_zero"``)."""
     w = _row_weights(rows)
     keys = (w * rows.n_keys).sum() * rows.max_logit.shape[0] * rows.max_logit.shape[2]
-    return {"below_normal": float((w * rows.n_subnormal16).sum() / keys),
-            "to_zero": float((w * rows.n_zero16).sum() / keys)}
+    return {
+        "below_normal": float((w * rows.n_subnormal16).sum() / keys),
+        "to_zero": float((w * rows.n_zero16).sum() / keys),
+    }
 
 
 def margin_table(margins: Sequence[FormatMargin]) -> str:
     """A Markdown table of :class:`FormatMargin` rows (one tensor and format each)."""
     from numscale import fp
 
-    rows = [[m.name, m.format, f"{m.max_abs:.3g}", f"{m.fraction_of_max:.2e}",
-             f"{m.log2_headroom:.1f}",
-             "not measured" if math.isnan(m.fraction_subnormal)
-             else f"{100 * m.fraction_subnormal:.3g}%"] for m in margins]
-    return fp.to_markdown(["tensor", "format", "largest abs value", "fraction of max",
-                           "doublings left", "nonzero values below smallest normal"], rows)
+    rows = [
+        [
+            m.name,
+            m.format,
+            f"{m.max_abs:.3g}",
+            f"{m.fraction_of_max:.2e}",
+            f"{m.log2_headroom:.1f}",
+            "not measured"
+            if math.isnan(m.fraction_subnormal)
+            else f"{100 * m.fraction_subnormal:.3g}%",
+        ]
+        for m in margins
+    ]
+    return fp.to_markdown(
+        [
+            "tensor",
+            "format",
+            "largest abs value",
+            "fraction of max",
+            "doublings left",
+            "nonzero values below smallest normal",
+        ],
+        rows,
+    )

@@ -297,8 +297,7 @@ def load(kind: str, path: Path | None, name: str):
     import torch
 
     if kind == "llama2c":
-        from numscale.models import llama2c
-        from numscale.models import hf_llama
+        from numscale.models import hf_llama, llama2c
 
         weights = llama2c.read_checkpoint(path / LLAMA2C_FILES[0])
         tokenizer = llama2c.read_tokenizer(

@@ -85,7 +85,9 @@ def low_precision_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.M
         memo[id(p)] = torch.nn.Parameter(p.detach().to(dtype), requires_grad=False)
     for name, buffer in model.named_buffers():
         keep = "inv_freq" in name or not buffer.is_floating_point()
-        memo[id(buffer)] = buffer.detach().clone() if keep else buffer.detach().to(dtype)
+        memo[id(buffer)] = (
+            buffer.detach().clone() if keep else buffer.detach().to(dtype)
+        )
     low = copy.deepcopy(model, memo)
     return low
 

@@ -84,7 +84,7 @@ def _head_grid(ax, values: np.ndarray, fmt: str, label: str, cmap: str = "viridi
     ax.set_xticks(
         range(H), [str(h + 1) if H <= 16 or h % 4 == 0 else "" for h in range(H)]
     )
-    ax.set_yticks(range(L), [str(l + 1) for l in range(L)])
+    ax.set_yticks(range(L), [str(layer + 1) for layer in range(L)])
     ax.grid(False)
     ax.set_title(label, fontsize=10)
     return image
@@ -164,7 +164,7 @@ def figure_quantization(report: dict) -> plt.Figure:
     """Relative int8 error of every weight matrix under each scheme."""
     q = report["quantization"]
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    for k, (scheme, errors) in enumerate(q["int8_relative_error"].items()):
+    for k, errors in enumerate(q["int8_relative_error"].values()):
         errors = np.asarray(errors, dtype=float)
         ax.plot(
             np.full(errors.size, k) + np.linspace(-0.2, 0.2, errors.size),

@@ -46,14 +46,37 @@ from typing import Any
 import numpy as np
 
 from numscale.models import registry, safetensors_io, sources
-from numscale.models.sources import PROBE_TIMEOUT, SourceError, SourceUnavailable, endpoint_reachable
+from numscale.models.sources import (
+    PROBE_TIMEOUT,
+    SourceError,
+    SourceUnavailable,
+    endpoint_reachable,
+)
 
 __all__ = [
-    "ENV_VAR", "DEFAULT_SOURCE", "PROBE_TIMEOUT", "N_LAYER", "N_EMBD", "HOW_TO_PROVIDE",
-    "GPT2Unavailable", "ModelIncomplete", "MissingTensorError", "SourceError",
-    "LayerNormParameters", "canonical_name", "layernorm_module_names", "endpoint_reachable",
-    "clear_cache", "list_tensors", "describe_source", "source_available", "load_tensors",
-    "load_tensor", "count_layers", "layernorm_parameters", "gpt2_shape",
+    "ENV_VAR",
+    "DEFAULT_SOURCE",
+    "PROBE_TIMEOUT",
+    "N_LAYER",
+    "N_EMBD",
+    "HOW_TO_PROVIDE",
+    "GPT2Unavailable",
+    "ModelIncomplete",
+    "MissingTensorError",
+    "SourceError",
+    "LayerNormParameters",
+    "canonical_name",
+    "layernorm_module_names",
+    "endpoint_reachable",
+    "clear_cache",
+    "list_tensors",
+    "describe_source",
+    "source_available",
+    "load_tensors",
+    "load_tensor",
+    "count_layers",
+    "layernorm_parameters",
+    "gpt2_shape",
 ]
 
 #: Environment variable naming the source of the weights.
@@ -111,7 +134,7 @@ def canonical_name(name: str) -> str:
     """``"transformer.h.0.ln_1.weight"`` -> ``"h.0.ln_1.weight"``; other names unchanged."""
     if not isinstance(name, str):
         raise TypeError(f"tensor name must be a str, got {type(name).__name__}")
-    return name[len("transformer."):] if name.startswith("transformer.") else name
+    return name[len("transformer.") :] if name.startswith("transformer.") else name
 
 
 def layernorm_module_names(n_layer: int = N_LAYER) -> tuple[str, ...]:
@@ -120,30 +143,53 @@ def layernorm_module_names(n_layer: int = N_LAYER) -> tuple[str, ...]:
         raise TypeError(f"n_layer must be an int, got {type(n_layer).__name__}")
     if n_layer < 1:
         raise ValueError(f"n_layer must be >= 1, got {n_layer}")
-    return tuple(f"h.{i}.{ln}" for i in range(n_layer) for ln in ("ln_1", "ln_2")) + ("ln_f",)
+    return tuple(f"h.{i}.{ln}" for i in range(n_layer) for ln in ("ln_1", "ln_2")) + (
+        "ln_f",
+    )
 
 
-def gpt2_shape(name: str, n_layer: int = N_LAYER, n_embd: int = N_EMBD,
-               n_positions: int = 1024, vocab_size: int = 50257) -> tuple[int, ...]:
+def gpt2_shape(
+    name: str,
+    n_layer: int = N_LAYER,
+    n_embd: int = N_EMBD,
+    n_positions: int = 1024,
+    vocab_size: int = 50257,
+) -> tuple[int, ...]:
     """Shape of a GPT-2 state-dict tensor (Conv1D weights are ``(in, out)``).
 
     ``ValueError`` for a name GPT-2 does not have (or a block index >= ``n_layer``).
     """
     name = canonical_name(name)
     d = n_embd
-    fixed = {"wte.weight": (vocab_size, d), "wpe.weight": (n_positions, d),
-             "lm_head.weight": (vocab_size, d), "ln_f.weight": (d,), "ln_f.bias": (d,)}
+    fixed = {
+        "wte.weight": (vocab_size, d),
+        "wpe.weight": (n_positions, d),
+        "lm_head.weight": (vocab_size, d),
+        "ln_f.weight": (d,),
+        "ln_f.bias": (d,),
+    }
     if name in fixed:
         return fixed[name]
     match = re.fullmatch(r"h\.(\d+)\.(.+)", name)
     per_block = {
-        "ln_1.weight": (d,), "ln_1.bias": (d,), "ln_2.weight": (d,), "ln_2.bias": (d,),
-        "attn.c_attn.weight": (d, 3 * d), "attn.c_attn.bias": (3 * d,),
-        "attn.c_proj.weight": (d, d), "attn.c_proj.bias": (d,),
-        "mlp.c_fc.weight": (d, 4 * d), "mlp.c_fc.bias": (4 * d,),
-        "mlp.c_proj.weight": (4 * d, d), "mlp.c_proj.bias": (d,),
+        "ln_1.weight": (d,),
+        "ln_1.bias": (d,),
+        "ln_2.weight": (d,),
+        "ln_2.bias": (d,),
+        "attn.c_attn.weight": (d, 3 * d),
+        "attn.c_attn.bias": (3 * d,),
+        "attn.c_proj.weight": (d, d),
+        "attn.c_proj.bias": (d,),
+        "mlp.c_fc.weight": (d, 4 * d),
+        "mlp.c_fc.bias": (4 * d,),
+        "mlp.c_proj.weight": (4 * d, d),
+        "mlp.c_proj.bias": (d,),
     }
-    if match is None or match.group(2) not in per_block or int(match.group(1)) >= n_layer:
+    if (
+        match is None
+        or match.group(2) not in per_block
+        or int(match.group(1)) >= n_layer
+    ):
         raise ValueError(f"{name!r} is not a tensor of GPT-2 with {n_layer} blocks")
     return per_block[match.group(2)]
 
@@ -159,7 +205,9 @@ class _Resolved:
     description: str
     config: Path | None  # config.json, when the source has one
     choice: sources.Choice
-    dims: tuple[int, int, int]  # n_embd, n_positions, vocab_size the shapes are checked with
+    dims: tuple[
+        int, int, int
+    ]  # n_embd, n_positions, vocab_size the shapes are checked with
 
     def error(self, reason: str, cls: type | None = None) -> Exception:
         """``SourceError`` (or ``cls``) for an explicit source, else ``GPT2Unavailable``."""
@@ -188,13 +236,18 @@ def _dims_from(config: Path | None, choice: sources.Choice) -> tuple[int, int, i
         return small
     try:
         values = json.loads(config.read_text(encoding="utf-8"))
-        return (int(values.get("n_embd", small[0])), int(values.get("n_positions", small[1])),
-                int(values.get("vocab_size", small[2])))
+        return (
+            int(values.get("n_embd", small[0])),
+            int(values.get("n_positions", small[1])),
+            int(values.get("vocab_size", small[2])),
+        )
     except (OSError, ValueError, TypeError, AttributeError) as exc:
         raise _fail(choice, f"{config.name} is not a readable config ({exc})") from None
 
 
-def _weight_files_in(directory: Path, choice: sources.Choice) -> tuple[list[Path], Path | None]:
+def _weight_files_in(
+    directory: Path, choice: sources.Choice
+) -> tuple[list[Path], Path | None]:
     config = directory / "config.json"
     config = config if config.is_file() else None
     index = directory / "model.safetensors.index.json"
@@ -202,11 +255,15 @@ def _weight_files_in(directory: Path, choice: sources.Choice) -> tuple[list[Path
         try:
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise _fail(choice, f"corrupt safetensors index {index.name} ({exc})") from None
+            raise _fail(
+                choice, f"corrupt safetensors index {index.name} ({exc})"
+            ) from None
         return [directory / f for f in sorted(set(weight_map.values()))], config
     if (directory / "model.safetensors").is_file():
         return [directory / "model.safetensors"], config
-    files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+    files = sorted(
+        p for p in directory.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES
+    )
     return files, config
 
 
@@ -223,33 +280,54 @@ def _resolve_path(choice: sources.Choice, path: Path) -> _Resolved:
         raise _fail(choice, "the path does not exist")
     if path.is_file():
         if path.suffix in _PICKLE_SUFFIXES:
-            raise _fail(choice, f"{path.name} is a pickle file, which is never loaded "
-                                f"(unpickling can run arbitrary code); convert it to "
-                                f"safetensors with save_pretrained")
+            raise _fail(
+                choice,
+                f"{path.name} is a pickle file, which is never loaded "
+                f"(unpickling can run arbitrary code); convert it to "
+                f"safetensors with save_pretrained",
+            )
         if path.suffix not in _WEIGHT_SUFFIXES:
-            raise _fail(choice, f"{path.name} is neither a .safetensors nor an .npz file")
-        return _Resolved((path,), sources.describe_local(choice, path), None, choice,
-                         _dims_from(None, choice))
+            raise _fail(
+                choice, f"{path.name} is neither a .safetensors nor an .npz file"
+            )
+        return _Resolved(
+            (path,),
+            sources.describe_local(choice, path),
+            None,
+            choice,
+            _dims_from(None, choice),
+        )
     files, config = _weight_files_in(path, choice)
     if not files:
-        pickles = sorted(p.name for p in path.iterdir()
-                         if p.suffix in _PICKLE_SUFFIXES and _looks_pickled(p))
+        pickles = sorted(
+            p.name
+            for p in path.iterdir()
+            if p.suffix in _PICKLE_SUFFIXES and _looks_pickled(p)
+        )
         held = sorted(p.name for p in path.iterdir() if p.is_file())
         if held and not pickles:
             shown = ", ".join(held[:6]) + (", …" if len(held) > 6 else "")
-            raise _fail(choice, f"the folder holds no GPT-2 weights ({shown}); "
-                                f"NUMSCALE_GPT2 expects a save_pretrained directory, a "
-                                f".safetensors or .npz file keyed by state-dict name, or a "
-                                f"folder of such files")
+            raise _fail(
+                choice,
+                f"the folder holds no GPT-2 weights ({shown}); "
+                f"NUMSCALE_GPT2 expects a save_pretrained directory, a "
+                f".safetensors or .npz file keyed by state-dict name, or a "
+                f"folder of such files",
+            )
         if pickles:
-            raise _fail(choice, f"the folder holds only pickle weights ({', '.join(pickles)}), "
-                                f"which are never loaded (unpickling can run arbitrary "
-                                f"code); save the model with save_pretrained (safetensors)")
+            raise _fail(
+                choice,
+                f"the folder holds only pickle weights ({', '.join(pickles)}), "
+                f"which are never loaded (unpickling can run arbitrary "
+                f"code); save the model with save_pretrained (safetensors)",
+            )
         raise _fail(choice, "the folder holds no .safetensors or .npz files")
     description = sources.describe_local(choice, path, [f.name for f in files])
     if config is not None:
         description = description.replace("the folder", "the save_pretrained folder", 1)
-    return _Resolved(tuple(files), description, config, choice, _dims_from(config, choice))
+    return _Resolved(
+        tuple(files), description, config, choice, _dims_from(config, choice)
+    )
 
 
 _HUB: dict[tuple, _Resolved | Exception] = {}
@@ -271,20 +349,27 @@ def _resolve_hub(choice: sources.Choice) -> _Resolved:
         raise _as_gpt2(cached)
     repo_id = choice.text
     try:
-        fetched = sources.fetch_hub_files(choice, repo_id, ["model.safetensors"],
-                                          advice=HOW_TO_PROVIDE)
+        fetched = sources.fetch_hub_files(
+            choice, repo_id, ["model.safetensors"], advice=HOW_TO_PROVIDE
+        )
     except SourceUnavailable as exc:
         _HUB[key] = exc
         raise _as_gpt2(exc) from None
     weights = fetched.paths["model.safetensors"]
     try:
-        config: Path | None = sources.hub_file(repo_id, "config.json",
-                                               local_only=fetched.how != "downloaded")
+        config: Path | None = sources.hub_file(
+            repo_id, "config.json", local_only=fetched.how != "downloaded"
+        )
     except Exception:  # noqa: BLE001 - the tensors are still usable without it
         config = None
     how = "local Hugging Face cache" if fetched.how != "downloaded" else "downloaded"
-    resolved = _Resolved((weights,), f"Hugging Face model {repo_id!r} ({how})", config,
-                         choice, _dims_from(config, choice))
+    resolved = _Resolved(
+        (weights,),
+        f"Hugging Face model {repo_id!r} ({how})",
+        config,
+        choice,
+        _dims_from(config, choice),
+    )
     _HUB[key] = resolved
     return resolved
 
@@ -295,8 +380,13 @@ def _resolve_embedded(choice: sources.Choice) -> _Resolved:
         path = registry.embedded_file(registry.GPT2_EMBEDDED)
     except ValueError as exc:
         raise SourceError(str(exc)) from None
-    return _Resolved((path,), "GPT-2 small's LayerNorm parameters built into numscale "
-                      "(sha256 checked)", None, choice, _dims_from(None, choice))
+    return _Resolved(
+        (path,),
+        "GPT-2 small's LayerNorm parameters built into numscale (sha256 checked)",
+        None,
+        choice,
+        _dims_from(None, choice),
+    )
 
 
 def _resolve(source: Any, default: str = DEFAULT_SOURCE) -> _Resolved:
@@ -304,7 +394,9 @@ def _resolve(source: Any, default: str = DEFAULT_SOURCE) -> _Resolved:
     if choice.text == EMBEDDED_SOURCE:
         return _resolve_embedded(choice)
     path = sources.local_path(choice.text)
-    if path.exists() or sources.looks_like_path(choice.text, _WEIGHT_SUFFIXES + _PICKLE_SUFFIXES):
+    if path.exists() or sources.looks_like_path(
+        choice.text, _WEIGHT_SUFFIXES + _PICKLE_SUFFIXES
+    ):
         return _resolve_path(choice, path)
     return _resolve_hub(choice)
 
@@ -316,8 +408,13 @@ def _expected_shape(name: str, dims: tuple[int, int, int]) -> tuple[int, ...] | 
     """The shape GPT-2 has for ``name`` with these dimensions; None for other names."""
     n_embd, n_positions, vocab = dims
     try:
-        return gpt2_shape(name, n_layer=1 << 30, n_embd=n_embd, n_positions=n_positions,
-                          vocab_size=vocab)
+        return gpt2_shape(
+            name,
+            n_layer=1 << 30,
+            n_embd=n_embd,
+            n_positions=n_positions,
+            vocab_size=vocab,
+        )
     except ValueError:
         return None
 
@@ -337,15 +434,18 @@ class _Reader:
     def __enter__(self) -> _Reader:
         name = self.path.name
         if self.path.suffix == ".safetensors":
-            self._ctx = safetensors_io.read_header(self.path)  # ValueError names the file
+            self._ctx = safetensors_io.read_header(
+                self.path
+            )  # ValueError names the file
             return self
         if not zipfile.is_zipfile(self.path):
             raise ValueError(f"{name} is not a readable .npz file (not a zip archive)")
         try:
             self._handle = np.load(self.path, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001 - BadZipFile, OSError, pickle refusal
-            raise ValueError(f"{name} is not a readable .npz file "
-                             f"({type(exc).__name__})") from None
+            raise ValueError(
+                f"{name} is not a readable .npz file ({type(exc).__name__})"
+            ) from None
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -355,34 +455,46 @@ class _Reader:
     def keys(self) -> list[str]:
         return list(self._ctx[0]) if self._ctx is not None else list(self._handle.files)
 
-    def get(self, key: str, expected: tuple[int, ...] | None, small: bool = True) -> np.ndarray:
+    def get(
+        self, key: str, expected: tuple[int, ...] | None, small: bool = True
+    ) -> np.ndarray:
         """The tensor ``key``, checked against ``expected`` (GPT-2 small's shape when
         ``small``: the source has no config.json), as float32."""
         where = f"tensor {key!r} in {self.path.name}"
         small = " small" if small else ""
         try:
             if self._ctx is not None:
-                array = safetensors_io.read_tensors(self.path, [key], parsed=self._ctx)[key]
+                array = safetensors_io.read_tensors(self.path, [key], parsed=self._ctx)[
+                    key
+                ]
             else:
                 array = self._handle[key]
         except ValueError as exc:
             if "allow_pickle" in str(exc) or "pickled" in str(exc):
-                raise ValueError(f"{where} holds Python objects, which are never "
-                                 f"unpickled") from None
+                raise ValueError(
+                    f"{where} holds Python objects, which are never unpickled"
+                ) from None
             if self.path.name in str(exc):
                 raise
             raise ValueError(f"{where} cannot be read ({exc})") from None
         except Exception as exc:  # noqa: BLE001 - BadZipFile, zlib.error, ...
-            raise ValueError(f"{where} cannot be read: the file is corrupt "
-                             f"({type(exc).__name__})") from None
+            raise ValueError(
+                f"{where} cannot be read: the file is corrupt ({type(exc).__name__})"
+            ) from None
         array = np.asarray(array)
         if not np.issubdtype(array.dtype, np.floating):
-            raise ValueError(f"{where} has dtype {array.dtype}; GPT-2's tensors are floats")
+            raise ValueError(
+                f"{where} has dtype {array.dtype}; GPT-2's tensors are floats"
+            )
         if expected is not None and array.shape != expected:
-            raise ValueError(f"{where} has shape {array.shape}, but GPT-2{small} has {expected}")
+            raise ValueError(
+                f"{where} has shape {array.shape}, but GPT-2{small} has {expected}"
+            )
         if not np.all(np.isfinite(array)):
             count = int(array.size - np.count_nonzero(np.isfinite(array)))
-            raise ValueError(f"{where} holds {sources.plural(count, 'NaN or inf value')}")
+            raise ValueError(
+                f"{where} holds {sources.plural(count, 'NaN or inf value')}"
+            )
         return np.array(array, dtype=np.float32, copy=True)
 
 
@@ -391,7 +503,9 @@ _INDEX: dict[tuple, dict[str, tuple[Path, str]]] = {}
 
 def _index(resolved: _Resolved) -> dict[str, tuple[Path, str]]:
     """canonical name -> (file, key in that file), over all files of the source."""
-    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in resolved.files)
+    stamp = tuple(
+        (str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in resolved.files
+    )
     if stamp in _INDEX:
         return _INDEX[stamp]
     index: dict[str, tuple[Path, str]] = {}
@@ -405,14 +519,18 @@ def _index(resolved: _Resolved) -> dict[str, tuple[Path, str]]:
             name = canonical_name(key)
             if name in index:
                 other = index[name]
-                raise resolved.error(f"tensor {name!r} appears twice: as {other[1]!r} in "
-                                     f"{other[0].name} and as {key!r} in {path.name}")
+                raise resolved.error(
+                    f"tensor {name!r} appears twice: as {other[1]!r} in "
+                    f"{other[0].name} and as {key!r} in {path.name}"
+                )
             index[name] = (path, key)
     _INDEX[stamp] = index
     return index
 
 
-def _missing(resolved: _Resolved, names: Sequence[str], available: Sequence[str]) -> Exception:
+def _missing(
+    resolved: _Resolved, names: Sequence[str], available: Sequence[str]
+) -> Exception:
     """One line: which tensors are absent, one "did you mean", a few of those present."""
     hint = ""
     for name in names:
@@ -421,16 +539,24 @@ def _missing(resolved: _Resolved, names: Sequence[str], available: Sequence[str]
             hint = f" (did you mean {close[0]!r} for {name!r}?)"
             break
     shown = sorted(available)
-    listing = ", ".join(shown[:8]) + (f", … ({len(shown) - 8} more)" if len(shown) > 8 else "")
+    listing = ", ".join(shown[:8]) + (
+        f", … ({len(shown) - 8} more)" if len(shown) > 8 else ""
+    )
     absent = ", ".join(map(repr, names[:6])) + (", …" if len(names) > 6 else "")
     what = sources.plural(len(names), "requested tensor")
-    reason = (f"{what} missing: {absent}{hint}; {resolved.description} holds "
-              f"{sources.plural(len(shown), 'tensor')}: {listing}")
+    reason = (
+        f"{what} missing: {absent}{hint}; {resolved.description} holds "
+        f"{sources.plural(len(shown), 'tensor')}: {listing}"
+    )
     return resolved.error(reason, MissingTensorError)
 
 
-def _read(resolved: _Resolved, index: dict[str, tuple[Path, str]], wanted: Sequence[str],
-          dims: tuple[int, int, int] | None = None) -> dict[str, np.ndarray]:
+def _read(
+    resolved: _Resolved,
+    index: dict[str, tuple[Path, str]],
+    wanted: Sequence[str],
+    dims: tuple[int, int, int] | None = None,
+) -> dict[str, np.ndarray]:
     """The ``wanted`` tensors, each checked against GPT-2's shape for ``dims`` (default:
     the source's config.json, else GPT-2 small)."""
     small = dims is None and resolved.config is None
@@ -443,8 +569,9 @@ def _read(resolved: _Resolved, index: dict[str, tuple[Path, str]], wanted: Seque
         try:
             with _Reader(path) as reader:
                 for name in file_names:
-                    result[name] = reader.get(index[name][1], _expected_shape(name, dims),
-                                              small=small)
+                    result[name] = reader.get(
+                        index[name][1], _expected_shape(name, dims), small=small
+                    )
         except ValueError as exc:
             raise resolved.error(str(exc)) from None
     return {name: result[name] for name in wanted}
@@ -490,10 +617,14 @@ def load_tensors(
     """
     if names is not None:
         if isinstance(names, (str, bytes)):
-            raise TypeError("names must be a sequence of tensor names, not a single string "
-                            "(wrap it in a list)")
+            raise TypeError(
+                "names must be a sequence of tensor names, not a single string "
+                "(wrap it in a list)"
+            )
         if not isinstance(names, Sequence):
-            raise TypeError(f"names must be a sequence of str, got {type(names).__name__}")
+            raise TypeError(
+                f"names must be a sequence of str, got {type(names).__name__}"
+            )
         bad = [type(n).__name__ for n in names if not isinstance(n, str)]
         if bad:
             raise TypeError(f"names must hold only str, got {bad[0]}")
@@ -509,7 +640,9 @@ def load_tensors(
         if absent:
             raise _missing(resolved, absent, list(index))
     elif pattern is not None:
-        wanted = sorted(n for n in index if fnmatch.fnmatchcase(n, canonical_name(pattern)))
+        wanted = sorted(
+            n for n in index if fnmatch.fnmatchcase(n, canonical_name(pattern))
+        )
         if not wanted:
             raise _missing(resolved, [pattern], list(index))
     else:
@@ -526,13 +659,21 @@ def load_tensor(name: str, source: str | os.PathLike | None = None) -> np.ndarra
 
 def count_layers(names: Sequence[str]) -> int:
     """Number of blocks ``h.{i}`` named in ``names`` (0 when none); blocks must be 0..n-1."""
-    blocks = {int(m.group(1)) for n in names if (m := re.match(r"^h\.(\d+)\.", canonical_name(n)))}
+    blocks = {
+        int(m.group(1))
+        for n in names
+        if (m := re.match(r"^h\.(\d+)\.", canonical_name(n)))
+    }
     if blocks and blocks != set(range(len(blocks))):
-        raise ValueError(f"blocks are not numbered 0..{len(blocks) - 1}: {sorted(blocks)}")
+        raise ValueError(
+            f"blocks are not numbered 0..{len(blocks) - 1}: {sorted(blocks)}"
+        )
     return len(blocks)
 
 
-def layernorm_parameters(source: str | os.PathLike | None = None) -> LayerNormParameters:
+def layernorm_parameters(
+    source: str | os.PathLike | None = None,
+) -> LayerNormParameters:
     """All LayerNorm gains and biases, rows in module order ``h.0.ln_1, h.0.ln_2, ..., ln_f``.
 
     For GPT-2 small: ``gains`` and ``biases`` of shape (25, 768). The number of blocks is

@@ -38,14 +38,22 @@ from numscale.models.registry import RELEASED_SHA256
 RELEASED_LABEL = "the released GPT-2 small"
 OTHER_LABEL = "a model with GPT-2's tensor names"
 #: Tensors without which a source cannot be a whole GPT-2 (checked before any is read).
-CORE_TENSORS = frozenset({"wte.weight", "h.0.attn.c_attn.weight", "h.0.mlp.c_fc.weight",
-                          "h.0.mlp.c_proj.weight"})
+CORE_TENSORS = frozenset(
+    {
+        "wte.weight",
+        "h.0.attn.c_attn.weight",
+        "h.0.mlp.c_fc.weight",
+        "h.0.mlp.c_proj.weight",
+    }
+)
 
 
 # ------------------------------------------------------------------ initialization
 
 
-def init_layernorm_parameters(n_layer: int = N_LAYER, n_embd: int = N_EMBD) -> LayerNormParameters:
+def init_layernorm_parameters(
+    n_layer: int = N_LAYER, n_embd: int = N_EMBD
+) -> LayerNormParameters:
     """The LayerNorms as GPT-2 initializes them: every gain 1, every bias 0."""
     modules = layernorm_module_names(n_layer)
     if isinstance(n_embd, bool) or not isinstance(n_embd, int):
@@ -53,16 +61,21 @@ def init_layernorm_parameters(n_layer: int = N_LAYER, n_embd: int = N_EMBD) -> L
     if n_embd < 1:
         raise ValueError(f"n_embd must be >= 1, got {n_embd}")
     shape = (len(modules), n_embd)
-    return LayerNormParameters(modules, np.ones(shape, np.float32), np.zeros(shape, np.float32),
-                               "initialization")
-
+    return LayerNormParameters(
+        modules,
+        np.ones(shape, np.float32),
+        np.zeros(shape, np.float32),
+        "initialization",
+    )
 
 
 # ------------------------------------------------------------------ honest labels
 
 
 def _sha256(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array, dtype="<f4").tobytes()).hexdigest()
+    return hashlib.sha256(
+        np.ascontiguousarray(array, dtype="<f4").tobytes()
+    ).hexdigest()
 
 
 def is_released_gpt2_small(tensors: Mapping[str, np.ndarray]) -> bool:
@@ -75,7 +88,9 @@ def is_released_gpt2_small(tensors: Mapping[str, np.ndarray]) -> bool:
     makes the answer False.
     """
     if not isinstance(tensors, Mapping):
-        raise TypeError(f"tensors must be a mapping of name to array, got {type(tensors).__name__}")
+        raise TypeError(
+            f"tensors must be a mapping of name to array, got {type(tensors).__name__}"
+        )
     if not tensors:
         return False
     for name, array in tensors.items():
@@ -111,29 +126,40 @@ def load_model(source: str | os.PathLike | None = None, config: Any = None):
         import torch
         from transformers import GPT2Config, GPT2LMHeadModel
     except ImportError as exc:  # pragma: no cover - installed with the book
-        raise GPT2Unavailable(f"load_model needs torch and transformers: {exc}") from exc
+        raise GPT2Unavailable(
+            f"load_model needs torch and transformers: {exc}"
+        ) from exc
     resolved = _resolve(source)
     index = _index(resolved)
     if config is None:
         if resolved.config is None:
-            core = ["wte.weight", "h.0.attn.c_attn.weight", "h.0.mlp.c_fc.weight",
-                    "h.0.mlp.c_proj.weight"]
+            core = [
+                "wte.weight",
+                "h.0.attn.c_attn.weight",
+                "h.0.mlp.c_fc.weight",
+                "h.0.mlp.c_proj.weight",
+            ]
             absent = [n for n in core if n not in index]
             if absent:
-                raise ModelIncomplete((
+                raise ModelIncomplete(
                     f"{resolved.description} holds only part of GPT-2 (it lacks "
-                    f"{', '.join(absent)}, among others), so the model cannot run."))
-            raise ModelIncomplete((
+                    f"{', '.join(absent)}, among others), so the model cannot run."
+                )
+            raise ModelIncomplete(
                 f"{resolved.description} has no config.json, so the model's shape (heads, "
                 f"layers) is unknown; pass config=GPT2Config(...) or use a save_pretrained "
-                f"directory."))
+                f"directory."
+            )
         try:
             config = GPT2Config.from_json_file(str(resolved.config))
         except (OSError, ValueError) as exc:
-            raise resolved.error(f"{resolved.config.name} is not a readable config "
-                                 f"({exc})") from None
+            raise resolved.error(
+                f"{resolved.config.name} is not a readable config ({exc})"
+            ) from None
     elif not isinstance(config, GPT2Config):
-        raise TypeError(f"config must be a transformers.GPT2Config, got {type(config).__name__}")
+        raise TypeError(
+            f"config must be a transformers.GPT2Config, got {type(config).__name__}"
+        )
     with torch.device("meta"):
         model = GPT2LMHeadModel(config)
     expected = [canonical_name(n) for n in model.state_dict()]
@@ -141,16 +167,19 @@ def load_model(source: str | os.PathLike | None = None, config: Any = None):
     missing = [n for n in needed if n not in index]
     if missing:
         shown = ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else "")
-        raise ModelIncomplete((
+        raise ModelIncomplete(
             f"{resolved.description} holds only part of GPT-2: {len(missing)} of "
             f"{sources.plural(len(expected), 'parameter')} are missing ({shown}), so the "
-            f"model cannot run."))
+            f"model cannot run."
+        )
     dims = (config.n_embd, config.n_positions, config.vocab_size)
     tensors = _read(resolved, index, needed, dims=dims)
     state = {}
     for full in model.state_dict():
         name = canonical_name(full)
-        array = tensors.get(name, tensors["wte.weight"] if name == "lm_head.weight" else None)
+        array = tensors.get(
+            name, tensors["wte.weight"] if name == "lm_head.weight" else None
+        )
         state[full] = torch.from_numpy(array)
     try:
         model.load_state_dict(state, strict=True, assign=True)
@@ -164,9 +193,15 @@ def load_model(source: str | os.PathLike | None = None, config: Any = None):
 # ------------------------------------------------------------------ initialization
 
 
-def init_tensors(names: Sequence[str], seed: Any, n_layer: int = N_LAYER, n_embd: int = N_EMBD,
-                 n_positions: int = 1024, vocab_size: int = 50257,
-                 initializer_range: float = 0.02) -> dict[str, np.ndarray]:
+def init_tensors(
+    names: Sequence[str],
+    seed: Any,
+    n_layer: int = N_LAYER,
+    n_embd: int = N_EMBD,
+    n_positions: int = 1024,
+    vocab_size: int = 50257,
+    initializer_range: float = 0.02,
+) -> dict[str, np.ndarray]:
     """Draw the named tensors as GPT-2 initializes them (the Hugging Face scheme), float32.
 
     Weights and embeddings ~ N(0, initializer_range²); the residual output projections
@@ -186,9 +221,14 @@ def init_tensors(names: Sequence[str], seed: Any, n_layer: int = N_LAYER, n_embd
         elif name.endswith(".bias"):
             result[name] = np.zeros(shape, np.float32)
         else:
-            std = (initializer_range / np.sqrt(2 * n_layer) if name.endswith("c_proj.weight")
-                   else initializer_range)
-            result[name] = rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
+            std = (
+                initializer_range / np.sqrt(2 * n_layer)
+                if name.endswith("c_proj.weight")
+                else initializer_range
+            )
+            result[name] = rng.standard_normal(shape, dtype=np.float32) * np.float32(
+                std
+            )
     return result
 
 
@@ -209,8 +249,10 @@ def load_gpt2(source: str | None = None):
         names = set(gpt2.list_tensors(source))
         absent = sorted(CORE_TENSORS - names)
         if absent:
-            return None, (f"{gpt2.describe_source(source)}: it holds only part of GPT-2 "
-                          f"(it lacks {', '.join(absent)}), so the model cannot run.")
+            return None, (
+                f"{gpt2.describe_source(source)}: it holds only part of GPT-2 "
+                f"(it lacks {', '.join(absent)}), so the model cannot run."
+            )
         model = load_model(source)
     except GPT2Unavailable as exc:
         # the loader's generic advice also names partial sources; the chapter gives its own
@@ -225,16 +267,25 @@ def load_gpt2(source: str | None = None):
 #: repository): every block's attention weights and biases, the output projections'
 #: weights and biases, and the position embeddings.
 LARGE_TENSORS: tuple[str, ...] = tuple(
-    f"h.{i}.{name}" for i in range(N_LAYER)
-    for name in ("attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
-                 "attn.c_proj.bias", "mlp.c_proj.bias")
+    f"h.{i}.{name}"
+    for i in range(N_LAYER)
+    for name in (
+        "attn.c_attn.weight",
+        "attn.c_attn.bias",
+        "attn.c_proj.weight",
+        "attn.c_proj.bias",
+        "mlp.c_proj.bias",
+    )
 ) + ("wpe.weight",)
-LARGE_TENSORS_TEXT = ("GPT-2 small's attention weights and biases, output projections and "
-                      "position embeddings (117 MB, not part of the repository)")
+LARGE_TENSORS_TEXT = (
+    "GPT-2 small's attention weights and biases, output projections and "
+    "position embeddings (117 MB, not part of the repository)"
+)
 
 
-def missing_tensors(names: Sequence[str] = LARGE_TENSORS,
-                    source: str | os.PathLike | None = None) -> str | None:
+def missing_tensors(
+    names: Sequence[str] = LARGE_TENSORS, source: str | os.PathLike | None = None
+) -> str | None:
     """``None`` when the source holds every tensor in ``names``; otherwise one sentence
     saying why they cannot be had (the caller says how to provide them).
 
@@ -254,5 +305,7 @@ def missing_tensors(names: Sequence[str] = LARGE_TENSORS,
     absent = [n for n in map(canonical_name, names) if n not in index]
     if not absent:
         return None
-    return (f"{resolved.description} lacks {sources.plural(len(absent), 'tensor')} of the "
-            f"{len(names)} needed (such as {absent[0]}).")
+    return (
+        f"{resolved.description} lacks {sources.plural(len(absent), 'tensor')} of the "
+        f"{len(names)} needed (such as {absent[0]})."
+    )

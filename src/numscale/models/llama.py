@@ -61,10 +61,14 @@ class LlamaConfig:
                 raise ValueError(f"{f.name} must be in 1..{_MAX_DIM}, got {value}")
             object.__setattr__(self, f.name, int(value))
         if self.dim % self.n_heads:
-            raise ValueError(f"dim {self.dim} is not a multiple of n_heads {self.n_heads}")
+            raise ValueError(
+                f"dim {self.dim} is not a multiple of n_heads {self.n_heads}"
+            )
         if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_heads {self.n_heads} is not a multiple of n_kv_heads "
-                             f"{self.n_kv_heads}")
+            raise ValueError(
+                f"n_heads {self.n_heads} is not a multiple of n_kv_heads "
+                f"{self.n_kv_heads}"
+            )
         if self.head_size % 2:
             raise ValueError(f"head size {self.head_size} must be even (rotary pairs)")
 
@@ -83,10 +87,19 @@ class LlamaConfig:
         L, d, h, kv = self.n_layers, self.dim, self.hidden_dim, self.kv_dim
         half = self.head_size // 2
         shapes = {
-            "token_embedding": (self.vocab_size, d), "rms_att": (L, d), "wq": (L, d, d),
-            "wk": (L, kv, d), "wv": (L, kv, d), "wo": (L, d, d), "rms_ffn": (L, d),
-            "w1": (L, h, d), "w2": (L, d, h), "w3": (L, h, d), "rms_final": (d,),
-            "freq_cis_real": (self.seq_len, half), "freq_cis_imag": (self.seq_len, half),
+            "token_embedding": (self.vocab_size, d),
+            "rms_att": (L, d),
+            "wq": (L, d, d),
+            "wk": (L, kv, d),
+            "wv": (L, kv, d),
+            "wo": (L, d, d),
+            "rms_ffn": (L, d),
+            "w1": (L, h, d),
+            "w2": (L, d, h),
+            "w3": (L, h, d),
+            "rms_final": (d,),
+            "freq_cis_real": (self.seq_len, half),
+            "freq_cis_imag": (self.seq_len, half),
         }
         if not self.shared_classifier:
             shapes["wcls"] = (self.vocab_size, d)
@@ -94,7 +107,9 @@ class LlamaConfig:
 
     def file_size(self) -> int:
         """Bytes of a checkpoint with this header: 28 + 4 · (number of floats)."""
-        return 4 * HEADER_INTS + 4 * sum(int(np.prod(s)) for s in self.shapes().values())
+        return 4 * HEADER_INTS + 4 * sum(
+            int(np.prod(s)) for s in self.shapes().values()
+        )
 
     def n_parameters(self) -> int:
         """Trainable parameters (rotary tables excluded, a shared classifier counted once)."""
@@ -102,8 +117,21 @@ class LlamaConfig:
 
 
 #: Array names in the checkpoint's order.
-WEIGHT_ORDER = ("token_embedding", "rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2",
-                "w3", "rms_final", "freq_cis_real", "freq_cis_imag")
+WEIGHT_ORDER = (
+    "token_embedding",
+    "rms_att",
+    "wq",
+    "wk",
+    "wv",
+    "wo",
+    "rms_ffn",
+    "w1",
+    "w2",
+    "w3",
+    "rms_final",
+    "freq_cis_real",
+    "freq_cis_imag",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,15 +162,21 @@ class LlamaWeights:
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, LlamaConfig):
-            raise TypeError(f"config must be a LlamaConfig, got {type(self.config).__name__}")
+            raise TypeError(
+                f"config must be a LlamaConfig, got {type(self.config).__name__}"
+            )
         for name, shape in self.config.shapes().items():
             array = getattr(self, name)
             if not isinstance(array, np.ndarray):
-                raise TypeError(f"{name} must be a numpy array, got {type(array).__name__}")
+                raise TypeError(
+                    f"{name} must be a numpy array, got {type(array).__name__}"
+                )
             if array.shape != shape:
                 raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
             if not np.issubdtype(array.dtype, np.floating):
-                raise TypeError(f"{name} must be a float array, got dtype {array.dtype}")
+                raise TypeError(
+                    f"{name} must be a float array, got dtype {array.dtype}"
+                )
             if not np.all(np.isfinite(array)):
                 raise ValueError(f"{name} holds NaN or inf")
         if self.config.shared_classifier and self.wcls is not None:
@@ -158,8 +192,9 @@ class LlamaWeights:
         return {name: getattr(self, name) for name in self.config.shapes()}
 
 
-def rotary_tables(head_size: int, seq_len: int, theta: float = ROPE_THETA
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def rotary_tables(
+    head_size: int, seq_len: int, theta: float = ROPE_THETA
+) -> tuple[np.ndarray, np.ndarray]:
     """cos and sin of the rotary angles, each (seq_len, head_size/2), float32:
     angle[t, j] = t · θ^(−2j/head_size) (llama2.c's ``precompute_freqs_cis``)."""
     freqs = 1.0 / theta ** (np.arange(0, head_size, 2)[: head_size // 2] / head_size)
@@ -189,23 +224,49 @@ def init_weights(config: LlamaConfig, seed: Any) -> LlamaWeights:
         else:
             std = std_residual if name in ("wo", "w3") else 0.02
             arrays[name] = (rng.standard_normal(shape) * std).astype(np.float32)
-    arrays["freq_cis_real"], arrays["freq_cis_imag"] = rotary_tables(config.head_size,
-                                                                     config.seq_len)
+    arrays["freq_cis_real"], arrays["freq_cis_imag"] = rotary_tables(
+        config.head_size, config.seq_len
+    )
     return LlamaWeights(config=config, **arrays)
 
 
 #: A tiny configuration for tests: 2 blocks, 4 query heads and 2 key/value heads of size 4.
-TINY_CONFIG = LlamaConfig(dim=16, hidden_dim=40, n_layers=2, n_heads=4, n_kv_heads=2,
-                          vocab_size=300, seq_len=32)
+TINY_CONFIG = LlamaConfig(
+    dim=16,
+    hidden_dim=40,
+    n_layers=2,
+    n_heads=4,
+    n_kv_heads=2,
+    vocab_size=300,
+    seq_len=32,
+)
 
 #: The shape of Karpathy's stories260K (its checkpoint header; PROVENANCE.md of the
 #: embedded data). A test checks it against the real file's header.
-STORIES260K_CONFIG = LlamaConfig(dim=64, hidden_dim=172, n_layers=5, n_heads=8,
-                                 n_kv_heads=4, vocab_size=512, seq_len=512)
+STORIES260K_CONFIG = LlamaConfig(
+    dim=64,
+    hidden_dim=172,
+    n_layers=5,
+    n_heads=8,
+    n_kv_heads=4,
+    vocab_size=512,
+    seq_len=512,
+)
 
 
-_PARAMS = ("token_embedding", "rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2",
-           "w3", "rms_final")
+_PARAMS = (
+    "token_embedding",
+    "rms_att",
+    "wq",
+    "wk",
+    "wv",
+    "wo",
+    "rms_ffn",
+    "w1",
+    "w2",
+    "w3",
+    "rms_final",
+)
 
 
 @dataclass
@@ -263,8 +324,9 @@ class LlamaModel(torch.nn.Module):
     def __init__(self, weights: LlamaWeights, dtype: torch.dtype = torch.float32):
         super().__init__()
         if not isinstance(weights, LlamaWeights):
-            raise TypeError(f"weights must be LlamaWeights, got "
-                            f"{type(weights).__name__}")
+            raise TypeError(
+                f"weights must be LlamaWeights, got {type(weights).__name__}"
+            )
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
         self.config = weights.config
@@ -287,9 +349,16 @@ class LlamaModel(torch.nn.Module):
     def classifier(self) -> torch.Tensor:
         return self.token_embedding if self.wcls is None else self.wcls
 
-    def forward(self, tokens: torch.Tensor, *, attn_scale_multiplier: float = 1.0,
-                record: bool = False, record_attention: bool = True,
-                record_qk: bool = False, keep_graph: bool = False):
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        *,
+        attn_scale_multiplier: float = 1.0,
+        record: bool = False,
+        record_attention: bool = True,
+        record_qk: bool = False,
+        keep_graph: bool = False,
+    ):
         """Logits (B, T, vocab) of token ids ``tokens`` (B, T), or a ForwardRecord.
 
         Attention scale s = ``attn_scale_multiplier`` / √head_size. With ``record``: the
@@ -301,8 +370,9 @@ class LlamaModel(torch.nn.Module):
         if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long:
             raise TypeError("tokens must be a torch.LongTensor of shape (B, T)")
         if tokens.ndim != 2 or tokens.shape[1] == 0:
-            raise ValueError(f"tokens must have shape (B, T) with T >= 1, got "
-                             f"{tuple(tokens.shape)}")
+            raise ValueError(
+                f"tokens must have shape (B, T) with T >= 1, got {tuple(tokens.shape)}"
+            )
         c = self.config
         B, T = tokens.shape
         if T > c.seq_len:
@@ -333,7 +403,8 @@ class LlamaModel(torch.nn.Module):
             q, k, v = (t.transpose(1, 2) for t in (q, k, v))
             if fused:  # the same arithmetic in one fused kernel, without the T×T arrays
                 attended = torch.nn.functional.scaled_dot_product_attention(
-                    q, k, v, is_causal=True, scale=scale, enable_gqa=True)
+                    q, k, v, is_causal=True, scale=scale, enable_gqa=True
+                )
             else:
                 k = k.repeat_interleave(H // KV, dim=1)
                 v = v.repeat_interleave(H // KV, dim=1)
@@ -344,8 +415,9 @@ class LlamaModel(torch.nn.Module):
             attended = attended.transpose(1, 2).flatten(-2)  # (B, T, dim)
             x = x + _matmul(attended, self.wo[layer].T)
             h = _rmsnorm(x, self.rms_ffn[layer])
-            gate = (torch.nn.functional.silu(_matmul(h, self.w1[layer].T))
-                    * _matmul(h, self.w3[layer].T))
+            gate = torch.nn.functional.silu(_matmul(h, self.w1[layer].T)) * _matmul(
+                h, self.w3[layer].T
+            )
             x = x + _matmul(gate, self.w2[layer].T)
             residuals.append(keep(x))
             if record and record_attention:
@@ -373,8 +445,8 @@ def _step(model: LlamaModel, token: int, pos: int, cache: list) -> torch.Tensor:
     run.c's incremental forward, the same arithmetic as :meth:`LlamaModel.forward`."""
     c = model.config
     H, KV, hs = c.n_heads, c.n_kv_heads, c.head_size
-    cos = model.freq_cis_real[pos: pos + 1]
-    sin = model.freq_cis_imag[pos: pos + 1]
+    cos = model.freq_cis_real[pos : pos + 1]
+    sin = model.freq_cis_imag[pos : pos + 1]
     x = model.token_embedding[token][None, None]  # (1, 1, dim)
     for layer in range(c.n_layers):
         h = _rmsnorm(x, model.rms_att[layer])
@@ -385,8 +457,10 @@ def _step(model: LlamaModel, token: int, pos: int, cache: list) -> torch.Tensor:
         if len(cache) <= layer:
             cache.append([k, v])
         else:
-            cache[layer] = [torch.cat([cache[layer][0], k], 2),
-                            torch.cat([cache[layer][1], v], 2)]
+            cache[layer] = [
+                torch.cat([cache[layer][0], k], 2),
+                torch.cat([cache[layer][1], v], 2),
+            ]
         keys = cache[layer][0].repeat_interleave(H // KV, dim=1)
         values = cache[layer][1].repeat_interleave(H // KV, dim=1)
         weights = torch.softmax((q @ keys.transpose(-1, -2)) / math.sqrt(hs), dim=-1)
@@ -397,8 +471,12 @@ def _step(model: LlamaModel, token: int, pos: int, cache: list) -> torch.Tensor:
     return (_rmsnorm(x, model.rms_final) @ model.classifier.T)[0, 0]
 
 
-def forward_numpy(weights: LlamaWeights, tokens: np.ndarray, dtype=np.float64,
-                  return_residual: bool = False):
+def forward_numpy(
+    weights: LlamaWeights,
+    tokens: np.ndarray,
+    dtype=np.float64,
+    return_residual: bool = False,
+):
     """Reference forward of one sequence, a direct transcription of run.c in numpy.
 
     ``tokens``: int array (T,); returns logits (T, vocab) in ``dtype`` (float64 by
@@ -410,8 +488,9 @@ def forward_numpy(weights: LlamaWeights, tokens: np.ndarray, dtype=np.float64,
         raise ValueError("tokens must be a non-empty 1-d integer array")
     c = weights.config
     if tokens.size > c.seq_len or tokens.min() < 0 or tokens.max() >= c.vocab_size:
-        raise ValueError(f"tokens must have at most {c.seq_len} ids in "
-                         f"0..{c.vocab_size - 1}")
+        raise ValueError(
+            f"tokens must have at most {c.seq_len} ids in 0..{c.vocab_size - 1}"
+        )
     W = {k: np.asarray(v, dtype=dtype) for k, v in weights.arrays().items()}
     T, H, hs = tokens.size, c.n_heads, c.head_size
     group = c.n_heads // c.n_kv_heads
@@ -452,15 +531,19 @@ def forward_numpy(weights: LlamaWeights, tokens: np.ndarray, dtype=np.float64,
     return (logits, np.stack(stream)) if return_residual else logits
 
 
-def encode_stories(tokenizer: Tokenizer, stories: Sequence[str], max_tokens: int = 256
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_stories(
+    tokenizer: Tokenizer, stories: Sequence[str], max_tokens: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids (B, T) of ``stories``, BOS first, each cut to ``max_tokens`` ids
     (BOS included) and right-padded with 0; and the target mask (B, T): True where a
     position holds a token to be predicted (every real token after BOS)."""
     if isinstance(stories, str) or len(stories) == 0:
         raise ValueError("stories must be a non-empty sequence of str")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) \
-            or max_tokens < 2:
+    if (
+        isinstance(max_tokens, bool)
+        or not isinstance(max_tokens, int)
+        or max_tokens < 2
+    ):
         raise ValueError(f"max_tokens must be an int >= 2, got {max_tokens!r}")
     encoded = [tokenizer.encode(story, bos=True)[:max_tokens] for story in stories]
     T = max(len(ids) for ids in encoded)
@@ -468,20 +551,22 @@ def encode_stories(tokenizer: Tokenizer, stories: Sequence[str], max_tokens: int
     mask = torch.zeros(len(encoded), T, dtype=torch.bool)
     for row, ids in enumerate(encoded):
         tokens[row, : len(ids)] = torch.tensor(ids)
-        mask[row, 1: len(ids)] = True
+        mask[row, 1 : len(ids)] = True
     return tokens, mask
 
 
-def per_story_nll(model: LlamaModel, tokens: torch.Tensor, mask: torch.Tensor,
-                  **forward_kwargs) -> tuple[np.ndarray, np.ndarray]:
+def per_story_nll(
+    model: LlamaModel, tokens: torch.Tensor, mask: torch.Tensor, **forward_kwargs
+) -> tuple[np.ndarray, np.ndarray]:
     """Summed next-token negative log-likelihood (nats) per story, and its token counts.
 
     Position t's logits predict token t+1; only targets with ``mask`` True count. The
     log-softmax is taken in float32 whatever the model's format.
     """
     if tokens.shape != mask.shape:
-        raise ValueError(f"tokens {tuple(tokens.shape)} and mask {tuple(mask.shape)} "
-                         f"differ in shape")
+        raise ValueError(
+            f"tokens {tuple(tokens.shape)} and mask {tuple(mask.shape)} differ in shape"
+        )
     with torch.no_grad():
         logits = model(tokens, **forward_kwargs)
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
@@ -491,8 +576,9 @@ def per_story_nll(model: LlamaModel, tokens: torch.Tensor, mask: torch.Tensor,
     return sums.double().numpy(), target.sum(1).numpy()
 
 
-def next_token_loss(model: LlamaModel, tokens: torch.Tensor, mask: torch.Tensor,
-                    **forward_kwargs) -> tuple[float, float]:
+def next_token_loss(
+    model: LlamaModel, tokens: torch.Tensor, mask: torch.Tensor, **forward_kwargs
+) -> tuple[float, float]:
     """Mean next-token loss (nats per predicted token) and its standard error.
 
     The mean is the ratio R = ΣS_i / Σn_i over stories i (S_i summed loss, n_i tokens);

@@ -73,23 +73,40 @@ def read_checkpoint(path: str | os.PathLike) -> LlamaWeights:
     path = Path(path)
     size = path.stat().st_size
     if size < 4 * HEADER_INTS:
-        raise _bad(path, f"truncated: {size} bytes, shorter than the "
-                         f"{4 * HEADER_INTS}-byte header of a llama2.c checkpoint")
+        raise _bad(
+            path,
+            f"truncated: {size} bytes, shorter than the "
+            f"{4 * HEADER_INTS}-byte header of a llama2.c checkpoint",
+        )
     with open(path, "rb") as handle:
         header = np.fromfile(handle, dtype="<i4", count=HEADER_INTS)
         dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len = (int(v) for v in header)
         try:
-            config = LlamaConfig(dim, hidden, n_layers, n_heads, n_kv, abs(vocab),
-                                 seq_len, shared_classifier=vocab > 0)
+            config = LlamaConfig(
+                dim,
+                hidden,
+                n_layers,
+                n_heads,
+                n_kv,
+                abs(vocab),
+                seq_len,
+                shared_classifier=vocab > 0,
+            )
         except (TypeError, ValueError) as exc:
-            raise _bad(path, f"bad header {header.tolist()} (dim, hidden_dim, "
-                             f"n_layers, n_heads, n_kv_heads, vocab_size, seq_len): "
-                             f"{exc}; it is not a llama2.c checkpoint") from None
+            raise _bad(
+                path,
+                f"bad header {header.tolist()} (dim, hidden_dim, "
+                f"n_layers, n_heads, n_kv_heads, vocab_size, seq_len): "
+                f"{exc}; it is not a llama2.c checkpoint",
+            ) from None
         expected = config.file_size()
         if size != expected:
             kind = "truncated" if size < expected else "wrong size"
-            raise _bad(path, f"{kind}: {size:,} bytes, but its header "
-                             f"{header.tolist()} implies {expected:,} bytes")
+            raise _bad(
+                path,
+                f"{kind}: {size:,} bytes, but its header "
+                f"{header.tolist()} implies {expected:,} bytes",
+            )
         arrays = {}
         for name, shape in config.shapes().items():
             count = int(np.prod(shape))
@@ -108,8 +125,10 @@ def write_checkpoint(weights: LlamaWeights, path: str | os.PathLike) -> None:
         raise TypeError(f"weights must be LlamaWeights, got {type(weights).__name__}")
     c = weights.config
     vocab = c.vocab_size if c.shared_classifier else -c.vocab_size
-    header = np.array([c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, vocab,
-                       c.seq_len], dtype="<i4")
+    header = np.array(
+        [c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, vocab, c.seq_len],
+        dtype="<i4",
+    )
     with open(path, "wb") as handle:
         handle.write(header.tobytes())
         for array in weights.arrays().values():
@@ -130,11 +149,14 @@ class Tokenizer:
 
     def __post_init__(self) -> None:
         if len(self.pieces) != len(self.scores):
-            raise ValueError(f"pieces ({len(self.pieces)}) and scores ({len(self.scores)}) "
-                             f"differ in length")
+            raise ValueError(
+                f"pieces ({len(self.pieces)}) and scores ({len(self.scores)}) "
+                f"differ in length"
+            )
         if len(self.pieces) < 3 + 256:
-            raise ValueError(f"a llama2.c tokenizer has at least 259 tokens, got "
-                             f"{len(self.pieces)}")
+            raise ValueError(
+                f"a llama2.c tokenizer has at least 259 tokens, got {len(self.pieces)}"
+            )
         if not all(isinstance(p, bytes) for p in self.pieces):
             raise TypeError("pieces must be bytes")
         lookup: dict[bytes, int] = {}
@@ -248,11 +270,16 @@ def read_tokenizer(path: str | os.PathLike, vocab_size: int | None = None) -> To
     data = np.fromfile(path, dtype=np.uint8)
     size = data.size
     if size < 4:
-        raise _bad(path, f"truncated: {size} bytes, shorter than the 4-byte header of a "
-                         f"llama2.c tokenizer")
+        raise _bad(
+            path,
+            f"truncated: {size} bytes, shorter than the 4-byte header of a "
+            f"llama2.c tokenizer",
+        )
     max_len = int(np.frombuffer(data, dtype="<i4", count=1)[0])
     if not 1 <= max_len <= 1 << 16:
-        raise _bad(path, f"bad header: max_token_length {max_len}; not a llama2.c tokenizer")
+        raise _bad(
+            path, f"bad header: max_token_length {max_len}; not a llama2.c tokenizer"
+        )
     pieces: list[bytes] = []
     scores: list[float] = []
     offset = 4
@@ -264,17 +291,22 @@ def read_tokenizer(path: str | os.PathLike, vocab_size: int | None = None) -> To
         if not np.isfinite(score):
             raise _bad(path, f"token {len(pieces)} has a non-finite score")
         if not 0 <= length <= max_len:
-            raise _bad(path, f"token {len(pieces)} has length {length}, outside "
-                             f"0..{max_len} (max_token_length)")
+            raise _bad(
+                path,
+                f"token {len(pieces)} has length {length}, outside "
+                f"0..{max_len} (max_token_length)",
+            )
         if offset + 8 + length > size:
             raise _bad(path, f"truncated inside the record of token {len(pieces)}")
-        pieces.append(data[offset + 8: offset + 8 + length].tobytes())
+        pieces.append(data[offset + 8 : offset + 8 + length].tobytes())
         scores.append(score)
         offset += 8 + length
     if vocab_size is not None and len(pieces) < vocab_size:
         raise _bad(path, f"truncated: {len(pieces)} tokens, expected {vocab_size}")
     if offset != size:
-        raise _bad(path, f"wrong size: {size - offset} bytes left after {len(pieces)} tokens")
+        raise _bad(
+            path, f"wrong size: {size - offset} bytes left after {len(pieces)} tokens"
+        )
     try:
         return Tokenizer(tuple(pieces), tuple(scores), max_len)
     except (TypeError, ValueError) as exc:
@@ -284,7 +316,9 @@ def read_tokenizer(path: str | os.PathLike, vocab_size: int | None = None) -> To
 def write_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> None:
     """Write ``tokenizer`` in llama2.c's format (the inverse of :func:`read_tokenizer`)."""
     if not isinstance(tokenizer, Tokenizer):
-        raise TypeError(f"tokenizer must be a Tokenizer, got {type(tokenizer).__name__}")
+        raise TypeError(
+            f"tokenizer must be a Tokenizer, got {type(tokenizer).__name__}"
+        )
     with open(path, "wb") as handle:
         handle.write(np.array([tokenizer.max_token_length], "<i4").tobytes())
         for piece, score in zip(tokenizer.pieces, tokenizer.scores):
@@ -314,20 +348,25 @@ def read_stories(path: str | os.PathLike, limit: int | None = None) -> list[str]
     return stories[:limit] if limit is not None else stories
 
 
-def byte_tokenizer(extra: tuple[bytes, ...] = (), vocab_size: int | None = None) -> Tokenizer:
+def byte_tokenizer(
+    extra: tuple[bytes, ...] = (), vocab_size: int | None = None
+) -> Tokenizer:
     """A minimal llama2.c tokenizer for tests and tiny models: the 3 control tokens, the
     256 byte tokens, " ", the ``extra`` pieces, then (to reach ``vocab_size``) the pieces
     " a".." z" and two-letter pieces "aa", "ab", ...; merge scores −1, −2, ... in order."""
-    pieces = (b"<unk>", b"\n<s>\n", b"\n</s>\n") + tuple(f"<0x{b:02X}>".encode()
-                                                         for b in range(256))
+    pieces = (b"<unk>", b"\n<s>\n", b"\n</s>\n") + tuple(
+        f"<0x{b:02X}>".encode() for b in range(256)
+    )
     pieces = pieces + (b" ",) + tuple(extra)
     if vocab_size is not None:
         letters = [bytes([c]) for c in range(ord("a"), ord("z") + 1)]
         fill = [b" " + a for a in letters] + [a + b for a in letters for b in letters]
         fill = [p for p in fill if p not in pieces]
         if not len(pieces) <= vocab_size <= len(pieces) + len(fill):
-            raise ValueError(f"vocab_size must be in {len(pieces)}.."
-                             f"{len(pieces) + len(fill)}, got {vocab_size}")
+            raise ValueError(
+                f"vocab_size must be in {len(pieces)}.."
+                f"{len(pieces) + len(fill)}, got {vocab_size}"
+            )
         pieces = pieces + tuple(fill[: vocab_size - len(pieces)])
     n_merged = len(pieces) - 260
     scores = (0.0,) * 260 + tuple(-float(i + 1) for i in range(n_merged))
@@ -358,20 +397,27 @@ def clear_cache() -> None:
     _LOADED.clear()
 
 
-def _read_all(choice: sources.Choice, paths: dict[str, Path], where: str) -> TinyStories:
+def _read_all(
+    choice: sources.Choice, paths: dict[str, Path], where: str
+) -> TinyStories:
     try:
         weights = read_checkpoint(paths["checkpoint"])
         tokenizer = read_tokenizer(paths["tokenizer"], weights.config.vocab_size)
         stories = read_stories(paths["stories"], limit=N_STORIES)
     except (ValueError, OSError) as exc:
         raise choice.error(str(exc), HOW_TO_PROVIDE) from None
-    released = all(registry.sha256_file(paths[k]) == RELEASED_SHA256[k]
-                   for k in RELEASED_SHA256)
-    model = ("Karpathy's stories260K and its 512-token tokenizer" if released else
-             f"a {weights.config.n_parameters():,}-parameter model in llama2.c's format "
-             f"(not Karpathy's published stories260K file) and its tokenizer")
-    stories_text = sources.plural(len(stories), "TinyStories validation story",
-                                  "TinyStories validation stories")
+    released = all(
+        registry.sha256_file(paths[k]) == RELEASED_SHA256[k] for k in RELEASED_SHA256
+    )
+    model = (
+        "Karpathy's stories260K and its 512-token tokenizer"
+        if released
+        else f"a {weights.config.n_parameters():,}-parameter model in llama2.c's format "
+        f"(not Karpathy's published stories260K file) and its tokenizer"
+    )
+    stories_text = sources.plural(
+        len(stories), "TinyStories validation story", "TinyStories validation stories"
+    )
     description = f"{model}, with the first {stories_text}, from {where}"
     return TinyStories(weights, tokenizer, tuple(stories), description, released)
 
@@ -380,12 +426,19 @@ def _load_folder(choice: sources.Choice, path: Path) -> TinyStories:
     if not path.exists():
         raise choice.error("the path does not exist")
     if not path.is_dir():
-        raise choice.error(f"it is a file; give the folder holding {', '.join(FILES.values())}")
+        raise choice.error(
+            f"it is a file; give the folder holding {', '.join(FILES.values())}"
+        )
     absent = [name for name in FILES.values() if not (path / name).is_file()]
     if absent:
-        pickles = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".ckpt"))
-        extra = (f" (it holds {', '.join(pickles)}: pickle files are never loaded)"
-                 if pickles else "")
+        pickles = sorted(
+            p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".ckpt")
+        )
+        extra = (
+            f" (it holds {', '.join(pickles)}: pickle files are never loaded)"
+            if pickles
+            else ""
+        )
         raise choice.error(f"the folder has no {', '.join(absent)}{extra}")
     paths = {key: path / name for key, name in FILES.items()}
     return _read_all(choice, paths, sources.describe_local(choice, path))
@@ -402,11 +455,13 @@ def _load_embedded(choice: sources.Choice) -> TinyStories:
 
 
 def _load_hub(choice: sources.Choice) -> TinyStories:
-    model = sources.fetch_hub_files(choice, choice.text, list(HUB_MODEL_FILES.values()),
-                                    advice=HOW_TO_PROVIDE)
+    model = sources.fetch_hub_files(
+        choice, choice.text, list(HUB_MODEL_FILES.values()), advice=HOW_TO_PROVIDE
+    )
     story_repo, story_file = HUB_STORIES
-    text = sources.fetch_hub_files(choice, story_repo, [story_file], repo_type="dataset",
-                                   advice=HOW_TO_PROVIDE)
+    text = sources.fetch_hub_files(
+        choice, story_repo, [story_file], repo_type="dataset", advice=HOW_TO_PROVIDE
+    )
     paths = {key: model.paths[name] for key, name in HUB_MODEL_FILES.items()}
     paths["stories"] = text.paths[story_file]
     how = "downloaded" if "downloaded" in (model.how, text.how) else "local cache"
@@ -428,8 +483,12 @@ def load(source: str | os.PathLike | None = None) -> TinyStories:
     choice = sources.choose(source, ENV_VAR, DEFAULT_SOURCE)
     path = sources.local_path(choice.text)
     is_path = path.exists() or sources.looks_like_path(choice.text, (".bin", ".txt"))
-    key = (str(path.resolve()) if is_path else choice.text, choice.explicit, choice.origin,
-           *sources.environment_key())
+    key = (
+        str(path.resolve()) if is_path else choice.text,
+        choice.explicit,
+        choice.origin,
+        *sources.environment_key(),
+    )
     if key in _LOADED:
         return _LOADED[key]
     if choice.text == DEFAULT_SOURCE:

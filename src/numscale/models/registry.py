@@ -28,13 +28,21 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 #: GPT-2 small's 50 LayerNorm tensors), as data/PROVENANCE.md records them.
 EMBEDDED: dict[str, tuple[int, str]] = {
     "stories260K.bin": (
-        1_056_540, "b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696"),
+        1_056_540,
+        "b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696",
+    ),
     "tok512.bin": (
-        6_227, "037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312"),
+        6_227,
+        "037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312",
+    ),
     "tinystories_val.txt": (
-        412_731, "f8f1499ca5274df8b7e8f8ff007c656d50ca1cbba27569026d6b9e1b043bf889"),
+        412_731,
+        "f8f1499ca5274df8b7e8f8ff007c656d50ca1cbba27569026d6b9e1b043bf889",
+    ),
     "gpt2_small_layernorm.npz": (
-        167_822, "6f37f011856bf88b3455a5a0c7c5920b1eedcd2094a35967c116860e2f862857"),
+        167_822,
+        "6f37f011856bf88b3455a5a0c7c5920b1eedcd2094a35967c116860e2f862857",
+    ),
 }
 
 #: GPT-2 small on the Hugging Face hub, and the file the loader reads from it.
@@ -45,15 +53,21 @@ GPT2_EMBEDDED = "gpt2_small_layernorm.npz"
 
 #: stories260K on the hub (a model repository) and the TinyStories text (a dataset).
 STORIES260K_HUB_ID = "karpathy/tinyllamas"
-STORIES260K_HUB_FILES = {"checkpoint": "stories260K/stories260K.bin",
-                         "tokenizer": "stories260K/tok512.bin"}
+STORIES260K_HUB_FILES = {
+    "checkpoint": "stories260K/stories260K.bin",
+    "tokenizer": "stories260K/tok512.bin",
+}
 TINYSTORIES_HUB = ("roneneldan/TinyStories", "TinyStories-valid.txt")
 #: stories260K's files in a local folder (and in the embedded data).
-STORIES260K_FILES = {"checkpoint": "stories260K.bin", "tokenizer": "tok512.bin",
-                     "stories": "tinystories_val.txt"}
+STORIES260K_FILES = {
+    "checkpoint": "stories260K.bin",
+    "tokenizer": "tok512.bin",
+    "stories": "tinystories_val.txt",
+}
 #: sha256 of Karpathy's published checkpoint and tokenizer.
-STORIES260K_SHA256 = {key: EMBEDDED[STORIES260K_FILES[key]][1]
-                      for key in ("checkpoint", "tokenizer")}
+STORIES260K_SHA256 = {
+    key: EMBEDDED[STORIES260K_FILES[key]][1] for key in ("checkpoint", "tokenizer")
+}
 
 
 def sha256_file(path: str | Path) -> str:
@@ -68,15 +82,21 @@ def embedded_file(name: str) -> Path:
     is missing from the installed package or its bytes are not the published ones.
     """
     if name not in EMBEDDED:
-        raise KeyError(f"{name!r} is not embedded; embedded files: {', '.join(EMBEDDED)}")
+        raise KeyError(
+            f"{name!r} is not embedded; embedded files: {', '.join(EMBEDDED)}"
+        )
     path = DATA_DIR / name
     size, digest = EMBEDDED[name]
     if not path.is_file():
-        raise ValueError(f"the embedded file {name} is missing from the installed package "
-                         f"(numscale/models/data); reinstall numscale")
+        raise ValueError(
+            f"the embedded file {name} is missing from the installed package "
+            f"(numscale/models/data); reinstall numscale"
+        )
     if path.stat().st_size != size or sha256_file(path) != digest:
-        raise ValueError(f"the embedded file {name} does not match its recorded sha256 "
-                         f"{digest[:12]}… ({size:,} bytes): it was altered; reinstall numscale")
+        raise ValueError(
+            f"the embedded file {name} does not match its recorded sha256 "
+            f"{digest[:12]}… ({size:,} bytes): it was altered; reinstall numscale"
+        )
     return path
 
 

@@ -20,9 +20,16 @@ import numpy as np
 
 #: safetensors dtype codes -> NumPy dtypes (little-endian). BF16 is widened to float32.
 DTYPES: dict[str, np.dtype] = {
-    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"),
-    "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
-    "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
+    "F64": np.dtype("<f8"),
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype("<u2"),
+    "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"),
+    "I8": np.dtype("i1"),
+    "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
 }
 MAX_HEADER_BYTES = 100_000_000  # the format's own limit
 
@@ -40,16 +47,24 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, dict], int]:
     with open(path, "rb") as handle:
         raw_length = handle.read(8)
         if len(raw_length) != 8:
-            raise ValueError(f"{path.name} is not a safetensors file: shorter than its 8-byte header length")
+            raise ValueError(
+                f"{path.name} is not a safetensors file: shorter than its 8-byte header length"
+            )
         (length,) = struct.unpack("<Q", raw_length)
         if length > MAX_HEADER_BYTES or 8 + length > size:
-            raise ValueError(f"{path.name} is not a valid safetensors file: header length {length} exceeds the file")
+            raise ValueError(
+                f"{path.name} is not a valid safetensors file: header length {length} exceeds the file"
+            )
         try:
             header = json.loads(handle.read(length))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path.name} is not a valid safetensors file: unreadable header ({exc})") from exc
+            raise ValueError(
+                f"{path.name} is not a valid safetensors file: unreadable header ({exc})"
+            ) from exc
     if not isinstance(header, dict):
-        raise ValueError(f"{path.name} is not a valid safetensors file: header is not a JSON object")
+        raise ValueError(
+            f"{path.name} is not a valid safetensors file: header is not a JSON object"
+        )
     header.pop("__metadata__", None)
     data_start = 8 + length
     for name, entry in header.items():
@@ -58,18 +73,26 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, dict], int]:
             dtype = entry["dtype"]
             shape = entry["shape"]
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path.name} is not a valid safetensors file: bad entry for {name!r}") from exc
+            raise ValueError(
+                f"{path.name} is not a valid safetensors file: bad entry for {name!r}"
+            ) from exc
         if dtype not in DTYPES:
-            raise ValueError(f"{path.name}: tensor {name!r} has unsupported dtype {dtype}")
+            raise ValueError(
+                f"{path.name}: tensor {name!r} has unsupported dtype {dtype}"
+            )
         expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype].itemsize
         if not 0 <= begin <= end or end - begin != expected or data_start + end > size:
-            raise ValueError(f"{path.name} is corrupt: tensor {name!r} has offsets {begin}..{end} "
-                             f"for {expected} bytes in a file of {size} bytes")
+            raise ValueError(
+                f"{path.name} is corrupt: tensor {name!r} has offsets {begin}..{end} "
+                f"for {expected} bytes in a file of {size} bytes"
+            )
     return header, data_start
 
 
 def read_tensors(
-    path: str | os.PathLike, names: Iterable[str], parsed: tuple[dict[str, dict], int] | None = None
+    path: str | os.PathLike,
+    names: Iterable[str],
+    parsed: tuple[dict[str, dict], int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Read the named tensors (and only them) from a safetensors file.
 
@@ -84,7 +107,9 @@ def read_tensors(
     missing = [n for n in wanted if n not in header]
     if missing:
         sample = ", ".join(sorted(header)[:5])
-        raise KeyError(f"{path.name} has no tensor {missing[0]!r} (it has {len(header)} tensors, e.g. {sample})")
+        raise KeyError(
+            f"{path.name} has no tensor {missing[0]!r} (it has {len(header)} tensors, e.g. {sample})"
+        )
     result: dict[str, np.ndarray] = {}
     descriptor = os.open(path, os.O_RDONLY)
     try:
@@ -95,8 +120,12 @@ def read_tensors(
             begin, end = entry["data_offsets"]
             buffer = os.pread(descriptor, end - begin, data_start + begin)
             if len(buffer) != end - begin:
-                raise ValueError(f"{path.name} is truncated: tensor {name!r} is cut short")
-            array = np.frombuffer(buffer, dtype=DTYPES[entry["dtype"]]).reshape(entry["shape"])
+                raise ValueError(
+                    f"{path.name} is truncated: tensor {name!r} is cut short"
+                )
+            array = np.frombuffer(buffer, dtype=DTYPES[entry["dtype"]]).reshape(
+                entry["shape"]
+            )
             if entry["dtype"] == "BF16":
                 array = (array.astype(np.uint32) << 16).view(np.float32)
             elif entry["dtype"] == "F16":

@@ -88,7 +88,9 @@ def choose(source: Any, env_var: str, default: str) -> Choice:
         if isinstance(source, os.PathLike):
             source = os.fspath(source)
         if not isinstance(source, str):
-            raise TypeError(f"source must be a str or a path, got {type(source).__name__}")
+            raise TypeError(
+                f"source must be a str or a path, got {type(source).__name__}"
+            )
         if not source.strip():
             raise ValueError("source must not be an empty string")
         return Choice(source, True, "the source argument", env_var)
@@ -98,7 +100,9 @@ def choose(source: Any, env_var: str, default: str) -> Choice:
     return Choice(default, False, "the default", env_var)
 
 
-def source_error(choice: Choice, reason: str, advice: str = "") -> SourceError | SourceUnavailable:
+def source_error(
+    choice: Choice, reason: str, advice: str = ""
+) -> SourceError | SourceUnavailable:
     """The exception for a source that cannot be used.
 
     Explicit source: :class:`SourceError` with one line, ``NUMSCALE_X='...' cannot be
@@ -109,10 +113,16 @@ def source_error(choice: Choice, reason: str, advice: str = "") -> SourceError |
     reason = " ".join(reason.split()).rstrip(".")
     if choice.explicit:
         if choice.origin == choice.env_var:
-            return SourceError(f"{choice.env_var}={choice.text!r} cannot be used: {reason}.")
-        return SourceError(f"source {choice.text!r} ({choice.origin}) cannot be used: {reason}.")
+            return SourceError(
+                f"{choice.env_var}={choice.text!r} cannot be used: {reason}."
+            )
+        return SourceError(
+            f"source {choice.text!r} ({choice.origin}) cannot be used: {reason}."
+        )
     text = f"The default source {choice.text!r} is unavailable: {reason}."
-    exc = SourceUnavailable(f"{text} {advice}".strip())  # one paragraph: shown wrapped once
+    exc = SourceUnavailable(
+        f"{text} {advice}".strip()
+    )  # one paragraph: shown wrapped once
     exc.reason, exc.advice = text, advice
     return exc
 
@@ -171,7 +181,9 @@ def plural(count: int, word: str, words: str | None = None) -> str:
 def wrap(text: str, width: int = NOTICE_WIDTH) -> str:
     """``text`` wrapped to lines of at most ``width`` characters (paragraphs kept)."""
     return "\n".join(
-        textwrap.fill(line, width, break_on_hyphens=False, break_long_words=False) if line else ""
+        textwrap.fill(line, width, break_on_hyphens=False, break_long_words=False)
+        if line
+        else ""
         for line in text.splitlines()
     )
 
@@ -186,7 +198,12 @@ def short_path(path: str | os.PathLike) -> str:
 
 def offline() -> bool:
     """Whether ``HF_HUB_OFFLINE`` forbids the network."""
-    return (os.environ.get("HF_HUB_OFFLINE") or "").strip().lower() in {"1", "true", "yes", "on"}
+    return (os.environ.get("HF_HUB_OFFLINE") or "").strip().lower() in {
+        "1",
+        "true",
+        "yes",
+        "on",
+    }
 
 
 def endpoint() -> str:
@@ -232,16 +249,30 @@ def hub_cache_dir() -> str | None:
 
 def environment_key() -> tuple:
     """What a hub look-up depends on, for caching its result in the process."""
-    return (offline(), endpoint(), os.environ.get("HF_HOME"), os.environ.get("HF_HUB_CACHE"))
+    return (
+        offline(),
+        endpoint(),
+        os.environ.get("HF_HOME"),
+        os.environ.get("HF_HUB_CACHE"),
+    )
 
 
-def hub_file(repo_id: str, filename: str, *, local_only: bool, repo_type: str = "model") -> Path:
+def hub_file(
+    repo_id: str, filename: str, *, local_only: bool, repo_type: str = "model"
+) -> Path:
     """One file of a hub repository, from the local cache only or downloading it."""
     from huggingface_hub import hf_hub_download
 
-    return Path(hf_hub_download(repo_id, filename, repo_type=repo_type,
-                                local_files_only=local_only, endpoint=endpoint(),
-                                cache_dir=hub_cache_dir()))
+    return Path(
+        hf_hub_download(
+            repo_id,
+            filename,
+            repo_type=repo_type,
+            local_files_only=local_only,
+            endpoint=endpoint(),
+            cache_dir=hub_cache_dir(),
+        )
+    )
 
 
 def _cache_root() -> Path:
@@ -250,14 +281,18 @@ def _cache_root() -> Path:
     named = hub_cache_dir()
     if named:
         return Path(named).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache"
+    )
     return Path(xdg) / "huggingface" / "hub"
 
 
 def _maybe_cached(repo_id: str, repo_type: str) -> bool:
     """False when the hub cache has no folder for the repository at all (then nothing of it
     is cached and the hub client need not be imported)."""
-    kind = {"model": "models", "dataset": "datasets", "space": "spaces"}.get(repo_type, repo_type)
+    kind = {"model": "models", "dataset": "datasets", "space": "spaces"}.get(
+        repo_type, repo_type
+    )
     return (_cache_root() / f"{kind}--{repo_id.replace('/', '--')}").exists()
 
 
@@ -285,8 +320,13 @@ class HubFiles:
     how: str
 
 
-def fetch_hub_files(choice: Choice, repo_id: str, filenames: Sequence[str],
-                    repo_type: str = "model", advice: str = "") -> HubFiles:
+def fetch_hub_files(
+    choice: Choice,
+    repo_id: str,
+    filenames: Sequence[str],
+    repo_type: str = "model",
+    advice: str = "",
+) -> HubFiles:
     """The named files of a hub repository: from the local cache, else downloaded.
 
     When a file is not cached: offline (``HF_HUB_OFFLINE``) or an endpoint that does not
@@ -299,34 +339,48 @@ def fetch_hub_files(choice: Choice, repo_id: str, filenames: Sequence[str],
         try:
             import huggingface_hub  # noqa: F401
         except ImportError:  # pragma: no cover - installed with the book
-            raise choice.error(f"huggingface_hub is not installed, so hub id {repo_id!r} "
-                               f"cannot be read", advice) from None
+            raise choice.error(
+                f"huggingface_hub is not installed, so hub id {repo_id!r} "
+                f"cannot be read",
+                advice,
+            ) from None
         missing = []
         for name in filenames:
             try:
-                paths[name] = hub_file(repo_id, name, local_only=True, repo_type=repo_type)
+                paths[name] = hub_file(
+                    repo_id, name, local_only=True, repo_type=repo_type
+                )
             except Exception:  # noqa: BLE001 - not cached (LocalEntryNotFoundError, ...)
                 missing.append(name)
         if not missing:
             return HubFiles(paths, "local Hugging Face cache")
     where = f"{repo_id}/{missing[0]}"
     if offline():
-        raise choice.error(f"{where} is not in the local Hugging Face cache "
-                           f"and HF_HUB_OFFLINE is set", advice)
+        raise choice.error(
+            f"{where} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
+            advice,
+        )
     kind = "datasets/" if repo_type == "dataset" else ""
     probe_url = f"{endpoint()}/{kind}{repo_id}/resolve/main/{missing[0]}"
     if not _reachable_cached(probe_url):
-        raise choice.error(f"{where} is not in the local Hugging Face cache and the hub "
-                           f"({endpoint()}) did not answer within {PROBE_TIMEOUT} s", advice)
+        raise choice.error(
+            f"{where} is not in the local Hugging Face cache and the hub "
+            f"({endpoint()}) did not answer within {PROBE_TIMEOUT} s",
+            advice,
+        )
     try:
         import huggingface_hub  # noqa: F401
     except ImportError:  # pragma: no cover - installed with the book
-        raise choice.error(f"huggingface_hub is not installed, so hub id {repo_id!r} "
-                           f"cannot be read", advice) from None
+        raise choice.error(
+            f"huggingface_hub is not installed, so hub id {repo_id!r} cannot be read",
+            advice,
+        ) from None
     for name in missing:
         try:
             paths[name] = hub_file(repo_id, name, local_only=False, repo_type=repo_type)
         except Exception as exc:  # noqa: BLE001 - network, auth, missing repo or file
-            raise choice.error(f"could not download {repo_id}/{name}: "
-                               f"{type(exc).__name__}: {exc}", advice) from exc
+            raise choice.error(
+                f"could not download {repo_id}/{name}: {type(exc).__name__}: {exc}",
+                advice,
+            ) from exc
     return HubFiles(paths, "downloaded")
