@@ -112,6 +112,8 @@ pdf: setup-test browser
 
 bench: setup-test browser
 	$(PY) tools/bench.py
+	@mkdir -p _build
+	$(PY) tools/bench_inspect.py | tee _build/bench_inspect.json
 
 screenshots: setup-test browser _build/.built
 	$(PY) tools/screenshots.py _build/html _build/screenshots
