@@ -158,7 +158,7 @@ def histogram(values: np.ndarray, bins: int = 60) -> dict[str, list[float]]:
 
 class ResidualStats:
     """Per depth (L+1) sums over the residual stream; :meth:`add` one sequence's
-    stream at one depth (x (B, T, d)), with :attr:`sequence` naming the sequence."""
+    stream at one depth (x (B, T, d)), with ``sequence`` naming the sequence."""
 
     def __init__(self, n_depths: int):
         self.n_depths = n_depths

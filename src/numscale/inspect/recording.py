@@ -39,7 +39,7 @@ FAMILIES = "GPT-2, Llama, Mistral, Qwen2 and GPT-NeoX"
 
 
 class UnsupportedModel(ValueError):
-    """A model :mod:`numscale.inspect` cannot measure; the message says why, in one
+    """A model ``numscale.inspect`` cannot measure; the message says why, in one
     line."""
 
 
