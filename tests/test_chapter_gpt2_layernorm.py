@@ -19,7 +19,7 @@ PAGE = "book/gpt2_layernorm"
 @pytest.fixture(scope="module")
 def values(built_site):
     v = glued_values(built_site, PAGE)
-    assert v["ln_trained"] == 1 and v["ln_released"] == 1, "page built without data"
+    assert v["ln_released"] == 1, "the page did not read the released GPT-2 small"
     return v
 
 

@@ -332,7 +332,8 @@ def kahan_step(
     ``compensation`` (bfloat16) carries what the last rounding of ``w`` lost."""
     y = (update - compensation.float()).to(torch.bfloat16)
     total = (w.float() + y.float()).to(torch.bfloat16)
-    applied = (total.float() - w.float()).to(torch.bfloat16)  # exact (Sterbenz)
+    # exact (Sterbenz) when |update| <= |w|: total and w within a factor 2
+    applied = (total.float() - w.float()).to(torch.bfloat16)
     compensation = (applied.float() - y.float()).to(torch.bfloat16)
     return total, compensation
 

@@ -125,7 +125,7 @@ def figure_headroom(report: dict) -> plt.Figure:
     )
     ax.set_xlabel("largest scaled logit of an attention row")
     ax.set_ylabel("rows")
-    ax.legend()
+    ax.legend(loc="upper right")
     fig.tight_layout()
     return fig
 
