@@ -137,6 +137,7 @@ def test_no_large_tensors_in_the_repository():
 
 
 @pytest.mark.build
+@pytest.mark.no_glue_mutation  # compares two builds: guards no value
 @pytest.mark.skipif(
     not (REFERENCE / "gpt2_small_attention.npz").is_file(),
     reason="without ../shared the session build is already the bare one",
@@ -163,7 +164,7 @@ def test_a_build_without_shared_data_has_the_same_numbers(built_site, tmp_path):
     for docname in table:
         log = result.stdout + result.stderr  # Sphinx's log lines may go to either
         assert f"[numscale] {docname}: built without its data" in log
-        assert glued_values(bare, docname) == {}
+        assert glued_values(bare, docname).plain() == {}
         html = (bare / f"{docname}.html").read_text(encoding="utf-8")
         assert "This page was built without its data" in html
     toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
@@ -177,7 +178,12 @@ def test_a_build_without_shared_data_has_the_same_numbers(built_site, tmp_path):
         path = built_site.parent / ".numscale_exec" / "executed" / f"{page}.ipynb"
         if not path.is_file():
             continue  # a page without code cells
-        assert glued_values(bare, page) == glued_values(built_site, page), page
+        # plain dicts: the same value from two builds guards nothing against a wrong
+        # value (the glue-mutation check must not rerun this comparison)
+        same = (
+            glued_values(bare, page).plain() == glued_values(built_site, page).plain()
+        )
+        assert same, page
         compared += 1
     assert compared >= 15
 
