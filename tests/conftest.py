@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -135,3 +136,25 @@ def pytest_collection_modifyitems(
         groups = {SHARED_WORK[name] for name in names if name in SHARED_WORK}
         if groups:
             item.add_marker(pytest.mark.xdist_group(sorted(groups)[0]))
+
+
+def run_page_without_sources(page: str, out: Path) -> subprocess.CompletedProcess:
+    """Execute ``book/<page>.md`` as a notebook (tools/run_pages.py) the way a stranger's
+    machine would: no NUMSCALE_* variable, the hub offline and its cache empty. The
+    executed notebook is ``out/<page>.ipynb``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMSCALE_")}
+    env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(out / "empty-cache"))
+    command = [
+        sys.executable,
+        str(ROOT / "tools" / "run_pages.py"),
+        str(ROOT / "book" / f"{page}.md"),
+        "--out",
+        str(out),
+    ]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def outputs_of(notebook_path: Path) -> list[dict]:
+    """Every output of every cell of an executed notebook."""
+    notebook = json.loads(notebook_path.read_text())
+    return [o for cell in notebook["cells"] for o in cell.get("outputs", [])]

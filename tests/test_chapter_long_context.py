@@ -9,15 +9,11 @@ source.
 from __future__ import annotations
 
 import functools
-import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import outputs_of, run_page_without_sources
 from test_build import glued_values
 
 pytestmark = pytest.mark.build
@@ -343,35 +339,8 @@ def _reference_run() -> dict:
 
 
 def test_page_builds_without_a_source(tmp_path):
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("NUMSCALE_TINYSTORIES", "NUMSCALE_GPT2")
-    }
-    env["HF_HUB_OFFLINE"] = "1"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tools" / "run_pages.py"),
-            str(ROOT / f"{PAGE}.md"),
-            "--out",
-            str(tmp_path),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_page_without_sources("long_context", tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    notebook = json.loads((tmp_path / "long_context.ipynb").read_text())
-    texts = "".join(
-        "".join(o.get("text", ""))
-        for c in notebook["cells"]
-        for o in c.get("outputs", [])
-    )
-    assert "built into numscale" in texts
-    assert not any(
-        o.get("name") == "stderr"
-        for c in notebook["cells"]
-        for o in c.get("outputs", [])
-    )
+    outputs = outputs_of(tmp_path / "long_context.ipynb")
+    assert "built into numscale" in "".join("".join(o.get("text", "")) for o in outputs)
+    assert not any(o.get("name") == "stderr" for o in outputs)

@@ -5,16 +5,12 @@ tiny random model in tests/test_mixed_precision.py."""
 from __future__ import annotations
 
 import functools
-import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import outputs_of, run_page_without_sources
 from test_build import glued_values
 
 pytestmark = pytest.mark.build
@@ -106,24 +102,9 @@ def test_adam_eps(v):
 def test_page_builds_without_a_source(tmp_path):
     # no folder named, the hub offline and its cache empty: the page still runs, shows
     # the notice and writes nothing to stderr
-    env = {k: v for k, v in os.environ.items() if k != "NUMSCALE_TINYSTORIES"}
-    env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "empty-cache"))
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tools" / "run_pages.py"),
-            str(ROOT / f"{PAGE}.md"),
-            "--out",
-            str(tmp_path),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_page_without_sources("mixed_precision", tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    notebook = json.loads((tmp_path / "mixed_precision.ipynb").read_text())
-    outputs = [o for c in notebook["cells"] for o in c.get("outputs", [])]
+    outputs = outputs_of(tmp_path / "mixed_precision.ipynb")
     assert "built into numscale" in "".join("".join(o.get("text", "")) for o in outputs)
     assert not any(o.get("name") == "stderr" for o in outputs)
 

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REFERENCE, ROOT
+from conftest import REFERENCE, run_page_without_sources
 from test_build import built_without_data, glued_values
 
 pytestmark = pytest.mark.build
@@ -356,24 +353,6 @@ def test_page_without_gpt2_tensors_fails_clearly_outside_the_build(tmp_path):
     """Run as a notebook without GPT-2's tensors (no variable, the hub offline): the
     GPT-2 cell stops the page with one clear line naming NUMSCALE_GPT2, never a stand-in.
     (The book build shows a page saying what it needs instead: tests/test_data_pages.py.)"""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("NUMSCALE_TINYSTORIES", "NUMSCALE_GPT2")
-    }
-    env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "empty-cache"))
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tools" / "run_pages.py"),
-            str(ROOT / f"{PAGE}.md"),
-            "--out",
-            str(tmp_path),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_page_without_sources("quantization", tmp_path)
     assert result.returncode != 0
     assert "GPT2Unavailable" in result.stderr and "NUMSCALE_GPT2" in result.stderr
