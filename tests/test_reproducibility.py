@@ -9,6 +9,7 @@ unseeded randomness or timestamps would break.
 
 from __future__ import annotations
 
+import difflib
 import filecmp
 import shutil
 from pathlib import Path
@@ -63,4 +64,25 @@ def test_whole_site_is_byte_identical(built_site: Path, second_site: Path) -> No
         for name in first
         if not filecmp.cmp(first[name], second[name], shallow=False)
     ]
-    assert not different, f"files differ between builds: {different[:20]}"
+    assert not different, (
+        f"files differ between builds: {different[:20]}\n"
+        + _first_lines(
+            first[different[0]] if different else None,
+            second[different[0]] if different else None,
+        )
+    )
+
+
+def _first_lines(a: Path | None, b: Path | None, limit: int = 40) -> str:
+    """The first ``limit`` lines of a unified diff of two text files (tags split onto
+    their own lines, so one changed attribute shows as one line), or "" for binary
+    files: what differed is in the failure message, not only which file."""
+    if a is None or b is None:
+        return ""
+    try:
+        old = a.read_text(encoding="utf-8").replace("><", ">\n<").splitlines()
+        new = b.read_text(encoding="utf-8").replace("><", ">\n<").splitlines()
+    except UnicodeDecodeError:
+        return ""
+    diff = difflib.unified_diff(old, new, str(a), str(b), n=1, lineterm="")
+    return "\n".join(line[:300] for line in list(diff)[:limit])
