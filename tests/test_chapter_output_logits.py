@@ -22,7 +22,6 @@ CAPS = (5, 10, 15, 20, 30, 50)
 def v(built_site):
     found = glued_values(built_site, PAGE)
     values = found.with_prefix("ologit_")
-    assert values["source_trained"] == 1, "page built without NUMSCALE_TINYSTORIES"
     return values
 
 
