@@ -1,4 +1,4 @@
-"""What `make book`, `make test` and `make lab` run, read from the Makefile as make runs it.
+"""What `make book`, `make test` and `make lab` run, read from the Makefile by make.
 
 ``make -n -B`` prints the exact commands a fresh machine runs (nothing is executed). The
 torch step is also resolved by pip (``--dry-run --report``) with the Makefile's own index
