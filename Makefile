@@ -1,5 +1,6 @@
 # Two commands for a fresh machine:  `make book`  and  `make test`  (`make check`: the fast
-# tests, no build and no browser, for the edit-test loop).
+# tests, no build and no browser, for the edit-test loop; `make lab`: the chapters as
+# notebooks in JupyterLab).
 # Each installs what it needs, once (`make book` the book's requirements.txt, `make test`
 # also requirements-test.txt); a second run with nothing changed installs nothing and
 # (for `make book`) builds nothing.
@@ -39,7 +40,7 @@ BOOK_SOURCES := _config.yml _toc.yml references.bib requirements.txt \
 	$(wildcard book/*.md) $(wildcard src/numscale/*.py) $(wildcard src/numscale/models/*.py) \
 	$(wildcard src/numscale/models/data/*) $(wildcard _ext/*.py) $(wildcard _static/*)
 
-.PHONY: book test check pdf bench screenshots setup setup-test browser clean FORCE
+.PHONY: book lab test check pdf bench screenshots setup setup-test browser clean FORCE
 
 setup: $(VENV)/.installed node_modules/.installed
 setup-test: setup $(VENV)/.installed-test
@@ -92,6 +93,32 @@ _build/.built: $(BOOK_SOURCES) _build/.sources $(VENV)/.installed node_modules/.
 	@touch $@
 
 book: _build/.built
+
+# JupyterLab for `make lab`, in the book's venv, once. -c requirements.txt: installing it
+# changes none of the book's pinned packages (ipykernel, nbclient, nbformat...).
+$(VENV)/.installed-lab: $(VENV)/.installed
+	$(PIP) install --quiet $(PIP_NET) -c requirements.txt jupyterlab
+	@touch $@
+
+# The chapters as notebooks in JupyterLab, offline: this build's downloadable notebooks
+# (_build/html/_notebooks/book) are copied to _build/notebooks, so the site keeps its own.
+# A copy is replaced by this build's unless you changed it (edited, or ran and saved): then
+# it is kept and named (delete it for this build's; `make clean` deletes them all).
+# _build/notebooks/.as-built holds what was copied, to tell. The kernel is the venv, so
+# each notebook's install cell installs nothing.
+# Options go to jupyter lab: `make lab LAB_ARGS="--no-browser --port 8899"`.
+LAB_ARGS ?=
+LAB_DIR  := _build/notebooks
+lab: book $(VENV)/.installed-lab
+	@mkdir -p $(LAB_DIR)/.as-built; kept=; \
+	for nb in _build/html/_notebooks/book/*.ipynb; do \
+		name=$${nb##*/}; copy=$(LAB_DIR)/$$name; was=$(LAB_DIR)/.as-built/$$name; \
+		if [ ! -e "$$copy" ] || cmp -s "$$copy" "$$was"; then \
+			cp "$$nb" "$$copy" && cp "$$nb" "$$was"; \
+		elif ! cmp -s "$$copy" "$$nb"; then kept="$$kept $$name"; fi; \
+	done; \
+	[ -z "$$kept" ] || echo "make lab: kept your changed copies (delete one for this build's):$$kept"
+	$(BIN)/jupyter lab --notebook-dir=$(LAB_DIR) $(LAB_ARGS)
 
 # The whole suite in timed phases (tools/run_tests.py): `make book` once, then the unit
 # tests, the claims read from that build, the downloaded notebooks, the browser, the PDF and

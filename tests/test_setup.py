@@ -1,4 +1,4 @@
-"""What `make book` and `make test` install, read from the Makefile as make runs it.
+"""What `make book`, `make test` and `make lab` run, read from the Makefile by make.
 
 ``make -n -B`` prints the exact commands a fresh machine runs (nothing is executed). The
 torch step is also resolved by pip (``--dry-run --report``) with the Makefile's own index
@@ -265,3 +265,74 @@ def test_sources_and_date_the_makefile_exports(tmp_path: Path) -> None:
         "",
         "1700000000",
     ]
+
+
+# ------------------------------------------------------------------------- make lab
+
+
+def test_make_lab_builds_then_opens_jupyterlab_within_the_pins() -> None:
+    commands = make_commands("lab")
+    build = next(i for i, c in enumerate(commands) if "jupyter-book build" in c)
+    lab = next(i for i, c in enumerate(commands) if re.search(r"/jupyter lab\b", c))
+    assert build < lab
+    step = next(
+        s for s in _pip_installs(commands) if "jupyterlab" in s[s.index("install") :]
+    )
+    # JupyterLab may add packages to the venv, never move one of the book's pins.
+    assert step[step.index("-c") + 1] == "requirements.txt"
+    assert step[step.index("--retries") + 1] == "1"
+    assert "--notebook-dir=_build/notebooks" in shlex.split(commands[lab])
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_lab_copies_the_notebooks_and_keeps_a_changed_copy(tmp_path: Path) -> None:
+    """The recipe as make runs it, on a fake build, with a stand-in for ``jupyter``."""
+    repo = tmp_path / "book"
+    site = repo / "_build" / "html" / "_notebooks" / "book"
+    site.mkdir(parents=True)
+    shutil.copy(ROOT / "Makefile", repo / "Makefile")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    jupyter = venv / "bin" / "jupyter"
+    jupyter.write_text('#!/bin/sh\necho "$0 $*"\n')
+    jupyter.chmod(0o755)
+
+    # -o: the build and JupyterLab's install count as done.
+    make = ["make", "-s", "-o", "book", "-o", f"{venv}/.installed-lab"]
+
+    def lab() -> str:
+        done = subprocess.run(
+            [*make, "lab", f"VENV={venv}", "LAB_ARGS=--no-browser"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout
+
+    notebooks = repo / "_build" / "notebooks"
+    for name in ("a", "b", "c"):
+        (site / f"{name}.ipynb").write_text(f"{name} 1")
+    opened = f"{venv}/bin/jupyter lab --notebook-dir=_build/notebooks --no-browser"
+    assert opened in lab()
+    assert {p.name: p.read_text() for p in notebooks.glob("*.ipynb")} == {
+        "a.ipynb": "a 1",
+        "b.ipynb": "b 1",
+        "c.ipynb": "c 1",
+    }
+    # A new build: the copy the reader changed is kept and named, the others follow the
+    # build, and a deleted copy comes back.
+    (notebooks / "a.ipynb").write_text("a, edited")
+    (notebooks / "c.ipynb").unlink()
+    for name in ("a", "b", "c"):
+        (site / f"{name}.ipynb").write_text(f"{name} 2")
+    out = lab()
+    assert "kept your changed copies (delete one for this build's): a.ipynb" in out
+    assert {p.name: p.read_text() for p in notebooks.glob("*.ipynb")} == {
+        "a.ipynb": "a, edited",
+        "b.ipynb": "b 2",
+        "c.ipynb": "c 2",
+    }
+    (notebooks / "a.ipynb").unlink()
+    assert "kept" not in lab()
+    assert (notebooks / "a.ipynb").read_text() == "a 2"
