@@ -86,6 +86,26 @@ def test_missing_with_a_path_that_does_not_exist_fails(no_gpt2, monkeypatch, tmp
         numscale_data.missing("gpt2-tensors")
 
 
+def test_a_named_source_that_cannot_be_used_is_reported_once(
+    no_gpt2, monkeypatch, tmp_path
+):
+    """The page is not replaced (it runs, and fails at the cell that reads the source,
+    with one line); deciding that logs nothing, so the log names the failure once."""
+    monkeypatch.setenv("NUMSCALE_GPT2", str(tmp_path))  # exists, holds no tensors
+    logged = []
+    monkeypatch.setattr(
+        numscale_data,
+        "LOGGER",
+        type("L", (), {"error": logged.append, "info": logged.append})(),
+    )
+    config = type("C", (), {"numscale_page_data": {"book/gpt2_qk": "gpt2-tensors"}})
+    app = type("A", (), {"config": config})()
+    assert numscale_data._decide(app, "book/gpt2_qk") is None
+    assert logged == []
+    with pytest.raises(sources.SourceError, match="cannot be used"):
+        numscale_data.missing("gpt2-tensors")  # what the page's cell will raise
+
+
 @pytest.mark.skipif(
     not (REFERENCE / "gpt2_small_attention.npz").is_file(),
     reason="no reference GPT-2 tensors",
