@@ -18,19 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from numscale.checks import finite_float, positive_int
-
-
-def _tensor(value: object, name: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if not value.dtype.is_floating_point:
-        raise TypeError(f"{name} must hold floats, got {value.dtype}")
-    if value.numel() == 0:
-        raise ValueError(f"{name} must not be empty")
-    if not bool(torch.isfinite(value).all()):
-        raise ValueError(f"{name} must be finite (it holds NaN or inf)")
-    return value
+from numscale.checks import as_float_tensor, finite_float, positive_int
 
 
 def soft_cap(z: torch.Tensor, cap: float) -> torch.Tensor:
@@ -46,7 +34,7 @@ def soft_cap_grad(z: torch.Tensor, cap: float) -> torch.Tensor:
 
 def capped(z: torch.Tensor, cap: float | None) -> torch.Tensor:
     """``z`` soft-capped at ``cap`` (validated), or unchanged for ``cap=None``."""
-    z = _tensor(z, "z")
+    z = as_float_tensor(z, "z")
     if cap is None:
         return z
     return soft_cap(z, finite_float(cap, "cap", positive=True))
@@ -154,8 +142,8 @@ def embedding_scales(
         raise ValueError(
             f"embedding must be a non-empty (vocab, d) array, got {e.shape}"
         )
-    hidden = _tensor(hidden, "hidden").double()
-    logits = _tensor(logits, "logits").double()
+    hidden = as_float_tensor(hidden, "hidden").double()
+    logits = as_float_tensor(logits, "logits").double()
     rows = np.linalg.norm(e, axis=1)
     return EmbeddingScales(
         entry_rms=float(np.sqrt((e * e).mean())),

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from numscale.checks import finite_float, positive_int
+from numscale.checks import as_float_tensor, finite_float, positive_int
+from numscale.norms import tensor_layer_norm
 
 #: "The quick brown fox jumps over the lazy dog." in GPT-2's byte-pair encoding, fixed
 #: so that measuring GPT-2 needs no tokenizer.
@@ -49,11 +50,6 @@ def _xavier(generator: torch.Generator, fan_in: int, fan_out: int) -> torch.Tens
     return torch.randn(fan_in, fan_out, generator=generator) * std
 
 
-def layer_norm(x: torch.Tensor) -> torch.Tensor:
-    """LayerNorm over the last axis with γ = 1, β = 0 (their initial values), ε = 1e-5."""
-    return F.layer_norm(x, (x.shape[-1],), eps=1e-5)
-
-
 def attention_branch(x: torch.Tensor, w: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """One causal attention head: ``(batch, seq, d) -> (batch, seq, d)``."""
     q, k, v = (x @ w["q"])[:, None], (x @ w["k"])[:, None], (x @ w["v"])[:, None]
@@ -68,15 +64,15 @@ def mlp_branch(x: torch.Tensor, w: Mapping[str, torch.Tensor]) -> torch.Tensor:
 
 def pre_ln_block(x: torch.Tensor, w: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Pre-LN (GPT-2): each branch reads LN(x) and adds to the stream x."""
-    x = x + attention_branch(layer_norm(x), w)
-    x = x + mlp_branch(layer_norm(x), w)
+    x = x + attention_branch(tensor_layer_norm(x), w)
+    x = x + mlp_branch(tensor_layer_norm(x), w)
     return x
 
 
 def post_ln_block(x: torch.Tensor, w: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Post-LN (the original Transformer): normalize after each residual addition."""
-    x = layer_norm(x + attention_branch(x, w))
-    x = layer_norm(x + mlp_branch(x, w))
+    x = tensor_layer_norm(x + attention_branch(x, w))
+    x = tensor_layer_norm(x + mlp_branch(x, w))
     return x
 
 
@@ -144,7 +140,7 @@ class ToyTransformer(torch.nn.Module):
         for w in self.blocks:
             x = block(x, w)
             streams.append(x)
-        final = layer_norm(x) if self.position == "pre" else x
+        final = tensor_layer_norm(x) if self.position == "pre" else x
         return final @ self.unembed, streams
 
 
@@ -205,8 +201,7 @@ def mean_token_cosine(x: torch.Tensor) -> float:
     (what a LayerNorm sees) and normalized; the mean is over all pairs of distinct
     tokens of the batch. 0 for unrelated directions, 1 when all tokens coincide.
     """
-    if not isinstance(x, torch.Tensor) or x.ndim != 3:
-        raise ValueError("x must be a (batch, seq, d) torch.Tensor")
+    x = as_float_tensor(x, "x", ndim=3)
     flat = x.detach().reshape(-1, x.shape[-1]).double()
     flat = flat - flat.mean(dim=-1, keepdim=True)
     unit = flat / flat.norm(dim=-1, keepdim=True)

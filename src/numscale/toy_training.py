@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from numscale.checks import as_float_array, finite_float, positive_int
+from numscale.norms import tensor_layer_norm
 
 #: The attention-logit variants a :class:`BatchedTinyAttention` can use.
 VARIANTS = ("none", "qk_layernorm", "qk_l2", "softcap", "sigma_reparam")
@@ -88,11 +89,6 @@ def running_mean_batch(
 
 def _unit_norm(x: torch.Tensor) -> torch.Tensor:
     return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-def _layer_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    centred = x - x.mean(dim=-1, keepdim=True)
-    return centred / torch.sqrt(centred.pow(2).mean(dim=-1, keepdim=True) + eps)
 
 
 def soft_cap(logits: torch.Tensor, cap: float) -> torch.Tensor:
@@ -163,7 +159,8 @@ class BatchedTinyAttention(torch.nn.Module):
         q = torch.einsum("rbld,rdh->rblh", x, w_q)
         k = torch.einsum("rbld,rdh->rblh", x, w_k)
         if self.variant == "qk_layernorm":
-            q, k = self.gamma_q * _layer_norm(q), self.gamma_k * _layer_norm(k)
+            q = self.gamma_q * tensor_layer_norm(q, algorithm="formula")
+            k = self.gamma_k * tensor_layer_norm(k, algorithm="formula")
         if self.variant == "qk_l2":
             cosine = _unit_norm(q) @ _unit_norm(k).transpose(-1, -2)
             return self.g[:, None, None, None] * cosine
@@ -190,7 +187,7 @@ class BatchedTinyAttention(torch.nn.Module):
         """
         runs = torch.arange(tokens.shape[0])[:, None, None]
         h = self.tok[runs, tokens] + self.pos[:, None, : tokens.shape[-1]]
-        x = _layer_norm(h)
+        x = tensor_layer_norm(h, algorithm="formula")  # no gain, ε = 1e-5
         z = self.attention_logits(x)
         attn = torch.softmax(z.masked_fill(self.mask, float("-inf")), dim=-1)
         v = torch.einsum("rbld,rdh->rblh", x, self.w_v)
