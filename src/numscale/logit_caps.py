@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from numscale.checks import as_float_tensor, finite_float, positive_int
+from numscale.optim import adam_step, zero_moments
 
 
 def soft_cap(z: torch.Tensor, cap: float) -> torch.Tensor:
@@ -171,24 +172,6 @@ def final_hidden(
     return h[predicting].float(), record.logits[predicting].float()
 
 
-def _adam_step(
-    params: list,
-    moments: list,
-    lr: float,
-    step: int,
-    betas: tuple[float, float] = (0.9, 0.99),
-    eps: float = 1e-8,
-) -> None:
-    """One bias-corrected Adam update of ``params`` in place (``step`` counts from 1)."""
-    b1, b2 = betas
-    with torch.no_grad():
-        for p, (m, v) in zip(params, moments):
-            m.mul_(b1).add_(p.grad, alpha=1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            m_hat, v_hat = m / (1 - b1**step), v / (1 - b2**step)
-            p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
-
-
 @dataclass(frozen=True)
 class Finetune:
     """Per step of :func:`finetune`: cross-entropy ``loss`` and mean ``log_z`` of the
@@ -218,7 +201,7 @@ def finetune(
     lr = finite_float(lr, "lr", positive=True)
     model = llama.LlamaModel(weights)
     params = list(model.parameters())
-    moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+    moments = zero_moments(params)
     losses, log_zs = [], []
     for step, (tokens, mask) in enumerate(batches, start=1):
         logits = model(tokens)[:, :-1]
@@ -228,7 +211,7 @@ def finetune(
         loss = ce + z_loss(z, coefficient)
         model.zero_grad(set_to_none=True)
         loss.backward()
-        _adam_step(params, moments, lr, step)
+        adam_step(params, moments, lr, step, betas=(0.9, 0.99))
         losses.append(float(ce.detach()))
         log_zs.append(float(log_partition(z.detach()).mean()))
     tok, msk = heldout

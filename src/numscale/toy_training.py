@@ -20,9 +20,10 @@ a *failure* (rows that lock onto keys the task does not want).
   σReparam of Zhai et al. 2023, applied here to the query and key projections only).
 * **Batched runs**: one call trains ``len(lrs) × n_seeds`` independent models at once
   (every parameter has a leading run axis), with a hand-written Adam whose learning rate is
-  a per-run vector. Runs with the same seed index share initial weights and batches, so
-  learning rates are compared on the same draws. The learning rate warms up linearly over
-  ``warmup`` steps and decays to zero on a cosine (:func:`lr_factor`).
+  a per-run vector (:func:`numscale.optim.adam_step`). Runs with the same seed index
+  share initial weights and batches, so learning rates are compared on the same draws.
+  The learning rate warms up linearly over ``warmup`` steps and decays to zero on a
+  cosine (:func:`lr_factor`).
 
 Shapes: tokens ``(runs, batch, seq_len)`` (int64); logits ``(runs, batch, seq_len, seq_len)``;
 logs ``(steps, runs)``; end-of-training statistics ``(runs,)``.
@@ -41,6 +42,7 @@ import torch
 
 from numscale.checks import as_float_array, finite_float, positive_int
 from numscale.norms import tensor_layer_norm
+from numscale.optim import adam_step, zero_moments
 
 #: The attention-logit variants a :class:`BatchedTinyAttention` can use.
 VARIANTS = ("none", "qk_layernorm", "qk_l2", "softcap", "sigma_reparam")
@@ -203,26 +205,6 @@ def lr_factor(step: int, steps: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def adam_step(
-    params: Sequence[torch.Tensor],
-    state: dict,
-    lr: torch.Tensor,
-    step: int,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-) -> None:
-    """One Adam update with a per-run learning rate ``lr`` ``(runs,)``, in place, no grad."""
-    b1, b2 = betas
-    with torch.no_grad():
-        for p in params:
-            m, v = state.setdefault(id(p), (torch.zeros_like(p), torch.zeros_like(p)))
-            m.mul_(b1).add_(p.grad, alpha=1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            m_hat = m / (1 - b1 ** (step + 1))
-            v_hat = v / (1 - b2 ** (step + 1))
-            p.sub_(lr.reshape(-1, *[1] * (p.dim() - 1)) * m_hat / (v_hat.sqrt() + eps))
-
-
 def row_entropy(attn: torch.Tensor) -> torch.Tensor:
     """Entropy (nats) of each attention row, ``(..., L, L) -> (..., L)``; 0·log 0 = 0."""
     logp = torch.log(attn.clamp_min(1e-30))
@@ -340,7 +322,8 @@ def train_runs(
         ):  # the same n_seeds initializations for every learning rate
             for p in model.parameters():
                 p.data = p.data.repeat(n_lr, *[1] * (p.dim() - 1))
-        params, state = list(model.parameters()), {}
+        params = list(model.parameters())
+        moments = zero_moments(params)
         data = torch.Generator().manual_seed(seed + 1)
         probe, probe_target = running_mean_batch(
             (1, 256, seq_len), vocab, torch.Generator().manual_seed(seed + 2)
@@ -369,7 +352,9 @@ def train_runs(
             for p in params:
                 p.grad = None
             per_run.sum().backward()  # runs share no parameters: each gets its own gradient
-            adam_step(params, state, lr_vec * lr_factor(step, steps, warmup), step)
+            adam_step(
+                params, moments, lr_vec * lr_factor(step, steps, warmup), step + 1
+            )
         with torch.no_grad():
             out, attn, _ = model(probe)
             err = (out - probe_target).pow(2)[..., 1:]
