@@ -23,7 +23,8 @@ from numscale.optim import adam_step, zero_moments
 
 
 def soft_cap(z: torch.Tensor, cap: float) -> torch.Tensor:
-    """c·tanh(z/c) entrywise: ≈ z for ‖z‖ ≪ c, never beyond ±c."""
+    """c·tanh(z/c) entrywise: ≈ z for ‖z‖ ≪ c, never beyond ±c (Gemma 2 caps its
+    attention logits and its output logits so)."""
     return cap * torch.tanh(z / cap)
 
 

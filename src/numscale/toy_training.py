@@ -15,7 +15,8 @@ a *failure* (rows that lock onto keys the task does not want).
   (``VARIANTS``): ``"none"`` (q·k/√d_head), ``"qk_layernorm"`` (LayerNorm with a learned gain
   on q and k, keeping 1/√d_head, as in Dehghani et al. 2023 and Wortsman et al. 2023),
   ``"qk_l2"`` (ℓ2-normalized q and k times a learned scalar g, Henry et al. 2020),
-  ``"softcap"`` (c·tanh(z/c) on the plain logits, as Gemma 2 does) and ``"sigma_reparam"``
+  ``"softcap"`` (c·tanh(z/c) on the plain logits, as Gemma 2 does;
+  :func:`numscale.logit_caps.soft_cap`) and ``"sigma_reparam"``
   (W_Q and W_K divided by their spectral norm and multiplied by a learned scalar, the
   σReparam of Zhai et al. 2023, applied here to the query and key projections only).
 * **Batched runs**: one call trains ``len(lrs) × n_seeds`` independent models at once
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 
 from numscale.checks import as_float_array, finite_float, positive_int
+from numscale.logit_caps import soft_cap
 from numscale.norms import tensor_layer_norm
 from numscale.optim import adam_step, zero_moments
 
@@ -91,11 +93,6 @@ def running_mean_batch(
 
 def _unit_norm(x: torch.Tensor) -> torch.Tensor:
     return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-def soft_cap(logits: torch.Tensor, cap: float) -> torch.Tensor:
-    """c·tanh(z/c): close to z for |z| ≪ c, never beyond ±c (Gemma 2's logit soft-capping)."""
-    return cap * torch.tanh(logits / cap)
 
 
 def sigma_reparam(weight: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
