@@ -274,7 +274,7 @@ def test_toy_bad_input(batch):
         residual.ToyTransformer(8, 1, "middle", seed=0)
     with pytest.raises(ValueError, match="proj_scale"):
         residual.ToyTransformer(8, 1, "pre", seed=0, proj_scale=0.0)
-    with pytest.raises(ValueError, match="ids must have shape"):
+    with pytest.raises(ValueError, match="ids must have 2 dimension"):
         residual.stream_norms(m, ids[0])
     with pytest.raises(TypeError, match="ids must hold integer"):
         residual.stream_norms(m, ids.float())
@@ -366,7 +366,7 @@ def test_residual_stream_norms_bad_input(tiny_gpt2):
         )
     with pytest.raises(TypeError, match="input_ids must hold integer"):
         residual.residual_stream_norms(tiny_gpt2, torch.tensor([[1.0, 2.0]]))
-    with pytest.raises(ValueError, match="input_ids must have shape"):
+    with pytest.raises(ValueError, match="input_ids must have 2 dimension"):
         residual.residual_stream_norms(tiny_gpt2, torch.tensor([1, 2]))
 
 

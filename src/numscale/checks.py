@@ -105,6 +105,46 @@ def as_float_tensor(
     return value
 
 
+def as_index_tensor(
+    value: Any,
+    name: str,
+    *,
+    ndim: int | tuple[int, ...] | None = None,
+    high: int | None = None,
+):
+    """Return ``value`` (a torch tensor of integer indices, e.g. token ids) as int64.
+
+    Anything but a tensor, and floating, complex or boolean tensors, raise
+    ``TypeError``; a number of dimensions outside ``ndim``, an empty tensor, or an
+    index outside ``[0, high)`` (``[0, ∞)`` without ``high``) raise ``ValueError``;
+    every message names ``name``. An int64 tensor is returned as it is.
+    """
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of indices, got {type(value).__name__}"
+        )
+    if value.dtype == torch.bool or value.dtype.is_floating_point or value.is_complex():
+        raise TypeError(f"{name} must hold integer indices, got dtype {value.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if value.ndim not in allowed:
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), "
+                f"got shape {tuple(value.shape)}"
+            )
+    if value.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    low, top = int(value.min()), int(value.max())
+    if low < 0 or (high is not None and top >= high):
+        raise ValueError(
+            f"{name} must lie in [0, {'∞' if high is None else high}), "
+            f"got values in [{low}, {top}]"
+        )
+    return value.long()
+
+
 def positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """Return ``value`` as an int >= ``minimum`` or raise naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, Integral):

@@ -22,7 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from numscale.checks import as_float_tensor, finite_float, positive_int
+from numscale.checks import (
+    as_float_tensor,
+    as_index_tensor,
+    finite_float,
+    positive_int,
+)
 from numscale.norms import tensor_layer_norm
 
 #: "The quick brown fox jumps over the lazy dog." in GPT-2's byte-pair encoding, fixed
@@ -144,26 +149,6 @@ class ToyTransformer(torch.nn.Module):
         return final @ self.unembed, streams
 
 
-def _check_ids(ids, name: str, vocab: int | None = None) -> torch.Tensor:
-    if not isinstance(ids, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}"
-        )
-    if ids.dtype not in (torch.int64, torch.int32):
-        raise TypeError(
-            f"{name} must hold integer token ids (int64), got dtype {ids.dtype}"
-        )
-    if ids.ndim != 2:
-        raise ValueError(f"{name} must have shape (batch, seq), got {tuple(ids.shape)}")
-    if ids.numel() == 0:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(ids.shape)}")
-    if ids.min() < 0 or (vocab is not None and ids.max() >= vocab):
-        raise ValueError(
-            f"{name} must lie in [0, {vocab}), got values in [{int(ids.min())}, {int(ids.max())}]"
-        )
-    return ids.long()
-
-
 def toy_batch(
     vocab: int, batch: int, seq: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,7 +163,7 @@ def toy_batch(
 
 def stream_norms(model: ToyTransformer, ids: torch.Tensor) -> np.ndarray:
     """Mean over tokens of the L2 norm of the residual stream: ``(n_layer + 1,)``."""
-    ids = _check_ids(ids, "ids", model.vocab)
+    ids = as_index_tensor(ids, "ids", ndim=2, high=model.vocab)
     with torch.no_grad():
         _, streams = model(ids)
     return np.array([float(s.norm(dim=-1).mean()) for s in streams])
@@ -222,8 +207,8 @@ def gradient_profile(
     Frobenius norm of ∂L/∂x_l over the whole batch, l = 0 (embedding) … n_layer.
     The model's stored gradients are cleared before and after.
     """
-    ids = _check_ids(ids, "ids", model.vocab)
-    targets = _check_ids(targets, "targets", model.vocab)
+    ids = as_index_tensor(ids, "ids", ndim=2, high=model.vocab)
+    targets = as_index_tensor(targets, "targets", ndim=2, high=model.vocab)
     if targets.shape != ids.shape:
         raise ValueError(
             f"targets must have the shape of ids {tuple(ids.shape)}, "
@@ -337,7 +322,7 @@ def residual_stream_norms(
             f"model must be a transformers GPT2LMHeadModel, got {type(model).__name__}"
         )
     vocab = int(model.config.vocab_size)
-    ids = _check_ids(input_ids, "input_ids", vocab)
+    ids = as_index_tensor(input_ids, "input_ids", ndim=2, high=vocab)
     if ids.shape[0] != 1:
         raise ValueError(
             f"input_ids must hold one sequence, shape (1, seq), got {tuple(ids.shape)}"
