@@ -70,7 +70,7 @@ def as_float_tensor(
     allow_empty: bool = False,
     allow_nonfinite: bool = False,
 ):
-    """Return ``value`` (a floating-point ``torch.Tensor``) unchanged, or raise naming ``name``.
+    """Return ``value``, a floating-point ``torch.Tensor``, or raise naming ``name``.
 
     The torch counterpart of :func:`as_float_array`, with the same contract: anything
     but a tensor, and integer, boolean or complex tensors, raise ``TypeError``; a

@@ -486,8 +486,8 @@ def train_key_bias_toy(
     (batch, n, d); loss: mean squared error to the teacher's output), all copies in one
     batched forward and backward pass per step. ``optimizers`` maps a label to
     ``(kind, lr, eps)``, kind ``"adam"`` (:func:`numscale.optim.adam_update`) or
-    ``"sgd"`` (default :data:`TOY_OPTIMIZERS`). ``dtype``: ``"float32"`` or ``"float64"``. Deterministic:
-    one seeded ``torch.Generator``, no global RNG.
+    ``"sgd"`` (default :data:`TOY_OPTIMIZERS`). ``dtype``: ``"float32"`` or
+    ``"float64"``. Deterministic: one seeded ``torch.Generator``, no global RNG.
     """
     import torch
 

@@ -114,7 +114,7 @@ TENSOR_ALGORITHMS = ("torch", "formula", "rsqrt")
 
 
 def _tensor_vector(value, name: str, d: int):
-    """A gain or bias: a floating torch tensor of shape (d,), or raise naming ``name``."""
+    """A gain or bias: a floating torch tensor of shape (d,), or raise naming it."""
     vector = as_float_tensor(value, name, ndim=1)
     if vector.shape[0] != d:
         raise ValueError(f"{name} must have shape ({d},), got {tuple(vector.shape)}")
@@ -178,7 +178,7 @@ def tensor_rms_norm(x, gamma=None, eps: float = GPT2_EPS, *, algorithm: str = "t
 
 
 def _float32_vector(value, name: str, d: int, default: float):
-    """A gain or bias of shape (d,) as a float32 torch tensor (``default`` when None)."""
+    """A gain or bias of shape (d,) as a float32 tensor (``default`` when None)."""
     import torch
 
     if value is None:

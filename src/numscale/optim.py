@@ -32,7 +32,7 @@ def adam_update(grad, m, v, step: int, lr, eps, betas=(0.9, 0.999), *, fused=Fal
 
 
 def zero_moments(params: Sequence) -> list[tuple]:
-    """Adam's initial state: a pair of zero tensors (m, v) shaped like each parameter."""
+    """Adam's initial state: zero tensors (m, v) shaped like each parameter."""
     import torch
 
     return [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
