@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from numscale import attention, softmax
+from numscale import attention, norms, softmax
 
 # --------------------------------------------------------------------------- entropy against σ
 
@@ -85,33 +85,6 @@ def test_sweep_uses_common_random_numbers_and_is_reproducible() -> None:
 # --------------------------------------------------------------------------- LayerNorm and QK-norm
 
 
-def test_layer_norm_mean_zero_and_norm_sqrt_d() -> None:
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((100, 64)) * 3 + 2
-    y = attention.layer_norm(x, eps=1e-5)
-    v = x.var(axis=-1)
-    # float64: mean of 64 O(1) numbers is exact to ~64·eps ≈ 1e-14.
-    np.testing.assert_allclose(y.mean(axis=-1), 0, atol=1e-12)
-    np.testing.assert_allclose(
-        np.linalg.norm(y, axis=-1), np.sqrt(64 * v / (v + 1e-5)), rtol=1e-12
-    )
-    # eps = 0: invariant to x → a·x + b (a > 0), to rounding.
-    np.testing.assert_allclose(
-        attention.layer_norm(7.5 * x - 3, eps=0.0),
-        attention.layer_norm(x, eps=0.0),
-        rtol=1e-10,
-        atol=1e-12,
-    )
-
-
-def test_layer_norm_gain_multiplies() -> None:
-    x = np.random.default_rng(1).standard_normal((3, 8))
-    g = np.linspace(0.5, 2, 8)
-    np.testing.assert_allclose(
-        attention.layer_norm(x, g), attention.layer_norm(x) * g, rtol=1e-15
-    )
-
-
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -170,8 +143,6 @@ def test_wrong_shape_raises() -> None:
         attention.attention_logits(x[0], w_q, w_k)
     with pytest.raises(ValueError, match="w_q"):
         attention.attention_logits(x, w_q[:5], w_k)
-    with pytest.raises(ValueError, match="gamma"):
-        attention.layer_norm(x, np.ones(3))
     with pytest.raises(ValueError, match="sigmas"):
         attention.iid_entropy_sweep(10, [[1.0]], rows=5, seed=0)
 
@@ -179,8 +150,6 @@ def test_wrong_shape_raises() -> None:
 def test_nonfinite_raises() -> None:
     with pytest.raises(ValueError, match="sigmas"):
         attention.iid_entropy_sweep(10, [1.0, np.nan], rows=5, seed=0)
-    with pytest.raises(ValueError, match="x"):
-        attention.layer_norm(np.array([[1.0, np.inf]]))
     with pytest.raises(ValueError, match="factors"):
         attention.query_growth_sweep(
             *attention.random_head(4, 8, 8, seed=0), [1.0, np.inf], qk_norm=False
@@ -190,8 +159,6 @@ def test_nonfinite_raises() -> None:
 def test_empty_raises() -> None:
     with pytest.raises(ValueError, match="sigmas"):
         attention.iid_entropy_sweep(10, [], rows=5, seed=0)
-    with pytest.raises(ValueError, match="x"):
-        attention.layer_norm(np.zeros((0, 4)))
 
 
 def test_wrong_dtype_raises() -> None:
@@ -211,8 +178,9 @@ def test_out_of_range_raises() -> None:
         attention.iid_entropy_sweep(10, [-1.0], rows=5, seed=0)
     with pytest.raises(ValueError, match="n_keys"):
         attention.collapse_sigma(1)
+    x, w_q, w_k = attention.random_head(4, 8, 8, seed=0)
     with pytest.raises(ValueError, match="eps"):
-        attention.layer_norm(np.ones((2, 3)), eps=-1.0)
+        attention.attention_logits(x, w_q, w_k, qk_norm=True, eps=-1.0)
 
 
 # --------------------------------------------------------------------------- ℓ2 QK-norm (Henry et al.)
@@ -255,7 +223,7 @@ def test_layernorm_core_matches_public_layer_norm() -> None:
     q, k = rng.standard_normal((5, 8)), rng.standard_normal((6, 8))
     gq, gk = rng.uniform(0.5, 2, 8), rng.uniform(0.5, 2, 8)
     core = attention.layernorm_qk_logits(q, k, gq, gk, 1e-5)
-    ref = attention.layer_norm(q, gq) @ attention.layer_norm(k, gk).T / np.sqrt(8)
+    ref = norms.layer_norm(q, gq) @ norms.layer_norm(k, gk).T / np.sqrt(8)
     np.testing.assert_allclose(core, ref, rtol=1e-14)
     assert attention.layernorm_qk_bound(8, gq, gk) == attention.qk_norm_bound(8, gq, gk)
 

@@ -112,6 +112,83 @@ def test_as_float_array_passes_any_finite_float_array_through(x):
 # ----------------------------------------------------------------------------- positive_int
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_as_float_tensor_returns_the_same_tensor(dtype):
+    import torch
+
+    x = torch.ones(2, 3, dtype=getattr(torch, dtype), requires_grad=True)
+    out = checks.as_float_tensor(x, "x", ndim=(1, 2))
+    assert out is x and out.requires_grad  # no copy, no detach
+
+
+@pytest.mark.parametrize("bad", [np.ones(3), [1.0, 2.0], 1.5, None, "x"])
+def test_as_float_tensor_rejects_non_tensors(bad):
+    with pytest.raises(TypeError, match="logits must be a torch.Tensor"):
+        checks.as_float_tensor(bad, "logits")
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "bool", "complex64"])
+def test_as_float_tensor_wrong_dtype(dtype):
+    import torch
+
+    with pytest.raises(TypeError, match="logits must hold floating-point"):
+        checks.as_float_tensor(torch.zeros(3, dtype=getattr(torch, dtype)), "logits")
+
+
+def test_as_float_tensor_wrong_shape_and_empty():
+    import torch
+
+    with pytest.raises(ValueError, match="logits must have 2 dimension"):
+        checks.as_float_tensor(torch.zeros(3), "logits", ndim=2)
+    with pytest.raises(ValueError, match="logits must have 1 or 3 dimension"):
+        checks.as_float_tensor(torch.zeros(2, 3), "logits", ndim=(1, 3))
+    with pytest.raises(ValueError, match="logits must not be empty"):
+        checks.as_float_tensor(torch.zeros(0, 4), "logits")
+    assert (
+        checks.as_float_tensor(torch.zeros(0), "logits", allow_empty=True).numel() == 0
+    )
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_as_float_tensor_nonfinite(bad_value):
+    import torch
+
+    x = torch.tensor([1.0, bad_value], requires_grad=True)
+    with pytest.raises(ValueError, match="logits must be finite"):
+        checks.as_float_tensor(x, "logits")
+    assert checks.as_float_tensor(x, "logits", allow_nonfinite=True) is x
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "int16", "uint8"])
+def test_as_index_tensor_returns_int64(dtype):
+    import torch
+
+    ids = torch.tensor([[0, 3], [2, 1]], dtype=getattr(torch, dtype))
+    out = checks.as_index_tensor(ids, "ids", ndim=2, high=4)
+    assert out.dtype == torch.int64 and torch.equal(out, ids.long())
+    assert checks.as_index_tensor(out, "ids") is out  # int64 passes through
+
+
+def test_as_index_tensor_bad_input():
+    import torch
+
+    ids = torch.tensor([[0, 3], [2, 1]])
+    with pytest.raises(TypeError, match="ids must be a torch.Tensor"):
+        checks.as_index_tensor(ids.numpy(), "ids")
+    for bad in (ids.float(), ids.bool(), ids.to(torch.complex64)):
+        with pytest.raises(TypeError, match="ids must hold integer"):
+            checks.as_index_tensor(bad, "ids")
+    with pytest.raises(ValueError, match="ids must have 2 dimension"):
+        checks.as_index_tensor(ids[0], "ids", ndim=2)
+    with pytest.raises(ValueError, match="ids must not be empty"):
+        checks.as_index_tensor(ids[:, :0], "ids")
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 3\)"):
+        checks.as_index_tensor(ids, "ids", high=3)  # 3 is out of range
+    with pytest.raises(ValueError, match="ids must lie in"):
+        checks.as_index_tensor(ids - 1, "ids")  # -1 is out of range
+    assert checks.as_index_tensor(ids, "ids", high=4) is ids  # the edge 3 < 4 is in
+
+
 def test_positive_int_accepts_python_and_numpy_ints():
     assert positive_int(3, "n") == 3
     out = positive_int(np.int64(7), "n")

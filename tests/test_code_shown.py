@@ -74,7 +74,7 @@ TAUGHT: dict[str, list[str]] = {
     "book/gpt2_qk": [
         "numscale.gpt2_qk._logit_moments_core",
         "numscale.gpt2_qk._bias_zeroing_core",
-        "numscale.gpt2_qk.adam_update",
+        "numscale.optim.adam_update",
     ],
     "book/mixed_precision": [
         "numscale.mixed_precision.update_scale",
@@ -116,7 +116,7 @@ RUN_BY: dict[str, str] = {
     "numscale.attention.layernorm_qk_logits": "numscale.attention.attention_logits",
     "numscale.gpt2_qk._logit_moments_core": "numscale.gpt2_qk.logit_moments",
     "numscale.gpt2_qk._bias_zeroing_core": "numscale.gpt2_qk.bias_zeroing_change",
-    "numscale.gpt2_qk.adam_update": "numscale.gpt2_qk.train_key_bias_toy",
+    "numscale.optim.adam_update": "numscale.gpt2_qk.train_key_bias_toy",
     "numscale.trained_stats.sweep_losses": "numscale.trained_stats.scale_sweep",
     "numscale.quant.absmax_quantize_blocks": "numscale.quant.absmax_quantize",
     "numscale.quant._fp8_round": "numscale.quant.fp8_cast",

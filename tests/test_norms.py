@@ -279,3 +279,137 @@ def test_bad_gamma_beta_eps():
         norms.layer_norm_gain(-1.0)
     with pytest.raises(ValueError, match="mean and std"):
         norms.rms_norm_output_mean(0.0, 0.0)
+
+
+# ---------------------------------------------------------------- torch tensors
+
+
+def _tensor_rows(seed, n=4, d=D, dtype="float64"):
+    import torch
+
+    return torch.from_numpy(_rows(seed, n, d)).to(getattr(torch, dtype))
+
+
+@pytest.mark.parametrize("algorithm", ["torch", "formula"])
+def test_tensor_layer_norm_matches_numpy_float64(algorithm):
+    import torch
+
+    x = _tensor_rows(20)
+    gamma, beta = _tensor_rows(21, 1)[0] / 5, _tensor_rows(22, 1)[0] / 5
+    got = norms.tensor_layer_norm(x, gamma, beta, algorithm=algorithm)
+    ref = norms.layer_norm(x.numpy(), gamma.numpy(), beta.numpy())
+    assert got.dtype == torch.float64
+    # two float64 evaluations of the same formula: each is within ~d·u·max|y| of exact
+    # (u = 2⁻⁵³, d = 768, |y| ≲ 10 here): 768 · 1.1e-16 · 10 ≈ 1e-12
+    np.testing.assert_allclose(got.numpy(), ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("algorithm", ["torch", "formula", "rsqrt"])
+def test_tensor_rms_norm_matches_numpy_float64(algorithm):
+    x = _tensor_rows(23)
+    gamma = _tensor_rows(24, 1)[0] / 5
+    got = norms.tensor_rms_norm(x, gamma, algorithm=algorithm)
+    ref = norms.rms_norm(x.numpy(), gamma.numpy())
+    # as above: d·u·max|y| ≈ 768 · 1.1e-16 · 10 ≈ 1e-12
+    np.testing.assert_allclose(got.numpy(), ref, rtol=0, atol=1e-12)
+
+
+def test_tensor_norms_float32_within_the_rounding_bound():
+    x = _tensor_rows(25, dtype="float32")
+    exact = norms.layer_norm(x.double().numpy())
+    exact_rms = norms.rms_norm(x.double().numpy())
+    bound = norms.float32_error_bound(x.numpy())
+    bound_rms = norms.float32_error_bound(x.numpy(), kind="rms")
+    # "formula" is the algorithm the worst-case bound analyses (any summation order)
+    err = np.abs(norms.tensor_layer_norm(x, algorithm="formula").numpy() - exact)
+    assert np.all(err <= bound)
+    err = np.abs(norms.tensor_rms_norm(x, algorithm="formula").numpy() - exact_rms)
+    assert np.all(err <= bound_rms)
+
+
+def test_tensor_norms_keep_each_algorithms_arithmetic():
+    # Callers rely on the exact order of operations (their results must not move by
+    # one rounding), so each algorithm is compared bit for bit with its expression.
+    import torch
+
+    x = _tensor_rows(26, dtype="float32")
+    g = _tensor_rows(27, 1, dtype="float32")[0]
+    c = x - x.mean(dim=-1, keepdim=True)
+    formula = c / torch.sqrt(c.pow(2).mean(dim=-1, keepdim=True) + 1e-5)
+    assert torch.equal(norms.tensor_layer_norm(x, algorithm="formula"), formula)
+    torch_ln = torch.nn.functional.layer_norm(x, (D,), eps=1e-5)
+    assert torch.equal(norms.tensor_layer_norm(x), torch_ln)
+    ms = x.pow(2).mean(-1, keepdim=True) + 1e-6
+    rsqrt = x * torch.rsqrt(ms) * g
+    assert torch.equal(norms.tensor_rms_norm(x, g, 1e-6, algorithm="rsqrt"), rsqrt)
+    assert torch.equal(
+        norms.tensor_rms_norm(x, g, 1e-6, algorithm="formula"), x / torch.sqrt(ms) * g
+    )
+
+
+def test_torch_numpy_wrappers_equal_torch_layers():
+    import torch
+
+    x = _rows(28, d=16).astype(np.float32)
+    gamma, beta = _rows(29, 1, 16)[0], _rows(30, 1, 16)[0]
+    layer = torch.nn.LayerNorm(16, eps=1e-5)
+    rms = torch.nn.RMSNorm(16, eps=1e-5)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(gamma.astype(np.float32)))
+        layer.bias.copy_(torch.from_numpy(beta.astype(np.float32)))
+        rms.weight.copy_(torch.from_numpy(gamma.astype(np.float32)))
+        want = layer(torch.from_numpy(x)).numpy()
+        want_rms = rms(torch.from_numpy(x)).numpy()
+    assert np.array_equal(norms.torch_layer_norm(x, gamma, beta), want)
+    assert np.array_equal(norms.torch_rms_norm(x, gamma), want_rms)
+
+
+@pytest.mark.parametrize("algorithm", ["torch", "formula"])
+def test_tensor_layer_norm_is_differentiable(algorithm):
+    import torch
+
+    x = _tensor_rows(31, n=3, d=6).requires_grad_(True)
+    g = _tensor_rows(32, n=1, d=6)[0].requires_grad_(True)
+    b = _tensor_rows(33, n=1, d=6)[0].requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda x, g, b: norms.tensor_layer_norm(x, g, b, algorithm=algorithm),
+        (x, g, b),
+    )
+    assert torch.autograd.gradcheck(
+        lambda x, g: norms.tensor_rms_norm(x, g, algorithm=algorithm), (x, g)
+    )
+
+
+def test_tensor_norms_let_nonfinite_values_through():
+    import torch
+
+    x = torch.tensor([[1.0, float("nan"), 2.0], [1.0, 2.0, 4.0]])
+    out = norms.tensor_layer_norm(x, algorithm="formula")
+    assert torch.isnan(out[0]).all() and torch.isfinite(out[1]).all()
+
+
+def test_tensor_norms_bad_input():
+    import torch
+
+    x = torch.ones(2, 4) + torch.arange(4.0)
+    for fn in (norms.tensor_layer_norm, norms.tensor_rms_norm):
+        with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+            fn(x.numpy())
+        with pytest.raises(TypeError, match="x must hold floating"):
+            fn(torch.arange(4))
+        with pytest.raises(ValueError, match="x must have"):
+            fn(torch.tensor(1.0))
+        with pytest.raises(ValueError, match="x must not be empty"):
+            fn(torch.zeros(2, 0))
+        with pytest.raises(ValueError, match="gamma must have shape"):
+            fn(x, torch.ones(3))
+        with pytest.raises(TypeError, match="gamma must be a torch.Tensor"):
+            fn(x, np.ones(4))
+        with pytest.raises(ValueError, match="eps must be >= 0"):
+            fn(x, eps=-1.0)
+        with pytest.raises(ValueError, match="algorithm"):
+            fn(x, algorithm="welford")
+    with pytest.raises(ValueError, match="algorithm"):
+        norms.tensor_layer_norm(x, algorithm="rsqrt")  # RMSNorm only
+    with pytest.raises(ValueError, match="beta must have shape"):
+        norms.tensor_layer_norm(x, beta=torch.ones(5))

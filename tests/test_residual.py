@@ -141,7 +141,10 @@ def test_blocks_are_the_two_equations():
     m = residual.ToyTransformer(16, 1, "pre", seed=4, vocab=20)
     w = m.blocks[0]
     x = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(0))
-    ln = residual.layer_norm
+
+    def ln(v):
+        return torch.nn.functional.layer_norm(v, (16,), eps=1e-5)
+
     h = x + residual.attention_branch(ln(x), w)
     torch.testing.assert_close(
         residual.pre_ln_block(x, w), h + residual.mlp_branch(ln(h), w)
@@ -217,8 +220,10 @@ def test_mean_token_cosine():
     # identical tokens: cosine 1 (float64 rounding)
     same = x[:1, :1].expand(2, 50, 256)
     assert residual.mean_token_cosine(same) == pytest.approx(1.0, abs=1e-12)
-    with pytest.raises(ValueError, match="x must be"):
+    with pytest.raises(ValueError, match="x must have 3 dimension"):
         residual.mean_token_cosine(x[0])
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        residual.mean_token_cosine(x.numpy())
     with pytest.raises(ValueError, match="two tokens"):
         residual.mean_token_cosine(x[:1, :1])
 
@@ -269,7 +274,7 @@ def test_toy_bad_input(batch):
         residual.ToyTransformer(8, 1, "middle", seed=0)
     with pytest.raises(ValueError, match="proj_scale"):
         residual.ToyTransformer(8, 1, "pre", seed=0, proj_scale=0.0)
-    with pytest.raises(ValueError, match="ids must have shape"):
+    with pytest.raises(ValueError, match="ids must have 2 dimension"):
         residual.stream_norms(m, ids[0])
     with pytest.raises(TypeError, match="ids must hold integer"):
         residual.stream_norms(m, ids.float())
@@ -361,7 +366,7 @@ def test_residual_stream_norms_bad_input(tiny_gpt2):
         )
     with pytest.raises(TypeError, match="input_ids must hold integer"):
         residual.residual_stream_norms(tiny_gpt2, torch.tensor([[1.0, 2.0]]))
-    with pytest.raises(ValueError, match="input_ids must have shape"):
+    with pytest.raises(ValueError, match="input_ids must have 2 dimension"):
         residual.residual_stream_norms(tiny_gpt2, torch.tensor([1, 2]))
 
 

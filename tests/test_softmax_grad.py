@@ -244,6 +244,7 @@ def test_norm_vs_std_shape_and_limits():
 def test_logit_scale_sweep():
     z = np.array([0.3, -1.2, 2.0, 0.7])
     s = sg.logit_scale_sweep(z, [0.0, 1.0, 50.0])
+    assert isinstance(s, sg.LogitScaleSweep)
     # α = 0: uniform p over 4 keys, ‖J‖ = √3/4, ‖p − e_y‖ = √(9/16 + 3/16) = √3/2 for either target
     assert s.jacobian[0] == pytest.approx(math.sqrt(3) / 4, rel=1e-14)
     assert s.ce_wrong[0] == pytest.approx(math.sqrt(3) / 2, rel=1e-14)

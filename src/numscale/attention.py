@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from numscale import softmax
+from numscale import norms, softmax
 from numscale.checks import as_float_array, finite_float, positive_int, rng_from
 
 # --------------------------------------------------------------------------- entropy of iid logits
@@ -100,38 +100,12 @@ def iid_entropy_sweep(
 #     (layernorm_qk_logits).
 
 
-def standardize(x: np.ndarray, eps: float) -> np.ndarray:
-    """(x − mean)/√(var + ε) over the last axis, no gain: ``(..., d) -> (..., d)``."""
-    centred = x - x.mean(axis=-1, keepdims=True)
-    return centred / np.sqrt((centred**2).mean(axis=-1, keepdims=True) + eps)
-
-
-def layer_norm(
-    x: np.ndarray, gamma: np.ndarray | None = None, eps: float = 1e-5
-) -> np.ndarray:
-    """γ ⊙ (x − mean)/√(var + ε) over the last axis (no bias). Shape ``(..., d) -> (..., d)``.
-
-    Before γ each output vector has mean 0 and Euclidean norm √d·√(var/(var + ε)) ≤ √d.
-    """
-    x = as_float_array(x, "x", ndim=tuple(range(1, 33)))
-    eps = finite_float(eps, "eps")
-    if eps < 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
-    out = standardize(x, eps)
-    if gamma is None:
-        return out
-    g = as_float_array(gamma, "gamma", ndim=1)
-    if g.shape[0] != x.shape[-1]:
-        raise ValueError(f"gamma must have length d = {x.shape[-1]}, got {g.shape[0]}")
-    return out * g
-
-
 def layernorm_qk_logits(
     q: np.ndarray, k: np.ndarray, gamma_q: np.ndarray, gamma_k: np.ndarray, eps: float
 ) -> np.ndarray:
     """LayerNorm on q and k, then q̂·k̂/√d_k: ``(n, d_k), (n, d_k) -> (n, n)``."""
-    q_hat = gamma_q * standardize(q, eps)
-    k_hat = gamma_k * standardize(k, eps)
+    q_hat = gamma_q * norms.layer_norm(q, eps=eps)
+    k_hat = gamma_k * norms.layer_norm(k, eps=eps)
     return q_hat @ k_hat.T / np.sqrt(q.shape[1])
 
 

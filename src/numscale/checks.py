@@ -3,7 +3,8 @@
 Each function raises ``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong
 shape, empty, non-finite, out of range) with a message that names the argument, and
 otherwise returns the input as a NumPy array so callers can write
-``x = as_float_array(x, "x")``.
+``x = as_float_array(x, "x")`` (or, for torch tensors, unchanged:
+``x = as_float_tensor(x, "x")``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,89 @@ def as_float_array(
     if not allow_nonfinite and array.size and not np.all(np.isfinite(array)):
         raise ValueError(f"{name} must be finite (it holds NaN or inf)")
     return array
+
+
+def as_float_tensor(
+    value: Any,
+    name: str,
+    *,
+    ndim: int | tuple[int, ...] | None = None,
+    allow_empty: bool = False,
+    allow_nonfinite: bool = False,
+):
+    """Return ``value``, a floating-point ``torch.Tensor``, or raise naming ``name``.
+
+    The torch counterpart of :func:`as_float_array`, with the same contract: anything
+    but a tensor, and integer, boolean or complex tensors, raise ``TypeError``; a
+    number of dimensions outside ``ndim`` (an int or a tuple of allowed ints), an empty
+    tensor or NaN/inf values raise ``ValueError`` unless explicitly allowed. The tensor
+    is returned as it is (same object: no copy, no detach, autograd intact), so callers
+    can write ``x = as_float_tensor(x, "x")``.
+    """
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.dtype.is_floating_point:
+        raise TypeError(
+            f"{name} must hold floating-point numbers, got dtype {value.dtype}"
+        )
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if value.ndim not in allowed:
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), "
+                f"got shape {tuple(value.shape)}"
+            )
+    if value.numel() == 0 and not allow_empty:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    if (
+        not allow_nonfinite
+        and value.numel()
+        and not bool(torch.isfinite(value.detach()).all())
+    ):
+        raise ValueError(f"{name} must be finite (it holds NaN or inf)")
+    return value
+
+
+def as_index_tensor(
+    value: Any,
+    name: str,
+    *,
+    ndim: int | tuple[int, ...] | None = None,
+    high: int | None = None,
+):
+    """Return ``value`` (a torch tensor of integer indices, e.g. token ids) as int64.
+
+    Anything but a tensor, and floating, complex or boolean tensors, raise
+    ``TypeError``; a number of dimensions outside ``ndim``, an empty tensor, or an
+    index outside ``[0, high)`` (``[0, ∞)`` without ``high``) raise ``ValueError``;
+    every message names ``name``. An int64 tensor is returned as it is.
+    """
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of indices, got {type(value).__name__}"
+        )
+    if value.dtype == torch.bool or value.dtype.is_floating_point or value.is_complex():
+        raise TypeError(f"{name} must hold integer indices, got dtype {value.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if value.ndim not in allowed:
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), "
+                f"got shape {tuple(value.shape)}"
+            )
+    if value.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    low, top = int(value.min()), int(value.max())
+    if low < 0 or (high is not None and top >= high):
+        raise ValueError(
+            f"{name} must lie in [0, {'∞' if high is None else high}), "
+            f"got values in [{low}, {top}]"
+        )
+    return value.long()
 
 
 def positive_int(value: Any, name: str, *, minimum: int = 1) -> int:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from numscale.checks import as_float_array, finite_float, positive_int, rng_from
+from numscale.optim import adam_update
 
 #: Unit roundoff of float32 (half its machine epsilon), for rounding-error bounds.
 FLOAT32_UNIT_ROUNDOFF = float(np.finfo(np.float32).eps) / 2
@@ -447,18 +448,6 @@ TOY_OPTIMIZERS: dict[str, tuple[str, float, float]] = {
 }
 
 
-def adam_update(
-    grad, m, v, step: int, lr, eps, beta1: float = 0.9, beta2: float = 0.999
-):
-    """One Adam step (Kingma & Ba): returns ``(update, m, v)``; the parameter moves
-    by ``-update``. Works on torch tensors or NumPy arrays; lr and eps broadcast."""
-    m = beta1 * m + (1 - beta1) * grad
-    v = beta2 * v + (1 - beta2) * grad**2
-    m_hat = m / (1 - beta1**step)  # bias-corrected running mean
-    v_hat = v / (1 - beta2**step)  # ... and running mean square
-    return lr * m_hat / (v_hat**0.5 + eps), m, v  # ≈ lr·sign-like step if |g| ≫ ε
-
-
 def _check_optimizers(optimizers) -> dict[str, tuple[str, float, float]]:
     optimizers = dict(TOY_OPTIMIZERS if optimizers is None else optimizers)
     if not optimizers:
@@ -496,9 +485,9 @@ def train_key_bias_toy(
     of the same initial student on the same seeded batches (``x`` standard normal,
     (batch, n, d); loss: mean squared error to the teacher's output), all copies in one
     batched forward and backward pass per step. ``optimizers`` maps a label to
-    ``(kind, lr, eps)``, kind ``"adam"`` (:func:`adam_update`) or ``"sgd"`` (default
-    :data:`TOY_OPTIMIZERS`). ``dtype``: ``"float32"`` or ``"float64"``. Deterministic:
-    one seeded ``torch.Generator``, no global RNG.
+    ``(kind, lr, eps)``, kind ``"adam"`` (:func:`numscale.optim.adam_update`) or
+    ``"sgd"`` (default :data:`TOY_OPTIMIZERS`). ``dtype``: ``"float32"`` or
+    ``"float64"``. Deterministic: one seeded ``torch.Generator``, no global RNG.
     """
     import torch
 

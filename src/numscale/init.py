@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from numscale.checks import finite_float, positive_int, rng_from
+from numscale.norms import layer_norm
 
 #: The initialization schemes of the chapter, by name.
 SCHEMES = ("lecun", "xavier", "he")
@@ -158,12 +159,6 @@ def gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
 
 
-def _layer_norm_rows(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-    mu = x.mean(axis=-1, keepdims=True)
-    var = x.var(axis=-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + eps)
-
-
 @dataclass(frozen=True)
 class ResidualGrowth:
     """Result of :func:`pre_ln_residual_rms`: one row per configuration."""
@@ -213,7 +208,7 @@ def pre_ln_residual_rms(
         for _ in range(2):  # attention-like and MLP branch
             w_fc = rng.standard_normal((d, 4 * d)) * base_std
             w_proj = rng.standard_normal((4 * d, d)) * base_std
-            out = gelu(_layer_norm_rows(streams[active]) @ w_fc) @ w_proj
+            out = gelu(layer_norm(streams[active]) @ w_fc) @ w_proj
             if block == 0:
                 branch_sq.append(float(np.mean(out[0] ** 2)))
             streams[active] = streams[active] + out * scales[active, None, None]

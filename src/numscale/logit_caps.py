@@ -18,23 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from numscale.checks import finite_float, positive_int
-
-
-def _tensor(value: object, name: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if not value.dtype.is_floating_point:
-        raise TypeError(f"{name} must hold floats, got {value.dtype}")
-    if value.numel() == 0:
-        raise ValueError(f"{name} must not be empty")
-    if not bool(torch.isfinite(value).all()):
-        raise ValueError(f"{name} must be finite (it holds NaN or inf)")
-    return value
+from numscale.checks import as_float_tensor, finite_float, positive_int
+from numscale.optim import adam_step, zero_moments
 
 
 def soft_cap(z: torch.Tensor, cap: float) -> torch.Tensor:
-    """c·tanh(z/c) entrywise: ≈ z for ‖z‖ ≪ c, never beyond ±c."""
+    """c·tanh(z/c) entrywise: ≈ z for ‖z‖ ≪ c, never beyond ±c (Gemma 2 caps its
+    attention logits and its output logits so)."""
     return cap * torch.tanh(z / cap)
 
 
@@ -46,7 +36,7 @@ def soft_cap_grad(z: torch.Tensor, cap: float) -> torch.Tensor:
 
 def capped(z: torch.Tensor, cap: float | None) -> torch.Tensor:
     """``z`` soft-capped at ``cap`` (validated), or unchanged for ``cap=None``."""
-    z = _tensor(z, "z")
+    z = as_float_tensor(z, "z")
     if cap is None:
         return z
     return soft_cap(z, finite_float(cap, "cap", positive=True))
@@ -154,8 +144,8 @@ def embedding_scales(
         raise ValueError(
             f"embedding must be a non-empty (vocab, d) array, got {e.shape}"
         )
-    hidden = _tensor(hidden, "hidden").double()
-    logits = _tensor(logits, "logits").double()
+    hidden = as_float_tensor(hidden, "hidden").double()
+    logits = as_float_tensor(logits, "logits").double()
     rows = np.linalg.norm(e, axis=1)
     return EmbeddingScales(
         entry_rms=float(np.sqrt((e * e).mean())),
@@ -181,24 +171,6 @@ def final_hidden(
     predicting = torch.zeros_like(mask)
     predicting[:, :-1] = mask[:, 1:]
     return h[predicting].float(), record.logits[predicting].float()
-
-
-def _adam_step(
-    params: list,
-    moments: list,
-    lr: float,
-    step: int,
-    betas: tuple[float, float] = (0.9, 0.99),
-    eps: float = 1e-8,
-) -> None:
-    """One bias-corrected Adam update of ``params`` in place (``step`` counts from 1)."""
-    b1, b2 = betas
-    with torch.no_grad():
-        for p, (m, v) in zip(params, moments):
-            m.mul_(b1).add_(p.grad, alpha=1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            m_hat, v_hat = m / (1 - b1**step), v / (1 - b2**step)
-            p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
 
 
 @dataclass(frozen=True)
@@ -230,7 +202,7 @@ def finetune(
     lr = finite_float(lr, "lr", positive=True)
     model = llama.LlamaModel(weights)
     params = list(model.parameters())
-    moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+    moments = zero_moments(params)
     losses, log_zs = [], []
     for step, (tokens, mask) in enumerate(batches, start=1):
         logits = model(tokens)[:, :-1]
@@ -240,7 +212,7 @@ def finetune(
         loss = ce + z_loss(z, coefficient)
         model.zero_grad(set_to_none=True)
         loss.backward()
-        _adam_step(params, moments, lr, step)
+        adam_step(params, moments, lr, step, betas=(0.9, 0.99))
         losses.append(float(ce.detach()))
         log_zs.append(float(log_partition(z.detach()).mean()))
     tok, msk = heldout

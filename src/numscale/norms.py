@@ -1,15 +1,19 @@
-"""LayerNorm and RMSNorm in NumPy, and the same layers from torch for comparison.
+"""LayerNorm and RMSNorm: the one home of both layers, in NumPy and in torch.
 
 Every function normalizes over the last axis: ``x`` has shape ``(..., d)`` and the
 output has the same shape; ``gamma`` and ``beta`` have shape ``(d,)``. The NumPy
-helpers compute in the input's floating dtype.
+helpers (:func:`layer_norm`, :func:`rms_norm`) compute in the input's floating dtype;
+:func:`tensor_layer_norm` and :func:`tensor_rms_norm` take and return torch tensors
+(differentiable), with torch's kernel or the NumPy helpers' order of operations;
+:func:`torch_layer_norm` and :func:`torch_rms_norm` run torch's kernels on NumPy input
+for comparison.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from numscale.checks import as_float_array, finite_float, positive_int
+from numscale.checks import as_float_array, as_float_tensor, finite_float, positive_int
 
 #: GPT-2's LayerNorm epsilon (``layer_norm_epsilon`` in its config).
 GPT2_EPS = 1e-5
@@ -101,10 +105,84 @@ def rms_norm_output_mean(mean, std) -> np.ndarray:
     return m / np.sqrt(m**2 + s**2)
 
 
-def _affine_vector(value, name: str, d: int):
-    """A gain or bias of shape (d,) as a float32 torch tensor, or raise naming ``name``."""
+#: How :func:`tensor_layer_norm` and :func:`tensor_rms_norm` evaluate the same maths:
+#: ``"torch"`` runs torch's own kernel (what ``torch.nn.LayerNorm``/``RMSNorm`` run);
+#: ``"formula"`` evaluates eq-layernorm / eq-rmsnorm in the order of :func:`layer_norm`
+#: / :func:`rms_norm` (divide by √(… + ε)); ``"rsqrt"`` (RMSNorm only) multiplies by
+#: the reciprocal square root, as llama2.c's ``run.c`` does. They differ in rounding.
+TENSOR_ALGORITHMS = ("torch", "formula", "rsqrt")
+
+
+def _tensor_vector(value, name: str, d: int):
+    """A gain or bias: a floating torch tensor of shape (d,), or raise naming it."""
+    vector = as_float_tensor(value, name, ndim=1)
+    if vector.shape[0] != d:
+        raise ValueError(f"{name} must have shape ({d},), got {tuple(vector.shape)}")
+    return vector
+
+
+def _tensor_args(x, eps: float, algorithm: str, allowed: tuple[str, ...]):
+    x = as_float_tensor(x, "x", ndim=tuple(range(1, 33)), allow_nonfinite=True)
+    if algorithm not in allowed:
+        raise ValueError(f"algorithm must be one of {allowed}, got {algorithm!r}")
+    return x, _eps(eps)
+
+
+def tensor_layer_norm(
+    x, gamma=None, beta=None, eps: float = GPT2_EPS, *, algorithm: str = "torch"
+):
+    """:func:`layer_norm` of a torch tensor, differentiable: ``(..., d) -> (..., d)``.
+
+    ``gamma`` and ``beta`` are tensors of shape ``(d,)`` (omitted: no gain, no bias).
+    ``algorithm="torch"`` runs ``torch.nn.functional.layer_norm``; ``"formula"``
+    computes (x − mean)/√(mean((x − mean)²) + ε) in that order, as :func:`layer_norm`
+    does (see :data:`TENSOR_ALGORITHMS`). Computed in the dtype of ``x``. NaN and inf
+    pass through, as in torch's layers, so a diverging training run stays visible.
+    """
     import torch
 
+    x, eps = _tensor_args(x, eps, algorithm, ("torch", "formula"))
+    d = x.shape[-1]
+    g = None if gamma is None else _tensor_vector(gamma, "gamma", d)
+    b = None if beta is None else _tensor_vector(beta, "beta", d)
+    if algorithm == "torch":
+        return torch.nn.functional.layer_norm(x, (d,), g, b, eps)
+    centred = x - x.mean(dim=-1, keepdim=True)
+    out = centred / torch.sqrt(centred.pow(2).mean(dim=-1, keepdim=True) + eps)
+    out = out if g is None else out * g
+    return out if b is None else out + b
+
+
+def tensor_rms_norm(x, gamma=None, eps: float = GPT2_EPS, *, algorithm: str = "torch"):
+    """:func:`rms_norm` of a torch tensor, differentiable: ``(..., d) -> (..., d)``.
+
+    ``gamma`` is a tensor of shape ``(d,)`` (omitted: no gain). ``algorithm``:
+    ``"torch"`` runs ``torch.nn.functional.rms_norm``; ``"formula"`` computes
+    x / √(mean(x²) + ε), as :func:`rms_norm`; ``"rsqrt"`` computes
+    x · rsqrt(mean(x²) + ε), as llama2.c does. Then · γ. In the dtype of ``x``; NaN and
+    inf pass through.
+    """
+    import torch
+
+    x, eps = _tensor_args(x, eps, algorithm, TENSOR_ALGORITHMS)
+    d = x.shape[-1]
+    g = None if gamma is None else _tensor_vector(gamma, "gamma", d)
+    if algorithm == "torch":
+        return torch.nn.functional.rms_norm(x, (d,), g, eps)
+    mean_square = x.pow(2).mean(-1, keepdim=True) + eps
+    if algorithm == "rsqrt":
+        out = x * torch.rsqrt(mean_square)
+    else:
+        out = x / torch.sqrt(mean_square)
+    return out if g is None else out * g
+
+
+def _float32_vector(value, name: str, d: int, default: float):
+    """A gain or bias of shape (d,) as a float32 tensor (``default`` when None)."""
+    import torch
+
+    if value is None:
+        return torch.full((d,), default, dtype=torch.float32)
     vector = as_float_array(value, name, ndim=1)
     if vector.shape != (d,):
         raise ValueError(f"{name} must have shape ({d},), got {vector.shape}")
@@ -112,35 +190,35 @@ def _affine_vector(value, name: str, d: int):
 
 
 def torch_layer_norm(x, gamma=None, beta=None, eps: float = GPT2_EPS) -> np.ndarray:
-    """The same as :func:`layer_norm`, computed by ``torch.nn.LayerNorm`` in float32."""
+    """The same as :func:`layer_norm`, computed by torch's LayerNorm kernel in float32.
+
+    NumPy in, NumPy out: :func:`tensor_layer_norm` with ``algorithm="torch"`` and γ, β
+    (1 and 0 when not given) in float32, as a ``torch.nn.LayerNorm`` layer holds them.
+    """
     import torch
 
     x = as_float_array(x, "x", ndim=tuple(range(1, 33)))
     d = x.shape[-1]
-    layer = torch.nn.LayerNorm(
-        d, eps=_eps(eps), elementwise_affine=True, dtype=torch.float32
-    )
+    g = _float32_vector(gamma, "gamma", d, 1.0)
+    b = _float32_vector(beta, "beta", d, 0.0)
     with torch.no_grad():
-        if gamma is not None:
-            layer.weight.copy_(_affine_vector(gamma, "gamma", d))
-        if beta is not None:
-            layer.bias.copy_(_affine_vector(beta, "beta", d))
-        return layer(torch.from_numpy(x.astype(np.float32))).numpy()
+        x32 = torch.from_numpy(x.astype(np.float32))
+        return tensor_layer_norm(x32, g, b, _eps(eps), algorithm="torch").numpy()
 
 
 def torch_rms_norm(x, gamma=None, eps: float = GPT2_EPS) -> np.ndarray:
-    """The same as :func:`rms_norm`, computed by ``torch.nn.RMSNorm`` in float32."""
+    """The same as :func:`rms_norm`, computed by torch's RMSNorm kernel in float32.
+
+    NumPy in, NumPy out: :func:`tensor_rms_norm` with ``algorithm="torch"`` and γ (1
+    when not given) in float32, as a ``torch.nn.RMSNorm`` layer holds it.
+    """
     import torch
 
     x = as_float_array(x, "x", ndim=tuple(range(1, 33)))
-    d = x.shape[-1]
-    layer = torch.nn.RMSNorm(
-        d, eps=_eps(eps), elementwise_affine=True, dtype=torch.float32
-    )
+    g = _float32_vector(gamma, "gamma", x.shape[-1], 1.0)
     with torch.no_grad():
-        if gamma is not None:
-            layer.weight.copy_(_affine_vector(gamma, "gamma", d))
-        return layer(torch.from_numpy(x.astype(np.float32))).numpy()
+        x32 = torch.from_numpy(x.astype(np.float32))
+        return tensor_rms_norm(x32, g, _eps(eps), algorithm="torch").numpy()
 
 
 def float32_tolerance(d: int, scale: float = 1.0, k: float = 2.0) -> float:

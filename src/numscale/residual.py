@@ -22,7 +22,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from numscale.checks import finite_float, positive_int
+from numscale.checks import (
+    as_float_tensor,
+    as_index_tensor,
+    finite_float,
+    positive_int,
+)
+from numscale.norms import tensor_layer_norm
 
 #: "The quick brown fox jumps over the lazy dog." in GPT-2's byte-pair encoding, fixed
 #: so that measuring GPT-2 needs no tokenizer.
@@ -49,11 +55,6 @@ def _xavier(generator: torch.Generator, fan_in: int, fan_out: int) -> torch.Tens
     return torch.randn(fan_in, fan_out, generator=generator) * std
 
 
-def layer_norm(x: torch.Tensor) -> torch.Tensor:
-    """LayerNorm over the last axis with γ = 1, β = 0 (their initial values), ε = 1e-5."""
-    return F.layer_norm(x, (x.shape[-1],), eps=1e-5)
-
-
 def attention_branch(x: torch.Tensor, w: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """One causal attention head: ``(batch, seq, d) -> (batch, seq, d)``."""
     q, k, v = (x @ w["q"])[:, None], (x @ w["k"])[:, None], (x @ w["v"])[:, None]
@@ -68,15 +69,15 @@ def mlp_branch(x: torch.Tensor, w: Mapping[str, torch.Tensor]) -> torch.Tensor:
 
 def pre_ln_block(x: torch.Tensor, w: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Pre-LN (GPT-2): each branch reads LN(x) and adds to the stream x."""
-    x = x + attention_branch(layer_norm(x), w)
-    x = x + mlp_branch(layer_norm(x), w)
+    x = x + attention_branch(tensor_layer_norm(x), w)
+    x = x + mlp_branch(tensor_layer_norm(x), w)
     return x
 
 
 def post_ln_block(x: torch.Tensor, w: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Post-LN (the original Transformer): normalize after each residual addition."""
-    x = layer_norm(x + attention_branch(x, w))
-    x = layer_norm(x + mlp_branch(x, w))
+    x = tensor_layer_norm(x + attention_branch(x, w))
+    x = tensor_layer_norm(x + mlp_branch(x, w))
     return x
 
 
@@ -144,28 +145,8 @@ class ToyTransformer(torch.nn.Module):
         for w in self.blocks:
             x = block(x, w)
             streams.append(x)
-        final = layer_norm(x) if self.position == "pre" else x
+        final = tensor_layer_norm(x) if self.position == "pre" else x
         return final @ self.unembed, streams
-
-
-def _check_ids(ids, name: str, vocab: int | None = None) -> torch.Tensor:
-    if not isinstance(ids, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}"
-        )
-    if ids.dtype not in (torch.int64, torch.int32):
-        raise TypeError(
-            f"{name} must hold integer token ids (int64), got dtype {ids.dtype}"
-        )
-    if ids.ndim != 2:
-        raise ValueError(f"{name} must have shape (batch, seq), got {tuple(ids.shape)}")
-    if ids.numel() == 0:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(ids.shape)}")
-    if ids.min() < 0 or (vocab is not None and ids.max() >= vocab):
-        raise ValueError(
-            f"{name} must lie in [0, {vocab}), got values in [{int(ids.min())}, {int(ids.max())}]"
-        )
-    return ids.long()
 
 
 def toy_batch(
@@ -182,7 +163,7 @@ def toy_batch(
 
 def stream_norms(model: ToyTransformer, ids: torch.Tensor) -> np.ndarray:
     """Mean over tokens of the L2 norm of the residual stream: ``(n_layer + 1,)``."""
-    ids = _check_ids(ids, "ids", model.vocab)
+    ids = as_index_tensor(ids, "ids", ndim=2, high=model.vocab)
     with torch.no_grad():
         _, streams = model(ids)
     return np.array([float(s.norm(dim=-1).mean()) for s in streams])
@@ -205,8 +186,7 @@ def mean_token_cosine(x: torch.Tensor) -> float:
     (what a LayerNorm sees) and normalized; the mean is over all pairs of distinct
     tokens of the batch. 0 for unrelated directions, 1 when all tokens coincide.
     """
-    if not isinstance(x, torch.Tensor) or x.ndim != 3:
-        raise ValueError("x must be a (batch, seq, d) torch.Tensor")
+    x = as_float_tensor(x, "x", ndim=3)
     flat = x.detach().reshape(-1, x.shape[-1]).double()
     flat = flat - flat.mean(dim=-1, keepdim=True)
     unit = flat / flat.norm(dim=-1, keepdim=True)
@@ -227,8 +207,8 @@ def gradient_profile(
     Frobenius norm of ∂L/∂x_l over the whole batch, l = 0 (embedding) … n_layer.
     The model's stored gradients are cleared before and after.
     """
-    ids = _check_ids(ids, "ids", model.vocab)
-    targets = _check_ids(targets, "targets", model.vocab)
+    ids = as_index_tensor(ids, "ids", ndim=2, high=model.vocab)
+    targets = as_index_tensor(targets, "targets", ndim=2, high=model.vocab)
     if targets.shape != ids.shape:
         raise ValueError(
             f"targets must have the shape of ids {tuple(ids.shape)}, "
@@ -342,7 +322,7 @@ def residual_stream_norms(
             f"model must be a transformers GPT2LMHeadModel, got {type(model).__name__}"
         )
     vocab = int(model.config.vocab_size)
-    ids = _check_ids(input_ids, "input_ids", vocab)
+    ids = as_index_tensor(input_ids, "input_ids", ndim=2, high=vocab)
     if ids.shape[0] != 1:
         raise ValueError(
             f"input_ids must hold one sequence, shape (1, seq), got {tuple(ids.shape)}"

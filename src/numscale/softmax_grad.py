@@ -198,8 +198,9 @@ def jacobian_norm_vs_std(
 
 
 @dataclass(frozen=True)
-class ScaleSweep:
-    """Gradient sizes for one logit row multiplied by each factor in ``alphas``.
+class LogitScaleSweep:
+    """Gradient sizes for one logit row multiplied by each factor in ``alphas``
+    (the result of :func:`logit_scale_sweep`).
 
     ``jacobian``: ‖J‖_F of softmax(α z); ``ce_wrong`` / ``ce_right``: ‖p − y‖ when the
     target is the smallest / the largest logit of z. All shape ``(k,)``.
@@ -211,7 +212,7 @@ class ScaleSweep:
     ce_right: np.ndarray
 
 
-def logit_scale_sweep(logits: np.ndarray, alphas: Sequence[float]) -> ScaleSweep:
+def logit_scale_sweep(logits: np.ndarray, alphas: Sequence[float]) -> LogitScaleSweep:
     """‖J‖_F and cross-entropy-gradient norms as one row ``(n,)`` is scaled by α ≥ 0."""
     z = as_float_array(logits, "logits", ndim=1)
     a = as_float_array(np.asarray(alphas, dtype=float), "alphas", ndim=1)
@@ -221,7 +222,7 @@ def logit_scale_sweep(logits: np.ndarray, alphas: Sequence[float]) -> ScaleSweep
     jac = np.array([float(jacobian_frobenius(x * z)) for x in a])
     ce_w = np.array([np.linalg.norm(cross_entropy_grad(x * z, wrong)) for x in a])
     ce_r = np.array([np.linalg.norm(cross_entropy_grad(x * z, right)) for x in a])
-    return ScaleSweep(alphas=a, jacobian=jac, ce_wrong=ce_w, ce_right=ce_r)
+    return LogitScaleSweep(alphas=a, jacobian=jac, ce_wrong=ce_w, ce_right=ce_r)
 
 
 # --------------------------------------------------------------------------- crossover against n

@@ -15,14 +15,16 @@ a *failure* (rows that lock onto keys the task does not want).
   (``VARIANTS``): ``"none"`` (q·k/√d_head), ``"qk_layernorm"`` (LayerNorm with a learned gain
   on q and k, keeping 1/√d_head, as in Dehghani et al. 2023 and Wortsman et al. 2023),
   ``"qk_l2"`` (ℓ2-normalized q and k times a learned scalar g, Henry et al. 2020),
-  ``"softcap"`` (c·tanh(z/c) on the plain logits, as Gemma 2 does) and ``"sigma_reparam"``
+  ``"softcap"`` (c·tanh(z/c) on the plain logits, as Gemma 2 does;
+  :func:`numscale.logit_caps.soft_cap`) and ``"sigma_reparam"``
   (W_Q and W_K divided by their spectral norm and multiplied by a learned scalar, the
   σReparam of Zhai et al. 2023, applied here to the query and key projections only).
 * **Batched runs**: one call trains ``len(lrs) × n_seeds`` independent models at once
   (every parameter has a leading run axis), with a hand-written Adam whose learning rate is
-  a per-run vector. Runs with the same seed index share initial weights and batches, so
-  learning rates are compared on the same draws. The learning rate warms up linearly over
-  ``warmup`` steps and decays to zero on a cosine (:func:`lr_factor`).
+  a per-run vector (:func:`numscale.optim.adam_step`). Runs with the same seed index
+  share initial weights and batches, so learning rates are compared on the same draws.
+  The learning rate warms up linearly over ``warmup`` steps and decays to zero on a
+  cosine (:func:`lr_factor`).
 
 Shapes: tokens ``(runs, batch, seq_len)`` (int64); logits ``(runs, batch, seq_len, seq_len)``;
 logs ``(steps, runs)``; end-of-training statistics ``(runs,)``.
@@ -40,6 +42,9 @@ import numpy as np
 import torch
 
 from numscale.checks import as_float_array, finite_float, positive_int
+from numscale.logit_caps import soft_cap
+from numscale.norms import tensor_layer_norm
+from numscale.optim import adam_step, zero_moments
 
 #: The attention-logit variants a :class:`BatchedTinyAttention` can use.
 VARIANTS = ("none", "qk_layernorm", "qk_l2", "softcap", "sigma_reparam")
@@ -88,16 +93,6 @@ def running_mean_batch(
 
 def _unit_norm(x: torch.Tensor) -> torch.Tensor:
     return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-def _layer_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    centred = x - x.mean(dim=-1, keepdim=True)
-    return centred / torch.sqrt(centred.pow(2).mean(dim=-1, keepdim=True) + eps)
-
-
-def soft_cap(logits: torch.Tensor, cap: float) -> torch.Tensor:
-    """c·tanh(z/c): close to z for |z| ≪ c, never beyond ±c (Gemma 2's logit soft-capping)."""
-    return cap * torch.tanh(logits / cap)
 
 
 def sigma_reparam(weight: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
@@ -163,7 +158,8 @@ class BatchedTinyAttention(torch.nn.Module):
         q = torch.einsum("rbld,rdh->rblh", x, w_q)
         k = torch.einsum("rbld,rdh->rblh", x, w_k)
         if self.variant == "qk_layernorm":
-            q, k = self.gamma_q * _layer_norm(q), self.gamma_k * _layer_norm(k)
+            q = self.gamma_q * tensor_layer_norm(q, algorithm="formula")
+            k = self.gamma_k * tensor_layer_norm(k, algorithm="formula")
         if self.variant == "qk_l2":
             cosine = _unit_norm(q) @ _unit_norm(k).transpose(-1, -2)
             return self.g[:, None, None, None] * cosine
@@ -190,7 +186,7 @@ class BatchedTinyAttention(torch.nn.Module):
         """
         runs = torch.arange(tokens.shape[0])[:, None, None]
         h = self.tok[runs, tokens] + self.pos[:, None, : tokens.shape[-1]]
-        x = _layer_norm(h)
+        x = tensor_layer_norm(h, algorithm="formula")  # no gain, ε = 1e-5
         z = self.attention_logits(x)
         attn = torch.softmax(z.masked_fill(self.mask, float("-inf")), dim=-1)
         v = torch.einsum("rbld,rdh->rblh", x, self.w_v)
@@ -204,26 +200,6 @@ def lr_factor(step: int, steps: int, warmup: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(steps - warmup, 1)
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def adam_step(
-    params: Sequence[torch.Tensor],
-    state: dict,
-    lr: torch.Tensor,
-    step: int,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-) -> None:
-    """One Adam update with a per-run learning rate ``lr`` ``(runs,)``, in place, no grad."""
-    b1, b2 = betas
-    with torch.no_grad():
-        for p in params:
-            m, v = state.setdefault(id(p), (torch.zeros_like(p), torch.zeros_like(p)))
-            m.mul_(b1).add_(p.grad, alpha=1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            m_hat = m / (1 - b1 ** (step + 1))
-            v_hat = v / (1 - b2 ** (step + 1))
-            p.sub_(lr.reshape(-1, *[1] * (p.dim() - 1)) * m_hat / (v_hat.sqrt() + eps))
 
 
 def row_entropy(attn: torch.Tensor) -> torch.Tensor:
@@ -343,7 +319,8 @@ def train_runs(
         ):  # the same n_seeds initializations for every learning rate
             for p in model.parameters():
                 p.data = p.data.repeat(n_lr, *[1] * (p.dim() - 1))
-        params, state = list(model.parameters()), {}
+        params = list(model.parameters())
+        moments = zero_moments(params)
         data = torch.Generator().manual_seed(seed + 1)
         probe, probe_target = running_mean_batch(
             (1, 256, seq_len), vocab, torch.Generator().manual_seed(seed + 2)
@@ -372,7 +349,9 @@ def train_runs(
             for p in params:
                 p.grad = None
             per_run.sum().backward()  # runs share no parameters: each gets its own gradient
-            adam_step(params, state, lr_vec * lr_factor(step, steps, warmup), step)
+            adam_step(
+                params, moments, lr_vec * lr_factor(step, steps, warmup), step + 1
+            )
         with torch.no_grad():
             out, attn, _ = model(probe)
             err = (out - probe_target).pow(2)[..., 1:]
