@@ -1,7 +1,7 @@
 """An independent float64 NumPy forward of stories260K, for the trained-model chapter tests.
 
 The chapters measure with ``numscale.models.llama.LlamaModel`` (torch, float32) and the reducers of
-``numscale.trained_stats``. The chapter tests recompute the quoted numbers here instead: a
+``numscale.attention_rows``, ``numscale.activation_stats`` and ``numscale.llama_runs``. The chapter tests recompute the quoted numbers here instead: a
 transcription of llama2.c's ``run.c`` in float64 (NumPy, matrix products through torch's
 single-threaded kernels; as ``numscale.models.llama.forward_numpy``, with the attention scale
 multiplier and the attention logits exposed), one story at a time, with the statistics

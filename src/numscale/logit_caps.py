@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from numscale.checks import finite_float, positive_int
+from numscale.models.next_token import story_nll
 
 
 def _tensor(value: object, name: str) -> torch.Tensor:
@@ -62,17 +63,6 @@ def z_loss(z: torch.Tensor, coefficient: float = 1e-4) -> torch.Tensor:
     return coefficient * log_partition(z).pow(2).mean()
 
 
-def _story_nll(
-    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
-) -> tuple[np.ndarray, np.ndarray]:
-    """Summed next-token NLL per story (float64) and its counts; logits (B, T, V)."""
-    logp = torch.log_softmax(logits[:, :-1].double(), dim=-1)
-    nll = -logp.gather(-1, tokens[:, 1:, None])[..., 0]
-    target = mask[:, 1:]
-    sums = torch.where(target, nll, torch.zeros((), dtype=nll.dtype)).sum(1)
-    return sums.numpy(), target.sum(1).numpy()
-
-
 @dataclass(frozen=True)
 class CapSweep:
     """Per cap (``None`` first: uncapped): summed loss per story ``sums``
@@ -112,7 +102,7 @@ def cap_sweep(
         rows = []
         for k, cap in enumerate(all_caps):
             z = capped(logits, cap)
-            s, n = _story_nll(z, tok, msk)
+            s, n = story_nll(z, tok, msk, dtype=torch.float64)
             rows.append(s)
             real = z[:, :-1][predicting]
             top[k] = max(top[k], float(real.abs().max()))
