@@ -1,4 +1,5 @@
-"""Tests of numscale.attention_rows on synthetic attention tensors with known answers."""
+"""Tests of numscale.attention_rows on synthetic attention tensors with known
+answers."""
 
 from __future__ import annotations
 

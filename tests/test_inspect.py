@@ -2,11 +2,12 @@
 
 The models are built from ``transformers`` configs, their weights redrawn from a seeded
 generator. What is checked: the recorded attention logits equal an explicit float64
-recomputation from the layer's weights (norm, projections, rotary embedding, the
-model's scaling); recording leaves the model's output bit for bit unchanged; every
-measurement has the shape of the model's layers and heads (grouped-query attention
-included); the reductions equal the chapters' own helpers (numscale.attention_rows,
-numscale.activation_stats) on the same numbers; bad input is refused naming what is wrong.
+recomputation from the layer's weights (norm, projections, rotary embedding, the model's
+scaling); recording leaves the model's output bit for bit unchanged; every measurement
+has the shape of the model's layers and heads (grouped-query attention included); the
+reductions equal the chapters' own helpers (numscale.attention_rows,
+numscale.activation_stats) on the same numbers; bad input is refused naming what is
+wrong.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def family(request):
     return request.param, model, report
 
 
-# ------------------------------------------------------------------ explicit recomputation
+# --------------------------------------------------------------- explicit recomputation
 
 
 def _rms_norm(x, w, eps):

@@ -101,7 +101,8 @@ def test_collect_matches_one_full_record():
 
 def test_initialization_logit_scale_matches_the_derivation():
     """At init q, k have entries of variance d·σ_w² (RMSNorm output has unit RMS), so
-    the scaled logit has std d·σ_w² whatever d_k: 16 · 0.02² = 0.0064 for TINY_CONFIG."""
+    the scaled logit has std d·σ_w² whatever d_k: 16 · 0.02² = 0.0064 for
+    TINY_CONFIG."""
     model, tokens, mask = tiny_model(3)
     rows = llama_runs.collect(model, tokens, mask, batch_size=5).rows
     pooled = attention_rows.head_logit_std(rows)[0]

@@ -134,3 +134,19 @@ def test_batches_and_trim():
     tokens = torch.arange(12).reshape(2, 6)
     tok, msk = next_token.trim(tokens, mask)
     assert tok.shape == (2, 4) and torch.equal(msk, mask[:, :4])
+
+
+def test_story_losses_checks_its_input():
+    model, tokens, mask = tiny_model(7)
+    with pytest.raises(TypeError, match="tokens"):
+        next_token.story_losses(model, tokens.float(), mask)
+    with pytest.raises(ValueError, match="tokens"):
+        next_token.story_losses(model, tokens[:, :-1], mask)
+    with pytest.raises(ValueError, match="position 0"):
+        next_token.story_losses(model, tokens, torch.ones_like(mask))
+    # one batch or batches of two: the same stories, the same counts; the sums agree to
+    # float32 rounding of differently shaped matmuls (1e-5 relative, loss ≈ ln 300)
+    one = next_token.story_losses(model, tokens, mask)
+    two = next_token.story_losses(model, tokens, mask, batch_size=2)
+    np.testing.assert_array_equal(one[1], two[1])
+    np.testing.assert_allclose(one[0], two[0], rtol=1e-5)

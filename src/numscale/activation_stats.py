@@ -19,7 +19,7 @@ import torch
 from numscale import fp
 from numscale.checks import as_float_array
 
-# --------------------------------------------------------------------------- residual stream
+# ---------------------------------------------------------------------- residual stream
 
 
 def _chosen_tokens(real: np.ndarray, positions: str) -> np.ndarray:
@@ -43,8 +43,8 @@ def residual_tokens(
     residual: np.ndarray, real: np.ndarray, *, positions: str = "all"
 ) -> np.ndarray:
     """(L+1, N, d) residual vectors of the real tokens: ``real`` (B, T) bool
-    (:attr:`Collected.real`), ``positions`` ``"all"``, ``"first"`` (position 0, the BOS
-    token) or ``"rest"`` (positions ≥ 1)."""
+    (``numscale.llama_runs.Collected.real``), ``positions`` ``"all"``, ``"first"``
+    (position 0, the BOS token) or ``"rest"`` (positions ≥ 1)."""
     x = as_float_array(residual, "residual", ndim=4)
     chosen = _chosen_tokens(real, positions)
     if chosen.shape != x.shape[1:3]:
@@ -106,8 +106,9 @@ class OutlierStats:
     ``max_abs``: largest |activation|; ``median_abs``: median |activation| over all
     tokens and channels; ``global_ratio`` = max_abs / median_abs. ``token_ratio``: the
     largest over tokens of (max_c |x_c| / median_c |x_c|) within one token's hidden
-    state, the ratio in Sun et al.'s criterion; ``where_position`` and ``where_channel``:
-    position and channel of ``max_abs``; ``channel_rms`` (L+1, d): RMS of each channel.
+    state, the ratio in Sun et al.'s criterion; ``where_position`` and
+    ``where_channel``: position and channel of ``max_abs``; ``channel_rms`` (L+1, d):
+    RMS of each channel.
     """
 
     max_abs: np.ndarray
@@ -142,11 +143,12 @@ def outlier_stats(
     )
 
 
-# --------------------------------------------------------------------------- output logits
+# ------------------------------------------------------------------------ output logits
 
 
 def predicting_positions(target: np.ndarray) -> np.ndarray:
-    """(B, T) bool: positions whose logits predict a target (position t predicts t+1)."""
+    """(B, T) bool: positions whose logits predict a target (position t predicts
+    t+1)."""
     target = np.asarray(target, dtype=bool)
     if target.ndim != 2:
         raise ValueError(f"target must have shape (B, T), got {target.shape}")
@@ -157,10 +159,10 @@ def predicting_positions(target: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class OutputLogitStats:
-    """Output logits at the N predicting positions: ``spread`` (N,) std over the vocabulary
-    of each position's logits; ``max_abs`` largest |logit|; ``top_gap`` (N,) largest logit
-    minus the mean of the others; ``entropy`` (N,) next-token entropy (nats);
-    ``top_probability`` (N,) the largest probability."""
+    """Output logits at the N predicting positions: ``spread`` (N,) std over the
+    vocabulary of each position's logits; ``max_abs`` largest |logit|; ``top_gap`` (N,)
+    largest logit minus the mean of the others; ``entropy`` (N,) next-token entropy
+    (nats); ``top_probability`` (N,) the largest probability."""
 
     spread: np.ndarray
     max_abs: float
@@ -193,7 +195,7 @@ def output_logit_stats(logits: np.ndarray, target: np.ndarray) -> OutputLogitSta
     )
 
 
-# --------------------------------------------------------------------------- number formats
+# ----------------------------------------------------------------------- number formats
 
 
 @dataclass(frozen=True)
@@ -202,10 +204,10 @@ class FormatMargin:
     are :func:`numscale.fp.format_info`'s).
 
     ``max_abs``: largest |value|; ``fraction_of_max``: max_abs / the format's largest
-    finite value; ``log2_headroom``: log2 of the inverse (doublings left before overflow);
-    ``fraction_subnormal``: share of the nonzero values whose magnitude is below the
-    format's smallest normal number (they lose precision, and the smallest flush to 0);
-    ``smallest_nonzero``: smallest nonzero |value|.
+    finite value; ``log2_headroom``: log2 of the inverse (doublings left before
+    overflow); ``fraction_subnormal``: share of the nonzero values whose magnitude is
+    below the format's smallest normal number (they lose precision, and the smallest
+    flush to 0); ``smallest_nonzero``: smallest nonzero |value|.
     """
 
     name: str
@@ -220,9 +222,10 @@ class FormatMargin:
 def format_margin(
     name: str, values: np.ndarray, dtype: torch.dtype, *, extremes_only: bool = False
 ) -> FormatMargin:
-    """:class:`FormatMargin` of ``values`` (finite entries; -inf masks are dropped first)
-    in ``dtype``. ``extremes_only``: ``values`` holds only a tensor's extreme values, so
-    the share below the smallest normal is unknown (NaN, shown as "not measured")."""
+    """:class:`FormatMargin` of ``values`` (finite entries; -inf masks are dropped
+    first) in ``dtype``. ``extremes_only``: ``values`` holds only a tensor's extreme
+    values, so the share below the smallest normal is unknown (NaN, shown as "not
+    measured")."""
     info = fp.format_info(dtype)  # raises TypeError unless a floating torch.dtype
     v = (
         as_float_array(values, "values", allow_nonfinite=True)

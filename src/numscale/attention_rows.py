@@ -2,11 +2,12 @@
 
 The helpers take the (L, B, H, T, T) attention tensors of
 :class:`numscale.models.llama.ForwardRecord` (torch) and the target mask of
-:func:`numscale.models.llama.encode_stories` (see :func:`numscale.models.next_token.check_mask`)
-and reduce them, per layer and head, to small NumPy summaries: the spread of the scaled
-logits ``s·q·k`` (pooled and within a row, the part the softmax sees), the entropy of each
-causal row against the uniform ``ln(t+1)``, the weight on the first token (attention
-sinks), and how many weights fall below float16's smallest normal number.
+:func:`numscale.models.llama.encode_stories` (see
+:func:`numscale.models.next_token.check_mask`) and reduce them, per layer and head, to
+small NumPy summaries: the spread of the scaled logits ``s·q·k`` (pooled and within a
+row, the part the softmax sees), the entropy of each causal row against the uniform
+``ln(t+1)``, the weight on the first token (attention sinks), and how many weights fall
+below float16's smallest normal number.
 
 Shapes: ``attn_logits`` and ``attn_weights`` (L, B, H, T, T), row ``t`` (the query at
 position ``t``) holding keys ``0…t`` and ``-inf`` (logits) or 0 (weights) elsewhere;
@@ -67,7 +68,7 @@ def _check_batch(
         )
 
 
-# --------------------------------------------------------------------------- attention rows
+# ----------------------------------------------------------------------- attention rows
 
 
 #: float16's smallest normal number and half its smallest subnormal (from
@@ -79,13 +80,14 @@ FP16_ROUNDS_TO_ZERO = fp.format_info(torch.float16).smallest_subnormal / 2
 
 @dataclass(frozen=True)
 class RowStats:
-    """One number per causal attention row, shapes (L, B, H, T); row ``t`` has ``t+1`` keys.
+    """One number per causal attention row, shapes (L, B, H, T); row ``t`` has ``t+1``
+    keys.
 
-    ``mean_logit`` and ``var_logit``: mean and (population) variance of the row's ``t+1``
-    scaled logits; ``max_logit`` and ``min_logit``: its largest and smallest logit;
-    ``entropy``: H(p) in nats;
-    ``first_weight``: the weight on key 0; ``n_subnormal16``: how many of the row's
-    weights lie below :data:`FP16_SMALLEST_NORMAL`, ``n_zero16`` how many below
+    ``mean_logit`` and ``var_logit``: mean and (population) variance of the row's
+    ``t+1`` scaled logits; ``max_logit`` and ``min_logit``: its largest and smallest
+    logit; ``entropy``: H(p) in nats; ``first_weight``: the weight on key 0;
+    ``n_subnormal16``: how many of the row's weights lie below
+    :data:`FP16_SMALLEST_NORMAL`, ``n_zero16`` how many below
     :data:`FP16_ROUNDS_TO_ZERO` (exact zeros included in both). ``real`` (B, T): which
     rows are real queries (BOS included).
     """
@@ -123,10 +125,12 @@ def _row_moments(
 def row_statistics(
     attn_logits: torch.Tensor, attn_weights: torch.Tensor, mask: torch.Tensor
 ) -> RowStats:
-    """Reduce (L, B, H, T, T) causal logits and weights to per-row numbers (:class:`RowStats`).
+    """Reduce (L, B, H, T, T) causal logits and weights to per-row numbers
+    (:class:`RowStats`).
 
-    ``mask`` is the target mask of :func:`check_mask`. Rows of padding queries are
-    computed too but flagged (``real``); every summary below uses only real rows.
+    ``mask`` is the target mask of :func:`numscale.models.next_token.check_mask`. Rows
+    of padding queries are computed too but flagged (``real``); every summary below uses
+    only real rows.
     """
     real = real_tokens(mask)
     z = _tensor(attn_logits, "attn_logits", 5)
@@ -287,7 +291,8 @@ def _real_row_values(rows: RowStats, field: str) -> np.ndarray:
 
 
 def attention_logit_range(rows: RowStats) -> tuple[float, float]:
-    """Smallest and largest scaled attention logit over every real row, layer and head."""
+    """Smallest and largest scaled attention logit over every real row, layer and
+    head."""
     return (
         float(_real_row_values(rows, "min_logit").min()),
         float(_real_row_values(rows, "max_logit").max()),
@@ -295,9 +300,9 @@ def attention_logit_range(rows: RowStats) -> tuple[float, float]:
 
 
 def attention_weight_underflow(rows: RowStats) -> dict[str, float]:
-    """Share of the causal attention weights of real rows (t ≥ 1) below float16's smallest
-    normal number (``"below_normal"``) and below half its smallest subnormal, where
-    float16 rounds them to 0 (``"to_zero"``)."""
+    """Share of the causal attention weights of real rows (t ≥ 1) below float16's
+    smallest normal number (``"below_normal"``) and below half its smallest subnormal,
+    where float16 rounds them to 0 (``"to_zero"``)."""
     w = _row_weights(rows)
     keys = (w * rows.n_keys).sum() * rows.max_logit.shape[0] * rows.max_logit.shape[2]
     return {

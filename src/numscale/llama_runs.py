@@ -4,15 +4,15 @@
   :class:`numscale.attention_rows.RowStats`, the residual stream and the logits
   (:class:`Collected`);
 * :func:`scale_sweep`: the summed loss of every story with every head's attention scale
-  multiplied by each ``c`` (:class:`AttentionScaleSweep`), and :func:`sweep_optimum`, the
-  loss-minimizing ``c`` with a bootstrap over stories;
-* the inputs of an initialization baseline (:func:`random_token_batch`) and the trainable
-  arrays of a model (:func:`weight_arrays`).
+  multiplied by each ``c`` (:class:`AttentionScaleSweep`), and :func:`sweep_optimum`,
+  the loss-minimizing ``c`` with a bootstrap over stories;
+* the inputs of an initialization baseline (:func:`random_token_batch`) and the
+  trainable arrays of a model (:func:`weight_arrays`).
 
-Shapes (the ``ForwardRecord`` conventions): ``tokens`` and ``mask`` (B, T), the output of
-:func:`numscale.models.llama.encode_stories`; ``residual`` (L+1, B, T, d_model), index 0
-the token embedding and index ``l`` the stream after block ``l``; ``logits``
-(B, T, vocab).
+Shapes (the ``ForwardRecord`` conventions): ``tokens`` and ``mask`` (B, T), the output
+of :func:`numscale.models.llama.encode_stories`; ``residual`` (L+1, B, T, d_model),
+index 0 the token embedding and index ``l`` the stream after block ``l``; ``logits`` (B,
+T, vocab).
 """
 
 from __future__ import annotations
@@ -28,20 +28,15 @@ from numscale.attention_rows import RowStats, concat_rows, row_statistics
 from numscale.checks import as_float_array, finite_float, positive_int, rng_from
 from numscale.models import next_token
 from numscale.models.llama import LlamaConfig
-from numscale.models.next_token import batches, check_mask, real_tokens, trim
+from numscale.models.next_token import (
+    batches,
+    check_mask,
+    check_tokens,
+    real_tokens,
+    trim,
+)
 
 # --------------------------------------------------------------------------- one pass
-
-
-def _check_tokens(tokens: object, mask: torch.Tensor) -> torch.Tensor:
-    if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long:
-        raise TypeError("tokens must be a torch.LongTensor of shape (B, T)")
-    if tokens.shape != mask.shape:
-        raise ValueError(
-            f"tokens {tuple(tokens.shape)} must have the mask's shape "
-            f"{tuple(mask.shape)}"
-        )
-    return tokens
 
 
 @dataclass(frozen=True)
@@ -98,11 +93,11 @@ def collect(
 
     The (L, B, H, T, T) attention tensors are reduced to :class:`RowStats` per batch, so
     memory stays at one batch's attention; ``attention=False`` skips them (``rows`` is
-    then ``None``). ``model`` is a :class:`numscale.models.llama.LlamaModel` (or anything with
-    its call signature returning a ``ForwardRecord``).
+    then ``None``). ``model`` is a :class:`numscale.models.llama.LlamaModel` (or
+    anything with its call signature returning a ``ForwardRecord``).
     """
     mask = check_mask(mask)
-    tokens = _check_tokens(tokens, mask)
+    tokens = check_tokens(tokens, mask)
     T = mask.shape[1]
     rows, residual, logits = [], [], []
     with torch.inference_mode():
@@ -135,7 +130,7 @@ def collect(
     )
 
 
-# --------------------------------------------------------------------------- scale sweep
+# -------------------------------------------------------------------------- scale sweep
 
 
 @dataclass(frozen=True)
@@ -213,10 +208,11 @@ def scale_sweep(
     """Summed NLL of every story with every head's scale multiplied by each ``c``.
 
     The same stories at every ``c``, so differences between multipliers can be paired
-    (:meth:`AttentionScaleSweep.paired_to`). Validates its input and calls :func:`sweep_losses`.
+    (:meth:`AttentionScaleSweep.paired_to`). Validates its input and calls
+    :func:`sweep_losses`.
     """
     mask = check_mask(mask)
-    tokens = _check_tokens(tokens, mask)
+    tokens = check_tokens(tokens, mask)
     cs = as_float_array(
         np.asarray(multipliers, dtype=np.float64), "multipliers", ndim=1
     )
@@ -243,9 +239,10 @@ def sweep_optimum(
     n_boot: int = 200,
     seed: int | np.random.Generator = 0,
 ) -> tuple[float, np.ndarray]:
-    """Loss-minimizing multiplier: the vertex of the parabola in ``log c`` through the grid
-    minimum and its ``half_window`` neighbours on each side, and ``n_boot`` bootstrap
-    vertices (stories resampled with replacement, the window re-centred each time).
+    """Loss-minimizing multiplier: the vertex of the parabola in ``log c`` through the
+    grid minimum and its ``half_window`` neighbours on each side, and ``n_boot``
+    bootstrap vertices (stories resampled with replacement, the window re-centred each
+    time).
 
     Where the window is cut by the grid's end or the parabola opens downwards (a flat
     curve, as at initialization), the grid minimum itself is returned for that draw.

@@ -6,7 +6,8 @@ Everything runs on the CPU with torch's own float16/bfloat16 conversions, so wha
 * :func:`classify` sorts values by what a cast to a 16-bit format makes of them
   (zero, subnormal, normal, overflow);
 * :func:`parameter_gradients` runs one real backward pass of a
-  :class:`numscale.models.llama.LlamaModel` (in its own format, with an optional loss scale);
+  :class:`numscale.models.llama.LlamaModel` (in its own format, with an optional loss
+  scale);
 * :class:`ScalerState` and :func:`update_scale` are the dynamic loss-scaling rule of
   ``torch.amp.GradScaler`` (back off on inf/NaN, grow after ``growth_interval`` good
   steps); :func:`train_fp16` runs it in a float16 fine-tuning loop with float32 master
@@ -107,9 +108,9 @@ def parameter_gradients(
     loss_scale: float = 1.0,
 ) -> tuple[float, dict[str, torch.Tensor]]:
     """One backward pass of ``loss_scale`` · (mean next-token loss,
-    :func:`numscale.models.next_token.mean_nll`), in the model's own format. Returns the unscaled loss and every parameter's gradient as stored
-    (still multiplied by ``loss_scale``), converted to float32 (exact for 16-bit
-    formats)."""
+    :func:`numscale.models.next_token.mean_nll`), in the model's own format. Returns the
+    unscaled loss and every parameter's gradient as stored (still multiplied by
+    ``loss_scale``), converted to float32 (exact for 16-bit formats)."""
     loss_scale = finite_float(loss_scale, "loss_scale", positive=True)
     model.zero_grad(set_to_none=True)
     loss = mean_nll(model(tokens), tokens, mask)

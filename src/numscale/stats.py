@@ -68,7 +68,8 @@ def ratio_mean_se(
 def paired_difference(
     sums_a: object, sums_b: object, counts: object
 ) -> tuple[float, float]:
-    """Mean loss of A minus mean loss of B on the *same* stories, and its standard error.
+    """Mean loss of A minus mean loss of B on the *same* stories, and its standard
+    error.
 
     ``sums_a``, ``sums_b``, ``counts``: (m,) each. The story-to-story spread, shared by
     A and B, cancels in ``sums_a − sums_b``: the result is :func:`ratio_mean_se` of the
@@ -84,9 +85,9 @@ def paired_difference(
 def parabola_vertex(log_c: np.ndarray, loss: np.ndarray) -> float:
     """``c`` at the minimum of the least-squares parabola through ``(log c, loss)``.
 
-    ``log_c``, ``loss``: (k,) with k ≥ 3. Fits ``loss ≈ a x² + b x + d`` in ``x = log c``
-    and returns ``exp(−b / (2a))``. Raises ``ValueError`` if the fitted parabola opens
-    downwards (a ≤ 0: no minimum).
+    ``log_c``, ``loss``: (k,) with k ≥ 3. Fits ``loss ≈ a x² + b x + d`` in ``x = log
+    c`` and returns ``exp(−b / (2a))``. Raises ``ValueError`` if the fitted parabola
+    opens downwards (a ≤ 0: no minimum).
     """
     x = as_float_array(log_c, "log_c", ndim=1)
     y = as_float_array(loss, "loss", ndim=1)

@@ -152,7 +152,8 @@ class AttentionStats:
 
 
 def histogram(values: np.ndarray, bins: int = 60) -> dict[str, list[float]]:
-    """Counts of ``values`` in ``bins`` equal bins: {"edges": bins+1, "counts": bins}."""
+    """Counts of ``values`` in ``bins`` equal bins: {"edges": bins+1, "counts":
+    bins}."""
     counts, edges = np.histogram(values, bins=bins)
     return {"edges": edges.tolist(), "counts": counts.astype(float).tolist()}
 
@@ -254,10 +255,10 @@ class OutputStats:
 
 
 def sequence_nll(logits: torch.Tensor, ids: torch.Tensor) -> float:
-    """Summed next-token negative log-likelihood (nats) of one sequence: logits
-    (T, vocab) in any format, ids (T,); the log-softmax is taken in float32 (as
-    :func:`numscale.models.next_token.token_nll`), summed in float64. inf or NaN when the
-    logits are not finite."""
+    """Summed next-token negative log-likelihood (nats) of one sequence: logits (T,
+    vocab) in any format, ids (T,); the log-softmax is taken in float32 (as
+    :func:`numscale.models.next_token.token_nll`), summed in float64. inf or NaN when
+    the logits are not finite."""
     return float(token_nll(logits[None], ids[None]).double().sum())
 
 

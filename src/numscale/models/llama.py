@@ -1,17 +1,17 @@
-"""The Llama model of llama2.c (stories260K): its shape, initialization and forward pass.
+"""The Llama model of llama2.c (stories260K): its shape, initialization and forward
+pass.
 
 :class:`LlamaConfig` is the shape a checkpoint header gives, :class:`LlamaWeights` the
 arrays (read from a file by :mod:`numscale.models.llama2c`, or drawn by
 :func:`init_weights` as llama2.c's ``model.py`` initializes them, with
 :func:`rotary_tables`). The architecture is run.c's: token embedding; per block a
-pre-RMSNorm grouped-query
-attention with rotary position embeddings (interleaved pairs 2j, 2j+1) and a pre-RMSNorm
-SwiGLU MLP, both added to the residual stream; a final RMSNorm and the classifier.
-:class:`LlamaModel` runs a batch of sequences at once (one loop over blocks, none over
-positions), with a multiplier ``c`` on the attention scale s = c/√d_k, and can record
-what the chapters measure (:class:`ForwardRecord`). :func:`forward_numpy` is the small
-reference it is tested against. The loss of a run is :mod:`numscale.models.next_token`, greedy
-sampling :mod:`numscale.models.llama_sample`.
+pre-RMSNorm grouped-query attention with rotary position embeddings (interleaved pairs
+2j, 2j+1) and a pre-RMSNorm SwiGLU MLP, both added to the residual stream; a final
+RMSNorm and the classifier. :class:`LlamaModel` runs a batch of sequences at once (one
+loop over blocks, none over positions), with a multiplier ``c`` on the attention scale
+s = c/√d_k, and can record what the chapters measure (:class:`ForwardRecord`).
+:func:`forward_numpy` is the small reference it is tested against. The loss of a run is
+:mod:`numscale.models.next_token`, greedy sampling :mod:`numscale.models.llama_sample`.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ class LlamaConfig:
         return self.n_kv_heads * self.head_size
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Array shapes in file order (``wcls`` only when the classifier is not shared)."""
+        """Array shapes in file order (``wcls`` only when the classifier is not
+        shared)."""
         L, d, h, kv = self.n_layers, self.dim, self.hidden_dim, self.kv_dim
         half = self.head_size // 2
         shapes = {
@@ -113,7 +114,8 @@ class LlamaConfig:
         )
 
     def n_parameters(self) -> int:
-        """Trainable parameters (rotary tables excluded, a shared classifier counted once)."""
+        """Trainable parameters (rotary tables excluded, a shared classifier counted
+        once)."""
         return sum(int(np.prod(s)) for k, s in self.shapes().items() if "freq" not in k)
 
 
@@ -139,10 +141,10 @@ WEIGHT_ORDER = (
 class LlamaWeights:
     """All arrays of a llama2.c model, float32, matrices ``(out, in)`` (y = W @ x).
 
-    Shapes: token_embedding (vocab, dim); rms_att, rms_ffn (L, dim); wq, wo (L, dim, dim);
-    wk, wv (L, kv_dim, dim); w1, w3 (L, hidden, dim); w2 (L, dim, hidden); rms_final (dim,);
-    freq_cis_real, freq_cis_imag (seq_len, head_size/2); ``wcls`` (vocab, dim) only when
-    the classifier is not the token embedding.
+    Shapes: token_embedding (vocab, dim); rms_att, rms_ffn (L, dim); wq, wo (L, dim,
+    dim); wk, wv (L, kv_dim, dim); w1, w3 (L, hidden, dim); w2 (L, dim, hidden);
+    rms_final (dim,); freq_cis_real, freq_cis_imag (seq_len, head_size/2); ``wcls``
+    (vocab, dim) only when the classifier is not the token embedding.
     """
 
     config: LlamaConfig
@@ -231,7 +233,7 @@ def init_weights(config: LlamaConfig, seed: Any) -> LlamaWeights:
     return LlamaWeights(config=config, **arrays)
 
 
-#: A tiny configuration for tests: 2 blocks, 4 query heads and 2 key/value heads of size 4.
+#: A tiny configuration for tests: 2 blocks, 4 query heads, 2 key/value heads of size 4.
 TINY_CONFIG = LlamaConfig(
     dim=16,
     hidden_dim=40,

@@ -1,6 +1,6 @@
 """Text from the Llama model: greedy (temperature-0) sampling, as run.c ``-t 0``.
 
-:func:`greedy_sample` runs run.c's incremental forward (:func:`_step`: one position at a
+:func:`greedy_sample` runs run.c's incremental forward (``_step``: one position at a
 time with a key/value cache), the same arithmetic as
 :meth:`numscale.models.llama.LlamaModel.forward`.
 """

@@ -85,9 +85,10 @@ def story_nll(
 
 
 def check_mask(mask: object, name: str = "mask") -> torch.Tensor:
-    """``mask`` as a (B, T) bool target mask, as :func:`numscale.models.llama.encode_stories`
-    returns it: False at position 0 (BOS, never predicted), then True on a prefix of
-    positions 1… (the story's tokens) and False on the padding."""
+    """``mask`` as a (B, T) bool target mask, as
+    :func:`numscale.models.llama.encode_stories` returns it: False at position 0 (BOS,
+    never predicted), then True on a prefix of positions 1… (the story's tokens) and
+    False on the padding."""
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
     if mask.dtype != torch.bool:
@@ -106,11 +107,24 @@ def check_mask(mask: object, name: str = "mask") -> torch.Tensor:
 
 
 def real_tokens(mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) bool: True at every real token, the BOS at position 0 included, of a target
-    ``mask`` (see :func:`check_mask`)."""
+    """(B, T) bool: True at every real token, the BOS at position 0 included, of a
+    target ``mask`` (see :func:`check_mask`)."""
     real = check_mask(mask).clone()
     real[:, 0] = True
     return real
+
+
+def check_tokens(tokens: object, mask: torch.Tensor) -> torch.Tensor:
+    """``tokens`` as a (B, T) int64 tensor of the target ``mask``'s shape, or raise
+    naming the argument."""
+    if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long:
+        raise TypeError("tokens must be a torch.LongTensor of shape (B, T)")
+    if tokens.shape != mask.shape:
+        raise ValueError(
+            f"tokens {tuple(tokens.shape)} must have the mask's shape "
+            f"{tuple(mask.shape)}"
+        )
+    return tokens
 
 
 def batches(n: int, batch_size: int) -> Iterator[slice]:
@@ -122,8 +136,9 @@ def batches(n: int, batch_size: int) -> Iterator[slice]:
 
 
 def trim(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Drop trailing columns of (B, T) ``tokens`` and ``mask`` that no story of the batch
-    reaches (saves attention work): keep the longest story's targets and its BOS."""
+    """Drop trailing columns of (B, T) ``tokens`` and ``mask`` that no story of the
+    batch reaches (saves attention work): keep the longest story's targets and its
+    BOS."""
     length = int(mask.sum(dim=1).max()) + 1
     return tokens[:, :length], mask[:, :length]
 
@@ -136,20 +151,16 @@ def story_losses(
     batch_size: int | None = None,
     **forward_kwargs: object,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`story_nll` (log-softmax in float32) of ``model(tokens, **forward_kwargs)``:
-    summed loss per story (B,) and token counts (B,).
+    """:func:`story_nll` (log-softmax in float32) of ``model(tokens,
+    **forward_kwargs)``: summed loss per story (B,) and token counts (B,).
 
     ``model``: a :class:`numscale.models.llama.LlamaModel` (its ``dtype`` is the format
     the forward runs in) or any callable returning (B, T, vocab) logits. With
     ``batch_size`` the stories run ``batch_size`` at a time, each batch cut to its
     longest story (:func:`trim`); without it, in one forward of the whole (B, T) batch.
     """
-    if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long:
-        raise TypeError("tokens must be a torch.LongTensor of shape (B, T)")
-    if not isinstance(mask, torch.Tensor) or tokens.shape != mask.shape:
-        raise ValueError(
-            f"mask must be a tensor of the tokens' shape {tuple(tokens.shape)}"
-        )
+    mask = check_mask(mask)
+    tokens = check_tokens(tokens, mask)
     if batch_size is None:
         with torch.no_grad():
             logits = model(tokens, **forward_kwargs)
