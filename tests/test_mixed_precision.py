@@ -17,7 +17,7 @@ from numscale import mixed_precision as mp
 from numscale.models import llama
 
 
-def test_format_limits_read_from_finfo():
+def test_half_format_limits_come_from_fp_format_info():
     fp16 = fp.format_info(torch.float16)
     assert fp16.max == 65504.0
     assert fp16.smallest_normal == 2.0**-14
