@@ -1,12 +1,14 @@
-"""An independent float64 NumPy forward of stories260K, for the trained-model chapter tests.
+"""An independent float64 NumPy forward of stories260K, for the trained-model chapter
+tests.
 
-The chapters measure with ``numscale.models.llama.LlamaModel`` (torch, float32) and the reducers of
-``numscale.trained_stats``. The chapter tests recompute the quoted numbers here instead: a
+The chapters measure with ``numscale.models.llama.LlamaModel`` (torch, float32) and the
+reducers of ``numscale.attention_rows``, ``numscale.activation_stats`` and
+``numscale.llama_runs``. The chapter tests recompute the quoted numbers here instead: a
 transcription of llama2.c's ``run.c`` in float64 (NumPy, matrix products through torch's
-single-threaded kernels; as ``numscale.models.llama.forward_numpy``, with the attention scale
-multiplier and the attention logits exposed), one story at a time, with the statistics
-written out directly. Float32 rounding of the chapter's forward moves
-its numbers by about 1e-6 relative, far below the tolerances used (≥ 1e-3).
+single-threaded kernels; as ``numscale.models.llama.forward_numpy``, with the attention
+scale multiplier and the attention logits exposed), one story at a time, with the
+statistics written out directly. Float32 rounding of the chapter's forward moves its
+numbers by about 1e-6 relative, far below the tolerances used (≥ 1e-3).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ EPS = 1e-5  # RMSNorm ε of llama2.c's run.c
 
 @dataclass(frozen=True)
 class StoryRun:
-    """One story: ``logits`` (n, vocab), ``stream`` (L+1, n, d), ``attn`` (L, H, n, n) scaled
-    logits with −inf above the diagonal, ``ids`` (n,) the tokens (BOS first)."""
+    """One story: ``logits`` (n, vocab), ``stream`` (L+1, n, d), ``attn`` (L, H, n, n)
+    scaled logits with −inf above the diagonal, ``ids`` (n,) the tokens (BOS first)."""
 
     ids: np.ndarray
     logits: np.ndarray

@@ -3,7 +3,7 @@
 The trained-model claims need the real stories260K files (skipped without them); the book
 build reads them when NUMSCALE_TINYSTORIES points at the reference folder (the Makefile sets
 it when the folder is present). The statistics helpers themselves are tested on a tiny
-random model in tests/test_trained_stats.py.
+random model in tests/test_attention_rows.py and tests/test_llama_runs.py.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def test_fp16_headroom(values):
 # ---------------------------------------------------------------- independent recomputation
 # The quoted numbers recomputed from the reference files with the float64 NumPy forward of
 # tests/stories_reference.py and statistics written out here (not the chapter's torch
-# model and trained_stats reducers). The chapter's float32 forward differs by ~1e-6
+# model and attention_rows reducers). The chapter's float32 forward differs by ~1e-6
 # relative; REL = 1e-3 covers it and fails a value 1.5 times too large or too small.
 REL = 1e-3
 N_STORIES, N_INIT = 12, 2  # the chapter's inputs

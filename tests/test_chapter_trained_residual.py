@@ -1,6 +1,6 @@
 """Claims of book/trained_residual.md, asserted on the glued values of the executed page
 (real stories260K files needed; skipped without them). The helpers are tested on a tiny
-random model in tests/test_trained_stats.py."""
+random model in tests/test_attention_rows.py and tests/test_llama_runs.py."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_formats(values):
 # ---------------------------------------------------------------- independent recomputation
 # Every number the prose quotes is recomputed from the reference files with the float64
 # NumPy forward of tests/stories_reference.py and statistics written out here, not with
-# the chapter's torch model and trained_stats reducers. The chapter's float32 forward
+# the chapter's torch model and activation_stats reducers. The chapter's float32 forward
 # differs from it by ~1e-6 relative; REL = 1e-3 covers that and still fails a value that
 # is 1.5 times too large or too small.
 REL = 1e-3

@@ -67,9 +67,9 @@ TAUGHT: dict[str, list[str]] = {
     "book/initialization": ["numscale.init._init_variance"],
     "book/mup": ["numscale.mup.correlated_pairs", "numscale.mup.attention_scale"],
     "book/trained_attention": [
-        "numscale.trained_stats.head_logit_std",
-        "numscale.trained_stats.sweep_losses",
-        "numscale.trained_stats.ratio_estimate",
+        "numscale.attention_rows.head_logit_std",
+        "numscale.llama_runs.sweep_losses",
+        "numscale.stats.ratio_estimate",
     ],
     "book/gpt2_qk": [
         "numscale.gpt2_qk._logit_moments_core",
@@ -117,7 +117,7 @@ RUN_BY: dict[str, str] = {
     "numscale.gpt2_qk._logit_moments_core": "numscale.gpt2_qk.logit_moments",
     "numscale.gpt2_qk._bias_zeroing_core": "numscale.gpt2_qk.bias_zeroing_change",
     "numscale.optim.adam_update": "numscale.gpt2_qk.train_key_bias_toy",
-    "numscale.trained_stats.sweep_losses": "numscale.trained_stats.scale_sweep",
+    "numscale.llama_runs.sweep_losses": "numscale.llama_runs.scale_sweep",
     "numscale.quant.absmax_quantize_blocks": "numscale.quant.absmax_quantize",
     "numscale.quant._fp8_round": "numscale.quant.fp8_cast",
 }

@@ -2,11 +2,12 @@
 
 The models are built from ``transformers`` configs, their weights redrawn from a seeded
 generator. What is checked: the recorded attention logits equal an explicit float64
-recomputation from the layer's weights (norm, projections, rotary embedding, the
-model's scaling); recording leaves the model's output bit for bit unchanged; every
-measurement has the shape of the model's layers and heads (grouped-query attention
-included); the reductions equal the chapters' own helpers (numscale.trained_stats) on
-the same numbers; bad input is refused naming what is wrong.
+recomputation from the layer's weights (norm, projections, rotary embedding, the model's
+scaling); recording leaves the model's output bit for bit unchanged; every measurement
+has the shape of the model's layers and heads (grouped-query attention included); the
+reductions equal the chapters' own helpers (numscale.attention_rows,
+numscale.activation_stats) on the same numbers; bad input is refused naming what is
+wrong.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
-from numscale import trained_stats
+from numscale import activation_stats, attention_rows
 from numscale.inspect import inspect_model, measurements, recording
 
 FAMILIES = {
@@ -112,7 +113,7 @@ def family(request):
     return request.param, model, report
 
 
-# ------------------------------------------------------------------ explicit recomputation
+# --------------------------------------------------------------- explicit recomputation
 
 
 def _rms_norm(x, w, eps):
@@ -309,7 +310,7 @@ def test_float32_loss_is_the_cross_entropy(family):
 # ------------------------------------------------------------------ reductions
 
 
-def test_attention_reduction_equals_trained_stats():
+def test_attention_reduction_equals_attention_rows():
     g = torch.Generator().manual_seed(3)
     L, H, T = 2, 3, 17
     logits = 4 * torch.randn(L, 1, H, T, T, generator=g)
@@ -321,32 +322,34 @@ def test_attention_reduction_equals_trained_stats():
     got = stats.summary()
     mask = torch.ones(1, T, dtype=torch.bool)
     mask[0, 0] = False
-    rows = trained_stats.row_statistics(masked, torch.softmax(masked, -1), mask)
-    pooled, within = trained_stats.head_logit_std(rows)
+    rows = attention_rows.row_statistics(masked, torch.softmax(masked, -1), mask)
+    pooled, within = attention_rows.head_logit_std(rows)
     # both reduce the same float32 rows; sums in float64: agreement to ~1e-6 relative
     np.testing.assert_allclose(got["logit_std"], within, rtol=1e-5)
     np.testing.assert_allclose(got["logit_std_pooled"], pooled, rtol=1e-5)
     np.testing.assert_allclose(
-        got["normalized_entropy"], trained_stats.normalized_entropy(rows), rtol=1e-5
+        got["normalized_entropy"], attention_rows.normalized_entropy(rows), rtol=1e-5
     )
     np.testing.assert_allclose(
         got["first_token_weight"],
-        trained_stats.head_means(rows, "first_weight"),
+        attention_rows.head_means(rows, "first_weight"),
         rtol=1e-5,
     )
-    assert got["largest_logit"] == pytest.approx(trained_stats.largest_real_logit(rows))
-    above = trained_stats.fraction_rows_above(rows, recording.FP16_EXP_LIMIT)
+    assert got["largest_logit"] == pytest.approx(
+        attention_rows.largest_real_logit(rows)
+    )
+    above = attention_rows.fraction_rows_above(rows, recording.FP16_EXP_LIMIT)
     np.testing.assert_allclose(got["fraction_rows_above_fp16_exp_limit"], above)
     assert above.max() > 0  # logits of std 4 do cross ln 65504 = 11.09
     # the share over all rows, the one-key first row included, as trained_attention.md
     real = np.broadcast_to(rows.real[None, :, None, :], rows.max_logit.shape)
     share = 100 * np.mean(rows.max_logit[real] > recording.FP16_EXP_LIMIT)
     assert got["rows_above_fp16_exp_limit_pct"] == pytest.approx(share)
-    uniform = trained_stats.uniform_reference(rows)
+    uniform = attention_rows.uniform_reference(rows)
     assert got["uniform_first_token_weight"] == pytest.approx(uniform["first_weight"])
 
 
-def test_residual_reduction_equals_trained_stats():
+def test_residual_reduction_equals_activation_stats():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((3, 1, 9, 16)).astype(np.float32)
     x[2, 0, 5, 7] = 300.0  # one massive activation
@@ -356,13 +359,13 @@ def test_residual_reduction_equals_trained_stats():
         stats.add(depth, torch.from_numpy(x[depth]))
     got = stats.summary()
     real = np.ones((1, 9), dtype=bool)
-    expected = trained_stats.outlier_stats(x, real)
+    expected = activation_stats.outlier_stats(x, real)
     np.testing.assert_allclose(
         got["token_max_over_median"], expected.token_ratio, rtol=1e-6
     )
     np.testing.assert_allclose(got["max_abs"], expected.max_abs, rtol=1e-7)
     np.testing.assert_allclose(
-        got["rms"], trained_stats.residual_rms(x, real), rtol=1e-6
+        got["rms"], activation_stats.residual_rms(x, real), rtol=1e-6
     )
     assert tuple(got["token_max_over_median_where"][2]) == (0, 5, 7)
     assert got["token_max_over_median"][2] > 100

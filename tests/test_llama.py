@@ -14,8 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from numscale.models import llama  # noqa: E402
-from numscale.models import llama2c as ts
+from numscale.models import llama, llama_sample, next_token  # noqa: E402
+from numscale.models import llama2c as ts  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tinystories"
 needs_real = pytest.mark.skipif(
@@ -211,7 +211,10 @@ def test_kv_cache_step_matches_the_full_forward(model, tokens):
         full = model(tokens[:1])[0]
         cache: list = []
         steps = torch.stack(
-            [llama._step(model, int(t), pos, cache) for pos, t in enumerate(tokens[0])]
+            [
+                llama_sample._step(model, int(t), pos, cache)
+                for pos, t in enumerate(tokens[0])
+            ]
         )
     assert torch.allclose(steps, full, atol=float32_tolerance(full.numpy()), rtol=0)
 
@@ -255,7 +258,7 @@ def test_encode_stories(tokenizer):
 def test_next_token_loss_and_its_standard_error(model, tokenizer):
     stories = ["hello there", "a cat sat", "the end is near", "xyz", "one more story"]
     tokens, mask = llama.encode_stories(tokenizer, stories, max_tokens=20)
-    mean, se = llama.next_token_loss(model, tokens, mask)
+    mean, se = next_token.next_token_loss(model, tokens, mask)
     # against a direct computation, story by story
     sums, counts = [], []
     for story in stories:
@@ -286,7 +289,7 @@ def model_weights(model: llama.LlamaModel) -> llama.LlamaWeights:
 
 
 def test_greedy_sample_is_the_argmax_path(model, tokenizer):
-    text = llama.greedy_sample(model, tokenizer, steps=10)
+    text = llama_sample.greedy_sample(model, tokenizer, steps=10)
     # rebuild the path with full forwards
     ids = [llama.BOS]
     with torch.no_grad():
@@ -311,7 +314,7 @@ def real():
 @needs_real
 def test_real_greedy_sample_matches_the_documented_text(real):
     model = llama.LlamaModel(real.weights)
-    text = llama.greedy_sample(model, real.tokenizer, steps=256)
+    text = llama_sample.greedy_sample(model, real.tokenizer, steps=256)
     documented = (REAL / "stories260K_greedy_sample.txt").read_text(encoding="utf-8")
     assert text == documented.rstrip(
         "\n"
@@ -325,7 +328,7 @@ def test_real_validation_loss(real):
         real.tokenizer, real.stories[:40], max_tokens=256
     )
     assert int(mask.sum()) == 10_078  # the predicted tokens PROVENANCE.md counts
-    mean, se = llama.next_token_loss(model, tokens, mask)
+    mean, se = next_token.next_token_loss(model, tokens, mask)
     # The documented 1.274 was computed on these same 10,078 tokens, so the two agree to
     # its rounding (0.0005) plus float32 summation error (1e-4 is ample for 10^4 terms
     # of size ~1 with u = 6e-8).

@@ -11,9 +11,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from numscale import llama_runs
 from numscale import logit_caps as lc
-from numscale import trained_stats
-from numscale.models import llama
+from numscale.models import llama, next_token
 
 
 @settings(max_examples=100, deadline=None)
@@ -62,7 +62,7 @@ def test_capped_bad_input():
 
 def _tiny():
     weights = llama.init_weights(llama.TINY_CONFIG, seed=0)
-    tokens, mask = trained_stats.random_token_batch(weights.config, 4, 16, seed=1)
+    tokens, mask = llama_runs.random_token_batch(weights.config, 4, 16, seed=1)
     return weights, tokens, mask
 
 
@@ -70,7 +70,7 @@ def test_cap_sweep_uncapped_equals_llama_loss_and_large_cap_is_inactive():
     weights, tokens, mask = _tiny()
     model = llama.LlamaModel(weights)
     sweep = lc.cap_sweep(model, tokens, mask, [0.01, 1e6], batch_size=3)
-    sums, counts = llama.per_story_nll(model, tokens, mask)
+    sums, counts = next_token.story_losses(model, tokens, mask)
     np.testing.assert_allclose(sweep.sums[0], sums, rtol=1e-5)  # float32 vs float64
     np.testing.assert_array_equal(sweep.counts, counts)
     # a cap of 1e6 changes logits of size ~0.1 by z³/(3c²) ~ 1e-15: no loss change

@@ -12,7 +12,7 @@ import torch
 
 from numscale import attention
 from numscale import long_context as lc
-from numscale.models import llama, llama2c
+from numscale.models import llama, llama2c, next_token
 
 
 def tiny_model(seed: int = 0) -> llama.LlamaModel:
@@ -198,13 +198,15 @@ def test_entropy_and_offsets_match_the_recorded_attention():
         lc.logit_by_offset(q, k, scale, max_offset=T)
 
 
-def test_nll_by_position_sums_to_per_story_nll():
+def test_token_nll_of_the_scaled_forward_sums_to_the_story_losses():
     model, tokens = tiny_model(), tiny_tokens()
     mask = torch.ones_like(tokens, dtype=torch.bool)
     mask[:, 0] = False
     with torch.inference_mode():
-        per_token = lc.nll_by_position(model(tokens), tokens)
-    sums, _ = llama.per_story_nll(model, tokens, mask)
+        per_token = next_token.token_nll(
+            lc.forward_position_scaled(model, tokens), tokens
+        ).numpy()
+    sums, _ = next_token.story_losses(model, tokens, mask)
     np.testing.assert_allclose(per_token.sum(1), sums, rtol=1e-6)
 
 

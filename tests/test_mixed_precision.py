@@ -12,20 +12,20 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from numscale import fp, llama_runs
 from numscale import mixed_precision as mp
-from numscale import trained_stats
 from numscale.models import llama
 
 
-def test_format_limits_read_from_finfo():
-    fp16 = mp.format_limits(torch.float16)
+def test_half_format_limits_come_from_fp_format_info():
+    fp16 = fp.format_info(torch.float16)
     assert fp16.max == 65504.0
     assert fp16.smallest_normal == 2.0**-14
     assert fp16.smallest_subnormal == 2.0**-24
     # the smallest subnormal is representable and half of it is not (ties to even → 0)
     assert torch.tensor(2.0**-24).half().item() == 2.0**-24
     assert torch.tensor(2.0**-25).half().item() == 0.0
-    bf16 = mp.format_limits(torch.bfloat16)
+    bf16 = fp.format_info(torch.bfloat16)
     assert bf16.smallest_normal == torch.finfo(torch.float32).tiny
 
 
@@ -174,7 +174,7 @@ def test_adam_eps():
 
 def _tiny():
     weights = llama.init_weights(llama.TINY_CONFIG, seed=0)
-    tokens, mask = trained_stats.random_token_batch(weights.config, 2, 16, seed=1)
+    tokens, mask = llama_runs.random_token_batch(weights.config, 2, 16, seed=1)
     return weights, tokens, mask
 
 

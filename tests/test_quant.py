@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from numscale import quant
-from numscale.models import llama
+from numscale import quant, stats
+from numscale.models import llama, next_token
 
 
 def gaussian(shape, seed=0):
@@ -126,20 +126,12 @@ def test_quantize_model_and_loss_change():
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(3, 300, (4, 10), generator=g)
     mask = torch.ones_like(tokens, dtype=torch.bool)
-    base = quant.story_losses(weights, tokens, mask)
-    same = quant.paired_loss_change(base, base)
-    assert same == (0.0, 0.0)
-    diff, se = quant.paired_loss_change(base, quant.story_losses(q, tokens, mask))
+    mask[:, 0] = False  # BOS is never a target
+    base, counts = next_token.story_losses(llama.LlamaModel(weights), tokens, mask)
+    assert stats.paired_difference(base, base, counts) == (0.0, 0.0)
+    sums, _ = next_token.story_losses(llama.LlamaModel(q), tokens, mask)
+    diff, se = stats.paired_difference(sums, base, counts)
     assert math.isfinite(diff) and se >= 0
-
-
-def test_paired_loss_change_known_values():
-    base = (np.array([10.0, 20.0, 30.0]), np.array([10, 10, 10]))
-    other = (np.array([11.0, 21.0, 33.0]), np.array([10, 10, 10]))
-    diff, se = quant.paired_loss_change(base, other)
-    assert diff == pytest.approx(5 / 30)
-    d = np.array([1.0, 1.0, 3.0]) - diff * 10
-    assert se == pytest.approx(math.sqrt((d**2).sum() / 6) / 10)
 
 
 def test_fold_gain_is_exact():

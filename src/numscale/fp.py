@@ -51,7 +51,10 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 @dataclass(frozen=True)
 class FormatInfo:
-    """Range and precision of one format, read from ``torch.finfo`` (plus inf support)."""
+    """Range and precision of one format, read from ``torch.finfo`` (plus inf support).
+
+    ``smallest_subnormal`` is ``smallest_normal · eps``, the gap between consecutive
+    numbers below the smallest normal one (for the fp8 formats as for the others)."""
 
     name: str
     bits: int
@@ -59,6 +62,7 @@ class FormatInfo:
     mantissa_bits: int
     max: float
     smallest_normal: float
+    smallest_subnormal: float
     eps: float
     ln_max: float
     has_inf: bool
@@ -83,6 +87,7 @@ def format_info(dtype: torch.dtype) -> FormatInfo:
         mantissa_bits=mantissa,
         max=float(fi.max),
         smallest_normal=float(fi.smallest_normal),
+        smallest_subnormal=float(fi.smallest_normal) * float(fi.eps),
         eps=float(fi.eps),
         ln_max=math.log(fi.max),
         has_inf=has_inf,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from numscale.checks import as_float_tensor, finite_float, positive_int
+from numscale.models.next_token import story_nll
 from numscale.optim import adam_step, zero_moments
 
 
@@ -50,17 +51,6 @@ def log_partition(z: torch.Tensor) -> torch.Tensor:
 def z_loss(z: torch.Tensor, coefficient: float = 1e-4) -> torch.Tensor:
     """PaLM's auxiliary loss, coefficient · (log Z)², averaged over positions."""
     return coefficient * log_partition(z).pow(2).mean()
-
-
-def _story_nll(
-    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
-) -> tuple[np.ndarray, np.ndarray]:
-    """Summed next-token NLL per story (float64) and its counts; logits (B, T, V)."""
-    logp = torch.log_softmax(logits[:, :-1].double(), dim=-1)
-    nll = -logp.gather(-1, tokens[:, 1:, None])[..., 0]
-    target = mask[:, 1:]
-    sums = torch.where(target, nll, torch.zeros((), dtype=nll.dtype)).sum(1)
-    return sums.numpy(), target.sum(1).numpy()
 
 
 @dataclass(frozen=True)
@@ -102,7 +92,7 @@ def cap_sweep(
         rows = []
         for k, cap in enumerate(all_caps):
             z = capped(logits, cap)
-            s, n = _story_nll(z, tok, msk)
+            s, n = story_nll(z, tok, msk, dtype=torch.float64)
             rows.append(s)
             real = z[:, :-1][predicting]
             top[k] = max(top[k], float(real.abs().max()))

@@ -7,7 +7,8 @@ Helpers for ``book/long_context.md``:
   formulas they are compared with (:func:`signal_weight_formula`);
 - the log-n multiplier ``max(1, ln n / ln n_train)`` (:func:`log_n_multiplier`);
 - a stories260K forward with a per-position multiplier on the attention scale and rotary
-  tables of any length (:func:`forward_position_scaled`), per-story losses by position;
+  tables of any length (:func:`forward_position_scaled`; its loss at each position is
+  :func:`numscale.models.next_token.token_nll`);
 - attention entropy by query position from recorded queries and keys
   (:func:`entropy_by_position`); the logit against relative distance
   (:func:`logit_by_offset`); the rotary identity (:func:`rotate_pairs`);
@@ -208,13 +209,6 @@ def forward_position_scaled(
     if return_qk:
         return logits, torch.stack(queries), torch.stack(keys)
     return logits
-
-
-def nll_by_position(logits: torch.Tensor, tokens: torch.Tensor) -> np.ndarray:
-    """Next-token loss (nats) of every prediction, (B, T − 1): position t predicts
-    token t+1."""
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    return -logp.gather(-1, tokens[:, 1:, None])[..., 0].double().numpy()
 
 
 def concatenated_stories(

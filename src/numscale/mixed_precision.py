@@ -6,7 +6,8 @@ Everything runs on the CPU with torch's own float16/bfloat16 conversions, so wha
 * :func:`classify` sorts values by what a cast to a 16-bit format makes of them
   (zero, subnormal, normal, overflow);
 * :func:`parameter_gradients` runs one real backward pass of a
-  :class:`numscale.models.llama.LlamaModel` (in its own format, with an optional loss scale);
+  :class:`numscale.models.llama.LlamaModel` (in its own format, with an optional loss
+  scale);
 * :class:`ScalerState` and :func:`update_scale` are the dynamic loss-scaling rule of
   ``torch.amp.GradScaler`` (back off on inf/NaN, grow after ``growth_interval`` good
   steps); :func:`train_fp16` runs it in a float16 fine-tuning loop with float32 master
@@ -25,7 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from numscale import fp
 from numscale.checks import finite_float, positive_int
+from numscale.models.next_token import mean_nll
 
 #: The two 16-bit training formats.
 HALF_FORMATS = (torch.float16, torch.bfloat16)
@@ -56,32 +59,6 @@ def _float32(value: object, name: str) -> torch.Tensor:
 # --------------------------------------------------------------------- ranges
 
 
-@dataclass(frozen=True)
-class FormatLimits:
-    """Range of a format from ``torch.finfo``: largest finite value, smallest normal
-    (``finfo.tiny``), smallest subnormal (smallest normal · eps)."""
-
-    name: str
-    max: float
-    smallest_normal: float
-    smallest_subnormal: float
-    eps: float
-
-
-def format_limits(dtype: torch.dtype) -> FormatLimits:
-    """:class:`FormatLimits` of float16 or bfloat16 (or any torch float format)."""
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    fi = torch.finfo(dtype)
-    return FormatLimits(
-        str(dtype).removeprefix("torch."),
-        float(fi.max),
-        float(fi.tiny),
-        float(fi.tiny) * float(fi.eps),
-        float(fi.eps),
-    )
-
-
 def classify(values: torch.Tensor, dtype: torch.dtype) -> dict[str, float]:
     """Fractions of the *nonzero* entries of ``values`` (any shape, float32) that a cast
     to ``dtype`` makes zero, subnormal, normal, or infinite; keys ``zero``,
@@ -92,7 +69,7 @@ def classify(values: torch.Tensor, dtype: torch.dtype) -> dict[str, float]:
     if values.numel() == 0:
         raise ValueError("values must hold at least one nonzero entry")
     cast = values.to(dtype).float().abs()
-    tiny = torch.finfo(dtype).tiny
+    tiny = fp.format_info(dtype).smallest_normal
     zero = cast == 0
     overflow = torch.isinf(cast)
     subnormal = (cast > 0) & (cast < tiny)
@@ -123,19 +100,6 @@ def classify_tensors(
 # --------------------------------------------------------------------- backward
 
 
-def mean_next_token_loss(
-    model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
-    """Differentiable mean next-token loss (nats per predicted token) of ``tokens``
-    (B, T) with target ``mask`` (B, T); the log-softmax is taken in float32."""
-    logits = model(tokens)[:, :-1].float()
-    nll = torch.nn.functional.cross_entropy(
-        logits.flatten(0, 1), tokens[:, 1:].flatten(), reduction="none"
-    )
-    target = mask[:, 1:].flatten().float()
-    return (nll * target).sum() / target.sum()
-
-
 def parameter_gradients(
     model: torch.nn.Module,
     tokens: torch.Tensor,
@@ -143,13 +107,13 @@ def parameter_gradients(
     *,
     loss_scale: float = 1.0,
 ) -> tuple[float, dict[str, torch.Tensor]]:
-    """One backward pass of ``loss_scale`` · (mean next-token loss), in the model's
-    own format. Returns the unscaled loss and every parameter's gradient as stored
-    (still multiplied by ``loss_scale``), converted to float32 (exact for 16-bit
-    formats)."""
+    """One backward pass of ``loss_scale`` · (mean next-token loss,
+    :func:`numscale.models.next_token.mean_nll`), in the model's own format. Returns the
+    unscaled loss and every parameter's gradient as stored (still multiplied by
+    ``loss_scale``), converted to float32 (exact for 16-bit formats)."""
     loss_scale = finite_float(loss_scale, "loss_scale", positive=True)
     model.zero_grad(set_to_none=True)
-    loss = mean_next_token_loss(model, tokens, mask)
+    loss = mean_nll(model(tokens), tokens, mask)
     (loss * loss_scale).backward()
     loss = loss.detach()
     grads = {

@@ -10,7 +10,6 @@ the row length is not a multiple).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import torch
@@ -116,28 +115,6 @@ def quantize_model(
             q = np.stack([absmax_quantize(m, scheme, group_size, bits) for m in array])
         changes[name] = q.astype(np.float32)
     return dataclasses.replace(weights, **changes)
-
-
-def paired_loss_change(
-    base: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]
-) -> tuple[float, float]:
-    """Change of the mean loss (nats/token) from ``base`` to ``other``, each a pair
-    (summed loss per story, tokens per story) on the same stories, and its standard
-    error from the per-story differences (ratio estimator, stories independent)."""
-    sums = np.asarray(other[0]) - np.asarray(base[0])
-    counts = np.asarray(base[1], dtype=float)
-    m = sums.size
-    mean = sums.sum() / counts.sum()
-    se = math.sqrt(((sums - mean * counts) ** 2).sum() / (m * (m - 1))) / counts.mean()
-    return float(mean), float(se)
-
-
-def story_losses(
-    weights: LlamaWeights, tokens: torch.Tensor, mask: torch.Tensor
-) -> tuple[np.ndarray, np.ndarray]:
-    """Summed next-token loss and token count per story of the model ``weights``."""
-    with torch.inference_mode():
-        return llama.per_story_nll(llama.LlamaModel(weights), tokens, mask)
 
 
 # ------------------------------------------------------------------ outliers

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from numscale import stats
 from numscale.inspect import measurements, recording
 
 #: Report format version (bump when a name or a definition changes).
@@ -231,7 +232,7 @@ def _losses(nll: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, object]
     from float32 with its standard error (sequences as the independent draws)."""
     out: dict[str, object] = {"tokens_per_sequence": counts}
     for name, sums in nll.items():
-        mean, se = measurements.ratio_mean_se(sums, counts)
+        mean, se = stats.ratio_mean_se(sums, counts, allow_nonfinite=True)
         entry: dict[str, object] = {
             "mean": mean,
             "se": se,
@@ -239,8 +240,8 @@ def _losses(nll: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, object]
             "nonfinite_sequences": int((~np.isfinite(sums)).sum()),
         }
         if name != "float32":
-            entry["minus_float32"], entry["minus_float32_se"] = (
-                measurements.ratio_mean_se(sums - nll["float32"], counts)
+            entry["minus_float32"], entry["minus_float32_se"] = stats.ratio_mean_se(
+                sums - nll["float32"], counts, allow_nonfinite=True
             )
         out[name] = entry
     return out

@@ -2,8 +2,8 @@
 
 Each accumulator takes one sequence at a time and keeps small sums, so memory stays at
 one sequence's attention matrix of one layer. The definitions are those of
-:mod:`numscale.trained_stats` (the chapters' helpers), so that the same model on the
-same tokens gives the same numbers:
+:mod:`numscale.attention_rows` and :mod:`numscale.activation_stats` (the chapters'
+helpers), so that the same model on the same tokens gives the same numbers:
 
 * attention, per layer and head, over the rows with at least two keys (positions
   t ≥ 1 of a causal model): the within-row standard deviation of the scaled logits
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from numscale.inspect.recording import FP16_EXP_LIMIT, AttentionCall
+from numscale.models.next_token import token_nll
 
 
 class AttentionStats:
@@ -151,7 +152,8 @@ class AttentionStats:
 
 
 def histogram(values: np.ndarray, bins: int = 60) -> dict[str, list[float]]:
-    """Counts of ``values`` in ``bins`` equal bins: {"edges": bins+1, "counts": bins}."""
+    """Counts of ``values`` in ``bins`` equal bins: {"edges": bins+1, "counts":
+    bins}."""
     counts, edges = np.histogram(values, bins=bins)
     return {"edges": edges.tolist(), "counts": counts.astype(float).tolist()}
 
@@ -253,24 +255,11 @@ class OutputStats:
 
 
 def sequence_nll(logits: torch.Tensor, ids: torch.Tensor) -> float:
-    """Summed next-token negative log-likelihood (nats) of one sequence: logits
-    (T, vocab) in any format, ids (T,); the log-softmax is taken in float32 (as
-    ``numscale.models.llama.per_story_nll``). inf or NaN when the logits are not finite."""
-    log_p = torch.log_softmax(logits[:-1].float(), dim=-1)
-    return float(-log_p.gather(-1, ids[1:, None]).double().sum())
-
-
-def ratio_mean_se(sums: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
-    """Mean per token Σ sums / Σ counts and its standard error with sequences as the
-    independent draws (the ratio estimator of :func:`numscale.trained_stats.ratio_estimate`;
-    NaN for fewer than two sequences)."""
-    sums, counts = np.asarray(sums, float), np.asarray(counts, float)
-    mean = float(sums.sum() / counts.sum())
-    m = sums.size
-    if m < 2 or not np.isfinite(mean):
-        return mean, math.nan
-    residuals = sums - mean * counts
-    return mean, math.sqrt((residuals**2).sum() / (m * (m - 1))) / counts.mean()
+    """Summed next-token negative log-likelihood (nats) of one sequence: logits (T,
+    vocab) in any format, ids (T,); the log-softmax is taken in float32 (as
+    :func:`numscale.models.next_token.token_nll`), summed in float64. inf or NaN when
+    the logits are not finite."""
+    return float(token_nll(logits[None], ids[None]).double().sum())
 
 
 def quantization_errors(

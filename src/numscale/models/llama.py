@@ -1,16 +1,17 @@
-"""The Llama model of llama2.c (stories260K): its shape, initialization and forward pass.
+"""The Llama model of llama2.c (stories260K): its shape, initialization and forward
+pass.
 
 :class:`LlamaConfig` is the shape a checkpoint header gives, :class:`LlamaWeights` the
 arrays (read from a file by :mod:`numscale.models.llama2c`, or drawn by
 :func:`init_weights` as llama2.c's ``model.py`` initializes them, with
 :func:`rotary_tables`). The architecture is run.c's: token embedding; per block a
-pre-RMSNorm grouped-query
-attention with rotary position embeddings (interleaved pairs 2j, 2j+1) and a pre-RMSNorm
-SwiGLU MLP, both added to the residual stream; a final RMSNorm and the classifier.
-:class:`LlamaModel` runs a batch of sequences at once (one loop over blocks, none over
-positions), with a multiplier ``c`` on the attention scale s = c/√d_k, and can record
-what the chapters measure (:class:`ForwardRecord`). :func:`forward_numpy` is the small
-reference it is tested against.
+pre-RMSNorm grouped-query attention with rotary position embeddings (interleaved pairs
+2j, 2j+1) and a pre-RMSNorm SwiGLU MLP, both added to the residual stream; a final
+RMSNorm and the classifier. :class:`LlamaModel` runs a batch of sequences at once (one
+loop over blocks, none over positions), with a multiplier ``c`` on the attention scale
+s = c/√d_k, and can record what the chapters measure (:class:`ForwardRecord`).
+:func:`forward_numpy` is the small reference it is tested against. The loss of a run is
+:mod:`numscale.models.next_token`, greedy sampling :mod:`numscale.models.llama_sample`.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ class LlamaConfig:
         return self.n_kv_heads * self.head_size
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Array shapes in file order (``wcls`` only when the classifier is not shared)."""
+        """Array shapes in file order (``wcls`` only when the classifier is not
+        shared)."""
         L, d, h, kv = self.n_layers, self.dim, self.hidden_dim, self.kv_dim
         half = self.head_size // 2
         shapes = {
@@ -112,7 +114,8 @@ class LlamaConfig:
         )
 
     def n_parameters(self) -> int:
-        """Trainable parameters (rotary tables excluded, a shared classifier counted once)."""
+        """Trainable parameters (rotary tables excluded, a shared classifier counted
+        once)."""
         return sum(int(np.prod(s)) for k, s in self.shapes().items() if "freq" not in k)
 
 
@@ -138,10 +141,10 @@ WEIGHT_ORDER = (
 class LlamaWeights:
     """All arrays of a llama2.c model, float32, matrices ``(out, in)`` (y = W @ x).
 
-    Shapes: token_embedding (vocab, dim); rms_att, rms_ffn (L, dim); wq, wo (L, dim, dim);
-    wk, wv (L, kv_dim, dim); w1, w3 (L, hidden, dim); w2 (L, dim, hidden); rms_final (dim,);
-    freq_cis_real, freq_cis_imag (seq_len, head_size/2); ``wcls`` (vocab, dim) only when
-    the classifier is not the token embedding.
+    Shapes: token_embedding (vocab, dim); rms_att, rms_ffn (L, dim); wq, wo (L, dim,
+    dim); wk, wv (L, kv_dim, dim); w1, w3 (L, hidden, dim); w2 (L, dim, hidden);
+    rms_final (dim,); freq_cis_real, freq_cis_imag (seq_len, head_size/2); ``wcls``
+    (vocab, dim) only when the classifier is not the token embedding.
     """
 
     config: LlamaConfig
@@ -230,7 +233,7 @@ def init_weights(config: LlamaConfig, seed: Any) -> LlamaWeights:
     return LlamaWeights(config=config, **arrays)
 
 
-#: A tiny configuration for tests: 2 blocks, 4 query heads and 2 key/value heads of size 4.
+#: A tiny configuration for tests: 2 blocks, 4 query heads, 2 key/value heads of size 4.
 TINY_CONFIG = LlamaConfig(
     dim=16,
     hidden_dim=40,
@@ -254,19 +257,8 @@ STORIES260K_CONFIG = LlamaConfig(
 )
 
 
-_PARAMS = (
-    "token_embedding",
-    "rms_att",
-    "wq",
-    "wk",
-    "wv",
-    "wo",
-    "rms_ffn",
-    "w1",
-    "w2",
-    "w3",
-    "rms_final",
-)
+#: The trainable arrays, in file order (the rotary tables are buffers).
+_PARAMS = tuple(name for name in WEIGHT_ORDER if not name.startswith("freq"))
 
 
 @dataclass
@@ -439,38 +431,6 @@ class LlamaModel(torch.nn.Module):
         )
 
 
-def _step(model: LlamaModel, token: int, pos: int, cache: list) -> torch.Tensor:
-    """Logits (vocab,) at position ``pos`` for one token, with the keys and values of
-    earlier positions in ``cache`` (one [keys, values] pair per block, appended to):
-    run.c's incremental forward, the same arithmetic as :meth:`LlamaModel.forward`."""
-    c = model.config
-    H, KV, hs = c.n_heads, c.n_kv_heads, c.head_size
-    cos = model.freq_cis_real[pos : pos + 1]
-    sin = model.freq_cis_imag[pos : pos + 1]
-    x = model.token_embedding[token][None, None]  # (1, 1, dim)
-    for layer in range(c.n_layers):
-        h = _rmsnorm(x, model.rms_att[layer])
-        q = _rotate((h @ model.wq[layer].T).unflatten(-1, (H, hs)), cos, sin)
-        k = _rotate((h @ model.wk[layer].T).unflatten(-1, (KV, hs)), cos, sin)
-        q, k = q.transpose(1, 2), k.transpose(1, 2)
-        v = (h @ model.wv[layer].T).unflatten(-1, (KV, hs)).transpose(1, 2)
-        if len(cache) <= layer:
-            cache.append([k, v])
-        else:
-            cache[layer] = [
-                torch.cat([cache[layer][0], k], 2),
-                torch.cat([cache[layer][1], v], 2),
-            ]
-        keys = cache[layer][0].repeat_interleave(H // KV, dim=1)
-        values = cache[layer][1].repeat_interleave(H // KV, dim=1)
-        weights = torch.softmax((q @ keys.transpose(-1, -2)) / math.sqrt(hs), dim=-1)
-        x = x + (weights @ values).transpose(1, 2).flatten(-2) @ model.wo[layer].T
-        h = _rmsnorm(x, model.rms_ffn[layer])
-        gate = torch.nn.functional.silu(h @ model.w1[layer].T) * (h @ model.w3[layer].T)
-        x = x + gate @ model.w2[layer].T
-    return (_rmsnorm(x, model.rms_final) @ model.classifier.T)[0, 0]
-
-
 def forward_numpy(
     weights: LlamaWeights,
     tokens: np.ndarray,
@@ -553,69 +513,3 @@ def encode_stories(
         tokens[row, : len(ids)] = torch.tensor(ids)
         mask[row, 1 : len(ids)] = True
     return tokens, mask
-
-
-def per_story_nll(
-    model: LlamaModel, tokens: torch.Tensor, mask: torch.Tensor, **forward_kwargs
-) -> tuple[np.ndarray, np.ndarray]:
-    """Summed next-token negative log-likelihood (nats) per story, and its token counts.
-
-    Position t's logits predict token t+1; only targets with ``mask`` True count. The
-    log-softmax is taken in float32 whatever the model's format.
-    """
-    if tokens.shape != mask.shape:
-        raise ValueError(
-            f"tokens {tuple(tokens.shape)} and mask {tuple(mask.shape)} differ in shape"
-        )
-    with torch.no_grad():
-        logits = model(tokens, **forward_kwargs)
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    nll = -logp.gather(-1, tokens[:, 1:, None])[..., 0]
-    target = mask[:, 1:]
-    sums = torch.where(target, nll, torch.zeros((), dtype=nll.dtype)).sum(1)
-    return sums.double().numpy(), target.sum(1).numpy()
-
-
-def next_token_loss(
-    model: LlamaModel, tokens: torch.Tensor, mask: torch.Tensor, **forward_kwargs
-) -> tuple[float, float]:
-    """Mean next-token loss (nats per predicted token) and its standard error.
-
-    The mean is the ratio R = ΣS_i / Σn_i over stories i (S_i summed loss, n_i tokens);
-    its standard error treats stories as the independent draws (tokens within a story
-    are not): SE = √(Σ(S_i − R n_i)² / (m(m−1))) / n̄ (the delta method for a ratio
-    estimator; m stories, n̄ mean tokens per story); nan for a single story.
-    """
-    sums, counts = per_story_nll(model, tokens, mask, **forward_kwargs)
-    m = len(sums)
-    mean = float(sums.sum() / counts.sum())
-    if m < 2:
-        return mean, float("nan")
-    spread = float(((sums - mean * counts) ** 2).sum())
-    se = math.sqrt(spread / (m * (m - 1))) / counts.mean()
-    return mean, float(se)
-
-
-def greedy_sample(model: LlamaModel, tokenizer: Tokenizer, steps: int = 256) -> str:
-    """Temperature-0 text from BOS, as run.c ``-t 0``: forwards at positions
-    0..steps−1, each appending the argmax token; stops early on a generated BOS.
-    Uses a key/value cache like run.c (one position per step), at the scale 1/√d_k."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    steps = min(steps, model.config.seq_len)
-    ids = [BOS]
-    cache: list = []
-    threads = torch.get_num_threads()
-    # thousands of tiny operations: one thread avoids the thread pool's hand-offs (and
-    # its spinning on a busy machine); restored on return
-    torch.set_num_threads(1)
-    try:
-        with torch.no_grad():
-            for pos in range(steps):
-                token = int(torch.argmax(_step(model, ids[-1], pos, cache)))
-                if token == BOS:
-                    break
-                ids.append(token)
-    finally:
-        torch.set_num_threads(threads)
-    return tokenizer.decode(ids)
