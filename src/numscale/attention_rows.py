@@ -25,32 +25,10 @@ import numpy as np
 import torch
 
 from numscale import fp
-from numscale.checks import as_float_array, finite_float
+from numscale.checks import as_float_array, as_float_tensor, finite_float
 from numscale.models.next_token import real_tokens
 
 # --------------------------------------------------------------------------- validation
-
-
-def _tensor(
-    value: object, name: str, ndim: int, *, floating: bool = True
-) -> torch.Tensor:
-    """``value`` as a torch tensor of ``ndim`` dimensions, or raise naming ``name``."""
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if floating and not value.dtype.is_floating_point:
-        raise TypeError(f"{name} must hold floating-point numbers, got {value.dtype}")
-    if value.ndim != ndim:
-        raise ValueError(
-            f"{name} must have {ndim} dimensions, got shape {tuple(value.shape)}"
-        )
-    if value.numel() == 0:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
-    return value
-
-
-def _finite(value: torch.Tensor, name: str) -> None:
-    if not bool(torch.isfinite(value).all()):
-        raise ValueError(f"{name} must be finite (it holds NaN or inf)")
 
 
 def _check_batch(
@@ -133,8 +111,9 @@ def row_statistics(
     only real rows.
     """
     real = real_tokens(mask)
-    z = _tensor(attn_logits, "attn_logits", 5)
-    p = _tensor(attn_weights, "attn_weights", 5)
+    # -inf marks masked keys: finiteness is checked below, layer by layer
+    z = as_float_tensor(attn_logits, "attn_logits", ndim=5, allow_nonfinite=True)
+    p = as_float_tensor(attn_weights, "attn_weights", ndim=5, allow_nonfinite=True)
     if z.shape != p.shape:
         raise ValueError(
             f"attn_logits {tuple(z.shape)} and attn_weights {tuple(p.shape)} "
@@ -158,7 +137,7 @@ def row_statistics(
             raise ValueError(
                 "attn_logits must be finite at every causal entry (key <= query)"
             )
-        _finite(pl, "attn_weights")
+        as_float_tensor(pl, "attn_weights")  # finite
         for key, value in zip(
             ("max", "min", "mean", "var"), _row_moments(zl, outside, n_keys)
         ):

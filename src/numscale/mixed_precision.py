@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from numscale import fp
-from numscale.checks import finite_float, positive_int
+from numscale.checks import as_float_tensor, finite_float, positive_int
 from numscale.models.next_token import mean_nll
 
 #: The two 16-bit training formats.
@@ -45,15 +45,8 @@ def _check_format(dtype: object, name: str = "dtype") -> torch.dtype:
 
 
 def _float32(value: object, name: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if not value.dtype.is_floating_point:
-        raise TypeError(f"{name} must hold floats, got {value.dtype}")
-    if value.numel() == 0:
-        raise ValueError(f"{name} must not be empty")
-    if not bool(torch.isfinite(value).all()):
-        raise ValueError(f"{name} must be finite (it holds NaN or inf)")
-    return value.detach().float()
+    """``value`` (a finite, non-empty float tensor) detached, as float32."""
+    return as_float_tensor(value, name).detach().float()
 
 
 # --------------------------------------------------------------------- ranges

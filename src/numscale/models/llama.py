@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from numscale.checks import rng_from
+from numscale.norms import tensor_rms_norm
 
 if TYPE_CHECKING:
     from numscale.models.llama2c import Tokenizer
@@ -281,8 +282,9 @@ class ForwardRecord:
 
 
 def _rmsnorm(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-    """x / √(mean(x²) + ε) · γ over the last axis (run.c's rmsnorm)."""
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + RMS_EPS) * gain
+    """x · rsqrt(mean(x²) + ε) · γ over the last axis (run.c's rmsnorm), computed by
+    :func:`numscale.norms.tensor_rms_norm` (the book's one RMSNorm)."""
+    return tensor_rms_norm(x, gain, RMS_EPS, algorithm="rsqrt")
 
 
 def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
