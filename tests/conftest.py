@@ -12,6 +12,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"
+#: Skip marker of the tests that read GPT-2 small's large tensors from ``REFERENCE``.
+needs_gpt2_reference = pytest.mark.skipif(
+    not (REFERENCE / "gpt2_small_attention.npz").is_file(),
+    reason="reference GPT-2 tensors not present",
+)
 
 
 def build_book(
@@ -136,6 +141,68 @@ def pytest_collection_modifyitems(
         groups = {SHARED_WORK[name] for name in names if name in SHARED_WORK}
         if groups:
             item.add_marker(pytest.mark.xdist_group(sorted(groups)[0]))
+
+
+def page_data() -> dict[str, str]:
+    """page -> the data it needs beyond the package (``numscale_page_data`` in
+    ``_config.yml``): the pages a build without that data replaces by a note."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    return config["sphinx"]["config"]["numscale_page_data"]
+
+
+def chapter_values(site: Path, page: str, prefix: str = ""):
+    """The glued values of ``page`` in the built ``site`` whose names start with
+    ``prefix``, keyed without it (a live ``test_build.GluedValues``), or ``None`` when
+    the build replaced a page of :func:`page_data` by the note naming its data."""
+    from test_build import built_without_data, glued_values
+
+    if page in page_data() and built_without_data(site, page):
+        return None
+    return glued_values(site, page).with_prefix(prefix)
+
+
+@pytest.fixture(scope="module")
+def values(request: pytest.FixtureRequest, built_site: Path):
+    """The glued values of the chapter a test module checks (:func:`chapter_values`).
+
+    The module names its page, and the prefix its glue names share if they do::
+
+        PAGE = "book/quantization"
+        PREFIX = "quant_"  # values["loss_base"] is the glued quant_loss_base
+
+    Skipped when the build replaced the page by the note naming the data it lacks
+    (only a page of :func:`page_data`; tests/test_data_pages.py checks the note).
+    Every read goes through ``test_build.glued_values``' live mapping, so the
+    glue-mutation check (tests/glue_mutation.py) sees it.
+    """
+    page = getattr(request.module, "PAGE", None)
+    if page is None:
+        raise TypeError(f"{request.module.__name__} sets no PAGE for its values")
+    found = chapter_values(built_site, page, getattr(request.module, "PREFIX", ""))
+    if found is None:
+        pytest.skip(f"{page} was built without its data ({page_data()[page]})")
+    return found
+
+
+@pytest.fixture(scope="module")
+def v(values):
+    """:func:`values` under the short name of the chapter tests that read many."""
+    return values
+
+
+@pytest.fixture
+def silent_server():
+    """A local TCP server that accepts connections and never answers: an HTTP probe of
+    its URL (``http://127.0.0.1:<port>``) hangs until its own timeout."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
 
 
 def run_page_without_sources(page: str, out: Path) -> subprocess.CompletedProcess:

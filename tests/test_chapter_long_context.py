@@ -14,16 +14,10 @@ import numpy as np
 import pytest
 
 from conftest import outputs_of, run_page_without_sources
-from test_build import glued_values
 
 pytestmark = pytest.mark.build
 PAGE = "book/long_context"
-
-
-@pytest.fixture(scope="module")
-def values(built_site):
-    found = glued_values(built_site, PAGE)
-    return found.with_prefix("lc_")
+PREFIX = "lc_"
 
 
 def _iid_rows(seed: int, multiply: bool):

@@ -11,17 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import outputs_of, run_page_without_sources
-from test_build import glued_values
 
 pytestmark = pytest.mark.build
 PAGE = "book/mixed_precision"
-
-
-@pytest.fixture(scope="module")
-def v(built_site):
-    found = glued_values(built_site, PAGE)
-    values = found.with_prefix("mixp_")
-    return values
+PREFIX = "mixp_"
 
 
 def test_ranges_from_finfo(v):

@@ -11,18 +11,11 @@ import numpy as np
 import pytest
 
 from conftest import outputs_of, run_page_without_sources
-from test_build import glued_values
 
 pytestmark = pytest.mark.build
 PAGE = "book/output_logits"
+PREFIX = "ologit_"
 CAPS = (5, 10, 15, 20, 30, 50)
-
-
-@pytest.fixture(scope="module")
-def v(built_site):
-    found = glued_values(built_site, PAGE)
-    values = found.with_prefix("ologit_")
-    return values
 
 
 def test_embedding_scales(v):
