@@ -225,3 +225,14 @@ def outputs_of(notebook_path: Path) -> list[dict]:
     """Every output of every cell of an executed notebook."""
     notebook = json.loads(notebook_path.read_text())
     return [o for cell in notebook["cells"] for o in cell.get("outputs", [])]
+
+
+def check_runs_on_embedded_data(page: str, out: Path) -> None:
+    """Execute ``book/<page>.md`` with no source at all (:func:`run_page_without_sources`)
+    and check that it runs on the data built into numscale: it exits 0, its output says
+    so, and it writes nothing to stderr."""
+    result = run_page_without_sources(page, out)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    outputs = outputs_of(out / f"{page}.ipynb")
+    assert "built into numscale" in "".join("".join(o.get("text", "")) for o in outputs)
+    assert not any(o.get("name") == "stderr" for o in outputs)

@@ -49,6 +49,15 @@ LOADERS = {
 }
 
 
+def refusal(how: str, var: str, reason: str, value: str = ".*") -> str:
+    """The pattern of the one-line error a named source that cannot be used raises:
+    named by the variable ``var`` (``how="env"``) or by the source argument, with the
+    source's text (a regex, ``value``) and the ``reason`` (a regex)."""
+    if how == "env":
+        return rf"^{var}='{value}' cannot be used: .*{reason}"
+    return rf"^source '{value}' \(the source argument\) cannot be used: .*{reason}"
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch):
     """No test sees the caller's source variables or a cached load or hub look-up."""
@@ -72,18 +81,13 @@ def test_a_named_path_that_does_not_exist_fails_naming_it(
 ):
     loader = LOADERS[model]
     target = tmp_path / "nothing-here"
-    start = time.perf_counter()
     if how == "env":
         monkeypatch.setenv(loader.env_var, str(target))
-        pattern = rf"^{loader.env_var}='.*' cannot be used: .*does not exist"
-        with pytest.raises(sources.SourceError, match=pattern) as info:
-            loader.read()
-    else:
-        pattern = (
-            r"^source '.*' \(the source argument\) cannot be used: .*does not exist"
-        )
-        with pytest.raises(sources.SourceError, match=pattern) as info:
-            loader.read(target)
+    start = time.perf_counter()
+    with pytest.raises(
+        sources.SourceError, match=refusal(how, loader.env_var, "does not exist")
+    ) as info:
+        loader.read() if how == "env" else loader.read(target)
     assert time.perf_counter() - start < 2.0
     assert "\n" not in str(info.value)  # one line
     # a mistake of the reader's (ValueError), not a source the book may do without
@@ -111,11 +115,10 @@ def test_a_named_hub_id_without_network_fails_fast_naming_it(
         url = silent_server if network == "silent" else "http://127.0.0.1:9"
         monkeypatch.setenv("HF_ENDPOINT", url)
     hub = re.escape(loader.hub_id)
+    reason = "not in the local Hugging Face cache"
     start = time.perf_counter()
     with pytest.raises(
-        sources.SourceError,
-        match=rf"^{loader.env_var}='{hub}' cannot be used: "
-        r".*not in the local Hugging Face cache",
+        sources.SourceError, match=refusal("env", loader.env_var, reason, hub)
     ) as info:
         loader.read()
     elapsed = time.perf_counter() - start
@@ -127,7 +130,9 @@ def test_a_named_hub_id_without_network_fails_fast_naming_it(
     start = time.perf_counter()
     with pytest.raises(sources.SourceError):
         loader.source_available()  # the failed probe is remembered
-    with pytest.raises(sources.SourceError, match=rf"^source '{hub}' \(the source"):
+    with pytest.raises(
+        sources.SourceError, match=refusal("argument", loader.env_var, reason, hub)
+    ):
         loader.read(loader.hub_id)
     assert time.perf_counter() - start < 0.5
 
