@@ -41,6 +41,16 @@ def build_book(
     )
 
 
+def load_extension(name: str):
+    """The Sphinx extension ``_ext/<name>.py``, imported as a module of that name."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "_ext" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
