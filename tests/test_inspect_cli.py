@@ -15,7 +15,7 @@ import pytest
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
-from test_inspect import tiny_model  # noqa: E402
+from test_inspect import bert_config, tiny_model  # noqa: E402
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
 #: "within seconds": importing torch and transformers dominates (a few seconds on an
@@ -104,15 +104,7 @@ def test_folder_without_a_model(tmp_path):
 
 
 def test_non_causal_model(tmp_path):
-    config = transformers.AutoConfig.for_model(
-        "bert",
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=32,
-        vocab_size=50,
-    )
-    config.save_pretrained(tmp_path / "bert")  # no weights: refused before
+    bert_config().save_pretrained(tmp_path / "bert")  # no weights: refused before
     _refused(*run(tmp_path / "bert", cwd=tmp_path), "'bert' is not supported")
 
 
