@@ -1,4 +1,8 @@
-"""Shared fixtures: the repository root and one fresh build of the book per test session."""
+"""Shared test scaffolding: the repository root, one fresh build of the book per test
+session (``built_site``), a chapter's glued values (``values``: a chapter test module sets
+``PAGE`` and ``PREFIX``), a server that never answers (``silent_server``), a page executed
+without any source (``run_page_without_sources``), and the markers that follow from them.
+"""
 
 from __future__ import annotations
 
