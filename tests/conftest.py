@@ -1,4 +1,8 @@
-"""Shared fixtures: the repository root and one fresh build of the book per test session."""
+"""Shared test scaffolding: the repository root, one fresh build of the book per test
+session (``built_site``), a chapter's glued values (``values``: a chapter test module sets
+``PAGE`` and ``PREFIX``), a server that never answers (``silent_server``), a page executed
+without any source (``run_page_without_sources``), and the markers that follow from them.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"
+#: Skip marker of the tests that read GPT-2 small's large tensors from ``REFERENCE``.
+needs_gpt2_reference = pytest.mark.skipif(
+    not (REFERENCE / "gpt2_small_attention.npz").is_file(),
+    reason="reference GPT-2 tensors not present",
+)
 
 
 def build_book(
@@ -34,6 +43,16 @@ def build_book(
     return subprocess.run(
         command, capture_output=True, text=True, env=full_env, timeout=1800
     )
+
+
+def load_extension(name: str):
+    """The Sphinx extension ``_ext/<name>.py``, imported as a module of that name."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "_ext" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")
@@ -138,6 +157,68 @@ def pytest_collection_modifyitems(
             item.add_marker(pytest.mark.xdist_group(sorted(groups)[0]))
 
 
+def page_data() -> dict[str, str]:
+    """page -> the data it needs beyond the package (``numscale_page_data`` in
+    ``_config.yml``): the pages a build without that data replaces by a note."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    return config["sphinx"]["config"]["numscale_page_data"]
+
+
+def chapter_values(site: Path, page: str, prefix: str = ""):
+    """The glued values of ``page`` in the built ``site`` whose names start with
+    ``prefix``, keyed without it (a live ``test_build.GluedValues``), or ``None`` when
+    the build replaced a page of :func:`page_data` by the note naming its data."""
+    from test_build import built_without_data, glued_values
+
+    if page in page_data() and built_without_data(site, page):
+        return None
+    return glued_values(site, page).with_prefix(prefix)
+
+
+@pytest.fixture(scope="module")
+def values(request: pytest.FixtureRequest, built_site: Path):
+    """The glued values of the chapter a test module checks (:func:`chapter_values`).
+
+    The module names its page, and the prefix its glue names share if they do::
+
+        PAGE = "book/quantization"
+        PREFIX = "quant_"  # values["loss_base"] is the glued quant_loss_base
+
+    Skipped when the build replaced the page by the note naming the data it lacks
+    (only a page of :func:`page_data`; tests/test_data_pages.py checks the note).
+    Every read goes through ``test_build.glued_values``' live mapping, so the
+    glue-mutation check (tests/glue_mutation.py) sees it.
+    """
+    page = getattr(request.module, "PAGE", None)
+    if page is None:
+        raise TypeError(f"{request.module.__name__} sets no PAGE for its values")
+    found = chapter_values(built_site, page, getattr(request.module, "PREFIX", ""))
+    if found is None:
+        pytest.skip(f"{page} was built without its data ({page_data()[page]})")
+    return found
+
+
+@pytest.fixture(scope="module")
+def v(values):
+    """:func:`values` under the short name of the chapter tests that read many."""
+    return values
+
+
+@pytest.fixture
+def silent_server():
+    """A local TCP server that accepts connections and never answers: an HTTP probe of
+    its URL (``http://127.0.0.1:<port>``) hangs until its own timeout."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+
+
 def run_page_without_sources(page: str, out: Path) -> subprocess.CompletedProcess:
     """Execute ``book/<page>.md`` as a notebook (tools/run_pages.py) the way a stranger's
     machine would: no NUMSCALE_* variable, the hub offline and its cache empty. The
@@ -158,3 +239,14 @@ def outputs_of(notebook_path: Path) -> list[dict]:
     """Every output of every cell of an executed notebook."""
     notebook = json.loads(notebook_path.read_text())
     return [o for cell in notebook["cells"] for o in cell.get("outputs", [])]
+
+
+def check_runs_on_embedded_data(page: str, out: Path) -> None:
+    """Execute ``book/<page>.md`` with no source at all (:func:`run_page_without_sources`)
+    and check that it runs on the data built into numscale: it exits 0, its output says
+    so, and it writes nothing to stderr."""
+    result = run_page_without_sources(page, out)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    outputs = outputs_of(out / f"{page}.ipynb")
+    assert "built into numscale" in "".join("".join(o.get("text", "")) for o in outputs)
+    assert not any(o.get("name") == "stderr" for o in outputs)

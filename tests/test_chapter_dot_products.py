@@ -81,15 +81,8 @@ def wishart_spread(n: int, d: int) -> float:
     return math.sqrt((2 * n + d + 1) / (2 * n**2 * d))
 
 
-def page_values(site):
-    from test_build import glued_values  # test_build imports nothing from here
-
-    return glued_values(site, PAGE)
-
-
 @pytest.mark.build
-def test_one_product_is_near_sqrt_d(built_site):
-    v = page_values(built_site)
+def test_one_product_is_near_sqrt_d(v):
     # entries of Q and K: std of 2,500 iid N(0, 1) draws, relative SE 1/√(2·2500); 5 SE
     for name in ("std_q", "std_k"):
         assert abs(v[name] - 1) <= 5 / math.sqrt(2 * N * D), name
@@ -99,8 +92,7 @@ def test_one_product_is_near_sqrt_d(built_site):
 
 
 @pytest.mark.build
-def test_uniform_entries_follow_the_law(built_site):
-    v = page_values(built_site)
+def test_uniform_entries_follow_the_law(v):
     n_pairs = v["uniform_n_pairs"]  # an input of the page
     assert v["uniform_predicted"] == pytest.approx(math.sqrt(D / 9), rel=1e-12)
     # excess kurtosis of q·k: one product of two U(−1, 1) has E[q⁴]E[k⁴]/σ⁸ =
@@ -113,8 +105,7 @@ def test_uniform_entries_follow_the_law(built_site):
 
 
 @pytest.mark.build
-def test_seed_to_seed_spread_is_the_shared_rows_not_iid(built_site):
-    v = page_values(built_site)
+def test_seed_to_seed_spread_is_the_shared_rows_not_iid(v):
     n_seeds = v["qk_n_seeds"]  # an input of the page
     wishart = wishart_spread(N, D)
     iid = math.sqrt((1 + 3 / D) / (2 * N * N))  # N² independent dot products

@@ -6,15 +6,8 @@ import math
 
 import pytest
 
-from test_build import glued_values
-
 pytestmark = pytest.mark.build
 PAGE = "book/entropy_collapse"
-
-
-@pytest.fixture(scope="module")
-def values(built_site):
-    return glued_values(built_site, PAGE)
 
 
 def test_entropy_approximation_at_sigma_1(values):

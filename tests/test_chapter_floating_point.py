@@ -6,7 +6,6 @@ import math
 
 import pytest
 
-from test_build import glued_values
 from test_chapter_dot_products import check_shown_sources, long_code_lines
 
 PAGE = "book/floating_point"
@@ -21,8 +20,7 @@ def test_shows_the_bisection():
 
 
 @pytest.mark.build
-def test_e4m3_conversion_is_stated_as_measured(built_site):
-    v = glued_values(built_site, PAGE)
+def test_e4m3_conversion_is_stated_as_measured(v):
     # torch 2.13 saturates +inf to the largest finite E4M3 value (bits 0x7E), also for 1000
     assert v["fp_e4m3_of_inf"] == v["fp_max_float8_e4m3fn"] == 448
     assert v["fp_e4m3_of_inf_bits"] == 0x7E
@@ -30,8 +28,7 @@ def test_e4m3_conversion_is_stated_as_measured(built_site):
 
 
 @pytest.mark.build
-def test_overflow_fraction_matches_the_exact_tail(built_site):
-    v = glued_values(built_site, PAGE)
+def test_overflow_fraction_matches_the_exact_tail(v):
     # binomial sampling error of a fraction from 100,000 logits; 5 SE
     assert (
         abs(v["fp_frac16_pct"] - v["fp_frac16_pred_pct"]) <= 5 * v["fp_frac16_se_pct"]
@@ -40,8 +37,7 @@ def test_overflow_fraction_matches_the_exact_tail(built_site):
 
 
 @pytest.mark.build
-def test_fp8_exercise_answer(built_site):
-    v = glued_values(built_site, PAGE)
+def test_fp8_exercise_answer(v):
     # Without a scale E4M3 flushes many small weights (its smallest subnormal 2^-9 is above
     # many of 512 softmax weights) and E5M2 none; with a per-row scale neither flushes and
     # E4M3's median error is about half of E5M2's: their epsilons differ by exactly 2, and
@@ -63,8 +59,7 @@ def test_fp8_exercise_answer(built_site):
 
 
 @pytest.mark.build
-def test_one_gap_matches_the_rounding_argument(built_site):
-    v = glued_values(built_site, PAGE)
+def test_one_gap_matches_the_rounding_argument(v):
     # float64/float32: ln(1/u) to the format's spacing near the gap (≤ 1e-13, ≤ 4e-6)
     assert v["fp_onegap_float64"] == pytest.approx(math.log(2 / 2.0**-52), abs=1e-12)
     assert v["fp_onegap_float32"] == pytest.approx(math.log(2 / 2.0**-23), abs=1e-5)
@@ -145,8 +140,7 @@ def test_chi2_difference_tail_against_closed_form():
 
 
 @pytest.mark.build
-def test_format_table_matches_the_bit_layout(built_site):
-    v = glued_values(built_site, PAGE)
+def test_format_table_matches_the_bit_layout(v):
     for name in ("float16", "bfloat16"):
         ref = layout(name)
         assert v[f"fp_max_{name}"] == ref["max"] and v[f"fp_eps_{name}"] == ref["eps"]
@@ -160,18 +154,16 @@ def test_format_table_matches_the_bit_layout(built_site):
 
 
 @pytest.mark.build
-def test_exp_thresholds_are_ln_max_rounded_down(built_site):
+def test_exp_thresholds_are_ln_max_rounded_down(v):
     # The largest x with exp(x) in range is ln(max) rounded down to the format's grid: it lies
     # within one spacing below ln(max) (the prose's "one step of the format's spacing away").
-    v = glued_values(built_site, PAGE)
     for name in ("float16", "bfloat16", "float8_e5m2", "float8_e4m3fn"):
         thr, ln_max = v[f"fp_expthr_{name}"], math.log(layout(name)["max"])
         assert thr <= ln_max < thr + spacing(thr, name)
 
 
 @pytest.mark.build
-def test_overflow_tails_by_an_independent_integral(built_site):
-    v = glued_values(built_site, PAGE)
+def test_overflow_tails_by_an_independent_integral(v):
     # Predicted 8.2% at d_k = 64 and the sampling SE √(p(1 − p)/100,000) of the page's count
     t16 = math.log(layout("float16")["max"])
     p = chi2_difference_tail(2 * t16, 64)
@@ -187,8 +179,7 @@ def test_overflow_tails_by_an_independent_integral(built_site):
 
 
 @pytest.mark.build
-def test_exercise_first_width_past_one_percent(built_site):
-    v = glued_values(built_site, PAGE)
+def test_exercise_first_width_past_one_percent(v):
     thr = v["fp_expthr_float16"]
     tails = {2**k: chi2_difference_tail(2 * thr, 2**k) for k in range(1, 8)}
     first = min(w for w, t in tails.items() if t > 0.01)
@@ -208,10 +199,9 @@ def test_exercise_first_width_past_one_percent(built_site):
 
 
 @pytest.mark.build
-def test_low_precision_one_gaps_sit_next_to_ln_2_over_u(built_site):
+def test_low_precision_one_gaps_sit_next_to_ln_2_over_u(v):
     # Issue: the prose says float16/bfloat16 saturate next to ln(2/u) (an upcasting kernel):
     # within one spacing of the format near the gap.
-    v = glued_values(built_site, PAGE)
     for name in ("float16", "bfloat16"):
         u = layout(name)["eps"] / 2
         gap = v[f"fp_onegap_{name}"]
@@ -219,8 +209,7 @@ def test_low_precision_one_gaps_sit_next_to_ln_2_over_u(built_site):
 
 
 @pytest.mark.build
-def test_top_weight_one_is_not_one_hot(built_site):
-    v = glued_values(built_site, PAGE)
+def test_top_weight_one_is_not_one_hot(v):
     for name in ("float16", "bfloat16"):
         # at the one-gap the runner-up weight is e^{-g}/(1 + e^{-g}), rounded once in the
         # format: relative error ≤ eps/2 (plus the float32 kernel's own, far smaller)
@@ -266,12 +255,11 @@ def round_to_grid(x, grid):
 
 
 @pytest.mark.build
-def test_fp8_exercise_by_an_independent_rounding(built_site):
+def test_fp8_exercise_by_an_independent_rounding(v):
     # Recompute the exercise with fp8 rounding written from the bit layout instead of torch's
     # casts: same weights (the page's seed 5, 200 rows of 512), same per-row scale.
     import numpy as np
 
-    v = glued_values(built_site, PAGE)
     z = np.random.default_rng(5).standard_normal((200, 512))
     w = np.exp(z - z.max(axis=1, keepdims=True))
     w /= w.sum(axis=1, keepdims=True)

@@ -8,19 +8,15 @@ import numpy as np
 import pytest
 
 from conftest import REFERENCE
-from test_build import glued_values
 
-pytestmark = [
-    pytest.mark.build,
-]
+pytestmark = pytest.mark.build
 PAGE = "book/gpt2_layernorm"
 
 
 @pytest.fixture(scope="module")
-def values(built_site):
-    v = glued_values(built_site, PAGE)
-    assert v["ln_released"] == 1, "the page did not read the released GPT-2 small"
-    return v
+def values(values):
+    assert values["ln_released"] == 1, "the page did not read the released GPT-2 small"
+    return values
 
 
 def test_counts_come_from_the_data(values):

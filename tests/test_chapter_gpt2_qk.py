@@ -14,27 +14,14 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from conftest import REFERENCE
-from test_build import built_without_data, glued_values
+from conftest import REFERENCE, needs_gpt2_reference
 
 pytestmark = pytest.mark.build
 PAGE = "book/gpt2_qk"
-real_data = pytest.mark.skipif(
-    not (REFERENCE / "gpt2_small_attention.npz").is_file(),
-    reason="reference GPT-2 tensors not present",
-)
+PREFIX = "gpt2qk_"
+real_data = needs_gpt2_reference
 U32 = float(np.finfo(np.float32).eps) / 2
 U64 = float(np.finfo(np.float64).eps) / 2
-
-
-@pytest.fixture(scope="module")
-def values(built_site):
-    if built_without_data(
-        built_site, PAGE
-    ):  # no GPT-2 tensors: tests/test_data_pages.py
-        pytest.skip("the page was built without GPT-2's tensors")
-    found = glued_values(built_site, PAGE)
-    return found.with_prefix("gpt2qk_")
 
 
 @pytest.fixture(scope="module")

@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import REFERENCE
-from test_build import built_without_data, glued_values
+from conftest import REFERENCE, needs_gpt2_reference
 
-pytestmark = [
-    pytest.mark.build,
-    pytest.mark.skipif(
-        not (REFERENCE / "gpt2_small_attention.npz").is_file(),
-        reason="reference GPT-2 tensors not present",
-    ),
-]
+pytestmark = [pytest.mark.build, needs_gpt2_reference]
 PAGE = "book/gpt2_scales"
 
 
 @pytest.fixture(scope="module")
-def values(built_site):
-    if built_without_data(
-        built_site, PAGE
-    ):  # no GPT-2 tensors: tests/test_data_pages.py
-        pytest.skip("the page was built without GPT-2's tensors")
-    v = glued_values(built_site, PAGE)
-    assert v["scales_released"] == 1, "the tensors are not the released GPT-2 small"
-    return v
+def values(values):
+    assert values["scales_released"] == 1, (
+        "the tensors are not the released GPT-2 small"
+    )
+    return values
 
 
 def test_output_projections_far_above_both_initializations(values):

@@ -6,14 +6,8 @@ import math
 
 import pytest
 
-from test_build import glued_values
-
 pytestmark = pytest.mark.build
-
-
-@pytest.fixture(scope="module")
-def values(built_site):
-    return glued_values(built_site, "book/initialization")
+PAGE = "book/initialization"
 
 
 def test_rules(values):

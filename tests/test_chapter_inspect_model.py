@@ -25,27 +25,23 @@ import math
 
 import pytest
 
-from test_build import built_without_data, glued_values
+from conftest import chapter_values
 
 pytestmark = pytest.mark.build
 ROUNDING = 1e-4
 MAX_ROUNDING = 1e-5
 
 
-def _page(site, page: str, prefix: str):
-    if built_without_data(site, page):  # no GPT-2 tensors: tests/test_data_pages.py
-        return None
-    return glued_values(site, page).with_prefix(prefix)
-
-
 @pytest.fixture(scope="module")
 def pages(built_site):
+    """Each page's glued values; None for a page built without its data
+    (quantization without GPT-2's tensors: tests/test_data_pages.py)."""
     return {
-        "insp": _page(built_site, "book/inspect_model", "insp_"),
-        "tatt": _page(built_site, "book/trained_attention", "tatt_"),
-        "tres": _page(built_site, "book/trained_residual", "tres_"),
-        "quant": _page(built_site, "book/quantization", "quant_"),
-        "ologit": _page(built_site, "book/output_logits", "ologit_"),
+        "insp": chapter_values(built_site, "book/inspect_model", "insp_"),
+        "tatt": chapter_values(built_site, "book/trained_attention", "tatt_"),
+        "tres": chapter_values(built_site, "book/trained_residual", "tres_"),
+        "quant": chapter_values(built_site, "book/quantization", "quant_"),
+        "ologit": chapter_values(built_site, "book/output_logits", "ologit_"),
     }
 
 

@@ -7,16 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from test_build import glued_values
-
 pytestmark = pytest.mark.build
+PAGE = "book/layernorm_rmsnorm"
 
 EPS32 = float(np.finfo(np.float32).eps)
-
-
-@pytest.fixture(scope="module")
-def values(built_site):
-    return glued_values(built_site, "book/layernorm_rmsnorm")
 
 
 def test_bare_normalization(values):

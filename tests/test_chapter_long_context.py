@@ -13,17 +13,11 @@ import functools
 import numpy as np
 import pytest
 
-from conftest import outputs_of, run_page_without_sources
-from test_build import glued_values
+from conftest import check_runs_on_embedded_data
 
 pytestmark = pytest.mark.build
 PAGE = "book/long_context"
-
-
-@pytest.fixture(scope="module")
-def values(built_site):
-    found = glued_values(built_site, PAGE)
-    return found.with_prefix("lc_")
+PREFIX = "lc_"
 
 
 def _iid_rows(seed: int, multiply: bool):
@@ -338,8 +332,4 @@ def _reference_run() -> dict:
 
 
 def test_page_builds_without_a_source(tmp_path):
-    result = run_page_without_sources("long_context", tmp_path)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    outputs = outputs_of(tmp_path / "long_context.ipynb")
-    assert "built into numscale" in "".join("".join(o.get("text", "")) for o in outputs)
-    assert not any(o.get("name") == "stderr" for o in outputs)
+    check_runs_on_embedded_data("long_context", tmp_path)

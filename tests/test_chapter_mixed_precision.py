@@ -10,18 +10,11 @@ import math
 import numpy as np
 import pytest
 
-from conftest import outputs_of, run_page_without_sources
-from test_build import glued_values
+from conftest import check_runs_on_embedded_data
 
 pytestmark = pytest.mark.build
 PAGE = "book/mixed_precision"
-
-
-@pytest.fixture(scope="module")
-def v(built_site):
-    found = glued_values(built_site, PAGE)
-    values = found.with_prefix("mixp_")
-    return values
+PREFIX = "mixp_"
 
 
 def test_ranges_from_finfo(v):
@@ -101,11 +94,7 @@ def test_adam_eps(v):
 def test_page_builds_without_a_source(tmp_path):
     # no folder named, the hub offline and its cache empty: the page still runs, shows
     # the notice and writes nothing to stderr
-    result = run_page_without_sources("mixed_precision", tmp_path)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    outputs = outputs_of(tmp_path / "mixed_precision.ipynb")
-    assert "built into numscale" in "".join("".join(o.get("text", "")) for o in outputs)
-    assert not any(o.get("name") == "stderr" for o in outputs)
+    check_runs_on_embedded_data("mixed_precision", tmp_path)
 
 
 # --------------------------------------------------------------------------------------

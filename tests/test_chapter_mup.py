@@ -6,15 +6,8 @@ import math
 
 import pytest
 
-from test_build import glued_values
-
 pytestmark = pytest.mark.build
 PAGE = "book/mup"
-
-
-@pytest.fixture(scope="module")
-def values(built_site):
-    return glued_values(built_site, PAGE)
 
 
 def test_slopes(values):

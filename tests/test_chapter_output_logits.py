@@ -10,19 +10,12 @@ import math
 import numpy as np
 import pytest
 
-from conftest import outputs_of, run_page_without_sources
-from test_build import glued_values
+from conftest import check_runs_on_embedded_data
 
 pytestmark = pytest.mark.build
 PAGE = "book/output_logits"
+PREFIX = "ologit_"
 CAPS = (5, 10, 15, 20, 30, 50)
-
-
-@pytest.fixture(scope="module")
-def v(built_site):
-    found = glued_values(built_site, PAGE)
-    values = found.with_prefix("ologit_")
-    return values
 
 
 def test_embedding_scales(v):
@@ -220,8 +213,4 @@ def test_z_loss_fine_tune_recomputed(v):
 def test_page_builds_without_a_source(tmp_path):
     # no folder named, the hub offline and its cache empty: the page still runs, shows
     # the notice and writes nothing to stderr
-    result = run_page_without_sources("output_logits", tmp_path)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    outputs = outputs_of(tmp_path / "output_logits.ipynb")
-    assert "built into numscale" in "".join("".join(o.get("text", "")) for o in outputs)
-    assert not any(o.get("name") == "stderr" for o in outputs)
+    check_runs_on_embedded_data("output_logits", tmp_path)

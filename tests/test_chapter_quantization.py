@@ -14,25 +14,14 @@ import math
 import numpy as np
 import pytest
 
-from conftest import REFERENCE, run_page_without_sources
-from test_build import built_without_data, glued_values
+from conftest import REFERENCE, needs_gpt2_reference, run_page_without_sources
 
 pytestmark = pytest.mark.build
 PAGE = "book/quantization"
-HAVE_GPT2 = (REFERENCE / "gpt2_small_attention.npz").is_file()
-needs_gpt2 = pytest.mark.skipif(not HAVE_GPT2, reason="reference GPT-2 tensors absent")
+PREFIX = "quant_"
+needs_gpt2 = needs_gpt2_reference
 # without GPT-2's tensors the build replaces the whole page (_ext/numscale_data.py)
 needs_model = needs_gpt2
-
-
-@pytest.fixture(scope="module")
-def values(built_site):
-    if built_without_data(
-        built_site, PAGE
-    ):  # no GPT-2 tensors: tests/test_data_pages.py
-        pytest.skip("the page was built without GPT-2's tensors")
-    found = glued_values(built_site, PAGE)
-    return found.with_prefix("quant_")
 
 
 @needs_gpt2

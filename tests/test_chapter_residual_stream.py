@@ -7,18 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from test_build import glued_values
-
 pytestmark = pytest.mark.build
+PAGE = "book/residual_stream"
 
 # Student's t quantiles for the mean of 4 seeds (3 degrees of freedom).
 T3_ONE_SIDED_95 = 2.353
 T3_TWO_SIDED_99 = 5.841
-
-
-@pytest.fixture(scope="module")
-def values(built_site):
-    return glued_values(built_site, "book/residual_stream")
 
 
 def test_stream_norms(values):

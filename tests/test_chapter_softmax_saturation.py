@@ -12,7 +12,6 @@ import math
 import numpy as np
 import pytest
 
-from test_build import glued_values
 from test_chapter_dot_products import check_shown_sources, long_code_lines
 
 PAGE = "book/softmax_saturation"
@@ -27,8 +26,7 @@ def test_shows_the_entropy_expansion():
 
 
 @pytest.mark.build
-def test_unscaled_rows_are_concentrated_not_one_hot(built_site):
-    v = glued_values(built_site, PAGE)
+def test_unscaled_rows_are_concentrated_not_one_hot(v):
     # Caption and prose: "concentrated, but far from one-hot on the whole". The mean top weight
     # (SE ≈ 0.0013) is far below 1, and most rows are not above 0.99 (science notes: 16%;
     # even a 10-point sampling swing would leave it far below half).
@@ -45,8 +43,7 @@ def test_unscaled_rows_are_concentrated_not_one_hot(built_site):
 
 
 @pytest.mark.build
-def test_entropy_limit_fails_well_before_sqrt_2_ln_n(built_site):
-    v = glued_values(built_site, PAGE)
+def test_entropy_limit_fails_well_before_sqrt_2_ln_n(v):
     # At σ = √(2 ln 50) the limit ln n − σ²/2 is exactly 0; the measured mean over 4,000 rows
     # (SE ≈ 0.01 nats: per-row sd < 1 nat) is far above it (prose: "still … nats").
     assert v["sat_breakdown_sigma"] == pytest.approx(
@@ -75,8 +72,7 @@ def top_weight(gap: float, dtype: type) -> float:
 
 
 @pytest.mark.build
-def test_top_probability_rounds_to_one_past_the_gap(built_site):
-    v = glued_values(built_site, PAGE)
+def test_top_probability_rounds_to_one_past_the_gap(v):
     # the behaviour the prose claims, checked on NumPy's own softmax of [g, 0]: below the
     # quoted gap the top weight is below 1, 0.1% past it, exactly 1.0
     for name, dtype in (
@@ -123,8 +119,7 @@ def seed_mean_se(per_row: np.ndarray) -> tuple[float, float]:
 
 
 @pytest.mark.build
-def test_500_seed_statistics_match_an_independent_simulation(built_site):
-    v = glued_values(built_site, PAGE)
+def test_500_seed_statistics_match_an_independent_simulation(v):
     n_seeds, n_sim = v["sat_n_seeds"], 500
     for name, scale in (("unscaled", 1.0), ("scaled", 1 / math.sqrt(50))):
         top, ent = simulate_rows(50, scale, n_sim)
@@ -154,8 +149,7 @@ def test_500_seed_statistics_match_an_independent_simulation(built_site):
 
 
 @pytest.mark.build
-def test_float32_rows_round_to_exactly_one(built_site):
-    v = glued_values(built_site, PAGE)
+def test_float32_rows_round_to_exactly_one(v):
     # d_k = 512 in float32, 100 seeds on the page: the share of rows whose top weight is
     # exactly 1.0, against an independent float32 simulation of 200 seeds (5 combined SE)
     for name, scale in (("unscaled", 1.0), ("scaled", 1 / math.sqrt(512))):
@@ -168,8 +162,7 @@ def test_float32_rows_round_to_exactly_one(built_site):
 
 
 @pytest.mark.build
-def test_seed0_numbers_recomputed(built_site):
-    v = glued_values(built_site, PAGE)
+def test_seed0_numbers_recomputed(v):
     # the page's first matrices: two consecutive 50×50 standard-normal draws of seed 0
     # (dotprod.random_qk), recomputed here with plain NumPy; exact up to rounding
     rng = np.random.default_rng(0)
@@ -205,8 +198,7 @@ def entropy_error_crossing(n: int, rows: int, seed: int) -> float:
 
 
 @pytest.mark.build
-def test_entropy_crossings_and_breakdown_recomputed(built_site):
-    v = glued_values(built_site, PAGE)
+def test_entropy_crossings_and_breakdown_recomputed(v):
     for n, rows in ((50, 2000), (512, 400), (4096, 150)):
         assert v[f"sat_breakdown_sigma_n{n}"] == pytest.approx(
             math.sqrt(2 * math.log(n))
@@ -228,8 +220,7 @@ def test_entropy_crossings_and_breakdown_recomputed(built_site):
 
 
 @pytest.mark.build
-def test_gpt2_initial_logit_scale(built_site):
-    v = glued_values(built_site, PAGE)
+def test_gpt2_initial_logit_scale(v):
     # σ = σ_q·σ_k with σ_q² = σ_k² = d_model·s_W² (inputs 768 and 0.02): exact arithmetic
     assert v["sat_gpt2_init_sigma"] == pytest.approx(768 * 0.02**2, rel=1e-12)
     assert v["sat_gpt2_init_sigma"] < 0.5  # the prose: "well below 1"

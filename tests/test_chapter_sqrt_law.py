@@ -12,7 +12,6 @@ import math
 import numpy as np
 import pytest
 
-from test_build import glued_values
 from test_chapter_dot_products import check_shown_sources, long_code_lines
 
 PAGE = "book/sqrt_law"
@@ -40,8 +39,7 @@ def anisotropic_case(d: int = 64) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.build
-def test_general_variance_formula_holds_and_iid_law_does_not(built_site):
-    v = glued_values(built_site, PAGE)
+def test_general_variance_formula_holds_and_iid_law_does_not(v):
     d, n = v["sqrt_law_aniso_d"], 20_000  # inputs of the page
     lam, mu = anisotropic_case(d)
     # eq-dot-var-general, evaluated here from the eigenvalues (diagonal Σ):
@@ -80,8 +78,7 @@ def slope_se(dims: np.ndarray, n_pairs: int) -> float:
 
 
 @pytest.mark.build
-def test_slopes_and_their_standard_errors(built_site):
-    v = glued_values(built_site, PAGE)
+def test_slopes_and_their_standard_errors(v):
     n_pairs = v["sqrt_law_n_pairs"]  # input
     dims = np.arange(2, 2 + v["sqrt_law_n_dims"])  # input: d = 2…99
     wide = np.unique(np.round(np.geomspace(2, v["sqrt_law_wide_dmax"], 19)).astype(int))
@@ -115,8 +112,7 @@ def test_slopes_and_their_standard_errors(built_site):
 
 
 @pytest.mark.build
-def test_points_inside_the_band_and_kurtosis(built_site):
-    v = glued_values(built_site, PAGE)
+def test_points_inside_the_band_and_kurtosis(v):
     k = v["sqrt_law_n_dims"]
     # each point is inside its ±2 SE band with probability 0.9545 (independent streams):
     # a binomial count; 4 binomial SDs

@@ -8,7 +8,6 @@ from decimal import Decimal, localcontext
 import numpy as np
 import pytest
 
-from test_build import glued_values
 from test_chapter_dot_products import check_shown_sources, long_code_lines
 
 PAGE = "book/stable_softmax"
@@ -81,8 +80,7 @@ def errors_in_eps(
 
 
 @pytest.mark.build
-def test_naive_and_stable_errors(built_site):
-    v = glued_values(built_site, PAGE)
+def test_naive_and_stable_errors(v):
     # ln of the largest finite number, from the formats' definitions (exact arithmetic):
     # (2 − 2^(1−p))·2^emax with p = 53, emax = 1023 (float64) and p = 24, emax = 127
     # (the page takes the log in the format itself: rounding of one ulp, 2^(1−p))
@@ -129,8 +127,7 @@ def test_naive_and_stable_errors(built_site):
 
 
 @pytest.mark.build
-def test_shift_changes_only_the_rounding_of_z(built_site):
-    v = glued_values(built_site, PAGE)
+def test_shift_changes_only_the_rounding_of_z(v):
     z = np.random.default_rng(0).standard_normal(50) * 3  # the page's row (input)
     eps = float(np.finfo(np.float64).eps)
     shifted = z + 100.0
@@ -159,8 +156,7 @@ def online_softmax(z: np.ndarray, block: int) -> np.ndarray:
 
 
 @pytest.mark.build
-def test_block_size_sweep_recomputed(built_site):
-    v = glued_values(built_site, PAGE)
+def test_block_size_sweep_recomputed(v):
     n = v["ss_n_keys"]  # inputs of the page
     sizes = np.unique(np.logspace(0, np.log10(n), 40).round().astype(int))
     assert sizes.size == v["ss_n_block_sizes"]
@@ -250,8 +246,7 @@ def online_attention(z: np.ndarray, values: np.ndarray, block: int) -> np.ndarra
 
 
 @pytest.mark.build
-def test_online_attention_recomputed(built_site):
-    v = glued_values(built_site, PAGE)
+def test_online_attention_recomputed(v):
     rng = np.random.default_rng(2)  # the page's inputs
     logits = (rng.standard_normal((4, 4096)) * 4).astype(np.float32)
     values = rng.standard_normal((4096, 64)).astype(np.float32)

@@ -13,19 +13,9 @@ import math
 import numpy as np
 import pytest
 
-from test_build import glued_values
-
-pytestmark = [
-    pytest.mark.build,
-]
+pytestmark = pytest.mark.build
 PAGE = "book/trained_attention"
-
-
-@pytest.fixture(scope="module")
-def values(built_site):
-    found = glued_values(built_site, PAGE)
-    v = found.with_prefix("tatt_")
-    return v
+PREFIX = "tatt_"
 
 
 def test_initialization_matches_the_derivation(values):

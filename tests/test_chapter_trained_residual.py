@@ -6,19 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from test_build import glued_values
-
-pytestmark = [
-    pytest.mark.build,
-]
+pytestmark = pytest.mark.build
 PAGE = "book/trained_residual"
-
-
-@pytest.fixture(scope="module")
-def values(built_site):
-    found = glued_values(built_site, PAGE)
-    v = found.with_prefix("tres_")
-    return v
+PREFIX = "tres_"
 
 
 def test_stream_growth_breaks_the_sqrt_l_assumptions(values):

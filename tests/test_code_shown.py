@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import importlib
-import importlib.util
 import inspect
 import json
 import re
@@ -26,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from browser_support import ROOT, notebook_docnames
+from conftest import load_extension
 from test_build import built_without_data
 
 CHAPTERS = notebook_docnames()
@@ -202,15 +202,6 @@ def _listing_id(param) -> str:
 ALL = _all_listings()
 
 
-def _load_notebooks_module():
-    spec = importlib.util.spec_from_file_location(
-        "numscale_notebooks", ROOT / "_ext" / "numscale_notebooks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _page_blocks(built_site: Path, docname: str) -> list[str]:
     """Normalized text of every highlighted block of the page outside notebook cells."""
     page = (built_site / f"{docname}.html").read_text(encoding="utf-8")
@@ -241,7 +232,7 @@ def test_sphinx_cuts_exactly_the_objects_source(item):
         pytest.skip(
             f"{docname}: {listing['pyobject']} is shown in part ({sorted(PARTIAL & set(listing['options']))})"
         )
-    notebooks = _load_notebooks_module()
+    notebooks = load_extension("numscale_notebooks")
     options = {
         k: v
         for k, v in listing["options"].items()

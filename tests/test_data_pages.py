@@ -9,9 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import REFERENCE, ROOT
+from conftest import REFERENCE, ROOT, page_data
 
 sys.path.insert(0, str(ROOT / "_ext"))
 import numscale_data  # noqa: E402
@@ -19,11 +18,6 @@ import numscale_data  # noqa: E402
 from numscale.models import gpt2, gpt2_model, registry, sources  # noqa: E402
 
 CODE_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```", re.S | re.M)
-
-
-def page_table() -> dict[str, str]:
-    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
-    return config["sphinx"]["config"]["numscale_page_data"]
 
 
 @pytest.fixture
@@ -40,7 +34,7 @@ def no_gpt2(monkeypatch, tmp_path):
 def test_every_page_reading_large_gpt2_tensors_is_listed():
     """A page whose code calls gpt2.load_tensors needs tensors beyond the embedded data:
     it must be in numscale_page_data, or it would fail (or worse) without them."""
-    table = page_table()
+    table = page_data()
     readers = set()
     for page in sorted((ROOT / "book").glob("*.md")):
         code = "\n".join(CODE_CELL.findall(page.read_text(encoding="utf-8")))
@@ -51,12 +45,10 @@ def test_every_page_reading_large_gpt2_tensors_is_listed():
     assert set(table.values()) <= set(numscale_data.REQUIREMENTS)
 
 
-@pytest.mark.parametrize("docname", sorted(page_table()))
+@pytest.mark.parametrize("docname", sorted(page_data()))
 def test_replacement_has_no_numbers_and_says_what_is_needed(docname):
     text = (ROOT / f"{docname}.md").read_text(encoding="utf-8")
-    short = numscale_data.replacement(
-        text, page_table()[docname], "no source was given"
-    )
+    short = numscale_data.replacement(text, page_data()[docname], "no source was given")
     assert (
         "{code-cell}" not in short and "{glue" not in short
     )  # nothing computed, no number
@@ -180,7 +172,7 @@ def test_a_build_without_shared_data_has_the_same_numbers(built_site, tmp_path):
     result = build_book(tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     bare = tmp_path / "_build" / "html"
-    table = page_table()
+    table = page_data()
     for docname in table:
         log = result.stdout + result.stderr  # Sphinx's log lines may go to either
         assert f"[numscale] {docname}: built without its data" in log
@@ -222,7 +214,7 @@ def test_pages_without_data_are_only_the_listed_ones(built_site):
         if f"file: book/{p.stem}" in toc
     ]
     without = {page for page in pages if built_without_data(built_site, page)}
-    assert without <= set(page_table())
+    assert without <= set(page_data())
     if os.environ.get("NUMSCALE_GPT2") and not os.environ.get("NUMSCALE_TEST_SITE"):
         assert not without, (
             f"built without data although NUMSCALE_GPT2 is set: {without}"

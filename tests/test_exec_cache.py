@@ -62,22 +62,20 @@ def _page(name: str, code: str, prose: str = "Some prose.") -> str:
     return f"{HEADER}\n# Page {name}\n\n{prose}\n\n```{{code-cell}} ipython3\n{code}\n```\n"
 
 
-@pytest.fixture(scope="module")
-def toy_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    book = tmp_path_factory.mktemp("toybook")
-    (book / "src" / "toypkg").mkdir(parents=True)
-    for name, text in MODULES.items():
-        (book / "src" / "toypkg" / name).write_text(text)
-    for name, code in PAGES.items():
-        (book / f"{name}.md").write_text(_page(name, code))
-    (book / "intro.md").write_text("# Toy book\n\nNo code here, but maths: $x^2$.\n")
-    chapters = "\n".join(f"  - file: {name}" for name in PAGES)
-    (book / "_toc.yml").write_text(
-        f"format: jb-book\nroot: intro\nchapters:\n{chapters}\n"
-    )
-    (book / "_config.yml").write_text(
-        textwrap.dedent(f"""\
-        title: Toy
+def _write_toc_and_config(
+    book: Path,
+    title: str,
+    chapters: list[str],
+    mathjax_dir: str | Path,
+    extra_config: str = "",
+) -> None:
+    """The toy book's _toc.yml (intro, then ``chapters``) and _config.yml: executed
+    with the cache, built with numscale_build for the package ``toypkg`` in ``src``;
+    ``extra_config`` is one more line of its Sphinx config."""
+    toc = "".join(f"  - file: {name}\n" for name in chapters)
+    (book / "_toc.yml").write_text(f"format: jb-book\nroot: intro\nchapters:\n{toc}")
+    config = textwrap.dedent(f"""\
+        title: {title}
         only_build_toc_files: true
         exclude_patterns: [".*", "**/.*", "_build"]
         execute:
@@ -89,9 +87,25 @@ def toy_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
           config:
             numscale_src_dir: src
             numscale_package: toypkg
-            numscale_mathjax_dir: {ROOT / "node_modules" / "mathjax" / "es5"}
+            numscale_mathjax_dir: {mathjax_dir}
             mathjax_path: mathjax/tex-chtml.js
         """)
+    if extra_config:
+        config += f"    {extra_config}\n"
+    (book / "_config.yml").write_text(config)
+
+
+@pytest.fixture(scope="module")
+def toy_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    book = tmp_path_factory.mktemp("toybook")
+    (book / "src" / "toypkg").mkdir(parents=True)
+    for name, text in MODULES.items():
+        (book / "src" / "toypkg" / name).write_text(text)
+    for name, code in PAGES.items():
+        (book / f"{name}.md").write_text(_page(name, code))
+    (book / "intro.md").write_text("# Toy book\n\nNo code here, but maths: $x^2$.\n")
+    _write_toc_and_config(
+        book, "Toy", list(PAGES), ROOT / "node_modules" / "mathjax" / "es5"
     )
     return book
 
@@ -212,27 +226,12 @@ def small_book(tmp_path: Path) -> Path:
     (book / "second.md").write_text(
         _page("second", second, prose="Line one.\n\nLine two.")
     )
-    (book / "_toc.yml").write_text(
-        "format: jb-book\nroot: intro\nchapters:\n  - file: first\n  - file: second\n"
-    )
-    (book / "_config.yml").write_text(
-        textwrap.dedent(f"""\
-        title: Small
-        only_build_toc_files: true
-        exclude_patterns: [".*", "**/.*", "_build"]
-        execute:
-          execute_notebooks: cache
-          raise_on_error: true
-        sphinx:
-          local_extensions:
-            numscale_build: {ROOT / "_ext"}
-          config:
-            numscale_src_dir: src
-            numscale_package: toypkg
-            numscale_mathjax_dir: node_modules/mathjax/es5
-            mathjax_path: mathjax/tex-chtml.js
-            html_last_updated_fmt: "%Y-%m-%d"
-        """)
+    _write_toc_and_config(
+        book,
+        "Small",
+        ["first", "second"],
+        "node_modules/mathjax/es5",
+        extra_config='html_last_updated_fmt: "%Y-%m-%d"',
     )
     return book
 

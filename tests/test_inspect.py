@@ -374,8 +374,9 @@ def test_residual_reduction_equals_activation_stats():
 # ------------------------------------------------------------------ refusals
 
 
-def test_unsupported_family_is_refused_in_one_line():
-    config = transformers.AutoConfig.for_model(
+def bert_config():
+    """A tiny BERT's config: a family numscale.inspect does not support (no causal LM)."""
+    return transformers.AutoConfig.for_model(
         "bert",
         hidden_size=32,
         num_hidden_layers=1,
@@ -383,6 +384,10 @@ def test_unsupported_family_is_refused_in_one_line():
         intermediate_size=32,
         vocab_size=50,
     )
+
+
+def test_unsupported_family_is_refused_in_one_line():
+    config = bert_config()
     with pytest.raises(
         recording.UnsupportedModel, match="'bert' is not supported"
     ) as e:

@@ -15,6 +15,8 @@ import pytest
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
+from test_inspect import bert_config, tiny_model  # noqa: E402
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
 #: "within seconds": importing torch and transformers dominates (a few seconds on an
 #: idle machine); the bound leaves room for a loaded one.
@@ -36,21 +38,9 @@ def run(*args: str | Path, cwd: Path) -> tuple[subprocess.CompletedProcess, floa
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory) -> Path:
-    config = transformers.AutoConfig.for_model(
-        "llama",
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=48,
-        vocab_size=97,
-        max_position_embeddings=64,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = transformers.AutoModelForCausalLM.from_config(config)
+    """A save_pretrained folder of test_inspect's tiny random Llama (seeded)."""
     folder = tmp_path_factory.mktemp("tiny") / "llama"
-    model.save_pretrained(folder)
+    tiny_model("llama").save_pretrained(folder)
     return folder
 
 
@@ -114,15 +104,7 @@ def test_folder_without_a_model(tmp_path):
 
 
 def test_non_causal_model(tmp_path):
-    config = transformers.AutoConfig.for_model(
-        "bert",
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=32,
-        vocab_size=50,
-    )
-    config.save_pretrained(tmp_path / "bert")  # no weights: refused before
+    bert_config().save_pretrained(tmp_path / "bert")  # no weights: refused before
     _refused(*run(tmp_path / "bert", cwd=tmp_path), "'bert' is not supported")
 
 

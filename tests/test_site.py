@@ -50,6 +50,7 @@ from browser_support import (
     visit,
     visit_mode,
 )
+from conftest import load_extension
 
 PAGES = [f"{name}.html" for name in toc_docnames()] + ["search.html"]
 CHAPTERS = notebook_docnames()
@@ -293,17 +294,6 @@ ONLY_ON = {
 }
 
 
-def _notebooks_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "numscale_notebooks", ROOT / "_ext" / "numscale_notebooks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _settle_layout(page) -> None:
     """Two animation frames: the layout after a viewport change is final."""
     page.evaluate(
@@ -314,7 +304,7 @@ def _settle_layout(page) -> None:
 def check_notebook_buttons(page, site_url, built_site, docname):
     """The chapter's download menu offers its notebook (the conversion of its page, as
     the site serves it) and the launch buttons open that notebook in Colab and Binder."""
-    notebooks = _notebooks_module()
+    notebooks = load_extension("numscale_notebooks")
     repo, branch = repository_url(), repository_branch()
     org, name = repo.split("github.com/")[1].split("/")[:2]
     relpath = f"_notebooks/{docname}.ipynb"
@@ -677,7 +667,7 @@ def test_binder_generates_the_same_notebooks(built_site, tmp_path):
         assert re.search(rf"^{package}\b", requirements, re.M | re.I), (
             f"binder/requirements.txt lacks {package}"
         )
-    notebooks = _notebooks_module()
+    notebooks = load_extension("numscale_notebooks")
     sources = [next(ROOT.glob(f"{name}.*")) for name in CHAPTERS]
     assert (
         notebooks.main(

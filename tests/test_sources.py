@@ -3,7 +3,6 @@ is described, and the hub look-up's fast failure."""
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -113,15 +112,6 @@ def test_plural_and_wrap():
     wrapped = sources.wrap(text, width=40)
     assert max(map(len, wrapped.splitlines())) <= 40
     assert wrapped.split() == text.split()
-
-
-@pytest.fixture
-def silent_server():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    server.close()
 
 
 def test_fetch_hub_files_fails_fast_and_remembers(monkeypatch, tmp_path, silent_server):
