@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from llama_fixtures import B, H, L, T, causal, random_logits, target_mask
-from numscale import attention_rows
+from numscale import attention_rows, plotting
 
 
 def test_uniform_attention_has_entropy_ln_t_plus_1():
@@ -201,9 +201,9 @@ def test_plot_head_grid_draws_every_value():
 
     fig, ax = plt.subplots()
     values = np.arange(6, dtype=float).reshape(2, 3)
-    attention_rows.plot_head_grid(ax, values, fmt="{:.0f}")
+    plotting.plot_head_grid(ax, values, fmt="{:.0f}")
     assert sorted(t.get_text() for t in ax.texts) == ["0", "1", "2", "3", "4", "5"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3"]
     plt.close(fig)
     with pytest.raises(ValueError, match="values"):
-        attention_rows.plot_head_grid(ax, values[0])
+        plotting.plot_head_grid(ax, values[0])

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from numscale import fp
-from numscale.checks import as_float_array, as_float_tensor, finite_float
+from numscale.checks import as_float_tensor, finite_float
 from numscale.models.next_token import real_tokens
 
 # --------------------------------------------------------------------------- validation
@@ -288,46 +288,3 @@ def attention_weight_underflow(rows: RowStats) -> dict[str, float]:
         "below_normal": float((w * rows.n_subnormal16).sum() / keys),
         "to_zero": float((w * rows.n_zero16).sum() / keys),
     }
-
-
-# --------------------------------------------------------------------------- plot
-
-
-def plot_head_grid(
-    ax,
-    values: np.ndarray,
-    *,
-    cmap: str = "viridis",
-    fmt: str = "{:.1f}",
-    norm=None,
-    label: str = "",
-):
-    """Draw an (L, H) array as a grid of coloured cells with each value written in it.
-
-    Rows are layers, columns heads, both numbered from 1 (layer 1 at the top); returns
-    the image for a colour bar.
-    """
-    values = as_float_array(values, "values", ndim=2)
-    image = ax.imshow(values, cmap=cmap, norm=norm, aspect="auto")
-    n_layers, n_heads = values.shape
-    for i in range(n_layers):
-        for j in range(n_heads):
-            level = image.norm(values[i, j])
-            colour = "white" if level < 0.55 else "black"
-            ax.text(
-                j,
-                i,
-                fmt.format(values[i, j]),
-                ha="center",
-                va="center",
-                fontsize=8,
-                color=colour,
-            )
-    ax.set_xticks(range(n_heads), [str(h + 1) for h in range(n_heads)])
-    ax.set_yticks(range(n_layers), [str(layer + 1) for layer in range(n_layers)])
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer")
-    ax.grid(False)
-    if label:
-        ax.set_title(label)
-    return image

@@ -113,3 +113,43 @@ def strip_plot(
             label=label,
         )
     ax.set_xticks(range(len(labels)), labels)
+
+
+def plot_head_grid(
+    ax,
+    values: np.ndarray,
+    *,
+    cmap: str = "viridis",
+    fmt: str = "{:.1f}",
+    norm=None,
+    label: str = "",
+):
+    """Draw an (L, H) array as a grid of coloured cells with each value written in it.
+
+    Rows are layers, columns heads, both numbered from 1 (layer 1 at the top); returns
+    the image for a colour bar.
+    """
+    values = as_float_array(values, "values", ndim=2)
+    image = ax.imshow(values, cmap=cmap, norm=norm, aspect="auto")
+    n_layers, n_heads = values.shape
+    for i in range(n_layers):
+        for j in range(n_heads):
+            level = image.norm(values[i, j])
+            colour = "white" if level < 0.55 else "black"
+            ax.text(
+                j,
+                i,
+                fmt.format(values[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color=colour,
+            )
+    ax.set_xticks(range(n_heads), [str(h + 1) for h in range(n_heads)])
+    ax.set_yticks(range(n_layers), [str(layer + 1) for layer in range(n_layers)])
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.grid(False)
+    if label:
+        ax.set_title(label)
+    return image
