@@ -15,6 +15,25 @@ from typing import Any
 import numpy as np
 
 
+def _check_shape(
+    shape: tuple[int, ...],
+    name: str,
+    ndim: int | tuple[int, ...] | None,
+    allow_empty: bool,
+) -> None:
+    """Raise ``ValueError`` naming ``name`` for a number of dimensions outside ``ndim``
+    (an int or a tuple of allowed ints; None: any) or, unless allowed, no entries."""
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if len(shape) not in allowed:
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), "
+                f"got shape {shape}"
+            )
+    if 0 in shape and not allow_empty:
+        raise ValueError(f"{name} must not be empty, got shape {shape}")
+
+
 def as_float_array(
     value: Any,
     name: str,
@@ -48,15 +67,7 @@ def as_float_array(
         raise TypeError(
             f"{name} must hold floating-point numbers, got dtype {array.dtype}"
         )
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if array.ndim not in allowed:
-            raise ValueError(
-                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), "
-                f"got shape {array.shape}"
-            )
-    if array.size == 0 and not allow_empty:
-        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    _check_shape(tuple(array.shape), name, ndim, allow_empty)
     if not allow_nonfinite and array.size and not np.all(np.isfinite(array)):
         raise ValueError(f"{name} must be finite (it holds NaN or inf)")
     return array
@@ -87,15 +98,7 @@ def as_float_tensor(
         raise TypeError(
             f"{name} must hold floating-point numbers, got dtype {value.dtype}"
         )
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if value.ndim not in allowed:
-            raise ValueError(
-                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), "
-                f"got shape {tuple(value.shape)}"
-            )
-    if value.numel() == 0 and not allow_empty:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    _check_shape(tuple(value.shape), name, ndim, allow_empty)
     if (
         not allow_nonfinite
         and value.numel()
