@@ -20,15 +20,13 @@ import numpy as np
 
 from numscale.checks import rng_from
 from numscale.models import sources
-from numscale.models.gpt2 import (
+from numscale.models.gpt2_files import _index, _read, _resolve
+from numscale.models.gpt2_names import (
     N_EMBD,
     N_LAYER,
     GPT2Unavailable,
     LayerNormParameters,
     ModelIncomplete,
-    _index,
-    _read,
-    _resolve,
     canonical_name,
     gpt2_shape,
     layernorm_module_names,
