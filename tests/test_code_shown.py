@@ -116,7 +116,7 @@ RUN_BY: dict[str, str] = {
     "numscale.attention.layernorm_qk_logits": "numscale.attention.attention_logits",
     "numscale.gpt2_qk._logit_moments_core": "numscale.gpt2_qk.logit_moments",
     "numscale.gpt2_qk._bias_zeroing_core": "numscale.gpt2_qk.bias_zeroing_change",
-    "numscale.optim.adam_update": "numscale.gpt2_qk.train_key_bias_toy",
+    "numscale.optim.adam_update": "numscale.key_bias_toy.train_key_bias_toy",
     "numscale.llama_runs.sweep_losses": "numscale.llama_runs.scale_sweep",
     "numscale.quant.absmax_quantize_blocks": "numscale.quant.absmax_quantize",
     "numscale.quant._fp8_round": "numscale.quant.fp8_cast",

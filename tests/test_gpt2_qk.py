@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from numscale import gpt2_qk
+from numscale import gpt2_qk, key_bias_toy
 from numscale.models import gpt2_model
 
 U32 = gpt2_qk.FLOAT32_UNIT_ROUNDOFF
@@ -255,9 +255,9 @@ def test_probe_inputs_are_seeded_and_shifted():
 
 
 def test_toy_run_key_bias_gradient_is_rounding_and_adam_moves_it():
-    run = gpt2_qk.train_key_bias_toy(steps=40, seed=1)
-    run64 = gpt2_qk.train_key_bias_toy(steps=10, seed=1, dtype="float64")
-    assert run.labels == tuple(gpt2_qk.TOY_OPTIMIZERS)
+    run = key_bias_toy.train_key_bias_toy(steps=40, seed=1)
+    run64 = key_bias_toy.train_key_bias_toy(steps=10, seed=1, dtype="float64")
+    assert run.labels == tuple(key_bias_toy.TOY_OPTIMIZERS)
     assert run.loss.shape == (3, 40)
     ratio32 = np.median(run.grad_rms_key_bias / run.grad_rms_query_bias)
     ratio64 = np.median(run64.grad_rms_key_bias / run64.grad_rms_query_bias)
@@ -276,12 +276,14 @@ def test_toy_run_key_bias_gradient_is_rounding_and_adam_moves_it():
 
 
 def test_toy_run_is_deterministic_and_checks_input():
-    a = gpt2_qk.train_key_bias_toy(steps=5, seed=3)
-    b = gpt2_qk.train_key_bias_toy(steps=5, seed=3)
+    a = key_bias_toy.train_key_bias_toy(steps=5, seed=3)
+    b = key_bias_toy.train_key_bias_toy(steps=5, seed=3)
     np.testing.assert_array_equal(a.drift_key_bias, b.drift_key_bias)
     with pytest.raises(ValueError, match="optimizers"):
-        gpt2_qk.train_key_bias_toy(steps=2, optimizers={"x": ("rmsprop", 0.1, 0.0)})
+        key_bias_toy.train_key_bias_toy(
+            steps=2, optimizers={"x": ("rmsprop", 0.1, 0.0)}
+        )
     with pytest.raises(ValueError, match="steps"):
-        gpt2_qk.train_key_bias_toy(steps=0)
+        key_bias_toy.train_key_bias_toy(steps=0)
     with pytest.raises(ValueError, match="dtype"):
-        gpt2_qk.train_key_bias_toy(steps=2, dtype="float16")
+        key_bias_toy.train_key_bias_toy(steps=2, dtype="float16")
