@@ -279,6 +279,31 @@ _QUALNAME = "(lambda e: type(e).__module__ + '.' + type(e).__qualname__)(__impor
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def merge_streams(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive stream outputs of one name (stdout, stderr) joined into one, exactly.
+
+    How a cell's printed text is cut into stream messages depends on when the kernel
+    flushes (``print`` writes its text and its newline separately), that is on timing;
+    myst-nb's ``merge_streams`` strips each piece before joining, so a cut just before a
+    newline renders as an extra blank line in one build and not in another. Joining the
+    pieces as they are, before myst-nb sees them, leaves one piece per run of output and
+    the page the same in every build. Other outputs are returned as they are.
+    """
+    merged: list[dict[str, Any]] = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (
+            output.get("output_type") == "stream"
+            and previous is not None
+            and previous.get("output_type") == "stream"
+            and previous.get("name") == output.get("name")
+        ):
+            previous["text"] = previous["text"] + output["text"]
+        else:
+            merged.append(output)
+    return merged
+
+
 def _execute(nb_json: str, cwd: str, timeout: int, pythonpath: str) -> dict[str, Any]:
     """Run one notebook in a fresh kernel (in a worker process).
 
@@ -357,6 +382,9 @@ def _execute(nb_json: str, cwd: str, timeout: int, pythonpath: str) -> dict[str,
             )
             failure["traceback"] = _ANSI.sub("", traceback.format_exc())
         seconds = time.perf_counter() - start
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = merge_streams(cell.outputs)
     return {
         "notebook": nbformat.writes(notebook),
         "seconds": seconds,

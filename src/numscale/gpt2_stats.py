@@ -247,7 +247,8 @@ def layernorm_tensors(
 ) -> dict[str, np.ndarray]:
     """The LayerNorm rows as state-dict tensors: ``{"h.0.ln_1.weight": gains[0], ...}``.
 
-    ``names``: module names (``h.0.ln_1`` …, as in :class:`numscale.models.gpt2.LayerNormParameters`);
+    ``names``: module names (``h.0.ln_1`` …, as in
+    :class:`numscale.models.gpt2_names.LayerNormParameters`);
     ``gains``, ``biases``: (L, d). Rows keep their dtype, so checksums of the released model
     (``gpt2.model_label``) can be compared with them.
     """

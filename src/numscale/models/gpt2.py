@@ -190,7 +190,7 @@ def layernorm_parameters(
     For GPT-2 small: ``gains`` and ``biases`` of shape (25, 768). The number of blocks is
     read from the source; every LayerNorm of those blocks must be there. By default (no
     ``source``, no ``NUMSCALE_GPT2``) the parameters built into the package
-    (:data:`EMBEDDED_SOURCE`), checked against their sha256.
+    (:data:`~numscale.models.gpt2_names.EMBEDDED_SOURCE`), checked against their sha256.
     """
     resolved = _resolve(source, default=EMBEDDED_SOURCE)
     index = _index(resolved)

@@ -19,7 +19,8 @@ ENV_VAR = "NUMSCALE_GPT2"
 #: Source used when neither ``source`` nor ``NUMSCALE_GPT2`` is given.
 DEFAULT_SOURCE = registry.GPT2_HUB_ID
 #: The source of the embedded LayerNorm parameters (the default of
-#: :func:`layernorm_parameters`; ``NUMSCALE_GPT2=embedded`` names it for every loader).
+#: :func:`numscale.models.gpt2.layernorm_parameters`; ``NUMSCALE_GPT2=embedded`` names
+#: it for every loader).
 EMBEDDED_SOURCE = "embedded"
 #: GPT-2 small's depth and width.
 N_LAYER = 12
