@@ -32,14 +32,8 @@ def decoder(model_type: str, **overrides) -> transformers.PretrainedConfig:
     """A tiny config of a decoder-only family in the transformers names the Llama-like
     families share (hidden 32, 2 layers, 4 heads, MLP 48, vocabulary 97, 64 positions),
     with the family's own ``overrides``."""
-    sizes = dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=48,
-        vocab_size=97,
-        max_position_embeddings=64,
-    )
+    sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
+    sizes |= dict(intermediate_size=48, vocab_size=97, max_position_embeddings=64)
     return transformers.AutoConfig.for_model(model_type, **(sizes | overrides))
 
 
