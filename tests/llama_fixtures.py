@@ -1,10 +1,13 @@
-"""Shared inputs of the Llama-statistics tests: target masks, causal attention tensors
-and a tiny random Llama model (llama.init_weights(TINY_CONFIG, seed))."""
+"""Shared inputs of the Llama-statistics tests: target masks, causal attention tensors,
+a tiny random Llama model (llama.init_weights(TINY_CONFIG, seed)) and random token
+batches for it; and the shared check that a function of tokens refuses bad ones."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from numscale import llama_runs
 from numscale.models import llama
 
 #: layers, batch, heads and positions of the synthetic attention tensors
@@ -47,3 +50,25 @@ def tiny_model(seed: int = 0) -> tuple[llama.LlamaModel, torch.Tensor, torch.Ten
         mask | (torch.arange(Tm) == 0), tokens, torch.zeros_like(tokens)
     )
     return llama.LlamaModel(weights), tokens, mask
+
+
+def tiny_random_batch(
+    n_sequences: int, length: int = 16
+) -> tuple[llama.LlamaWeights, torch.Tensor, torch.Tensor]:
+    """The TINY_CONFIG weights at initialization (seed 0) and ``n_sequences`` random
+    token sequences of ``length`` (llama_runs.random_token_batch, seed 1): tokens and
+    their target mask, both (n_sequences, length)."""
+    weights = llama.init_weights(llama.TINY_CONFIG, seed=0)
+    tokens, mask = llama_runs.random_token_batch(
+        weights.config, n_sequences, length, seed=1
+    )
+    return weights, tokens, mask
+
+
+def check_refuses_bad_tokens(function, model, tokens, mask) -> None:
+    """``function(model, tokens, mask)`` refuses float tokens (TypeError) and tokens
+    whose shape differs from the mask's (ValueError), naming ``tokens``."""
+    with pytest.raises(TypeError, match="tokens"):
+        function(model, tokens.float(), mask)
+    with pytest.raises(ValueError, match="tokens"):
+        function(model, tokens[:, :-1], mask)

@@ -1,10 +1,11 @@
 """Chapter checks for book/dot_products.md, and source checks shared by the chapters of
 issue 9/13 that show helper code (imported by the other tests/test_chapter_*.py files).
 
-Here: every code line of the page fits the book's 88-character code column, and every
-number the page's prose quotes is checked against theory (the variance law, the Wishart
-moments of QKᵀ, the sampling error of a standard deviation) or exact arithmetic; the
-tolerances of tests/test_build.py (EXPECTED) remain as a second check.
+Here: every number the page's prose quotes is checked against theory (the variance law,
+the Wishart moments of QKᵀ, the sampling error of a standard deviation) or exact
+arithmetic; the tolerances of tests/test_build.py (EXPECTED) remain as a second check.
+That every code line of every page fits the 88-character code column is checked by
+tests/test_code_style.py (test_code_cell_lines_fit_the_column).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import math
 import re
 from pathlib import Path
 
-import jupytext
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,18 +23,6 @@ CODE_COLUMN = 88  # characters: the book's code column (CONTRIBUTING / issue 13)
 LITERALINCLUDE = re.compile(
     r"```\{literalinclude\}\s+\.\./src/(?P<path>[\w/]+)\.py\s*\n:pyobject:\s*(?P<name>\w+)"
 )
-
-
-def long_code_lines(page: str) -> list[str]:
-    """Lines of the page's code cells longer than the code column."""
-    notebook = jupytext.read(ROOT / f"{page}.md")
-    return [
-        line
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for line in cell.source.splitlines()
-        if len(line) > CODE_COLUMN
-    ]
 
 
 def shown_functions(page: str) -> list[tuple[str, str]]:
@@ -58,10 +46,6 @@ def check_shown_sources(page: str, expected: set[tuple[str, str]]) -> None:
         assert not too_long, (
             f"{module_name}.{name} has lines over {CODE_COLUMN}: {too_long}"
         )
-
-
-def test_code_lines_fit_the_column():
-    assert long_code_lines("book/dot_products") == []
 
 
 # ----------------------------------------------------------------- the page's glued values

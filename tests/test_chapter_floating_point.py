@@ -6,13 +6,10 @@ import math
 
 import pytest
 
-from test_chapter_dot_products import check_shown_sources, long_code_lines
+from references import FORMAT_LAYOUTS
+from test_chapter_dot_products import check_shown_sources
 
 PAGE = "book/floating_point"
-
-
-def test_code_lines_fit_the_column():
-    assert long_code_lines(PAGE) == []
 
 
 def test_shows_the_bisection():
@@ -70,18 +67,9 @@ def test_one_gap_matches_the_rounding_argument(v):
 # not from torch.finfo: eps = 2^-M, smallest normal 2^(1 - bias), smallest subnormal
 # 2^(1 - bias - M), largest (2 - 2^-M)·2^bias; E4M3FN has no infinity and only one NaN
 # pattern, so its top binade reaches exponent bias + 1 with mantissa up to 6/8: 1.75·2^8.
-LAYOUT = {
-    "float64": (11, 52),
-    "float32": (8, 23),
-    "float16": (5, 10),
-    "bfloat16": (8, 7),
-    "float8_e5m2": (5, 2),
-    "float8_e4m3fn": (4, 3),
-}
-
-
+# E and M: references.FORMAT_LAYOUTS.
 def layout(name: str) -> dict[str, float]:
-    e_bits, m_bits = LAYOUT[name]
+    e_bits, m_bits = FORMAT_LAYOUTS[name]
     bias = 2 ** (e_bits - 1) - 1
     largest = (
         1.75 * 2.0**8 if name == "float8_e4m3fn" else (2 - 2.0**-m_bits) * 2.0**bias
@@ -97,7 +85,7 @@ def layout(name: str) -> dict[str, float]:
 
 def spacing(x: float, name: str) -> float:
     """Gap between consecutive numbers of the format near the normal number x > 0."""
-    return 2.0 ** (math.floor(math.log2(x)) - LAYOUT[name][1])
+    return 2.0 ** (math.floor(math.log2(x)) - FORMAT_LAYOUTS[name][1])
 
 
 def chi2_difference_tail(s: float, d: int) -> float:
@@ -229,7 +217,7 @@ def fp8_grid(name: str):
     """All finite non-negative values of an fp8 format, from its bit layout (numpy)."""
     import numpy as np
 
-    e_bits, m_bits = LAYOUT[name]
+    e_bits, m_bits = FORMAT_LAYOUTS[name]
     bias = 2 ** (e_bits - 1) - 1
     values = [
         m / 2**m_bits * 2.0 ** (1 - bias) for m in range(2**m_bits)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import REFERENCE, needs_gpt2_reference
+from references import adam_step_
 
 pytestmark = pytest.mark.build
 PAGE = "book/gpt2_qk"
@@ -324,14 +325,7 @@ def test_toy_run_loss_and_query_bias_recomputed(values):
         grads = torch.autograd.grad(loss, params)
         losses.append(float(loss.detach()))
         with torch.no_grad():
-            for p, g, a, b in zip(params, grads, m1, m2):
-                a.mul_(0.9).add_(0.1 * g)
-                b.mul_(0.999).add_(0.001 * g * g)
-                p -= (
-                    1e-2
-                    * (a / (1 - 0.9**step))
-                    / ((b / (1 - 0.999**step)).sqrt() + 1e-8)
-                )
+            adam_step_(params, grads, m1, m2, step, lr=1e-2, beta2=0.999)
     assert values["toy_loss_start"] == pytest.approx(losses[0], rel=1e-5)
     assert values["toy_loss_adam"] == pytest.approx(losses[-1], rel=1e-3)
     b_q_rms = float(params[3].detach().pow(2).mean().sqrt())

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import check_runs_on_embedded_data
+from references import adam_step_
 
 pytestmark = pytest.mark.build
 PAGE = "book/output_logits"
@@ -197,14 +198,7 @@ def test_z_loss_fine_tune_recomputed(v):
             loss = ce + coefficient * (log_z**2).mean()
             grads = torch.autograd.grad(loss, params)
             with torch.no_grad():
-                for p, g, a, b in zip(params, grads, m1, m2):
-                    a.mul_(0.9).add_(0.1 * g)
-                    b.mul_(0.99).add_(0.01 * g * g)
-                    p -= (
-                        1e-3
-                        * (a / (1 - 0.9**step))
-                        / ((b / (1 - 0.99**step)).sqrt() + 1e-8)
-                    )
+                adam_step_(params, grads, m1, m2, step, lr=1e-3, beta2=0.99)
         loss_after, log_z_after = heldout(model)
         assert v[f"ft_loss_{name}"] == pytest.approx(loss_after, rel=1e-3), name
         assert v[f"ft_log_z_{name}"] == pytest.approx(log_z_after, rel=1e-3), name

@@ -12,13 +12,9 @@ import math
 import numpy as np
 import pytest
 
-from test_chapter_dot_products import check_shown_sources, long_code_lines
+from test_chapter_dot_products import check_shown_sources
 
 PAGE = "book/sqrt_law"
-
-
-def test_code_lines_fit_the_column():
-    assert long_code_lines(PAGE) == []
 
 
 def test_shows_the_slope_standard_error():

@@ -8,13 +8,9 @@ from decimal import Decimal, localcontext
 import numpy as np
 import pytest
 
-from test_chapter_dot_products import check_shown_sources, long_code_lines
+from test_chapter_dot_products import check_shown_sources
 
 PAGE = "book/stable_softmax"
-
-
-def test_code_lines_fit_the_column():
-    assert long_code_lines(PAGE) == []
 
 
 def test_shows_the_algorithms_it_teaches():

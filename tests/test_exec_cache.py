@@ -134,6 +134,22 @@ def _edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
+def _edit_and_build(
+    book: Path,
+    path: Path,
+    old: str,
+    new: str,
+    executed: set[str],
+    shown: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """Replace ``old`` by ``new`` in ``path``, rebuild ``book``: exactly the pages
+    ``executed`` run, and each (page, text) of ``shown`` is in that page's HTML."""
+    _edit(path, old, new)
+    assert _build(book) == executed
+    for page, text in shown:
+        assert text in _html(book, page)
+
+
 def test_invalidation_sequence(toy_book: Path) -> None:
     src = toy_book / "src" / "toypkg"
     # A cold build executes every page with code, and nothing else.
@@ -142,36 +158,64 @@ def test_invalidation_sequence(toy_book: Path) -> None:
     assert _build(toy_book) == set()
 
     # Editing a module re-executes the pages importing it directly or through other modules
-    # (derived imports base; relative imports derived with a relative import) and no others.
-    _edit(src / "base.py", "VALUE = 1", "VALUE = 2")
-    assert _build(toy_book) == {"uses_base", "uses_derived", "uses_relative"}
-    # ... and their outputs are fresh, not the cached ones.
-    assert "uses_derived 20" in _html(toy_book, "uses_derived")
-    assert "uses_relative 21" in _html(toy_book, "uses_relative")
-
-    _edit(src / "other.py", "VALUE = 7", "VALUE = 8")
-    assert _build(toy_book) == {"uses_other"}
-    assert "uses_other 8" in _html(toy_book, "uses_other")
+    # (derived imports base; relative imports derived with a relative import) and no others,
+    # and their outputs are fresh, not the cached ones.
+    importers_of_base = {"uses_base", "uses_derived", "uses_relative"}
+    _edit_and_build(
+        toy_book,
+        src / "base.py",
+        "VALUE = 1",
+        "VALUE = 2",
+        importers_of_base,
+        (("uses_derived", "uses_derived 20"), ("uses_relative", "uses_relative 21")),
+    )
+    _edit_and_build(
+        toy_book,
+        src / "other.py",
+        "VALUE = 7",
+        "VALUE = 8",
+        {"uses_other"},
+        (("uses_other", "uses_other 8"),),
+    )
 
     # Comments and blank lines are not code: editing them in an imported module (even in
     # base, imported by three pages) re-executes nothing ...
-    _edit(src / "base.py", "VALUE = 2", "# The base value.\n\nVALUE = 2  # doubled\n")
-    assert _build(toy_book) == set()
+    _edit_and_build(
+        toy_book,
+        src / "base.py",
+        "VALUE = 2",
+        "# The base value.\n\nVALUE = 2  # doubled\n",
+        set(),
+    )
     # ... while a change of behaviour still re-executes every importer.
-    _edit(src / "base.py", "VALUE = 2  # doubled", "VALUE = 3  # tripled")
-    assert _build(toy_book) == {"uses_base", "uses_derived", "uses_relative"}
-    assert "uses_relative 31" in _html(toy_book, "uses_relative")
+    _edit_and_build(
+        toy_book,
+        src / "base.py",
+        "VALUE = 2  # doubled",
+        "VALUE = 3  # tripled",
+        importers_of_base,
+        (("uses_relative", "uses_relative 31"),),
+    )
 
     # Editing one page's code re-executes only that page.
-    _edit(toy_book / "plain.md", "2 + 2", "3 + 3")
-    assert _build(toy_book) == {"plain"}
-    assert "plain 6" in _html(toy_book, "plain")
+    _edit_and_build(
+        toy_book,
+        toy_book / "plain.md",
+        "2 + 2",
+        "3 + 3",
+        {"plain"},
+        (("plain", "plain 6"),),
+    )
 
     # Editing prose only re-renders the page without executing anything.
-    _edit(toy_book / "uses_other.md", "Some prose.", "Other prose.")
-    assert _build(toy_book) == set()
-    assert "Other prose." in _html(toy_book, "uses_other")
-    assert "uses_other 8" in _html(toy_book, "uses_other")
+    _edit_and_build(
+        toy_book,
+        toy_book / "uses_other.md",
+        "Some prose.",
+        "Other prose.",
+        set(),
+        (("uses_other", "Other prose."), ("uses_other", "uses_other 8")),
+    )
 
     # An environment variable a module reads is part of the key of the pages importing it.
     assert _build(toy_book, TOY_SOURCE="b") == {"uses_source"}

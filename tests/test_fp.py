@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from numscale import fp
+from references import FORMAT_LAYOUTS
 
 SOFTMAX_DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 
@@ -71,14 +72,7 @@ def test_known_layouts():
         name: (fp.format_info(dt).exponent_bits, fp.format_info(dt).mantissa_bits)
         for name, dt in fp.FORMATS.items()
     }
-    assert layouts == {
-        "float64": (11, 52),
-        "float32": (8, 23),
-        "bfloat16": (8, 7),
-        "float16": (5, 10),
-        "float8_e5m2": (5, 2),
-        "float8_e4m3fn": (4, 3),
-    }
+    assert layouts == FORMAT_LAYOUTS
 
 
 def test_markdown_table_has_a_row_per_format():
@@ -126,19 +120,17 @@ def test_largest_positive_where_requires_true_at_zero():
     assert fp.largest_positive_where(torch.float16, lambda x: True) == 65504.0
 
 
+def softmax_against_zero(x: float, dtype: torch.dtype) -> torch.Tensor:
+    """softmax([x, 0]) computed in ``dtype`` (shape (2,)), x rounded to the format."""
+    xt = torch.tensor(x, dtype=torch.float64).to(dtype)
+    return torch.softmax(torch.stack([xt, torch.zeros((), dtype=dtype)]), dim=0)
+
+
 @pytest.mark.parametrize("dtype", SOFTMAX_DTYPES)
 def test_softmax_one_gap(dtype):
     g = fp.softmax_one_gap(dtype)
-    gt = torch.tensor(g, dtype=torch.float64).to(dtype)
-    one = torch.softmax(torch.stack([gt, torch.zeros((), dtype=dtype)]), dim=0)[0]
-    assert float(one) == 1.0
-    below = torch.tensor(next_up(g, dtype, -1), dtype=torch.float64).to(dtype)
-    assert (
-        float(
-            torch.softmax(torch.stack([below, torch.zeros((), dtype=dtype)]), dim=0)[0]
-        )
-        < 1.0
-    )
+    assert float(softmax_against_zero(g, dtype)[0]) == 1.0
+    assert float(softmax_against_zero(next_up(g, dtype, -1), dtype)[0]) < 1.0
     # rounding argument: 1 + e^{−g} rounds to 1 for e^{−g} ≤ u (in-format arithmetic) or the
     # float32 result 1 − e^{−g} rounds to 1 in the format for e^{−g} < u/2 (upcasting kernels):
     # g lies between ln(1/u) and ln(2/u), within one spacing of the format.
@@ -153,12 +145,8 @@ def test_softmax_one_gap(dtype):
 @pytest.mark.parametrize("dtype", SOFTMAX_DTYPES)
 def test_softmax_zero_gap(dtype):
     g = fp.softmax_zero_gap(dtype)
-    gt = torch.tensor(g, dtype=torch.float64).to(dtype)
-    zero = torch.softmax(torch.stack([gt, torch.zeros((), dtype=dtype)]), dim=0)[1]
-    assert float(zero) == 0.0
-    below = torch.tensor(next_up(g, dtype, -1), dtype=torch.float64).to(dtype)
-    row = torch.softmax(torch.stack([below, torch.zeros((), dtype=dtype)]), dim=0)
-    assert float(row[1]) > 0.0
+    assert float(softmax_against_zero(g, dtype)[1]) == 0.0
+    assert float(softmax_against_zero(next_up(g, dtype, -1), dtype)[1]) > 0.0
     # exp(−g) rounds to 0 below half the smallest subnormal s: g ≈ ln 2 − ln s, within one
     # spacing of the format near g (ln s from the bit layout: s = smallest normal · eps).
     fi = torch.finfo(dtype)

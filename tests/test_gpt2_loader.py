@@ -22,19 +22,14 @@ safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 from conftest import REFERENCE  # noqa: E402
 from numscale.models import gpt2, gpt2_model  # noqa: E402
+from tiny_configs import tiny_gpt2_config  # noqa: E402
 
 N_LAYER, N_EMBD = 2, 8
 
 
 def tiny_config() -> transformers.GPT2Config:
-    return transformers.GPT2Config(
-        n_embd=N_EMBD,
-        n_layer=N_LAYER,
-        n_head=2,
-        n_positions=16,
-        vocab_size=32,
-        bos_token_id=0,
-        eos_token_id=0,
+    return tiny_gpt2_config(
+        n_layer=N_LAYER, n_embd=N_EMBD, n_head=2, n_positions=16, vocab_size=32
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from functools import partial
 
 import numpy as np
 import pytest
@@ -24,55 +25,35 @@ transformers = pytest.importorskip("transformers")
 
 from numscale import activation_stats, attention_rows
 from numscale.inspect import inspect_model, measurements, recording
+from tiny_configs import tiny_gpt2_config
 
+
+def decoder(model_type: str, **overrides) -> transformers.PretrainedConfig:
+    """A tiny config of a decoder-only family in the transformers names the Llama-like
+    families share (hidden 32, 2 layers, 4 heads, MLP 48, vocabulary 97, 64 positions),
+    with the family's own ``overrides``."""
+    sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
+    sizes |= dict(intermediate_size=48, vocab_size=97, max_position_embeddings=64)
+    return transformers.AutoConfig.for_model(model_type, **(sizes | overrides))
+
+
+#: each family's tiny config, made afresh on every call
 FAMILIES = {
-    "gpt2": dict(
-        n_embd=32,
-        n_layer=2,
-        n_head=4,
-        vocab_size=97,
-        n_positions=64,
-        bos_token_id=0,
-        eos_token_id=0,
+    "gpt2": partial(
+        tiny_gpt2_config, n_layer=2, n_embd=32, n_head=4, n_positions=64, vocab_size=97
     ),
-    "llama": dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=48,
-        vocab_size=97,
-        max_position_embeddings=64,
-        rms_norm_eps=1e-5,
-    ),
-    "mistral": dict(
-        hidden_size=32,
+    "llama": partial(decoder, "llama", num_key_value_heads=2, rms_norm_eps=1e-5),
+    "mistral": partial(
+        decoder,
+        "mistral",
         num_hidden_layers=3,
-        num_attention_heads=4,
         num_key_value_heads=1,
-        intermediate_size=48,
-        vocab_size=97,
-        max_position_embeddings=64,
         sliding_window=None,
     ),
-    "qwen2": dict(
-        hidden_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=6,
-        num_key_value_heads=2,
-        intermediate_size=48,
-        vocab_size=97,
-        max_position_embeddings=64,
+    "qwen2": partial(
+        decoder, "qwen2", hidden_size=48, num_attention_heads=6, num_key_value_heads=2
     ),
-    "gpt_neox": dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=48,
-        vocab_size=97,
-        max_position_embeddings=64,
-        rotary_pct=0.5,
-    ),
+    "gpt_neox": partial(decoder, "gpt_neox", rotary_pct=0.5),
 }
 #: float32 unit roundoff
 U32 = 2.0**-24
@@ -82,7 +63,7 @@ def tiny_model(model_type: str, seed: int = 0) -> torch.nn.Module:
     """A random float32 model of the family; every parameter redrawn from a seeded
     generator (matrices N(0, 0.3²), vectors 1 + N(0, 0.1²) for norm gains and
     N(0, 0.1²) for biases), so that logits are well away from zero."""
-    config = transformers.AutoConfig.for_model(model_type, **FAMILIES[model_type])
+    config = FAMILIES[model_type]()
     with torch.random.fork_rng():  # construction draws from the global RNG
         torch.manual_seed(seed)
         model = transformers.AutoModelForCausalLM.from_config(config)
@@ -396,7 +377,7 @@ def test_unsupported_family_is_refused_in_one_line():
 
 
 def test_a_base_model_without_head_is_refused():
-    config = transformers.AutoConfig.for_model("llama", **FAMILIES["llama"])
+    config = FAMILIES["llama"]()
     with torch.random.fork_rng():
         torch.manual_seed(0)
         base = transformers.AutoModel.from_config(config)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from llama_fixtures import tiny_model
+from llama_fixtures import check_refuses_bad_tokens, tiny_model
 from numscale import attention_rows, llama_runs, stats
 from numscale.models import llama, llama2c, next_token
 
@@ -130,10 +130,7 @@ def test_random_token_batch_and_weight_arrays():
 
 def test_collect_and_sweep_bad_input():
     model, tokens, mask = tiny_model(6)
-    with pytest.raises(TypeError, match="tokens"):
-        llama_runs.collect(model, tokens.float(), mask)
-    with pytest.raises(ValueError, match="tokens"):
-        llama_runs.collect(model, tokens[:, :-1], mask)
+    check_refuses_bad_tokens(llama_runs.collect, model, tokens, mask)
     with pytest.raises(TypeError, match="mask"):
         llama_runs.scale_sweep(model, tokens, mask.long(), [1.0])
     with pytest.raises(ValueError, match="batch_size"):

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numscale import llama_runs
+from llama_fixtures import tiny_random_batch
 from numscale import logit_caps as lc
 from numscale.models import llama, next_token
 
@@ -60,14 +60,8 @@ def test_capped_bad_input():
         lc.capped(torch.tensor([float("inf")]), 5.0)
 
 
-def _tiny():
-    weights = llama.init_weights(llama.TINY_CONFIG, seed=0)
-    tokens, mask = llama_runs.random_token_batch(weights.config, 4, 16, seed=1)
-    return weights, tokens, mask
-
-
 def test_cap_sweep_uncapped_equals_llama_loss_and_large_cap_is_inactive():
-    weights, tokens, mask = _tiny()
+    weights, tokens, mask = tiny_random_batch(4)
     model = llama.LlamaModel(weights)
     sweep = lc.cap_sweep(model, tokens, mask, [0.01, 1e6], batch_size=3)
     sums, counts = next_token.story_losses(model, tokens, mask)
@@ -82,7 +76,7 @@ def test_cap_sweep_uncapped_equals_llama_loss_and_large_cap_is_inactive():
 
 
 def test_final_hidden_reproduces_logits():
-    weights, tokens, mask = _tiny()
+    weights, tokens, mask = tiny_random_batch(4)
     model = llama.LlamaModel(weights)
     h, z = lc.final_hidden(model, tokens, mask)
     torch.testing.assert_close(
@@ -96,7 +90,7 @@ def test_final_hidden_reproduces_logits():
 
 
 def test_finetune_z_loss_lowers_log_z_and_is_deterministic():
-    weights, tokens, mask = _tiny()
+    weights, tokens, mask = tiny_random_batch(4)
     # lift log Z: scale the embedding so the logits are large
     big = llama.LlamaWeights(
         **{

@@ -12,7 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numscale import fp, llama_runs
+from llama_fixtures import tiny_random_batch
+from numscale import fp
 from numscale import mixed_precision as mp
 from numscale.models import llama
 
@@ -172,14 +173,8 @@ def test_adam_eps():
     assert sgd_like == pytest.approx(-0.9, rel=1e-4)
 
 
-def _tiny():
-    weights = llama.init_weights(llama.TINY_CONFIG, seed=0)
-    tokens, mask = llama_runs.random_token_batch(weights.config, 2, 16, seed=1)
-    return weights, tokens, mask
-
-
 def test_parameter_gradients_match_autograd_and_scale_linearly():
-    weights, tokens, mask = _tiny()
+    weights, tokens, mask = tiny_random_batch(2)
     model = llama.LlamaModel(weights)
     loss, grads = mp.parameter_gradients(model, tokens, mask)
     _, scaled = mp.parameter_gradients(model, tokens, mask, loss_scale=1024.0)
@@ -191,7 +186,7 @@ def test_parameter_gradients_match_autograd_and_scale_linearly():
 
 
 def test_train_fp16_backs_off_then_applies():
-    weights, tokens, mask = _tiny()
+    weights, tokens, mask = tiny_random_batch(2)
     # at initialization (stream RMS 0.02) RMSNorm's backward overflows float16 at any
     # scale; an embedding of unit-size entries, as after training, does not
     weights = dataclasses.replace(weights, token_embedding=weights.token_embedding * 50)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from llama_fixtures import target_mask, tiny_model
+from llama_fixtures import check_refuses_bad_tokens, target_mask, tiny_model
 from numscale import llama_runs, stats
 from numscale.models import llama, next_token
 
@@ -138,10 +138,7 @@ def test_batches_and_trim():
 
 def test_story_losses_checks_its_input():
     model, tokens, mask = tiny_model(7)
-    with pytest.raises(TypeError, match="tokens"):
-        next_token.story_losses(model, tokens.float(), mask)
-    with pytest.raises(ValueError, match="tokens"):
-        next_token.story_losses(model, tokens[:, :-1], mask)
+    check_refuses_bad_tokens(next_token.story_losses, model, tokens, mask)
     with pytest.raises(ValueError, match="position 0"):
         next_token.story_losses(model, tokens, torch.ones_like(mask))
     # one batch or batches of two: the same stories, the same counts; the sums agree to

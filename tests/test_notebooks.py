@@ -207,26 +207,30 @@ def test_conversion_is_deterministic():
     assert first == second
 
 
-def test_install_cell_does_nothing_when_numscale_imports(tmp_path):
-    cell_source = notebooks.install_cell_source(REPO, REF, ["numscale", "myst_nb"])
-    notebook = nbformat.v4.new_notebook(
+def _install_notebook(
+    setup: str, *after: str, repo: str = REPO
+) -> nbformat.NotebookNode:
+    """A notebook: the code cell ``setup``, the install cell for numscale
+    (and myst_nb) from ``repo`` at REF, then a code cell of each of ``after``."""
+    cell_source = notebooks.install_cell_source(repo, REF, ["numscale", "myst_nb"])
+    return nbformat.v4.new_notebook(
         cells=[
-            nbformat.v4.new_code_cell(NO_PIP),
+            nbformat.v4.new_code_cell(setup),
             nbformat.v4.new_code_cell(cell_source),
+            *(nbformat.v4.new_code_cell(code) for code in after),
         ]
     )
+
+
+def test_install_cell_does_nothing_when_numscale_imports(tmp_path):
+    notebook = _install_notebook(NO_PIP)
     _execute(notebook, tmp_path, timeout=120)
     assert notebook.cells[1].outputs == []
 
 
 def test_install_cell_installs_from_the_repository_when_numscale_is_missing(tmp_path):
-    cell_source = notebooks.install_cell_source(REPO, REF, ["numscale", "myst_nb"])
-    notebook = nbformat.v4.new_notebook(
-        cells=[
-            nbformat.v4.new_code_cell(NUMSCALE_MISSING),
-            nbformat.v4.new_code_cell(cell_source),
-            nbformat.v4.new_code_cell("import json; print(json.dumps(_pip_calls))"),
-        ]
+    notebook = _install_notebook(
+        NUMSCALE_MISSING, "import json; print(json.dumps(_pip_calls))"
     )
     _execute(notebook, tmp_path, timeout=120)
     calls = json.loads(notebook.cells[2].outputs[0]["text"])
@@ -241,15 +245,8 @@ def test_install_cell_fails_at_once_with_a_clear_error_offline(tmp_path):
     ModuleNotFoundError."""
     from nbclient.exceptions import CellExecutionError
 
-    cell_source = notebooks.install_cell_source(
-        UNREACHABLE_REPO, REF, ["numscale", "myst_nb"]
-    )
-    notebook = nbformat.v4.new_notebook(
-        cells=[
-            nbformat.v4.new_code_cell(NUMSCALE_MISSING_REAL_PIP),
-            nbformat.v4.new_code_cell(cell_source),
-            nbformat.v4.new_code_cell("print('the next cell ran')"),
-        ]
+    notebook = _install_notebook(
+        NUMSCALE_MISSING_REAL_PIP, "print('the next cell ran')", repo=UNREACHABLE_REPO
     )
     start = time.perf_counter()
     with pytest.raises(CellExecutionError) as caught:

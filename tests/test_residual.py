@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2LMHeadModel
 
 from numscale import dotprod, residual
 from numscale.models import gpt2_model
+from tiny_configs import tiny_gpt2_config
 
 D, VOCAB = 128, 256
 
@@ -295,14 +296,8 @@ def test_toy_bad_input(batch):
 
 @pytest.fixture(scope="module")
 def tiny_gpt2():
-    config = GPT2Config(
-        n_layer=3,
-        n_embd=32,
-        n_head=4,
-        n_positions=32,
-        vocab_size=100,
-        bos_token_id=0,
-        eos_token_id=0,
+    config = tiny_gpt2_config(
+        n_layer=3, n_embd=32, n_head=4, n_positions=32, vocab_size=100
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -395,14 +390,8 @@ def test_load_gpt2_missing_path(tmp_path):
 
 def test_load_gpt2_full_save_pretrained_directory(tmp_path):
     # a full (tiny, random) model saved with save_pretrained loads and runs on the fixed ids
-    config = GPT2Config(
-        n_layer=2,
-        n_embd=16,
-        n_head=2,
-        n_positions=16,
-        vocab_size=50257,
-        bos_token_id=50256,
-        eos_token_id=50256,
+    config = tiny_gpt2_config(
+        n_layer=2, n_embd=16, n_head=2, n_positions=16, vocab_size=50257, token_id=50256
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)

@@ -47,6 +47,14 @@ def logit_arrays(dtype, bound: float, max_dims: int = 3, max_side: int = 12):
     )
 
 
+def draw_along_an_axis(data, dtype) -> tuple[np.ndarray, int, int]:
+    """Draw logits (``logit_arrays(dtype, 1e4)``), an axis of theirs (negative or not)
+    and the length n along it, from Hypothesis' ``data``."""
+    z = data.draw(logit_arrays(dtype, 1e4))
+    axis = data.draw(st.integers(-z.ndim, z.ndim - 1))
+    return z, axis, z.shape[axis]
+
+
 # ----------------------------------------------------------------------------- known values
 
 
@@ -314,9 +322,7 @@ def test_bad_input_axis_wrong_type(function, axis):
 @pytest.mark.parametrize("dtype", FLOATS)
 @given(data=st.data())
 def test_softmax_sums_to_one(dtype, data):
-    z = data.draw(logit_arrays(dtype, 1e4))
-    axis = data.draw(st.integers(-z.ndim, z.ndim - 1))
-    n = z.shape[axis]
+    z, axis, n = draw_along_an_axis(data, dtype)
     # The normaliser Σ e_i, the n divisions and the final sum each round: at most
     # (n − 1)/2 + 1/2 + (n − 1)/2 < n units of eps in all.
     np.testing.assert_allclose(
@@ -404,9 +410,7 @@ def test_log_softmax_is_log_of_softmax_where_p_is_not_tiny(dtype, data):
 @pytest.mark.parametrize("dtype", FLOATS)
 @given(data=st.data())
 def test_entropy_lies_between_zero_and_log_n(dtype, data):
-    z = data.draw(logit_arrays(dtype, 1e4))
-    axis = data.draw(st.integers(-z.ndim, z.ndim - 1))
-    n = z.shape[axis]
+    z, axis, n = draw_along_an_axis(data, dtype)
     h = softmax.entropy(z, axis=axis)
     assert np.all(
         h >= 0
