@@ -126,11 +126,9 @@ def _strip_magics(code: str) -> str:
     )
 
 
-def cell_code(body: str) -> str:
-    """The code of a code cell's body: without its options (a ``---`` YAML block or
-    ``:key: value`` lines at the top) and magics; empty if it does not parse (the cell
-    would fail anyway, and one such cell must not hide the others' uses)."""
-    lines = body.splitlines()
+def code_start(lines: list[str]) -> int:
+    """Index of a code cell's first code line: after its options (a ``---`` YAML block
+    or ``:key: value`` lines at the top), which the page does not show as code."""
     start = 0
     if lines and lines[0].strip() == "---":
         start = next(
@@ -138,7 +136,15 @@ def cell_code(body: str) -> str:
         )
     while start < len(lines) and re.match(r"^:[\w-]+:", lines[start]):
         start += 1
-    code = _strip_magics("\n".join(lines[start:]))
+    return start
+
+
+def cell_code(body: str) -> str:
+    """The code of a code cell's body: without its options (:func:`code_start`) and
+    magics; empty if it does not parse (the cell would fail anyway, and one such cell
+    must not hide the others' uses)."""
+    lines = body.splitlines()
+    code = _strip_magics("\n".join(lines[code_start(lines) :]))
     try:
         ast.parse(code)
     except SyntaxError:

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_extension
+
+NUMSCALE_API = load_extension("numscale_api")  # the build's reading of a code cell
 
 LIMIT = 88
 FENCE = re.compile(
@@ -41,13 +43,7 @@ def _code_lines(body: str) -> list[tuple[int, str]]:
     """(offset in the block, text) of a code cell's code: its options, a ``---`` YAML block
     or ``:key: value`` lines at the top, are metadata the page does not show as code."""
     lines = body.splitlines()
-    start = 0
-    if lines and lines[0].strip() == "---":
-        start = next(
-            (i + 1 for i in range(1, len(lines)) if lines[i].strip() == "---"), 0
-        )
-    while start < len(lines) and re.match(r"^:[\w-]+:", lines[start]):
-        start += 1
+    start = NUMSCALE_API.code_start(lines)
     return [(i + 1, lines[i]) for i in range(start, len(lines))]
 
 
