@@ -6,8 +6,8 @@
 * :func:`scale_sweep`: the summed loss of every story with every head's attention scale
   multiplied by each ``c`` (:class:`AttentionScaleSweep`), and :func:`sweep_optimum`,
   the loss-minimizing ``c`` with a bootstrap over stories;
-* the inputs of an initialization baseline (:func:`random_token_batch`) and the
-  trainable arrays of a model (:func:`weight_arrays`).
+* seeded random token batches for tests of the model code (:func:`random_token_batch`)
+  and the trainable arrays of a model (:func:`weight_arrays`).
 
 Shapes (the ``ForwardRecord`` conventions): ``tokens`` and ``mask`` (B, T), the output
 of :func:`numscale.models.llama.encode_stories`; ``residual`` (L+1, B, T, d_model),
@@ -279,8 +279,8 @@ def random_token_batch(
     config: LlamaConfig, n_sequences: int, length: int, seed: int | np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded uniformly random token ids (n_sequences, length) with BOS at position 0,
-    and their target mask (every position after BOS): the input of the initialization
-    baseline when no text is available."""
+    and their target mask (every position after BOS): text-free input for tests of the
+    model code (the chapters run on the built-in validation stories)."""
     from numscale.models.llama import BOS
 
     rng = rng_from(seed)

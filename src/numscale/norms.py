@@ -136,8 +136,10 @@ def tensor_layer_norm(
     ``gamma`` and ``beta`` are tensors of shape ``(d,)`` (omitted: no gain, no bias).
     ``algorithm="torch"`` runs ``torch.nn.functional.layer_norm``; ``"formula"``
     computes (x − mean)/√(mean((x − mean)²) + ε) in that order, as :func:`layer_norm`
-    does (see :data:`TENSOR_ALGORITHMS`). Computed in the dtype of ``x``. NaN and inf
-    pass through, as in torch's layers, so a diverging training run stays visible.
+    does (see :data:`TENSOR_ALGORITHMS`). Computed in the dtype of ``x`` when
+    ``gamma`` and ``beta`` share it (otherwise torch's type promotion decides, and the
+    ``"torch"`` kernel warns). NaN and inf pass through, as in torch's layers, so a
+    diverging training run stays visible.
     """
     import torch
 
@@ -159,8 +161,9 @@ def tensor_rms_norm(x, gamma=None, eps: float = GPT2_EPS, *, algorithm: str = "t
     ``gamma`` is a tensor of shape ``(d,)`` (omitted: no gain). ``algorithm``:
     ``"torch"`` runs ``torch.nn.functional.rms_norm``; ``"formula"`` computes
     x / √(mean(x²) + ε), as :func:`rms_norm`; ``"rsqrt"`` computes
-    x · rsqrt(mean(x²) + ε), as llama2.c does. Then · γ. In the dtype of ``x``; NaN and
-    inf pass through.
+    x · rsqrt(mean(x²) + ε), as llama2.c does. Then · γ. In the dtype of ``x`` when
+    ``gamma`` shares it (otherwise torch's type promotion decides); NaN and inf pass
+    through.
     """
     import torch
 

@@ -13,22 +13,26 @@ from collections.abc import Sequence
 from numscale.checks import finite_float, positive_int
 
 
-def adam_update(grad, m, v, step: int, lr, eps, betas=(0.9, 0.999), *, fused=False):
+def adam_update(grad, m, v, step: int, lr, eps, betas=(0.9, 0.999)):
     """One Adam step (Kingma & Ba): returns ``(update, m, v)``; the parameter moves
     by ``-update``. ``step`` counts from 1. Works on torch tensors or NumPy arrays;
-    lr and eps broadcast. ``fused=True`` (torch only) forms m and v with torch's
-    ``add``/``addcmul`` kernels, which round β·m + (1 − β)·g once (a fused
-    multiply-add) instead of after each product: the same maths, other roundings."""
+    lr and eps broadcast."""
     b1, b2 = betas
-    if fused:
-        m = (m * b1).add(grad, alpha=1 - b1)
-        v = (v * b2).addcmul(grad, grad, value=1 - b2)
-    else:
-        m = b1 * m + (1 - b1) * grad
-        v = b2 * v + (1 - b2) * grad**2
+    m = b1 * m + (1 - b1) * grad
+    v = b2 * v + (1 - b2) * grad**2
     m_hat = m / (1 - b1**step)  # bias-corrected running mean
     v_hat = v / (1 - b2**step)  # ... and running mean square
     return lr * m_hat / (v_hat**0.5 + eps), m, v  # ≈ lr·sign-like step if |g| ≫ ε
+
+
+def _in_place_moments(grad, m, v, b1: float, b2: float) -> None:
+    """Adam's moments updated in place as in-place torch code forms them,
+    ``m.mul_(β₁).add_(g, alpha=1 − β₁)`` and ``v.mul_(β₂).addcmul_(g, g, value=1 − β₂)``:
+    β·m is rounded, then added to (1 − β)·g with one fused multiply-add (for v, the
+    rounded (1 − β)·g times g); the same maths as :func:`adam_update`, one rounding
+    fewer per moment."""
+    m.mul_(b1).add_(grad, alpha=1 - b1)
+    v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
 
 
 def zero_moments(params: Sequence) -> list[tuple]:
@@ -52,8 +56,8 @@ def adam_step(
     ``moments`` holds one (m, v) pair per parameter (:func:`zero_moments`), updated in
     place. ``step`` counts from 1. ``lr`` is a float, or a tensor ``(runs,)`` of one
     learning rate per run when every parameter has a leading run axis. The moments are
-    formed with ``fused=True``, as in-place torch code (``m.mul_(β).add_(g, alpha=…)``)
-    forms them. No autograd graph is recorded.
+    formed in place (:func:`_in_place_moments`), as the toys' in-place torch code formed
+    them, so their runs are unchanged bit for bit. No autograd graph is recorded.
     """
     import torch
 
@@ -75,9 +79,7 @@ def adam_step(
             if p.grad is None:
                 raise ValueError("every parameter must have a gradient (.grad is None)")
             rate = lr.reshape(-1, *[1] * (p.dim() - 1)) if torch.is_tensor(lr) else lr
-            update, m_new, v_new = adam_update(
-                p.grad, m, v, step, rate, eps, (b1, b2), fused=True
-            )
-            m.copy_(m_new)
-            v.copy_(v_new)
-            p.sub_(update)
+            _in_place_moments(p.grad, m, v, b1, b2)
+            m_hat = m / (1 - b1**step)  # then as adam_update
+            v_hat = v / (1 - b2**step)
+            p.sub_(rate * m_hat / (v_hat**0.5 + eps))

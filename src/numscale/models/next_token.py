@@ -4,7 +4,9 @@ Position ``t``'s logits predict token ``t+1``; only targets the mask marks count
 Shapes: ``logits`` (B, T, vocab) in any float format; ``tokens`` (B, T) int64;
 ``mask`` (B, T) bool, the target mask of :func:`numscale.models.llama.encode_stories`
 (False at the BOS token at position 0, True on the story's other tokens, False on the
-padding). Every loss in the book goes through :func:`token_nll`:
+padding). Every next-token loss of the Llama model on stories goes through
+:func:`token_nll` (two training losses of toy models, in ``logit_caps.finetune`` and
+``residual.gradient_profile``, call ``torch.nn.functional.cross_entropy`` directly):
 
 * :func:`token_nll` the (B, T−1) loss of every prediction (differentiable);
 * :func:`story_nll` its sum over each story's targets, and the token counts;
