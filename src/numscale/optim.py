@@ -56,7 +56,7 @@ def adam_step(
     ``moments`` holds one (m, v) pair per parameter (:func:`zero_moments`), updated in
     place. ``step`` counts from 1. ``lr`` is a float, or a tensor ``(runs,)`` of one
     learning rate per run when every parameter has a leading run axis. The moments are
-    formed in place (:func:`_in_place_moments`), as the toys' in-place torch code formed
+    formed in place (``_in_place_moments``), as the toys' in-place torch code formed
     them, so their runs are unchanged bit for bit. No autograd graph is recorded.
     """
     import torch
