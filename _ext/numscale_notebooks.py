@@ -1052,13 +1052,15 @@ def site_notebook(
     build_dir: str | Path | None = None,
     settings: dict[str, Any] | None = None,
     index: BookIndex | None = None,
+    without_data: frozenset[str] = frozenset(),
 ) -> Any:
     """The notebook the site serves for ``docname`` (glued values from ``build_dir``,
-    the folder holding ``html/``; by name when ``None``)."""
+    the folder holding ``html/``; by name when ``None``). ``without_data``: the pages
+    that build replaced by a note (see :func:`book_index`)."""
     root = Path(root)
     settings = settings or book_settings(root)
     index = index or book_index(
-        root, settings["site_url"], settings["bibfiles"], build_dir
+        root, settings["site_url"], settings["bibfiles"], build_dir, without_data
     )
     source = _source_path(root, docname)
     if source is None:

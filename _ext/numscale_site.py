@@ -101,6 +101,20 @@ def update_buttons(
         or not is_notebook_page(app, pagename)
     ):
         return
+    if app.__dict__.get("_numscale_missing", {}).get(pagename):
+        # built without its data (_ext/numscale_data.py): no notebook is written for
+        # it, so no button may point at one
+        for group in context["header_buttons"]:
+            if group.get("label") == "download-buttons":
+                group["buttons"] = [
+                    b
+                    for b in group["buttons"]
+                    if b.get("label") != "download-notebook-button"
+                ]
+        context["header_buttons"] = [
+            g for g in context["header_buttons"] if g.get("label") != "launch-buttons"
+        ]
+        return
     relpath = notebook_relpath(app, pagename)
     notebook_url = context["pathto"](relpath, 1)
     repo_url, branch = repository(app)

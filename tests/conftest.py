@@ -166,6 +166,14 @@ def page_data() -> dict[str, str]:
     return config["sphinx"]["config"]["numscale_page_data"]
 
 
+def pages_without_data(site: Path) -> frozenset[str]:
+    """The pages of :func:`page_data` that the build in ``site`` replaced by the note
+    naming their data (they have no notebook and no launch buttons)."""
+    from test_build import built_without_data
+
+    return frozenset(p for p in page_data() if built_without_data(site, p))
+
+
 def chapter_values(site: Path, page: str, prefix: str = ""):
     """The glued values of ``page`` in the built ``site`` whose names start with
     ``prefix``, keyed without it (a live ``test_build.GluedValues``), or ``None`` when

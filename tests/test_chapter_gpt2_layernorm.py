@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import REFERENCE
+from numscale.models import registry
 
 pytestmark = pytest.mark.build
 PAGE = "book/gpt2_layernorm"
@@ -31,11 +32,12 @@ def test_counts_come_from_the_data(values):
 
 
 def reference_layernorms() -> tuple[np.ndarray, np.ndarray]:
-    """Gains and biases (25, 768), float64, read straight from the reference npz with
-    NumPy (not through numscale.gpt2): rows h.0.ln_1, h.0.ln_2, …, h.11.ln_2, ln_f."""
+    """Gains and biases (25, 768), float64, read straight from the npz built into the
+    package (the same bytes as ../shared/reference's: its sha256 is in the registry) with
+    NumPy, not through numscale.gpt2: rows h.0.ln_1, h.0.ln_2, …, h.11.ln_2, ln_f."""
     names = [f"transformer.h.{i}.ln_{j}" for i in range(12) for j in (1, 2)]
     names.append("transformer.ln_f")
-    with np.load(REFERENCE / "gpt2_small_layernorm.npz") as data:
+    with np.load(registry.DATA_DIR / registry.GPT2_EMBEDDED) as data:
         gains = np.stack([data[f"{n}.weight"] for n in names]).astype(np.float64)
         biases = np.stack([data[f"{n}.bias"] for n in names]).astype(np.float64)
     return gains, biases

@@ -304,7 +304,15 @@ def _settle_layout(page) -> None:
 def check_notebook_buttons(page, site_url, built_site, docname):
     """The chapter's download menu offers its notebook (the conversion of its page, as
     the site serves it) and the launch buttons open that notebook in Colab and Binder."""
+    from conftest import pages_without_data
+
     notebooks = load_extension("numscale_notebooks")
+    without = pages_without_data(built_site)
+    if docname in without:  # the page is the note naming its data: no notebook at all
+        assert page.locator("a.btn-download-notebook-button").count() == 0
+        assert page.locator(".dropdown-launch-buttons").count() == 0
+        assert not (built_site / "_notebooks" / f"{docname}.ipynb").exists()
+        return
     repo, branch = repository_url(), repository_branch()
     org, name = repo.split("github.com/")[1].split("/")[:2]
     relpath = f"_notebooks/{docname}.ipynb"
@@ -326,7 +334,7 @@ def check_notebook_buttons(page, site_url, built_site, docname):
         for text in ("Colab", "Binder")
     }
     expected = notebooks.notebook_text(
-        notebooks.site_notebook(ROOT, docname, built_site.parent)
+        notebooks.site_notebook(ROOT, docname, built_site.parent, without_data=without)
     )
     assert served == expected, (
         f"{docname}: the served notebook is not the conversion of its page"
@@ -675,7 +683,13 @@ def test_binder_generates_the_same_notebooks(built_site, tmp_path):
         )
         == 0
     )
+    from conftest import pages_without_data
+
+    without = pages_without_data(built_site)
     for name in CHAPTERS:
+        if name in without:  # this build serves no notebook for it (Binder's has data)
+            assert not (built_site / "_notebooks" / f"{name}.ipynb").exists()
+            continue
         made = json.loads((tmp_path / f"{name}.ipynb").read_text(encoding="utf-8"))
         served = json.loads(
             (built_site / "_notebooks" / f"{name}.ipynb").read_text(encoding="utf-8")
