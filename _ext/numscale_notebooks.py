@@ -467,6 +467,19 @@ def _index_markdown(
             index.reference_doc = docname
 
 
+#: What the page of a build that lacked its data says (``_ext/numscale_data.py``'s note).
+WITHOUT_DATA_MARKER = "This page was built without its data"
+
+
+def replaced_in_build(build_dir: str | Path | None, docname: str) -> bool:
+    """Whether the build in ``build_dir`` (holding ``html/``) replaced ``docname`` by the
+    note naming its missing data: its executed notebook is the note's, not the page's."""
+    if build_dir is None:
+        return False
+    page = Path(build_dir) / "html" / f"{docname}.html"
+    return page.is_file() and WITHOUT_DATA_MARKER in page.read_text(encoding="utf-8")
+
+
 def book_index(
     root: str | Path,
     site_url: str = "",
@@ -495,7 +508,9 @@ def book_index(
         counts = {"eq": 0, "fig": 0, "ex": 0}
         pending: list[str] = []
         executed = (
-            None if docname in without_data else executed_notebook(build_dir, docname)
+            None
+            if docname in without_data or replaced_in_build(build_dir, docname)
+            else executed_notebook(build_dir, docname)
         )
         for cell_index, cell in enumerate(_read_cells(path)):
             if cell.cell_type == "markdown":

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from numscale_notebooks import (
+    WITHOUT_DATA_MARKER,
     is_notebook_page,
     notebook_relpath,
     repository,
@@ -101,7 +102,7 @@ def update_buttons(
         or not is_notebook_page(app, pagename)
     ):
         return
-    if app.__dict__.get("_numscale_missing", {}).get(pagename):
+    if WITHOUT_DATA_MARKER in doctree.astext():
         # built without its data (_ext/numscale_data.py): no notebook is written for
         # it, so no button may point at one
         for group in context["header_buttons"]:

@@ -219,3 +219,12 @@ def test_pages_without_data_are_only_the_listed_ones(built_site):
         assert not without, (
             f"built without data although NUMSCALE_GPT2 is set: {without}"
         )
+
+
+def test_the_note_carries_the_marker_the_notebook_converter_looks_for():
+    """numscale_notebooks recognizes a replaced page in a build by this text."""
+    from conftest import load_extension
+
+    notebooks = load_extension("numscale_notebooks")
+    note = numscale_data.replacement("# Title\n\nProse 1.5.\n", "gpt2-tensors", "why")
+    assert notebooks.WITHOUT_DATA_MARKER in note.replace("**", "")
