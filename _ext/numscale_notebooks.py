@@ -1275,6 +1275,9 @@ def main(argv: list[str] | None = None) -> int:
         if relative.as_posix() not in in_toc:  # the site has no notebook for it either
             print(f"{source}: not in _toc.yml, skipped", file=sys.stderr)
             continue
+        if replaced_in_build(args.build, relative.as_posix()):  # nor for this one
+            print(f"{source}: built without its data, skipped", file=sys.stderr)
+            continue
         target = args.out / relative.with_suffix(".ipynb")
         target.parent.mkdir(parents=True, exist_ok=True)
         notebook = site_notebook(root, relative.as_posix(), args.build, settings, index)
