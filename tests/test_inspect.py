@@ -12,6 +12,7 @@ wrong.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from functools import partial
@@ -24,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
 from numscale import activation_stats, attention_rows
-from numscale.inspect import inspect_model, measurements, recording
+from numscale.inspect import inspect_model, inspection, measurements, recording
 from tiny_configs import tiny_gpt2_config
 
 
@@ -256,6 +257,26 @@ def test_gpt2_conv1d_matrices_are_out_by_in():
     assert shapes["transformer.h.0.attn.c_attn.weight"] == (96, 32)
     assert shapes["transformer.h.0.mlp.c_proj.weight"] == (32, 128)
     assert "lm_head.weight" not in shapes  # tied to wte: counted once
+
+
+def test_float16_copy_keeps_values_and_gives_conv1d_the_fast_layout():
+    """The float16 copy of GPT-2 stores each Conv1D weight column-major (torch's CPU
+    float16 addmm is ~40x slower on the row-major one); values and outputs unchanged."""
+    model = tiny_model("gpt2")
+    low = inspection.low_precision_copy(model, torch.float16)
+    for (name, p), q in zip(model.named_parameters(), low.parameters(), strict=True):
+        assert torch.equal(q, p.detach().half()), name
+        assert q.dtype == torch.float16 and not q.requires_grad
+    c_attn = low.transformer.h[0].attn.c_attn.weight
+    assert c_attn.stride() == (1, c_attn.shape[0])  # column-major (in, out)
+    plain = copy.deepcopy(model).half()  # contiguous float16 weights: the slow kernel
+    ids = torch.as_tensor(token_ids(24)[0])[None]
+    with torch.no_grad():
+        fast, slow = low(ids).logits.double(), plain(ids).logits.double()
+    # the same float16 op on both layouts; only the kernels' accumulation order differs,
+    # so the logits agree to a few float16 rounding steps of their size (u = 2^-11)
+    scale = slow.abs().max()
+    assert (fast - slow).abs().max() <= 16 * 2.0**-11 * scale
 
 
 def test_float32_loss_is_the_cross_entropy(family):

@@ -82,8 +82,17 @@ def low_precision_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.M
     # the copy is made directly in the new format: deepcopy takes each tensor from the
     # memo, so the float32 weights are never duplicated
     memo: dict[int, object] = {}
+    conv_weights = {
+        id(m.weight) for m in model.modules() if type(m).__name__ == "Conv1D"
+    }
     for p in model.parameters():
-        memo[id(p)] = torch.nn.Parameter(p.detach().to(dtype), requires_grad=False)
+        low = p.detach().to(dtype)
+        if id(p) in conv_weights:
+            # GPT-2's Conv1D computes addmm(bias, x, weight) with weight (in, out); torch's
+            # CPU float16 addmm is about 40x slower on that row-major operand than on a
+            # column-major one (the layout nn.Linear's weight.T has). Same values, same op.
+            low = low.t().contiguous().t()
+        memo[id(p)] = torch.nn.Parameter(low, requires_grad=False)
     for name, buffer in model.named_buffers():
         keep = "inv_freq" in name or not buffer.is_floating_point()
         memo[id(buffer)] = (
