@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,39 @@ def test_glue_numbers_checks_everything_before_gluing(
     assert calls == []
     with pytest.raises(ValueError, match="values"):
         report.glue_numbers({})
+
+
+@dataclasses.dataclass(frozen=True)
+class _Result:
+    loss: float
+    errors: dict
+    curve: np.ndarray
+
+
+def test_glue_record_glues_fields_and_flattens_mappings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import myst_nb
+
+    calls = []
+    monkeypatch.setattr(
+        myst_nb, "glue", lambda name, value, display=True: calls.append((name, value))
+    )
+    rec = _Result(
+        np.float64(1.5), {"tensor": 0.25, "g32": np.float32(0.125)}, np.ones(3)
+    )
+    out = report.glue_record(rec, prefix="q_", exclude=("curve",))
+    assert out == {"q_loss": 1.5, "q_errors_tensor": 0.25, "q_errors_g32": 0.125}
+    assert calls == list(out.items())
+
+
+def test_glue_record_rejects_non_records_and_unknown_exclusions() -> None:
+    rec = _Result(1.0, {}, np.ones(3))
+    with pytest.raises(TypeError, match="record"):
+        report.record_numbers({"loss": 1.0})
+    with pytest.raises(TypeError, match="record"):
+        report.record_numbers(_Result)
+    with pytest.raises(ValueError, match="curve2"):
+        report.record_numbers(rec, exclude=("curve2",))
+    with pytest.raises(ValueError, match="curve"):  # an array field not excluded
+        report.glue_numbers(report.record_numbers(rec), prefix="x_")

@@ -7,6 +7,7 @@ fails on ``np.float64``). Names must be unique across the book, as for ``glue`` 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import Any
@@ -63,6 +64,47 @@ def glue_numbers(
     for key, value in plain.items():
         glue(key, value, display=False)
     return plain
+
+
+def record_numbers(record: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields of a dataclass ``record`` as a flat ``name -> value`` mapping.
+
+    A field holding a mapping contributes ``field_key`` for each of its keys (one
+    level); fields named in ``exclude`` (arrays kept for a figure, say) are left out.
+    Raises ``TypeError`` if ``record`` is not a dataclass instance and ``ValueError``
+    naming an ``exclude`` entry that is not a field.
+    """
+    if not dataclasses.is_dataclass(record) or isinstance(record, type):
+        raise TypeError(
+            f"record must be a dataclass instance, got {type(record).__name__}"
+        )
+    names = [f.name for f in dataclasses.fields(record)]
+    unknown = sorted(set(exclude) - set(names))
+    if unknown:
+        raise ValueError(
+            f"exclude names no field of {type(record).__name__}: {unknown}"
+        )
+    flat: dict[str, Any] = {}
+    for name in names:
+        if name in exclude:
+            continue
+        value = getattr(record, name)
+        if isinstance(value, Mapping):
+            flat.update({f"{name}_{key}": item for key, item in value.items()})
+        else:
+            flat[name] = value
+    return flat
+
+
+def glue_record(
+    record: Any, *, prefix: str = "", exclude: tuple[str, ...] = ()
+) -> dict[str, int | float | str]:
+    """Glue the fields of a helper's result record in one call (see
+    :func:`record_numbers` for the names; checked as in :func:`glue_numbers`).
+
+    Returns the glued mapping (full names -> plain values).
+    """
+    return glue_numbers(record_numbers(record, exclude=exclude), prefix=prefix)
 
 
 INPUT_MARKER = "__is_input"
