@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -158,3 +160,83 @@ def test_attention_scale_and_multiplier() -> None:
         np.testing.assert_array_equal(f(d), mup.attention_scale(d, name))
     with pytest.raises(ValueError, match="scaling"):
         mup.attention_scale(64, "1/d^2")
+
+
+# ------------------------------------------------------------- the chapter's records
+
+
+def _sweep(rms: np.ndarray, rho: float = 0.0) -> mup.DotScaleSweep:
+    dims = np.array([16, 64, 256, 1024])
+    return mup.DotScaleSweep(
+        dims=dims,
+        rms=rms,
+        rel_se=np.full(4, 0.01),
+        predicted=mup.predicted_dot_rms(dims, rho),
+        rho=rho,
+        n_pairs=100,
+    )
+
+
+def test_fit_slope_recovers_a_power_law_and_the_formula_slope() -> None:
+    dims = np.array([16, 64, 256, 1024])
+    fit = mup.fit_slope(_sweep(3.0 * dims**0.75, rho=1.0))
+    assert fit.slope == pytest.approx(0.75, abs=1e-12)  # exact power law
+    # ρ = 1: √(d² + 2d) grows like d; over 16…1024 its log-log slope is just below 1
+    assert 0.98 < fit.predicted < 1.0
+    # equal relative SEs σ: SE(slope) = σ / √Σ(xᵢ − x̄)², x = ln d (step ln 4)
+    x = np.log(dims)
+    assert fit.se == pytest.approx(0.01 / np.sqrt(np.sum((x - x.mean()) ** 2)))
+    with pytest.raises(TypeError, match="sweep"):
+        mup.fit_slope({"rms": dims})
+
+
+def test_slope_numbers_names_each_correlation() -> None:
+    fits = {0.0: mup.SlopeFit(0.5, 0.01, 0.5), 1.0: mup.SlopeFit(1.0, 0.02, 0.99)}
+    assert mup.slope_numbers(fits) == {
+        "slope_indep": 0.5,
+        "slope_indep_se": 0.01,
+        "slope_indep_pred": 0.5,
+        "slope_aligned": 1.0,
+        "slope_aligned_se": 0.02,
+        "slope_aligned_pred": 0.99,
+    }
+    with pytest.raises(ValueError, match="0.3"):
+        mup.slope_numbers({0.3: mup.SlopeFit(0.5, 0.01, 0.5)})
+
+
+def test_entropy_numbers_at_one_width() -> None:
+    dims = [64, 256]
+    init = {"1/sqrt(d)": np.array([3.6, 3.7]), "1/d": np.array([4.1, 4.15])}
+    out = mup.entropy_numbers(init, dims, n_keys=64, width=256)
+    ln64 = math.log(64)
+    assert out["ln_n"] == pytest.approx(ln64, rel=1e-15)
+    assert out["init_h_1d_256"] == 4.15 and out["init_h_sqrt_256"] == 3.7
+    assert out["init_h_1d_256_gap"] == pytest.approx(ln64 - 4.15, rel=1e-14)
+    assert out["init_h_1d_256_pred_gap"] == pytest.approx(1 / 512, rel=1e-12)  # σ²/2
+    assert out["ln_n_minus_half"] == pytest.approx(ln64 - 0.5, rel=1e-15)
+    with pytest.raises(ValueError, match="width 128"):
+        mup.entropy_numbers(init, dims, n_keys=64, width=128)
+    with pytest.raises(ValueError, match="1/d"):
+        mup.entropy_numbers({"1/sqrt(d)": init["1/sqrt(d)"]}, dims, 64, 256)
+
+
+def test_aligned_weight_numbers_and_limit() -> None:
+    # the limit is the softmax weight of a logit 1 among n − 1 zeros, computed directly
+    logits = np.zeros(64)
+    logits[0] = 1.0
+    direct = np.exp(logits)[0] / np.exp(logits).sum()
+    assert mup.aligned_weight_limit(64) == pytest.approx(direct, rel=1e-14)
+    weight = {
+        "1/sqrt(d)": np.array([0.3, 0.9, 1.0]),
+        "1/d": np.array([0.05, 0.04, 0.04]),
+    }
+    out = mup.aligned_weight_numbers(weight, [16, 256, 4096], n_keys=64)
+    assert out == {
+        "w_sqrt_16": 0.3,
+        "w_sqrt_4096": 1.0,
+        "w_1d_16": 0.05,
+        "w_1d_4096": 0.04,
+        "w_1d_limit": mup.aligned_weight_limit(64),
+    }
+    with pytest.raises(ValueError, match="n_keys"):
+        mup.aligned_weight_limit(1)

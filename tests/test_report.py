@@ -95,3 +95,18 @@ def test_glue_record_rejects_non_records_and_unknown_exclusions() -> None:
         report.record_numbers(rec, exclude=("curve2",))
     with pytest.raises(ValueError, match="curve"):  # an array field not excluded
         report.glue_numbers(report.record_numbers(rec), prefix="x_")
+
+
+def test_text_table_aligns_columns_and_checks_rows() -> None:
+    table = report.text_table(
+        [16, 256], {"1/d": [0.5, 0.25], "1/sqrt(d)": [1, 2]}, corner="d"
+    )
+    assert table.splitlines() == [
+        "        d:       16     256",
+        "      1/d:   0.5000  0.2500",
+        "1/sqrt(d):   1.0000  2.0000",
+    ]
+    with pytest.raises(ValueError, match="'1/d'"):
+        report.text_table([16, 256], {"1/d": [0.5]})
+    with pytest.raises(ValueError, match="rows"):
+        report.text_table([16], {})

@@ -12,12 +12,12 @@ dimension in ``dims``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from numscale import softmax
+from numscale import attention, softmax
 from numscale.checks import (
     as_float_array,
     finite_float,
@@ -25,6 +25,7 @@ from numscale.checks import (
     rng_from,
     spawn_rngs,
 )
+from numscale.dotprod import loglog_slope
 
 
 def attention_scale(
@@ -160,6 +161,102 @@ def slope_standard_error(dims: Sequence[int], rel_se: np.ndarray) -> float:
     centred = x - x.mean()
     w = centred / np.sum(centred**2)
     return float(np.sqrt(np.sum(w**2 * s**2)))
+
+
+#: Short names of the correlations ρ the chapter sweeps (used in glued names).
+CORRELATION_TAGS = {0.0: "indep", 0.5: "half", 1.0: "aligned"}
+
+
+@dataclass(frozen=True)
+class SlopeFit:
+    """Log-log slope of a :class:`DotScaleSweep`'s rms against d."""
+
+    slope: float  #: least-squares slope of log rms on log d, as measured
+    se: float  #: its sampling standard error (:func:`slope_standard_error`)
+    predicted: float  #: the same fit to the exact formula's values
+
+
+def fit_slope(sweep: DotScaleSweep) -> SlopeFit:
+    """The measured and predicted log-log slopes of ``sweep`` and the measured one's SE."""
+    if not isinstance(sweep, DotScaleSweep):
+        raise TypeError(f"sweep must be a DotScaleSweep, got {type(sweep).__name__}")
+    slope, _ = loglog_slope(sweep.dims, sweep.rms)
+    predicted, _ = loglog_slope(sweep.dims, sweep.predicted)
+    return SlopeFit(slope, slope_standard_error(sweep.dims, sweep.rel_se), predicted)
+
+
+def slope_numbers(fits: Mapping[float, SlopeFit]) -> dict[str, float]:
+    """Glue names of each ρ's fit: ``slope_<tag>``, ``slope_<tag>_se``,
+    ``slope_<tag>_pred`` with the tags of :data:`CORRELATION_TAGS`."""
+    unknown = sorted(set(fits) - set(CORRELATION_TAGS))
+    if unknown:
+        raise ValueError(f"fits has correlations without a tag: {unknown}")
+    out = {}
+    for rho, fit in fits.items():
+        tag = CORRELATION_TAGS[rho]
+        out |= {f"slope_{tag}": fit.slope, f"slope_{tag}_se": fit.se}
+        out[f"slope_{tag}_pred"] = fit.predicted
+    return out
+
+
+def _width_index(dims: Sequence[int], width: int) -> int:
+    found = np.flatnonzero(_dims(dims) == width)
+    if found.size == 0:
+        raise ValueError(f"width {width} is not one of dims")
+    return int(found[0])
+
+
+def entropy_numbers(
+    init: Mapping[str, np.ndarray], dims: Sequence[int], n_keys: int, width: int
+) -> dict[str, float]:
+    """Glue names for the initial entropies of :func:`init_entropy` at one ``width``.
+
+    ``init`` maps each scaling of :data:`SCALINGS` to its ``(m,)`` entropies over
+    ``dims``. Gives ln n, the 1/d entropy, its gap below ln n and the gap predicted by
+    ln n − σ²/2 at σ = 1/√width, the 1/√d entropy, and ln n − ½ (the prediction at
+    σ = 1).
+    """
+    missing = sorted(set(SCALINGS) - set(init))
+    if missing:
+        raise ValueError(f"init lacks the scalings {missing}")
+    i = _width_index(dims, width)
+    ln_n = np.log(positive_int(n_keys, "n_keys", minimum=2))
+    measured = init["1/d"][i]
+    predicted = attention.entropy_approximation(n_keys, 1 / np.sqrt(width))
+    return {
+        "ln_n": ln_n,
+        f"init_h_1d_{width}": measured,
+        f"init_h_1d_{width}_gap": ln_n - measured,
+        f"init_h_1d_{width}_pred_gap": ln_n - predicted,
+        f"init_h_sqrt_{width}": init["1/sqrt(d)"][i],
+        "ln_n_minus_half": attention.entropy_approximation(n_keys, 1.0),
+    }
+
+
+def aligned_weight_limit(n_keys: int) -> float:
+    """Weight on the aligned key when its logit is 1 and the ``n_keys − 1`` others are 0:
+    e / (e + n − 1), the 1/d scaling's value at every width for ρ = 1."""
+    n_keys = positive_int(n_keys, "n_keys", minimum=2)
+    return float(np.e / (np.e + n_keys - 1))
+
+
+def aligned_weight_numbers(
+    weight: Mapping[str, np.ndarray], dims: Sequence[int], n_keys: int
+) -> dict[str, float]:
+    """Glue names for :func:`aligned_key_weight`'s results at the first and last width.
+
+    ``weight`` maps each scaling of :data:`SCALINGS` to its ``(m,)`` weights over
+    ``dims``: ``w_sqrt_<d>`` and ``w_1d_<d>`` at both ends, and ``w_1d_limit``
+    (:func:`aligned_weight_limit`).
+    """
+    missing = sorted(set(SCALINGS) - set(weight))
+    if missing:
+        raise ValueError(f"weight lacks the scalings {missing}")
+    ends = _dims(dims)[[0, -1]]
+    out = {}
+    for tag, name in (("sqrt", "1/sqrt(d)"), ("1d", "1/d")):
+        out |= {f"w_{tag}_{d}": weight[name][i] for i, d in zip((0, -1), ends)}
+    return out | {"w_1d_limit": aligned_weight_limit(n_keys)}
 
 
 def init_entropy(

@@ -8,7 +8,7 @@ fails on ``np.float64``). Names must be unique across the book, as for ``glue`` 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any
 
@@ -105,6 +105,33 @@ def glue_record(
     Returns the glued mapping (full names -> plain values).
     """
     return glue_numbers(record_numbers(record, exclude=exclude), prefix=prefix)
+
+
+def text_table(
+    columns: Sequence[object],
+    rows: Mapping[str, Sequence[float]],
+    *,
+    corner: str = "",
+    number_format: str = "8.4f",
+) -> str:
+    """A plain-text table for a cell to print: a header of ``columns`` after
+    ``corner``, then one line per row label with its values in ``number_format``.
+
+    Each row needs one value per column (``ValueError`` naming the row otherwise).
+    """
+    if not rows:
+        raise ValueError("rows must hold at least one row")
+    cell = len(format(0.0, number_format))
+    label = max(len(corner), *(len(name) for name in rows))
+    lines = [f"{corner:>{label}}: " + "".join(f"{c!s:>{cell}}" for c in columns)]
+    for name, values in rows.items():
+        if len(values) != len(columns):
+            raise ValueError(
+                f"row {name!r} has {len(values)} values for {len(columns)} columns"
+            )
+        numbers = "".join(f"{v:{number_format}}" for v in values)
+        lines.append(f"{name:>{label}}: {numbers}")
+    return "\n".join(lines)
 
 
 INPUT_MARKER = "__is_input"
