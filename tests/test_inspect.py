@@ -422,3 +422,70 @@ def test_bad_sequences_and_dtypes():
         inspect_model(model.to(torch.bfloat16), token_ids(8))
     with pytest.raises(TypeError, match="model"):
         inspect_model("llama", token_ids(8))
+
+
+# ------------------------------------------------------------------ headline numbers
+
+
+def _synthetic_report(rms_last: np.ndarray, lengths: list[int], log_z: np.ndarray):
+    layers, heads = 2, 3
+    grid = np.arange(layers * heads, dtype=float).reshape(layers, heads) + 1
+    loss = {"mean": 2.0, "se": 0.1, "minus_float32": 0.01, "minus_float32_se": 0.002}
+    return {
+        "input": {"lengths": lengths},
+        "model": {"d_model": 4},
+        "thresholds": {"fp16_exp_limit": math.log(65504.0)},
+        "attention": {
+            "logit_std": grid,
+            "normalized_entropy": grid / 10,
+            "first_token_weight": grid / 100,
+            "uniform_first_token_weight": 0.2,
+            "largest_logit": 12.5,
+            "rows_above_fp16_exp_limit_pct": 1.5,
+            "n_rows_per_head": 40,
+        },
+        "residual": {
+            "rms": np.array([1.0, 2.0, float(np.mean(rms_last))]),
+            "rms_per_sequence": np.column_stack([np.ones_like(rms_last), rms_last]),
+            "token_max_over_median": np.array([3.0, 7.0]),
+            "max_abs": np.array([4.0, 9.0]),
+        },
+        "output_logits": {
+            "max_abs": 20.0,
+            "std_over_vocab_median": 2.5,
+            "mean_log_z": float(np.mean(log_z)),
+            "mean_log_z_per_sequence": log_z,
+        },
+        "loss": {"float32": loss, "bfloat16": loss, "float16": loss},
+        "quantization": {
+            "matrices": ["a", "b"],
+            "int8_relative_error_mean": {
+                "per_tensor": 0.01,
+                "per_channel": 0.005,
+                "group_128": 0.004,
+            },
+        },
+    }
+
+
+def test_headline_numbers_read_the_report_and_estimate_standard_errors():
+    from numscale.inspect import summary
+
+    rng = np.random.default_rng(5)
+    rms_last = 3.0 + 0.05 * rng.standard_normal(200)
+    log_z = 6.0 + 0.3 * rng.standard_normal(200)
+    rep = _synthetic_report(rms_last, [17] * 200, log_z)
+    out = summary.headline_numbers(rep)
+    assert out["within_min"] == 1.0 and out["within_max"] == 6.0
+    assert out["within_median"] == 3.5 and out["norm_entropy_median"] == 0.35
+    assert out["first_max"] == 0.06 and out["n_matrices"] == 2
+    assert out["rms_0"] == 1.0 and out["max_abs"] == 9.0
+    assert out["token_ratio_max"] == 7.0 and out["err_g128"] == 0.004
+    # equal lengths: the ratio estimator is the plain mean over sequences, so the SE of
+    # the mean log Z is the sample SD over √m, and the delta method gives the RMS's SE
+    # ≈ the SD of the per-sequence RMS over √m (to O(CV²): the spread is 1.7% here)
+    m = rms_last.size
+    assert out["mean_log_z_se"] == pytest.approx(log_z.std(ddof=1) / m**0.5, rel=1e-9)
+    assert out["rms_L_se"] == pytest.approx(rms_last.std(ddof=1) / m**0.5, rel=0.02)
+    with pytest.raises(ValueError, match="residual"):
+        summary.headline_numbers({k: v for k, v in rep.items() if k != "residual"})

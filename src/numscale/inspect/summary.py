@@ -1,0 +1,80 @@
+"""The headline numbers of an inspection report, with the standard errors the report
+leaves to its reader.
+
+:func:`headline_numbers` reads a report of :func:`numscale.inspect.inspect_model` and
+returns one flat ``name -> number`` mapping: the ranges of the per-head attention
+measurements, the residual stream at its ends, the output logits, the losses and the
+int8 errors. Two entries are estimates across sequences, computed here:
+
+- ``rms_L_se``: the standard error of the final residual RMS. The RMS is √(Σx²/N) over
+  all tokens and channels; the token-weighted mean square has the ratio estimator's
+  standard error (:func:`numscale.stats.ratio_mean_se`), carried to the root by the delta
+  method, SE(√m) = SE(m)/(2√m).
+- ``mean_log_z_se``: the standard error of the mean log Z over predicting positions,
+  the ratio estimator again with each sequence weighted by its T − 1 positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from numscale import stats
+
+
+def _section(report: Mapping, key: str) -> Mapping:
+    if not isinstance(report, Mapping) or key not in report:
+        raise ValueError(f"report must be an inspection report with a {key!r} section")
+    return report[key]
+
+
+def headline_numbers(report: Mapping) -> dict[str, float]:
+    """Flat ``name -> number`` summary of an inspection ``report`` (see the module).
+
+    Arrays of the report: ``attention.logit_std`` etc. (layers, heads);
+    ``residual.rms`` (layers + 1,); ``residual.rms_per_sequence`` (sequences,
+    layers + 1); ``output_logits.mean_log_z_per_sequence`` (sequences,).
+    """
+    a, r = _section(report, "attention"), _section(report, "residual")
+    o, loss = _section(report, "output_logits"), _section(report, "loss")
+    q = _section(report, "quantization")
+    counts = np.array(_section(report, "input")["lengths"], dtype=float)
+    d = _section(report, "model")["d_model"]
+    square_sums = r["rms_per_sequence"][:, -1] ** 2 * counts * d  # Σx² per sequence
+    ms, ms_se = stats.ratio_mean_se(square_sums, counts * d)
+    _, logz_se = stats.ratio_mean_se(
+        o["mean_log_z_per_sequence"] * (counts - 1), counts - 1
+    )
+    errors = q["int8_relative_error_mean"]
+    return {
+        "within_min": a["logit_std"].min(),
+        "within_max": a["logit_std"].max(),
+        "within_median": np.median(a["logit_std"]),
+        "norm_entropy_median": np.median(a["normalized_entropy"]),
+        "first_max": a["first_token_weight"].max(),
+        "first_uniform": a["uniform_first_token_weight"],
+        "attn_logit_max": a["largest_logit"],
+        "fp16_ln_max": report["thresholds"]["fp16_exp_limit"],
+        "rows_above_pct": a["rows_above_fp16_exp_limit_pct"],
+        "n_rows": a["n_rows_per_head"],
+        "rms_0": r["rms"][0],
+        "rms_L": r["rms"][-1],
+        "rms_L_se": ms_se / (2 * np.sqrt(ms)),
+        "token_ratio_max": r["token_max_over_median"].max(),
+        "max_abs": r["max_abs"].max(),
+        "logit_max_abs": o["max_abs"],
+        "logit_std_median": o["std_over_vocab_median"],
+        "mean_log_z": o["mean_log_z"],
+        "mean_log_z_se": logz_se,
+        "loss32": loss["float32"]["mean"],
+        "loss32_se": loss["float32"]["se"],
+        "bf16_diff": loss["bfloat16"]["minus_float32"],
+        "bf16_diff_se": loss["bfloat16"]["minus_float32_se"],
+        "fp16_diff": loss["float16"]["minus_float32"],
+        "fp16_diff_se": loss["float16"]["minus_float32_se"],
+        "err_tensor": errors["per_tensor"],
+        "err_channel": errors["per_channel"],
+        "err_g128": errors["group_128"],
+        "n_matrices": len(q["matrices"]),
+    }
