@@ -366,3 +366,58 @@ def test_layernorm_tensors_of_the_reference_are_the_released_model():
     ln = gpt2.layernorm_parameters(REFERENCE)
     tensors = gpt2_stats.layernorm_tensors(ln.names, ln.gains, ln.biases)
     assert gpt2_model.model_label(tensors) == gpt2_model.RELEASED_LABEL
+
+
+# ------------------------------------------------------ the chapter's glued summaries
+
+
+def test_cproj_numbers_ratios_to_both_baselines() -> None:
+    out = gpt2_stats.cproj_numbers(np.array([0.1, 0.05, 0.2]), 0.01, 0.02)
+    assert out["cproj_std_1"] == 0.05 and out["cproj_std_argmin"] == 1
+    assert out["cproj_ratio_min"] == pytest.approx(5.0)
+    assert out["cproj_ratio_max"] == pytest.approx(20.0)
+    assert out["cproj_openai_ratio_min"] == pytest.approx(2.5)
+    assert out["cproj_openai_ratio_max"] == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="init_std"):
+        gpt2_stats.cproj_numbers(np.ones(3), 0.0, 0.02)
+
+
+def test_wpe_numbers_counts_rows_below_each_baseline() -> None:
+    norms = np.array([3.0, 0.1, 0.3, 0.5, 0.2])
+    out = gpt2_stats.wpe_numbers(
+        norms, init_norm=0.25, openai_norm=0.4, positions=(0, 4)
+    )
+    assert out["wpe_norm_0"] == 3.0 and out["wpe_norm_4"] == 0.2
+    assert out["wpe_below_init_count"] == 2  # 0.1 and 0.2
+    assert out["wpe_below_openai_count"] == 3  # and 0.3
+    assert out["wpe_norm_median"] == 0.3 and out["wpe_positions"] == 5
+    with pytest.raises(ValueError, match="positions"):
+        gpt2_stats.wpe_numbers(norms, 0.25, 0.4, positions=(5,))
+
+
+def test_most_frequent_channels_keeps_ties_and_drops_zeros() -> None:
+    counts = np.array([0, 3, 1, 3, 2, 0, 2])
+    assert gpt2_stats.most_frequent_channels(counts, 2) == [1, 3]
+    assert gpt2_stats.most_frequent_channels(counts, 3) == [1, 3, 4, 6]  # tie at 2
+    assert gpt2_stats.most_frequent_channels(np.array([0, 0, 1]), 2) == [2]
+    with pytest.raises(TypeError, match="counts"):
+        gpt2_stats.most_frequent_channels(np.array([0.5, 1.0]), 1)
+
+
+def test_write_read_table_picks_the_most_written_channels() -> None:
+    written = np.array([1.0, 8.0, 2.0, 8.0, 4.0])  # median 4; channel 1 before 3 (tie)
+    gain, row = np.arange(5) / 10, np.arange(5) / 100
+    read = {p: np.arange(5) + k for k, p in enumerate(("all", "query", "key", "value"))}
+    table = gpt2_stats.write_read_table(written, gain, row, read, n=3)
+    assert table.channels.tolist() == [1, 3, 4]
+    assert table.written_rel.tolist() == [2.0, 2.0, 1.0]
+    out = table.numbers()
+    assert [out[f"write_top_{k}"] for k in range(3)] == [1, 3, 4]
+    assert out["write_gain_2"] == 0.4 and out["write_key_0"] == 1 + 2
+    assert out["write_ratio_0"] == 2.0 and out["write_ratio_2"] == 1.0
+    assert out["row_rel_min"] == 0.01 and out["row_rel_max"] == 0.04
+    assert len(str(table).splitlines()) == 1 + 3
+    zero = gpt2_stats.write_read_table(np.zeros(5), gain, row, read, n=2)
+    assert zero.written_rel.tolist() == [0.0, 0.0]  # no median to divide by
+    with pytest.raises(ValueError, match="read_rel"):
+        gpt2_stats.write_read_table(written, gain, row, {"all": gain}, n=2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -168,6 +169,56 @@ def relative_to_row_median(values: np.ndarray) -> np.ndarray:
     return values / medians
 
 
+def cproj_numbers(
+    stds: np.ndarray, init_std: float, openai_std: float
+) -> dict[str, float]:
+    """Glue names for the trained ``attn.c_proj`` stds (L,) against two initial stds.
+
+    Each block's std (``cproj_std_<i>``), both baselines (``cproj_init_std``: the
+    0.02/√(2L) reading; ``cproj_openai_std``: OpenAI's 0.02), the smallest and largest
+    ratio of a trained std to each, and the block of the smallest std.
+    """
+    stds = as_float_array(stds, "stds", ndim=1)
+    init_std = finite_float(init_std, "init_std", positive=True)
+    openai_std = finite_float(openai_std, "openai_std", positive=True)
+    return {f"cproj_std_{i}": value for i, value in enumerate(stds)} | {
+        "cproj_init_std": init_std,
+        "cproj_openai_std": openai_std,
+        "cproj_ratio_min": stds.min() / init_std,
+        "cproj_ratio_max": stds.max() / init_std,
+        "cproj_openai_ratio_min": stds.min() / openai_std,
+        "cproj_openai_ratio_max": stds.max() / openai_std,
+        "cproj_std_argmin": int(np.argmin(stds)),
+    }
+
+
+def wpe_numbers(
+    norms: np.ndarray,
+    init_norm: float,
+    openai_norm: float,
+    positions: Sequence[int],
+) -> dict[str, float]:
+    """Glue names for the norms (n,) of the position embeddings' rows.
+
+    The norm at each of ``positions`` (``wpe_norm_<p>``), both initial norms, the
+    median, the number of positions, and how many rows are below each initial norm.
+    """
+    norms = as_float_array(norms, "norms", ndim=1)
+    init_norm = finite_float(init_norm, "init_norm", positive=True)
+    openai_norm = finite_float(openai_norm, "openai_norm", positive=True)
+    bad = [p for p in positions if not 0 <= p < norms.size]
+    if bad:
+        raise ValueError(f"positions must lie in [0, {norms.size}), got {bad}")
+    return {f"wpe_norm_{p}": norms[p] for p in positions} | {
+        "wpe_init_norm": init_norm,
+        "wpe_openai_norm": openai_norm,
+        "wpe_norm_median": np.median(norms),
+        "wpe_positions": norms.size,
+        "wpe_below_init_count": int(np.sum(norms < init_norm)),
+        "wpe_below_openai_count": int(np.sum(norms < openai_norm)),
+    }
+
+
 # ---------------------------------------------------------------------- channels
 
 
@@ -237,6 +288,101 @@ def robust_outliers(values: np.ndarray, threshold: float = 6.0) -> np.ndarray:
     mad = np.median(np.abs(values - median), axis=1, keepdims=True)
     scale = 1.4826 * np.where(mad > 0, mad, np.finfo(np.float64).tiny)
     return np.abs(values - median) > threshold * scale
+
+
+def most_frequent_channels(counts: np.ndarray, k: int) -> list[int]:
+    """The ``k`` channels with the largest positive ``counts`` (d,), and every channel
+    tied with the k-th; by decreasing count, ties by increasing index."""
+    counts = np.asarray(counts)
+    if counts.ndim != 1 or not np.issubdtype(counts.dtype, np.integer):
+        raise TypeError("counts must be a 1-D array of integer counts per channel")
+    k = positive_int(k, "k")
+    if k > counts.size:
+        raise ValueError(f"k must be <= the number of channels {counts.size}, got {k}")
+    order = np.lexsort((np.arange(counts.size), -counts))
+    kth = counts[order[k - 1]]
+    return [int(c) for c in order if counts[c] > 0 and counts[c] >= kth]
+
+
+@dataclass(frozen=True)
+class WriteReadTable:
+    """The channels the blocks' output biases write most into, and how the next
+    blocks' ``ln_1`` and ``c_attn`` read them. Every field is (n,), one entry per
+    channel of ``channels`` (most written first); "relative" means over the median
+    channel, for the reads the median over blocks 1…L−1."""
+
+    channels: np.ndarray  #: channel indices
+    written: np.ndarray  #: Σ |output bias| over blocks (attention and MLP)
+    written_rel: np.ndarray  #: ``written`` over its median channel
+    gain: np.ndarray  #: ln_1 gain, relative
+    row: np.ndarray  #: ‖c_attn row‖, relative
+    read: dict[str, np.ndarray]  #: γ‖W row‖, relative: "all", "query", "key", "value"
+
+    def numbers(self) -> dict[str, float]:
+        """Glue names: ``write_top_<k>``, ``write_<gain|row|read|query|key|value>_<k>``,
+        the first and last channel's ``written_rel`` and the range of ``row``."""
+        out: dict[str, float] = {
+            f"write_top_{k}": int(c) for k, c in enumerate(self.channels)
+        }
+        columns = {"gain": self.gain, "row": self.row, "read": self.read["all"]}
+        columns |= {part: self.read[part] for part in ("query", "key", "value")}
+        for k in range(self.channels.size):
+            out |= {f"write_{key}_{k}": value[k] for key, value in columns.items()}
+        last = self.channels.size - 1
+        return out | {
+            "write_ratio_0": self.written_rel[0],
+            f"write_ratio_{last}": self.written_rel[last],
+            "row_rel_min": self.row.min(),
+            "row_rel_max": self.row.max(),
+        }
+
+    def __str__(self) -> str:
+        lines = [
+            "channel  Σ|bias|  ×median   gain  ‖W row‖  γ‖W row‖:  query    key  value"
+        ]
+        for k, c in enumerate(self.channels):
+            parts = " ".join(
+                f"{self.read[p][k]:6.2f}" for p in ("query", "key", "value")
+            )
+            lines.append(
+                f"{c:7d} {self.written[k]:8.2f} {self.written_rel[k]:8.1f} "
+                f"{self.gain[k]:6.2f} {self.row[k]:8.2f} {self.read['all'][k]:9.2f}  "
+                f"{parts}"
+            )
+        return "\n".join(lines)
+
+
+def write_read_table(
+    written: np.ndarray,
+    gain_rel: np.ndarray,
+    row_rel: np.ndarray,
+    read_rel: Mapping[str, np.ndarray],
+    n: int,
+) -> WriteReadTable:
+    """The ``n`` most written channels of ``written`` (d,) (ties: lower index first),
+    with their entries of the (d,) relative reads ``gain_rel``, ``row_rel`` and
+    ``read_rel`` ("all", "query", "key", "value")."""
+    written = as_float_array(written, "written", ndim=1)
+    n = positive_int(n, "n")
+    missing = sorted({"all", "query", "key", "value"} - set(read_rel))
+    if missing:
+        raise ValueError(f"read_rel lacks {missing}")
+    arrays = {"gain_rel": gain_rel, "row_rel": row_rel, **read_rel}
+    for name, values in arrays.items():
+        if np.shape(values) != written.shape:
+            raise ValueError(f"{name} must have shape {written.shape}")
+    median = np.median(written)
+    # at initialization every bias, and so the median, is 0: no ratio then
+    written_rel = written / median if median > 0 else 0 * written
+    top = np.argsort(-written, kind="stable")[:n]
+    return WriteReadTable(
+        channels=top,
+        written=written[top],
+        written_rel=written_rel[top],
+        gain=np.asarray(gain_rel)[top],
+        row=np.asarray(row_rel)[top],
+        read={part: np.asarray(values)[top] for part, values in read_rel.items()},
+    )
 
 
 # ----------------------------------------------------------------------- labels
