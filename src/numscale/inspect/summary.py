@@ -1,7 +1,7 @@
 """The headline numbers of an inspection report, with the standard errors the report
 leaves to its reader.
 
-:func:`headline_numbers` reads a report of :func:`numscale.inspect.inspect_model` and
+:func:`headline_numbers` reads a report of :func:`numscale.inspect.inspection.inspect_model` and
 returns one flat ``name -> number`` mapping: the ranges of the per-head attention
 measurements, the residual stream at its ends, the output logits, the losses and the
 int8 errors. Two entries are estimates across sequences, computed here:
