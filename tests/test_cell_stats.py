@@ -59,6 +59,20 @@ def test_lines_are_classified(tmp_path: Path) -> None:
     assert stats.bookkeeping_share == 12 / 17
 
 
+def test_a_glued_record_is_glue(tmp_path: Path) -> None:
+    path = tmp_path / "page.md"
+    path.write_text(
+        "```{code-cell} ipython3\n"
+        "rec = helper.summary(x)\n"
+        'report.glue_record(rec, prefix="p_")\n'
+        '_ = report.glue_record(rec, prefix="q_",\n'
+        '                       exclude=("curve",))\n'
+        "```\n"
+    )
+    stats = cell_stats.page_stats(path)
+    assert stats.lines["glue"] == 3 and stats.lines["compute"] == 1
+
+
 def test_the_book_has_code_cells() -> None:
     """The fence parser finds the chapters' cells (a scan of nothing passes any limit)."""
     pages = [cell_stats.page_stats(p) for p in sorted((ROOT / "book").glob("*.md"))]
