@@ -218,3 +218,12 @@ def test_model_matrices_lists_every_matrix_once():
     assert len(matrices) == 1 + (len(quant.MATRICES) - 1) * L
     np.testing.assert_array_equal(matrices["wq[1]"], weights.wq[1])
     assert all(m.ndim == 2 for m in matrices.values())
+
+
+def test_outlier_rows_are_the_largest_absolute_gains_first():
+    gamma = np.array([0.5, -3.0, 1.0, 2.0, -0.1])
+    np.testing.assert_array_equal(quant.outlier_rows(gamma, 3), [1, 3, 2])
+    with pytest.raises(ValueError, match="n"):
+        quant.outlier_rows(gamma, 0)
+    with pytest.raises(ValueError, match="gamma"):
+        quant.outlier_rows(np.ones((2, 2)), 1)

@@ -132,6 +132,14 @@ def fold_gain(w_in_out: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     return gamma[:, None] * w
 
 
+def outlier_rows(gamma: np.ndarray, n: int) -> np.ndarray:
+    """Indices (n,) of the ``n`` entries of ``gamma`` (in,) largest in absolute value,
+    largest first: the input rows that folding the gain enlarges most."""
+    gamma = as_float_array(gamma, "gamma", ndim=1)
+    n = positive_int(n, "n")
+    return np.argsort(-np.abs(gamma))[:n]
+
+
 def smoothquant_scales(
     act_absmax: np.ndarray, w: np.ndarray, alpha: float = 0.5
 ) -> np.ndarray:
