@@ -4,8 +4,8 @@ Every line of every ``{code-cell}`` in ``book/*.md`` is put in one class, by the
 statement it belongs to (parsed with :mod:`ast`):
 
 ``glue``
-    a call of ``report.glue_numbers``/``report.glue_inputs``/``glue`` (myst-nb), or an
-    assignment of one;
+    a call of ``report.glue_numbers``/``report.glue_inputs``/``report.glue_record``/
+    ``glue`` (myst-nb), or an assignment of one;
 ``print``
     a ``print(...)`` call, or a loop whose body only prints;
 ``fallback``
@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("compute", "plot", "glue", "print", "fallback")
 BOOKKEEPING = ("glue", "print", "fallback")
-GLUE_CALLS = {"glue_numbers", "glue_inputs", "glue"}
+GLUE_CALLS = {"glue_numbers", "glue_inputs", "glue_record", "glue"}
 PLOT_NAMES = re.compile(r"^(plt|fig|ax\d*|axes|axs|plotting)$")
 FENCE = re.compile(r"^(`{3,}|~{3,})\{code-cell\}")
 
