@@ -26,6 +26,7 @@ report.glue_numbers({
     "a": x.sum(),
 }, prefix="p_")
 values = report.glue_inputs({"n": 3}, prefix="p_")
+report.glue_record(rec, prefix="p_")
 print("sum", x.sum())
 for v in x:
     print(v)
@@ -51,12 +52,12 @@ def test_lines_are_classified(tmp_path: Path) -> None:
     assert stats.lines == {
         "compute": 3,  # import, arange, the magic line
         "plot": 2,
-        "glue": 5,  # a three-line call, an assignment of one, the myst-nb glue
+        "glue": 6,  # a three-line call, an assignment of one, a record, the myst-nb glue
         "print": 3,  # a print, a loop that only prints
         "fallback": 4,
     }
-    assert stats.longest_cell == 15  # the first cell; 17 lines in all
-    assert stats.bookkeeping_share == 12 / 17
+    assert stats.longest_cell == 16  # the first cell; 18 lines in all
+    assert stats.bookkeeping_share == 13 / 18
 
 
 def test_a_glued_record_is_glue(tmp_path: Path) -> None:
