@@ -401,7 +401,9 @@ class InvarianceChanges:
     rms_shift: float
 
 
-def invariance_changes(x, a: float, b: float, eps: float = GPT2_EPS):
+def invariance_changes(
+    x, a: float, b: float, eps: float = GPT2_EPS
+) -> InvarianceChanges:
     """:class:`InvarianceChanges` of one vector ``x`` ``(d,)`` (or ``(..., d)``)."""
     x = as_float_array(x, "x", ndim=tuple(range(1, 33)))
     a, b = finite_float(a, "a"), finite_float(b, "b")
@@ -474,7 +476,9 @@ class CentringSummary:
     ln_mean_max: float
 
 
-def centring_summary(rms_out_mean, ln_out_mean, mean: float, std: float):
+def centring_summary(
+    rms_out_mean, ln_out_mean, mean: float, std: float
+) -> CentringSummary:
     """:class:`CentringSummary` from the per-token output means ``(n,)`` of RMSNorm
     and LayerNorm on tokens drawn around ``mean`` with spread ``std``."""
     rms_out_mean = as_float_array(rms_out_mean, "rms_out_mean", ndim=1)
