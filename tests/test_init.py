@@ -249,3 +249,85 @@ def test_gelu_matches_torch(x):
         torch.tensor(x, dtype=torch.float64), approximate="tanh"
     ).item()
     assert init.gelu(np.array(x)) == pytest.approx(expected, abs=1e-14)
+
+
+# ------------------------------------------------------- the chapter's result records
+
+
+def test_format_init_stds_and_named_stds():
+    lines = init.format_init_stds([(4, 4), (16, 64)]).splitlines()
+    # 1/√4 = 0.5, 2/(4+4) → 0.5, √(2/4) = 0.7071; 1/√16 = 0.25, √(2/80) = 0.1581
+    assert lines[0].split()[3:] == [
+        "lecun:",
+        "0.5000",
+        "xavier:",
+        "0.5000",
+        "he:",
+        "0.7071",
+    ]
+    assert "xavier: 0.1581" in lines[1] and "lecun: 0.2500" in lines[1]
+    assert init.named_stds(("he", "lecun"), fan_in=8) == {
+        "he_8": 0.5,
+        "lecun_8": 8**-0.5,
+    }
+    with pytest.raises(ValueError, match="shapes"):
+        init.format_init_stds([])
+    with pytest.raises(ValueError, match="schemes"):
+        init.named_stds("he", fan_in=8)
+
+
+def test_depth_summary_made_up_moments():
+    moments = {
+        "lecun": np.array([2.0, 1.0, 0.5]),
+        "xavier": np.array([2.0, 1.0, 0.5]),
+        "he": np.array([2.0, 2.0, 4.0]),
+    }
+    rec = init.depth_summary(moments)
+    assert rec.final_ratio == {"lecun": 0.25, "xavier": 0.25, "he": 2.0}
+    assert rec.final_log2 == {"lecun": -2.0, "xavier": -2.0, "he": 1.0}
+    assert rec.two_pow_minus_depth == 0.25  # depth 2
+    assert rec.xavier_is_lecun is True
+    assert "after 2 layers" in str(rec) and str(rec).endswith("True")
+    other = init.depth_summary({**moments, "xavier": np.array([2.0, 1.0, 0.25])})
+    assert other.xavier_is_lecun is False
+    with pytest.raises(ValueError, match="one length"):
+        init.depth_summary({"he": np.ones(3), "lecun": np.ones(4)})
+    with pytest.raises(ValueError, match="moments"):
+        init.depth_summary({})
+
+
+def test_log2_spread_is_the_formula():
+    rec = init.log2_spread(512, 50)
+    # −5·50/(2·512·ln 2) and √(5·50/512)/ln 2, written out (the derivation's result)
+    assert rec.log2_mean == pytest.approx(-250 / 1024 / np.log(2), rel=1e-12)
+    assert rec.log2_sd == pytest.approx(np.sqrt(250 / 512) / np.log(2), rel=1e-12)
+
+
+def test_gpt2_start_scales_arithmetic():
+    rec = init.gpt2_start_scales(d_model=100, w_std=0.05)
+    # 0.05·√100 = 0.5; logits q·k/√d_k with entries of std 0.5: std 0.5² = 0.25
+    assert rec.gpt2_qk_std == pytest.approx(0.5, rel=1e-15)
+    assert rec.gpt2_logit_std == pytest.approx(0.25, rel=1e-15)
+    assert rec.gpt2_entropy_gap == pytest.approx(0.25**2 / 2, rel=1e-15)
+    assert rec.lecun == {100: pytest.approx(0.1), 400: pytest.approx(0.05)}
+    assert "GPT-2: 0.05" in str(rec)
+    with pytest.raises(ValueError, match="w_std"):
+        init.gpt2_start_scales(w_std=0.0)
+
+
+def test_growth_fit_on_a_made_up_power_law():
+    depths = np.array([1, 2, 4, 8])
+    growth = init.ResidualGrowth(
+        depths=depths,
+        rms_unscaled=0.1 * depths**0.5,  # exact slope ½, no residual
+        rms_scaled=np.full(4, 0.3),  # flat
+        branch_rms=0.07,
+    )
+    fit = init.growth_fit(growth)
+    assert fit.slope_unscaled == pytest.approx(0.5, abs=1e-12)
+    assert fit.slope_scaled == pytest.approx(0.0, abs=1e-12)
+    assert fit.slope_unscaled_se == pytest.approx(0.0, abs=1e-12)
+    assert fit.rms_unscaled == {8: pytest.approx(0.1 * 8**0.5)}
+    assert fit.rms_scaled == {8: 0.3, 1: 0.3} and fit.branch_rms == 0.07
+    with pytest.raises(TypeError, match="growth"):
+        init.growth_fit({"depths": depths})

@@ -413,3 +413,133 @@ def test_tensor_norms_bad_input():
         norms.tensor_layer_norm(x, algorithm="rsqrt")  # RMSNorm only
     with pytest.raises(ValueError, match="beta must have shape"):
         norms.tensor_layer_norm(x, beta=torch.ones(5))
+
+
+# ------------------------------------------------------------ the chapter's result records
+def test_bare_norm_summary_against_a_direct_computation():
+    x_hat = norms.layer_norm(_rows(3, n=5, d=64))
+    rec = norms.bare_norm_summary(x_hat)
+    assert rec.sqrt_d == 8.0 and rec.two_sqrt_d == 16.0  # √64 exactly
+    # written out here: row means and row L2 norms, summed by hand in float64
+    means = [sum(row) / 64 for row in x_hat.tolist()]
+    lengths = [sum(v * v for v in row) ** 0.5 for row in x_hat.tolist()]
+    # float64 sums of 64 O(1) terms in another order: ≤ 64·eps64·4 ≈ 6e-14 apart
+    assert rec.max_abs_mean == pytest.approx(max(abs(m) for m in means), abs=1e-13)
+    assert rec.l2_max_dev == pytest.approx(
+        max(abs(v - 8.0) for v in lengths), abs=1e-13
+    )
+    # a made-up x̂ with known lengths: rows of norm 8 + 0.5 and 8 − 2
+    made_up = np.zeros((2, 64))
+    made_up[0, 0], made_up[1, 1] = 8.5, -6.0
+    rec2 = norms.bare_norm_summary(made_up)
+    assert rec2.l2_max_dev == 2.0 and rec2.max_abs_mean == 8.5 / 64
+
+
+def test_format_token_stats_lines():
+    x = _rows(4, n=2, d=16)
+    text = norms.format_token_stats(x, norms.layer_norm(x))
+    assert text.splitlines()[-1] == "√d_model = 4.0"
+    assert len(text.splitlines()) == 4
+    with pytest.raises(ValueError, match="x_hat"):
+        norms.format_token_stats(x, x[:, :8])
+
+
+def test_gain_bias_recovery_made_up_numbers():
+    gamma, beta = np.array([1.0, 2.0]), np.array([0.0, 1.0])
+    # n = 100: standard errors γ/10 = 0.1, 0.2; means off by 0.3 and 0.2 → z = 3 and 1
+    rec = norms.gain_bias_recovery(
+        np.array([0.3, 1.2]), np.array([1.1, 1.0]), gamma, beta, 100
+    )
+    assert rec.beta_max_z == pytest.approx(3.0, rel=1e-12)
+    assert rec.gamma_max_rel == pytest.approx(0.5, rel=1e-12)  # |1.0/2 − 1|
+    assert rec.gamma_rel_se == pytest.approx(1 / np.sqrt(198), rel=1e-15)
+    with pytest.raises(ValueError, match="n_tokens"):
+        norms.gain_bias_recovery(gamma, gamma, gamma, beta, 1)
+    with pytest.raises(ValueError, match="share one shape"):
+        norms.gain_bias_recovery(gamma[:1], gamma, gamma, beta, 10)
+
+
+def test_invariance_changes_against_the_formulas():
+    x = np.random.default_rng(5).standard_normal(32)
+    rec = norms.invariance_changes(x, 3.7, -2.0)
+    # ε = 0: invariance exact up to float64 rounding of O(1) outputs
+    assert rec.ln_exact < 1e-13 and rec.rms_scale < 1e-13
+    # the shift: written out with RMSNorm's formula
+    rms = lambda v: v / np.sqrt(np.mean(v**2) + 1e-5)  # noqa: E731
+    assert rec.rms_shift == pytest.approx(
+        np.abs(rms(x - 2.0) - rms(x)).max(), rel=1e-12
+    )
+    assert 0 < rec.ln_eps < 1e-4  # first order in ε/σ² ≈ 1e-5 (times max|x̂| ≲ 3)
+    with pytest.raises(ValueError, match="^a must be finite"):
+        norms.invariance_changes(x, float("nan"), 1.0)
+
+
+def test_format_record_lines():
+    rec = norms.InvarianceChanges(1.0, 2.0, 3.0, 4.0)
+    assert norms.format_record(rec, fmt=".1f", width=9).splitlines() == [
+        " ln_exact: 1.0",
+        "   ln_eps: 2.0",
+        "rms_scale: 3.0",
+        "rms_shift: 4.0",
+    ]
+    with pytest.raises(TypeError, match="record"):
+        norms.format_record({"a": 1.0})
+
+
+def test_epsilon_regime_against_the_gain_formula():
+    z = np.random.default_rng(6).standard_normal(256)
+    rec = norms.epsilon_regime(z, 1e-4, eps=1e-5)
+    assert rec.sqrt_eps == pytest.approx(np.sqrt(1e-5), rel=1e-15)
+    assert rec.inv_sqrt_eps == pytest.approx(1 / np.sqrt(1e-5), rel=1e-15)
+    gain = 1e-4 / np.sqrt(1e-8 + 1e-5)  # σ/√(σ² + ε), written out
+    assert rec.tiny_gain == pytest.approx(gain, rel=1e-15)
+    # measured on the scaled vector: std exactly 1e-4 up to rounding (1e-12 relative)
+    assert rec.tiny_out == pytest.approx(gain, rel=1e-10)
+    with pytest.raises(ValueError, match="tiny"):
+        norms.epsilon_regime(z, 0.0)
+
+
+def test_layer_norm_output_rms_is_rms_per_vector():
+    x = _rows(7, n=3, d=128)
+    out = norms.layer_norm_output_rms(x)
+    assert out.shape == (3,)
+    var = x.var(axis=-1)
+    np.testing.assert_allclose(out, np.sqrt(var / (var + 1e-5)), rtol=1e-12)
+
+
+def test_centring_summary_and_its_table():
+    rms_means, ln_means = np.array([0.5, 0.7]), np.array([1e-17, -3e-17])
+    rec = norms.centring_summary(rms_means, ln_means, 1.0, 1.0)
+    assert rec.rms_mean_measured == pytest.approx(0.6, rel=1e-15)
+    assert rec.rms_mean_predicted == pytest.approx(1 / np.sqrt(2), rel=1e-15)
+    assert rec.ln_mean_max == 3e-17
+    assert norms.format_centring(rms_means, ln_means).splitlines()[1] == "[0.5 0.7]"
+    with pytest.raises(ValueError, match="rms_out_mean"):
+        norms.centring_summary(np.ones((2, 2)), ln_means, 1.0, 1.0)
+
+
+def test_float32_agreement_fields():
+    rng = np.random.default_rng(8)
+    d = 64
+    x32 = (2.0 + 3.0 * rng.standard_normal((4, d))).astype(np.float32)
+    gamma, beta = rng.uniform(0.5, 1.5, d), rng.normal(0.0, 1.0, d)
+    rec = norms.float32_agreement(x32, gamma, beta)
+    # an independent float64 reference, written out here
+    x = x32.astype(np.float64)
+    mu = x.mean(-1, keepdims=True)
+    ref = gamma * (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
+    ref = ref + beta
+    assert rec.ln_out_max == pytest.approx(np.abs(ref).max(), rel=1e-12)
+    assert rec.eps_mach32 == EPS32
+    assert rec.ln_tolerance == pytest.approx(
+        2 * EPS32 * np.sqrt(d) * np.abs(ref).max(), rel=1e-12
+    )
+    # differences are float32 rounding: nonzero, below the worst-case bound
+    assert 0 < rec.numpy32_ln_diff <= rec.ln_bound
+    assert 0 < rec.numpy32_rms_diff <= rec.rms_bound
+    lib32 = norms.layer_norm(x32, gamma, beta).astype(np.float64)
+    assert rec.numpy32_ln_diff == pytest.approx(np.abs(lib32 - ref).max(), rel=1e-6)
+    assert rec.torch_ln_diff_per_eps == pytest.approx(rec.torch_ln_diff / EPS32)
+    assert rec.torch_rms_diff_per_eps == pytest.approx(rec.torch_rms_diff / EPS32)
+    with pytest.raises(TypeError, match="x32"):
+        norms.float32_agreement(x32.astype(np.float64), gamma, beta)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from numscale.checks import finite_float, positive_int, rng_from
+from numscale.dotprod import loglog_slope
 from numscale.norms import layer_norm
 
 #: The initialization schemes of the chapter, by name.
@@ -219,4 +220,170 @@ def pre_ln_residual_rms(
         rms_unscaled=rms[:m],
         rms_scaled=rms[m:],
         branch_rms=float(np.sqrt(np.mean(branch_sq))),
+    )
+
+
+# ----------------------------------------------------------------------------------
+# Result records of the initialization chapter: one call builds what a cell glues.
+
+
+def format_init_stds(shapes: Sequence[tuple[int, int]]) -> str:
+    """One line per ``(fan_in, fan_out)`` in ``shapes``: the std of every scheme."""
+    if isinstance(shapes, str) or not isinstance(shapes, Sequence) or not shapes:
+        raise ValueError("shapes must be a non-empty sequence of (fan_in, fan_out)")
+    lines = []
+    for fan_in, fan_out in shapes:
+        stds = {s: init_std(s, fan_in, fan_out) for s in SCHEMES}
+        lines.append(
+            f"{fan_in:>4} → {fan_out:<4}  "
+            + "   ".join(f"{s}: {v:.4f}" for s, v in stds.items())
+        )
+    return "\n".join(lines)
+
+
+def named_stds(schemes: Sequence[str], fan_in: int) -> dict[str, float]:
+    """``{f"{scheme}_{fan_in}": init_std(scheme, fan_in)}`` for each of ``schemes``
+    (schemes that need no ``fan_out``)."""
+    if isinstance(schemes, str) or not schemes:
+        raise ValueError("schemes must be a non-empty sequence of scheme names")
+    fan_in = positive_int(fan_in, "fan_in")
+    return {f"{s}_{fan_in}": init_std(s, fan_in) for s in schemes}
+
+
+@dataclass(frozen=True)
+class DepthSummary:
+    """Where the second moment of a deep ReLU MLP ends, per scheme (dict keys:
+    :data:`SCHEMES`): ``final_ratio``, E[x²] after the last layer over E[x²] at the
+    input; ``final_log2``, its log2; ``two_pow_minus_depth``, 2^(−depth), the ratio
+    if every layer halved it; ``xavier_is_lecun``: whether the two schemes' moments
+    are identical (they are for square layers and one seed; not a number: exclude
+    it when gluing)."""
+
+    final_ratio: dict[str, float]
+    final_log2: dict[str, float]
+    two_pow_minus_depth: float
+    xavier_is_lecun: bool
+
+    def __str__(self) -> str:
+        return (
+            "\n".join(
+                f"{s:>6}: E[x²] after {round(-np.log2(self.two_pow_minus_depth))} layers"
+                f" / at the input = {r:.3g}  (log2: {self.final_log2[s]:.2f})"
+                for s, r in self.final_ratio.items()
+            )
+            + f"\nXavier and LeCun identical for square layers: {self.xavier_is_lecun}"
+        )
+
+
+def depth_summary(moments: dict[str, np.ndarray]) -> DepthSummary:
+    """:class:`DepthSummary` of the per-layer second moments ``(depth + 1,)`` of each
+    scheme (:func:`relu_mlp_second_moments`), all of one depth."""
+    if not isinstance(moments, dict) or not moments:
+        raise ValueError(
+            "moments must be a non-empty dict scheme -> (depth + 1,) array"
+        )
+    arrays = {s: np.asarray(m, dtype=float) for s, m in moments.items()}
+    lengths = {m.shape for m in arrays.values()}
+    if len(lengths) != 1 or len(next(iter(lengths))) != 1:
+        raise ValueError("moments must hold 1-d arrays of one length")
+    depth = next(iter(lengths))[0] - 1
+    if depth < 1:
+        raise ValueError("moments must have at least two entries (input, one layer)")
+    ratio = {s: m[-1] / m[0] for s, m in arrays.items()}
+    return DepthSummary(
+        final_ratio=ratio,
+        final_log2={s: np.log2(r) for s, r in ratio.items()},
+        two_pow_minus_depth=2.0**-depth,
+        xavier_is_lecun="xavier" in arrays
+        and "lecun" in arrays
+        and bool(np.array_equal(arrays["xavier"], arrays["lecun"])),
+    )
+
+
+@dataclass(frozen=True)
+class Log2Spread:
+    """Predicted mean ``log2_mean`` and standard deviation ``log2_sd`` of
+    log2(‖x_L‖² / ‖x_0‖²) for one input under He (:func:`log2_moment_spread`)."""
+
+    log2_mean: float
+    log2_sd: float
+
+
+def log2_spread(width: int, depth: int) -> Log2Spread:
+    """:func:`log2_moment_spread` as a record."""
+    mean, sd = log2_moment_spread(width, depth)
+    return Log2Spread(log2_mean=mean, log2_sd=sd)
+
+
+@dataclass(frozen=True)
+class StartScales:
+    """Scales at the start of a GPT-2-like model with weights of std ``w_std``.
+
+    ``lecun``: 1/√fan_in for fan_in = d_model and 4·d_model (keys); ``gpt2_qk_std``:
+    std of q, k, v and MLP pre-activations for unit-scale input; ``gpt2_logit_std``:
+    std of the scaled logits q·k/√d_k; ``gpt2_entropy_gap``: ln n minus the mean
+    attention entropy, σ²/2 at σ = ``gpt2_logit_std`` (small-σ approximation).
+    """
+
+    lecun: dict[int, float]
+    gpt2_qk_std: float
+    gpt2_logit_std: float
+    gpt2_entropy_gap: float
+
+    def __str__(self) -> str:
+        rules = "   ".join(f"1/√{n} = {v:.4f}" for n, v in self.lecun.items())
+        w_std = self.gpt2_qk_std / np.sqrt(min(self.lecun))  # qk_std = w_std·√d_model
+        return (
+            f"{rules}   GPT-2: {w_std:.3g}\n"
+            f"q, k entries: std {self.gpt2_qk_std:.3f};  "
+            f"scaled logits: std {self.gpt2_logit_std:.3f}"
+        )
+
+
+def gpt2_start_scales(d_model: int = 768, w_std: float = 0.02) -> StartScales:
+    """:class:`StartScales` of a model of width ``d_model`` (MLP width 4·d_model)."""
+    d_model = positive_int(d_model, "d_model")
+    w_std = finite_float(w_std, "w_std", positive=True)
+    qk_std = w_std * np.sqrt(d_model)  # q, k, v, MLP pre-activations; unit input
+    logit_std = qk_std**2  # q·k/√d_k: √(d_k·qk_std⁴)/√d_k
+    return StartScales(
+        lecun={n: init_std("lecun", n) for n in (d_model, 4 * d_model)},
+        gpt2_qk_std=qk_std,
+        gpt2_logit_std=logit_std,
+        gpt2_entropy_gap=logit_std**2 / 2,
+    )
+
+
+@dataclass(frozen=True)
+class GrowthFit:
+    """Log–log fits of :class:`ResidualGrowth`: ``slope_*`` and ``slope_*_se``
+    (:func:`numscale.dotprod.loglog_slope`) of the stream's RMS against the number
+    of blocks, unscaled and scaled; ``branch_rms``: one branch's output RMS;
+    ``rms_unscaled``: the RMS at the deepest stack (key: its depth); ``rms_scaled``:
+    the scaled RMS at the deepest and the shallowest stacks."""
+
+    slope_unscaled: float
+    slope_unscaled_se: float
+    slope_scaled: float
+    slope_scaled_se: float
+    branch_rms: float
+    rms_unscaled: dict[int, float]
+    rms_scaled: dict[int, float]
+
+
+def growth_fit(growth: ResidualGrowth) -> GrowthFit:
+    """:class:`GrowthFit` of a :func:`pre_ln_residual_rms` result (≥ 3 depths)."""
+    if not isinstance(growth, ResidualGrowth):
+        raise TypeError(f"growth must be a ResidualGrowth, got {type(growth).__name__}")
+    slope_u, se_u = loglog_slope(growth.depths, growth.rms_unscaled)
+    slope_s, se_s = loglog_slope(growth.depths, growth.rms_scaled)
+    first, last = int(growth.depths[0]), int(growth.depths[-1])
+    return GrowthFit(
+        slope_unscaled=slope_u,
+        slope_unscaled_se=se_u,
+        slope_scaled=slope_s,
+        slope_scaled_se=se_s,
+        branch_rms=growth.branch_rms,
+        rms_unscaled={last: growth.rms_unscaled[-1]},
+        rms_scaled={last: growth.rms_scaled[-1], first: growth.rms_scaled[0]},
     )

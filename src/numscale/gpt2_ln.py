@@ -1,0 +1,253 @@
+"""Result records of the GPT-2 LayerNorm chapter: what one cell glues, in one call.
+
+Inputs are GPT-2's LayerNorm parameters as plain arrays, one row per module (``L``
+rows: the block LayerNorms ``h.0.ln_1`` … ``h.11.ln_2``, then ``ln_f`` last) and ``d``
+channels; the loader is :func:`numscale.models.gpt2.layernorm_parameters`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from numscale.checks import as_float_array, positive_int
+from numscale.gpt2_stats import count_outside
+
+
+def _gains_biases(gains, biases) -> tuple[np.ndarray, np.ndarray]:
+    """``gains`` and ``biases`` checked: two arrays of one shape (L, d), L ≥ 2."""
+    gains = as_float_array(gains, "gains", ndim=2)
+    biases = as_float_array(biases, "biases", ndim=2)
+    if gains.shape != biases.shape:
+        raise ValueError(
+            f"gains {gains.shape} and biases {biases.shape} must have one shape"
+        )
+    if gains.shape[0] < 2:
+        raise ValueError("gains must have at least two rows (blocks and ln_f)")
+    return gains, biases
+
+
+@dataclass(frozen=True)
+class LayerNormSummary:
+    """Summary of LayerNorm parameters (L, d): ``modules`` (L), ``gain_count`` and
+    ``bias_count`` (L·d), the extremes ``gain_min``, ``gain_max``, ``bias_min``,
+    ``bias_max``, ``gain_median``, ``gain_below_one_pct`` (% of gains below their
+    initial value 1) and ``gain_negative`` (number of gains below 0)."""
+
+    modules: int
+    gain_count: int
+    bias_count: int
+    gain_max: float
+    gain_min: float
+    bias_min: float
+    bias_max: float
+    gain_median: float
+    gain_below_one_pct: float
+    gain_negative: int
+
+
+def layernorm_summary(gains, biases) -> LayerNormSummary:
+    """:class:`LayerNormSummary` of ``gains`` and ``biases`` (L, d)."""
+    gains, biases = _gains_biases(gains, biases)
+    return LayerNormSummary(
+        modules=gains.shape[0],
+        gain_count=gains.size,
+        bias_count=biases.size,
+        gain_max=gains.max(),
+        gain_min=gains.min(),
+        bias_min=biases.min(),
+        bias_max=biases.max(),
+        gain_median=np.median(gains),
+        gain_below_one_pct=100 * np.mean(gains < 1),
+        gain_negative=int(np.sum(gains < 0)),
+    )
+
+
+def format_value_ranges(arrays: Mapping[str, np.ndarray]) -> str:
+    """One line per ``name -> values``: count, min, median and max of the values."""
+    if not isinstance(arrays, Mapping) or not arrays:
+        raise ValueError("arrays must be a non-empty mapping name -> array")
+    lines = []
+    for name, v in arrays.items():
+        v = as_float_array(v, f"arrays[{name!r}]")
+        lines.append(
+            f"{name:6s}: {v.size:,} values, min {v.min():+.4f}, "
+            f"median {np.median(v):+.4f}, max {v.max():+.4f}"
+        )
+    return "\n".join(lines)
+
+
+#: The fixed histogram range of the gains that the LayerNorm chapter tests.
+GAIN_RANGE = (0.0, 3.0)
+#: The fixed histogram range of the biases.
+BIAS_RANGE = (-5.0, 5.0)
+#: The narrower gain range of the chapter's exercise.
+NARROW_GAIN_RANGE = (0.0, 2.0)
+
+
+@dataclass(frozen=True)
+class RangeLosses:
+    """What fixed histogram ranges drop, from LayerNorm parameters (L, d) whose last
+    row is ln_f: ``gain_outside`` (gains outside :data:`GAIN_RANGE`) and
+    ``gain_outside_lnf`` (of them in the last row), ``bias_outside`` (biases outside
+    :data:`BIAS_RANGE`), ``gain_outside_02`` and ``gain_outside_02_lnf`` (the same
+    for :data:`NARROW_GAIN_RANGE`, [0, 2])."""
+
+    gain_outside: int
+    bias_outside: int
+    gain_outside_lnf: int
+    gain_outside_02: int
+    gain_outside_02_lnf: int
+
+
+def range_losses(gains, biases) -> RangeLosses:
+    """:class:`RangeLosses` of ``gains`` and ``biases`` (L, d), last row ln_f."""
+    gains, biases = _gains_biases(gains, biases)
+    low, high = NARROW_GAIN_RANGE
+    outside_narrow = (gains < low) | (gains > high)
+    return RangeLosses(
+        gain_outside=count_outside(gains, *GAIN_RANGE),
+        bias_outside=count_outside(biases, *BIAS_RANGE),
+        gain_outside_lnf=count_outside(gains[-1], *GAIN_RANGE),
+        gain_outside_02=int(outside_narrow.sum()),
+        gain_outside_02_lnf=int(outside_narrow[-1].sum()),
+    )
+
+
+@dataclass(frozen=True)
+class GainMedians:
+    """Block LayerNorms (every row but the last) against ln_f (the last row):
+    ``block_median_gain_max`` (the largest median gain of a block module),
+    ``f_median_gain`` (ln_f's median gain), ``block_below_one_pct`` (% of block
+    gains below 1), ``f_gain_max_ratio`` (ln_f's largest gain over its largest
+    initial gain), ``block_modules`` (number of block modules)."""
+
+    block_median_gain_max: float
+    f_median_gain: float
+    block_below_one_pct: float
+    f_gain_max_ratio: float
+    block_modules: int
+
+
+def gain_medians(gains, init_gains) -> GainMedians:
+    """:class:`GainMedians` of trained ``gains`` and ``init_gains`` (L, d)."""
+    gains, init_gains = _gains_biases(gains, init_gains)
+    medians = np.median(gains, axis=1)
+    return GainMedians(
+        block_median_gain_max=medians[:-1].max(),
+        f_median_gain=medians[-1],
+        block_below_one_pct=100 * np.mean(gains[:-1] < 1),
+        f_gain_max_ratio=gains[-1].max() / init_gains[-1].max(),
+        block_modules=gains.shape[0] - 1,
+    )
+
+
+def format_module_gains(
+    names: Sequence[str], gains, init_gains, show: Sequence[str]
+) -> str:
+    """Median and largest gain of the modules named in ``show`` (rows of ``gains``
+    and ``init_gains`` (L, d), one per name of ``names``), with the initial median."""
+    gains, init_gains = _gains_biases(gains, init_gains)
+    if isinstance(names, str) or len(names) != gains.shape[0]:
+        raise ValueError(f"names must name the {gains.shape[0]} rows of gains")
+    unknown = sorted(set(show) - set(names))
+    if unknown:
+        raise ValueError(f"show names no module of names: {unknown}")
+    medians, init_medians = np.median(gains, axis=1), np.median(init_gains, axis=1)
+    return "\n".join(
+        f"{name:10s} median gain {medians[i]:6.3f}  max {gains[i].max():7.3f}  "
+        f"(init {init_medians[i]:.0f})"
+        for i, name in enumerate(names)
+        if name in show
+    )
+
+
+@dataclass(frozen=True)
+class OutputRms:
+    """Output RMS √mean(γ² + β²) of LayerNorms (one per module): ``rms_largest``
+    and ``rms_block_median`` (the median over all modules but the last, ln_f)."""
+
+    rms_largest: float
+    rms_block_median: float
+
+
+def output_rms_summary(rms) -> OutputRms:
+    """:class:`OutputRms` of per-module output RMS values ``rms`` (L,), L ≥ 2."""
+    rms = as_float_array(rms, "rms", ndim=1)
+    if rms.size < 2:
+        raise ValueError("rms must have at least two entries (blocks and ln_f)")
+    return OutputRms(rms_largest=rms.max(), rms_block_median=np.median(rms[:-1]))
+
+
+def format_rms_extremes(names: Sequence[str], rms, rms_init) -> str:
+    """The modules of largest and smallest output RMS ``rms`` (L,), and the distinct
+    values of ``rms_init`` (L,) at initialization, three lines."""
+    rms = as_float_array(rms, "rms", ndim=1)
+    rms_init = as_float_array(rms_init, "rms_init", ndim=1)
+    if isinstance(names, str) or len(names) != rms.size or rms_init.size != rms.size:
+        raise ValueError("names, rms and rms_init must have one entry per module")
+    return "\n".join(
+        [
+            f"largest output RMS: {names[int(np.argmax(rms))]} {rms.max():.3f}",
+            f"smallest output RMS: {names[int(np.argmin(rms))]} {rms.min():.3f}",
+            f"at initialization: every module {np.unique(rms_init)}",
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class LowChannel:
+    """The channel most often among the smallest gains of a module: ``low_channel``,
+    in how many modules (``low_channel_modules``) of ``n_modules``, and the ``k`` of
+    "the k smallest"."""
+
+    low_channel: int
+    low_channel_modules: int
+    n_modules: int
+    k: int
+
+    def __str__(self) -> str:
+        return (
+            f"channel {self.low_channel}: among the {self.k} smallest gains in "
+            f"{self.low_channel_modules} of {self.n_modules} block LayerNorms"
+        )
+
+
+def low_channel(among_smallest, n_modules: int, k: int) -> LowChannel:
+    """:class:`LowChannel` from ``among_smallest`` (d,): per channel, the number of
+    the ``n_modules`` modules in whose ``k`` smallest gains it is."""
+    counts = np.asarray(among_smallest)
+    if (
+        counts.ndim != 1
+        or counts.size == 0
+        or not np.issubdtype(counts.dtype, np.integer)
+    ):
+        raise TypeError("among_smallest must be a non-empty 1-D array of counts")
+    channel = int(np.argmax(counts))
+    return LowChannel(
+        low_channel=channel,
+        low_channel_modules=counts[channel],
+        n_modules=positive_int(n_modules, "n_modules"),
+        k=positive_int(k, "k"),
+    )
+
+
+def status_text(label: str) -> str:
+    """The page's sentence (Markdown) naming the model whose LayerNorms it shows."""
+    if not isinstance(label, str) or not label:
+        raise TypeError("label must be a non-empty str")
+    return (
+        f"**Trained values.** The gains and biases on this page are those of "
+        f"{label}, read through the loader."
+    )
+
+
+def format_parameters(names: Sequence[str], gains, biases) -> str:
+    """The shapes of ``gains`` and ``biases`` (L, d) and the first and last of the
+    ``names`` of their rows, one line."""
+    gains, biases = _gains_biases(gains, biases)
+    if isinstance(names, str) or len(names) != gains.shape[0]:
+        raise ValueError(f"names must name the {gains.shape[0]} rows of gains")
+    return f"gains {gains.shape} biases {biases.shape} rows {names[0]} ... {names[-1]}"

@@ -1,0 +1,107 @@
+"""Tests for numscale.gpt2_ln: the GPT-2 LayerNorm chapter's result records, on small
+made-up parameters whose answers are counted by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from numscale import gpt2_ln
+
+# three modules (two "blocks" and ln_f) of four channels
+GAINS = np.array(
+    [
+        [0.5, 0.2, 1.5, -0.1],
+        [0.9, 0.1, 0.3, 0.4],
+        [1.0, 2.5, 4.0, 12.0],
+    ]
+)
+BIASES = np.array(
+    [
+        [0.0, 0.1, -6.0, 0.2],
+        [0.3, -0.2, 0.1, 0.0],
+        [5.5, -1.0, 0.0, 2.0],
+    ]
+)
+NAMES = ("h.0.ln_1", "h.0.ln_2", "ln_f")
+
+
+def test_layernorm_summary_counts_by_hand():
+    rec = gpt2_ln.layernorm_summary(GAINS, BIASES)
+    assert (rec.modules, rec.gain_count, rec.bias_count) == (3, 12, 12)
+    assert (rec.gain_min, rec.gain_max) == (-0.1, 12.0)
+    assert (rec.bias_min, rec.bias_max) == (-6.0, 5.5)
+    # sorted gains: ... 0.4, 0.5 | 0.9 ...: the median of 12 is (0.5 + 0.9)/2
+    assert rec.gain_median == pytest.approx(0.7, rel=1e-15)
+    assert rec.gain_below_one_pct == pytest.approx(100 * 7 / 12, rel=1e-15)  # 3 + 4 + 0
+    assert rec.gain_negative == 1
+    with pytest.raises(ValueError, match="one shape"):
+        gpt2_ln.layernorm_summary(GAINS, BIASES[:, :2])
+    with pytest.raises(ValueError, match="two rows"):
+        gpt2_ln.layernorm_summary(GAINS[:1], BIASES[:1])
+
+
+def test_range_losses_by_hand():
+    rec = gpt2_ln.range_losses(GAINS, BIASES)
+    # outside [0, 3]: −0.1, 4.0, 12.0 (two of them in ln_f); biases outside [−5, 5]:
+    # −6.0 and 5.5; gains outside [0, 2]: −0.1, 2.5, 4.0, 12.0 (three in ln_f)
+    assert (rec.gain_outside, rec.gain_outside_lnf) == (3, 2)
+    assert rec.bias_outside == 2
+    assert (rec.gain_outside_02, rec.gain_outside_02_lnf) == (4, 3)
+
+
+def test_gain_medians_by_hand():
+    init = np.ones_like(GAINS)
+    rec = gpt2_ln.gain_medians(GAINS, init)
+    # row medians: sorted row 0: −0.1, 0.2, 0.5, 1.5 → 0.35; row 1:
+    # 0.1, 0.3, 0.4, 0.9 → 0.35; ln_f: 1.0, 2.5, 4.0, 12.0 → 3.25
+    assert rec.block_median_gain_max == pytest.approx(0.35, rel=1e-15)
+    assert rec.f_median_gain == pytest.approx(3.25, rel=1e-15)
+    assert rec.block_below_one_pct == pytest.approx(100 * 7 / 8, rel=1e-15)
+    assert rec.f_gain_max_ratio == 12.0 and rec.block_modules == 2
+    assert gpt2_ln.gain_medians(GAINS, 2 * init).f_gain_max_ratio == 6.0
+
+
+def test_output_rms_summary_and_extremes():
+    rms = np.sqrt(np.mean(GAINS**2 + BIASES**2, axis=1))
+    rec = gpt2_ln.output_rms_summary(rms)
+    assert rec.rms_largest == rms[2]
+    assert rec.rms_block_median == pytest.approx((rms[0] + rms[1]) / 2, rel=1e-15)
+    lines = gpt2_ln.format_rms_extremes(NAMES, rms, np.ones(3)).splitlines()
+    assert lines[0].startswith("largest output RMS: ln_f")
+    assert lines[1].startswith("smallest output RMS: h.0.ln_2")
+    assert lines[2] == "at initialization: every module [1.]"
+    with pytest.raises(ValueError, match="rms"):
+        gpt2_ln.output_rms_summary(rms[:1])
+    with pytest.raises(ValueError, match="names"):
+        gpt2_ln.format_rms_extremes(NAMES[:2], rms, np.ones(3))
+
+
+def test_low_channel():
+    rec = gpt2_ln.low_channel(np.array([0, 3, 5, 5]), n_modules=6, k=2)
+    # argmax takes the first of the ties
+    assert (rec.low_channel, rec.low_channel_modules) == (2, 5)
+    assert (
+        str(rec) == "channel 2: among the 2 smallest gains in 5 of 6 block LayerNorms"
+    )
+    with pytest.raises(TypeError, match="among_smallest"):
+        gpt2_ln.low_channel(np.array([0.5, 1.0]), n_modules=6, k=2)
+    with pytest.raises(ValueError, match="n_modules"):
+        gpt2_ln.low_channel(np.array([1, 2]), n_modules=0, k=2)
+
+
+def test_formatters():
+    text = gpt2_ln.format_value_ranges({"gains": GAINS})
+    assert text == "gains : 12 values, min -0.1000, median +0.7000, max +12.0000"
+    table = gpt2_ln.format_module_gains(NAMES, GAINS, np.ones_like(GAINS), ["ln_f"])
+    assert table == "ln_f       median gain  3.250  max  12.000  (init 1)"
+    assert gpt2_ln.format_parameters(NAMES, GAINS, BIASES) == (
+        "gains (3, 4) biases (3, 4) rows h.0.ln_1 ... ln_f"
+    )
+    with pytest.raises(ValueError, match="show"):
+        gpt2_ln.format_module_gains(NAMES, GAINS, GAINS, ["ln_3"])
+    with pytest.raises(ValueError, match="arrays"):
+        gpt2_ln.format_value_ranges({})
+    assert "Trained values" in gpt2_ln.status_text("GPT-2 small")
+    with pytest.raises(TypeError, match="label"):
+        gpt2_ln.status_text("")
