@@ -300,9 +300,9 @@ class CapCosts:
     """What each soft cap of a :class:`CapSweep` costs.
 
     ``loss_uncapped`` ± ``loss_uncapped_se``: mean loss per token without a cap;
-    ``max_logit`` and ``mean_log_z``: the largest |z| and the mean log Z without a cap;
+    ``max_logit`` and ``mean_log_z``: the largest ``abs(z)`` and the mean log Z without a cap;
     ``diff``: ``"cap<c>"`` → loss change of cap c against no cap and ``"cap<c>_se"`` →
-    its paired standard error; ``max``: ``"cap<c>"`` → the largest |z| after the cap;
+    its paired standard error; ``max``: ``"cap<c>"`` → the largest ``abs(z)`` after the cap;
     ``n_predicted``: the number of predicted tokens; ``caps``: the caps, in order.
     """
 
@@ -349,7 +349,8 @@ def cap_costs(
 
 
 def format_cap_costs(costs: CapCosts) -> str:
-    """The uncapped loss and largest |z|, then one line per cap: change ± SE, |z|."""
+    """The uncapped loss and largest ``abs(z)``, then one line per cap: the loss change ±
+    its SE and the largest ``abs(z)`` after the cap."""
     lines = [
         f"uncapped: loss {costs.loss_uncapped:.4f} ± {costs.loss_uncapped_se:.4f}, "
         f"largest |z| {costs.max_logit:.1f}"

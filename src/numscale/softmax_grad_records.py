@@ -28,9 +28,9 @@ from numscale.softmax_grad import (
 class JacobianCheck:
     """The closed-form Jacobian against autograd's, for one row of logits.
 
-    ``autograd_diff``: max |J − J_autograd| over the entries; ``autograd_diff_eps``: the
+    ``autograd_diff``: the largest absolute entry of ``J − J_autograd``; ``autograd_diff_eps``: the
     same in units of float64's machine epsilon; ``norm_explicit``: ‖J‖_F of the matrix;
-    ``norm_closed``: the closed-form norm; ``frob_diff``: |norm_explicit − norm_closed|.
+    ``norm_closed``: the closed-form norm; ``frob_diff``: the absolute difference of the two norms.
     """
 
     autograd_diff: float
