@@ -60,7 +60,7 @@ def format_score_stds(rec: ScoreStds) -> str:
 class StdCheck:
     """A measured std of iid dot products against its prediction: ``std`` (ddof = 1),
     ``predicted``, and ``rel_se_pct``, the relative standard error of ``std`` in
-    percent (:func:`std_relative_standard_error`)."""
+    percent (:func:`numscale.dotprod.std_relative_standard_error`)."""
 
     std: float
     predicted: float
@@ -96,7 +96,7 @@ class SeedSpread:
     """std(QKᵀ) over seeds: ``seed_mean``, its relative spread across seeds
     ``seed_spread_pct`` (sample SD / mean, percent), and two predictions of that spread
     in percent: ``iid_spread_pct`` for n² independent dot products, and
-    ``wishart_spread_pct`` (:func:`wishart_std_spread`)."""
+    ``wishart_spread_pct`` (:func:`numscale.dotprod.wishart_std_spread`)."""
 
     seed_mean: float
     seed_spread_pct: float
