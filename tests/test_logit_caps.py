@@ -107,3 +107,85 @@ def test_finetune_z_loss_lowers_log_z_and_is_deterministic():
     assert pulled.heldout_log_z < plain.heldout_log_z
     with pytest.raises(ValueError, match="coefficient"):
         lc.finetune(big, batches, (tokens, mask), coefficient=-1.0)
+
+
+# ------------------------------------------------------------------- the chapter's records
+
+
+def _scales(entry, rows, hidden, logit_std, d=16):
+    return lc.EmbeddingScales(
+        entry_rms=entry, row_norm_mean=rows, row_norm_max=2 * rows,
+        hidden_norm_mean=hidden, logit_std_mean=logit_std,
+        unit_entry_rms=1 / math.sqrt(d),
+    )  # fmt: skip
+
+
+def test_compare_scales_against_hand_ratios():
+    trained, init = _scales(0.5, 3.0, 8.0, 6.0), _scales(0.02, 0.5, 4.0, 0.25)
+    c = lc.compare_scales(trained, init, 16)
+    assert c.sqrt_d == 4.0 and c.unit_entry_rms == 0.25
+    assert c.entry_over_unit == 2.0  # 0.5 / (1/4)
+    assert c.logit_growth == 24.0  # 6 / 0.25
+    assert c.norm_growth == 12.0  # (3 / 0.5)·(8 / 4)
+    assert (c.hidden_norm, c.init_hidden_norm, c.init_logit_std) == (8.0, 4.0, 0.25)
+    assert c.row_norm_max == 6.0 and c.init_entry_rms == 0.02
+    with pytest.raises(TypeError, match="init"):
+        lc.compare_scales(trained, {"entry_rms": 1.0}, 16)
+    with pytest.raises(ValueError, match="d_model"):
+        lc.compare_scales(trained, init, 0)
+    text = lc.format_scales({"trained": trained, "initialized": init})
+    lines = text.splitlines()
+    assert lines[0] == "trained:" and lines[1] == "  entry_rms = 0.5"
+    assert lines[7] == "initialized:" and "  row_norm_max = 1" in lines
+
+
+def _cap_sweep():
+    return lc.CapSweep(
+        caps=(None, 5.0, 30.0),
+        sums=np.ones((3, 4)),
+        counts=np.array([10, 20, 30, 40]),
+        max_logit=np.array([40.0, 4.9, 25.0]),
+        mean_log_z=np.array([7.5, 3.0, 7.0]),
+    )
+
+
+def test_cap_costs_names_values_and_table():
+    from numscale import report
+
+    costs = lc.cap_costs(_cap_sweep(), (1.25, 0.5), [(0.75, 0.125), (0.01, 0.02)])
+    assert report.record_numbers(costs, exclude=("caps",)) == {
+        "loss_uncapped": 1.25, "loss_uncapped_se": 0.5, "max_logit": 40.0,
+        "mean_log_z": 7.5, "diff_cap5": 0.75, "diff_cap5_se": 0.125,
+        "diff_cap30": 0.01, "diff_cap30_se": 0.02, "max_cap5": 4.9,
+        "max_cap30": 25.0, "n_predicted": 100,
+    }  # fmt: skip
+    assert lc.format_cap_costs(costs).splitlines() == [
+        "uncapped: loss 1.2500 ± 0.5000, largest |z| 40.0",
+        "cap    5: loss change +0.7500 ± 0.1250, largest |z| 4.9",
+        "cap   30: loss change +0.0100 ± 0.0200, largest |z| 25.0",
+    ]
+    with pytest.raises(ValueError, match="diffs"):
+        lc.cap_costs(_cap_sweep(), (1.25, 0.5), [(0.75, 0.125)])
+    with pytest.raises(TypeError, match="sweep"):
+        lc.cap_costs(None, (1.25, 0.5), [])
+    with pytest.raises(ValueError, match="uncapped"):
+        lc.cap_costs(_cap_sweep(), (math.nan, 0.5), [(0.0, 0.0)] * 2)
+
+
+def test_finetune_summary_and_table():
+    def run(loss, log_z):
+        return lc.Finetune(np.zeros(2), np.zeros(2), loss, log_z)
+
+    start = run(1.5, 7.0)
+    runs = {0.0: run(1.25, 6.5), 1e-2: run(1.375, 2.0)}
+    s = lc.finetune_summary(start, {"none": runs[0.0], "large": runs[1e-2]})
+    assert (s.start_loss, s.start_log_z) == (1.5, 7.0)
+    assert s.loss == {"none": 1.25, "large": 1.375}
+    assert s.log_z == {"none": 6.5, "large": 2.0}
+    assert lc.format_finetunes(runs).splitlines()[1] == (
+        "z-loss coefficient 1e-02: held-out loss 1.3750, log Z 2.00"
+    )
+    with pytest.raises(TypeError, match=r"runs\['x'\]"):
+        lc.finetune_summary(start, {"x": 1.0})
+    with pytest.raises(ValueError, match="runs"):
+        lc.finetune_summary(start, {})

@@ -363,3 +363,12 @@ def gaussian_dots(
     ]
     q, k = draws
     return np.einsum("ij,ij->i", q, k)
+
+
+def wishart_std_spread(n: int, d: int) -> float:
+    """Relative seed-to-seed standard deviation of std(QKᵀ) for Q, K ``(n, d)`` with iid
+    N(0, 1) entries: √((2n + d + 1)/(2n²d)), from the moments of the trace of two
+    independent Wishart matrices (the dot-products chapter's last exercise)."""
+    n = positive_int(n, "n")
+    d = positive_int(d, "d")
+    return float(np.sqrt((2 * n + d + 1) / (2 * n**2 * d)))

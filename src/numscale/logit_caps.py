@@ -7,11 +7,15 @@
   applied to the same logits);
 * :func:`embedding_scales`: the scales of a tied embedding and of the logits it makes;
 * :func:`finetune`: a few deterministic Adam steps of a llama2.c model with or without
-  the z-loss, tracking log Z and the loss.
+  the z-loss, tracking log Z and the loss;
+* :func:`compare_scales`, :func:`cap_costs`, :func:`finetune_summary`: the numbers the
+  output-logits chapter quotes, as records for :func:`numscale.report.glue_record`
+  (and ``format_*`` for the tables it prints).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -211,3 +215,189 @@ def finetune(
         held_ce = float(torch.nn.functional.cross_entropy(z, tok[:, 1:][msk[:, 1:]]))
         held_log_z = float(log_partition(z).mean())
     return Finetune(np.array(losses), np.array(log_zs), held_ce, held_log_z)
+
+
+# ------------------------------------------------------------ the chapter's result records
+
+
+@dataclass(frozen=True)
+class ScaleComparison:
+    """The quoted scales of a trained model's tied embedding and logits against the same
+    model at initialization (both :class:`EmbeddingScales`).
+
+    Trained: ``entry_rms``, ``unit_entry_rms`` (1/√d_model), ``row_norm_mean``,
+    ``row_norm_max``, ``hidden_norm`` (mean ‖h‖), ``logit_std``; ``sqrt_d`` = √d_model;
+    ``entry_over_unit`` = entry_rms / unit_entry_rms. At initialization:
+    ``init_entry_rms``, ``init_hidden_norm``, ``init_logit_std``. Growth through
+    training: ``logit_growth`` (ratio of the logit stds) and ``norm_growth`` (product of
+    the ratios of the mean row norms and of the mean hidden norms).
+    """
+
+    entry_rms: float
+    unit_entry_rms: float
+    row_norm_mean: float
+    row_norm_max: float
+    hidden_norm: float
+    sqrt_d: float
+    logit_std: float
+    entry_over_unit: float
+    init_entry_rms: float
+    init_hidden_norm: float
+    init_logit_std: float
+    logit_growth: float
+    norm_growth: float
+
+
+def compare_scales(
+    trained: EmbeddingScales, init: EmbeddingScales, d_model: int
+) -> ScaleComparison:
+    """:class:`ScaleComparison` of ``trained`` against ``init`` for width ``d_model``."""
+    for name, value in (("trained", trained), ("init", init)):
+        if not isinstance(value, EmbeddingScales):
+            raise TypeError(
+                f"{name} must be EmbeddingScales, got {type(value).__name__}"
+            )
+    d = positive_int(d_model, "d_model")
+    return ScaleComparison(
+        entry_rms=trained.entry_rms,
+        unit_entry_rms=trained.unit_entry_rms,
+        row_norm_mean=trained.row_norm_mean,
+        row_norm_max=trained.row_norm_max,
+        hidden_norm=trained.hidden_norm_mean,
+        sqrt_d=float(np.sqrt(d)),
+        logit_std=trained.logit_std_mean,
+        entry_over_unit=trained.entry_rms / trained.unit_entry_rms,
+        init_entry_rms=init.entry_rms,
+        init_hidden_norm=init.hidden_norm_mean,
+        init_logit_std=init.logit_std_mean,
+        logit_growth=trained.logit_std_mean / init.logit_std_mean,
+        norm_growth=trained.row_norm_mean
+        / init.row_norm_mean
+        * trained.hidden_norm_mean
+        / init.hidden_norm_mean,
+    )
+
+
+def format_scales(scales: dict[str, EmbeddingScales]) -> str:
+    """Per label, the label and then each field of its :class:`EmbeddingScales`
+    (``name = value``, 4 significant digits), indented by two spaces."""
+    blocks = []
+    for label, s in scales.items():
+        if not isinstance(s, EmbeddingScales):
+            raise TypeError(
+                f"scales[{label!r}] must be EmbeddingScales, got {type(s).__name__}"
+            )
+        fields = [
+            f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+            for k, v in dataclasses.asdict(s).items()
+        ]
+        blocks.append("\n  ".join([f"{label}:", *fields]))
+    return "\n".join(blocks)
+
+
+@dataclass(frozen=True)
+class CapCosts:
+    """What each soft cap of a :class:`CapSweep` costs.
+
+    ``loss_uncapped`` ± ``loss_uncapped_se``: mean loss per token without a cap;
+    ``max_logit`` and ``mean_log_z``: the largest ``abs(z)`` and the mean log Z without a cap;
+    ``diff``: ``"cap<c>"`` → loss change of cap c against no cap and ``"cap<c>_se"`` →
+    its paired standard error; ``max``: ``"cap<c>"`` → the largest ``abs(z)`` after the cap;
+    ``n_predicted``: the number of predicted tokens; ``caps``: the caps, in order.
+    """
+
+    loss_uncapped: float
+    loss_uncapped_se: float
+    max_logit: float
+    mean_log_z: float
+    diff: dict[str, float]
+    max: dict[str, float]
+    n_predicted: int
+    caps: tuple[float, ...]
+
+
+def cap_costs(
+    sweep: CapSweep,
+    uncapped: tuple[float, float],
+    diffs: Sequence[tuple[float, float]],
+) -> CapCosts:
+    """:class:`CapCosts` from ``sweep``, the uncapped (mean, SE) loss and the (change,
+    SE) of each cap against no cap, one pair per cap of ``sweep`` in its order."""
+    if not isinstance(sweep, CapSweep):
+        raise TypeError(f"sweep must be a CapSweep, got {type(sweep).__name__}")
+    caps = tuple(float(c) for c in sweep.caps[1:] if c is not None)
+    if len(caps) != len(sweep.caps) - 1 or len(diffs) != len(caps):
+        raise ValueError(
+            f"diffs must hold one (change, SE) pair per cap: {len(caps)} caps, "
+            f"{len(diffs)} pairs"
+        )
+    diff: dict[str, float] = {}
+    for c, (d, _) in zip(caps, diffs):
+        diff[f"cap{int(c)}"] = d
+    for c, (_, e) in zip(caps, diffs):
+        diff[f"cap{int(c)}_se"] = e
+    return CapCosts(
+        loss_uncapped=finite_float(uncapped[0], "uncapped"),
+        loss_uncapped_se=finite_float(uncapped[1], "uncapped"),
+        max_logit=float(sweep.max_logit[0]),
+        mean_log_z=float(sweep.mean_log_z[0]),
+        diff=diff,
+        max={f"cap{int(c)}": float(m) for c, m in zip(caps, sweep.max_logit[1:])},
+        n_predicted=int(sweep.counts.sum()),
+        caps=caps,
+    )
+
+
+def format_cap_costs(costs: CapCosts) -> str:
+    """The uncapped loss and largest ``abs(z)``, then one line per cap: the loss change ±
+    its SE and the largest ``abs(z)`` after the cap."""
+    lines = [
+        f"uncapped: loss {costs.loss_uncapped:.4f} ± {costs.loss_uncapped_se:.4f}, "
+        f"largest |z| {costs.max_logit:.1f}"
+    ]
+    for c in costs.caps:
+        key = f"cap{int(c)}"
+        lines.append(
+            f"cap {c:4.0f}: loss change {costs.diff[key]:+.4f} ± "
+            f"{costs.diff[key + '_se']:.4f}, largest |z| {costs.max[key]:.1f}"
+        )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class FinetuneSummary:
+    """Held-out numbers of :func:`finetune` runs: ``start_loss`` / ``start_log_z``
+    before any step, and ``loss`` / ``log_z``: run name → held-out loss / mean log Z
+    after the run."""
+
+    start_loss: float
+    start_log_z: float
+    loss: dict[str, float]
+    log_z: dict[str, float]
+
+
+def finetune_summary(start: Finetune, runs: dict[str, Finetune]) -> FinetuneSummary:
+    """:class:`FinetuneSummary` of the runs ``runs`` (name → run) from ``start``."""
+    for name, run in (
+        ("start", start),
+        *((f"runs[{k!r}]", r) for k, r in runs.items()),
+    ):
+        if not isinstance(run, Finetune):
+            raise TypeError(f"{name} must be a Finetune, got {type(run).__name__}")
+    if not runs:
+        raise ValueError("runs must not be empty")
+    return FinetuneSummary(
+        start_loss=start.heldout_loss,
+        start_log_z=start.heldout_log_z,
+        loss={k: r.heldout_loss for k, r in runs.items()},
+        log_z={k: r.heldout_log_z for k, r in runs.items()},
+    )
+
+
+def format_finetunes(runs: dict[float, Finetune]) -> str:
+    """One line per z-loss coefficient: the held-out loss and mean log Z."""
+    return "\n".join(
+        f"z-loss coefficient {k:.0e}: held-out loss {r.heldout_loss:.4f}, "
+        f"log Z {r.heldout_log_z:.2f}"
+        for k, r in runs.items()
+    )
