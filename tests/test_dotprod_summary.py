@@ -1,4 +1,4 @@
-"""Tests of numscale.dotprod_records (the dot-products chapter's records) and of
+"""Tests of numscale.dotprod_summary (the dot-products chapter's records) and of
 numscale.dotprod.wishart_std_spread: fields against hand recomputation on made-up
 input, the Wishart spread against exact values and a simulation."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from numscale import dotprod, report
-from numscale import dotprod_records as records
+from numscale import dotprod_summary as records
 
 
 def test_wishart_std_spread_exact_and_simulated():

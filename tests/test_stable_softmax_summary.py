@@ -1,4 +1,4 @@
-"""Tests of numscale.stable_softmax_records: each field against a hand recomputation on
+"""Tests of numscale.stable_softmax_summary: each field against a hand recomputation on
 small made-up sweeps, the format limits against their definitions."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from numscale import report, streaming
-from numscale import stable_softmax_records as records
+from numscale import stable_softmax_summary as records
 from numscale.fp import SoftmaxErrors
 
 NAN = float("nan")

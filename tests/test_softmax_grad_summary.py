@@ -1,4 +1,4 @@
-"""Tests of numscale.softmax_grad_records: each field against a hand recomputation on
+"""Tests of numscale.softmax_grad_summary: each field against a hand recomputation on
 small made-up sweeps (no sampling: the records only pick and combine numbers)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from numscale import report
-from numscale import softmax_grad_records as records
+from numscale import softmax_grad_summary as records
 from numscale.softmax_grad import (
     Crossover,
     LogitScaleSweep,
