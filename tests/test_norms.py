@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from numscale import norms
+from numscale import norms, norms_summary, report
 
 D = 768
 EPS32 = float(np.finfo(np.float32).eps)
@@ -418,7 +418,7 @@ def test_tensor_norms_bad_input():
 # ------------------------------------------------------------ the chapter's result records
 def test_bare_norm_summary_against_a_direct_computation():
     x_hat = norms.layer_norm(_rows(3, n=5, d=64))
-    rec = norms.bare_norm_summary(x_hat)
+    rec = norms_summary.bare_norm_summary(x_hat)
     assert rec.sqrt_d == 8.0 and rec.two_sqrt_d == 16.0  # √64 exactly
     # written out here: row means and row L2 norms, summed by hand in float64
     means = [sum(row) / 64 for row in x_hat.tolist()]
@@ -431,37 +431,37 @@ def test_bare_norm_summary_against_a_direct_computation():
     # a made-up x̂ with known lengths: rows of norm 8 + 0.5 and 8 − 2
     made_up = np.zeros((2, 64))
     made_up[0, 0], made_up[1, 1] = 8.5, -6.0
-    rec2 = norms.bare_norm_summary(made_up)
+    rec2 = norms_summary.bare_norm_summary(made_up)
     assert rec2.l2_max_dev == 2.0 and rec2.max_abs_mean == 8.5 / 64
 
 
 def test_format_token_stats_lines():
     x = _rows(4, n=2, d=16)
-    text = norms.format_token_stats(x, norms.layer_norm(x))
+    text = norms_summary.format_token_stats(x, norms.layer_norm(x))
     assert text.splitlines()[-1] == "√d_model = 4.0"
     assert len(text.splitlines()) == 4
     with pytest.raises(ValueError, match="x_hat"):
-        norms.format_token_stats(x, x[:, :8])
+        norms_summary.format_token_stats(x, x[:, :8])
 
 
 def test_gain_bias_recovery_made_up_numbers():
     gamma, beta = np.array([1.0, 2.0]), np.array([0.0, 1.0])
     # n = 100: standard errors γ/10 = 0.1, 0.2; means off by 0.3 and 0.2 → z = 3 and 1
-    rec = norms.gain_bias_recovery(
+    rec = norms_summary.gain_bias_recovery(
         np.array([0.3, 1.2]), np.array([1.1, 1.0]), gamma, beta, 100
     )
     assert rec.beta_max_z == pytest.approx(3.0, rel=1e-12)
     assert rec.gamma_max_rel == pytest.approx(0.5, rel=1e-12)  # |1.0/2 − 1|
     assert rec.gamma_rel_se == pytest.approx(1 / np.sqrt(198), rel=1e-15)
     with pytest.raises(ValueError, match="n_tokens"):
-        norms.gain_bias_recovery(gamma, gamma, gamma, beta, 1)
+        norms_summary.gain_bias_recovery(gamma, gamma, gamma, beta, 1)
     with pytest.raises(ValueError, match="share one shape"):
-        norms.gain_bias_recovery(gamma[:1], gamma, gamma, beta, 10)
+        norms_summary.gain_bias_recovery(gamma[:1], gamma, gamma, beta, 10)
 
 
 def test_invariance_changes_against_the_formulas():
     x = np.random.default_rng(5).standard_normal(32)
-    rec = norms.invariance_changes(x, 3.7, -2.0)
+    rec = norms_summary.invariance_changes(x, 3.7, -2.0)
     # ε = 0: invariance exact up to float64 rounding of O(1) outputs
     assert rec.ln_exact < 1e-13 and rec.rms_scale < 1e-13
     # the shift: written out with RMSNorm's formula
@@ -471,24 +471,24 @@ def test_invariance_changes_against_the_formulas():
     )
     assert 0 < rec.ln_eps < 1e-4  # first order in ε/σ² ≈ 1e-5 (times max|x̂| ≲ 3)
     with pytest.raises(ValueError, match="^a must be finite"):
-        norms.invariance_changes(x, float("nan"), 1.0)
+        norms_summary.invariance_changes(x, float("nan"), 1.0)
 
 
 def test_format_record_lines():
-    rec = norms.InvarianceChanges(1.0, 2.0, 3.0, 4.0)
-    assert norms.format_record(rec, fmt=".1f", width=9).splitlines() == [
+    rec = norms_summary.InvarianceChanges(1.0, 2.0, 3.0, 4.0)
+    assert report.format_record(rec, fmt=".1f", width=9).splitlines() == [
         " ln_exact: 1.0",
         "   ln_eps: 2.0",
         "rms_scale: 3.0",
         "rms_shift: 4.0",
     ]
     with pytest.raises(TypeError, match="record"):
-        norms.format_record({"a": 1.0})
+        report.format_record({"a": 1.0})
 
 
 def test_epsilon_regime_against_the_gain_formula():
     z = np.random.default_rng(6).standard_normal(256)
-    rec = norms.epsilon_regime(z, 1e-4, eps=1e-5)
+    rec = norms_summary.epsilon_regime(z, 1e-4, eps=1e-5)
     assert rec.sqrt_eps == pytest.approx(np.sqrt(1e-5), rel=1e-15)
     assert rec.inv_sqrt_eps == pytest.approx(1 / np.sqrt(1e-5), rel=1e-15)
     gain = 1e-4 / np.sqrt(1e-8 + 1e-5)  # σ/√(σ² + ε), written out
@@ -496,7 +496,7 @@ def test_epsilon_regime_against_the_gain_formula():
     # measured on the scaled vector: std exactly 1e-4 up to rounding (1e-12 relative)
     assert rec.tiny_out == pytest.approx(gain, rel=1e-10)
     with pytest.raises(ValueError, match="tiny"):
-        norms.epsilon_regime(z, 0.0)
+        norms_summary.epsilon_regime(z, 0.0)
 
 
 def test_layer_norm_output_rms_is_rms_per_vector():
@@ -509,13 +509,16 @@ def test_layer_norm_output_rms_is_rms_per_vector():
 
 def test_centring_summary_and_its_table():
     rms_means, ln_means = np.array([0.5, 0.7]), np.array([1e-17, -3e-17])
-    rec = norms.centring_summary(rms_means, ln_means, 1.0, 1.0)
+    rec = norms_summary.centring_summary(rms_means, ln_means, 1.0, 1.0)
     assert rec.rms_mean_measured == pytest.approx(0.6, rel=1e-15)
     assert rec.rms_mean_predicted == pytest.approx(1 / np.sqrt(2), rel=1e-15)
     assert rec.ln_mean_max == 3e-17
-    assert norms.format_centring(rms_means, ln_means).splitlines()[1] == "[0.5 0.7]"
+    assert (
+        norms_summary.format_centring(rms_means, ln_means).splitlines()[1]
+        == "[0.5 0.7]"
+    )
     with pytest.raises(ValueError, match="rms_out_mean"):
-        norms.centring_summary(np.ones((2, 2)), ln_means, 1.0, 1.0)
+        norms_summary.centring_summary(np.ones((2, 2)), ln_means, 1.0, 1.0)
 
 
 def test_float32_agreement_fields():
@@ -523,7 +526,7 @@ def test_float32_agreement_fields():
     d = 64
     x32 = (2.0 + 3.0 * rng.standard_normal((4, d))).astype(np.float32)
     gamma, beta = rng.uniform(0.5, 1.5, d), rng.normal(0.0, 1.0, d)
-    rec = norms.float32_agreement(x32, gamma, beta)
+    rec = norms_summary.float32_agreement(x32, gamma, beta)
     # an independent float64 reference, written out here
     x = x32.astype(np.float64)
     mu = x.mean(-1, keepdims=True)
@@ -542,4 +545,4 @@ def test_float32_agreement_fields():
     assert rec.torch_ln_diff_per_eps == pytest.approx(rec.torch_ln_diff / EPS32)
     assert rec.torch_rms_diff_per_eps == pytest.approx(rec.torch_rms_diff / EPS32)
     with pytest.raises(TypeError, match="x32"):
-        norms.float32_agreement(x32.astype(np.float64), gamma, beta)
+        norms_summary.float32_agreement(x32.astype(np.float64), gamma, beta)
