@@ -61,30 +61,12 @@ def test_iid_summary_bad_input():
         lc_summary.iid_summary(
             plain, signal, scaled, formula[:3], weights, c_of_n, **kw
         )
-    with pytest.raises(ValueError, match="at_train"):
-        lc_summary.iid_summary(
-            plain,
-            signal,
-            scaled,
-            formula,
-            weights,
-            c_of_n,
-            sigma=1.0,
-            at_train=4,
-            large_n=128,
-        )
-    with pytest.raises(ValueError, match="large_n"):
-        lc_summary.iid_summary(
-            plain,
-            signal,
-            scaled,
-            formula,
-            weights,
-            c_of_n,
-            sigma=1.0,
-            at_train=2,
-            large_n=2048,
-        )
+    arrays = (plain, signal, scaled, formula, weights, c_of_n)
+    for bad, at_train, large_n in (("at_train", 4, 128), ("large_n", 2, 2048)):
+        with pytest.raises(ValueError, match=bad):
+            lc_summary.iid_summary(
+                *arrays, sigma=1.0, at_train=at_train, large_n=large_n
+            )
 
 
 def test_format_iid():
