@@ -226,7 +226,7 @@ def test_alignment_summary_fields() -> None:
     assert rec.top_names == "block 0 head 1, block 1 head 0, block 1 head 2"
     assert rec.bottom_name == "block 0 head 2"
     assert gpt2_qk_summary.format_alignment(rec) == (
-        "most aligned heads: [(0, 1, 7.0), (1, 0, 6.0), (1, 2, 5.0)]"
+        "most aligned heads (block, head, tr M/‖M‖_F): [(0, 1, 7.0), (1, 0, 6.0), (1, 2, 5.0)]"
     )
     with pytest.raises(ValueError, match="self_excess"):
         gpt2_qk_summary.alignment_summary(

@@ -87,11 +87,26 @@ def test_scale_summary_by_hand():
     assert r.half_first_inf_fine_k == 7
 
 
-def test_scale_summary_without_a_finite_backward_takes_the_first_point():
-    exponents, cast, sweep, *rest = scale_case()
-    bad = {"zero": sweep["zero"], "nonfinite": np.full(4, 0.5)}
-    r = mixp_summary.scale_summary(exponents, cast, bad, *rest)
-    assert (r.half_zero_min_k, r.half_first_inf_k) == (0, 0)
+def test_scale_summary_refuses_grids_without_a_transition():
+    # no finite backward, a backward that never overflows, a cast that never
+    # overflows, a fine grid without inf: there is no first overflow to report
+    exponents, cast, sweep, flat, short_grads, fine_k, fine = scale_case()
+    for nonfinite in (np.full(4, 0.5), np.zeros(4)):
+        bad = {"zero": sweep["zero"], "nonfinite": nonfinite}
+        with pytest.raises(ValueError, match="sweep must both fit and overflow"):
+            mixp_summary.scale_summary(
+                exponents, cast, bad, flat, short_grads, fine_k, fine
+            )
+    safe_cast = [dict(c, overflow=0.0) for c in cast]
+    with pytest.raises(ValueError, match="cast must both fit and overflow"):
+        mixp_summary.scale_summary(
+            exponents, safe_cast, sweep, flat, short_grads, fine_k, fine
+        )
+    no_inf = {"zero": fine["zero"], "nonfinite": np.zeros(4)}
+    with pytest.raises(ValueError, match="fine must overflow"):
+        mixp_summary.scale_summary(
+            exponents, cast, sweep, flat, short_grads, fine_k, no_inf
+        )
 
 
 def test_scale_summary_bad_input():
@@ -121,7 +136,7 @@ def test_format_scale_sweep():
     lines = mixp_summary.format_scale_sweep(exponents, cast, sweep).splitlines()
     assert len(lines) == 4
     assert lines[3] == (
-        "S = 2^12: cast zero  0.00%, overflow 25.00% | fp16 backward zero 50.00%, "
+        "S = 2^12: cast zero  0.00%, overflow 25.0000% | fp16 backward zero 50.00%, "
         "inf/NaN 90.00%"
     )
 

@@ -149,8 +149,10 @@ def test_fold_summary_counts_by_hand():
     assert record.fold_kept_same == 1  # block 1
     # block 1's largest folded entry is in row 0, outside the one kept row
     assert record.fold_largest_kept == 2
-    assert record.fold_kept_below_plain == 2  # blocks 0 and 1
-    assert record.fold_kept_above_plain == 1  # block 2
+    # of the blocks where keeping helps (0 and 2): below plain in 0, above in 2; block
+    # 1 (kept = folded < plain) is not counted: keeping the rows changed nothing there
+    assert record.fold_kept_below_plain == 1
+    assert record.fold_kept_above_plain == 1
 
 
 def test_fold_summary_counts_reported_rows_below_the_median():
@@ -176,6 +178,8 @@ def test_fold_summary_bad_input():
 def test_format_rows():
     text = quant_summary.format_rows({"a": np.array([1.0, 2.0])})
     assert text == "a:\n  [1. 2.]"
+    titled = quant_summary.format_rows({"a": np.array([1.0])}, title="by block")
+    assert titled == "by block\na:\n  [1.]"
 
 
 def test_smoothquant_summary_by_hand():

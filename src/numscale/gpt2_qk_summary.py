@@ -231,9 +231,8 @@ def key_bias_summary(
 class ToySummary:
     """The toy run of the Adam hypothesis (see :func:`toy_summary`)."""
 
-    toy_grad_ratio_f32: (
-        float  #: median RMS grad(b_k) / RMS grad(b_q), Adam 1e-8, float32
-    )
+    #: median RMS grad(b_k) / RMS grad(b_q), Adam 1e-8, float32
+    toy_grad_ratio_f32: float
     toy_grad_ratio_f64: float  #: the same in float64
     toy_bk_drift_adam8: float  #: final RMS of b_k, Adam ε = 1e-8
     toy_bk_drift_adam12: float  #: final RMS of b_k, Adam ε = 1e-12
@@ -241,9 +240,9 @@ class ToySummary:
     toy_bq_drift_adam: float  #: final RMS of b_q, Adam ε = 1e-8
     toy_bq_drift_sgd: float  #: final RMS of b_q, SGD
     toy_bk_over_bq_adam12: float  #: final RMS b_k / RMS b_q, Adam ε = 1e-12
-    toy_loss_start: float  #: loss after the first step, Adam ε = 1e-8
-    toy_loss_adam: float  #: final loss, Adam ε = 1e-8
-    toy_loss_sgd: float  #: final loss, SGD
+    toy_loss_start: float  #: loss at initialization (before the first update)
+    toy_loss_adam: float  #: loss before the last update, Adam ε = 1e-8
+    toy_loss_sgd: float  #: loss before the last update, SGD
 
 
 def toy_summary(run: BiasRun, run64: BiasRun) -> ToySummary:
@@ -377,7 +376,7 @@ ALIGNMENT_DISPLAY = ("top_heads", "top_names", "bottom_name")
 
 
 def format_alignment(summary: AlignmentSummary) -> str:
-    """The three most aligned heads as (block, head, ratio to 2 decimals)."""
+    """The three most aligned heads as (block, head, tr M/‖M‖_F to 2 decimals)."""
     s = _of_type(summary, AlignmentSummary, "summary")
     shown = [(b, h, round(r, 2)) for b, h, r in s.top_heads]
-    return f"most aligned heads: {shown}"
+    return f"most aligned heads (block, head, tr M/‖M‖_F): {shown}"

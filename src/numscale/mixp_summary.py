@@ -184,15 +184,19 @@ def scale_summary(
     lost = np.array([c["zero"] + c["overflow"] for c in cast])
     overflow = np.array([c["overflow"] for c in cast])
     safe = overflow == 0  # a single inf makes a scaler skip the step
-    best = int(np.flatnonzero(safe)[np.argmin(lost[safe])])
-    first_over = int(np.argmax(overflow > 0))
     half_ok = sweep["nonfinite"] == 0  # float16 backward scales with no inf or NaN
-    half_best = (
-        int(np.flatnonzero(half_ok)[np.argmin(sweep["zero"][half_ok])])
-        if half_ok.any()
-        else 0
-    )
-    half_first_inf = int(np.argmax(sweep["nonfinite"] > 0))
+    # the record describes where a grid passes from safe to overflowing: the coarse
+    # grids must hold both (no "first overflow" or "best safe scale" otherwise), the
+    # fine one (refining the binades below the coarse first inf) an overflow
+    for name, ok in (("cast", safe), ("sweep", half_ok)):
+        if ok.all() or not ok.any():
+            raise ValueError(f"{name} must both fit and overflow somewhere on its grid")
+    if (fine["nonfinite"] == 0).all():
+        raise ValueError("fine must overflow somewhere on its grid")
+    best = int(np.flatnonzero(safe)[np.argmin(lost[safe])])
+    first_over = int(np.argmax(~safe))
+    half_best = int(np.flatnonzero(half_ok)[np.argmin(sweep["zero"][half_ok])])
+    half_first_inf = int(np.argmax(~half_ok))
     short_max = max(float(g.abs().max()) for g in short_grads.values())
     return ScaleSummary(
         headroom_log2=float(headroom),
@@ -217,12 +221,13 @@ def format_scale_sweep(
     cast: Sequence[Mapping[str, float]],
     sweep: Mapping[str, np.ndarray],
 ) -> str:
-    """One line per k of ``exponents``: percent of cast entries zero and overflowing,
-    and of float16-backward entries zero and inf/NaN."""
+    """One line per k of ``exponents``: percent of cast entries zero and overflowing
+    (four decimals: a few entries of a few hundred thousand show), and of
+    float16-backward entries zero and inf/NaN."""
     sweep = _sweep(sweep, "sweep", len(cast))
     return "\n".join(
         f"S = 2^{k:2d}: cast zero {100 * c['zero']:5.2f}%, overflow "
-        f"{100 * c['overflow']:5.2f}% | fp16 backward zero {100 * z:5.2f}%, "
+        f"{100 * c['overflow']:7.4f}% | fp16 backward zero {100 * z:5.2f}%, "
         f"inf/NaN {100 * bad:5.2f}%"
         for k, c, z, bad in zip(exponents, cast, sweep["zero"], sweep["nonfinite"])
     )

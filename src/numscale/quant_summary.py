@@ -195,9 +195,9 @@ class FoldSummary:
     kept). ``fold_worse_blocks``: blocks where folding raises the error;
     ``fold_kept_helps`` / ``fold_kept_same``: blocks where keeping the rows lowers the
     folded error / leaves it bit-identical; ``fold_largest_kept``: blocks whose largest
-    folded entry lies in a kept row; ``fold_kept_below_plain``: blocks where the kept
-    error is below the plain one; ``fold_kept_above_plain``: blocks where it is below
-    the folded one but above the plain one.
+    folded entry lies in a kept row; of the blocks where keeping the rows helps,
+    ``fold_kept_below_plain``: those where the kept error ends below the plain one,
+    ``fold_kept_above_plain``: those where it stays above it.
     """
 
     gain_ratio_min: float
@@ -262,15 +262,19 @@ def fold_summary(
         fold_kept_helps=int((kept < folded).sum()),
         fold_kept_same=int((kept == folded).sum()),
         fold_largest_kept=int(np.sum(largest_in_kept)),
-        fold_kept_below_plain=int((kept < plain).sum()),
+        fold_kept_below_plain=int(((kept < folded) & (kept < plain)).sum()),
         fold_kept_above_plain=int(((kept < folded) & (kept > plain)).sum()),
     )
 
 
-def format_rows(rows: Mapping[str, np.ndarray], precision: int = 3) -> str:
-    """Each ``name -> array`` of ``rows`` as ``name:`` and the array, indented."""
+def format_rows(
+    rows: Mapping[str, np.ndarray], precision: int = 3, title: str = ""
+) -> str:
+    """Each ``name -> array`` of ``rows`` as ``name:`` and the array, indented, after
+    a ``title`` line if one is given."""
     with np.printoptions(precision=precision, linewidth=80):
-        return "\n".join(f"{key}:\n  {v}" for key, v in rows.items())
+        lines = [f"{key}:\n  {v}" for key, v in rows.items()]
+    return "\n".join(([title] if title else []) + lines)
 
 
 # ------------------------------------------------------------------ SmoothQuant
