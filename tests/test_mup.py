@@ -240,3 +240,32 @@ def test_aligned_weight_numbers_and_limit() -> None:
     }
     with pytest.raises(ValueError, match="n_keys"):
         mup.aligned_weight_limit(1)
+
+
+def test_format_fits_one_row_per_correlation() -> None:
+    fits = {
+        0.0: mup.SlopeFit(0.5012, 0.0034, 0.5),
+        1.0: mup.SlopeFit(0.987, 0.002, 0.99),
+    }
+    lines = mup.format_fits(fits).splitlines()
+    assert lines[0].split() == [":", "slope", "±", "SE", "formula"]
+    # each row: its label, then slope, SE and the formula's slope in that order
+    assert lines[1].split() == ["ρ", "=", "0.0:", "0.5012", "0.0034", "0.5000"]
+    assert lines[2].split() == ["ρ", "=", "1.0:", "0.9870", "0.0020", "0.9900"]
+    with pytest.raises(ValueError, match="fits"):
+        mup.format_fits({})
+    with pytest.raises(TypeError, match=r"fits\[0.5\]"):
+        mup.format_fits({0.5: (0.5, 0.01, 0.5)})
+
+
+def test_format_by_width_title_then_one_column_per_width() -> None:
+    rows = {"1/d": np.array([0.25, 0.125]), "1/sqrt(d)": np.array([1.0, 2.0])}
+    lines = mup.format_by_width("weight", [16, 64], rows).splitlines()
+    assert lines[0] == "weight"
+    assert lines[1].split() == ["d:", "16", "64"]
+    assert lines[2].split() == ["1/d:", "0.2500", "0.1250"]
+    assert lines[3].split() == ["1/sqrt(d):", "1.0000", "2.0000"]
+    with pytest.raises(TypeError, match="title"):
+        mup.format_by_width("", [16], {"1/d": np.array([0.5])})
+    with pytest.raises(ValueError, match="1/d"):
+        mup.format_by_width("w", [16, 64], {"1/d": np.array([0.5])})

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from numscale import attention, softmax
+from numscale import attention, report, softmax
 from numscale.checks import (
     as_float_array,
     finite_float,
@@ -197,6 +197,32 @@ def slope_numbers(fits: Mapping[float, SlopeFit]) -> dict[str, float]:
         out |= {f"slope_{tag}": fit.slope, f"slope_{tag}_se": fit.se}
         out[f"slope_{tag}_pred"] = fit.predicted
     return out
+
+
+def format_fits(fits: Mapping[float, SlopeFit]) -> str:
+    """A table for a cell to print: one row ``ρ = <rho>`` per fit of ``fits``
+    (correlation -> :class:`SlopeFit`), columns slope, its SE and the formula's slope."""
+    if not isinstance(fits, Mapping) or not fits:
+        raise ValueError("fits must be a non-empty mapping correlation -> SlopeFit")
+    for rho, fit in fits.items():
+        if not isinstance(fit, SlopeFit):
+            raise TypeError(
+                f"fits[{rho!r}] must be a SlopeFit, got {type(fit).__name__}"
+            )
+    return report.text_table(
+        ("slope", "± SE", "formula"),
+        {f"ρ = {rho}": (fit.slope, fit.se, fit.predicted) for rho, fit in fits.items()},
+    )
+
+
+def format_by_width(
+    title: str, dims: Sequence[int], rows: Mapping[str, np.ndarray]
+) -> str:
+    """``title`` on a line of its own, then a table with one column per width of
+    ``dims`` (m,) and one row per ``name -> (m,) values`` of ``rows``."""
+    if not isinstance(title, str) or not title:
+        raise TypeError("title must be a non-empty str")
+    return title + "\n" + report.text_table(dims, rows, corner="d")
 
 
 def _width_index(dims: Sequence[int], width: int) -> int:
