@@ -1,8 +1,8 @@
 """Result records of ``book/mixed_precision.md``: the numbers each section quotes.
 
 Each builder takes what the chapter computed with :mod:`numscale.mixed_precision` and
-returns a frozen dataclass whose fields are the numbers the prose quotes; the chapter
-glues it with :func:`numscale.report.glue_record`. The arithmetic is the one the
+returns a frozen dataclass of the numbers a section glues (the prose quotes most of
+them; a few are kept for the record); the chapter glues it with :func:`numscale.report.glue_record`. The arithmetic is the one the
 chapter did inline before (same order, same dtypes). The ``format_*`` functions return
 the tables the chapter prints. Percentages are in percent (100 × a fraction).
 """
