@@ -2,9 +2,10 @@
 
 Each builder takes what the chapter computed with :mod:`numscale.mixed_precision` and
 returns a frozen dataclass of the numbers a section glues (the prose quotes most of
-them; a few are kept for the record); the chapter glues it with :func:`numscale.report.glue_record`. The arithmetic is the one the
-chapter did inline before (same order, same dtypes). The ``format_*`` functions return
-the tables the chapter prints. Percentages are in percent (100 × a fraction).
+them; a few are kept for the record); the chapter glues it with
+:func:`numscale.report.glue_record`. The arithmetic is the one the chapter did inline
+before (same order, same dtypes). The ``format_*`` functions return the tables the
+chapter prints. Percentages are in percent (100 × a fraction).
 """
 
 from __future__ import annotations
