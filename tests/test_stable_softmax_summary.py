@@ -73,6 +73,23 @@ def test_format_online_trace_matches_the_states():
         records.format_online_trace([1.0], 0.0, 0.0)
 
 
+def test_format_merged_lse_one_line_per_state():
+    # two one-row states: m = 2, s = 1 -> LSE 2; m = 0, s = e -> LSE 1
+    a = streaming.OnlineState(m=np.array(2.0), s=np.array(1.0))
+    b = streaming.OnlineState(m=np.array(0.0), s=np.array(math.e))
+    assert records.format_merged_lse([a, b], 1.5).splitlines() == [
+        f"merged LSE = {2.0:.15f}",
+        f"merged LSE = {1.0:.15f}",
+        f"two-pass   = {1.5:.15f}",
+    ]
+    with pytest.raises(TypeError, match="merged"):
+        records.format_merged_lse(a, 1.5)
+    with pytest.raises(ValueError, match="merged"):
+        records.format_merged_lse([], 1.5)
+    with pytest.raises(TypeError, match=r"merged\[1\]"):
+        records.format_merged_lse([a, 2.0], 1.5)
+
+
 def test_attention_diffs():
     d = records.attention_diffs({1: 2.5, 64: 1.5, 1000: 3.0})
     assert (d.attn_diff64, d.attn_diff_max) == (1.5, 3.0)

@@ -144,6 +144,21 @@ def format_online_trace(
     return "\n".join(lines)
 
 
+def format_merged_lse(merged: Sequence[OnlineState], two_pass_lse: float) -> str:
+    """One line per single-row state of ``merged`` (the same halves merged in
+    different orders) with its log-sum-exp, then the two-pass one, to 15 decimals."""
+    if not isinstance(merged, Sequence):
+        raise TypeError(f"merged must be a sequence, got {type(merged).__name__}")
+    if not merged:
+        raise ValueError("merged must hold at least one OnlineState")
+    lines = []
+    for i, state in enumerate(merged):
+        _require(state, OnlineState, f"merged[{i}]")
+        lines.append(f"merged LSE = {float(state.logsumexp):.15f}")
+    lines.append(f"two-pass   = {float(two_pass_lse):.15f}")
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class BlockSizeSummary:
     """Online against two-pass softmax over a sweep of block sizes, in eps.
