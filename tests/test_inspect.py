@@ -489,3 +489,37 @@ def test_headline_numbers_read_the_report_and_estimate_standard_errors():
     assert out["rms_L_se"] == pytest.approx(rms_last.std(ddof=1) / m**0.5, rel=0.02)
     with pytest.raises(ValueError, match="residual"):
         summary.headline_numbers({k: v for k, v in rep.items() if k != "residual"})
+
+
+def test_conversion_check_against_a_hand_computed_ratio():
+    from numscale.inspect import summary
+
+    ours = np.array([[1.0, -4.0], [2.0, 0.5], [0.0, 3.0]])
+    theirs = (ours + np.array([[0.0, 0.1], [-0.2, 0.0], [0.0, 0.0]])).astype(np.float32)
+    check = summary.conversion_check(theirs, ours)
+    # largest |difference| 0.2 (float32 rounding ~1e-8) over largest |logit| 4
+    assert check.convert_max_rel == pytest.approx(0.05, rel=1e-6)
+    assert check.convert_tokens == 3
+    line = summary.format_conversion(check, "M")
+    assert (
+        line
+        == "M: largest |logit difference| / largest |logit| = 5.0e-02 over 3 positions"
+    )
+    with pytest.raises(ValueError, match="theirs and ours"):
+        summary.conversion_check(theirs[:2], ours)
+    with pytest.raises(TypeError, match="theirs and ours"):
+        summary.conversion_check(theirs.astype(int), ours)
+    with pytest.raises(TypeError, match="check"):
+        summary.format_conversion(0.05, "M")
+
+
+def test_format_differences_one_line_per_quantity():
+    from numscale.inspect import summary
+
+    text = summary.format_differences({"a": 1.5e-7, "loss": 2e-3})
+    assert text.splitlines() == [
+        "a" + " " * 23 + " largest relative difference 1.5e-07",
+        "loss" + " " * 20 + " largest relative difference 2.0e-03",
+    ]
+    with pytest.raises(ValueError, match="worst"):
+        summary.format_differences({})

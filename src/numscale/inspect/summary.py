@@ -12,11 +12,16 @@ int8 errors. Two entries are estimates across sequences, computed here:
   method, SE(√m) = SE(m)/(2√m).
 - ``mean_log_z_se``: the standard error of the mean log Z over predicting positions,
   the ratio estimator again with each sequence weighted by its T − 1 positions.
+
+The inspection chapter's two agreement checks also live here: :func:`conversion_check`
+(a converted model's logits against the reference forward pass) and the ``format_*``
+functions that return what the chapter prints.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -78,3 +83,50 @@ def headline_numbers(report: Mapping) -> dict[str, float]:
         "err_g128": errors["group_128"],
         "n_matrices": len(q["matrices"]),
     }
+
+
+@dataclass(frozen=True)
+class ConversionCheck:
+    """How closely a converted model's logits match a reference forward pass."""
+
+    convert_max_rel: float  #: largest |difference| over the largest |reference logit|
+    convert_tokens: int  #: positions compared
+
+
+def conversion_check(theirs: np.ndarray, ours: np.ndarray) -> ConversionCheck:
+    """Compare the logits ``theirs`` with the reference ``ours``, both (T, vocab)."""
+    theirs = np.asarray(theirs)
+    ours = np.asarray(ours)
+    if theirs.ndim != 2 or theirs.shape != ours.shape:
+        raise ValueError(
+            "theirs and ours must be (T, vocab) logits of one shape, got "
+            f"{theirs.shape} and {ours.shape}"
+        )
+    if not np.issubdtype(theirs.dtype, np.floating) or not np.issubdtype(
+        ours.dtype, np.floating
+    ):
+        raise TypeError("theirs and ours must be floating-point logits")
+    return ConversionCheck(
+        convert_max_rel=np.abs(theirs - ours).max() / np.abs(ours).max(),
+        convert_tokens=theirs.shape[0],
+    )
+
+
+def format_conversion(check: ConversionCheck, model_name: str) -> str:
+    """One line stating ``check`` for the model class ``model_name``."""
+    if not isinstance(check, ConversionCheck):
+        raise TypeError(f"check must be a ConversionCheck, got {type(check).__name__}")
+    return (
+        f"{model_name}: largest |logit difference| / largest |logit| = "
+        f"{check.convert_max_rel:.1e} over {check.convert_tokens} positions"
+    )
+
+
+def format_differences(worst: Mapping[str, float]) -> str:
+    """One line per quantity of ``worst``: its largest relative difference."""
+    if not isinstance(worst, Mapping) or not worst:
+        raise ValueError("worst must be a non-empty mapping of names to differences")
+    return "\n".join(
+        f"{name:24s} largest relative difference {rel:.1e}"
+        for name, rel in worst.items()
+    )
