@@ -39,8 +39,13 @@ def test_last_position_embedding_below_both_initial_norms(values):
 def test_where_the_blocks_write(values):
     top = [values[f"scales_write_top_{k}"] for k in range(7)]
     assert set(top[:3]) == {447, 373, 481} and set(top[3:]) == {64, 480, 266, 87}
-    # rows of c_attn that read them are ordinary (prose: 0.8-1.2 × the median row)
-    assert 0.75 < values["scales_row_rel_min"] and values["scales_row_rel_max"] < 1.25
+    # the rows reading them are not ordinary: the 1–99% band of all rows is narrow
+    # around 1 and the seven's range reaches outside it on both sides
+    lo, hi = values["scales_row_band_lo"], values["scales_row_band_hi"]
+    assert lo < 1 < hi
+    assert values["scales_row_rel_min"] < lo and values["scales_row_rel_max"] > hi
+    # W, not the gain, splits the parts: key parts long, value parts short
+    assert values["scales_key_row_min"] > 1 > 0.5 > values["scales_value_row_max"]
     # the three most written are read weakly by every part of the projection
     for k in range(3):
         for part in ("read", "query", "key", "value"):
@@ -136,13 +141,30 @@ def reference():
         "value": slice(2 * d, 3 * d),
     }
     strengths = {k: read(cols) for k, cols in parts.items()}
-    row_rel = np.median(relative(np.sqrt((c_attn**2).sum(axis=2)))[1:], axis=0)
+
+    def rows(cols):  # ‖row (part)‖ relative to the block's median, median over 1–11
+        return np.median(
+            relative(np.sqrt((c_attn[:, :, cols] ** 2).sum(axis=2)))[1:], 0
+        )
+
+    row_rel = rows(parts["read"])
+    key_rows, value_rows = rows(parts["key"]), rows(parts["value"])
+    band = np.percentile(row_rel, [1, 99])
     gain_rel = np.median(relative(np.clip(ln1, 1e-3, None))[1:], axis=0)
     r.update(
         scales_write_ratio_0=written[top[0]] / np.median(written),
         scales_write_ratio_6=written[top[6]] / np.median(written),
         scales_row_rel_min=row_rel[top].min(),
         scales_row_rel_max=row_rel[top].max(),
+        scales_key_row_min=key_rows[top[3:]].min(),
+        scales_key_row_max=key_rows[top[3:]].max(),
+        scales_value_row_min=value_rows[top[3:]].min(),
+        scales_value_row_max=value_rows[top[3:]].max(),
+        scales_row_band_lo=band[0],
+        scales_row_band_hi=band[1],
+        scales_row_outside_band=(
+            (row_rel[top] < band[0]) | (row_rel[top] > band[1])
+        ).sum(),
     )
     for k, c in enumerate(top):
         r[f"scales_write_top_{k}"] = int(c)

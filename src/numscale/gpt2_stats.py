@@ -307,9 +307,10 @@ def most_frequent_channels(counts: np.ndarray, k: int) -> list[int]:
 @dataclass(frozen=True)
 class WriteReadTable:
     """The channels the blocks' output biases write most into, and how the next
-    blocks' ``ln_1`` and ``c_attn`` read them. Every field is (n,), one entry per
-    channel of ``channels`` (most written first); "relative" means over the median
-    channel, for the reads the median over blocks 1…L−1."""
+    blocks' ``ln_1`` and ``c_attn`` read them. Every array is (n,), one entry per
+    channel of ``channels`` (most written first; ``read`` holds four such arrays);
+    "relative" means over the median channel. The reads are as the caller passes them
+    (in the chapter, the median over blocks 1…L−1)."""
 
     channels: np.ndarray  #: channel indices
     written: np.ndarray  #: Σ |output bias| over blocks (attention and MLP)
@@ -338,7 +339,8 @@ class WriteReadTable:
 
     def __str__(self) -> str:
         lines = [
-            "channel  Σ|bias|  ×median   gain  ‖W row‖  γ‖W row‖:  query    key  value"
+            "all but Σ|bias| relative to the median channel (reads: median over blocks)",
+            "channel  Σ|bias|  ×median   gain  ‖W row‖  γ‖W row‖:  query    key  value",
         ]
         for k, c in enumerate(self.channels):
             parts = " ".join(
@@ -429,3 +431,40 @@ def relative_read_strength(gains: np.ndarray, weights: np.ndarray) -> np.ndarray
         )
     strength = np.abs(gains) * np.linalg.norm(weights.astype(np.float64), axis=2)
     return relative_to_row_median(strength)
+
+
+def typical_row_norms(weights: np.ndarray) -> np.ndarray:
+    """Norm of each row ``W[i, :]`` relative to its block's median row, median over
+    blocks 1…L−1 (block 0 reads the embeddings): ``(L, d, m) -> (d,)``."""
+    weights = as_float_array(weights, "weights", ndim=3)
+    norms = np.linalg.norm(weights.astype(np.float64), axis=2)
+    return np.median(relative_to_row_median(norms)[1:], axis=0)
+
+
+def row_part_numbers(
+    rows: Mapping[str, np.ndarray], channels: Sequence[int], strong: Sequence[int]
+) -> dict[str, float]:
+    """Glue names for how ordinary the rows reading ``channels`` are.
+
+    ``rows`` maps "all", "key" and "value" to :func:`typical_row_norms` (d,) of the
+    whole row and of its key and value parts. ``row_band_lo``/``_hi``: the 1st and
+    99th percentiles of all rows; ``row_outside_band``: how many of ``channels`` lie
+    outside that band; ``key_row_*``/``value_row_*``: the smallest and largest key and
+    value parts over the channels ``strong``.
+    """
+    missing = sorted({"all", "key", "value"} - set(rows))
+    if missing:
+        raise ValueError(f"rows lacks {missing}")
+    everything = as_float_array(rows["all"], "rows['all']", ndim=1)
+    lo, hi = np.percentile(everything, [1, 99])
+    picked = everything[list(channels)]
+    strong = list(strong)
+    return {
+        "row_band_lo": lo,
+        "row_band_hi": hi,
+        "row_outside_band": int(((picked < lo) | (picked > hi)).sum()),
+        "key_row_min": rows["key"][strong].min(),
+        "key_row_max": rows["key"][strong].max(),
+        "value_row_min": rows["value"][strong].min(),
+        "value_row_max": rows["value"][strong].max(),
+    }
