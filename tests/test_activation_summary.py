@@ -81,7 +81,7 @@ def test_growth_summary_rejects_bad_input() -> None:
 def test_format_growth() -> None:
     lines = activation_summary.format_growth(RMS, UPDATES).splitlines()
     assert lines == [
-        "RMS after each block: [1. 2. 4.]",
+        "RMS at the embedding, then after each block: [1. 2. 4.]",
         "RMS of each block's update: [0.5 3. ]",
         "mean cos(x_{l-1}, Δ_l): [ 0.25  -0.125]",
     ]
@@ -256,11 +256,17 @@ def test_low_precision_summary_fields() -> None:
         "fp16_mean_of_squares": 1600.0,
     }
     assert rec.fp16_max == fp.format_info(f16).max
-    lines = activation_summary.format_low_precision(rec).splitlines()
+    lines = activation_summary.format_low_precision(rec, 3).splitlines()
     assert lines[0] == (
-        "torch.bfloat16  loss − float32 loss = +0.00100 ± 0.00050 (paired, same stories)"
+        "bfloat16  loss − float32 loss = +0.00100 ± 0.00050 (paired, same stories)"
     )
-    assert lines[2].endswith("50.0%, rounded to 0 in float16: 25.0%")
+    assert lines[1].startswith("float16   loss − float32 loss = ")
+    assert lines[2:] == [
+        "causal attention weights (3 stories) in float16:",
+        "  below its smallest normal 50.0%, rounded to 0 25.0%",
+    ]
+    with pytest.raises(ValueError, match="n_attention_stories"):
+        activation_summary.format_low_precision(rec, 0)
 
 
 def test_low_precision_summary_rejects_bad_input() -> None:

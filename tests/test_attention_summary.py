@@ -35,6 +35,7 @@ def test_init_summary_fields() -> None:
         "init_unit_ratio": 80.0,
     }
     assert attention_summary.format_init(rec) == (
+        "pooled std of the scaled logits at initialization:\n"
         "predicted 0.0125; measured per head 0.5000 … 2.0000 (mean 1.0000)"
     )
     with pytest.raises(ValueError, match="corrected"):
@@ -119,10 +120,12 @@ def test_sink_summary_fields() -> None:
 
 
 # ------------------------------------------------------------------- the sweep
+# No two entries of one array are equal, and the smallest loss is not at c = 1, so a
+# record that reads any field at a wrong index (e.g. the last point for 1/√8) fails.
 C = 2.0 ** (np.arange(-4, 5) / 2)  # 1/4 … 4, nine points; 1 is index 4
-LOSS = np.array([3.0, 2.0, 1.5, 1.25, 1.0, 1.125, 1.25, 1.5, 2.0])
-LOSS_SE = np.full(9, 0.125)
-DIFF = LOSS - 1.0
+LOSS = np.array([3.0, 2.5, 1.75, 1.25, 1.0, 0.875, 1.375, 1.5, 2.0])
+LOSS_SE = np.arange(1, 10) / 16
+DIFF = LOSS - 1.0  # exact in binary
 DIFF_SE = np.arange(9) / 64
 
 
@@ -146,21 +149,21 @@ def test_sweep_summary_reads_the_named_points() -> None:
         C, (LOSS, LOSS_SE), (DIFF, DIFF_SE), (1.1, 0.9, 1.3), 1 / math.sqrt(8)
     )
     assert dataclasses.asdict(rec) == {
-        "loss_c1": 1.0,
-        "loss_c1_se": 0.125,
-        "loss_dk": 2.0,
-        "diff_dk": 1.0,
+        "loss_c1": 1.0,  # index 4
+        "loss_c1_se": 5 / 16,
+        "loss_dk": 2.5,  # index 1, c = 2^(-3/2) = 1/√8
+        "diff_dk": 1.5,
         "diff_dk_se": 1 / 64,
-        "c_best_grid": 1.0,
+        "c_best_grid": C[5],  # loss 0.875
         "c_vertex": 1.1,
         "c_vertex_lo": 0.9,
         "c_vertex_hi": 1.3,
-        "diff_above": 0.125,
+        "diff_above": -0.125,  # index 5
         "diff_above_se": 5 / 64,
-        "diff_below": 0.25,
+        "diff_below": 0.25,  # index 3
         "diff_below_se": 3 / 64,
-        "loss_c_max": 2.0,
-        "loss_c_min": 3.0,
+        "loss_c_max": 2.0,  # index 8, c = 4
+        "loss_c_min": 3.0,  # index 0, c = 1/4
     }
     with pytest.raises(ValueError, match="loss and diff"):
         attention_summary.sweep_summary(
@@ -172,21 +175,22 @@ def test_sweep_summary_reads_the_named_points() -> None:
         )
     lines = attention_summary.format_sweep(C, (LOSS, LOSS_SE), (DIFF, DIFF_SE))
     assert lines.splitlines()[4] == (
-        "c = 1.000: loss 1.0000 ± 0.1250;  minus loss at c = 1: +0.0000 ± 0.0625"
+        "c = 1.000: loss 1.0000 ± 0.3125;  minus loss at c = 1: +0.0000 ± 0.0625"
     )
 
 
 def test_headroom_summary_fields() -> None:
     ln16 = math.log(torch.finfo(torch.float16).max)
-    row_max = np.array([1.0, ln16 + 1, 5.0, ln16 - 0.01, 20.0, 0.0, -3.0, 2.0])
+    # (L, H) shares of each head's rows above ln16; every head has the same rows, so
+    # the share of all rows is their mean: (0.5 + 0.125) / 4
     above = np.array([[0.0, 0.5], [0.0, 0.125]])
-    rec = attention_summary.headroom_summary(row_max, above, 20.0, np.float32(9.5))
+    rec = attention_summary.headroom_summary(above, 20.0, np.float32(9.5))
     assert dataclasses.asdict(rec) == {
         "fp16_ln_max": ln16,
         "fp16_max": 65504.0,
         "bf16_ln_max": math.log(torch.finfo(torch.bfloat16).max),
         "attn_logit_max": 20.0,
-        "rows_above_pct": 25.0,  # ln16 + 1 and 20 of 8 rows
+        "rows_above_pct": 15.625,
         "heads_with_rows_above": 2,
         "output_logit_max": 9.5,
     }
@@ -195,6 +199,8 @@ def test_headroom_summary_fields() -> None:
         "largest |output logit| 9.50"
     )
     with pytest.raises(ValueError, match="fraction_above"):
-        attention_summary.headroom_summary(row_max, above.ravel(), 20.0, 9.5)
+        attention_summary.headroom_summary(above.ravel(), 20.0, 9.5)
+    with pytest.raises(ValueError, match="fraction_above"):
+        attention_summary.headroom_summary(above * 3, 20.0, 9.5)
     with pytest.raises(ValueError, match="attn_logit_max"):
-        attention_summary.headroom_summary(row_max, above, math.nan, 9.5)
+        attention_summary.headroom_summary(above, math.nan, 9.5)

@@ -77,6 +77,12 @@ def test_division_steeper_than_equal_updates_predict(values):
     # (one-sided 95%, t_3 over the four seeds)
     excess = values["res_late_over_early"] - 1
     assert excess > T3_ONE_SIDED_95 * values["res_late_over_early_se"]
+    # prose: in seed 0 the last block shrinks the stream (its addition is negative)
+    assert values["res_added_last_seed0"] < 0
+    # prose: block 24's addition varies far more between seeds than block 1's. One-sided
+    # 95% F-test of equal variances on 3 and 3 degrees of freedom: F(0.95; 3, 3) = 9.28,
+    # so the ratio of the standard errors (same 4 seeds) must exceed √9.28 = 3.05
+    assert values["res_added_last_se"] > 3.05 * values["res_added_first_se"]
 
 
 def test_tokens_become_more_alike_with_depth(values):
@@ -220,7 +226,10 @@ def reference():
     ratio = added[:, -6:].sum(1) / added[:, :6].sum(1)
     r.update(
         res_added_first=added[:, 0].mean(),
+        res_added_first_se=added[:, 0].std(ddof=1) / math.sqrt(len(SEEDS)),
         res_added_last=added[:, -1].mean(),
+        res_added_last_se=added[:, -1].std(ddof=1) / math.sqrt(len(SEEDS)),
+        res_added_last_seed0=added[0, -1],
         res_late_over_early=ratio.mean(),
         res_late_over_early_se=ratio.std(ddof=1) / math.sqrt(len(SEEDS)),
     )

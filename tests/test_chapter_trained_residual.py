@@ -267,6 +267,10 @@ def test_quoted_numbers_match_an_independent_float64_forward(values, reference):
 
 
 def test_inputs_are_declared(values):
-    for name in ("n_stories", "n_format"):
+    for name in ("n_stories", "n_format", "n_attn"):
         assert values[f"{name}__is_input"] == 1
-    assert (values["n_stories"], values["n_format"]) == (N_STORIES, N_FORMAT)
+    assert (values["n_stories"], values["n_format"], values["n_attn"]) == (
+        N_STORIES,
+        N_FORMAT,
+        N_ATTENTION,
+    )

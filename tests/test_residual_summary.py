@@ -29,7 +29,10 @@ def profile(weights, stream, stream_norm) -> GradientProfile:
     )
 
 
-PRE = profile([4.0, 2.0, 1.0], [16.0, 8.0, 8.0, 2.0], [2.0, 3.0, 5.0, 10.0])
+# The stream gradients are chosen so that dividing the weight gradients by the stream
+# gradient at each block's output (g_l: 8, 8, 1) and at its input (g_{l-1}: 16, 8, 8)
+# give different spreads (4 and 2): the record must use the output.
+PRE = profile([4.0, 2.0, 1.0], [16.0, 8.0, 8.0, 1.0], [2.0, 3.0, 5.0, 10.0])
 POST = profile([1.0, 3.0, 8.0], [1.0, 1.0, 1.0, 1.0], [2.0, 1.5, 1.25, 1.75])
 
 
@@ -48,7 +51,8 @@ def test_stream_norm_summary_fields() -> None:
 
 def test_gradient_summary_fields() -> None:
     rec = residual_summary.gradient_summary(PRE, POST)
-    # per unit of the stream gradient at each block's output: 4/8, 2/8, 1/2
+    # per unit of the stream gradient at each block's output: 4/8, 2/8, 1/1
+    # (at its input instead, 4/16, 2/8, 1/8, the spread would be 2)
     assert dataclasses.asdict(rec) == {
         "grad_pre_first": 4.0,
         "grad_pre_last": 1.0,
@@ -57,8 +61,8 @@ def test_gradient_summary_fields() -> None:
         "grad_ratio_first": 0.25,
         "grad_ratio_last": 8.0,
         "pre_grad_fall": 4.0,
-        "pre_stream_grad_rise": 8.0,
-        "pre_per_stream_spread": 2.0,  # (1/2) / (1/4)
+        "pre_stream_grad_rise": 16.0,
+        "pre_per_stream_spread": 4.0,  # 1 / (1/4)
     }
 
 
@@ -107,10 +111,21 @@ def fits() -> dict[str, np.ndarray]:
     return {k: np.column_stack([v, FIT_SE]) for k, v in SLOPES.items()}
 
 
+FIRST_BLOCK = [0.5, 1.0, 1.5, 1.0]  # what block 1 adds, per seed
+LAST_BLOCK = [-0.25, 3.0, 4.0, 6.0]  # what block 12 adds, per seed
+
+
+def added_rows() -> list[list[float]]:
+    """(4 seeds, 12 blocks): seed i adds FIRST_BLOCK[i] in block 1, 1 in blocks 2-6,
+    i + 2 in blocks 7-11 and LAST_BLOCK[i] in block 12."""
+    return [
+        [FIRST_BLOCK[i]] + [1.0] * 5 + [float(i + 2)] * 5 + [LAST_BLOCK[i]]
+        for i in range(4)
+    ]
+
+
 def added() -> np.ndarray:
-    """(4 seeds, 12 blocks): seed i adds 1 in each of the first six blocks and i + 2
-    in each of the last six, so the late/early ratio of seed i is i + 2."""
-    return np.array([[1.0] * 6 + [float(i + 2)] * 6 for i in range(4)])
+    return np.array(added_rows())
 
 
 COSINE = {
@@ -140,9 +155,11 @@ def test_depth_summary_fields() -> None:
     expected["slope_pre_seed0_fit_se"] = 0.02
     expected["slope_pre_seed_sd"] = statistics.stdev(SLOPES["pre"])
     expected["equal_updates_slope"] = -0.42
-    expected["added_first"] = 1.0
-    expected["added_last"] = 3.5  # mean of 2, 3, 4, 5
-    expected["late_over_early"], expected["late_over_early_se"] = mean_se([2, 3, 4, 5])
+    expected["added_first"], expected["added_first_se"] = mean_se(FIRST_BLOCK)
+    expected["added_last"], expected["added_last_se"] = mean_se(LAST_BLOCK)
+    expected["added_last_seed0"] = -0.25
+    ratios = [math.fsum(row[6:]) / math.fsum(row[:6]) for row in added_rows()]
+    expected["late_over_early"], expected["late_over_early_se"] = mean_se(ratios)
     for pos in ("pre", "post"):
         for col, where in ((0, "first"), (1, "last")):
             m, se = mean_se(COSINE[pos][:, col])
@@ -177,9 +194,19 @@ def test_depth_summary_rejects_bad_input() -> None:
 
 def test_format_depth_table() -> None:
     lines = residual_summary.format_depth_table(
-        np.array(SLOPES["pre"]), COSINE
+        np.array(SLOPES["pre"]), COSINE, np.array([3, 24])
     ).splitlines()
-    assert lines[0] == "pre-LN slope per seed: [-0.4  -0.5  -0.55 -0.45]"
-    assert lines[1].endswith("post-LN: [0.2 0.5]")
-    assert lines[2].endswith(" pre-LN: [0.1  0.35]")
-    assert lines[1].index("post-LN") == lines[2].index("pre-LN") - 1
+    assert lines == [
+        "pre-LN slope per seed: [-0.4  -0.5  -0.55 -0.45]",
+        "mean token cosine at the last block's input, L = [3, 24]:",
+        "  post-LN: [0.2 0.5]",
+        "   pre-LN: [0.1  0.35]",
+    ]
+    with pytest.raises(ValueError, match="one column per depth"):
+        residual_summary.format_depth_table(
+            np.array(SLOPES["pre"]), COSINE, np.array([3, 6, 24])
+        )
+    with pytest.raises(TypeError, match="depths"):
+        residual_summary.format_depth_table(
+            np.array(SLOPES["pre"]), COSINE, np.array([3.0, 24.0])
+        )

@@ -108,13 +108,14 @@ def growth_summary(
 
 
 def format_growth(rms: np.ndarray, updates: BlockUpdates) -> str:
-    """The stream's RMS per depth and each block's update RMS and mean cosine with the
-    stream, three lines rounded to 3 decimals."""
+    """The stream's RMS per depth (the embedding, depth 0, then after each block) and
+    each block's update RMS and mean cosine with the stream, three lines rounded to 3
+    decimals."""
     rms = _depth_array(rms, "rms")
     updates = _of_type(updates, BlockUpdates, "updates")
     return "\n".join(
         [
-            f"RMS after each block: {np.round(rms, 3)}",
+            f"RMS at the embedding, then after each block: {np.round(rms, 3)}",
             f"RMS of each block's update: {np.round(updates.update_rms, 3)}",
             f"mean cos(x_{{l-1}}, Δ_l): {np.round(updates.cosine, 3)}",
         ]
@@ -415,20 +416,22 @@ def low_precision_summary(
     )
 
 
-def format_low_precision(summary: LowPrecisionSummary) -> str:
-    """The paired loss changes and the attention weights' float16 underflow."""
+def format_low_precision(summary: LowPrecisionSummary, n_attention_stories: int) -> str:
+    """The paired loss changes and the float16 underflow of the causal attention weights,
+    measured on ``n_attention_stories`` stories."""
     s = _of_type(summary, LowPrecisionSummary, "summary")
+    n = positive_int(n_attention_stories, "n_attention_stories")
     rows = [
-        (str(torch.bfloat16), s.bf16_diff, s.bf16_diff_se),
-        (str(torch.float16), s.fp16_diff, s.fp16_diff_se),
+        ("bfloat16", s.bf16_diff, s.bf16_diff_se),
+        ("float16", s.fp16_diff, s.fp16_diff_se),
     ]
     lines = [
-        f"{name:15s} loss − float32 loss = {d:+.5f} ± {se:.5f} (paired, same stories)"
+        f"{name:9s} loss − float32 loss = {d:+.5f} ± {se:.5f} (paired, same stories)"
         for name, d, se in rows
     ]
-    lines.append(
-        "attention weights below float16's smallest normal: "
-        f"{s.attn_below_normal_pct:.1f}%, rounded to 0 in float16: "
-        f"{s.attn_to_zero_pct:.1f}%"
-    )
+    lines += [
+        f"causal attention weights ({n} stories) in float16:",
+        f"  below its smallest normal {s.attn_below_normal_pct:.1f}%, "
+        f"rounded to 0 {s.attn_to_zero_pct:.1f}%",
+    ]
     return "\n".join(lines)

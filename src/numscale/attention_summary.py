@@ -71,11 +71,13 @@ def init_summary(
 
 
 def format_init(summary: InitSummary) -> str:
-    """The corrected prediction against the heads' measured stds, one line."""
+    """The pooled std of the scaled logits at initialization: a header line, then the
+    corrected prediction against the heads' measured values."""
     if not isinstance(summary, InitSummary):
         raise TypeError(f"summary must be an InitSummary, got {type(summary).__name__}")
     s = summary
     return (
+        "pooled std of the scaled logits at initialization:\n"
         f"predicted {s.init_std_corrected:.4f}; measured per head "
         f"{s.init_std_min:.4f} … {s.init_std_max:.4f} (mean {s.init_std_mean:.4f})"
     )
@@ -319,29 +321,32 @@ class HeadroomSummary:
     fp16_max: float  #: float16's largest value
     bf16_ln_max: float  #: the same for bfloat16
     attn_logit_max: float  #: largest scaled attention logit (given)
-    rows_above_pct: float  #: % of the rows whose largest logit exceeds fp16_ln_max
-    heads_with_rows_above: int  #: heads with at least one such row
+    #: % of the real rows t ≥ 1 (all heads) whose largest logit exceeds fp16_ln_max
+    rows_above_pct: float
+    heads_with_rows_above: int  #: heads with at least one such row (t ≥ 1)
     output_logit_max: float  #: largest |output logit| (given)
 
 
 def headroom_summary(
-    row_max: np.ndarray,
     fraction_above: np.ndarray,
     attn_logit_max: float,
     output_logit_max: float,
 ) -> HeadroomSummary:
-    """Summarize the ``(n,)`` largest logit of every real attention row and the
-    ``(L, H)`` share of each head's rows above float16's exp threshold
-    (:func:`numscale.attention_rows.fraction_rows_above`)."""
-    row_max = as_float_array(row_max, "row_max", ndim=1)
+    """Summarize the ``(L, H)`` share of each head's real rows t ≥ 1 whose largest logit
+    exceeds float16's exp threshold
+    (:func:`numscale.attention_rows.fraction_rows_above`). Every head has the same rows,
+    so the share over all rows is the mean of the heads' shares: both numbers count
+    one set of rows."""
     fraction_above = _heads(fraction_above, "fraction_above")
+    if np.any((fraction_above < 0) | (fraction_above > 1)):
+        raise ValueError("fraction_above must hold shares between 0 and 1")
     fp16 = fp.format_info(torch.float16)
     return HeadroomSummary(
         fp16_ln_max=float(fp16.ln_max),
         fp16_max=float(fp16.max),
         bf16_ln_max=float(fp.format_info(torch.bfloat16).ln_max),
         attn_logit_max=finite_float(attn_logit_max, "attn_logit_max"),
-        rows_above_pct=100 * float((row_max > fp16.ln_max).mean()),
+        rows_above_pct=100 * float(fraction_above.mean()),
         heads_with_rows_above=int((fraction_above > 0).sum()),
         output_logit_max=finite_float(output_logit_max, "output_logit_max"),
     )

@@ -156,8 +156,11 @@ class DepthSummary:
     slope_corrected: float  #: mean slope of the pre-LN gradient times growth
     slope_corrected_se: float  #: its standard error
     equal_updates_slope: float  #: the slope equal updates predict (given, not computed)
-    added_first: float  #: mean over seeds of block 1's addition to ‖x‖²/d
-    added_last: float  #: mean over seeds of block L's addition to ‖x‖²/d
+    added_first: float  #: mean over seeds of block 1's addition to (mean ‖x‖)²/d
+    added_first_se: float  #: its standard error
+    added_last: float  #: mean over seeds of block L's addition to (mean ‖x‖)²/d
+    added_last_se: float  #: its standard error
+    added_last_seed0: float  #: block L's addition in the first seed alone
     late_over_early: (
         float  #: mean over seeds of (last six blocks' / first six's) additions
     )
@@ -188,8 +191,9 @@ def depth_summary(
     and ``"corrected"`` (gradient × growth) to ``(s, 2)`` arrays: per seed, the
     log–log slope against depth and its fit standard error
     (:func:`numscale.dotprod.loglog_slope`). ``added`` is ``(s, L)``: what each block
-    of the deepest pre-LN model of each seed adds to ‖x‖²/d (L ≥ 12: the first and last
-    six blocks are compared). ``cosine`` maps each position to ``(s, m)`` token cosines
+    of the deepest pre-LN model of each seed adds to the stream's squared norm over d,
+    whichever norm the caller differences (the chapter: the square of the mean norm
+    over tokens, (mean ‖x_l‖)²/d); L ≥ 12: the first and last six blocks are compared. ``cosine`` maps each position to ``(s, m)`` token cosines
     (as in :class:`numscale.residual.DepthSweep`). At least two seeds.
     """
     fits, cosine, arrays = _mapping(fits, "fits"), _mapping(cosine, "cosine"), {}
@@ -213,6 +217,8 @@ def depth_summary(
     slope_post, se_post = _mean_se(slopes["post"])
     slope_growth, se_growth = _mean_se(slopes["growth"])
     slope_corr, se_corr = _mean_se(slopes["corrected"])
+    added_first, added_first_se = _mean_se(added[:, 0])
+    added_last, added_last_se = _mean_se(added[:, -1])
     late_over_early, late_se = _mean_se(
         added[:, -6:].sum(axis=1) / added[:, :6].sum(axis=1)
     )
@@ -233,8 +239,11 @@ def depth_summary(
         slope_corrected=slope_corr,
         slope_corrected_se=se_corr,
         equal_updates_slope=finite_float(equal_updates_slope, "equal_updates_slope"),
-        added_first=float(added[:, 0].mean()),
-        added_last=float(added[:, -1].mean()),
+        added_first=added_first,
+        added_first_se=added_first_se,
+        added_last=added_last,
+        added_last_se=added_last_se,
+        added_last_seed0=float(added[0, -1]),
         late_over_early=late_over_early,
         late_over_early_se=late_se,
         cos_post_first=float(means["post"][0]),
@@ -248,20 +257,29 @@ def depth_summary(
     )
 
 
-def format_depth_table(pre_slopes: np.ndarray, cosine: Mapping[str, np.ndarray]) -> str:
+def format_depth_table(
+    pre_slopes: np.ndarray, cosine: Mapping[str, np.ndarray], depths: np.ndarray
+) -> str:
     """Pre-LN's slope per seed (``(s,)``) and the mean over seeds of the token cosine at
-    each depth (``cosine``: position -> ``(s, m)``), as the chapter prints them."""
+    each of the m ``depths`` (``cosine``: position -> ``(s, m)``), as the chapter
+    prints them, the depths named in the cosine rows' header."""
     pre_slopes = as_float_array(pre_slopes, "pre_slopes", ndim=1)
     cosine = _mapping(cosine, "cosine")
+    depths = np.asarray(depths)
+    if depths.ndim != 1 or not np.issubdtype(depths.dtype, np.integer):
+        raise TypeError(f"depths must be a (m,) integer array, got {depths!r}")
     cos = {
         pos: as_float_array(cosine.get(pos), f"cosine[{pos!r}]", ndim=2).mean(axis=0)
         for pos in POSITIONS
     }
-    head = "token cosine at the last block's input, "
+    if any(c.shape != depths.shape for c in cos.values()):
+        raise ValueError(f"cosine must have one column per depth ({depths.size})")
+    head = f"mean token cosine at the last block's input, L = {depths.tolist()}:"
     return "\n".join(
         [
             f"pre-LN slope per seed: {np.round(pre_slopes, 3)}",
-            f"{head}post-LN: {np.round(cos['post'], 2)}",
-            f"{' ' * len(head)} pre-LN: {np.round(cos['pre'], 2)}",
+            head,
+            f"  post-LN: {np.round(cos['post'], 2)}",
+            f"   pre-LN: {np.round(cos['pre'], 2)}",
         ]
     )
