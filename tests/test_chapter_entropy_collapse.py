@@ -45,6 +45,11 @@ def test_training_collapse_is_a_failure_on_a_diffuse_task(values):
     assert values["ec_train_hi_logit_min"] > 100 * values["ec_train_hi_init_logit"]
     assert values["ec_train_hi_mse_min"] > 0.5 * values["ec_train_target_var"]
     assert values["ec_train_lo_mse_max"] < 0.1 * values["ec_train_target_var"]
+    # "the plain logits end small, down from ... at the first step": runs with the same
+    # seed share their initial weights and first batch, so the low-lr runs' first-step
+    # largest |logit| is the high-lr runs' (exact); the final one is below half of it
+    assert values["ec_train_lo_init_logit"] == values["ec_train_hi_init_logit"]
+    assert values["ec_train_lo_logit_max"] < 0.5 * values["ec_train_lo_init_logit"]
     assert values["ec_train_hi_gap_min"] > 1.0  # nats from the optimum ln(i + 1)
 
 

@@ -161,7 +161,8 @@ def test_training_summary_by_hand():
     assert rec.hi_loss_last_pct == pytest.approx(180.0, rel=1e-12)
     # the 10-step trailing mean peaks at the flat start (0.4 and 0.2): the smaller
     assert rec.hi_loss_peak == pytest.approx(0.2, rel=1e-12)
-    assert (rec.lo_mse_max, rec.lo_logit_max) == (0.002, 1.2)
+    # low-lr runs: the first step's largest |logit| (1.0, 1.5) and the last's (1.2, 1.0)
+    assert (rec.lo_mse_max, rec.lo_init_logit, rec.lo_logit_max) == (0.002, 1.5, 1.2)
     assert rec.fixed_hi_mse_max == 0.003
     assert rec.fixed_hi_logit_max == 4.5  # a step in the middle counts
     assert rec.fixed_collapsed_max == 1.0  # %
@@ -184,13 +185,18 @@ def test_training_summary_and_table_bad_input():
 
 def test_format_runs_table():
     lines = collapse.format_runs(_made_up_runs()).splitlines()
-    assert len(lines) == 1 + 4 * 4
-    assert lines[0].split() == [
-        "variant", "lr", "seed", "max|logit|", "test", "MSE", "entropy", "gap",
+    assert len(lines) == 2 + 4 * 4
+    assert lines[0].split() == ["max", "|logit|", "in", "batch", "entropy", "gap"]
+    assert lines[1].split() == [
+        "variant", "lr", "seed", "first", "peak", "final", "test", "MSE", "(nats)",
         "collapsed", "locked",
     ]  # fmt: skip
     # no collapsed row: the locked fraction is undefined and shown as "-"
-    assert lines[1].split()[-1] == "-"
-    assert lines[3].split() == [
-        "none", "0.50", "0", "500.0", "0.0700", "1.50", "1.00", "0.80"
+    assert lines[2].split()[-1] == "-"
+    # the largest |logit| at the first step, over all steps and at the last step
+    assert lines[3].split()[3:6] == ["1.5", "1.5", "1.0"]
+    assert lines[4].split() == [
+        "none", "0.50", "0", "2.0", "500.0", "500.0", "0.0700", "1.50", "1.00", "0.80"
     ]  # fmt: skip
+    # a fixed run whose largest |logit| peaks mid-run (4.5 at step 5), ends at 2.0
+    assert lines[9].split()[:6] == ["qk_layernorm", "0.50", "1", "2.0", "4.5", "2.0"]

@@ -39,6 +39,7 @@ def test_iid_summary_by_hand():
     assert r.max_entropy_gap == pytest.approx(0.02)
     assert r.max_entropy_gap_se == pytest.approx(5)
     assert r.gap_first == pytest.approx(0.03)
+    assert r.gap_first_se == 0.01  # the SE at the smallest n, not at a large one
     # the delta-method correction ((2σ² − 1)e^{σ²} + 1)/(2n) at σ = 1, n = 16
     assert r.gap_first_predicted == pytest.approx((math.e + 1) / 32, rel=1e-12)
     # deficits ln n − H = 0.5 − offset: 0.47, 0.51, 0.48, 0.505
@@ -88,8 +89,10 @@ def test_position_summary_by_hand():
     # second half t = 2, 3: layer means 2.5 and 1.25
     assert (r.h_late_min, r.h_late_max) == (1.25, 2.5)
     assert r.uniform_late == pytest.approx((math.log(3) + math.log(4)) / 2)
-    # H/ln(t+1) for T/2 < t < T, i.e. t = 3: 3/ln 4 and 1.5/ln 4
-    assert r.norm_late_max == pytest.approx(3 / math.log(4))
+    # H/ln(t+1) for T/2 ≤ t < T, i.e. t = 2, 3: layer 1 has 2/ln 3 and 3/ln 4, layer 2
+    # half of that; the larger layer mean, and the largest single value
+    assert r.norm_late_max == pytest.approx((2 / math.log(3) + 3 / math.log(4)) / 2)
+    assert r.norm_late_peak == pytest.approx(3 / math.log(4))
     assert (r.slope_min, r.slope_max) == (0.25, 0.75)
 
 
@@ -104,9 +107,14 @@ def test_position_summary_bad_input():
 
 def test_format_position():
     text = lc_summary.format_position(BY_LAYER, [0.25, 0.751])
-    first, second = text.splitlines()
-    assert first.startswith("mean entropy per layer, t in [2, 4): [2.5")
-    assert second == "slope dH / d ln(t+1) per layer: [0.25 0.75]"
+    assert text.splitlines() == [
+        "per layer, t in [2, 4):",
+        "  mean entropy (nats):      [2.5  1.25]",
+        # (2/ln 3 + 3/ln 4)/2 = 1.99 and half of it; largest 3/ln 4 = 2.16 and half
+        "  H / ln(t+1), mean over t: [1.99 1.  ]",
+        "  H / ln(t+1), largest:     [2.16 1.08]",
+        "slope dH / d ln(t+1) per layer: [0.25 0.75]",
+    ]
 
 
 INSIDE = (

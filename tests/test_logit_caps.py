@@ -133,10 +133,23 @@ def test_compare_scales_against_hand_ratios():
         lc.compare_scales(trained, {"entry_rms": 1.0}, 16)
     with pytest.raises(ValueError, match="d_model"):
         lc.compare_scales(trained, init, 0)
-    text = lc.format_scales({"trained": trained, "initialized": init})
-    lines = text.splitlines()
-    assert lines[0] == "trained:" and lines[1] == "  entry_rms = 0.5"
-    assert lines[7] == "initialized:" and "  row_norm_max = 1" in lines
+    lines = lc.format_scales({"trained": trained, "initialized": init}).splitlines()
+    assert lines[0].split() == ["trained", "initialized"]
+    # each row names its quantity; the columns hold trained, then initialized
+    assert [line.rsplit(maxsplit=2)[1:] for line in lines[1:6]] == [
+        ["0.5", "0.02"], ["3", "0.5"], ["6", "1"], ["8", "4"], ["6", "0.25"],
+    ]  # fmt: skip
+    assert lines[1].startswith("embedding E: RMS of its entries")
+    assert lines[3].startswith("embedding E: row norm ‖E_i‖, largest")
+    assert lines[4].startswith("final hidden state h: norm ‖h‖, mean")
+    assert lines[5].startswith("logits z: std over the vocabulary, mean")
+    # 1/√d_model, shared by both: printed once; per column when the widths differ
+    assert lines[6:] == ["1/√d_model: entry RMS of a row of norm 1 = 0.25"]
+    other = _scales(0.02, 0.5, 4.0, 0.25, d=64)
+    last = lc.format_scales({"a": trained, "b": other}).splitlines()[-1]
+    assert last.startswith("1/√d_model") and last.split()[-2:] == ["0.25", "0.125"]
+    with pytest.raises(TypeError, match="scales"):
+        lc.format_scales({"trained": {"entry_rms": 1.0}})
 
 
 def _cap_sweep():
@@ -160,7 +173,7 @@ def test_cap_costs_names_values_and_table():
         "max_cap30": 25.0, "n_predicted": 100,
     }  # fmt: skip
     assert lc.format_cap_costs(costs).splitlines() == [
-        "uncapped: loss 1.2500 ± 0.5000, largest |z| 40.0",
+        "uncapped: loss 1.2500 ± 0.5000, largest |z| 40.0, mean log Z 7.50",
         "cap    5: loss change +0.7500 ± 0.1250, largest |z| 4.9",
         "cap   30: loss change +0.0100 ± 0.0200, largest |z| 25.0",
     ]

@@ -176,20 +176,24 @@ def _runs(runs) -> dict[str, TrainingRuns]:
 
 
 def format_runs(runs: Mapping[str, TrainingRuns]) -> str:
-    """The table of every run: learning rate, seed, final largest |logit|, held-out
-    squared error, entropy gap, collapsed and locked fractions (``-`` when no row
-    collapsed, so that the locked fraction is undefined)."""
+    """The table of every run: learning rate, seed, the largest |logit| of the batch
+    at the first step, its largest value over all steps and at the last step, then
+    the held-out squared error, entropy gap (nats), collapsed and locked fractions
+    (``-`` when no row collapsed, so that the locked fraction is undefined)."""
     lines = [
-        "variant        lr     seed  max|logit|  test MSE  entropy gap  collapsed"
-        "  locked"
+        "                          max |logit| in batch            entropy gap",
+        "variant        lr  seed   first     peak    final  test MSE      (nats)"
+        "  collapsed  locked",
     ]
     for v, r in _runs(runs).items():
         for i in range(len(r.lrs)):
             locked = r.locked_fraction[i]
             locked_text = f"{locked:6.2f}" if np.isfinite(locked) else "     -"
+            z = r.max_logit[:, i]
             lines.append(
-                f"{v:13s} {r.lrs[i]:5.2f}  {r.seeds[i]:4d}  {r.max_logit[-1, i]:10.1f}"
-                f"  {r.test_mse[i]:8.4f}  {r.test_entropy_gap[i]:11.2f}"
+                f"{v:13s} {r.lrs[i]:4.2f}  {r.seeds[i]:4d}"
+                f"  {z[0]:6.1f}  {z.max():7.1f}  {z[-1]:7.1f}"
+                f"  {r.test_mse[i]:8.4f}  {r.test_entropy_gap[i]:10.2f}"
                 f"  {r.collapsed_fraction[i]:9.2f}  {locked_text}"
             )
     return "\n".join(lines)
@@ -208,7 +212,9 @@ class TrainingSummary:
     to 0.1); ``hi_locked_min`` (smallest % of collapsed rows locked since mid-training);
     ``hi_loss_last`` (training loss over the last 10 steps) and ``hi_loss_last_pct``
     (that in % of ``target_var``); ``hi_loss_peak`` (smallest over runs of the largest
-    10-step trailing mean of the loss); ``lo_mse_max``, ``lo_logit_max`` (low-lr runs).
+    10-step trailing mean of the loss); low-lr runs: ``lo_mse_max`` (held-out squared
+    error), ``lo_init_logit`` (largest first-step |logit|) and ``lo_logit_max``
+    (largest **final** |logit|, at the last step).
     Fixes: ``fixed_hi_mse_max``, ``fixed_hi_logit_max`` (at any step),
     ``fixed_collapsed_max`` (%, any learning rate); ``ln_bound_init`` (√d_head, the
     LayerNorm QK-norm bound with unit gains) and ``ln_gain_bound_max`` (its largest
@@ -231,6 +237,7 @@ class TrainingSummary:
     hi_loss_peak: float
     ln_bound_init: float
     lo_mse_max: float
+    lo_init_logit: float
     lo_logit_max: float
     fixed_hi_mse_max: float
     fixed_hi_logit_max: float
@@ -274,6 +281,7 @@ def training_summary(
         hi_loss_peak=trailing_mean(plain.loss[:, hi], 10).max(axis=0).min(),
         ln_bound_init=bound,
         lo_mse_max=plain.test_mse[~hi].max(),
+        lo_init_logit=plain.max_logit[0, ~hi].max(),
         lo_logit_max=plain.max_logit[-1, ~hi].max(),
         fixed_hi_mse_max=fixed_hi.max(),
         fixed_hi_logit_max=fixed_hi_logit,

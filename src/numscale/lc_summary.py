@@ -29,7 +29,8 @@ class IidSummary:
     Entropy of the rows without a signal key, against ln n − σ²/2: ``max_entropy_se``,
     ``max_entropy_gap`` and ``max_entropy_gap_se`` are the largest standard error, gap
     and gap in standard errors over the large n; ``gap_first`` the gap at the
-    smallest n, and ``gap_first_predicted`` the 1/n correction predicted there;
+    smallest n, ``gap_first_se`` the standard error of the entropy there, and
+    ``gap_first_predicted`` the 1/n correction predicted there;
     ``deficit_min``/``_max``: the range of ln n − H over all n. Weight on the signal
     key: ``w_first``, ``w_at_train``, ``w_last`` at the smallest n, the training
     length and the largest n; ``w_at_train_scaled``, ``w_last_scaled`` with the
@@ -39,6 +40,7 @@ class IidSummary:
 
     max_entropy_se: float
     gap_first: float
+    gap_first_se: float
     gap_first_predicted: float
     max_entropy_gap: float
     max_entropy_gap_se: float
@@ -112,6 +114,7 @@ def iid_summary(
     return IidSummary(
         max_entropy_se=float(plain.entropy_se[large].max()),
         gap_first=float(plain.entropy[0] - entropy_formula[0]),
+        gap_first_se=float(plain.entropy_se[0]),
         gap_first_predicted=float(np.diff(leading_and_corrected, axis=0)[0, 0]),
         max_entropy_gap=float(np.max(gap[large])),
         max_entropy_gap_se=float(np.max((gap / plain.entropy_se)[large])),
@@ -158,9 +161,11 @@ class PositionSummary:
 
     ``forward_match``: largest difference between two forwards of the model.
     ``h_late_min``/``_max``: smallest and largest layer mean of the entropy over the
-    second half of the positions; ``uniform_late``: mean of ln(t+1) there;
-    ``norm_late_max``: the largest layer mean of H/ln(t+1) over T/2 < t < T.
-    ``slope_min``/``_max``: range of the per-layer slopes of H against ln(t+1).
+    second half of the positions, T/2 ≤ t < T; ``uniform_late``: mean of ln(t+1)
+    there; ``norm_late_max``: the largest over layers of the mean over T/2 ≤ t < T of
+    H/ln(t+1); ``norm_late_peak``: the largest H/ln(t+1) of any layer at any single
+    position T/2 ≤ t < T. ``slope_min``/``_max``: range of the per-layer slopes of H
+    against ln(t+1).
     """
 
     forward_match: float
@@ -168,6 +173,7 @@ class PositionSummary:
     h_late_max: float
     uniform_late: float
     norm_late_max: float
+    norm_late_peak: float
     slope_min: float
     slope_max: float
 
@@ -189,30 +195,40 @@ def position_summary(
     slope = as_float_array(slope, "slope", ndim=1)
     if slope.shape != by_layer.shape[:1]:
         raise ValueError(f"slope must have one entry per layer ({by_layer.shape[0]})")
-    n_t = by_layer.shape[1]
-    t = np.arange(n_t)
-    late = slice(n_t // 2, n_t)
-    normalized = by_layer[:, 1:] / np.log(t[1:] + 1)  # from t = 1
+    late = slice(by_layer.shape[1] // 2, None)
+    t = np.arange(by_layer.shape[1])
+    normalized = _normalized_late(by_layer)  # (L, T − T/2): H/ln(t+1), t ≥ T/2
     return PositionSummary(
         forward_match=finite_float(forward_match, "forward_match"),
         h_late_min=float(by_layer[:, late].mean(1).min()),
         h_late_max=float(by_layer[:, late].mean(1).max()),
         uniform_late=float(np.log(t[late] + 1).mean()),
-        norm_late_max=float(normalized[:, n_t // 2 :].mean(1).max()),
+        norm_late_max=float(normalized.mean(1).max()),
+        norm_late_peak=float(normalized.max()),
         slope_min=float(min(slope)),
         slope_max=float(max(slope)),
     )
 
 
+def _normalized_late(by_layer: np.ndarray) -> np.ndarray:
+    """H/ln(t+1) of ``by_layer`` (L, T) at the positions T/2 ≤ t < T: (L, T − T/2)."""
+    t = np.arange(by_layer.shape[1] // 2, by_layer.shape[1])
+    return by_layer[:, t] / np.log(t + 1)
+
+
 def format_position(by_layer: np.ndarray, slope: Sequence[float]) -> str:
-    """The layers' mean entropies over the second half of the positions of
-    ``by_layer`` (L, T), and the ``slope`` (L,) of each, to 2 decimals."""
+    """Per layer of ``by_layer`` (L, T), to 2 decimals: the mean entropy over the
+    second half of the positions, the mean and the largest of H/ln(t+1) there, and
+    the ``slope`` (L,) of H against ln(t+1)."""
     by_layer = _by_layer(by_layer)
     n_t = by_layer.shape[1]
+    normalized = _normalized_late(by_layer)
     with np.printoptions(precision=2):
         return (
-            f"mean entropy per layer, t in [{n_t // 2}, {n_t}): "
-            f"{by_layer[:, n_t // 2 :].mean(1)}\n"
+            f"per layer, t in [{n_t // 2}, {n_t}):\n"
+            f"  mean entropy (nats):      {by_layer[:, n_t // 2 :].mean(1)}\n"
+            f"  H / ln(t+1), mean over t: {normalized.mean(1)}\n"
+            f"  H / ln(t+1), largest:     {normalized.max(1)}\n"
             f"slope dH / d ln(t+1) per layer: {np.array(slope)}"
         )
 

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -278,21 +277,42 @@ def compare_scales(
     )
 
 
+#: Row labels of :func:`format_scales`: what each field of :class:`EmbeddingScales` is.
+_SCALE_ROWS = (
+    ("entry_rms", "embedding E: RMS of its entries"),
+    ("row_norm_mean", "embedding E: row norm ‖E_i‖, mean over rows"),
+    ("row_norm_max", "embedding E: row norm ‖E_i‖, largest"),
+    ("hidden_norm_mean", "final hidden state h: norm ‖h‖, mean over positions"),
+    ("logit_std_mean", "logits z: std over the vocabulary, mean over positions"),
+)
+
+
 def format_scales(scales: dict[str, EmbeddingScales]) -> str:
-    """Per label, the label and then each field of its :class:`EmbeddingScales`
-    (``name = value``, 4 significant digits), indented by two spaces."""
-    blocks = []
+    """A table of :class:`EmbeddingScales`: one column per label of ``scales``, one
+    row per quantity, named with what it is (an RMS, a norm or a std; 4 significant
+    digits); then the entry RMS 1/√d_model of a row of norm 1, once if every label
+    has the same, else as a row."""
     for label, s in scales.items():
         if not isinstance(s, EmbeddingScales):
             raise TypeError(
                 f"scales[{label!r}] must be EmbeddingScales, got {type(s).__name__}"
             )
-        fields = [
-            f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
-            for k, v in dataclasses.asdict(s).items()
-        ]
-        blocks.append("\n  ".join([f"{label}:", *fields]))
-    return "\n".join(blocks)
+    if not scales:
+        raise ValueError("scales must not be empty")
+    width = max(12, *(len(label) + 2 for label in scales))
+    rows = list(_SCALE_ROWS)
+    units = {s.unit_entry_rms for s in scales.values()}
+    unit_row = ("unit_entry_rms", "1/√d_model: entry RMS of a row of norm 1")
+    if len(units) > 1:
+        rows.append(unit_row)
+    left = max(len(name) for _, name in rows)
+    lines = [" " * left + "".join(f"{label:>{width}}" for label in scales)]
+    for field, name in rows:
+        values = (getattr(s, field) for s in scales.values())
+        lines.append(f"{name:{left}s}" + "".join(f"{v:>{width}.4g}" for v in values))
+    if len(units) == 1:
+        lines.append(f"{unit_row[1]} = {units.pop():.4g}")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -349,11 +369,11 @@ def cap_costs(
 
 
 def format_cap_costs(costs: CapCosts) -> str:
-    """The uncapped loss and largest ``abs(z)``, then one line per cap: the loss change ±
-    its SE and the largest ``abs(z)`` after the cap."""
+    """The uncapped loss, largest ``abs(z)`` and mean log Z, then one line per cap:
+    the loss change ± its SE and the largest ``abs(z)`` after the cap."""
     lines = [
         f"uncapped: loss {costs.loss_uncapped:.4f} ± {costs.loss_uncapped_se:.4f}, "
-        f"largest |z| {costs.max_logit:.1f}"
+        f"largest |z| {costs.max_logit:.1f}, mean log Z {costs.mean_log_z:.2f}"
     ]
     for c in costs.caps:
         key = f"cap{int(c)}"
