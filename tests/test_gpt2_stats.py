@@ -416,8 +416,31 @@ def test_write_read_table_picks_the_most_written_channels() -> None:
     assert out["write_gain_2"] == 0.4 and out["write_key_0"] == 1 + 2
     assert out["write_ratio_0"] == 2.0 and out["write_ratio_2"] == 1.0
     assert out["row_rel_min"] == 0.01 and out["row_rel_max"] == 0.04
-    assert len(str(table).splitlines()) == 1 + 3
+    assert len(str(table).splitlines()) == 2 + 3  # a note, the header, three rows
     zero = gpt2_stats.write_read_table(np.zeros(5), gain, row, read, n=2)
     assert zero.written_rel.tolist() == [0.0, 0.0]  # no median to divide by
     with pytest.raises(ValueError, match="read_rel"):
         gpt2_stats.write_read_table(written, gain, row, {"all": gain}, n=2)
+
+
+def test_typical_row_norms_median_over_blocks_after_the_first() -> None:
+    # block 0 (ignored) makes row 0 huge; blocks 1 and 2 give row norms 3, 1, 1 and
+    # 5, 1, 1 over medians 1: relative 3 and 5, median over the two blocks 4
+    w = np.zeros((3, 3, 2))
+    w[:, :, 0] = 1.0
+    w[0, 0, 0], w[1, 0, 0], w[2, 0, 0] = 100.0, 3.0, 5.0
+    assert gpt2_stats.typical_row_norms(w).tolist() == [4.0, 1.0, 1.0]
+
+
+def test_row_part_numbers_band_and_parts() -> None:
+    everything = np.linspace(0.5, 1.5, 101)  # percentiles 1 and 99: 0.51 and 1.49
+    rows = {"all": everything, "key": everything * 2, "value": everything / 10}
+    out = gpt2_stats.row_part_numbers(rows, channels=[0, 50, 100], strong=[50, 100])
+    assert out["row_band_lo"] == pytest.approx(0.51)
+    assert out["row_band_hi"] == pytest.approx(1.49)
+    assert out["row_outside_band"] == 2  # rows 0 and 100, not the median row 50
+    assert (out["key_row_min"], out["key_row_max"]) == (2.0, 3.0)
+    assert out["value_row_min"] == pytest.approx(0.1)
+    assert out["value_row_max"] == pytest.approx(0.15)
+    with pytest.raises(ValueError, match="value"):
+        gpt2_stats.row_part_numbers({"all": everything, "key": everything}, [0], [0])
