@@ -43,7 +43,10 @@ def test_ln_map_summary_rejects_bad_counts():
 def test_format_wpe_norms_shows_the_chosen_positions():
     norms = np.array([3.14159, 2.0, 1.23456, 0.5])
     text = summary.format_wpe_norms(norms, (0, 2), 0.5544, 0.2772)
-    assert text == "{0: 3.142, 2: 1.235} initial ≈ 0.554 or 0.277"
+    assert text == (
+        "‖wpe[p]‖ at positions p: {0: 3.142, 2: 1.235}\n"
+        "initial ≈ 0.554 (0.02·√d) or 0.277 (OpenAI's 0.01·√d)"
+    )
     with pytest.raises(ValueError, match="positions"):
         summary.format_wpe_norms(norms, (4,), 0.5, 0.2)
     with pytest.raises((TypeError, ValueError), match="init_norm"):

@@ -76,7 +76,8 @@ def ln_map_summary(
 def format_wpe_norms(
     norms: np.ndarray, positions: Sequence[int], init_norm: float, openai_norm: float
 ) -> str:
-    """One line: the norms (n,) at ``positions`` (3 decimals) and both initial norms."""
+    """Two lines: the norms (n,) at ``positions`` (3 decimals), and both initial norms
+    (Hugging Face's 0.02·√d reading and OpenAI's 0.01·√d)."""
     norms = as_float_array(norms, "norms", ndim=1)
     init_norm = finite_float(init_norm, "init_norm", positive=True)
     openai_norm = finite_float(openai_norm, "openai_norm", positive=True)
@@ -84,7 +85,11 @@ def format_wpe_norms(
     if bad:
         raise ValueError(f"positions must lie in [0, {norms.size}), got {bad}")
     shown = {p: round(float(norms[p]), 3) for p in positions}
-    return f"{shown} initial ≈ {round(init_norm, 3)} or {round(openai_norm, 3)}"
+    return (
+        f"‖wpe[p]‖ at positions p: {shown}\n"
+        f"initial ≈ {round(init_norm, 3)} (0.02·√d) or {round(openai_norm, 3)} "
+        "(OpenAI's 0.01·√d)"
+    )
 
 
 _WORDS = ("zero", "one", "two", "three", "four", "five")
