@@ -235,6 +235,23 @@ def test_page_has_no_error_output(built_site: Path, page: str) -> None:
 
 
 @pytest.mark.parametrize("page", notebook_pages())
+def test_no_cell_shows_a_dictionary_of_glue_names(built_site: Path, page: str) -> None:
+    """A cell ending in a glue call shows nothing (report.Glued), never the mapping."""
+    if built_without_data(built_site, page):
+        pytest.skip(f"{page} was built without its data")
+    path = built_site.parent / ".numscale_exec" / "executed" / f"{page}.ipynb"
+    names = set(glued_values(built_site, page)._raw)
+    for cell in json.loads(path.read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            text = "".join(output.get("data", {}).get("text/plain", ""))
+            if output.get("output_type") == "execute_result" and text.startswith("{"):
+                shown = {name for name in names if repr(name) in text}
+                assert not shown, (
+                    f"{page} shows a dictionary of glue names: {text[:200]}"
+                )
+
+
+@pytest.mark.parametrize("page", notebook_pages())
 def test_figures_exist_and_have_alt_text(built_site: Path, page: str) -> None:
     if built_without_data(built_site, page):
         pytest.skip(f"{page} was built without its data (tests/test_data_pages.py)")

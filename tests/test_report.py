@@ -110,3 +110,20 @@ def test_text_table_aligns_columns_and_checks_rows() -> None:
         report.text_table([16, 256], {"1/d": [0.5]})
     with pytest.raises(ValueError, match="rows"):
         report.text_table([16], {})
+
+
+def test_glue_helpers_return_a_mapping_that_displays_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a cell ending in a glue call must not show a dictionary of glue names
+    import myst_nb
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setattr(myst_nb, "glue", lambda *a, **k: None)
+    out = report.glue_inputs({"n": 3}, prefix="p_")
+    assert out == {"p_n": 3} and isinstance(out, report.Glued)
+    formatter = InteractiveShell.instance().display_formatter
+    assert formatter.format(out) == ({}, {})
+    assert formatter.format(dict(out))[0] == {
+        "text/plain": "{'p_n': 3}"
+    }  # a dict would

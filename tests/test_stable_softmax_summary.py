@@ -21,8 +21,8 @@ def test_exp_limits_against_definitions():
     assert limits.lnmax64 == pytest.approx(1024 * math.log(2), rel=1e-15)
     # float32's max is 2^128 (1 − 2^-24); the log is rounded to float32 (rel 2^-24)
     assert limits.lnmax32 == pytest.approx(128 * math.log(2), rel=2**-23)
-    # smallest float32 subnormal 2^-149
-    assert limits.f32_underflow_gap == pytest.approx(149 * math.log(2), rel=2**-23)
+    # half the smallest float32 subnormal 2^-149: what rounds to 0
+    assert limits.f32_underflow_gap == pytest.approx(150 * math.log(2), rel=2**-23)
     assert (limits.thr64, limits.thr32) == (709.78, 88.72)
     lines = records.format_exp_limits(limits).splitlines()
     assert lines[1] == (

@@ -42,6 +42,15 @@ def plain_number(value: Any, name: str) -> int | float | str:
     raise TypeError(f"{name} must be a number or a string, got {type(value).__name__}")
 
 
+class Glued(dict):
+    """The mapping a glue helper returns (full names -> plain values). It displays
+    nothing, so a cell that ends with a glue call shows no dictionary of glue names
+    (the numbers reach the reader through the prose)."""
+
+    def _ipython_display_(self) -> None:  # IPython calls this instead of showing repr
+        return None
+
+
 def glue_numbers(
     values: Mapping[str, Any], *, prefix: str = ""
 ) -> dict[str, int | float | str]:
@@ -63,7 +72,7 @@ def glue_numbers(
     }
     for key, value in plain.items():
         glue(key, value, display=False)
-    return plain
+    return Glued(plain)
 
 
 def record_numbers(record: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -9,6 +9,7 @@ the format's eps, as the chapter measures them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -37,8 +38,9 @@ class ExpLimits:
     ``lnmax64`` / ``lnmax32``: ln of the largest finite number (from ``np.finfo``,
     computed in that format); ``thr64`` / ``thr32``: the last x whose exp is finite, as
     measured (:func:`numscale.fp.exp_overflow_threshold`); ``f32_underflow_gap``:
-    −ln of float32's smallest subnormal, the gap below the largest logit past which a
-    float32 softmax entry rounds to 0.
+    −ln of half float32's smallest subnormal (150 ln 2), the gap below the largest
+    logit past which a float32 softmax entry rounds to 0 (round to nearest: a value
+    above half the smallest subnormal still rounds up to it).
     """
 
     lnmax64: float
@@ -57,7 +59,7 @@ def exp_limits(thr64: float, thr32: float) -> ExpLimits:
         lnmax32=float(np.log(np.finfo(np.float32).max)),
         thr64=finite_float(thr64, "thr64", positive=True),
         thr32=finite_float(thr32, "thr32", positive=True),
-        f32_underflow_gap=float(-np.log(tiny32)),
+        f32_underflow_gap=-math.log(float(tiny32) / 2),  # 2^-150 is not a float32
     )
 
 
