@@ -343,10 +343,14 @@ def test_attention_reduction_equals_attention_rows():
     above = attention_rows.fraction_rows_above(rows, recording.FP16_EXP_LIMIT)
     np.testing.assert_allclose(got["fraction_rows_above_fp16_exp_limit"], above)
     assert above.max() > 0  # logits of std 4 do cross ln 65504 = 11.09
-    # the share over all rows, the one-key first row included, as trained_attention.md
-    real = np.broadcast_to(rows.real[None, :, None, :], rows.max_logit.shape)
+    # the share over the rows t ≥ 1, as trained_attention.md: every head has the same
+    # rows, so it is the mean of the per-head shares; counted here over the raw rows
+    t = np.arange(rows.max_logit.shape[-1])
+    real = rows.real[None, :, None, :] & (t >= 1)[None, None, None, :]
+    real = np.broadcast_to(real, rows.max_logit.shape)
     share = 100 * np.mean(rows.max_logit[real] > recording.FP16_EXP_LIMIT)
     assert got["rows_above_fp16_exp_limit_pct"] == pytest.approx(share)
+    assert share == pytest.approx(100 * above.mean())
     uniform = attention_rows.uniform_reference(rows)
     assert got["uniform_first_token_weight"] == pytest.approx(uniform["first_weight"])
 
