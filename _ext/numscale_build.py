@@ -65,7 +65,7 @@ LOGGER = logging.getLogger(__name__)
 ENV_VAR_PATTERN = re.compile(
     r"""(?:os\.environ\.get|os\.getenv|os\.environ\[)\(?\s*["']([A-Z0-9_]+)["']"""
 )
-KEY_VERSION = "2"
+KEY_VERSION = "3"
 #: Threads per kernel: pages run side by side, so each gets one BLAS/torch thread.
 KERNEL_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -150,7 +150,40 @@ def _read_source(path: str, mtime_ns: int, size: int) -> str:
     return Path(path).read_text(encoding="utf-8")
 
 
-def module_closure(roots: set[str], src_dir: Path, package: str) -> dict[str, Path]:
+def module_facts(
+    path: Path, package: str, holder: str, store: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a page's key needs of one module file: ``code`` (digest of
+    :func:`code_fingerprint`), ``imports`` (:func:`imported_modules`, relative imports
+    resolved from the dotted package ``holder``) and ``env`` (:func:`environment_names`).
+
+    Parsing every module on every build was most of a no-op build's key time: the facts
+    are kept in ``store`` (saved between builds by :func:`execute_outdated`), keyed on the
+    file's content, so an unchanged file is not parsed again.
+    """
+    source = read_source(path)
+    content = hashlib.sha256(source.encode()).hexdigest()
+    entry_key = f"{package}:{holder}:{content}"
+    if store is not None and entry_key in store:
+        return store[entry_key]
+    facts = {
+        "code": hashlib.sha256(code_fingerprint(source).encode()).hexdigest(),
+        "imports": sorted(imported_modules(source, package, current_package=holder)),
+        "env": sorted(environment_names(source, package)),
+    }
+    if store is not None:
+        store[entry_key] = facts
+    return facts
+
+
+def _holder(name: str, path: Path) -> str:
+    """The dotted package holding module ``name`` (itself for a package's ``__init__``)."""
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def module_closure(
+    roots: set[str], src_dir: Path, package: str, store: dict[str, Any] | None = None
+) -> dict[str, Path]:
     """All package modules reached from ``roots``, with every parent ``__init__``."""
     seen: dict[str, Path] = {}
     todo = sorted(roots)
@@ -165,9 +198,8 @@ def module_closure(roots: set[str], src_dir: Path, package: str) -> dict[str, Pa
             if path is None or parent in seen:
                 continue
             seen[parent] = path
-            holder = parent if path.name == "__init__.py" else parent.rpartition(".")[0]
             todo.extend(
-                imported_modules(read_source(path), package, current_package=holder)
+                module_facts(path, package, _holder(parent, path), store)["imports"]
             )
     return seen
 
@@ -219,12 +251,14 @@ def _environment_names(source: str, package: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def _env_fingerprint(modules: dict[str, Path], package: str) -> dict[str, Any]:
+def _env_fingerprint(
+    modules: dict[str, Path], package: str, store: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Values of the environment variables the modules read; for a local path, its
     size and mtime (of every file directly inside it, for a directory)."""
     names: set[str] = set()
-    for path in modules.values():
-        names |= environment_names(read_source(path), package)
+    for name, path in modules.items():
+        names.update(module_facts(path, package, _holder(name, path), store)["env"])
     return {name: _env_entry(name, os.environ.get(name)) for name in sorted(names)}
 
 
@@ -251,21 +285,28 @@ def _env_entry(name: str, value: str | None) -> dict[str, Any]:
 
 
 def dependency_key(
-    code_cells: list[str], src_dir: Path, package: str, extra: str = ""
+    code_cells: list[str],
+    src_dir: Path,
+    package: str,
+    extra: str = "",
+    store: dict[str, Any] | None = None,
 ) -> tuple[str, list[str]]:
-    """Hash of a page's code and everything it depends on, and its module list."""
+    """Hash of a page's code and everything it depends on, and its module list.
+
+    ``store``: facts of module files from earlier builds (:func:`module_facts`)."""
     roots: set[str] = set()
     for code in code_cells:
         roots |= imported_modules(code, package)
-    modules = module_closure(roots, src_dir, package)
+    modules = module_closure(roots, src_dir, package, store)
     digest = hashlib.sha256(KEY_VERSION.encode())
     for code in code_cells:
         digest.update(b"\0cell\0" + code.encode())
     for name in sorted(modules):
-        code = code_fingerprint(read_source(modules[name]))
+        path = modules[name]
+        code = module_facts(path, package, _holder(name, path), store)["code"]
         digest.update(f"\0module {name}\0".encode() + code.encode())
     digest.update(
-        json.dumps(_env_fingerprint(modules, package), sort_keys=True).encode()
+        json.dumps(_env_fingerprint(modules, package, store), sort_keys=True).encode()
     )
     digest.update(extra.encode())
     return digest.hexdigest(), sorted(modules)
@@ -437,14 +478,19 @@ def _notebook_pages(app: Sphinx, env) -> dict[str, Path]:
     return pages
 
 
-def _read_notebook(app: Sphinx, env, path: Path):
+def _page_text(app: Sphinx, path: Path) -> str:
+    """The text Sphinx reads for a page: its file, or what ``numscale-page-source``
+    (_ext/numscale_data.py: a page whose data is missing) puts in its place."""
+    text = path.read_text(encoding="utf-8")
+    if "numscale-page-source" in app.events.events:
+        text = app.emit_firstresult("numscale-page-source", path, text) or text
+    return text
+
+
+def _read_notebook(app: Sphinx, env, path: Path, text: str | None = None):
     from myst_nb.core.read import create_nb_reader
 
-    text = path.read_text(encoding="utf-8")
-    if (
-        "numscale-page-source" in app.events.events
-    ):  # _ext/numscale_data.py: missing data
-        text = app.emit_firstresult("numscale-page-source", path, text) or text
+    text = _page_text(app, path) if text is None else text
     reader = create_nb_reader(str(path), env.myst_config, env.mystnb_config, text)
     return reader.read(text), reader
 
@@ -487,6 +533,25 @@ def fail_build(
     raise SystemExit(1)
 
 
+class _UsedStore(dict):
+    """A store of :func:`module_facts` that remembers the entries this build used (the
+    ones worth keeping for the next build)."""
+
+    def __init__(self, entries: dict[str, Any]) -> None:
+        super().__init__(entries)
+        self.used: dict[str, Any] = {}
+
+    def __contains__(self, key: object) -> bool:
+        found = super().__contains__(key)
+        if found:
+            self.used[key] = super().__getitem__(key)  # type: ignore[index]
+        return found
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.used[key] = value
+
+
 def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
     """``env-get-outdated`` handler: execute stale pages, return them for re-reading."""
     if env.mystnb_config.execution_mode != "cache":
@@ -512,26 +577,42 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
         json.loads(keys_file.read_text()) if keys_file.is_file() else {}
     )
     cache = get_cache(env.mystnb_config.execution_cache_path or ".jupyter_cache")
+    # What the key needs of each module file, from earlier builds (keyed on content).
+    facts_file = state_dir / "modules.json"
+    old_facts: dict[str, Any] = (
+        json.loads(facts_file.read_text()) if facts_file.is_file() else {}
+    )
+    facts = _UsedStore(old_facts)
+    cached = {record.hashkey for record in cache.list_cache_records()}
 
     plan: dict[str, tuple[Path, Any, str, list[str]]] = {}
     new_keys: dict[str, Any] = {}
     for docname, path in _notebook_pages(app, env).items():
-        notebook, _ = _read_notebook(app, env, path)
-        code = [c.source for c in notebook.cells if c.cell_type == "code"]
-        key, modules = dependency_key(code, src_dir, package, extra)
+        text = _page_text(app, path)
+        text_digest = hashlib.sha256(text.encode()).hexdigest()
         previous = old_keys.get(docname, {})
+        notebook = None
+        if previous.get("text") == text_digest and "hashkey" in previous:
+            # The same text as last time: its code cells and cache hash are known.
+            code, hashkey = previous["code"], previous["hashkey"]
+        else:
+            notebook, _ = _read_notebook(app, env, path, text)
+            code = [c.source for c in notebook.cells if c.cell_type == "code"]
+            hashkey = cache.create_hashed_notebook(notebook)[1]
+        key, modules = dependency_key(code, src_dir, package, extra, facts)
         new_keys[docname] = {
             "key": key,
             "modules": modules,
             "seconds": previous.get("seconds", 0.0),
+            "text": text_digest,
+            "code": code,
+            "hashkey": hashkey,
         }
-        in_cache = True
-        try:
-            cache.match_cache_notebook(notebook)
-        except KeyError:
-            in_cache = False
-        if previous.get("key") != key or not in_cache:
+        if previous.get("key") != key or hashkey not in cached:
+            if notebook is None:
+                notebook, _ = _read_notebook(app, env, path, text)
             plan[docname] = (path, notebook, key, modules)
+    facts_file.write_text(json.dumps(facts.used, sort_keys=True))
 
     report: dict[str, Any] = {"executed": {}, "workers": 0, "wall_seconds": 0.0}
     if plan:
