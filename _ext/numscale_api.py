@@ -342,12 +342,26 @@ def page_uses(env, docname: str) -> tuple[dict[str, list[str]], dict[str, list[s
     """:func:`chapter_uses` of the book's pages (``numscale_api_pages``) other than
     ``docname`` (the reference page itself)."""
     root = Path(env.srcdir)
-    pages = {}
+    package = env.config.numscale_package
+    # {page: (digest of its text, its uses)}: a page is scanned again only when edited.
+    cache = env.__dict__.setdefault("numscale_page_uses", {})
+    used: dict[str, set[str]] = {}
+    shown: dict[str, set[str]] = {}
     for path in sorted(root.glob(env.config.numscale_api_pages)):
         name = env.path2doc(str(path))
-        if name in env.found_docs and name != docname:
-            pages[name] = path.read_text(encoding="utf-8")
-    return chapter_uses(pages, env.config.numscale_package)
+        if name not in env.found_docs or name == docname:
+            continue
+        text = path.read_text(encoding="utf-8")
+        digest = hashlib.sha256(f"{package}\0{text}".encode()).hexdigest()
+        if name not in cache or cache[name][0] != digest:
+            cache[name] = (digest, *chapter_uses({name: text}, package))
+        for found, into in zip(cache[name][1:], (used, shown), strict=True):
+            for dotted, names in found.items():
+                into.setdefault(dotted, set()).update(names)
+    return (
+        {k: sorted(v) for k, v in used.items()},
+        {k: sorted(v) for k, v in shown.items()},
+    )
 
 
 def uses_digest(used: dict[str, list[str]], shown: dict[str, list[str]]) -> str:
@@ -529,9 +543,9 @@ def write_refreshed_sources(app: Sphinx, exception: Exception | None) -> None:
         builder.handle_page(pagename, context, template)
 
 
-def _includes(env) -> dict[str, list[tuple[str, dict[str, Any], str]]]:
-    """{docname: [(file relative to the source folder, options, digest of the listing)]}
-    of the ``literalinclude`` listings each page shows."""
+def _includes(env) -> dict[str, list[tuple[str, dict[str, Any], str, str]]]:
+    """{docname: [(file relative to the source folder, options, digest of the file,
+    digest of the listing)]} of the ``literalinclude`` listings each page shows."""
     if not hasattr(env, "numscale_includes"):
         env.numscale_includes = {}
     return env.numscale_includes
@@ -569,8 +583,9 @@ class LiteralIncludeListing(LiteralInclude):
             return result
         if not noted:  # this listing's dependency is on what it shows, not the file
             self.env.dependencies[docname].discard(rel_filename)
+        content = hashlib.sha256(Path(filename).read_bytes()).hexdigest()
         _includes(self.env).setdefault(docname, []).append(
-            (rel_filename, options, digest)
+            (rel_filename, options, content, digest)
         )
         return result
 
@@ -582,10 +597,12 @@ def reread_changed_listings(app: Sphinx, env, added, changed, removed) -> list[s
     for docname, listings in sorted(_includes(env).items()):
         if docname not in env.found_docs or docname in changed:
             continue
-        for rel_filename, options, digest in listings:
-            filename = str(Path(env.srcdir) / rel_filename)
+        for rel_filename, options, content, digest in listings:
+            filename = Path(env.srcdir) / rel_filename
             try:
-                now = listing_digest(filename, options, app.config)
+                if hashlib.sha256(filename.read_bytes()).hexdigest() == content:
+                    continue  # the same file: the same listing
+                now = listing_digest(str(filename), options, app.config)
             except Exception:  # noqa: BLE001 - a missing file or object
                 now = None
             if now != digest:
@@ -731,4 +748,10 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("env-purge-doc", purge_api_doc)
     app.connect("env-merge-info", merge_api_docs)
     app.add_directive("numscale-api", NumscaleApi)
-    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
+    return {
+        "version": "1.0",
+        # what it keeps in the environment: another layout re-reads every page once
+        "env_version": 2,
+        "parallel_read_safe": True,
+        "parallel_write_safe": True,
+    }
