@@ -1,4 +1,12 @@
-"""Which pages an edit of a helper module makes Sphinx read again (behaviour, not timings).
+"""What an incremental build reads and writes again (behaviour, not timings).
+
+Figure numbers: ``_ext/numscale_build.py`` numbers figures from each page's skeleton
+(its sections, toctrees and numbered nodes), kept while the page's doctree is unchanged.
+A book of two numbered chapters with captioned tables: after a table is added at the
+top of the first, its tables are renumbered and the second chapter, not read again,
+keeps its number, as in a clean build.
+
+Helper modules: which pages an edit of a helper module makes Sphinx read again.
 
 A small throw-away book uses the real extension ``_ext/numscale_api.py``: a package
 reference page (the ``numscale-api`` directive: autodoc of every module, viewcode
@@ -139,3 +147,53 @@ def test_module_edits_read_only_the_pages_showing_them(api_book: Path) -> None:
     }
     assert "How many items" in _site(api_book, "reference.html")
     assert "How many items" in _site(api_book, source_page)
+
+
+def _table(caption: str, name: str) -> str:
+    return f"```{{table}} {caption}\n:name: {name}\n\n| a |\n|---|\n| 1 |\n```\n"
+
+
+@pytest.fixture(scope="module")
+def figure_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    book = tmp_path_factory.mktemp("figurebook")
+    (book / "intro.md").write_text("# Toy book\n\nNo tables here.\n")
+    (book / "first.md").write_text(
+        "# First\n\nSee {numref}`tab-second`.\n\n" + _table("One", "tab-one")
+    )
+    (book / "second.md").write_text("# Second\n\n" + _table("Other", "tab-second"))
+    (book / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\ndefaults:\n  numbered: true\n"
+        "chapters:\n  - file: first\n  - file: second\n"
+    )
+    (book / "_config.yml").write_text(
+        textwrap.dedent(f"""\
+        title: Toy
+        only_build_toc_files: true
+        exclude_patterns: [".*", "**/.*", "_build"]
+        sphinx:
+          local_extensions:
+            numscale_build: {ROOT / "_ext"}
+        """)
+    )
+    return book
+
+
+def test_figure_numbers_of_pages_not_read_are_kept(figure_book: Path) -> None:
+    assert _build(figure_book) == {"intro", "first", "second"}
+    assert "Table 1.1" in _site(figure_book, "first.html")
+    assert "Table 2.1" in _site(figure_book, "first.html")  # the reference to second's
+    assert "Table 2.1" in _site(figure_book, "second.html")
+    assert _build(figure_book) == set()
+
+    # A table added at the top of the first chapter: its own becomes 1.2; the second
+    # chapter is not read again and its table is still 2.1 (in its page and where the
+    # first chapter refers to it).
+    first = figure_book / "first.md"
+    text = first.read_text()
+    first.write_text(text.replace("See ", _table("New", "tab-new") + "\nSee ", 1))
+    assert _build(figure_book) == {"first"}
+    html = _site(figure_book, "first.html")
+    assert "Table 1.1" in html and "Table 1.2" in html
+    assert "Table 2.1" in html
+    assert "Table 2.1" in _site(figure_book, "second.html")
+    assert "Table 2.2" not in _site(figure_book, "second.html")
