@@ -127,8 +127,10 @@ def _imported_modules(
     return frozenset(found)
 
 
+@functools.cache
 def module_path(name: str, src_dir: Path) -> Path | None:
-    """File of dotted module ``name`` under ``src_dir`` (module or package), or None."""
+    """File of dotted module ``name`` under ``src_dir`` (module or package), or None.
+    Memoized for one build: :func:`execute_outdated` clears it when it starts."""
     parts = name.split(".")
     candidate = src_dir.joinpath(*parts)
     if candidate.with_suffix(".py").is_file():
@@ -284,20 +286,29 @@ def _env_entry(name: str, value: str | None) -> dict[str, Any]:
     return entry
 
 
+def code_imports(code_cells: list[str], package: str) -> list[str]:
+    """The package modules a page's code cells import (:func:`imported_modules`)."""
+    roots: set[str] = set()
+    for code in code_cells:
+        roots |= imported_modules(code, package)
+    return sorted(roots)
+
+
 def dependency_key(
     code_cells: list[str],
     src_dir: Path,
     package: str,
     extra: str = "",
     store: dict[str, Any] | None = None,
+    roots: list[str] | None = None,
 ) -> tuple[str, list[str]]:
     """Hash of a page's code and everything it depends on, and its module list.
 
-    ``store``: facts of module files from earlier builds (:func:`module_facts`)."""
-    roots: set[str] = set()
-    for code in code_cells:
-        roots |= imported_modules(code, package)
-    modules = module_closure(roots, src_dir, package, store)
+    ``store``: facts of module files from earlier builds (:func:`module_facts`);
+    ``roots``: :func:`code_imports` of the cells, when known already."""
+    if roots is None:
+        roots = code_imports(code_cells, package)
+    modules = module_closure(set(roots), src_dir, package, store)
     digest = hashlib.sha256(KEY_VERSION.encode())
     for code in code_cells:
         digest.update(b"\0cell\0" + code.encode())
@@ -561,6 +572,7 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
     from jupyter_cache.base import CacheBundleIn
 
     _env_entry.cache_clear()  # files a variable names may have changed since the last build
+    module_path.cache_clear()  # so may the package's files
     root = Path(app.confdir)
     src_dir = root / app.config.numscale_src_dir
     package = app.config.numscale_package
@@ -592,14 +604,17 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
         text_digest = hashlib.sha256(text.encode()).hexdigest()
         previous = old_keys.get(docname, {})
         notebook = None
-        if previous.get("text") == text_digest and "hashkey" in previous:
-            # The same text as last time: its code cells and cache hash are known.
+        if previous.get("text") == text_digest and "roots" in previous:
+            # The same text as last time: its code cells, their imports and its
+            # cache hash are known.
             code, hashkey = previous["code"], previous["hashkey"]
+            roots = previous["roots"]
         else:
             notebook, _ = _read_notebook(app, env, path, text)
             code = [c.source for c in notebook.cells if c.cell_type == "code"]
             hashkey = cache.create_hashed_notebook(notebook)[1]
-        key, modules = dependency_key(code, src_dir, package, extra, facts)
+            roots = code_imports(code, package)
+        key, modules = dependency_key(code, src_dir, package, extra, facts, roots)
         new_keys[docname] = {
             "key": key,
             "modules": modules,
@@ -607,6 +622,7 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
             "text": text_digest,
             "code": code,
             "hashkey": hashkey,
+            "roots": roots,
         }
         if previous.get("key") != key or hashkey not in cached:
             if notebook is None:
