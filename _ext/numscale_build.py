@@ -833,6 +833,54 @@ def _patch_figure_numbers() -> None:
     TocTreeCollector.assign_figure_numbers = assign_figure_numbers  # type: ignore[method-assign]
 
 
+# --------------------------------------------------------------------- search index
+
+#: Where the search index's entries of every page are kept between builds.
+INDEX_ENTRIES_FILE = "numscale_index_entries.pickle"
+
+
+def restore_index_entries(app: Sphinx, env) -> None:
+    """``env-updated``: the index entries (``{index}``, autodoc's) of every page for the
+    search index, as the last build wrote them, for the pages this build does not write.
+
+    Sphinx 7.4 keeps them in the environment, which it saves *before* writing pages, so
+    the entries are lost for every page an incremental build does not write again: its
+    ``searchindex.js`` then differed from a clean build's (sphinx-doc/sphinx#12599).
+    A page this build writes replaces its entries when it is written; a removed page's
+    are dropped.
+    """
+    import pickle
+
+    entries = env._search_index_index_entries
+    for docname in [d for d in entries if d not in env.found_docs]:
+        del entries[docname]  # a removed page (the search index has no number for it)
+    path = Path(env.doctreedir) / INDEX_ENTRIES_FILE
+    try:
+        saved = pickle.loads(path.read_bytes())
+    except Exception:  # noqa: BLE001 - none yet, or unreadable: Sphinx's own behaviour
+        return
+    for docname, listed in saved.items():
+        if docname in env.found_docs:  # the last written: newer than the environment's
+            entries[docname] = listed
+
+
+def save_index_entries(app: Sphinx, exception: Exception | None) -> None:
+    """``build-finished``: keep the entries :func:`restore_index_entries` restores."""
+    if exception is not None or app.builder.format != "html":
+        return
+    import pickle
+
+    entries = {
+        docname: listed
+        for docname, listed in app.env._search_index_index_entries.items()
+        if docname in app.env.found_docs
+    }
+    path = Path(app.env.doctreedir) / INDEX_ENTRIES_FILE
+    data = pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL)
+    if not path.is_file() or path.read_bytes() != data:
+        path.write_bytes(data)
+
+
 # ------------------------------------------------------------------------- MathJax
 
 
@@ -1006,6 +1054,8 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("env-get-outdated", note_removed_docs)
     app.connect("env-before-read-docs", note_read_docs)
     _patch_figure_numbers()
+    app.connect("env-updated", restore_index_entries)
+    app.connect("build-finished", save_index_entries)
     app.connect("html-page-context", page_date)
     app.connect("build-finished", copy_mathjax)
     app.connect("build-finished", stable_source_notebooks)

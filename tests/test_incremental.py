@@ -4,7 +4,7 @@ Figure numbers: ``_ext/numscale_build.py`` numbers figures from each page's skel
 (its sections, toctrees and numbered nodes), kept while the page's doctree is unchanged.
 A book of two numbered chapters with captioned tables: after a table is added at the
 top of the first, its tables are renumbered and the second chapter, not read again,
-keeps its number, as in a clean build.
+keeps its number, as in a clean build, and its index entry in the search index.
 
 Helper modules: which pages an edit of a helper module makes Sphinx read again.
 
@@ -160,7 +160,10 @@ def figure_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (book / "first.md").write_text(
         "# First\n\nSee {numref}`tab-second`.\n\n" + _table("One", "tab-one")
     )
-    (book / "second.md").write_text("# Second\n\n" + _table("Other", "tab-second"))
+    (book / "second.md").write_text(
+        "# Second\n\n```{index} single: toyterm\n```\n\n"
+        + _table("Other", "tab-second")
+    )
     (book / "_toc.yml").write_text(
         "format: jb-book\nroot: intro\ndefaults:\n  numbered: true\n"
         "chapters:\n  - file: first\n  - file: second\n"
@@ -197,3 +200,6 @@ def test_figure_numbers_of_pages_not_read_are_kept(figure_book: Path) -> None:
     assert "Table 2.1" in html
     assert "Table 2.1" in _site(figure_book, "second.html")
     assert "Table 2.2" not in _site(figure_book, "second.html")
+    # The search index still has the index entry of the page it did not write again
+    # (Sphinx 7.4 alone loses it: sphinx-doc/sphinx#12599).
+    assert '"toyterm"' in _site(figure_book, "searchindex.js")
