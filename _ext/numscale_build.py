@@ -864,6 +864,30 @@ def restore_index_entries(app: Sphinx, env) -> None:
             entries[docname] = listed
 
 
+def _patch_search_terms() -> None:
+    """Leave out of the search index the words no page has any more.
+
+    An incremental build removes the pages it writes again from every word's list
+    before indexing them anew: a word such a page no longer has keeps an empty list
+    (``"word": []``), which a clean build, indexing only the words pages have, never
+    writes. Dropping empty lists makes the two indexes the same.
+    """
+    from sphinx.search import IndexBuilder
+
+    original = IndexBuilder.freeze
+    if getattr(original, "numscale", False):
+        return
+
+    def freeze(self) -> dict[str, Any]:
+        frozen = original(self)
+        for name in ("terms", "titleterms"):
+            frozen[name] = {k: v for k, v in frozen[name].items() if v != []}
+        return frozen
+
+    freeze.numscale = True  # type: ignore[attr-defined]
+    IndexBuilder.freeze = freeze  # type: ignore[method-assign]
+
+
 def save_index_entries(app: Sphinx, exception: Exception | None) -> None:
     """``build-finished``: keep the entries :func:`restore_index_entries` restores."""
     if exception is not None or app.builder.format != "html":
@@ -1054,6 +1078,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("env-get-outdated", note_removed_docs)
     app.connect("env-before-read-docs", note_read_docs)
     _patch_figure_numbers()
+    _patch_search_terms()
     app.connect("env-updated", restore_index_entries)
     app.connect("build-finished", save_index_entries)
     app.connect("html-page-context", page_date)

@@ -158,7 +158,7 @@ def figure_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
     book = tmp_path_factory.mktemp("figurebook")
     (book / "intro.md").write_text("# Toy book\n\nNo tables here.\n")
     (book / "first.md").write_text(
-        "# First\n\nSee {numref}`tab-second`.\n\n" + _table("One", "tab-one")
+        "# First\n\nSee {numref}`tab-second`, zebraword.\n\n" + _table("One", "tab-one")
     )
     (book / "second.md").write_text(
         "# Second\n\n```{index} single: toyterm\n```\n\n"
@@ -193,6 +193,8 @@ def test_figure_numbers_of_pages_not_read_are_kept(figure_book: Path) -> None:
     # first chapter refers to it).
     first = figure_book / "first.md"
     text = first.read_text()
+    assert '"zebraword"' in _site(figure_book, "searchindex.js")
+    text = text.replace(", zebraword", "")  # and a word it had is gone
     first.write_text(text.replace("See ", _table("New", "tab-new") + "\nSee ", 1))
     assert _build(figure_book) == {"first"}
     html = _site(figure_book, "first.html")
@@ -203,3 +205,5 @@ def test_figure_numbers_of_pages_not_read_are_kept(figure_book: Path) -> None:
     # The search index still has the index entry of the page it did not write again
     # (Sphinx 7.4 alone loses it: sphinx-doc/sphinx#12599).
     assert '"toyterm"' in _site(figure_book, "searchindex.js")
+    # ... and no longer the word no page has (not even with an empty list of pages).
+    assert "zebraword" not in _site(figure_book, "searchindex.js")
