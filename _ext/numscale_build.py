@@ -65,7 +65,7 @@ LOGGER = logging.getLogger(__name__)
 ENV_VAR_PATTERN = re.compile(
     r"""(?:os\.environ\.get|os\.getenv|os\.environ\[)\(?\s*["']([A-Z0-9_]+)["']"""
 )
-KEY_VERSION = "2"
+KEY_VERSION = "3"
 #: Threads per kernel: pages run side by side, so each gets one BLAS/torch thread.
 KERNEL_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -127,8 +127,10 @@ def _imported_modules(
     return frozenset(found)
 
 
+@functools.cache
 def module_path(name: str, src_dir: Path) -> Path | None:
-    """File of dotted module ``name`` under ``src_dir`` (module or package), or None."""
+    """File of dotted module ``name`` under ``src_dir`` (module or package), or None.
+    Memoized for one build: :func:`execute_outdated` clears it when it starts."""
     parts = name.split(".")
     candidate = src_dir.joinpath(*parts)
     if candidate.with_suffix(".py").is_file():
@@ -150,7 +152,40 @@ def _read_source(path: str, mtime_ns: int, size: int) -> str:
     return Path(path).read_text(encoding="utf-8")
 
 
-def module_closure(roots: set[str], src_dir: Path, package: str) -> dict[str, Path]:
+def module_facts(
+    path: Path, package: str, holder: str, store: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a page's key needs of one module file: ``code`` (digest of
+    :func:`code_fingerprint`), ``imports`` (:func:`imported_modules`, relative imports
+    resolved from the dotted package ``holder``) and ``env`` (:func:`environment_names`).
+
+    Parsing every module on every build was most of a no-op build's key time: the facts
+    are kept in ``store`` (saved between builds by :func:`execute_outdated`), keyed on the
+    file's content, so an unchanged file is not parsed again.
+    """
+    source = read_source(path)
+    content = hashlib.sha256(source.encode()).hexdigest()
+    entry_key = f"{package}:{holder}:{content}"
+    if store is not None and entry_key in store:
+        return store[entry_key]
+    facts = {
+        "code": hashlib.sha256(code_fingerprint(source).encode()).hexdigest(),
+        "imports": sorted(imported_modules(source, package, current_package=holder)),
+        "env": sorted(environment_names(source, package)),
+    }
+    if store is not None:
+        store[entry_key] = facts
+    return facts
+
+
+def _holder(name: str, path: Path) -> str:
+    """The dotted package holding module ``name`` (itself for a package's ``__init__``)."""
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def module_closure(
+    roots: set[str], src_dir: Path, package: str, store: dict[str, Any] | None = None
+) -> dict[str, Path]:
     """All package modules reached from ``roots``, with every parent ``__init__``."""
     seen: dict[str, Path] = {}
     todo = sorted(roots)
@@ -165,9 +200,8 @@ def module_closure(roots: set[str], src_dir: Path, package: str) -> dict[str, Pa
             if path is None or parent in seen:
                 continue
             seen[parent] = path
-            holder = parent if path.name == "__init__.py" else parent.rpartition(".")[0]
             todo.extend(
-                imported_modules(read_source(path), package, current_package=holder)
+                module_facts(path, package, _holder(parent, path), store)["imports"]
             )
     return seen
 
@@ -219,12 +253,14 @@ def _environment_names(source: str, package: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def _env_fingerprint(modules: dict[str, Path], package: str) -> dict[str, Any]:
+def _env_fingerprint(
+    modules: dict[str, Path], package: str, store: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Values of the environment variables the modules read; for a local path, its
     size and mtime (of every file directly inside it, for a directory)."""
     names: set[str] = set()
-    for path in modules.values():
-        names |= environment_names(read_source(path), package)
+    for name, path in modules.items():
+        names.update(module_facts(path, package, _holder(name, path), store)["env"])
     return {name: _env_entry(name, os.environ.get(name)) for name in sorted(names)}
 
 
@@ -250,22 +286,38 @@ def _env_entry(name: str, value: str | None) -> dict[str, Any]:
     return entry
 
 
-def dependency_key(
-    code_cells: list[str], src_dir: Path, package: str, extra: str = ""
-) -> tuple[str, list[str]]:
-    """Hash of a page's code and everything it depends on, and its module list."""
+def code_imports(code_cells: list[str], package: str) -> list[str]:
+    """The package modules a page's code cells import (:func:`imported_modules`)."""
     roots: set[str] = set()
     for code in code_cells:
         roots |= imported_modules(code, package)
-    modules = module_closure(roots, src_dir, package)
+    return sorted(roots)
+
+
+def dependency_key(
+    code_cells: list[str],
+    src_dir: Path,
+    package: str,
+    extra: str = "",
+    store: dict[str, Any] | None = None,
+    roots: list[str] | None = None,
+) -> tuple[str, list[str]]:
+    """Hash of a page's code and everything it depends on, and its module list.
+
+    ``store``: facts of module files from earlier builds (:func:`module_facts`);
+    ``roots``: :func:`code_imports` of the cells, when known already."""
+    if roots is None:
+        roots = code_imports(code_cells, package)
+    modules = module_closure(set(roots), src_dir, package, store)
     digest = hashlib.sha256(KEY_VERSION.encode())
     for code in code_cells:
         digest.update(b"\0cell\0" + code.encode())
     for name in sorted(modules):
-        code = code_fingerprint(read_source(modules[name]))
+        path = modules[name]
+        code = module_facts(path, package, _holder(name, path), store)["code"]
         digest.update(f"\0module {name}\0".encode() + code.encode())
     digest.update(
-        json.dumps(_env_fingerprint(modules, package), sort_keys=True).encode()
+        json.dumps(_env_fingerprint(modules, package, store), sort_keys=True).encode()
     )
     digest.update(extra.encode())
     return digest.hexdigest(), sorted(modules)
@@ -437,14 +489,19 @@ def _notebook_pages(app: Sphinx, env) -> dict[str, Path]:
     return pages
 
 
-def _read_notebook(app: Sphinx, env, path: Path):
+def _page_text(app: Sphinx, path: Path) -> str:
+    """The text Sphinx reads for a page: its file, or what ``numscale-page-source``
+    (_ext/numscale_data.py: a page whose data is missing) puts in its place."""
+    text = path.read_text(encoding="utf-8")
+    if "numscale-page-source" in app.events.events:
+        text = app.emit_firstresult("numscale-page-source", path, text) or text
+    return text
+
+
+def _read_notebook(app: Sphinx, env, path: Path, text: str | None = None):
     from myst_nb.core.read import create_nb_reader
 
-    text = path.read_text(encoding="utf-8")
-    if (
-        "numscale-page-source" in app.events.events
-    ):  # _ext/numscale_data.py: missing data
-        text = app.emit_firstresult("numscale-page-source", path, text) or text
+    text = _page_text(app, path) if text is None else text
     reader = create_nb_reader(str(path), env.myst_config, env.mystnb_config, text)
     return reader.read(text), reader
 
@@ -487,6 +544,25 @@ def fail_build(
     raise SystemExit(1)
 
 
+class _UsedStore(dict):
+    """A store of :func:`module_facts` that remembers the entries this build used (the
+    ones worth keeping for the next build)."""
+
+    def __init__(self, entries: dict[str, Any]) -> None:
+        super().__init__(entries)
+        self.used: dict[str, Any] = {}
+
+    def __contains__(self, key: object) -> bool:
+        found = super().__contains__(key)
+        if found:
+            self.used[key] = super().__getitem__(key)  # type: ignore[index]
+        return found
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.used[key] = value
+
+
 def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
     """``env-get-outdated`` handler: execute stale pages, return them for re-reading."""
     if env.mystnb_config.execution_mode != "cache":
@@ -496,6 +572,7 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
     from jupyter_cache.base import CacheBundleIn
 
     _env_entry.cache_clear()  # files a variable names may have changed since the last build
+    module_path.cache_clear()  # so may the package's files
     root = Path(app.confdir)
     src_dir = root / app.config.numscale_src_dir
     package = app.config.numscale_package
@@ -512,26 +589,46 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
         json.loads(keys_file.read_text()) if keys_file.is_file() else {}
     )
     cache = get_cache(env.mystnb_config.execution_cache_path or ".jupyter_cache")
+    # What the key needs of each module file, from earlier builds (keyed on content).
+    facts_file = state_dir / "modules.json"
+    old_facts: dict[str, Any] = (
+        json.loads(facts_file.read_text()) if facts_file.is_file() else {}
+    )
+    facts = _UsedStore(old_facts)
+    cached = {record.hashkey for record in cache.list_cache_records()}
 
     plan: dict[str, tuple[Path, Any, str, list[str]]] = {}
     new_keys: dict[str, Any] = {}
     for docname, path in _notebook_pages(app, env).items():
-        notebook, _ = _read_notebook(app, env, path)
-        code = [c.source for c in notebook.cells if c.cell_type == "code"]
-        key, modules = dependency_key(code, src_dir, package, extra)
+        text = _page_text(app, path)
+        text_digest = hashlib.sha256(text.encode()).hexdigest()
         previous = old_keys.get(docname, {})
+        notebook = None
+        if previous.get("text") == text_digest and "roots" in previous:
+            # The same text as last time: its code cells, their imports and its
+            # cache hash are known.
+            code, hashkey = previous["code"], previous["hashkey"]
+            roots = previous["roots"]
+        else:
+            notebook, _ = _read_notebook(app, env, path, text)
+            code = [c.source for c in notebook.cells if c.cell_type == "code"]
+            hashkey = cache.create_hashed_notebook(notebook)[1]
+            roots = code_imports(code, package)
+        key, modules = dependency_key(code, src_dir, package, extra, facts, roots)
         new_keys[docname] = {
             "key": key,
             "modules": modules,
             "seconds": previous.get("seconds", 0.0),
+            "text": text_digest,
+            "code": code,
+            "hashkey": hashkey,
+            "roots": roots,
         }
-        in_cache = True
-        try:
-            cache.match_cache_notebook(notebook)
-        except KeyError:
-            in_cache = False
-        if previous.get("key") != key or not in_cache:
+        if previous.get("key") != key or hashkey not in cached:
+            if notebook is None:
+                notebook, _ = _read_notebook(app, env, path, text)
             plan[docname] = (path, notebook, key, modules)
+    facts_file.write_text(json.dumps(facts.used, sort_keys=True))
 
     report: dict[str, Any] = {"executed": {}, "workers": 0, "wall_seconds": 0.0}
     if plan:
@@ -617,6 +714,195 @@ def execute_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
         keys_file.write_text(json.dumps(new_keys, indent=1, sort_keys=True))
     (state_dir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True))
     return sorted(set(plan) - set(added) - set(changed))
+
+
+# ------------------------------------------------------------------ figure numbers
+
+
+def note_read_docs(app: Sphinx, env, docnames: list[str]) -> None:
+    """``env-before-read-docs``: the pages this build reads (the list itself, which later
+    handlers may extend; see :func:`_patch_figure_numbers`)."""
+    app._numscale_reading = docnames  # type: ignore[attr-defined]
+
+
+def note_removed_docs(app: Sphinx, env, added, changed, removed) -> list[str]:
+    """``env-get-outdated``: whether pages were removed (see
+    :func:`_patch_figure_numbers`)."""
+    app._numscale_removed = bool(removed)  # type: ignore[attr-defined]
+    return []
+
+
+def figure_skeleton(env, doctree) -> Any:
+    """What Sphinx's figure numbering reads of a doctree: its sections (with their ids),
+    ``toctree`` nodes, and every node some domain numbers (figures, tables, code blocks,
+    exercises ...) whole, in document order; any other element is replaced by what it
+    holds of these (numbering walks every element alike, with its section's number).
+    The package reference's doctree (35,000 nodes) has a skeleton of a few dozen."""
+    from docutils import nodes
+    from sphinx import addnodes
+
+    domains = list(env.domains.values())
+
+    def numbered(node) -> bool:
+        return any(domain.get_enumerable_node_type(node) for domain in domains)
+
+    def prune(node) -> list[Any]:
+        kept: list[Any] = []
+        for child in node.children:
+            if isinstance(child, nodes.section):
+                copy = child.copy()  # attributes, no children
+                copy.extend(prune(child))
+                kept.append(copy)
+            elif isinstance(child, addnodes.toctree) or (
+                isinstance(child, nodes.Element) and numbered(child)
+            ):
+                kept.append(child.deepcopy())
+            elif isinstance(child, nodes.Element):
+                kept.extend(prune(child))
+        return kept
+
+    root = nodes.Element()
+    root.extend(prune(doctree))
+    for node in root.findall():
+        node.document = None  # copies point at the whole document: keep them small
+    return root
+
+
+def _patch_figure_numbers() -> None:
+    """Sphinx's figure numbering, without reading back every page's doctree.
+
+    Sphinx numbers the figures of the whole book after every build (``numfig``), reading
+    every page's doctree from disk, the package reference's among them (about 1 s of an
+    incremental build). The numbers depend only on the doctrees and the tables of
+    contents. When no page was read or removed, nothing they depend on changed, and the
+    numbers kept from the last build (``env.toc_fignumbers``) stand. Otherwise the
+    numbering runs as Sphinx's own, on each page's :func:`figure_skeleton`: computed
+    from the doctree and kept (``numscale_figure_skeletons.pickle`` beside the
+    doctrees) for as long as the doctree file is unchanged.
+    """
+    import pickle
+
+    from sphinx.environment.collectors.toctree import TocTreeCollector
+
+    original = TocTreeCollector.assign_figure_numbers
+    if getattr(original, "numscale", False):
+        return
+
+    def assign_figure_numbers(self, env) -> list[str]:
+        app = env.app
+        if (
+            getattr(app, "_numscale_reading", None) == []
+            and getattr(app, "_numscale_removed", None) is False
+        ):
+            return []
+        store = Path(env.doctreedir) / "numscale_figure_skeletons.pickle"
+        version = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+        try:
+            saved_version, kept = pickle.loads(store.read_bytes())
+        except Exception:  # noqa: BLE001 - none yet, or unreadable: start again
+            saved_version, kept = None, {}
+        if saved_version != version:  # made by other code
+            kept = {}
+        used: dict[str, Any] = {}
+        get_doctree = env.get_doctree
+
+        def skeleton(docname: str) -> Any:
+            path = Path(env.doctreedir) / f"{docname}.doctree"
+            try:
+                stat = path.stat()
+                stamp = (stat.st_mtime_ns, stat.st_size)
+            except OSError:
+                stamp = None
+            entry = kept.get(docname)
+            if stamp is None or entry is None or entry[0] != stamp:
+                entry = (stamp, figure_skeleton(env, get_doctree(docname)))
+            used[docname] = entry
+            return entry[1]
+
+        env.get_doctree = skeleton
+        try:
+            result = original(self, env)
+        finally:
+            del env.get_doctree  # the instance attribute: the method again
+        store.write_bytes(
+            pickle.dumps((version, used), protocol=pickle.HIGHEST_PROTOCOL)
+        )
+        return result
+
+    assign_figure_numbers.numscale = True  # type: ignore[attr-defined]
+    TocTreeCollector.assign_figure_numbers = assign_figure_numbers  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------- search index
+
+#: Where the search index's entries of every page are kept between builds.
+INDEX_ENTRIES_FILE = "numscale_index_entries.pickle"
+
+
+def restore_index_entries(app: Sphinx, env) -> None:
+    """``env-updated``: the index entries (``{index}``, autodoc's) of every page for the
+    search index, as the last build wrote them, for the pages this build does not write.
+
+    Sphinx 7.4 keeps them in the environment, which it saves *before* writing pages, so
+    the entries are lost for every page an incremental build does not write again: its
+    ``searchindex.js`` then differed from a clean build's (sphinx-doc/sphinx#12599).
+    A page this build writes replaces its entries when it is written; a removed page's
+    are dropped.
+    """
+    import pickle
+
+    entries = env._search_index_index_entries
+    for docname in [d for d in entries if d not in env.found_docs]:
+        del entries[docname]  # a removed page (the search index has no number for it)
+    path = Path(env.doctreedir) / INDEX_ENTRIES_FILE
+    try:
+        saved = pickle.loads(path.read_bytes())
+    except Exception:  # noqa: BLE001 - none yet, or unreadable: Sphinx's own behaviour
+        return
+    for docname, listed in saved.items():
+        if docname in env.found_docs:  # the last written: newer than the environment's
+            entries[docname] = listed
+
+
+def _patch_search_terms() -> None:
+    """Leave out of the search index the words no page has any more.
+
+    An incremental build removes the pages it writes again from every word's list
+    before indexing them anew: a word such a page no longer has keeps an empty list
+    (``"word": []``), which a clean build, indexing only the words pages have, never
+    writes. Dropping empty lists makes the two indexes the same.
+    """
+    from sphinx.search import IndexBuilder
+
+    original = IndexBuilder.freeze
+    if getattr(original, "numscale", False):
+        return
+
+    def freeze(self) -> dict[str, Any]:
+        frozen = original(self)
+        for name in ("terms", "titleterms"):
+            frozen[name] = {k: v for k, v in frozen[name].items() if v != []}
+        return frozen
+
+    freeze.numscale = True  # type: ignore[attr-defined]
+    IndexBuilder.freeze = freeze  # type: ignore[method-assign]
+
+
+def save_index_entries(app: Sphinx, exception: Exception | None) -> None:
+    """``build-finished``: keep the entries :func:`restore_index_entries` restores."""
+    if exception is not None or app.builder.format != "html":
+        return
+    import pickle
+
+    entries = {
+        docname: listed
+        for docname, listed in app.env._search_index_index_entries.items()
+        if docname in app.env.found_docs
+    }
+    path = Path(app.env.doctreedir) / INDEX_ENTRIES_FILE
+    data = pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL)
+    if not path.is_file() or path.read_bytes() != data:
+        path.write_bytes(data)
 
 
 # ------------------------------------------------------------------------- MathJax
@@ -789,6 +1075,12 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", choose_mathjax)
     app.connect("builder-inited", set_page_dates)
     app.connect("env-get-outdated", execute_outdated)
+    app.connect("env-get-outdated", note_removed_docs)
+    app.connect("env-before-read-docs", note_read_docs)
+    _patch_figure_numbers()
+    _patch_search_terms()
+    app.connect("env-updated", restore_index_entries)
+    app.connect("build-finished", save_index_entries)
     app.connect("html-page-context", page_date)
     app.connect("build-finished", copy_mathjax)
     app.connect("build-finished", stable_source_notebooks)

@@ -384,15 +384,26 @@ def _citation_text(entry: Any) -> tuple[str, str]:
 def executed_notebook(build_dir: str | Path | None, docname: str) -> Any | None:
     """The executed notebook of ``docname`` in a build (``.numscale_exec/executed`` or
     myst-nb's ``jupyter_execute``), or ``None``."""
+    return _load_executed(_executed_file(build_dir, docname))
+
+
+def _executed_file(build_dir: str | Path | None, docname: str) -> Path | None:
+    """The file :func:`executed_notebook` reads, or ``None``."""
     if build_dir is None:
         return None
-    import nbformat
-
     for folder in (".numscale_exec/executed", "jupyter_execute"):
         path = Path(build_dir) / folder / f"{docname}.ipynb"
         if path.is_file():
-            return nbformat.read(str(path), as_version=4)
+            return path
     return None
+
+
+def _load_executed(path: Path | None) -> Any | None:
+    if path is None:
+        return None
+    import nbformat
+
+    return nbformat.read(str(path), as_version=4)
 
 
 def _draws_figure(executed: Any | None, cell_index: int, cell: Any) -> bool:
@@ -486,13 +497,17 @@ def book_index(
     bibfiles: list[str] | None = None,
     build_dir: str | Path | None = None,
     without_data: frozenset[str] = frozenset(),
+    cache: IndexCache | None = None,
 ) -> BookIndex:
     """Labels, numbers, titles and citations of the book in ``root`` (:class:`BookIndex`).
 
     With ``build_dir`` (a build folder holding ``html/``), a figure cell is numbered
     only if it drew a figure in that build, as Sphinx does. ``without_data``: pages the
     build replaced by a note because their data was missing (_ext/numscale_data.py);
-    their executed notebook is the note's, so it is not read.
+    their executed notebook is the note's, so it is not read. ``cache``: pages' parts
+    from an earlier call (:class:`IndexCache`), reused when the page, its number and
+    its executed notebook are unchanged (reading every page again was most of the
+    time a build spent on notebooks).
     """
     root = Path(root)
     index = BookIndex(site_url=site_url.rstrip("/") + "/" if site_url else "")
@@ -505,26 +520,22 @@ def book_index(
             chapter += 1
             index.chapter_numbers[docname] = chapter
         prefix = f"{chapter}." if numbered else ""
-        counts = {"eq": 0, "fig": 0, "ex": 0}
-        pending: list[str] = []
-        executed = (
-            None
-            if docname in without_data or replaced_in_build(build_dir, docname)
-            else executed_notebook(build_dir, docname)
-        )
-        for cell_index, cell in enumerate(_read_cells(path)):
-            if cell.cell_type == "markdown":
-                _index_markdown(index, docname, cell.source, prefix, counts, pending)
-                continue
-            figure = (cell.metadata.get("mystnb") or {}).get("figure") or {}
-            if (
-                cell.cell_type == "code"
-                and figure.get("caption")
-                and _draws_figure(executed, cell_index, cell)
-            ):
-                counts["fig"] += 1
-                number = f"{prefix}{counts['fig']}"
-                _index_figure(index, docname, number, cell_index, figure.get("name"))
+        replaced = docname in without_data or replaced_in_build(build_dir, docname)
+        executed_file = None if replaced else _executed_file(build_dir, docname)
+        key = None
+        if cache is not None:  # a page's part depends on these only
+            digest = hashlib.sha256(Path(__file__).read_bytes())  # this code
+            digest.update(f"\0{docname}\0{prefix}\0".encode())
+            digest.update(path.read_bytes() + b"\0executed\0")
+            digest.update(executed_file.read_bytes() if executed_file else b"none")
+            key = digest.hexdigest()
+        if key is not None and key in cache:
+            part = cache[key]
+        else:
+            part = _page_index(docname, path, prefix, _load_executed(executed_file))
+        if key is not None:
+            cache.used[key] = part
+        _merge_index(index, part)
     for bibfile in bibfiles or []:
         path = root / bibfile
         if path.is_file():
@@ -533,6 +544,49 @@ def book_index(
             for key, entry in parse_file(str(path)).entries.items():
                 index.citations[key] = _citation_text(entry)
     return index
+
+
+class IndexCache(dict):
+    """Parts of a :class:`BookIndex` (one page's each), by digest of what the part is
+    made from; ``used`` collects the parts one :func:`book_index` used (to keep)."""
+
+    def __init__(self, entries: dict[str, BookIndex] | None = None) -> None:
+        super().__init__(entries or {})
+        self.used: dict[str, BookIndex] = {}
+
+
+def _page_index(
+    docname: str, path: Path, prefix: str, executed: Any | None
+) -> BookIndex:
+    """The part of the book's index one page makes (its labels, titles, numbers)."""
+    index = BookIndex()
+    counts = {"eq": 0, "fig": 0, "ex": 0}
+    pending: list[str] = []
+    for cell_index, cell in enumerate(_read_cells(path)):
+        if cell.cell_type == "markdown":
+            _index_markdown(index, docname, cell.source, prefix, counts, pending)
+            continue
+        figure = (cell.metadata.get("mystnb") or {}).get("figure") or {}
+        if (
+            cell.cell_type == "code"
+            and figure.get("caption")
+            and _draws_figure(executed, cell_index, cell)
+        ):
+            counts["fig"] += 1
+            number = f"{prefix}{counts['fig']}"
+            _index_figure(index, docname, number, cell_index, figure.get("name"))
+    return index
+
+
+def _merge_index(index: BookIndex, part: BookIndex) -> None:
+    """Add one page's part to the book's index, as if read after the pages before it."""
+    for name in ("titles", "labels", "equations", "figures", "figure_cells"):
+        getattr(index, name).update(getattr(part, name))
+    index.exercises.update(part.exercises)
+    if part.bibliography_doc is not None:
+        index.bibliography_doc = part.bibliography_doc
+    if index.reference_doc is None:
+        index.reference_doc = part.reference_doc
 
 
 def _plain_title(title: str) -> str:
@@ -1144,9 +1198,17 @@ def write_notebooks(app: Any, exception: Exception | None) -> None:
     # page says what they need
     missing = app.__dict__.get("_numscale_missing", {})
     without_data = frozenset(d for d, why in missing.items() if why)
+    index_file = out.parent / ".numscale_index.pickle"
+    cache = IndexCache(_load_pickle(index_file))
     index = book_index(
-        app.srcdir, settings["site_url"], settings["bibfiles"], out.parent, without_data
+        app.srcdir,
+        settings["site_url"],
+        settings["bibfiles"],
+        out.parent,
+        without_data,
+        cache,
     )
+    _save_pickle(index_file, cache.used)
     state = out.parent / ".numscale_notebooks.json"
     done: dict[str, str] = json.loads(state.read_text()) if state.is_file() else {}
     common = _common_inputs(settings, index)
@@ -1183,6 +1245,24 @@ def write_notebooks(app: Any, exception: Exception | None) -> None:
         if source.suffix != ".ipynb" and theme_copy.is_file():
             theme_copy.unlink()
     state.write_text(json.dumps(made, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def _load_pickle(path: Path) -> dict[str, Any]:
+    """What :func:`_save_pickle` saved in ``path`` (empty if absent or unreadable,
+    e.g. written by another version of this module)."""
+    import pickle
+
+    try:
+        loaded = pickle.loads(path.read_bytes())
+    except Exception:  # noqa: BLE001 - a cache: start again
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _save_pickle(path: Path, value: dict[str, Any]) -> None:
+    import pickle
+
+    path.write_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 _LITERALINCLUDE = re.compile(r"^\s*(`{3,}|~{3,}|:{3,})\{literalinclude\}\s+(\S+)", re.M)
