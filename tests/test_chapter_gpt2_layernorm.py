@@ -88,6 +88,31 @@ def test_summary_statistics_recomputed_from_the_npz(values):
     assert values["ln_gain_negative"] == int((gains < 0).sum())
 
 
+def markdown_glue(site, page: str, name: str) -> str:
+    """The Markdown text glued under ``name`` in ``page``'s executed notebook (the
+    ``values`` fixture reads text/plain, which a Markdown glue leaves uninformative)."""
+    notebook = site.parent / ".numscale_exec" / "executed" / f"{page}.ipynb"
+    for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+        for output in cell.get("outputs", []):
+            if output.get("metadata", {}).get("scrapbook", {}).get("name") == name:
+                return output["data"]["application/papermill.record/text/markdown"]
+    raise KeyError(name)
+
+
+def test_exercise_names_the_block_modules_outside_0_2(values, built_site):
+    # the solution names the block LayerNorms (every row but ln_f) that hold gains
+    # outside [0, 2], recounted from the npz; the prose says they hold the one
+    # negative gain, and that it accounts for every such block gain (exact counts)
+    gains, _ = reference_layernorms()
+    names = [f"h.{i}.ln_{j}" for i in range(12) for j in (1, 2)]
+    outside = (gains[:-1] < 0) | (gains[:-1] > 2)
+    expected = ", ".join(f"`{names[i]}`" for i in np.flatnonzero(outside.any(axis=1)))
+    assert markdown_glue(built_site, PAGE, "ln_outside_02_blocks") == expected
+    negative = gains[:-1] < 0
+    assert int(negative.sum()) == 1 and np.array_equal(negative, outside)
+    assert values["ln_gain_outside_02"] - values["ln_gain_outside_02_lnf"] == 1
+
+
 def test_small_gains_share_channels(values):
     # the channel most often among a block LayerNorm's 10 smallest gains, and in how
     # many of the 24 modules: recounted from the npz (exact)

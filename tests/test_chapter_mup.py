@@ -87,8 +87,38 @@ def test_initial_entropies_against_the_expansion(values):
     gap = values["mup_init_h_1d_256_gap"]
     assert gap == pytest.approx((n - 1) / n / (2 * d), rel=0.15)
     assert values["mup_init_h_1d_256"] == pytest.approx(math.log(n) - gap, rel=1e-12)
-    # 1/√d: σ = 1, where the expansion is ≈1% low (entropy chapter): within 3%
-    assert values["mup_init_h_sqrt_256"] == pytest.approx(math.log(n) - 0.5, rel=0.03)
+
+
+def _entropy_of_one_draw(rng: np.random.Generator, n: int, d: int) -> float:
+    """Mean entropy (nats) of softmax(q·k/√d) over 64 queries and n keys, N(0, I)
+    entries: the page's design at one width, written out with NumPy."""
+    z = rng.standard_normal((64, d)) @ rng.standard_normal((n, d)).T / math.sqrt(d)
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-(np.exp(log_p) * log_p).sum(axis=1).mean())
+
+
+def test_initial_entropy_1_over_sqrt_d_against_its_own_simulation(values):
+    n, d = 64, 256
+    # ln n − ½ + ((2σ² − 1)e^{σ²} + 1)/(2n) at σ = 1: written out (exact)
+    corrected = math.log(n) - 0.5 + (math.e + 1) / (2 * n)
+    assert values["mup_ln_n_minus_half_corrected"] == pytest.approx(
+        corrected, rel=1e-15
+    )
+    # 400 independent replicates of the page's draw (own seed): their spread is the
+    # sampling spread of the page's one value (64 queries share 64 keys, so it is
+    # measured, not derived), their mean the expected value; the page's value lies
+    # within 4 SD of that mean
+    rng = np.random.default_rng(2024)
+    draws = np.array([_entropy_of_one_draw(rng, n, d) for _ in range(400)])
+    mean, sd = draws.mean(), draws.std(ddof=1)
+    assert abs(values["mup_init_h_sqrt_256"] - mean) < 4 * sd
+    # the prose: ln n − ½ is slightly low at n = 64 (the expected value lies above it
+    # by more than 10 SE of the replicates' mean, SE = sd/20), and the corrected value
+    # is closer: within the O(e^{2σ²}/n²) ≈ 0.002 remainder times 5, plus 4 SE
+    se = sd / math.sqrt(draws.size)
+    assert mean - (math.log(n) - 0.5) > 10 * se
+    assert abs(mean - corrected) < 0.01 + 4 * se
 
 
 def test_aligned_key_weight_by_independent_simulation(values):

@@ -12,7 +12,7 @@ from numscale import gpt2_ln
 GAINS = np.array(
     [
         [0.5, 0.2, 1.5, -0.1],
-        [0.9, 0.1, 0.3, 0.4],
+        [0.9, 0.1, 0.3, 0.6],
         [1.0, 2.5, 4.0, 12.0],
     ]
 )
@@ -31,8 +31,8 @@ def test_layernorm_summary_counts_by_hand():
     assert (rec.modules, rec.gain_count, rec.bias_count) == (3, 12, 12)
     assert (rec.gain_min, rec.gain_max) == (-0.1, 12.0)
     assert (rec.bias_min, rec.bias_max) == (-6.0, 5.5)
-    # sorted gains: ... 0.4, 0.5 | 0.9 ...: the median of 12 is (0.5 + 0.9)/2
-    assert rec.gain_median == pytest.approx(0.7, rel=1e-15)
+    # sorted gains: ... 0.5, 0.6 | 0.9, 1.0 ...: the median of 12 is (0.6 + 0.9)/2
+    assert rec.gain_median == pytest.approx(0.75, rel=1e-15)
     assert rec.gain_below_one_pct == pytest.approx(100 * 7 / 12, rel=1e-15)  # 3 + 4 + 0
     assert rec.gain_negative == 1
     with pytest.raises(ValueError, match="one shape"):
@@ -54,19 +54,26 @@ def test_gain_medians_by_hand():
     init = np.ones_like(GAINS)
     rec = gpt2_ln.gain_medians(GAINS, init)
     # row medians: sorted row 0: −0.1, 0.2, 0.5, 1.5 → 0.35; row 1:
-    # 0.1, 0.3, 0.4, 0.9 → 0.35; ln_f: 1.0, 2.5, 4.0, 12.0 → 3.25
-    assert rec.block_median_gain_max == pytest.approx(0.35, rel=1e-15)
+    # 0.1, 0.3, 0.6, 0.9 → 0.45; ln_f: 1.0, 2.5, 4.0, 12.0 → 3.25. The largest block
+    # median, 0.45, differs from the smallest (0.35), from the median of all 8 block
+    # gains (0.4) and from the median over every row (ln_f's 3.25)
+    assert rec.block_median_gain_max == pytest.approx(0.45, rel=1e-15)
     assert rec.f_median_gain == pytest.approx(3.25, rel=1e-15)
     assert rec.block_below_one_pct == pytest.approx(100 * 7 / 8, rel=1e-15)
     assert rec.f_gain_max_ratio == 12.0 and rec.block_modules == 2
     assert gpt2_ln.gain_medians(GAINS, 2 * init).f_gain_max_ratio == 6.0
+    with pytest.raises(ValueError, match=r"gains \(3, 4\) and init_gains \(3, 2\)"):
+        gpt2_ln.gain_medians(GAINS, init[:, :2])
+    with pytest.raises(ValueError, match="init_gains"):
+        gpt2_ln.format_module_gains(NAMES, GAINS, init[:, :2], ["ln_f"])
 
 
 def test_output_rms_summary_and_extremes():
+    # three blocks and ln_f: the block median 0.3 differs from the block mean (0.5),
+    # from the median of all four (0.65) and from the largest block value (1.0)
+    rec = gpt2_ln.output_rms_summary(np.array([0.2, 1.0, 0.3, 2.0]))
+    assert (rec.rms_largest, rec.rms_block_median) == (2.0, 0.3)
     rms = np.sqrt(np.mean(GAINS**2 + BIASES**2, axis=1))
-    rec = gpt2_ln.output_rms_summary(rms)
-    assert rec.rms_largest == rms[2]
-    assert rec.rms_block_median == pytest.approx((rms[0] + rms[1]) / 2, rel=1e-15)
     lines = gpt2_ln.format_rms_extremes(NAMES, rms, np.ones(3)).splitlines()
     assert lines[0].startswith("largest output RMS: ln_f")
     assert lines[1].startswith("smallest output RMS: h.0.ln_2")
@@ -75,6 +82,24 @@ def test_output_rms_summary_and_extremes():
         gpt2_ln.output_rms_summary(rms[:1])
     with pytest.raises(ValueError, match="names"):
         gpt2_ln.format_rms_extremes(NAMES[:2], rms, np.ones(3))
+
+
+def test_outside_by_module_counts_by_hand():
+    # outside [0, 2]: −0.1 in h.0.ln_1; 2.5, 4.0 and 12.0 in ln_f; none in h.0.ln_2
+    assert gpt2_ln.outside_by_module(NAMES, GAINS, 0.0, 2.0) == {
+        "h.0.ln_1": 1,
+        "ln_f": 3,
+    }
+    # outside [0.2, 1.0] (edges inside): 1.5 and −0.1 | 0.1 | 2.5, 4.0 and 12.0
+    assert gpt2_ln.outside_by_module(NAMES, GAINS, 0.2, 1.0) == {
+        "h.0.ln_1": 2,
+        "h.0.ln_2": 1,
+        "ln_f": 3,
+    }
+    with pytest.raises(ValueError, match="names"):
+        gpt2_ln.outside_by_module(NAMES[:2], GAINS, 0.0, 2.0)
+    with pytest.raises(ValueError, match="low"):
+        gpt2_ln.outside_by_module(NAMES, GAINS, 2.0, 0.0)
 
 
 def test_low_channel():
@@ -92,7 +117,7 @@ def test_low_channel():
 
 def test_formatters():
     text = gpt2_ln.format_value_ranges({"gains": GAINS})
-    assert text == "gains : 12 values, min -0.1000, median +0.7000, max +12.0000"
+    assert text == "gains : 12 values, min -0.1000, median +0.7500, max +12.0000"
     table = gpt2_ln.format_module_gains(NAMES, GAINS, np.ones_like(GAINS), ["ln_f"])
     assert table == "ln_f       median gain  3.250  max  12.000  (init 1)"
     assert gpt2_ln.format_parameters(NAMES, GAINS, BIASES) == (

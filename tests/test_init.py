@@ -320,14 +320,18 @@ def test_growth_fit_on_a_made_up_power_law():
     growth = init.ResidualGrowth(
         depths=depths,
         rms_unscaled=0.1 * depths**0.5,  # exact slope ½, no residual
-        rms_scaled=np.full(4, 0.3),  # flat
+        # exact slope 0.1, not flat: the deepest (0.3·8^0.1 ≈ 0.37) and the shallowest
+        # (0.3) stacks differ, so swapping the two entries fails the test
+        rms_scaled=0.3 * depths**0.1,
         branch_rms=0.07,
     )
     fit = init.growth_fit(growth)
     assert fit.slope_unscaled == pytest.approx(0.5, abs=1e-12)
-    assert fit.slope_scaled == pytest.approx(0.0, abs=1e-12)
+    assert fit.slope_scaled == pytest.approx(0.1, abs=1e-12)
     assert fit.slope_unscaled_se == pytest.approx(0.0, abs=1e-12)
+    assert fit.slope_scaled_se == pytest.approx(0.0, abs=1e-12)
     assert fit.rms_unscaled == {8: pytest.approx(0.1 * 8**0.5)}
-    assert fit.rms_scaled == {8: 0.3, 1: 0.3} and fit.branch_rms == 0.07
+    assert fit.rms_scaled == {8: pytest.approx(0.3 * 8**0.1), 1: pytest.approx(0.3)}
+    assert fit.branch_rms == 0.07
     with pytest.raises(TypeError, match="growth"):
         init.growth_fit({"depths": depths})

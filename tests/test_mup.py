@@ -214,6 +214,9 @@ def test_entropy_numbers_at_one_width() -> None:
     assert out["init_h_1d_256_gap"] == pytest.approx(ln64 - 4.15, rel=1e-14)
     assert out["init_h_1d_256_pred_gap"] == pytest.approx(1 / 512, rel=1e-12)  # σ²/2
     assert out["ln_n_minus_half"] == pytest.approx(ln64 - 0.5, rel=1e-15)
+    # ln n − σ²/2 + ((2σ² − 1)e^{σ²} + 1)/(2n) at σ = 1, n = 64: written out
+    corrected = ln64 - 0.5 + (math.e + 1) / 128
+    assert out["ln_n_minus_half_corrected"] == pytest.approx(corrected, rel=1e-15)
     with pytest.raises(ValueError, match="width 128"):
         mup.entropy_numbers(init, dims, n_keys=64, width=128)
     with pytest.raises(ValueError, match="1/d"):
@@ -248,10 +251,13 @@ def test_format_fits_one_row_per_correlation() -> None:
         1.0: mup.SlopeFit(0.987, 0.002, 0.99),
     }
     lines = mup.format_fits(fits).splitlines()
-    assert lines[0].split() == [":", "slope", "±", "SE", "formula"]
-    # each row: its label, then slope, SE and the formula's slope in that order
-    assert lines[1].split() == ["ρ", "=", "0.0:", "0.5012", "0.0034", "0.5000"]
-    assert lines[2].split() == ["ρ", "=", "1.0:", "0.9870", "0.0020", "0.9900"]
+    assert lines[0] == (
+        "log–log slope of rms(q·k) against d: measured, and of the exact formula"
+    )
+    assert lines[1].split() == ["ρ:", "measured", "±", "SE", "formula"]
+    # each row: its correlation, then slope, SE and the formula's slope in that order
+    assert lines[2].split() == ["0.0:", "0.5012", "0.0034", "0.5000"]
+    assert lines[3].split() == ["1.0:", "0.9870", "0.0020", "0.9900"]
     with pytest.raises(ValueError, match="fits"):
         mup.format_fits({})
     with pytest.raises(TypeError, match=r"fits\[0.5\]"):

@@ -446,9 +446,11 @@ def test_format_token_stats_lines():
 
 def test_gain_bias_recovery_made_up_numbers():
     gamma, beta = np.array([1.0, 2.0]), np.array([0.0, 1.0])
-    # n = 100: standard errors γ/10 = 0.1, 0.2; means off by 0.3 and 0.2 → z = 3 and 1
+    # n = 100: standard errors γ/10 = 0.1, 0.2; means off by 0.1 and 0.6 → z = 1 and 3.
+    # The larger offset sits where γ = 2, so a standard error without γ (1/√n) would
+    # give z = 6, and one with γ² would give 1.5
     rec = norms_summary.gain_bias_recovery(
-        np.array([0.3, 1.2]), np.array([1.1, 1.0]), gamma, beta, 100
+        np.array([0.1, 1.6]), np.array([1.1, 1.0]), gamma, beta, 100
     )
     assert rec.beta_max_z == pytest.approx(3.0, rel=1e-12)
     assert rec.gamma_max_rel == pytest.approx(0.5, rel=1e-12)  # |1.0/2 − 1|
@@ -472,6 +474,23 @@ def test_invariance_changes_against_the_formulas():
     assert 0 < rec.ln_eps < 1e-4  # first order in ε/σ² ≈ 1e-5 (times max|x̂| ≲ 3)
     with pytest.raises(ValueError, match="^a must be finite"):
         norms_summary.invariance_changes(x, float("nan"), 1.0)
+
+
+def test_format_invariance_labels_each_change():
+    rec = norms_summary.InvarianceChanges(1.0e-16, 2.0e-5, 3.0e-16, 4.0)
+    lines = norms_summary.format_invariance(rec, 3.7, -2.0).splitlines()
+    assert lines == [
+        "largest |change| of the output:",
+        "  LayerNorm (ε = 0)   x → 3.7·x − 2: 1.0e-16",
+        "  LayerNorm (with ε)  x → 3.7·x − 2: 2.0e-05",
+        "  RMSNorm (ε = 0)     x → 3.7·x:     3.0e-16",
+        "  RMSNorm (with ε)    x → x − 2:     4.0e+00",
+    ]
+    assert "x → 2·x + 0.5" in norms_summary.format_invariance(rec, 2.0, 0.5)
+    with pytest.raises(TypeError, match="changes"):
+        norms_summary.format_invariance((1.0, 2.0, 3.0, 4.0), 3.7, -2.0)
+    with pytest.raises(ValueError, match="^b must be finite"):
+        norms_summary.format_invariance(rec, 3.7, float("inf"))
 
 
 def test_format_record_lines():

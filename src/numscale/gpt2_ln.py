@@ -16,13 +16,16 @@ from numscale.checks import as_float_array, positive_int
 from numscale.gpt2_stats import count_outside
 
 
-def _gains_biases(gains, biases) -> tuple[np.ndarray, np.ndarray]:
-    """``gains`` and ``biases`` checked: two arrays of one shape (L, d), L ≥ 2."""
+def _gains_biases(
+    gains, biases, second: str = "biases"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``gains`` and ``biases`` checked: two arrays of one shape (L, d), L ≥ 2; errors
+    call the second array ``second`` (the caller's argument name)."""
     gains = as_float_array(gains, "gains", ndim=2)
-    biases = as_float_array(biases, "biases", ndim=2)
+    biases = as_float_array(biases, second, ndim=2)
     if gains.shape != biases.shape:
         raise ValueError(
-            f"gains {gains.shape} and biases {biases.shape} must have one shape"
+            f"gains {gains.shape} and {second} {biases.shape} must have one shape"
         )
     if gains.shape[0] < 2:
         raise ValueError("gains must have at least two rows (blocks and ln_f)")
@@ -116,6 +119,20 @@ def range_losses(gains, biases) -> RangeLosses:
     )
 
 
+def outside_by_module(
+    names: Sequence[str], values, low: float, high: float
+) -> dict[str, int]:
+    """Module name -> how many of its values lie outside [``low``, ``high``], for the
+    modules that have any: ``values`` (L, d) has one row per name of ``names``."""
+    values = as_float_array(values, "values", ndim=2)
+    if isinstance(names, str) or len(names) != values.shape[0]:
+        raise ValueError(f"names must name the {values.shape[0]} rows of values")
+    if not low < high:
+        raise ValueError(f"low must be below high, got [{low}, {high}]")
+    counts = ((values < low) | (values > high)).sum(axis=1)
+    return {name: int(c) for name, c in zip(names, counts) if c > 0}
+
+
 @dataclass(frozen=True)
 class GainMedians:
     """Block LayerNorms (every row but the last) against ln_f (the last row):
@@ -133,7 +150,7 @@ class GainMedians:
 
 def gain_medians(gains, init_gains) -> GainMedians:
     """:class:`GainMedians` of trained ``gains`` and ``init_gains`` (L, d)."""
-    gains, init_gains = _gains_biases(gains, init_gains)
+    gains, init_gains = _gains_biases(gains, init_gains, "init_gains")
     medians = np.median(gains, axis=1)
     return GainMedians(
         block_median_gain_max=medians[:-1].max(),
@@ -149,7 +166,7 @@ def format_module_gains(
 ) -> str:
     """Median and largest gain of the modules named in ``show`` (rows of ``gains``
     and ``init_gains`` (L, d), one per name of ``names``), with the initial median."""
-    gains, init_gains = _gains_biases(gains, init_gains)
+    gains, init_gains = _gains_biases(gains, init_gains, "init_gains")
     if isinstance(names, str) or len(names) != gains.shape[0]:
         raise ValueError(f"names must name the {gains.shape[0]} rows of gains")
     unknown = sorted(set(show) - set(names))

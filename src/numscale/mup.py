@@ -200,8 +200,9 @@ def slope_numbers(fits: Mapping[float, SlopeFit]) -> dict[str, float]:
 
 
 def format_fits(fits: Mapping[float, SlopeFit]) -> str:
-    """A table for a cell to print: one row ``ρ = <rho>`` per fit of ``fits``
-    (correlation -> :class:`SlopeFit`), columns slope, its SE and the formula's slope."""
+    """A table for a cell to print: a title line, then one row per fit of ``fits``
+    (correlation ρ -> :class:`SlopeFit`) under the corner ``ρ``, with the measured
+    slope, its SE and the slope fitted to the exact formula's values."""
     if not isinstance(fits, Mapping) or not fits:
         raise ValueError("fits must be a non-empty mapping correlation -> SlopeFit")
     for rho, fit in fits.items():
@@ -209,9 +210,15 @@ def format_fits(fits: Mapping[float, SlopeFit]) -> str:
             raise TypeError(
                 f"fits[{rho!r}] must be a SlopeFit, got {type(fit).__name__}"
             )
-    return report.text_table(
-        ("slope", "± SE", "formula"),
-        {f"ρ = {rho}": (fit.slope, fit.se, fit.predicted) for rho, fit in fits.items()},
+    table = report.text_table(
+        ("measured", "± SE", "formula"),
+        {f"{rho}": (fit.slope, fit.se, fit.predicted) for rho, fit in fits.items()},
+        corner="ρ",
+        number_format="10.4f",
+    )
+    return (
+        "log–log slope of rms(q·k) against d: measured, and of the exact formula\n"
+        + table
     )
 
 
@@ -239,8 +246,9 @@ def entropy_numbers(
 
     ``init`` maps each scaling of :data:`SCALINGS` to its ``(m,)`` entropies over
     ``dims``. Gives ln n, the 1/d entropy, its gap below ln n and the gap predicted by
-    ln n − σ²/2 at σ = 1/√width, the 1/√d entropy, and ln n − ½ (the prediction at
-    σ = 1).
+    ln n − σ²/2 at σ = 1/√width, the 1/√d entropy, ln n − ½ (the prediction at
+    σ = 1) and ``ln_n_minus_half_corrected``, the same with its first finite-n
+    correction (:func:`numscale.softmax.gaussian_entropy_expansion`).
     """
     missing = sorted(set(SCALINGS) - set(init))
     if missing:
@@ -256,6 +264,9 @@ def entropy_numbers(
         f"init_h_1d_{width}_pred_gap": ln_n - predicted,
         f"init_h_sqrt_{width}": init["1/sqrt(d)"][i],
         "ln_n_minus_half": attention.entropy_approximation(n_keys, 1.0),
+        "ln_n_minus_half_corrected": softmax.gaussian_entropy_expansion(n_keys, [1.0])[
+            1
+        ][0],
     }
 
 

@@ -149,6 +149,29 @@ def invariance_changes(
     )
 
 
+def format_invariance(changes: InvarianceChanges, a: float, b: float) -> str:
+    """The four fields of ``changes`` (from :func:`invariance_changes` with the same
+    ``a`` and ``b``), each labelled with its layer, its ε and the input change: a
+    title line, then four lines ``layer (ε), x → …: value``."""
+    if not isinstance(changes, InvarianceChanges):
+        raise TypeError(
+            f"changes must be an InvarianceChanges, got {type(changes).__name__}"
+        )
+    a, b = finite_float(a, "a"), finite_float(b, "b")
+    shift = f"{'−' if b < 0 else '+'} {abs(b):g}"
+    rows = [
+        ("LayerNorm (ε = 0)", f"x → {a:g}·x {shift}", changes.ln_exact),
+        ("LayerNorm (with ε)", f"x → {a:g}·x {shift}", changes.ln_eps),
+        ("RMSNorm (ε = 0)", f"x → {a:g}·x", changes.rms_scale),
+        ("RMSNorm (with ε)", f"x → x {shift}", changes.rms_shift),
+    ]
+    layer = max(len(r[0]) for r in rows)
+    move = max(len(r[1]) for r in rows) + 1
+    lines = ["largest |change| of the output:"]
+    lines += [f"  {n:<{layer}}  {(m + ':'):<{move}} {v:.1e}" for n, m, v in rows]
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class EpsilonRegime:
     """LayerNorm below √ε: ``sqrt_eps`` and ``inv_sqrt_eps`` (the turning point and
