@@ -123,3 +123,21 @@ def test_points_inside_the_band_and_kurtosis(v):
     assert v["sqrt_law_kurt_d50_pred"] == pytest.approx(3 + 6 / 50, rel=1e-15)
     assert abs(v["sqrt_law_kurt_d2"] - 6) <= 5 * math.sqrt(1188 / n_tail)
     assert abs(v["sqrt_law_kurt_d50"] - 3.12) <= 5 * 1.2 * math.sqrt(24 / n_tail)
+
+
+@pytest.mark.build
+def test_exercise_sample_size_for_one_percent(v):
+    from fractions import Fraction
+
+    # N = (1 + 3/64) / (2 · 0.01²) = 5234.375 exactly, rounded up
+    exact = (1 + Fraction(3, 64)) / (2 * Fraction(1, 100) ** 2)
+    assert v["sqrt_law_ex_n_needed"] == math.ceil(exact)
+    n = v["sqrt_law_ex_n_needed"]
+    assert v["sqrt_law_ex_theory_pct"] == pytest.approx(
+        100 * math.sqrt((1 + 3 / 64) / (2 * n)), rel=1e-12
+    )
+    # the spread over the seeds is a sample SD of (nearly normal) stds: relative SE
+    # 1/√(2(seeds − 1)) ≈ 7% at 100 seeds; 4 SE
+    seeds = v["sqrt_law_ex_n_seeds"]  # an input of the page
+    rel = v["sqrt_law_ex_spread_pct"] / v["sqrt_law_ex_theory_pct"] - 1
+    assert abs(rel) <= 4 / math.sqrt(2 * (seeds - 1))

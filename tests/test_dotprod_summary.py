@@ -35,18 +35,19 @@ def test_wishart_std_spread_exact_and_simulated():
 
 
 def test_score_stds_fields():
-    q = np.array([[1.0, -1.0], [1.0, -1.0]])  # std 1 (mean 0)
+    # 4 queries, 3 keys, d = 2: three different sizes, so √d from a wrong axis fails
+    q = np.array([[1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, 1.0]])  # std 1
     k = np.array([[2.0, 2.0], [-2.0, -2.0], [2.0, -2.0]])  # std 2
-    s = q @ k.T  # rows [0, 0, 4]: mean 4/3, variance (4·16/9 + 2·64/9)/6 = 32/9
+    s = q @ k.T  # rows [0, 0, ±4]: mean 0, variance 4·16/12 = 16/3
     rec = records.score_stds(q, k, s)
     assert (rec.std_q, rec.std_k) == (1.0, 2.0)
-    assert rec.qk_std == pytest.approx(math.sqrt(32 / 9), rel=1e-15)
-    assert rec.sqrt_d == math.sqrt(2) and rec.n_scores == 6
+    assert rec.qk_std == pytest.approx(4 / math.sqrt(3), rel=1e-15)
+    assert rec.sqrt_d == math.sqrt(2) and rec.n_scores == 12
     assert set(report.record_numbers(rec)) == {
         "std_q", "std_k", "qk_std", "sqrt_d", "n_scores",
     }  # fmt: skip
     assert records.format_score_stds(rec) == (
-        "std(Q) = 1.000   std(K) = 2.000   std(QKᵀ) = 1.886   √d = 1.414"
+        "std(Q) = 1.000   std(K) = 2.000   std(QKᵀ) = 2.309   √d = 1.414"
     )
     with pytest.raises(ValueError, match="scores"):
         records.score_stds(q, k, s.T)
@@ -67,6 +68,11 @@ def test_std_check_fields():
         "measured std 1.1547, predicted √d = 1.2500 "
         f"(± {100 * math.sqrt((1 + 3 / 8) / 8):.2f}% sampling error)"
     )
+    # the entries' law sets the kurtosis of q·k, (m4²/v⁴ − 3)/d excess: uniform on
+    # [−1, 1] (v = 1/3, m4 = 1/5) gives 0.24/d, ±1 entries −2/d; SE √((2 + κ)/(4n))
+    for law, excess in (("uniform", 0.24 / 8), ("rademacher", -2 / 8)):
+        rel_se = records.std_check(dots, 8, 1.25, law).rel_se_pct
+        assert rel_se == pytest.approx(100 * math.sqrt((2 + excess) / 16), rel=1e-14)
     with pytest.raises(ValueError, match="predicted"):
         records.std_check(dots, 8, -1.0)
     with pytest.raises(ValueError, match="dots"):
@@ -93,6 +99,6 @@ def test_seed_spread_fields():
 def test_format_scaled_stds():
     text = records.format_scaled_stds({"1/2": 0.5, "1": 1.0}, 0.0123)
     assert text.splitlines() == [
-        "c = 1/2      : std of c·q·k 0.500  (unit variance: 1 ± 1.2%)",
-        "c = 1        : std of c·q·k 1.000  (unit variance: 1 ± 1.2%)",
+        "c = 1/2      : std of c·q·k 0.500  (target 1 ± 1.2%)",
+        "c = 1        : std of c·q·k 1.000  (target 1 ± 1.2%)",
     ]

@@ -18,27 +18,30 @@ def test_overflow_check_fields():
     n, p = 10_000, 0.025
     bernoulli = np.zeros(n)
     bernoulli[:250] = 1.0
-    rec = fp_summary.overflow_check(0.03, p, n, 0.0, 1e-4)
+    rec = fp_summary.overflow_check(0.03, p, n, 0.0, 3e-4)
     assert rec.frac16_pct == pytest.approx(3.0)
     assert rec.frac16_pred_pct == pytest.approx(2.5)
     assert rec.frac16_se_pct == pytest.approx(100 * bernoulli.std() / math.sqrt(n))
-    assert rec.frac16_scaled == 0.0
-    assert rec.frac_bf16 == 1e-4
+    # counts, not fractions: 3 of 10,000 is 3 (a fraction would read 0.0003)
+    assert (rec.count16_scaled, rec.count_bf16, rec.n_logits) == (0, 3, n)
+    assert isinstance(rec.count_bf16, int)
     assert set(report.record_numbers(rec)) == {
         "frac16_pct",
         "frac16_pred_pct",
         "frac16_se_pct",
-        "frac16_scaled",
-        "frac_bf16",
+        "count16_scaled",
+        "count_bf16",
+        "n_logits",
     }
 
 
 def test_format_overflow_check_shows_the_fields():
-    rec = fp_summary.overflow_check(0.0823, 0.0820, 100_000, 0.0, 0.0)
+    rec = fp_summary.overflow_check(0.0823, 0.0820, 100_000, 2e-5, 0.0)
+    se = 100 * math.sqrt(0.082 * 0.918 / 100_000)  # 0.0868%
     lines = fp_summary.format_overflow_check(rec).splitlines()
     assert lines == [
-        "overflow, float16: 8.23%, predicted 8.20%",
-        "scaled, float16: 0.0;  unscaled, bfloat16: 0.0",
+        f"overflow, unscaled, float16: 8.23%, predicted 8.20% ± {se:.2f}% (binomial SE)",
+        "overflows of 100,000: scaled, float16: 2;  unscaled, bfloat16: 0",
     ]
 
 
@@ -51,6 +54,7 @@ def test_format_overflow_check_shows_the_fields():
         ((0.1, 0.1, 10.0, 0.0, 0.0), TypeError, "n"),
         ((0.1, 0.1, 10, math.nan, 0.0), ValueError, "frac16_scaled"),
         ((0.1, 0.1, 10, 0.0, "x"), TypeError, "frac_bf16"),
+        ((0.1, 0.1, 10, 0.0, 0.05), ValueError, "frac_bf16"),  # half of one logit
     ],
 )
 def test_overflow_check_rejects_bad_input(args, error, name):
@@ -96,11 +100,22 @@ def test_width_scan_rejects_bad_input():
         fp_summary.width_scan(tails, tails, 4, 2.0)
 
 
-def test_format_percentages_one_line_per_value():
-    text = fp_summary.format_percentages({"zero_pct_a": 42.071, "relerr_pct_a": 3.5})
-    assert text.splitlines() == [
-        f"{'zero_pct_a':34s}  42.07%",
-        f"{'relerr_pct_a':34s}   3.50%",
+def test_format_fp8_errors_names_rows_and_columns():
+    values = {
+        "zero_pct_float8_e4m3fn_raw": 42.071,
+        "relerr_pct_float8_e4m3fn_raw": 64.1,
+        "zero_pct_float8_e5m2_scaled": 0.0,
+        "relerr_pct_float8_e5m2_scaled": 4.3,
+    }
+    lines = fp_summary.format_fp8_errors(values).splitlines()
+    assert lines[0].split() == ["stored", "as", "0", "median", "rel.", "error"]
+    assert [line.rsplit(maxsplit=2) for line in lines[1:]] == [
+        ["E4M3, cast as is", "42.07%", "64.10%"],
+        ["E5M2, scaled per row", "0.00%", "4.30%"],
     ]
     with pytest.raises(ValueError, match="values"):
-        fp_summary.format_percentages({})
+        fp_summary.format_fp8_errors({})
+    with pytest.raises(ValueError, match="zero_pct_e4m3_cast"):
+        fp_summary.format_fp8_errors({"zero_pct_e4m3_cast": 1.0})
+    with pytest.raises(ValueError, match="float8_e5m2_raw"):
+        fp_summary.format_fp8_errors({"zero_pct_float8_e5m2_raw": 1.0})

@@ -21,8 +21,6 @@ def test_exp_limits_against_definitions():
     assert limits.lnmax64 == pytest.approx(1024 * math.log(2), rel=1e-15)
     # float32's max is 2^128 (1 − 2^-24); the log is rounded to float32 (rel 2^-24)
     assert limits.lnmax32 == pytest.approx(128 * math.log(2), rel=2**-23)
-    # half the smallest float32 subnormal 2^-149: what rounds to 0
-    assert limits.f32_underflow_gap == pytest.approx(150 * math.log(2), rel=2**-23)
     assert (limits.thr64, limits.thr32) == (709.78, 88.72)
     lines = records.format_exp_limits(limits).splitlines()
     assert lines[1] == (
@@ -44,16 +42,37 @@ def test_naive_stable_summary():
         "float32": _errors(
             [0.5, NAN, NAN], [0.25, 0.5, 0.75], [1, NAN, NAN], [1, 5, 9]
         ),
-        "float64": _errors([0.5, 0.5, NAN], [0.5, 1.0, 0.5], [2, 3, NAN], [1, 2, 40]),
+        "float64": _errors([0.5, 1.5, NAN], [0.5, 1.0, 0.5], [2, 3, NAN], [1, 2, 40]),
     }
     s = records.naive_stable_summary(errors, tops)
     assert (s.naive_last32, s.naive_last64) == (1.0, 10.0)
-    assert s.abs_max == 1.0
+    # the largest absolute error of either formula: here the naive one's, 1.5 (float64)
+    assert s.abs_max == 1.5
     assert (s.rel_max32, s.rel_max64, s.naive_rel_max) == (9.0, 40.0, 3.0)
     with pytest.raises(ValueError, match="float64"):
         records.naive_stable_summary({"float32": errors["float32"]}, tops)
     with pytest.raises(ValueError, match="tops"):
         records.naive_stable_summary(errors, tops[:2])
+
+
+def test_format_naive_stable_table():
+    errors = {
+        "float32": _errors(
+            [0.5, NAN, NAN], [0.25, 0.5, 0.75], [1, NAN, NAN], [1, 5, 9]
+        ),
+        "float64": _errors([0.5, 1.5, NAN], [0.5, 1.0, 0.5], [2, 3, NAN], [1, 2, 40]),
+    }
+    lines = records.format_naive_stable(errors).splitlines()
+    assert [line.split() for line in lines[1:]] == [
+        # name, naive: last finite top logit, max abs, max rel; stable: max abs, max rel
+        ["float32", "1.0", "0.50", "1.00", "0.75", "9.0"],
+        ["float64", "10.0", "1.50", "3.00", "1.00", "40.0"],
+    ]
+    assert "naive" in lines[0] and "stable" in lines[0] and "eps" in lines[0]
+    with pytest.raises(ValueError, match="never finite"):
+        records.format_naive_stable(
+            {"float32": _errors([NAN] * 3, [0.1] * 3, [NAN] * 3, [1] * 3)}
+        )
 
 
 def test_format_online_trace_matches_the_states():

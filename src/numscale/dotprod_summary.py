@@ -130,9 +130,9 @@ def format_seed_spread(rec: SeedSpread) -> str:
 
 
 def format_scaled_stds(stds: dict[str, float], rel_se: float) -> str:
-    """One line per scale label: the std of the scaled products, and the sampling
-    error ``rel_se`` (a fraction) of a unit std."""
+    """One line per scale label: the std of the scaled products, and the target, a unit
+    std, with the sampling error ``rel_se`` (a fraction) of a measured one."""
     return "\n".join(
-        f"c = {label:9s}: std of c·q·k {std:.3f}  (unit variance: 1 ± {100 * rel_se:.1f}%)"
+        f"c = {label:9s}: std of c·q·k {std:.3f}  (target 1 ± {100 * rel_se:.1f}%)"
         for label, std in stds.items()
     )

@@ -29,23 +29,35 @@ class OverflowCheck:
 
     ``frac16_pct``: measured share of logits whose float16 exp is infinite (percent);
     ``frac16_pred_pct``: the exact tail probability (percent); ``frac16_se_pct``: the
-    binomial standard error of the measured share for that probability (percent);
-    ``frac16_scaled`` and ``frac_bf16``: the measured fractions (not percent) for the
-    scaled logits in float16 and the unscaled ones in bfloat16.
+    binomial standard error √(p(1 − p)/n) of the measured share at the predicted p
+    (percent); ``count16_scaled`` and ``count_bf16``: how many of the ``n_logits``
+    logits overflow (counts, not fractions) when scaled, in float16, and unscaled, in
+    bfloat16.
     """
 
     frac16_pct: float
     frac16_pred_pct: float
     frac16_se_pct: float
-    frac16_scaled: float
-    frac_bf16: float
+    count16_scaled: int
+    count_bf16: int
+    n_logits: int
+
+
+def _count(fraction: object, n: int, name: str) -> int:
+    """The count behind ``fraction`` of ``n`` items, or raise naming ``name`` if
+    ``fraction`` is no fraction or no multiple of 1/n."""
+    x = _fraction(fraction, name)
+    count = round(x * n)
+    if abs(x * n - count) > 1e-6:  # a share of n items is k/n, to rounding
+        raise ValueError(f"{name} must be a share of n = {n} items, got {x}")
+    return count
 
 
 def overflow_check(
     frac16: float, predicted: float, n: int, frac16_scaled: float, frac_bf16: float
 ) -> OverflowCheck:
     """:class:`OverflowCheck` of the measured fractions ``frac16``, ``frac16_scaled``,
-    ``frac_bf16`` (each in [0, 1], over ``n`` logits) and the ``predicted`` tail
+    ``frac_bf16`` (each a share of the same ``n`` logits) and the ``predicted`` tail
     probability of ``frac16``; the standard error is √(p(1 − p)/n) at p = predicted."""
     p = _fraction(predicted, "predicted")
     n = positive_int(n, "n")
@@ -54,17 +66,21 @@ def overflow_check(
         frac16_pct=100 * _fraction(frac16, "frac16"),
         frac16_pred_pct=100 * p,
         frac16_se_pct=100 * standard_error,
-        frac16_scaled=_fraction(frac16_scaled, "frac16_scaled"),
-        frac_bf16=_fraction(frac_bf16, "frac_bf16"),
+        count16_scaled=_count(frac16_scaled, n, "frac16_scaled"),
+        count_bf16=_count(frac_bf16, n, "frac_bf16"),
+        n_logits=n,
     )
 
 
 def format_overflow_check(rec: OverflowCheck) -> str:
-    """Two lines: the float16 overflow share against its prediction, then the
-    scaled-float16 and unscaled-bfloat16 fractions."""
+    """Two lines: the float16 overflow share against its prediction (± its binomial
+    standard error), then the overflow counts of the scaled logits in float16 and the
+    unscaled ones in bfloat16, out of ``n_logits``."""
     return (
-        f"overflow, float16: {rec.frac16_pct:.2f}%, predicted {rec.frac16_pred_pct:.2f}%"
-        f"\nscaled, float16: {rec.frac16_scaled};  unscaled, bfloat16: {rec.frac_bf16}"
+        f"overflow, unscaled, float16: {rec.frac16_pct:.2f}%,"
+        f" predicted {rec.frac16_pred_pct:.2f}% ± {rec.frac16_se_pct:.2f}% (binomial SE)"
+        f"\noverflows of {rec.n_logits:,}: scaled, float16: {rec.count16_scaled};"
+        f"  unscaled, bfloat16: {rec.count_bf16}"
     )
 
 
@@ -117,9 +133,36 @@ def width_scan(
     )
 
 
-def format_percentages(values: Mapping[str, float], width: int = 34) -> str:
-    """One line per ``name -> value`` of ``values`` (already in percent):
-    the name padded to ``width``, then the value with two decimals and ``%``."""
+#: Readable names of the fp8 formats and storage modes in the exercise's glue keys.
+FP8_LABELS = {"float8_e4m3fn": "E4M3", "float8_e5m2": "E5M2"}
+STORAGE_LABELS = {"raw": "cast as is", "scaled": "scaled per row"}
+_FP8_METRICS = ("zero_pct", "relerr_pct")
+
+
+def format_fp8_errors(values: Mapping[str, float]) -> str:
+    """A table of the fp8 exercise's percentages ``values``: keys
+    ``zero_pct_<format>_<raw|scaled>`` (share of weights stored as 0) and
+    ``relerr_pct_<format>_<raw|scaled>`` (median relative error), both for every
+    format and storage. One row per format and storage, named by :data:`FP8_LABELS`
+    and :data:`STORAGE_LABELS`; one column per measure, in percent."""
     if not isinstance(values, Mapping) or not values:
         raise ValueError("values must be a non-empty mapping of name -> percent")
-    return "\n".join(f"{name:{width}s} {value:6.2f}%" for name, value in values.items())
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for key, value in values.items():
+        metric = next((m for m in _FP8_METRICS if key.startswith(m + "_")), None)
+        name, _, storage = key[len(metric or "") + 1 :].rpartition("_")
+        if metric is None or not name or storage not in STORAGE_LABELS:
+            raise ValueError(
+                f"values[{key!r}]: keys must be <zero_pct|relerr_pct>_<format>_"
+                "<raw|scaled>"
+            )
+        rows.setdefault((name, storage), {})[metric] = finite_float(
+            value, f"values[{key!r}]"
+        )
+    lines = [f"{'':24}{'stored as 0':>12}{'median rel. error':>20}"]
+    for (name, storage), row in rows.items():
+        if set(row) != set(_FP8_METRICS):
+            raise ValueError(f"values lacks a measure for {name}_{storage}")
+        label = f"{FP8_LABELS.get(name, name)}, {STORAGE_LABELS[storage]}"
+        lines.append(f"{label:24}{row['zero_pct']:11.2f}%{row['relerr_pct']:19.2f}%")
+    return "\n".join(lines)

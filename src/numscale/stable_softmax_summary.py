@@ -9,7 +9,6 @@ the format's eps, as the chapter measures them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -37,29 +36,23 @@ class ExpLimits:
 
     ``lnmax64`` / ``lnmax32``: ln of the largest finite number (from ``np.finfo``,
     computed in that format); ``thr64`` / ``thr32``: the last x whose exp is finite, as
-    measured (:func:`numscale.fp.exp_overflow_threshold`); ``f32_underflow_gap``:
-    −ln of half float32's smallest subnormal (150 ln 2), the gap below the largest
-    logit past which a float32 softmax entry rounds to 0 (round to nearest: a value
-    above half the smallest subnormal still rounds up to it).
+    measured (:func:`numscale.fp.exp_overflow_threshold`).
     """
 
     lnmax64: float
     lnmax32: float
     thr64: float
     thr32: float
-    f32_underflow_gap: float
 
 
 def exp_limits(thr64: float, thr32: float) -> ExpLimits:
     """:class:`ExpLimits` from the measured thresholds ``thr64`` and ``thr32`` and the
     limits ``np.finfo`` gives."""
-    tiny32 = np.finfo(np.float32).smallest_subnormal
     return ExpLimits(
         lnmax64=float(np.log(np.finfo(np.float64).max)),
         lnmax32=float(np.log(np.finfo(np.float32).max)),
         thr64=finite_float(thr64, "thr64", positive=True),
         thr32=finite_float(thr32, "thr32", positive=True),
-        f32_underflow_gap=-math.log(float(tiny32) / 2),  # 2^-150 is not a float32
     )
 
 
@@ -79,9 +72,9 @@ class NaiveStableSummary:
     """Naive against max-shifted softmax over a sweep of logit scales (float32/64).
 
     ``naive_last32`` / ``naive_last64``: the largest top logit at which the naive
-    formula is still finite; ``abs_max``: the largest absolute error of the stable
-    formula in either format; ``rel_max32`` / ``rel_max64``: its largest relative error
-    per format; ``naive_rel_max``: the naive formula's largest relative error (where
+    formula is still finite; ``abs_max``: the largest absolute error of either formula
+    (the naive one where finite) in either format; ``rel_max32`` / ``rel_max64``: the
+    stable formula's largest relative error per format; ``naive_rel_max``: the naive formula's largest relative error (where
     finite) in either format. Errors in eps of each format.
     """
 
@@ -108,11 +101,35 @@ def naive_stable_summary(
     return NaiveStableSummary(
         naive_last32=float(tops[np.isfinite(e32.naive_abs)].max()),
         naive_last64=float(tops[np.isfinite(e64.naive_abs)].max()),
-        abs_max=float(max(np.nanmax(e32.stable_abs), np.nanmax(e64.stable_abs))),
+        abs_max=float(
+            max(np.nanmax(a) for e in (e32, e64) for a in (e.naive_abs, e.stable_abs))
+        ),
         rel_max32=float(np.nanmax(e32.stable_rel)),
         rel_max64=float(np.nanmax(e64.stable_rel)),
         naive_rel_max=float(max(np.nanmax(e32.naive_rel), np.nanmax(e64.naive_rel))),
     )
+
+
+def format_naive_stable(errors: Mapping[str, SoftmaxErrors]) -> str:
+    """A table of ``errors`` (format name → :class:`~numscale.fp.SoftmaxErrors` over
+    one grid of top logits): per format, the largest top logit at which the naive
+    formula is finite, and the largest absolute and relative error of each formula
+    (the naive one where finite), in eps of that format."""
+    lines = [
+        f"{'':8} {'naive: finite up to':>19} {'max abs':>8} {'max rel':>8}"
+        f"   {'stable: max abs':>15} {'max rel':>8}   (errors in eps)"
+    ]
+    for name, e in errors.items():
+        _require(e, SoftmaxErrors, f"errors[{name!r}]")
+        finite = np.isfinite(e.naive_abs)
+        if not finite.any():
+            raise ValueError(f"errors[{name!r}]: the naive formula is never finite")
+        lines.append(
+            f"{name:8} {e.tops[finite].max():19.1f} {np.nanmax(e.naive_abs):8.2f}"
+            f" {np.nanmax(e.naive_rel):8.2f}   {np.nanmax(e.stable_abs):15.2f}"
+            f" {np.nanmax(e.stable_rel):8.1f}"
+        )
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
