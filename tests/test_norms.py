@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from numscale import norms, norms_summary, report
+from numscale import norms, norms_summary
 
 D = 768
 EPS32 = float(np.finfo(np.float32).eps)
@@ -491,18 +491,6 @@ def test_format_invariance_labels_each_change():
         norms_summary.format_invariance((1.0, 2.0, 3.0, 4.0), 3.7, -2.0)
     with pytest.raises(ValueError, match="^b must be finite"):
         norms_summary.format_invariance(rec, 3.7, float("inf"))
-
-
-def test_format_record_lines():
-    rec = norms_summary.InvarianceChanges(1.0, 2.0, 3.0, 4.0)
-    assert report.format_record(rec, fmt=".1f", width=9).splitlines() == [
-        " ln_exact: 1.0",
-        "   ln_eps: 2.0",
-        "rms_scale: 3.0",
-        "rms_shift: 4.0",
-    ]
-    with pytest.raises(TypeError, match="record"):
-        report.format_record({"a": 1.0})
 
 
 def test_epsilon_regime_against_the_gain_formula():

@@ -143,18 +143,6 @@ def text_table(
     return "\n".join(lines)
 
 
-def format_record(record, fmt: str = ".2e", width: int = 16) -> str:
-    """One line ``name: value`` per number field of a dataclass ``record``."""
-    if not dataclasses.is_dataclass(record) or isinstance(record, type):
-        raise TypeError(
-            f"record must be a dataclass instance, got {type(record).__name__}"
-        )
-    return "\n".join(
-        f"{f.name:>{width}}: {getattr(record, f.name):{fmt}}"
-        for f in dataclasses.fields(record)
-    )
-
-
 INPUT_MARKER = "__is_input"
 
 
