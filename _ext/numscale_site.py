@@ -31,13 +31,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from numscale_notebooks import (
-    WITHOUT_DATA_MARKER,
-    is_notebook_page,
-    notebook_relpath,
-    repository,
-    split_github,
-)
+from numscale_book_index import WITHOUT_DATA_MARKER, split_github
+from numscale_notebook_writer import is_notebook_page, notebook_relpath, repository
 
 #: The whole book as one PDF (tools/pdf.py), next to the pages of the site.
 PDF_NAME = "numscale-book.pdf"

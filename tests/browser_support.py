@@ -68,9 +68,12 @@ def toc_docnames(root: Path = ROOT) -> list[str]:
 def notebook_docnames(root: Path = ROOT) -> list[str]:
     """The toc pages that are notebooks (MyST markdown with jupytext/kernelspec front matter)."""
     import importlib.util
+    import sys
 
+    if str(root / "_ext") not in sys.path:  # its imports (numscale_install_cell)
+        sys.path.insert(0, str(root / "_ext"))
     spec = importlib.util.spec_from_file_location(
-        "numscale_notebooks", root / "_ext" / "numscale_notebooks.py"
+        "numscale_book_index", root / "_ext" / "numscale_book_index.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -49,6 +49,8 @@ def load_extension(name: str):
     """The Sphinx extension ``_ext/<name>.py``, imported as a module of that name."""
     import importlib.util
 
+    if str(ROOT / "_ext") not in sys.path:  # for the _ext modules it imports
+        sys.path.insert(0, str(ROOT / "_ext"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "_ext" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -225,6 +225,6 @@ def test_the_note_carries_the_marker_the_notebook_converter_looks_for():
     """numscale_notebooks recognizes a replaced page in a build by this text."""
     from conftest import load_extension
 
-    notebooks = load_extension("numscale_notebooks")
+    book_index = load_extension("numscale_book_index")
     note = numscale_data.replacement("# Title\n\nProse 1.5.\n", "gpt2-tensors", "why")
-    assert notebooks.WITHOUT_DATA_MARKER in note.replace("**", "")
+    assert book_index.WITHOUT_DATA_MARKER in note.replace("**", "")

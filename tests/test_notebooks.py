@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 import re
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -91,17 +92,20 @@ OFFLINE_PIP_ENV = {
 }
 
 
-def _load_extension():
-    spec = importlib.util.spec_from_file_location(
-        "numscale_notebooks", ROOT / "_ext" / "numscale_notebooks.py"
-    )
+def _load_extension(name: str):
+    """``_ext/<name>.py`` as a module (``_ext`` on the path for the modules it imports,
+    as the build and the script have it)."""
+    if str(ROOT / "_ext") not in sys.path:
+        sys.path.insert(0, str(ROOT / "_ext"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "_ext" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-notebooks = _load_extension()
-REF = notebooks.source_ref(ROOT, BRANCH)
+notebooks = _load_extension("numscale_notebooks")
+installer = _load_extension("numscale_install_cell")
+REF = installer.source_ref(ROOT, BRANCH)
 REQUIREMENT = f"numscale @ git+{REPO}@{REF}"
 
 
@@ -198,7 +202,7 @@ def test_install_cell_pins_the_commit_of_the_build():
         assert REF == head.stdout.strip() and re.fullmatch(r"[0-9a-f]{40}", REF)
     else:
         assert REF == BRANCH
-    assert notebooks.source_ref(Path("/"), "fallback-branch") == "fallback-branch"
+    assert installer.source_ref(Path("/"), "fallback-branch") == "fallback-branch"
 
 
 def test_conversion_is_deterministic():
@@ -212,7 +216,7 @@ def _install_notebook(
 ) -> nbformat.NotebookNode:
     """A notebook: the code cell ``setup``, the install cell for numscale
     (and myst_nb) from ``repo`` at REF, then a code cell of each of ``after``."""
-    cell_source = notebooks.install_cell_source(repo, REF, ["numscale", "myst_nb"])
+    cell_source = installer.install_cell_source(repo, REF, ["numscale", "myst_nb"])
     return nbformat.v4.new_notebook(
         cells=[
             nbformat.v4.new_code_cell(setup),

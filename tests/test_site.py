@@ -341,7 +341,7 @@ def check_notebook_buttons(page, site_url, built_site, docname):
     )
     first = json.loads(served)["cells"][0]
     assert "remove-cell" in first["metadata"]["tags"]
-    ref = notebooks.source_ref(ROOT, branch)
+    ref = load_extension("numscale_install_cell").source_ref(ROOT, branch)
     assert f"numscale @ git+{repo}@{ref}" in "".join(first["source"])
     # Colab opens the notebook from the branch the publish workflow pushes (_config.yml).
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -678,7 +678,7 @@ def test_binder_generates_the_same_notebooks(built_site, tmp_path):
     notebooks = load_extension("numscale_notebooks")
     sources = [next(ROOT.glob(f"{name}.*")) for name in CHAPTERS]
     assert (
-        notebooks.main(
+        load_extension("numscale_notebook_writer").main(
             ["--root", str(ROOT), "--out", str(tmp_path), *map(str, sources)]
         )
         == 0
@@ -717,7 +717,7 @@ def test_binder_generates_the_same_notebooks(built_site, tmp_path):
         str(built_site.parent),
         *map(str, sources),
     ]
-    assert notebooks.main(args) == 0
+    assert load_extension("numscale_notebook_writer").main(args) == 0
     for name in CHAPTERS:
         if name in without:  # neither the site nor the script writes one
             assert not (built / f"{name}.ipynb").exists()
