@@ -85,6 +85,29 @@ def test_glue_record_glues_fields_and_flattens_mappings(
     assert calls == list(out.items())
 
 
+def test_glue_record_glues_inputs_as_inputs_and_shows_the_record(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import myst_nb
+
+    calls = []
+    monkeypatch.setattr(
+        myst_nb, "glue", lambda name, value, display=True: calls.append((name, value))
+    )
+    rec = _Result(2.0, {}, np.ones(3))
+    out = report.glue_record(
+        rec, prefix="q_", exclude=("curve",), inputs={"seed": 7}, show=True
+    )
+    assert out == {"q_loss": 2.0, "q_seed": 7} and isinstance(out, report.Glued)
+    # the input, and only the input, carries the marker the glue-mutation check reads
+    assert calls == [("q_loss", 2.0), ("q_seed", 7), ("q_seed__is_input", 1)]
+    assert capsys.readouterr().out == f"{rec}\n"
+    report.glue_record(rec, prefix="q_", exclude=("curve",))  # show=False: silent
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="loss"):  # an input named like a field
+        report.glue_record(rec, exclude=("curve",), inputs={"loss": 1.0})
+
+
 def test_glue_record_rejects_non_records_and_unknown_exclusions() -> None:
     rec = _Result(1.0, {}, np.ones(3))
     with pytest.raises(TypeError, match="record"):

@@ -106,14 +106,31 @@ def record_numbers(record: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, A
 
 
 def glue_record(
-    record: Any, *, prefix: str = "", exclude: tuple[str, ...] = ()
+    record: Any,
+    *,
+    prefix: str = "",
+    exclude: tuple[str, ...] = (),
+    inputs: Mapping[str, Any] | None = None,
+    show: bool = False,
 ) -> dict[str, int | float | str]:
     """Glue the fields of a helper's result record in one call (see
     :func:`record_numbers` for the names; checked as in :func:`glue_numbers`).
 
-    Returns the glued mapping (full names -> plain values).
+    ``inputs`` (optional): the numbers the page chose for this computation, glued with
+    the same ``prefix`` as inputs (:func:`glue_inputs`). ``show=True`` prints the
+    record (its ``str``) after gluing it, for a cell whose output the prose reads.
+    Returns the glued mapping (full names -> plain values), inputs included.
     """
-    return glue_numbers(record_numbers(record, exclude=exclude), prefix=prefix)
+    numbers = record_numbers(record, exclude=exclude)
+    clash = sorted(set(numbers) & set(inputs or {}))
+    if clash:  # checked before anything is glued
+        raise ValueError(f"inputs repeat fields of the record: {clash}")
+    glued = glue_numbers(numbers, prefix=prefix)
+    if inputs is not None:
+        glued.update(glue_inputs(inputs, prefix=prefix))
+    if show:
+        print(record)
+    return glued
 
 
 def text_table(
