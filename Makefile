@@ -37,7 +37,7 @@ endif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BOOK_SOURCES := _config.yml _toc.yml references.bib requirements.txt \
-	$(wildcard book/*.md) $(wildcard src/numscale/*.py) $(wildcard src/numscale/models/*.py) \
+	$(wildcard book/*.md) $(wildcard src/numscale/*.py) $(wildcard src/numscale/*/*.py) \
 	$(wildcard src/numscale/models/data/*) $(wildcard _ext/*.py) $(wildcard _static/*)
 
 .PHONY: book lab test check pdf bench screenshots setup setup-test browser clean FORCE

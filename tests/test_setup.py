@@ -187,6 +187,31 @@ def test_make_book_installs_the_book_and_make_test_both() -> None:
 # ------------------------------------------------------------------ stamp, variables
 
 
+def test_every_file_the_build_reads_is_a_prerequisite_of_the_build() -> None:
+    # `make book` rebuilds only when a prerequisite is newer than the stamp: a helper
+    # module left out (numscale/inspect/ was, once) would leave a stale site after an edit
+    database = subprocess.run(
+        ["make", "-pq", "_build/.built", "VENV=/nonexistent/venv"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rule = next(
+        line for line in database.splitlines() if line.startswith("_build/.built:")
+    )
+    prerequisites = set(rule.split(":", 1)[1].split())
+    read = [
+        *ROOT.glob("book/*.md"),
+        *(p for p in ROOT.glob("src/numscale/**/*.py") if "__pycache__" not in p.parts),
+        *(p for p in ROOT.glob("src/numscale/models/data/*") if p.is_file()),
+        *ROOT.glob("_ext/*.py"),
+        ROOT / "_config.yml",
+        ROOT / "_toc.yml",
+    ]
+    missing = sorted({str(p.relative_to(ROOT)) for p in read} - prerequisites)
+    assert not missing, f"the build reads these but make does not watch them: {missing}"
+
+
 def test_the_built_stamp_is_outside_the_published_folder() -> None:
     commands = make_commands("book")
     stamps = [c for c in commands if re.search(r"\btouch\b.*\.built\b", c)]
