@@ -102,3 +102,15 @@ def test_format_scaled_stds():
         "c = 1/2      : std of c·q·k 0.500  (target 1 ± 1.2%)",
         "c = 1        : std of c·q·k 1.000  (target 1 ± 1.2%)",
     ]
+
+
+def test_records_print_as_their_format():
+    """``glue_record(rec, show=True)`` prints ``str(rec)``: it must be the chapter's line."""
+    q = np.array([[1.0, -1.0], [-1.0, 1.0]])
+    k = 2.0 * q
+    stds = records.score_stds(q, k, q @ k.T)
+    assert str(stds) == records.format_score_stds(stds)
+    assert str(stds).startswith("std(Q) = 1.000   std(K) = 2.000")
+    spread = records.seed_spread(np.array([6.0, 8.0]), 5, 10)
+    assert str(spread) == records.format_seed_spread(spread)
+    assert str(spread).startswith("mean 7.000, relative spread 20.20%")

@@ -41,6 +41,17 @@ def test_layernorm_summary_counts_by_hand():
         gpt2_ln.layernorm_summary(GAINS[:1], BIASES[:1])
 
 
+def test_layernorm_summary_prints_the_value_ranges():
+    rec = gpt2_ln.layernorm_summary(GAINS, BIASES)
+    # sorted biases: −6, −1, −0.2, 0, 0, 0 | 0.1, 0.1, ...: the median of 12 is 0.05
+    assert rec.bias_median == pytest.approx(0.05, rel=1e-15)
+    assert str(rec) == gpt2_ln.format_value_ranges({"gains": GAINS, "biases": BIASES})
+    assert str(rec).splitlines() == [
+        "gains : 12 values, min -0.1000, median +0.7500, max +12.0000",
+        "biases: 12 values, min -6.0000, median +0.0500, max +5.5000",
+    ]
+
+
 def test_range_losses_by_hand():
     rec = gpt2_ln.range_losses(GAINS, BIASES)
     # outside [0, 3]: −0.1, 4.0, 12.0 (two of them in ln_f); biases outside [−5, 5]:
@@ -71,15 +82,25 @@ def test_gain_medians_by_hand():
 def test_output_rms_summary_and_extremes():
     # three blocks and ln_f: the block median 0.3 differs from the block mean (0.5),
     # from the median of all four (0.65) and from the largest block value (1.0)
-    rec = gpt2_ln.output_rms_summary(np.array([0.2, 1.0, 0.3, 2.0]))
+    four = ("h.0.ln_1", "h.0.ln_2", "h.1.ln_1", "ln_f")
+    rec = gpt2_ln.output_rms_summary(four, np.array([0.2, 1.0, 0.3, 2.0]), np.ones(4))
     assert (rec.rms_largest, rec.rms_block_median) == (2.0, 0.3)
+    assert rec.largest_module == "ln_f"
     rms = np.sqrt(np.mean(GAINS**2 + BIASES**2, axis=1))
+    # the record prints as the chapter's three lines (glue_record(..., show=True))
+    rec = gpt2_ln.output_rms_summary(NAMES, rms, np.ones(3))
+    assert str(rec) == gpt2_ln.format_rms_extremes(NAMES, rms, np.ones(3))
+    assert str(rec).startswith(f"largest output RMS: ln_f {rms[2]:.3f}\n")
     lines = gpt2_ln.format_rms_extremes(NAMES, rms, np.ones(3)).splitlines()
     assert lines[0].startswith("largest output RMS: ln_f")
     assert lines[1].startswith("smallest output RMS: h.0.ln_2")
     assert lines[2] == "at initialization: every module [1.]"
     with pytest.raises(ValueError, match="rms"):
-        gpt2_ln.output_rms_summary(rms[:1])
+        gpt2_ln.output_rms_summary(NAMES[:1], rms[:1], np.ones(1))
+    with pytest.raises(ValueError, match="names"):
+        gpt2_ln.output_rms_summary(NAMES[:2], rms, np.ones(3))
+    with pytest.raises(ValueError, match="rms_init"):
+        gpt2_ln.output_rms_summary(NAMES, rms, np.ones(2))
     with pytest.raises(ValueError, match="names"):
         gpt2_ln.format_rms_extremes(NAMES[:2], rms, np.ones(3))
 

@@ -2,7 +2,7 @@
 
 Each builder takes the chapter's draws (matrices, dot products, per-seed stds) and
 returns a frozen dataclass for :func:`numscale.report.glue_record`; the ``format_*``
-functions return the lines the chapter prints. The laws themselves live in
+functions return the lines the chapter prints (a record's ``str``, where it has one). The laws themselves live in
 :mod:`numscale.dotprod`.
 """
 
@@ -27,6 +27,9 @@ class ScoreStds:
     qk_std: float
     sqrt_d: float
     n_scores: int
+
+    def __str__(self) -> str:
+        return format_score_stds(self)
 
 
 def score_stds(queries: np.ndarray, keys: np.ndarray, scores: np.ndarray) -> ScoreStds:
@@ -102,6 +105,9 @@ class SeedSpread:
     seed_spread_pct: float
     iid_spread_pct: float
     wishart_spread_pct: float
+
+    def __str__(self) -> str:
+        return format_seed_spread(self)
 
 
 def seed_spread(stds: np.ndarray, n: int, d: int) -> SeedSpread:

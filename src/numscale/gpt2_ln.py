@@ -37,7 +37,9 @@ class LayerNormSummary:
     """Summary of LayerNorm parameters (L, d): ``modules`` (L), ``gain_count`` and
     ``bias_count`` (L·d), the extremes ``gain_min``, ``gain_max``, ``bias_min``,
     ``bias_max``, ``gain_median``, ``gain_below_one_pct`` (% of gains below their
-    initial value 1) and ``gain_negative`` (number of gains below 0)."""
+    initial value 1), ``gain_negative`` (number of gains below 0) and
+    ``bias_median`` (which the chapter prints but does not quote: exclude it when
+    gluing). Its ``str`` is :func:`format_value_ranges` of the gains and biases."""
 
     modules: int
     gain_count: int
@@ -49,6 +51,12 @@ class LayerNormSummary:
     gain_median: float
     gain_below_one_pct: float
     gain_negative: int
+    bias_median: float
+
+    def __str__(self) -> str:
+        gains = (self.gain_count, self.gain_min, self.gain_median, self.gain_max)
+        biases = (self.bias_count, self.bias_min, self.bias_median, self.bias_max)
+        return _range_line("gains", *gains) + "\n" + _range_line("biases", *biases)
 
 
 def layernorm_summary(gains, biases) -> LayerNormSummary:
@@ -65,6 +73,15 @@ def layernorm_summary(gains, biases) -> LayerNormSummary:
         gain_median=np.median(gains),
         gain_below_one_pct=100 * np.mean(gains < 1),
         gain_negative=int(np.sum(gains < 0)),
+        bias_median=np.median(biases),
+    )
+
+
+def _range_line(name: str, count: int, low: float, median: float, high: float) -> str:
+    """One line of :func:`format_value_ranges`."""
+    return (
+        f"{name:6s}: {count:,} values, min {low:+.4f}, "
+        f"median {median:+.4f}, max {high:+.4f}"
     )
 
 
@@ -75,10 +92,7 @@ def format_value_ranges(arrays: Mapping[str, np.ndarray]) -> str:
     lines = []
     for name, v in arrays.items():
         v = as_float_array(v, f"arrays[{name!r}]")
-        lines.append(
-            f"{name:6s}: {v.size:,} values, min {v.min():+.4f}, "
-            f"median {np.median(v):+.4f}, max {v.max():+.4f}"
-        )
+        lines.append(_range_line(name, v.size, v.min(), np.median(v), v.max()))
     return "\n".join(lines)
 
 
@@ -183,19 +197,44 @@ def format_module_gains(
 
 @dataclass(frozen=True)
 class OutputRms:
-    """Output RMS √mean(γ² + β²) of LayerNorms (one per module): ``rms_largest``
-    and ``rms_block_median`` (the median over all modules but the last, ln_f)."""
+    """Output RMS √mean(γ² + β²) of LayerNorms (one per module, ln_f last):
+    ``rms_largest`` and ``rms_block_median`` (the median over all modules but the
+    last, ln_f); for the printout (exclude them when gluing), the module ``names``
+    (L,), their ``rms`` (L,) and ``rms_init`` (L,), the values at initialization.
+    Its ``str`` is :func:`format_rms_extremes`."""
 
     rms_largest: float
     rms_block_median: float
+    names: tuple[str, ...]
+    rms: np.ndarray
+    rms_init: np.ndarray
+
+    @property
+    def largest_module(self) -> str:
+        """The name of the module of largest output RMS."""
+        return self.names[int(np.argmax(self.rms))]
+
+    def __str__(self) -> str:
+        return format_rms_extremes(self.names, self.rms, self.rms_init)
 
 
-def output_rms_summary(rms) -> OutputRms:
-    """:class:`OutputRms` of per-module output RMS values ``rms`` (L,), L ≥ 2."""
+def output_rms_summary(names: Sequence[str], rms, rms_init) -> OutputRms:
+    """:class:`OutputRms` of per-module output RMS values ``rms`` (L,), L ≥ 2, of
+    the modules ``names`` (L,), and of the same modules at initialization,
+    ``rms_init`` (L,)."""
     rms = as_float_array(rms, "rms", ndim=1)
     if rms.size < 2:
         raise ValueError("rms must have at least two entries (blocks and ln_f)")
-    return OutputRms(rms_largest=rms.max(), rms_block_median=np.median(rms[:-1]))
+    rms_init = as_float_array(rms_init, "rms_init", ndim=1)
+    if isinstance(names, str) or len(names) != rms.size or rms_init.size != rms.size:
+        raise ValueError("names, rms and rms_init must have one entry per module")
+    return OutputRms(
+        rms_largest=rms.max(),
+        rms_block_median=np.median(rms[:-1]),
+        names=tuple(names),
+        rms=rms,
+        rms_init=rms_init,
+    )
 
 
 def format_rms_extremes(names: Sequence[str], rms, rms_init) -> str:
