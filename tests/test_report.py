@@ -108,6 +108,20 @@ def test_glue_record_glues_inputs_as_inputs_and_shows_the_record(
         report.glue_record(rec, exclude=("curve",), inputs={"loss": 1.0})
 
 
+def test_markdown_text_is_glued_as_markdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    import myst_nb
+    from IPython.display import Markdown
+
+    calls = {}
+    monkeypatch.setattr(
+        myst_nb, "glue", lambda name, value, display=True: calls.update({name: value})
+    )
+    out = report.glue_numbers({"where": report.MarkdownText("`ln_f`"), "plain": "x"})
+    assert isinstance(calls["where"], Markdown) and calls["where"].data == "`ln_f`"
+    assert calls["plain"] == "x"  # an ordinary string stays text
+    assert out == {"where": "`ln_f`", "plain": "x"}
+
+
 def test_glue_record_rejects_non_records_and_unknown_exclusions() -> None:
     rec = _Result(1.0, {}, np.ones(3))
     with pytest.raises(TypeError, match="record"):

@@ -15,6 +15,12 @@ from typing import Any
 import numpy as np
 
 
+class MarkdownText(str):
+    """Text that :func:`glue_numbers` glues as Markdown, for prose that reads it with
+    ``{glue:md}`` (code spans such as a module name in backticks render as code). A record
+    field of this type is glued the same way by :func:`glue_record`."""
+
+
 def plain_number(value: Any, name: str) -> int | float | str:
     """``value`` as a built-in ``int``/``float`` (or ``str``), or raise naming ``name``.
 
@@ -31,7 +37,7 @@ def plain_number(value: Any, name: str) -> int | float | str:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a number, got a bool")
     if isinstance(value, str):
-        return value
+        return value  # a MarkdownText stays one
     if isinstance(value, Integral):
         return int(value)
     if isinstance(value, Real):
@@ -71,8 +77,18 @@ def glue_numbers(
         for key, value in values.items()
     }
     for key, value in plain.items():
-        glue(key, value, display=False)
+        glue(key, _glued_object(value), display=False)
     return Glued(plain)
+
+
+def _glued_object(value: int | float | str) -> Any:
+    """What :func:`myst_nb.glue` receives: an IPython ``Markdown`` for
+    :class:`MarkdownText`, the value itself otherwise."""
+    if isinstance(value, MarkdownText):
+        from IPython.display import Markdown
+
+        return Markdown(str(value))
+    return value
 
 
 def record_numbers(record: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
