@@ -190,18 +190,18 @@ def test_fit_slope_recovers_a_power_law_and_the_formula_slope() -> None:
         mup.fit_slope({"rms": dims})
 
 
-def test_slope_numbers_names_each_correlation() -> None:
+def test_slope_summary_names_each_correlation() -> None:
     fits = {0.0: mup.SlopeFit(0.5, 0.01, 0.5), 1.0: mup.SlopeFit(1.0, 0.02, 0.99)}
-    assert mup.slope_numbers(fits) == {
-        "slope_indep": 0.5,
-        "slope_indep_se": 0.01,
-        "slope_indep_pred": 0.5,
-        "slope_aligned": 1.0,
-        "slope_aligned_se": 0.02,
-        "slope_aligned_pred": 0.99,
+    assert mup.slope_summary(fits).slope == {
+        "indep": 0.5,
+        "indep_se": 0.01,
+        "indep_pred": 0.5,
+        "aligned": 1.0,
+        "aligned_se": 0.02,
+        "aligned_pred": 0.99,
     }
     with pytest.raises(ValueError, match="0.3"):
-        mup.slope_numbers({0.3: mup.SlopeFit(0.5, 0.01, 0.5)})
+        mup.slope_summary({0.3: mup.SlopeFit(0.5, 0.01, 0.5)})
 
 
 def test_entropy_numbers_at_one_width() -> None:
@@ -223,7 +223,7 @@ def test_entropy_numbers_at_one_width() -> None:
         mup.entropy_numbers({"1/sqrt(d)": init["1/sqrt(d)"]}, dims, 64, 256)
 
 
-def test_aligned_weight_numbers_and_limit() -> None:
+def test_aligned_weight_summary_and_limit() -> None:
     # the limit is the softmax weight of a logit 1 among n − 1 zeros, computed directly
     logits = np.zeros(64)
     logits[0] = 1.0
@@ -233,24 +233,30 @@ def test_aligned_weight_numbers_and_limit() -> None:
         "1/sqrt(d)": np.array([0.3, 0.9, 1.0]),
         "1/d": np.array([0.05, 0.04, 0.04]),
     }
-    out = mup.aligned_weight_numbers(weight, [16, 256, 4096], n_keys=64)
-    assert out == {
-        "w_sqrt_16": 0.3,
-        "w_sqrt_4096": 1.0,
-        "w_1d_16": 0.05,
-        "w_1d_4096": 0.04,
-        "w_1d_limit": mup.aligned_weight_limit(64),
+    rec = mup.aligned_weight_summary(weight, [16, 256, 4096], 64, head_widths=(64, 2))
+    assert rec.w == {
+        "sqrt_16": 0.3,
+        "sqrt_4096": 1.0,
+        "1d_16": 0.05,
+        "1d_4096": 0.04,
+        "1d_limit": mup.aligned_weight_limit(64),
     }
+    # √d_k is the ratio of the two scalings at width d_k: 1/√64 ÷ 1/64 = 8, 1/√2 ÷ 1/2
+    assert rec.factor == {64: 8.0, 2: pytest.approx(math.sqrt(2), rel=1e-15)}
     with pytest.raises(ValueError, match="n_keys"):
         mup.aligned_weight_limit(1)
+    with pytest.raises(ValueError, match="head_widths"):
+        mup.aligned_weight_summary(weight, [16, 256, 4096], 64, head_widths=(0,))
+    with pytest.raises(TypeError, match="head_widths"):
+        mup.aligned_weight_summary(weight, [16, 256, 4096], 64, head_widths=64)
 
 
-def test_format_fits_one_row_per_correlation() -> None:
+def test_slope_summary_str_one_row_per_correlation() -> None:
     fits = {
         0.0: mup.SlopeFit(0.5012, 0.0034, 0.5),
         1.0: mup.SlopeFit(0.987, 0.002, 0.99),
     }
-    lines = mup.format_fits(fits).splitlines()
+    lines = str(mup.slope_summary(fits)).splitlines()
     assert lines[0] == (
         "log–log slope of rms(q·k) against d: measured, and of the exact formula"
     )
@@ -258,10 +264,13 @@ def test_format_fits_one_row_per_correlation() -> None:
     # each row: its correlation, then slope, SE and the formula's slope in that order
     assert lines[2].split() == ["0.0:", "0.5012", "0.0034", "0.5000"]
     assert lines[3].split() == ["1.0:", "0.9870", "0.0020", "0.9900"]
+    # rows in the order of the fits, not of the tags
+    swapped = str(mup.slope_summary({1.0: fits[1.0], 0.0: fits[0.0]})).splitlines()
+    assert [line.split()[0] for line in swapped[2:]] == ["1.0:", "0.0:"]
     with pytest.raises(ValueError, match="fits"):
-        mup.format_fits({})
+        mup.slope_summary({})
     with pytest.raises(TypeError, match=r"fits\[0.5\]"):
-        mup.format_fits({0.5: (0.5, 0.01, 0.5)})
+        mup.slope_summary({0.5: (0.5, 0.01, 0.5)})
 
 
 def test_format_by_width_title_then_one_column_per_width() -> None:

@@ -476,21 +476,22 @@ def test_invariance_changes_against_the_formulas():
         norms_summary.invariance_changes(x, float("nan"), 1.0)
 
 
-def test_format_invariance_labels_each_change():
-    rec = norms_summary.InvarianceChanges(1.0e-16, 2.0e-5, 3.0e-16, 4.0)
-    lines = norms_summary.format_invariance(rec, 3.7, -2.0).splitlines()
-    assert lines == [
+def test_invariance_changes_str_labels_each_change():
+    rec = norms_summary.InvarianceChanges(1.0e-16, 2.0e-5, 3.0e-16, 4.0, 3.7, -2.0)
+    assert str(rec).splitlines() == [
         "largest |change| of the output:",
         "  LayerNorm (ε = 0)   x → 3.7·x − 2: 1.0e-16",
         "  LayerNorm (with ε)  x → 3.7·x − 2: 2.0e-05",
         "  RMSNorm (ε = 0)     x → 3.7·x:     3.0e-16",
         "  RMSNorm (with ε)    x → x − 2:     4.0e+00",
     ]
-    assert "x → 2·x + 0.5" in norms_summary.format_invariance(rec, 2.0, 0.5)
-    with pytest.raises(TypeError, match="changes"):
-        norms_summary.format_invariance((1.0, 2.0, 3.0, 4.0), 3.7, -2.0)
+    other = norms_summary.InvarianceChanges(1.0, 2.0, 3.0, 4.0, 2.0, 0.5)
+    assert "x → 2·x + 0.5" in str(other)
+    # the record keeps the transformation it was measured under
+    built = norms_summary.invariance_changes(np.ones(8) + np.arange(8), 3.7, -2.0)
+    assert (built.a, built.b) == (3.7, -2.0)
     with pytest.raises(ValueError, match="^b must be finite"):
-        norms_summary.format_invariance(rec, 3.7, float("inf"))
+        norms_summary.invariance_changes(np.arange(8.0), 3.7, float("inf"))
 
 
 def test_epsilon_regime_against_the_gain_formula():

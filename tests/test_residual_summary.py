@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from numscale import residual_summary
-from numscale.residual import GradientProfile
+from numscale.residual import DepthSweep, GradientProfile
 
 
 def profile(weights, stream, stream_norm) -> GradientProfile:
@@ -192,9 +192,21 @@ def test_depth_summary_rejects_bad_input() -> None:
         residual_summary.depth_summary([1.0], -0.4, added(), COSINE)
 
 
+def _sweep(cosine, depths) -> DepthSweep:
+    """A made-up DepthSweep: only ``cosine`` and ``depths`` matter to the table."""
+    return DepthSweep(
+        depths=depths,
+        seeds=np.arange(4),
+        last_grad={},
+        growth=np.ones((4, len(depths))),
+        cosine=cosine,
+        profiles={},
+    )
+
+
 def test_format_depth_table() -> None:
     lines = residual_summary.format_depth_table(
-        np.array(SLOPES["pre"]), COSINE, np.array([3, 24])
+        np.array(SLOPES["pre"]), _sweep(COSINE, np.array([3, 24]))
     ).splitlines()
     assert lines == [
         "pre-LN slope per seed: [-0.4  -0.5  -0.55 -0.45]",
@@ -204,9 +216,11 @@ def test_format_depth_table() -> None:
     ]
     with pytest.raises(ValueError, match="one column per depth"):
         residual_summary.format_depth_table(
-            np.array(SLOPES["pre"]), COSINE, np.array([3, 6, 24])
+            np.array(SLOPES["pre"]), _sweep(COSINE, np.array([3, 6, 24]))
         )
     with pytest.raises(TypeError, match="depths"):
         residual_summary.format_depth_table(
-            np.array(SLOPES["pre"]), COSINE, np.array([3.0, 24.0])
+            np.array(SLOPES["pre"]), _sweep(COSINE, np.array([3.0, 24.0]))
         )
+    with pytest.raises(TypeError, match="sweep"):
+        residual_summary.format_depth_table(np.array(SLOPES["pre"]), COSINE)

@@ -14,12 +14,21 @@ def test_slope_fit_measures_the_distance_to_one_half():
     assert fit.slope == 0.53 and fit.slope_se == 0.01 and fit.slope_se_theory == 0.012
     assert fit.slope_z == pytest.approx(3.0, rel=1e-12)  # 0.03 / 0.01
     assert summary.slope_fit(0.47, 0.01, 0.01).slope_z == pytest.approx(3.0, rel=1e-12)
-    line = summary.format_slope(fit)
-    assert line == "slope 0.5300 ± 0.0100 (fit) ± 0.0120 (theory)"
+    assert str(fit) == "slope 0.5300 ± 0.0100 (fit) ± 0.0120 (theory)"
     with pytest.raises((TypeError, ValueError), match="slope_se"):
         summary.slope_fit(0.5, 0.0, 0.01)
-    with pytest.raises(TypeError, match="fit"):
-        summary.format_slope((0.5, 0.01))
+
+
+def test_range_fit_keeps_the_slope_and_roots_the_largest_length():
+    fit = summary.range_fit(np.array([2, 10, 1024]), 0.49, 0.004)
+    assert (fit.slope, fit.slope_se) == (0.49, 0.004)
+    assert fit.sqrt_dmax == 32.0  # √1024 exactly; √2 or √10 would be the wrong end
+    with pytest.raises(ValueError, match="dims"):
+        summary.range_fit(np.array([2, 1024, 10]), 0.49, 0.004)
+    with pytest.raises(TypeError, match="dims"):
+        summary.range_fit(np.array([2.0, 4.0]), 0.49, 0.004)
+    with pytest.raises((TypeError, ValueError), match="slope_se"):
+        summary.range_fit(np.array([2, 4]), 0.49, -1.0)
 
 
 def test_format_sweep_shows_the_chosen_rows():

@@ -22,10 +22,11 @@ def test_exp_limits_against_definitions():
     # float32's max is 2^128 (1 − 2^-24); the log is rounded to float32 (rel 2^-24)
     assert limits.lnmax32 == pytest.approx(128 * math.log(2), rel=2**-23)
     assert (limits.thr64, limits.thr32) == (709.78, 88.72)
-    lines = records.format_exp_limits(limits).splitlines()
-    assert lines[1] == (
-        f"float32: ln(max) = {limits.lnmax32:.4f}, last x with finite exp: 88.72"
-    )
+    lines = str(limits).splitlines()
+    assert lines == [
+        f"float64: ln(max) = {limits.lnmax64:.4f}, last x with finite exp: 709.78",
+        f"float32: ln(max) = {limits.lnmax32:.4f}, last x with finite exp: 88.72",
+    ]
     with pytest.raises(ValueError, match="thr32"):
         records.exp_limits(709.78, math.inf)
 

@@ -185,41 +185,54 @@ def fit_slope(sweep: DotScaleSweep) -> SlopeFit:
     return SlopeFit(slope, slope_standard_error(sweep.dims, sweep.rel_se), predicted)
 
 
-def slope_numbers(fits: Mapping[float, SlopeFit]) -> dict[str, float]:
-    """Glue names of each ρ's fit: ``slope_<tag>``, ``slope_<tag>_se``,
-    ``slope_<tag>_pred`` with the tags of :data:`CORRELATION_TAGS`."""
+@dataclass(frozen=True)
+class SlopeSummary:
+    """The log-log slopes of the chapter's sweeps, one group per correlation ρ.
+
+    ``slope``: for the tag of each ρ (:data:`CORRELATION_TAGS`), in the order of the
+    fits, ``"<tag>"`` (the measured slope), ``"<tag>_se"`` (its standard error) and
+    ``"<tag>_pred"`` (the slope fitted to the exact formula's values); glued as
+    ``slope_<tag>``, …. Its ``str`` is the table the chapter prints: a title line,
+    then one row per ρ under the corner ``ρ`` with those three numbers.
+    """
+
+    slope: dict[str, float]
+
+    def __str__(self) -> str:
+        rho_of = {tag: rho for rho, tag in CORRELATION_TAGS.items()}
+        tags = [t for t in self.slope if not t.endswith(("_se", "_pred"))]
+        table = report.text_table(
+            ("measured", "± SE", "formula"),
+            {
+                f"{rho_of[t]}": tuple(self.slope[t + k] for k in ("", "_se", "_pred"))
+                for t in tags
+            },
+            corner="ρ",
+            number_format="10.4f",
+        )
+        return (
+            "log–log slope of rms(q·k) against d: measured, and of the exact formula\n"
+            + table
+        )
+
+
+def slope_summary(fits: Mapping[float, SlopeFit]) -> SlopeSummary:
+    """:class:`SlopeSummary` of ``fits`` (correlation ρ -> :class:`SlopeFit`; every ρ
+    one of :data:`CORRELATION_TAGS`)."""
+    if not isinstance(fits, Mapping) or not fits:
+        raise ValueError("fits must be a non-empty mapping correlation -> SlopeFit")
     unknown = sorted(set(fits) - set(CORRELATION_TAGS))
     if unknown:
         raise ValueError(f"fits has correlations without a tag: {unknown}")
-    out = {}
-    for rho, fit in fits.items():
-        tag = CORRELATION_TAGS[rho]
-        out |= {f"slope_{tag}": fit.slope, f"slope_{tag}_se": fit.se}
-        out[f"slope_{tag}_pred"] = fit.predicted
-    return out
-
-
-def format_fits(fits: Mapping[float, SlopeFit]) -> str:
-    """A table for a cell to print: a title line, then one row per fit of ``fits``
-    (correlation ρ -> :class:`SlopeFit`) under the corner ``ρ``, with the measured
-    slope, its SE and the slope fitted to the exact formula's values."""
-    if not isinstance(fits, Mapping) or not fits:
-        raise ValueError("fits must be a non-empty mapping correlation -> SlopeFit")
+    slope = {}
     for rho, fit in fits.items():
         if not isinstance(fit, SlopeFit):
             raise TypeError(
                 f"fits[{rho!r}] must be a SlopeFit, got {type(fit).__name__}"
             )
-    table = report.text_table(
-        ("measured", "± SE", "formula"),
-        {f"{rho}": (fit.slope, fit.se, fit.predicted) for rho, fit in fits.items()},
-        corner="ρ",
-        number_format="10.4f",
-    )
-    return (
-        "log–log slope of rms(q·k) against d: measured, and of the exact formula\n"
-        + table
-    )
+        tag = CORRELATION_TAGS[rho]
+        slope |= {tag: fit.slope, f"{tag}_se": fit.se, f"{tag}_pred": fit.predicted}
+    return SlopeSummary(slope)
 
 
 def format_by_width(
@@ -277,23 +290,48 @@ def aligned_weight_limit(n_keys: int) -> float:
     return float(np.e / (np.e + n_keys - 1))
 
 
-def aligned_weight_numbers(
-    weight: Mapping[str, np.ndarray], dims: Sequence[int], n_keys: int
-) -> dict[str, float]:
-    """Glue names for :func:`aligned_key_weight`'s results at the first and last width.
+@dataclass(frozen=True)
+class AlignedWeightSummary:
+    """The aligned key's weight at the ends of the width sweep, and the factor
+    between the two scalings at fixed head widths.
+
+    ``w``: ``"sqrt_<d>"`` and ``"1d_<d>"``, the mean weight on the aligned key under
+    1/√d and under 1/d at the first and the last width d, and ``"1d_limit"``
+    (:func:`aligned_weight_limit`); ``factor``: head width d_k -> √d_k, the ratio of
+    the 1/√d_k scaling to the 1/d_k one at that width. Glued as ``w_sqrt_16``, …,
+    ``factor_64``, ….
+    """
+
+    w: dict[str, float]
+    factor: dict[int, float]
+
+
+def aligned_weight_summary(
+    weight: Mapping[str, np.ndarray],
+    dims: Sequence[int],
+    n_keys: int,
+    head_widths: Sequence[int],
+) -> AlignedWeightSummary:
+    """:class:`AlignedWeightSummary` of :func:`aligned_key_weight`'s results.
 
     ``weight`` maps each scaling of :data:`SCALINGS` to its ``(m,)`` weights over
-    ``dims``: ``w_sqrt_<d>`` and ``w_1d_<d>`` at both ends, and ``w_1d_limit``
-    (:func:`aligned_weight_limit`).
+    ``dims`` ``(m,)``; ``head_widths``: the fixed head widths whose factor √d_k the
+    chapter quotes.
     """
     missing = sorted(set(SCALINGS) - set(weight))
     if missing:
         raise ValueError(f"weight lacks the scalings {missing}")
     ends = _dims(dims)[[0, -1]]
-    out = {}
+    if isinstance(head_widths, (str, bytes)) or not isinstance(head_widths, Sequence):
+        raise TypeError("head_widths must be a sequence of positive integers")
+    heads = [positive_int(d, "head_widths") for d in head_widths]
+    w = {}
     for tag, name in (("sqrt", "1/sqrt(d)"), ("1d", "1/d")):
-        out |= {f"w_{tag}_{d}": weight[name][i] for i, d in zip((0, -1), ends)}
-    return out | {"w_1d_limit": aligned_weight_limit(n_keys)}
+        w |= {f"{tag}_{d}": weight[name][i] for i, d in zip((0, -1), ends)}
+    return AlignedWeightSummary(
+        w=w | {"1d_limit": aligned_weight_limit(n_keys)},
+        factor={d: np.sqrt(d) for d in heads},
+    )
 
 
 def init_entropy(

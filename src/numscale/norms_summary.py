@@ -122,13 +122,31 @@ class InvarianceChanges:
 
     ``ln_exact``: LayerNorm (ε = 0) under x → a·x + b; ``ln_eps``: the same with
     ε; ``rms_scale``: RMSNorm (ε = 0) under x → a·x; ``rms_shift``: RMSNorm (with ε)
-    under x → x + b.
+    under x → x + b; ``a``, ``b``: the transformation (the page's choice, not a
+    result: the chapter glues the record without them). Its ``str`` is the table the
+    chapter prints: a title line, then four lines ``layer (ε), x → …: value``.
     """
 
     ln_exact: float
     ln_eps: float
     rms_scale: float
     rms_shift: float
+    a: float
+    b: float
+
+    def __str__(self) -> str:
+        shift = f"{'−' if self.b < 0 else '+'} {abs(self.b):g}"
+        rows = [
+            ("LayerNorm (ε = 0)", f"x → {self.a:g}·x {shift}", self.ln_exact),
+            ("LayerNorm (with ε)", f"x → {self.a:g}·x {shift}", self.ln_eps),
+            ("RMSNorm (ε = 0)", f"x → {self.a:g}·x", self.rms_scale),
+            ("RMSNorm (with ε)", f"x → x {shift}", self.rms_shift),
+        ]
+        layer = max(len(r[0]) for r in rows)
+        move = max(len(r[1]) for r in rows) + 1
+        lines = ["largest |change| of the output:"]
+        lines += [f"  {n:<{layer}}  {(m + ':'):<{move}} {v:.1e}" for n, m, v in rows]
+        return "\n".join(lines)
 
 
 def invariance_changes(
@@ -146,30 +164,9 @@ def invariance_changes(
         ln_eps=change(layer_norm, a * x + b, eps=eps),
         rms_scale=change(rms_norm, a * x, eps=0.0),
         rms_shift=change(rms_norm, x + b, eps=eps),
+        a=a,
+        b=b,
     )
-
-
-def format_invariance(changes: InvarianceChanges, a: float, b: float) -> str:
-    """The four fields of ``changes`` (from :func:`invariance_changes` with the same
-    ``a`` and ``b``), each labelled with its layer, its ε and the input change: a
-    title line, then four lines ``layer (ε), x → …: value``."""
-    if not isinstance(changes, InvarianceChanges):
-        raise TypeError(
-            f"changes must be an InvarianceChanges, got {type(changes).__name__}"
-        )
-    a, b = finite_float(a, "a"), finite_float(b, "b")
-    shift = f"{'−' if b < 0 else '+'} {abs(b):g}"
-    rows = [
-        ("LayerNorm (ε = 0)", f"x → {a:g}·x {shift}", changes.ln_exact),
-        ("LayerNorm (with ε)", f"x → {a:g}·x {shift}", changes.ln_eps),
-        ("RMSNorm (ε = 0)", f"x → {a:g}·x", changes.rms_scale),
-        ("RMSNorm (with ε)", f"x → x {shift}", changes.rms_shift),
-    ]
-    layer = max(len(r[0]) for r in rows)
-    move = max(len(r[1]) for r in rows) + 1
-    lines = ["largest |change| of the output:"]
-    lines += [f"  {n:<{layer}}  {(m + ':'):<{move}} {v:.1e}" for n, m, v in rows]
-    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

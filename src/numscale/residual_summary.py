@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from numscale.checks import as_float_array, finite_float, positive_int
-from numscale.residual import POSITIONS, GradientProfile
+from numscale.residual import POSITIONS, DepthSweep, GradientProfile
 
 
 def _profile(value: object, name: str) -> GradientProfile:
@@ -257,23 +257,26 @@ def depth_summary(
     )
 
 
-def format_depth_table(
-    pre_slopes: np.ndarray, cosine: Mapping[str, np.ndarray], depths: np.ndarray
-) -> str:
+def format_depth_table(pre_slopes: np.ndarray, sweep: DepthSweep) -> str:
     """Pre-LN's slope per seed (``(s,)``) and the mean over seeds of the token cosine at
-    each of the m ``depths`` (``cosine``: position -> ``(s, m)``), as the chapter
-    prints them, the depths named in the cosine rows' header."""
+    each of the m depths of ``sweep`` (its ``cosine``: position -> ``(s, m)``, and its
+    ``depths`` ``(m,)``), as the chapter prints them, the depths named in the cosine
+    rows' header."""
+    if not isinstance(sweep, DepthSweep):
+        raise TypeError(f"sweep must be a DepthSweep, got {type(sweep).__name__}")
     pre_slopes = as_float_array(pre_slopes, "pre_slopes", ndim=1)
-    cosine = _mapping(cosine, "cosine")
-    depths = np.asarray(depths)
+    cosine = _mapping(sweep.cosine, "sweep.cosine")
+    depths = np.asarray(sweep.depths)
     if depths.ndim != 1 or not np.issubdtype(depths.dtype, np.integer):
-        raise TypeError(f"depths must be a (m,) integer array, got {depths!r}")
+        raise TypeError(f"sweep.depths must be a (m,) integer array, got {depths!r}")
     cos = {
-        pos: as_float_array(cosine.get(pos), f"cosine[{pos!r}]", ndim=2).mean(axis=0)
+        pos: as_float_array(cosine.get(pos), f"sweep.cosine[{pos!r}]", ndim=2).mean(
+            axis=0
+        )
         for pos in POSITIONS
     }
     if any(c.shape != depths.shape for c in cos.values()):
-        raise ValueError(f"cosine must have one column per depth ({depths.size})")
+        raise ValueError(f"sweep.cosine must have one column per depth ({depths.size})")
     head = f"mean token cosine at the last block's input, L = {depths.tolist()}:"
     return "\n".join(
         [

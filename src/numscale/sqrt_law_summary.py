@@ -18,12 +18,20 @@ from numscale.dotprod import SqrtLawSweep
 
 @dataclass(frozen=True)
 class SlopeFit:
-    """A log–log slope of std against d, and how far it lies from 1/2."""
+    """A log–log slope of std against d, and how far it lies from 1/2. Its ``str``
+    is the line the chapter prints: the slope, its fitted and its predicted standard
+    error."""
 
     slope: float  #: least-squares slope
     slope_se: float  #: its standard error, from the scatter of the fit
     slope_se_theory: float  #: its standard error predicted by sampling theory
     slope_z: float  #: |slope − 1/2| in units of ``slope_se``
+
+    def __str__(self) -> str:
+        return (
+            f"slope {self.slope:.4f} ± {self.slope_se:.4f} (fit) "
+            f"± {self.slope_se_theory:.4f} (theory)"
+        )
 
 
 def slope_fit(slope: float, slope_se: float, slope_se_theory: float) -> SlopeFit:
@@ -39,13 +47,28 @@ def slope_fit(slope: float, slope_se: float, slope_se_theory: float) -> SlopeFit
     )
 
 
-def format_slope(fit: SlopeFit) -> str:
-    """One line: the slope, its fitted and its predicted standard error."""
-    if not isinstance(fit, SlopeFit):
-        raise TypeError(f"fit must be a SlopeFit, got {type(fit).__name__}")
-    return (
-        f"slope {fit.slope:.4f} ± {fit.slope_se:.4f} (fit) "
-        f"± {fit.slope_se_theory:.4f} (theory)"
+@dataclass(frozen=True)
+class RangeFit:
+    """A log–log slope of std against d over a range of lengths, and the square root
+    of the range's largest length (the factor 1/√d_k divides by there)."""
+
+    slope: float  #: least-squares slope
+    slope_se: float  #: its standard error, from the scatter of the fit
+    sqrt_dmax: float  #: √ of the largest length d
+
+
+def range_fit(dims: np.ndarray, slope: float, slope_se: float) -> RangeFit:
+    """:class:`RangeFit` of a ``slope`` (with its standard error ``slope_se`` > 0)
+    fitted over the increasing lengths ``dims`` ``(m,)``."""
+    dims = np.asarray(dims)
+    if dims.ndim != 1 or dims.size == 0 or not np.issubdtype(dims.dtype, np.integer):
+        raise TypeError(f"dims must be a non-empty (m,) integer array, got {dims!r}")
+    if np.any(dims < 1) or np.any(np.diff(dims) <= 0):
+        raise ValueError(f"dims must be increasing positive lengths, got {dims}")
+    return RangeFit(
+        slope=finite_float(slope, "slope"),
+        slope_se=finite_float(slope_se, "slope_se", positive=True),
+        sqrt_dmax=np.sqrt(dims[-1]),
     )
 
 

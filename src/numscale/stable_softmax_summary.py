@@ -36,13 +36,24 @@ class ExpLimits:
 
     ``lnmax64`` / ``lnmax32``: ln of the largest finite number (from ``np.finfo``,
     computed in that format); ``thr64`` / ``thr32``: the last x whose exp is finite, as
-    measured (:func:`numscale.fp.exp_overflow_threshold`).
+    measured (:func:`numscale.fp.exp_overflow_threshold`). Its ``str`` is what the
+    chapter prints: per format, ln(max) and the last x with a finite exp (``repr``,
+    every digit).
     """
 
     lnmax64: float
     lnmax32: float
     thr64: float
     thr32: float
+
+    def __str__(self) -> str:
+        return "\n".join(
+            f"{name}: ln(max) = {ln_max:.4f}, last x with finite exp: {thr!r}"
+            for name, ln_max, thr in (
+                ("float64", self.lnmax64, self.thr64),
+                ("float32", self.lnmax32, self.thr32),
+            )
+        )
 
 
 def exp_limits(thr64: float, thr32: float) -> ExpLimits:
@@ -53,17 +64,6 @@ def exp_limits(thr64: float, thr32: float) -> ExpLimits:
         lnmax32=float(np.log(np.finfo(np.float32).max)),
         thr64=finite_float(thr64, "thr64", positive=True),
         thr32=finite_float(thr32, "thr32", positive=True),
-    )
-
-
-def format_exp_limits(limits: ExpLimits) -> str:
-    """Per format: ln(max) and the last x with a finite exp (``repr``, every digit)."""
-    return "\n".join(
-        f"{name}: ln(max) = {ln_max:.4f}, last x with finite exp: {thr!r}"
-        for name, ln_max, thr in (
-            ("float64", limits.lnmax64, limits.thr64),
-            ("float32", limits.lnmax32, limits.thr32),
-        )
     )
 
 
