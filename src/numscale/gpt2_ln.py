@@ -14,6 +14,8 @@ import numpy as np
 
 from numscale.checks import as_float_array, positive_int
 from numscale.gpt2_stats import count_outside
+from numscale.models.gpt2_model import RELEASED_LABEL
+from numscale.report import MarkdownText
 
 
 def _gains_biases(
@@ -32,14 +34,23 @@ def _gains_biases(
     return gains, biases
 
 
+def _row_names(names: Sequence[str], rows: int, array: str) -> tuple[str, ...]:
+    """``names`` checked: one name per row of the array called ``array``."""
+    if isinstance(names, str) or len(names) != rows:
+        raise ValueError(f"names must name the {rows} rows of {array}")
+    return tuple(names)
+
+
 @dataclass(frozen=True)
 class LayerNormSummary:
     """Summary of LayerNorm parameters (L, d): ``modules`` (L), ``gain_count`` and
     ``bias_count`` (L·d), the extremes ``gain_min``, ``gain_max``, ``bias_min``,
     ``bias_max``, ``gain_median``, ``gain_below_one_pct`` (% of gains below their
-    initial value 1), ``gain_negative`` (number of gains below 0) and
+    initial value 1), ``gain_negative`` (number of gains below 0),
     ``bias_median`` (which the chapter prints but does not quote: exclude it when
-    gluing). Its ``str`` is :func:`format_value_ranges` of the gains and biases."""
+    gluing) and ``gain_max_where`` (Markdown: the module, in backticks, and the
+    channel of the largest gain). Its ``str`` is :func:`format_value_ranges` of the
+    gains and biases."""
 
     modules: int
     gain_count: int
@@ -52,6 +63,7 @@ class LayerNormSummary:
     gain_below_one_pct: float
     gain_negative: int
     bias_median: float
+    gain_max_where: MarkdownText
 
     def __str__(self) -> str:
         gains = (self.gain_count, self.gain_min, self.gain_median, self.gain_max)
@@ -59,9 +71,12 @@ class LayerNormSummary:
         return _range_line("gains", *gains) + "\n" + _range_line("biases", *biases)
 
 
-def layernorm_summary(gains, biases) -> LayerNormSummary:
-    """:class:`LayerNormSummary` of ``gains`` and ``biases`` (L, d)."""
+def layernorm_summary(names: Sequence[str], gains, biases) -> LayerNormSummary:
+    """:class:`LayerNormSummary` of ``gains`` and ``biases`` (L, d), whose rows are
+    the modules ``names`` (L,)."""
     gains, biases = _gains_biases(gains, biases)
+    names = _row_names(names, gains.shape[0], "gains")
+    module, channel = np.unravel_index(np.argmax(gains), gains.shape)
     return LayerNormSummary(
         modules=gains.shape[0],
         gain_count=gains.size,
@@ -74,6 +89,7 @@ def layernorm_summary(gains, biases) -> LayerNormSummary:
         gain_below_one_pct=100 * np.mean(gains < 1),
         gain_negative=int(np.sum(gains < 0)),
         bias_median=np.median(biases),
+        gain_max_where=MarkdownText(f"`{names[module]}`, channel {channel}"),
     )
 
 
@@ -148,50 +164,79 @@ def outside_by_module(
 
 
 @dataclass(frozen=True)
+class GainsOutside:
+    """Gains outside a range with ``edges`` (low, high), module by module: ``counts``
+    (module name -> how many, for the modules that have any) and ``blocks``
+    (Markdown: those of them other than the last module, ln_f, in backticks,
+    comma-separated). Its ``str`` is the line the chapter prints."""
+
+    edges: tuple[float, float]
+    counts: dict[str, int]
+    blocks: MarkdownText
+
+    def __str__(self) -> str:
+        low, high = self.edges
+        return f"gains outside [{low:g}, {high:g}], by module: {self.counts}"
+
+
+def gains_outside(names: Sequence[str], gains, low: float, high: float) -> GainsOutside:
+    """:class:`GainsOutside` of ``gains`` (L, d), one row per name of ``names``
+    (ln_f last): :func:`outside_by_module` and the block modules among them."""
+    counts = outside_by_module(names, gains, low, high)
+    blocks = ", ".join(f"`{name}`" for name in counts if name != names[-1])
+    return GainsOutside(edges=(low, high), counts=counts, blocks=MarkdownText(blocks))
+
+
+@dataclass(frozen=True)
 class GainMedians:
     """Block LayerNorms (every row but the last) against ln_f (the last row):
     ``block_median_gain_max`` (the largest median gain of a block module),
     ``f_median_gain`` (ln_f's median gain), ``block_below_one_pct`` (% of block
     gains below 1), ``f_gain_max_ratio`` (ln_f's largest gain over its largest
-    initial gain), ``block_modules`` (number of block modules)."""
+    initial gain), ``block_modules`` (number of block modules); for the printout
+    (exclude it when gluing), ``shown``: module name -> (median gain, largest gain,
+    median initial gain) of the modules the chapter shows. Its ``str`` is one line
+    per shown module, in the order of the rows."""
 
     block_median_gain_max: float
     f_median_gain: float
     block_below_one_pct: float
     f_gain_max_ratio: float
     block_modules: int
+    shown: dict[str, tuple[float, float, float]]
+
+    def __str__(self) -> str:
+        return "\n".join(
+            f"{name:10s} median gain {median:6.3f}  max {largest:7.3f}  "
+            f"(init {init_median:.0f})"
+            for name, (median, largest, init_median) in self.shown.items()
+        )
 
 
-def gain_medians(gains, init_gains) -> GainMedians:
-    """:class:`GainMedians` of trained ``gains`` and ``init_gains`` (L, d)."""
+def gain_medians(
+    names: Sequence[str], gains, init_gains, show: Sequence[str]
+) -> GainMedians:
+    """:class:`GainMedians` of trained ``gains`` and ``init_gains`` (L, d), whose
+    rows are the modules ``names`` (L,); it prints the modules named in ``show``."""
     gains, init_gains = _gains_biases(gains, init_gains, "init_gains")
-    medians = np.median(gains, axis=1)
+    names = _row_names(names, gains.shape[0], "gains")
+    if isinstance(show, str):
+        raise TypeError("show must be a sequence of module names, not one str")
+    unknown = sorted(set(show) - set(names))
+    if unknown:
+        raise ValueError(f"show names no module of names: {unknown}")
+    medians, init_medians = np.median(gains, axis=1), np.median(init_gains, axis=1)
     return GainMedians(
         block_median_gain_max=medians[:-1].max(),
         f_median_gain=medians[-1],
         block_below_one_pct=100 * np.mean(gains[:-1] < 1),
         f_gain_max_ratio=gains[-1].max() / init_gains[-1].max(),
         block_modules=gains.shape[0] - 1,
-    )
-
-
-def format_module_gains(
-    names: Sequence[str], gains, init_gains, show: Sequence[str]
-) -> str:
-    """Median and largest gain of the modules named in ``show`` (rows of ``gains``
-    and ``init_gains`` (L, d), one per name of ``names``), with the initial median."""
-    gains, init_gains = _gains_biases(gains, init_gains, "init_gains")
-    if isinstance(names, str) or len(names) != gains.shape[0]:
-        raise ValueError(f"names must name the {gains.shape[0]} rows of gains")
-    unknown = sorted(set(show) - set(names))
-    if unknown:
-        raise ValueError(f"show names no module of names: {unknown}")
-    medians, init_medians = np.median(gains, axis=1), np.median(init_gains, axis=1)
-    return "\n".join(
-        f"{name:10s} median gain {medians[i]:6.3f}  max {gains[i].max():7.3f}  "
-        f"(init {init_medians[i]:.0f})"
-        for i, name in enumerate(names)
-        if name in show
+        shown={
+            name: (medians[i], gains[i].max(), init_medians[i])
+            for i, name in enumerate(names)
+            if name in show
+        },
     )
 
 
@@ -199,20 +244,17 @@ def format_module_gains(
 class OutputRms:
     """Output RMS √mean(γ² + β²) of LayerNorms (one per module, ln_f last):
     ``rms_largest`` and ``rms_block_median`` (the median over all modules but the
-    last, ln_f); for the printout (exclude them when gluing), the module ``names``
+    last, ln_f), ``rms_largest_module`` (Markdown: the name of the module of largest
+    output RMS, in backticks); for the printout (exclude them when gluing), the module ``names``
     (L,), their ``rms`` (L,) and ``rms_init`` (L,), the values at initialization.
     Its ``str`` is :func:`format_rms_extremes`."""
 
     rms_largest: float
     rms_block_median: float
+    rms_largest_module: MarkdownText
     names: tuple[str, ...]
     rms: np.ndarray
     rms_init: np.ndarray
-
-    @property
-    def largest_module(self) -> str:
-        """The name of the module of largest output RMS."""
-        return self.names[int(np.argmax(self.rms))]
 
     def __str__(self) -> str:
         return format_rms_extremes(self.names, self.rms, self.rms_init)
@@ -231,6 +273,7 @@ def output_rms_summary(names: Sequence[str], rms, rms_init) -> OutputRms:
     return OutputRms(
         rms_largest=rms.max(),
         rms_block_median=np.median(rms[:-1]),
+        rms_largest_module=MarkdownText(f"`{names[int(np.argmax(rms))]}`"),
         names=tuple(names),
         rms=rms,
         rms_init=rms_init,
@@ -290,6 +333,25 @@ def low_channel(among_smallest, n_modules: int, k: int) -> LowChannel:
     )
 
 
+@dataclass(frozen=True)
+class ModelStatus:
+    """Which model the page's LayerNorms come from: ``released`` (1 if it is the
+    released GPT-2 small, :data:`~numscale.models.gpt2_model.RELEASED_LABEL`, else 0)
+    and ``status`` (Markdown: the page's sentence naming the model,
+    :func:`status_text`)."""
+
+    released: int
+    status: MarkdownText
+
+
+def model_status(label: str) -> ModelStatus:
+    """:class:`ModelStatus` of the model named ``label`` (a non-empty str, as
+    :func:`numscale.models.gpt2_model.model_label` returns it)."""
+    return ModelStatus(
+        released=int(label == RELEASED_LABEL), status=MarkdownText(status_text(label))
+    )
+
+
 def status_text(label: str) -> str:
     """The page's sentence (Markdown) naming the model whose LayerNorms it shows."""
     if not isinstance(label, str) or not label:
@@ -304,6 +366,5 @@ def format_parameters(names: Sequence[str], gains, biases) -> str:
     """The shapes of ``gains`` and ``biases`` (L, d) and the first and last of the
     ``names`` of their rows, one line."""
     gains, biases = _gains_biases(gains, biases)
-    if isinstance(names, str) or len(names) != gains.shape[0]:
-        raise ValueError(f"names must name the {gains.shape[0]} rows of gains")
+    names = _row_names(names, gains.shape[0], "gains")
     return f"gains {gains.shape} biases {biases.shape} rows {names[0]} ... {names[-1]}"
