@@ -87,14 +87,6 @@ def test_checkpoint_with_its_own_classifier(tmp_path):
     np.testing.assert_array_equal(back.classifier, weights.wcls)
 
 
-def test_shapes_follow_the_format(tiny_weights):
-    c = llama_weights.TINY_CONFIG
-    assert tiny_weights.wk.shape == (c.n_layers, c.kv_dim, c.dim) == (2, 8, 16)
-    assert tiny_weights.w2.shape == (c.n_layers, c.dim, c.hidden_dim)
-    assert tiny_weights.freq_cis_real.shape == (c.seq_len, c.head_size // 2)
-    assert list(c.shapes()) == list(llama_weights.WEIGHT_ORDER)
-
-
 def _header(path: Path, values) -> None:
     data = bytearray(path.read_bytes())
     data[:28] = np.array(values, "<i4").tobytes()
@@ -145,21 +137,6 @@ def test_non_finite_checkpoint_names_the_file_and_array(tmp_path, tiny_weights):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"nan\.bin: freq_cis_imag holds NaN"):
         ts.read_checkpoint(path)
-
-
-def test_weights_validate_their_arrays(tiny_weights):
-    arrays = tiny_weights.arrays()
-    with pytest.raises(ValueError, match="wq has shape"):
-        llama_weights.LlamaWeights(
-            config=tiny_weights.config, **{**arrays, "wq": arrays["wq"][:1]}
-        )
-    with pytest.raises(TypeError, match="config"):
-        llama_weights.LlamaWeights(config=None, **arrays)
-    with pytest.raises(ValueError, match="rms_final holds NaN"):
-        llama_weights.LlamaWeights(
-            config=tiny_weights.config,
-            **{**arrays, "rms_final": np.full(16, np.nan, np.float32)},
-        )
 
 
 # ------------------------------------------------------------------ the tokenizer
@@ -240,13 +217,6 @@ def test_init_weights_follow_llama2c():
     assert sin[3, 1] == pytest.approx(np.sin(3 * 10000**-0.25), rel=1e-6)
     again = llama.init_weights(config, seed=0)
     np.testing.assert_array_equal(again.wq, w.wq)
-
-
-def test_config_validation():
-    with pytest.raises(TypeError, match="dim"):
-        llama_weights.LlamaConfig(16.0, 40, 2, 4, 2, 300, 32)
-    with pytest.raises(ValueError, match="even"):
-        llama_weights.LlamaConfig(12, 40, 2, 4, 2, 300, 32)  # head size 3
 
 
 # ------------------------------------------------------------------ the source rule
