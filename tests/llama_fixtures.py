@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from numscale import llama_runs
-from numscale.models import llama
+from numscale.models import llama, llama_tokenizer, llama_weights
 
 #: layers, batch, heads and positions of the synthetic attention tensors
 L, B, H, T = 2, 3, 2, 6
@@ -39,11 +39,11 @@ def random_logits(seed: int, scale: float = 3.0) -> torch.Tensor:
 def tiny_model(seed: int = 0) -> tuple[llama.LlamaModel, torch.Tensor, torch.Tensor]:
     """The TINY_CONFIG model at initialization and 5 random stories of lengths
     32, 32, 20, 9 and 2 (BOS first, padding 0), with their target mask."""
-    weights = llama.init_weights(llama.TINY_CONFIG, seed)
+    weights = llama.init_weights(llama_weights.TINY_CONFIG, seed)
     g = torch.Generator().manual_seed(seed + 100)
-    V, Tm = llama.TINY_CONFIG.vocab_size, llama.TINY_CONFIG.seq_len
+    V, Tm = llama_weights.TINY_CONFIG.vocab_size, llama_weights.TINY_CONFIG.seq_len
     tokens = torch.randint(3, V, (5, Tm), generator=g)
-    tokens[:, 0] = llama.BOS
+    tokens[:, 0] = llama_tokenizer.BOS
     lengths = [Tm, Tm, 20, 9, 2]
     mask = target_mask(lengths, Tm)
     tokens = torch.where(
@@ -54,11 +54,11 @@ def tiny_model(seed: int = 0) -> tuple[llama.LlamaModel, torch.Tensor, torch.Ten
 
 def tiny_random_batch(
     n_sequences: int, length: int = 16
-) -> tuple[llama.LlamaWeights, torch.Tensor, torch.Tensor]:
+) -> tuple[llama_weights.LlamaWeights, torch.Tensor, torch.Tensor]:
     """The TINY_CONFIG weights at initialization (seed 0) and ``n_sequences`` random
     token sequences of ``length`` (llama_runs.random_token_batch, seed 1): tokens and
     their target mask, both (n_sequences, length)."""
-    weights = llama.init_weights(llama.TINY_CONFIG, seed=0)
+    weights = llama.init_weights(llama_weights.TINY_CONFIG, seed=0)
     tokens, mask = llama_runs.random_token_batch(
         weights.config, n_sequences, length, seed=1
     )

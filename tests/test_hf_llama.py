@@ -16,14 +16,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
 from conftest import REFERENCE
-from numscale.models import hf_llama, llama, llama2c
+from numscale.models import hf_llama, llama, llama2c, llama_tokenizer, llama_weights
 
 U32 = 2.0**-24
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    return llama.init_weights(llama.TINY_CONFIG, seed=5)
+    return llama.init_weights(llama_weights.TINY_CONFIG, seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_permutation_keeps_dot_products(tiny):
     wq = tiny.wq[0]
     x = rng.standard_normal(wq.shape[1]).astype(np.float32)
     a = wq @ x
-    b = hf_llama.interleaved_to_halves(wq, llama.TINY_CONFIG.n_heads) @ x
+    b = hf_llama.interleaved_to_halves(wq, llama_weights.TINY_CONFIG.n_heads) @ x
     assert sorted(a.tolist()) == sorted(b.tolist())
     assert not np.array_equal(a, b)
 
@@ -129,10 +129,10 @@ def test_real_greedy_sample_is_the_documented_one(real):
     try:
         with torch.no_grad():
             out = model.generate(
-                torch.tensor([[llama.BOS]]),
+                torch.tensor([[llama_tokenizer.BOS]]),
                 max_new_tokens=256,
                 do_sample=False,
-                eos_token_id=llama.BOS,
+                eos_token_id=llama_tokenizer.BOS,
                 pad_token_id=0,
             )
     finally:

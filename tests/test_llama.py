@@ -14,7 +14,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from numscale.models import llama, llama_sample, next_token  # noqa: E402
+from numscale.models import (  # noqa: E402
+    llama,
+    llama_sample,
+    llama_tokenizer,
+    llama_weights,
+    next_token,
+)
 from numscale.models import llama2c as ts  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tinystories"
@@ -25,11 +31,11 @@ needs_real = pytest.mark.skipif(
 U32 = 2.0**-24  # unit roundoff of float32
 
 
-def trained_like(seed: int) -> llama.LlamaWeights:
+def trained_like(seed: int) -> llama_weights.LlamaWeights:
     """The tiny config with weights of order 1 (not 0.02), so attention is far from
     uniform and every code path matters; RMSNorm gains drawn around 1."""
     rng = np.random.default_rng(seed)
-    base = llama.init_weights(llama.TINY_CONFIG, seed=rng)
+    base = llama.init_weights(llama_weights.TINY_CONFIG, seed=rng)
     arrays = base.arrays()
     for name, array in arrays.items():
         if name.startswith("freq"):
@@ -43,7 +49,7 @@ def trained_like(seed: int) -> llama.LlamaWeights:
             arrays[name] = (
                 rng.standard_normal(array.shape) / np.sqrt(fan_in) * 2
             ).astype(np.float32)
-    return llama.LlamaWeights(config=base.config, **arrays)
+    return llama_weights.LlamaWeights(config=base.config, **arrays)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +65,9 @@ def model(weights):
 @pytest.fixture(scope="module")
 def tokens():
     generator = torch.Generator().manual_seed(0)
-    return torch.randint(0, llama.TINY_CONFIG.vocab_size, (3, 20), generator=generator)
+    return torch.randint(
+        0, llama_weights.TINY_CONFIG.vocab_size, (3, 20), generator=generator
+    )
 
 
 def float32_tolerance(reference: np.ndarray) -> float:
@@ -89,7 +97,7 @@ def test_torch_matches_numpy_reference(weights, model, tokens):
 
 
 def test_record_shapes_and_meaning(weights, model, tokens):
-    c = llama.TINY_CONFIG
+    c = llama_weights.TINY_CONFIG
     B, T = tokens.shape
     rec = model(tokens, record=True, record_qk=True)
     L, H = c.n_layers, c.n_heads
@@ -235,7 +243,9 @@ def test_forward_rejects_bad_tokens(model):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return ts.byte_tokenizer(vocab_size=llama.TINY_CONFIG.vocab_size)
+    return llama_tokenizer.byte_tokenizer(
+        vocab_size=llama_weights.TINY_CONFIG.vocab_size
+    )
 
 
 def test_encode_stories(tokenizer):
@@ -246,7 +256,7 @@ def test_encode_stories(tokenizer):
         tokens[0, : len(first)].tolist() == first
         and tokens[0, len(first) :].eq(0).all()
     )
-    assert tokens[:, 0].eq(llama.BOS).all()
+    assert tokens[:, 0].eq(llama_tokenizer.BOS).all()
     assert mask[0].tolist() == [False] + [True] * (len(first) - 1) + [False] * (
         6 - len(first)
     )
@@ -281,21 +291,21 @@ def test_next_token_loss_and_its_standard_error(model, tokenizer):
     assert se == pytest.approx(expected_se, rel=1e-4)
 
 
-def model_weights(model: llama.LlamaModel) -> llama.LlamaWeights:
+def model_weights(model: llama.LlamaModel) -> llama_weights.LlamaWeights:
     arrays = {name: getattr(model, name).detach().numpy() for name in llama._PARAMS}
     arrays["freq_cis_real"] = model.freq_cis_real.numpy()
     arrays["freq_cis_imag"] = model.freq_cis_imag.numpy()
-    return llama.LlamaWeights(config=model.config, **arrays)
+    return llama_weights.LlamaWeights(config=model.config, **arrays)
 
 
 def test_greedy_sample_is_the_argmax_path(model, tokenizer):
     text = llama_sample.greedy_sample(model, tokenizer, steps=10)
     # rebuild the path with full forwards
-    ids = [llama.BOS]
+    ids = [llama_tokenizer.BOS]
     with torch.no_grad():
         for _ in range(10):
             nxt = int(model(torch.tensor([ids]))[0, -1].argmax())
-            if nxt == llama.BOS:
+            if nxt == llama_tokenizer.BOS:
                 break
             ids.append(nxt)
     assert text == tokenizer.decode(ids)

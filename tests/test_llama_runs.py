@@ -11,7 +11,7 @@ import torch
 
 from llama_fixtures import check_refuses_bad_tokens, tiny_model
 from numscale import attention_rows, llama_runs, stats
-from numscale.models import llama, llama2c, next_token
+from numscale.models import llama, llama2c, llama_tokenizer, llama_weights, next_token
 
 
 def test_sweep_at_c_1_matches_next_token_loss_and_pairs():
@@ -96,7 +96,7 @@ def test_collect_matches_one_full_record():
         collected.residual[res], record.residual.numpy()[res], rtol=1e-5, atol=1e-7
     )
     np.testing.assert_array_equal(collected.target, mask.numpy())
-    assert collected.residual.shape == (3, 5, llama.TINY_CONFIG.seq_len, 16)
+    assert collected.residual.shape == (3, 5, llama_weights.TINY_CONFIG.seq_len, 16)
 
 
 def test_initialization_logit_scale_matches_the_derivation():
@@ -106,7 +106,7 @@ def test_initialization_logit_scale_matches_the_derivation():
     model, tokens, mask = tiny_model(3)
     rows = llama_runs.collect(model, tokens, mask, batch_size=5).rows
     pooled = attention_rows.head_logit_std(rows)[0]
-    predicted = llama.TINY_CONFIG.dim * 0.02**2
+    predicted = llama_weights.TINY_CONFIG.dim * 0.02**2
     # one weight draw per head: the per-head values scatter around the prediction; their
     # mean over the 8 heads must agree within 4 standard errors of that mean
     spread = pooled.std(ddof=1) / math.sqrt(pooled.size)
@@ -115,11 +115,13 @@ def test_initialization_logit_scale_matches_the_derivation():
 
 
 def test_random_token_batch_and_weight_arrays():
-    config = llama.TINY_CONFIG
+    config = llama_weights.TINY_CONFIG
     tokens, mask = llama_runs.random_token_batch(config, 3, 10, seed=0)
     again, _ = llama_runs.random_token_batch(config, 3, 10, seed=0)
     assert torch.equal(tokens, again)  # seeded
-    assert tokens.dtype == torch.long and bool((tokens[:, 0] == llama.BOS).all())
+    assert tokens.dtype == torch.long and bool(
+        (tokens[:, 0] == llama_tokenizer.BOS).all()
+    )
     assert int(tokens[:, 1:].min()) >= 3 and int(tokens.max()) < config.vocab_size
     next_token.check_mask(mask)
     with pytest.raises(ValueError, match="seq_len"):
@@ -144,4 +146,4 @@ def test_stories260k_config_matches_the_file():
     if not (folder / "stories260K.bin").is_file():
         pytest.skip("reference tinystories folder not present")
     weights = llama2c.read_checkpoint(folder / "stories260K.bin")
-    assert weights.config == llama.STORIES260K_CONFIG
+    assert weights.config == llama_weights.STORIES260K_CONFIG

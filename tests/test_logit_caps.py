@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from llama_fixtures import tiny_random_batch
 from numscale import logit_caps as lc
-from numscale.models import llama, next_token
+from numscale.models import llama, llama_weights, next_token
 
 
 @settings(max_examples=100, deadline=None)
@@ -92,9 +92,9 @@ def test_final_hidden_reproduces_logits():
 def test_finetune_z_loss_lowers_log_z_and_is_deterministic():
     weights, tokens, mask = tiny_random_batch(4)
     # lift log Z: scale the embedding so the logits are large
-    big = llama.LlamaWeights(
+    big = llama_weights.LlamaWeights(
         **{
-            **{k: getattr(weights, k) for k in ("config", *llama.WEIGHT_ORDER)},
+            **{k: getattr(weights, k) for k in ("config", *llama_weights.WEIGHT_ORDER)},
             "token_embedding": weights.token_embedding * 20,
         }
     )

@@ -12,18 +12,18 @@ import torch
 
 from numscale import attention
 from numscale import long_context as lc
-from numscale.models import llama, llama2c, next_token
+from numscale.models import llama, llama_tokenizer, llama_weights, next_token
 
 
 def tiny_model(seed: int = 0) -> llama.LlamaModel:
-    weights = llama.init_weights(llama.TINY_CONFIG, seed=seed)
+    weights = llama.init_weights(llama_weights.TINY_CONFIG, seed=seed)
     return llama.LlamaModel(weights)
 
 
 def tiny_tokens(B: int = 2, T: int = 12, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, llama.TINY_CONFIG.vocab_size, (B, T), generator=g)
-    ids[:, 0] = llama.BOS
+    ids = torch.randint(3, llama_weights.TINY_CONFIG.vocab_size, (B, T), generator=g)
+    ids[:, 0] = llama_tokenizer.BOS
     return ids
 
 
@@ -166,10 +166,10 @@ def test_forward_position_scaled_equals_the_model():
 
 def test_forward_position_scaled_runs_past_seq_len():
     model = tiny_model()
-    tokens = tiny_tokens(T=llama.TINY_CONFIG.seq_len + 8)
+    tokens = tiny_tokens(T=llama_weights.TINY_CONFIG.seq_len + 8)
     with torch.inference_mode():
         logits = lc.forward_position_scaled(model, tokens)
-    assert logits.shape == (2, tokens.shape[1], llama.TINY_CONFIG.vocab_size)
+    assert logits.shape == (2, tokens.shape[1], llama_weights.TINY_CONFIG.vocab_size)
     assert torch.isfinite(logits).all()
     with pytest.raises(ValueError, match="multipliers"):
         lc.forward_position_scaled(model, tokens, np.ones(3))
@@ -177,7 +177,7 @@ def test_forward_position_scaled_runs_past_seq_len():
 
 def test_entropy_and_offsets_match_the_recorded_attention():
     model, tokens = tiny_model(seed=2), tiny_tokens(seed=3)
-    scale = 1 / math.sqrt(llama.TINY_CONFIG.head_size)
+    scale = 1 / math.sqrt(llama_weights.TINY_CONFIG.head_size)
     with torch.inference_mode():
         _, q, k = lc.forward_position_scaled(model, tokens, return_qk=True)
         record = model(tokens, record=True)
@@ -211,10 +211,10 @@ def test_token_nll_of_the_scaled_forward_sums_to_the_story_losses():
 
 
 def test_concatenated_stories():
-    tok = llama2c.byte_tokenizer()
+    tok = llama_tokenizer.byte_tokenizer()
     stories = ["once upon a time", "a cat sat", "the end of it all"]
     ids = lc.concatenated_stories(tok, stories, 10, 2)
-    assert ids.shape == (2, 10) and int(ids[0, 0]) == llama.BOS
+    assert ids.shape == (2, 10) and int(ids[0, 0]) == llama_tokenizer.BOS
     stream = sum((tok.encode(s, bos=True) for s in stories), [])
     assert ids.flatten().tolist() == stream[:20]
     with pytest.raises(ValueError, match="fewer"):

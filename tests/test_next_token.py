@@ -9,7 +9,7 @@ import torch
 
 from llama_fixtures import check_refuses_bad_tokens, target_mask, tiny_model
 from numscale import llama_runs, stats
-from numscale.models import llama, next_token
+from numscale.models import llama, llama_weights, next_token
 
 
 def test_check_mask():
@@ -51,7 +51,7 @@ def test_story_nll_from_recorded_logits_matches_the_model():
 
 def test_story_losses_in_float32_match_the_loss():
     model, tokens, mask = tiny_model(4)
-    weights = llama.init_weights(llama.TINY_CONFIG, 4)
+    weights = llama.init_weights(llama_weights.TINY_CONFIG, 4)
     sums, counts = next_token.story_losses(
         llama.LlamaModel(weights, dtype=torch.float32), tokens, mask, batch_size=3
     )

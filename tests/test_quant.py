@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from numscale import quant, stats
-from numscale.models import llama, next_token
+from numscale.models import llama, llama_weights, next_token
 
 
 def gaussian(shape, seed=0):
@@ -113,7 +113,7 @@ def test_absmax_bad_scheme():
 
 
 def test_quantize_model_and_loss_change():
-    weights = llama.init_weights(llama.TINY_CONFIG, seed=0)
+    weights = llama.init_weights(llama_weights.TINY_CONFIG, seed=0)
     q = quant.quantize_model(weights, "channel")
     np.testing.assert_array_equal(q.rms_att, weights.rms_att)  # norms untouched
     for name in quant.MATRICES:
@@ -166,13 +166,13 @@ def test_smoothquant_identity_and_balance():
 
 
 def test_attention_inputs_shape():
-    weights = llama.init_weights(llama.TINY_CONFIG, seed=1)
+    weights = llama.init_weights(llama_weights.TINY_CONFIG, seed=1)
     model = llama.LlamaModel(weights)
     tokens = torch.tensor([[1, 5, 6, 7], [1, 8, 0, 0]])
     mask = torch.tensor([[False, True, True, True], [False, True, False, False]])
     inputs = quant.attention_inputs(model, tokens, mask)
-    assert len(inputs) == llama.TINY_CONFIG.n_layers
-    assert inputs[0].shape == (6, llama.TINY_CONFIG.dim)  # 4 + 2 real positions
+    assert len(inputs) == llama_weights.TINY_CONFIG.n_layers
+    assert inputs[0].shape == (6, llama_weights.TINY_CONFIG.dim)  # 4 + 2 real positions
 
 
 @pytest.mark.parametrize(
@@ -212,9 +212,9 @@ def test_error_table_orders_schemes_on_gaussian_weights():
 
 
 def test_model_matrices_lists_every_matrix_once():
-    weights = llama.init_weights(llama.TINY_CONFIG, seed=2)
+    weights = llama.init_weights(llama_weights.TINY_CONFIG, seed=2)
     matrices = quant.model_matrices(weights)
-    L = llama.TINY_CONFIG.n_layers
+    L = llama_weights.TINY_CONFIG.n_layers
     assert len(matrices) == 1 + (len(quant.MATRICES) - 1) * L
     np.testing.assert_array_equal(matrices["wq[1]"], weights.wq[1])
     assert all(m.ndim == 2 for m in matrices.values())

@@ -367,6 +367,18 @@ def test_unscaled_query_gradient_is_larger_and_reaches_fewer_keys():
     assert np.all((r.keys_scaled > 15) & (r.keys_scaled < 20))
 
 
+def test_query_gradient_sweep_at_width_one_runs_both_scales_on_the_same_draws():
+    # At d_k = 1 the scale 1/√d_k is 1: the "scaled" run repeats the unscaled arithmetic on
+    # the same draws, so the two means agree exactly, the ratio is exactly 1 and its delta-
+    # method variance (two equal terms minus twice the same covariance term) exactly 0.
+    r = sg.query_gradient_sweep([1, 4], seed=2, n_trials=20)
+    assert r.unscaled[0] == r.scaled[0] and r.ratio[0] == 1.0 and r.ratio_se[0] == 0.0
+    assert r.keys_unscaled[0] == r.keys_scaled[0]
+    assert r.unscaled[1] != r.scaled[1]  # at d_k = 4 the two differ (s = 1/2)
+    with pytest.raises(ValueError, match="dims"):
+        sg.query_gradient_sweep([], seed=2)
+
+
 def test_scaling_is_a_reparametrization_sgd_s2_adam_s():
     # SGD: init s·W0, lr s²η reproduces the scaled run; s = 1/8 is a power of two, so every
     # multiplication by it is exact and the trajectories agree bit for bit.

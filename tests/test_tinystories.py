@@ -1,5 +1,6 @@
 """Tests of numscale.models.llama2c: the llama2.c checkpoint and tokenizer readers, the
-tokenizer's encoding rule, the stories reader, initialization and the source rule.
+stories reader, initialization and the source rule (the tokenizer's encoding rule:
+test_llama_tokenizer.py).
 
 Tiny checkpoints and tokenizers are written by the tests; the real stories260K files are
 read from the data built into the package (always) and from
@@ -13,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from conftest import REFERENCE
-from numscale.models import llama, sources
+from numscale.models import llama, llama_weights, sources
 from numscale.models import llama2c as ts
+from test_llama_tokenizer import reference_encode, tiny_byte_tokenizer
 from test_loaders import refusal
 
 REAL = REFERENCE / "tinystories"
@@ -41,15 +41,12 @@ def _isolated(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_weights():
-    return llama.init_weights(llama.TINY_CONFIG, seed=0)
+    return llama.init_weights(llama_weights.TINY_CONFIG, seed=0)
 
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer():
-    return ts.byte_tokenizer(
-        (b"he", b" t", b" the", b"ll", b"o", b" hello", b"\xc3\xa9"),
-        vocab_size=llama.TINY_CONFIG.vocab_size,
-    )
+    return tiny_byte_tokenizer()
 
 
 def write_folder(
@@ -69,7 +66,7 @@ def write_folder(
 def test_checkpoint_round_trip(tmp_path, tiny_weights):
     path = tmp_path / "model.bin"
     ts.write_checkpoint(tiny_weights, path)
-    assert path.stat().st_size == llama.TINY_CONFIG.file_size()
+    assert path.stat().st_size == llama_weights.TINY_CONFIG.file_size()
     back = ts.read_checkpoint(path)
     assert back.config == tiny_weights.config
     for name, array in tiny_weights.arrays().items():
@@ -78,7 +75,7 @@ def test_checkpoint_round_trip(tmp_path, tiny_weights):
 
 
 def test_checkpoint_with_its_own_classifier(tmp_path):
-    config = llama.LlamaConfig(8, 12, 1, 2, 1, 280, 4, shared_classifier=False)
+    config = llama_weights.LlamaConfig(8, 12, 1, 2, 1, 280, 4, shared_classifier=False)
     weights = llama.init_weights(config, seed=1)
     assert weights.wcls is not None and weights.wcls.shape == (280, 8)
     path = tmp_path / "m.bin"
@@ -88,14 +85,6 @@ def test_checkpoint_with_its_own_classifier(tmp_path):
     back = ts.read_checkpoint(path)
     assert not back.config.shared_classifier
     np.testing.assert_array_equal(back.classifier, weights.wcls)
-
-
-def test_shapes_follow_the_format(tiny_weights):
-    c = llama.TINY_CONFIG
-    assert tiny_weights.wk.shape == (c.n_layers, c.kv_dim, c.dim) == (2, 8, 16)
-    assert tiny_weights.w2.shape == (c.n_layers, c.dim, c.hidden_dim)
-    assert tiny_weights.freq_cis_real.shape == (c.seq_len, c.head_size // 2)
-    assert list(c.shapes()) == list(llama.WEIGHT_ORDER)
 
 
 def _header(path: Path, values) -> None:
@@ -150,21 +139,6 @@ def test_non_finite_checkpoint_names_the_file_and_array(tmp_path, tiny_weights):
         ts.read_checkpoint(path)
 
 
-def test_weights_validate_their_arrays(tiny_weights):
-    arrays = tiny_weights.arrays()
-    with pytest.raises(ValueError, match="wq has shape"):
-        llama.LlamaWeights(
-            config=tiny_weights.config, **{**arrays, "wq": arrays["wq"][:1]}
-        )
-    with pytest.raises(TypeError, match="config"):
-        llama.LlamaWeights(config=None, **arrays)
-    with pytest.raises(ValueError, match="rms_final holds NaN"):
-        llama.LlamaWeights(
-            config=tiny_weights.config,
-            **{**arrays, "rms_final": np.full(16, np.nan, np.float32)},
-        )
-
-
 # ------------------------------------------------------------------ the tokenizer
 
 
@@ -199,72 +173,6 @@ def test_tokenizer_errors_name_the_file(tmp_path, tiny_tokenizer):
         ts.read_tokenizer(path)
 
 
-def reference_encode(tok: ts.Tokenizer, text: str) -> list[int]:
-    """run.c's encode, transcribed literally: rescan every pair, merge the best, repeat."""
-    lookup = {}
-    for i, piece in enumerate(tok.pieces):
-        lookup.setdefault(piece, i)
-    ids = [1]
-    if text:
-        ids.append(lookup[b" "])
-    for char in text:
-        piece = char.encode("utf-8")
-        ids.extend([lookup[piece]] if piece in lookup else [b + 3 for b in piece])
-    while True:
-        best, best_i, best_id = -1e10, -1, -1
-        for i in range(len(ids) - 1):
-            merged = lookup.get(tok.pieces[ids[i]] + tok.pieces[ids[i + 1]])
-            if merged is not None and tok.scores[merged] > best:
-                best, best_i, best_id = tok.scores[merged], i, merged
-        if best_i < 0:
-            return ids
-        ids[best_i : best_i + 2] = [best_id]
-
-
-TEXT = st.text(alphabet=st.sampled_from(list("helo tHé☃\n!")), max_size=40)
-
-
-@settings(max_examples=200, deadline=None)
-@given(TEXT)
-def test_encode_equals_run_c_rule_on_a_tiny_tokenizer(text):
-    tok = ts.byte_tokenizer(
-        (
-            b"he",
-            b" t",
-            b" the",
-            b"ll",
-            b"o",
-            b" hello",
-            b"l",
-            b"lo",
-            b"el",
-            b" h",
-            b"\xc3\xa9",
-        )
-    )
-    assert tok.encode(text) == reference_encode(tok, text)
-    # byte fallback and merges lose nothing: decoding (which drops only the dummy-prefix
-    # space after BOS) gives the text back
-    assert tok.decode(tok.encode(text)) == text
-
-
-def test_encode_options_and_decode(tiny_tokenizer):
-    ids = tiny_tokenizer.encode("hello", bos=False, eos=True)
-    assert ids[-1] == llama.EOS and llama.BOS not in ids
-    assert tiny_tokenizer.encode("") == [llama.BOS]
-    # the leading space after BOS is dropped; byte tokens are bytes; é comes back whole
-    assert tiny_tokenizer.decode(tiny_tokenizer.encode("hello é☃")) == "hello é☃"
-    with pytest.raises(ValueError, match="ids"):
-        tiny_tokenizer.decode([10**6])
-    with pytest.raises(TypeError, match="text"):
-        tiny_tokenizer.encode(b"bytes")
-
-
-def test_tokenizer_needs_the_byte_tokens():
-    with pytest.raises(ValueError, match="259"):
-        ts.Tokenizer((b"a",), (0.0,), 1)
-
-
 # ------------------------------------------------------------------ stories, init
 
 
@@ -284,7 +192,9 @@ def test_read_stories(tmp_path):
 
 
 def test_init_weights_follow_llama2c():
-    config = llama.STORIES260K_CONFIG  # 5 layers: wo and w3 are scaled by 1/√(2·5)
+    config = (
+        llama_weights.STORIES260K_CONFIG
+    )  # 5 layers: wo and w3 are scaled by 1/√(2·5)
     w = llama.init_weights(config, seed=0)
     # std of n normal draws has relative standard error 1/√(2n); 5 of them as tolerance
     for name, std in [
@@ -307,13 +217,6 @@ def test_init_weights_follow_llama2c():
     assert sin[3, 1] == pytest.approx(np.sin(3 * 10000**-0.25), rel=1e-6)
     again = llama.init_weights(config, seed=0)
     np.testing.assert_array_equal(again.wq, w.wq)
-
-
-def test_config_validation():
-    with pytest.raises(TypeError, match="dim"):
-        llama.LlamaConfig(16.0, 40, 2, 4, 2, 300, 32)
-    with pytest.raises(ValueError, match="even"):
-        llama.LlamaConfig(12, 40, 2, 4, 2, 300, 32)  # head size 3
 
 
 # ------------------------------------------------------------------ the source rule
@@ -464,10 +367,3 @@ def test_real_load_is_fast_and_cached(real):
     start = time.perf_counter()
     assert ts.load(real) is first
     assert time.perf_counter() - start < 0.05
-
-
-def test_byte_tokenizer_sizes():
-    assert ts.byte_tokenizer(vocab_size=512).vocab_size == 512
-    assert ts.byte_tokenizer().vocab_size == 260
-    with pytest.raises(ValueError, match="vocab_size must be in 260"):
-        ts.byte_tokenizer(vocab_size=100)

@@ -29,13 +29,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"
-LN_BYTES = (
-    25 * 2 * 768 * 4
-)  # 25 LayerNorms × (gain, bias) × 768 float32 = 153,600 bytes
+#: 25 LayerNorms × (gain, bias) × 768 float32 = 153,600 bytes
+LN_BYTES = 25 * 2 * 768 * 4
 TARGETS = {
     "noop_make_book_s": 3.0,
     "exec_phase_over_serial_sum": 0.65,
@@ -110,6 +110,40 @@ def append_line(path: Path, marker: str, line: str) -> None:
     path.write_text(text[:index] + "\n" + line + text[index:])
 
 
+def append_text(path: Path, text: str) -> None:
+    """Append ``text`` to the file ``path``."""
+    with open(path, "a") as handle:
+        handle.write(text)
+
+
+def time_rebuilds(
+    tree: Path, runs: int, file: str, edit: Callable[[Path, int], None]
+) -> tuple[dict, list[float]]:
+    """``runs`` times: ``edit(tree / file, run)``, then ``make book`` in ``tree``.
+
+    Returns the record of the edit (``file``; ``rebuild_s``, the median wall time of the
+    rebuilds; ``exec_s``, the median of their execution phases; ``executed`` and
+    ``read``, the pages executed and read by any of them) and the execution-phase
+    seconds of each run (for :func:`rebuild_floor`).
+    """
+    seconds, exec_seconds, executed, read = [], [], set(), set()
+    for run in range(runs):
+        edit(tree / file, run)
+        rebuild_s, report = make_book(tree)
+        seconds.append(rebuild_s)
+        exec_seconds.append(report["wall_seconds"])
+        executed |= set(report["executed"])
+        read |= set(report["read"])
+    record = {
+        "file": file,
+        "rebuild_s": round(statistics.median(seconds), 2),
+        "exec_s": round(statistics.median(exec_seconds), 2),
+        "executed": sorted(executed),
+        "read": sorted(read),
+    }
+    return record, exec_seconds
+
+
 def page_weights(site: Path) -> dict[str, int]:
     """Bytes of each page: its HTML plus every image it references."""
     weights = {}
@@ -120,6 +154,15 @@ def page_weights(site: Path) -> dict[str, int]:
             (html.parent / src).stat().st_size for src in images
         )
     return weights
+
+
+def run_python(script: str) -> dict:
+    """Run ``script`` in a fresh process of this Python; the JSON object its last line
+    prints."""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def ln_read_bytes(workdir: Path) -> dict[str, int]:
@@ -137,10 +180,7 @@ with torch.no_grad():  # GPT-2's N(0, 0.02²) from a seeded generator (LayerNorm
 model.save_pretrained(model_dir)
 print(json.dumps({{"file": str(next(model_dir.glob("*.safetensors")))}}))
 """
-    made = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    )
-    file = json.loads(made.stdout.strip().splitlines()[-1])["file"]
+    file = run_python(script)["file"]
     measure = f"""
 import json
 def rchar():
@@ -153,10 +193,7 @@ params = gpt2.layernorm_parameters(source={file!r})
 after = rchar()
 print(json.dumps({{"read": after - before}}))
 """
-    out = subprocess.run(
-        [sys.executable, "-c", measure], capture_output=True, text=True, check=True
-    )
-    read = json.loads(out.stdout.strip().splitlines()[-1])["read"]
+    read = run_python(measure)["read"]
     return {
         "file_bytes": Path(file).stat().st_size,
         "ln_bytes": LN_BYTES,
@@ -221,6 +258,11 @@ def time_tests(workdir: Path) -> dict:
     }
 
 
+def within(value: float, limit: float) -> dict:
+    """A target of the report: its limit, the measured value, and whether it is met."""
+    return {"target": limit, "value": value, "met": value <= limit}
+
+
 def rebuild_floor(report_seconds: list[float]) -> float:
     """Execution seconds of a rebuild's re-executed pages (median over runs) + overhead."""
     return round(statistics.median(report_seconds) + REBUILD_OVERHEAD_S, 2)
@@ -271,41 +313,24 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         # Add a sentence to a chapter's prose: nothing executes, only that page is read.
-        prose_runs, prose_pages, prose_read = [], set(), set()
-        for run in range(args.runs):
-            with open(tree / "book" / "dot_products.md", "a") as handle:
-                handle.write(f"\nBench edit {run}.\n")  # a sentence of prose
-            seconds, report = make_book(tree)
-            prose_runs.append(seconds)
-            prose_pages |= set(report["executed"])
-            prose_read |= set(report["read"])
-        results["edit_prose"] = {
-            "file": "book/dot_products.md",
-            "rebuild_s": round(statistics.median(prose_runs), 2),
-            "executed": sorted(prose_pages),
-            "read": sorted(prose_read),
-            "target_s": REBUILD_OVERHEAD_S,
-        }
+        prose, _ = time_rebuilds(
+            tree,
+            args.runs,
+            "book/dot_products.md",
+            lambda path, run: append_text(path, f"\nBench edit {run}.\n"),
+        )
+        results["edit_prose"] = {**prose, "target_s": REBUILD_OVERHEAD_S}
 
         # Edit one chapter's code: only that chapter re-executes.
-        chapter_runs, chapter_pages, chapter_exec = [], set(), []
-        for run in range(args.runs):
-            append_line(
-                tree / "book" / "dot_products.md",
-                "```{code-cell} ipython3",
-                f"# bench edit {run}",
-            )
-            seconds, report = make_book(tree)
-            chapter_runs.append(seconds)
-            chapter_pages |= set(report["executed"])
-            chapter_exec.append(report["wall_seconds"])
-        results["edit_chapter"] = {
-            "file": "book/dot_products.md",
-            "rebuild_s": round(statistics.median(chapter_runs), 2),
-            "executed": sorted(chapter_pages),
-            "exec_s": round(statistics.median(chapter_exec), 2),
-            "target_s": rebuild_floor(chapter_exec),
-        }
+        chapter, chapter_exec = time_rebuilds(
+            tree,
+            args.runs,
+            "book/dot_products.md",
+            lambda path, run: append_line(
+                path, "```{code-cell} ipython3", f"# bench edit {run}"
+            ),
+        )
+        results["edit_chapter"] = {**chapter, "target_s": rebuild_floor(chapter_exec)}
 
         # Edit one helper module's code: exactly the chapters importing it re-execute.
         keys = json.loads(
@@ -314,57 +339,31 @@ def main(argv: list[str] | None = None) -> int:
         importers = sorted(
             d for d, entry in keys.items() if "numscale.dotprod" in entry["modules"]
         )
-        module_runs, module_pages, module_exec = [], set(), []
-        for run in range(args.runs):
-            with open(tree / "src" / "numscale" / "dotprod.py", "a") as handle:
-                handle.write(
-                    f"_BENCH_EDIT = {run}\n"
-                )  # a change of code (a new constant)
-            seconds, report = make_book(tree)
-            module_runs.append(seconds)
-            module_pages |= set(report["executed"])
-            module_exec.append(report["wall_seconds"])
+        module, module_exec = time_rebuilds(
+            tree,
+            args.runs,
+            "src/numscale/dotprod.py",  # a change of code: a new constant
+            lambda path, run: append_text(path, f"_BENCH_EDIT = {run}\n"),
+        )
         results["edit_module"] = {
-            "file": "src/numscale/dotprod.py",
-            "rebuild_s": round(statistics.median(module_runs), 2),
-            "executed": sorted(module_pages),
+            **module,
             "importers": importers,
-            "exec_s": round(statistics.median(module_exec), 2),
             "target_s": rebuild_floor(module_exec),
         }
 
         # Edit only a comment of the same module: nothing re-executes (pages are keyed on code).
-        comment_runs, comment_pages = [], set()
-        for run in range(args.runs):
-            with open(tree / "src" / "numscale" / "dotprod.py", "a") as handle:
-                handle.write(f"# bench comment {run}\n\n")
-            seconds, report = make_book(tree)
-            comment_runs.append(seconds)
-            comment_pages |= set(report["executed"])
-        results["edit_comment"] = {
-            "file": "src/numscale/dotprod.py",
-            "rebuild_s": round(statistics.median(comment_runs), 2),
-            "executed": sorted(comment_pages),
-            "target_s": REBUILD_OVERHEAD_S,
-        }
+        def add_comment(path: Path, run: int) -> None:
+            append_text(path, f"# bench comment {run}\n\n")
+
+        comment, _ = time_rebuilds(
+            tree, args.runs, "src/numscale/dotprod.py", add_comment
+        )
+        results["edit_comment"] = {**comment, "target_s": REBUILD_OVERHEAD_S}
 
         # The same in a module most chapters import: nothing executes and no page is read
         # (only that module's [source] page is written again).
-        many_runs, many_pages, many_read = [], set(), set()
-        for run in range(args.runs):
-            with open(tree / "src" / "numscale" / "checks.py", "a") as handle:
-                handle.write(f"# bench comment {run}\n\n")
-            seconds, report = make_book(tree)
-            many_runs.append(seconds)
-            many_pages |= set(report["executed"])
-            many_read |= set(report["read"])
-        results["edit_comment_many"] = {
-            "file": "src/numscale/checks.py",
-            "rebuild_s": round(statistics.median(many_runs), 2),
-            "executed": sorted(many_pages),
-            "read": sorted(many_read),
-            "target_s": REBUILD_OVERHEAD_S,
-        }
+        many, _ = time_rebuilds(tree, args.runs, "src/numscale/checks.py", add_comment)
+        results["edit_comment_many"] = {**many, "target_s": REBUILD_OVERHEAD_S}
 
         weights = page_weights(tree / "_build" / "html")
         results["page_bytes"] = weights
@@ -375,57 +374,28 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_test:
             results["tests"] = time_tests(Path(tmp))
 
-    results["targets"] = {
-        name: {"target": limit, "value": results[name], "met": results[name] <= limit}
-        for name, limit in TARGETS.items()
+    targets = {name: within(results[name], limit) for name, limit in TARGETS.items()}
+    for name, edit in results.items():
+        if name.startswith("edit_"):  # a rebuild within its target time
+            targets[f"{name}_rebuild_s"] = within(edit["rebuild_s"], edit["target_s"])
+    page = ["book/dot_products"]  # the chapter the edits touch
+    met = {  # targets that are met or not
+        "edit_chapter_only_that_chapter": chapter["executed"] == page,
+        "edit_module_exactly_importers": module["executed"] == importers,
+        "edit_comment_executes_nothing": not comment["executed"],
+        "edit_comment_many_reads_and_executes_nothing": not many["executed"]
+        and not many["read"],
+        "edit_prose_executes_nothing_reads_that_page": not prose["executed"]
+        and prose["read"] == page,
+        "two_cold_builds_identical": results["reproducibility"]["identical"],
     }
-    results["targets"]["edit_chapter_only_that_chapter"] = {
-        "met": results["edit_chapter"]["executed"] == ["book/dot_products"]
-    }
-    results["targets"]["edit_module_exactly_importers"] = {
-        "met": results["edit_module"]["executed"] == results["edit_module"]["importers"]
-    }
-    results["targets"]["edit_comment_executes_nothing"] = {
-        "met": results["edit_comment"]["executed"] == []
-    }
-    results["targets"]["edit_comment_many_reads_and_executes_nothing"] = {
-        "met": results["edit_comment_many"]["executed"] == []
-        and results["edit_comment_many"]["read"] == []
-    }
-    results["targets"]["edit_prose_executes_nothing_reads_that_page"] = {
-        "met": results["edit_prose"]["executed"] == []
-        and results["edit_prose"]["read"] == ["book/dot_products"]
-    }
-    results["targets"]["two_cold_builds_identical"] = {
-        "met": results["reproducibility"]["identical"]
-    }
-    for edit in (
-        "edit_prose",
-        "edit_chapter",
-        "edit_module",
-        "edit_comment",
-        "edit_comment_many",
-    ):
-        value, limit = results[edit]["rebuild_s"], results[edit]["target_s"]
-        results["targets"][f"{edit}_rebuild_s"] = {
-            "target": limit,
-            "value": value,
-            "met": value <= limit,
-        }
     if "tests" in results:
         for name, limit in TEST_TARGETS.items():
-            value = results["tests"][name]
-            results["targets"][name] = {
-                "target": limit,
-                "value": value,
-                "met": value <= limit,
-            }
-        results["targets"]["make_test_passes"] = {
-            "met": results["tests"]["make_test_passed"]
-        }
-        results["targets"]["make_check_passes"] = {
-            "met": results["tests"]["make_check_passed"]
-        }
+            targets[name] = within(results["tests"][name], limit)
+        met["make_test_passes"] = results["tests"]["make_test_passed"]
+        met["make_check_passes"] = results["tests"]["make_check_passed"]
+    targets.update({name: {"met": flag} for name, flag in met.items()})
+    results["targets"] = targets
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1, sort_keys=True))
     print_table(results)

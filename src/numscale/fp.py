@@ -21,7 +21,8 @@ from decimal import Decimal, localcontext
 import numpy as np
 import torch
 
-from numscale.checks import finite_float, positive_int, rng_from
+from numscale.checks import as_float_array, finite_float, positive_int, rng_from
+from numscale.softmax import naive_softmax, softmax
 
 #: The formats of the chapter, widest first, with their display names.
 FORMATS: dict[str, torch.dtype] = {
@@ -41,6 +42,18 @@ def _check_dtype(dtype: object, name: str = "dtype") -> torch.dtype:
         raise TypeError(f"{name} must be a floating-point torch.dtype, got {dtype!r}")
     if dtype not in FORMATS.values():
         raise ValueError(f"{name} must be one of {sorted(FORMATS)}, got {dtype}")
+    return dtype
+
+
+def _check_kernel_dtype(dtype: object, kernel: str) -> torch.dtype:
+    """``dtype`` checked by :func:`_check_dtype` and not fp8: torch has no ``kernel``
+    (``"exp"``, ``"softmax"``) for the fp8 formats."""
+    dtype = _check_dtype(dtype)
+    if dtype in FP8:
+        raise ValueError(
+            f"dtype {dtype} has no {kernel} kernel; "
+            "use float64, float32, float16 or bfloat16"
+        )
     return dtype
 
 
@@ -156,10 +169,8 @@ def stored_in_format(
     x = torch.tensor([float(v) for v in values], dtype=torch.float64).to(dtype)
     int_dtype = _INT_OF_SIZE[torch.finfo(dtype).bits]
     bits = x.view(int_dtype).to(torch.int64)
-    if int_dtype is not torch.uint8:
-        bits = bits & (
-            (1 << torch.finfo(dtype).bits) - 1
-        )  # two's complement -> unsigned
+    if int_dtype is not torch.uint8:  # two's complement -> unsigned
+        bits = bits & ((1 << torch.finfo(dtype).bits) - 1)
     return x.double().tolist(), [int(b) for b in bits.tolist()]
 
 
@@ -238,9 +249,7 @@ def exp_fits(x: torch.Tensor) -> bool:
     """
     dtype = _check_dtype(x.dtype, "x")
     out = exp_in_format(x)
-    if not bool(
-        torch.isfinite(out.double()).all()
-    ):  # .float() would overflow float64 results
+    if not bool(torch.isfinite(out.double()).all()):  # .float() overflows float64
         return False
     if dtype in FP8:
         return bool((torch.exp(x.float()) <= torch.finfo(dtype).max).all())
@@ -252,6 +261,11 @@ def exp_overflow_threshold(dtype: torch.dtype) -> float:
     return largest_positive_where(dtype, exp_fits)
 
 
+def _softmax_of_gap(g: torch.Tensor) -> torch.Tensor:
+    """``torch.softmax([g, 0])`` in the format of the scalar ``g``: shape ``(2,)``."""
+    return torch.softmax(torch.stack([g, torch.zeros((), dtype=g.dtype)]), dim=0)
+
+
 def softmax_one_gap(dtype: torch.dtype) -> float:
     """Smallest gap g between two logits at which ``softmax([g, 0])[0]`` is exactly 1.0.
 
@@ -259,20 +273,10 @@ def softmax_one_gap(dtype: torch.dtype) -> float:
     rounding argument predicts g ≈ ln(1/u) with u = eps/2 the unit roundoff: the
     normaliser 1 + exp(−g) rounds to 1 once exp(−g) ≤ u.
     """
-    dtype = _check_dtype(dtype)
-    if dtype in FP8:
-        raise ValueError(
-            f"dtype {dtype} has no softmax kernel; use float64, float32, float16 or bfloat16"
-        )
-
-    def below_one(g: torch.Tensor) -> bool:
-        z = torch.stack([g, torch.zeros((), dtype=dtype)])
-        return bool(torch.softmax(z, dim=0)[0] < 1)
-
-    last_below = _largest_bits_where(dtype, below_one)
-    return float(
-        value_of_bits(last_below + 1, dtype).double()
-    )  # the next value up gives exactly 1
+    dtype = _check_kernel_dtype(dtype, "softmax")
+    last_below = _largest_bits_where(dtype, lambda g: bool(_softmax_of_gap(g)[0] < 1))
+    # the next value up gives exactly 1
+    return float(value_of_bits(last_below + 1, dtype).double())
 
 
 def softmax_zero_gap(dtype: torch.dtype) -> float:
@@ -283,17 +287,10 @@ def softmax_zero_gap(dtype: torch.dtype) -> float:
     has already rounded to 1 (:func:`softmax_one_gap`). The rounding argument predicts
     g ≈ ln(2/s) with s the smallest positive subnormal: exp(−g) rounds to 0 below s/2.
     """
-    dtype = _check_dtype(dtype)
-    if dtype in FP8:
-        raise ValueError(
-            f"dtype {dtype} has no softmax kernel; use float64, float32, float16 or bfloat16"
-        )
-
-    def runner_up_positive(g: torch.Tensor) -> bool:
-        z = torch.stack([g, torch.zeros((), dtype=dtype)])
-        return bool(torch.softmax(z, dim=0)[1] > 0)
-
-    last_positive = _largest_bits_where(dtype, runner_up_positive)
+    dtype = _check_kernel_dtype(dtype, "softmax")
+    last_positive = _largest_bits_where(
+        dtype, lambda g: bool(_softmax_of_gap(g)[1] > 0)
+    )
     return float(value_of_bits(last_positive + 1, dtype).double())
 
 
@@ -316,13 +313,7 @@ def dot_logits(
 def exp_overflow_fraction(logits: np.ndarray, dtype: torch.dtype) -> float:
     """Fraction of ``logits`` whose exp is inf after the logits are cast to ``dtype``
     and exponentiated there (float16 / bfloat16 / float32 kernels)."""
-    dtype = _check_dtype(dtype)
-    if dtype in FP8:
-        raise ValueError(
-            f"dtype {dtype} has no exp kernel; use float16, bfloat16 or float32"
-        )
-    from numscale.checks import as_float_array
-
+    dtype = _check_kernel_dtype(dtype, "exp")
     z = torch.from_numpy(
         as_float_array(logits, "logits", ndim=1).astype(np.float64)
     ).to(dtype)
@@ -410,8 +401,6 @@ def exact_softmax(logits: np.ndarray) -> list[Decimal]:
     evaluated with 40-digit decimal arithmetic (correctly rounded exp), so the relative
     error of every entry is far below float64's 1.1e-16, on any platform.
     """
-    from numscale.checks import as_float_array
-
     z = as_float_array(logits, "logits", ndim=1)
     with localcontext() as ctx:
         ctx.prec = _REFERENCE_DIGITS
@@ -443,9 +432,6 @@ def softmax_errors(row: np.ndarray, tops: np.ndarray, dtype: type) -> SoftmaxErr
 
     ``row``: ``(n,)`` with a positive maximum; ``tops``: ``(k,)`` positive.
     """
-    from numscale.checks import as_float_array
-    from numscale.softmax import naive_softmax, softmax
-
     r = as_float_array(row, "row", ndim=1)
     t = as_float_array(tops, "tops", ndim=1)
     if r.max() <= 0:
@@ -490,8 +476,6 @@ def fp8_roundtrip(
     dtype = _check_dtype(dtype)
     if dtype not in FP8:
         raise ValueError(f"dtype must be an fp8 format, got {dtype}")
-    from numscale.checks import as_float_array
-
     x = as_float_array(values, "values", ndim=2).astype(np.float64)
     if x.size == 0:
         raise ValueError(f"values must not be empty, got shape {x.shape}")

@@ -27,7 +27,7 @@ from numscale import stats
 from numscale.attention_rows import RowStats, concat_rows, row_statistics
 from numscale.checks import as_float_array, finite_float, positive_int, rng_from
 from numscale.models import next_token
-from numscale.models.llama import LlamaConfig
+from numscale.models.llama_weights import LlamaConfig
 from numscale.models.next_token import (
     batches,
     check_mask,
@@ -268,8 +268,8 @@ def sweep_optimum(
 
 
 def weight_arrays(weights: object) -> dict[str, np.ndarray]:
-    """The trainable arrays of a :class:`numscale.models.llama.LlamaWeights` by name
-    (rotary tables left out)."""
+    """The trainable arrays of a :class:`numscale.models.llama_weights.LlamaWeights`
+    by name (rotary tables left out)."""
     return {
         name: array for name, array in weights.arrays().items() if "freq" not in name
     }
@@ -281,7 +281,7 @@ def random_token_batch(
     """Seeded uniformly random token ids (n_sequences, length) with BOS at position 0,
     and their target mask (every position after BOS): text-free input for tests of the
     model code (the chapters run on the built-in validation stories)."""
-    from numscale.models.llama import BOS
+    from numscale.models.llama_tokenizer import BOS
 
     rng = rng_from(seed)
     n_sequences = positive_int(n_sequences, "n_sequences")

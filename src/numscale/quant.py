@@ -16,7 +16,7 @@ import torch
 
 from numscale.checks import as_float_array, finite_float, positive_int
 from numscale.models import llama
-from numscale.models.llama import LlamaWeights
+from numscale.models.llama_weights import LlamaWeights
 
 SCHEMES = ("tensor", "channel", "group")
 #: the stories260K matrices that are quantized (every weight matrix of the model)

@@ -33,6 +33,20 @@ def _logits(logits: np.ndarray) -> np.ndarray:
     return as_float_array(logits, "logits", ndim=tuple(range(1, 33)))
 
 
+def _positive_dims(dims: Sequence[int]) -> np.ndarray:
+    """``dims`` as a non-empty int array ``(k,)`` of positive values."""
+    dims_arr = np.array([positive_int(int(x), "dims") for x in dims])
+    if dims_arr.size == 0:
+        raise ValueError("dims must not be empty")
+    return dims_arr
+
+
+def _stderr(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Standard error of the mean along ``axis``, the draws being independent:
+    std (ddof 1) / √n. ``(..., n) -> (...)`` for the default axis."""
+    return x.std(axis=axis, ddof=1) / np.sqrt(x.shape[axis])
+
+
 def jacobian_from_probs(p: np.ndarray) -> np.ndarray:
     """J = diag(p) − p pᵀ along the last axis: ``(..., n) -> (..., n, n)``."""
     diag = p[..., :, None] * np.eye(p.shape[-1], dtype=p.dtype)
@@ -122,16 +136,14 @@ def jacobian_norm_sweep(
     keys and are correlated, so the standard error is that of the ``n_matrices``
     per-matrix means: std(means)/√n_matrices. Each d draws from its own child seed.
     """
-    dims_arr = np.array([positive_int(int(x), "dims") for x in dims])
-    if dims_arr.size == 0:
-        raise ValueError("dims must not be empty")
+    dims_arr = _positive_dims(dims)
     rngs = spawn_rngs(seed, dims_arr.size)
     means, errs = [], []
     for d, rng in zip(dims_arr, rngs):
         rows = qk_logit_rows(int(d), n_keys, n_matrices, rng, scale)
         per_matrix = jacobian_frobenius(rows).mean(axis=1)
         means.append(per_matrix.mean())
-        errs.append(per_matrix.std(ddof=1) / np.sqrt(n_matrices))
+        errs.append(_stderr(per_matrix))
     return NormSweep(dims=dims_arr, mean=np.array(means), stderr=np.array(errs))
 
 
@@ -193,7 +205,7 @@ def jacobian_norm_vs_std(
     return NormSweep(
         dims=sigmas,
         mean=norms.mean(axis=1),
-        stderr=norms.std(axis=1, ddof=1) / np.sqrt(n_rows),
+        stderr=_stderr(norms, axis=1),
     )
 
 
@@ -292,7 +304,7 @@ def iid_jacobian_crossover(
         dims=dims,
         curve=curve,
         gap=gaps.mean(axis=1),
-        gap_se=gaps.std(axis=1, ddof=1) / np.sqrt(n_rows),
+        gap_se=_stderr(gaps, axis=1),
     )
     if gaps[-1].mean() > 0:
         return Crossover(crossed=False, d_cross=nan, d_cross_se=nan, **common)
@@ -304,7 +316,7 @@ def iid_jacobian_crossover(
     diff = norms(sigma) - at_1
     h = 1e-2 * sigma
     slope = (norms(sigma + h).mean() - norms(sigma - h).mean()) / (2 * h)
-    sigma_se = diff.std(ddof=1) / np.sqrt(n_rows) / abs(slope)
+    sigma_se = _stderr(diff) / abs(slope)
     return Crossover(
         crossed=True,
         d_cross=float(sigma**2),
@@ -356,9 +368,8 @@ def query_gradient(
         )
     if upstream.shape[-1] != values.shape[-1]:
         raise ValueError(f"upstream must have length d_v = {values.shape[-1]}")
-    return attention_backward(q, keys, values, upstream, finite_float(scale, "scale"))[
-        1
-    ]
+    _, dq = attention_backward(q, keys, values, upstream, finite_float(scale, "scale"))
+    return dq
 
 
 def effective_count(weights: np.ndarray) -> np.ndarray:
@@ -376,9 +387,8 @@ class QueryGradientSweep:
     scaled: np.ndarray  #: mean ‖∂L/∂q‖ with s = 1/√d_k
     ratio: np.ndarray  #: unscaled / scaled (ratio of the means)
     ratio_se: np.ndarray
-    keys_unscaled: (
-        np.ndarray
-    )  #: mean effective number of keys receiving gradient, s = 1
+    #: mean effective number of keys receiving gradient, s = 1
+    keys_unscaled: np.ndarray
     keys_scaled: np.ndarray  #: the same, s = 1/√d_k
     keys_unscaled_se: np.ndarray
     keys_scaled_se: np.ndarray
@@ -397,63 +407,43 @@ def query_gradient_sweep(
     s·(∂L/∂z_j)·q). Standard errors treat trials as independent (they are); the ratio's
     uses the delta method on the paired means.
     """
-    dims_arr = np.array([positive_int(int(x), "dims") for x in dims])
-    if dims_arr.size == 0:
-        raise ValueError("dims must not be empty")
+    dims_arr = _positive_dims(dims)
     n_keys = positive_int(n_keys, "n_keys", minimum=2)
     d_v = positive_int(d_v, "d_v")
     n_trials = positive_int(n_trials, "n_trials", minimum=2)
-    out = {
-        k: []
-        for k in ("u", "s", "r", "r_se", "ku", "ks", "ku_se", "ks_se", "u_se", "s_se")
-    }
+    columns: dict[str, list[float]] = {}  # field of QueryGradientSweep -> value per d
     for d, rng in zip(dims_arr, spawn_rngs(seed, dims_arr.size)):
-        norms, counts = {1.0: [], 1 / np.sqrt(d): []}, {1.0: [], 1 / np.sqrt(d): []}
+        scales = {"unscaled": 1.0, "scaled": 1 / np.sqrt(d)}
+        norms = {name: [] for name in scales}
+        counts = {name: [] for name in scales}
         for chunk in np.array_split(np.arange(n_trials), max(1, n_trials // 50)):
             t = chunk.size
             q = rng.standard_normal((t, d))
             keys = rng.standard_normal((t, n_keys, d))
             values = rng.standard_normal((t, n_keys, d_v))
             upstream = rng.standard_normal((t, d_v))
-            for s in norms:
+            for name, s in scales.items():
                 dz, dq = attention_backward(q, keys, values, upstream, s)
-                norms[s].append(np.linalg.norm(dq, axis=-1))
-                counts[s].append(effective_count(dz))
-        (a, b), (ka, kb) = (
-            [np.concatenate(v) for v in norms.values()],
-            [np.concatenate(v) for v in counts.values()],
-        )
-        ratio = a.mean() / b.mean()
-        cov = np.cov(a, b)
+                norms[name].append(np.linalg.norm(dq, axis=-1))
+                counts[name].append(effective_count(dz))
+        row = {}
+        for name in scales:
+            norm, count = np.concatenate(norms[name]), np.concatenate(counts[name])
+            row[name], row[f"{name}_se"] = norm.mean(), _stderr(norm)
+            row[f"keys_{name}"], row[f"keys_{name}_se"] = count.mean(), _stderr(count)
+        a, b = row["unscaled"], row["scaled"]
+        ratio = a / b
+        cov = np.cov(np.concatenate(norms["unscaled"]), np.concatenate(norms["scaled"]))
         var_ratio = (
             ratio**2
-            * (
-                cov[0, 0] / a.mean() ** 2
-                + cov[1, 1] / b.mean() ** 2
-                - 2 * cov[0, 1] / (a.mean() * b.mean())
-            )
+            * (cov[0, 0] / a**2 + cov[1, 1] / b**2 - 2 * cov[0, 1] / (a * b))
             / n_trials
         )
-        out["u"].append(a.mean()), out["s"].append(b.mean())
-        out["r"].append(ratio), out["r_se"].append(np.sqrt(var_ratio))
-        out["ku"].append(ka.mean()), out["ks"].append(kb.mean())
-        out["ku_se"].append(ka.std(ddof=1) / np.sqrt(n_trials))
-        out["ks_se"].append(kb.std(ddof=1) / np.sqrt(n_trials))
-        out["u_se"].append(a.std(ddof=1) / np.sqrt(n_trials))
-        out["s_se"].append(b.std(ddof=1) / np.sqrt(n_trials))
-    a = {k: np.array(v) for k, v in out.items()}
+        row["ratio"], row["ratio_se"] = ratio, np.sqrt(var_ratio)
+        for field, value in row.items():
+            columns.setdefault(field, []).append(value)
     return QueryGradientSweep(
-        dims_arr,
-        a["u"],
-        a["s"],
-        a["r"],
-        a["r_se"],
-        a["ku"],
-        a["ks"],
-        a["ku_se"],
-        a["ks_se"],
-        a["u_se"],
-        a["s_se"],
+        dims=dims_arr, **{field: np.array(v) for field, v in columns.items()}
     )
 
 

@@ -7,9 +7,11 @@
 * :mod:`~numscale.models.safetensors_io`: a reader of ``.safetensors`` byte ranges;
 * :mod:`~numscale.models.gpt2` (GPT-2's tensors) and :mod:`~numscale.models.gpt2_model`
   (its initialization, honest labels and the whole model);
-* :mod:`~numscale.models.llama2c` (llama2.c's checkpoint, tokenizer and stories, and the
-  source of stories260K) and :mod:`~numscale.models.llama` (the Llama model: config,
-  rotary tables, initialization, forward, per-story loss).
+* :mod:`~numscale.models.llama2c` (llama2.c's checkpoint, tokenizer and stories files,
+  and the source of stories260K), :mod:`~numscale.models.llama_weights` (the model's
+  shape and arrays: what a checkpoint holds), :mod:`~numscale.models.llama_tokenizer`
+  (its BPE tokenizer) and :mod:`~numscale.models.llama` (the Llama model: rotary tables,
+  initialization, forward, token batches of stories).
 
 Import submodules explicitly (``from numscale.models import llama2c``); this file
 imports none, so that importing one loader does not import torch.

@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from numscale.models.llama import BOS, EOS, RMS_EPS, ROPE_THETA, LlamaWeights
+from numscale.models.llama import RMS_EPS, ROPE_THETA
+from numscale.models.llama_tokenizer import BOS, EOS
+from numscale.models.llama_weights import LlamaWeights
 
 
 def interleaved_to_halves(w: np.ndarray, n_heads: int) -> np.ndarray:

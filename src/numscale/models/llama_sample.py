@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from numscale.models.llama import BOS, LlamaModel, _rmsnorm, _rotate
+from numscale.models.llama import LlamaModel, _rmsnorm, _rotate
+from numscale.models.llama_tokenizer import BOS
 
 if TYPE_CHECKING:
-    from numscale.models.llama2c import Tokenizer
+    from numscale.models.llama_tokenizer import Tokenizer
 
 
 def _step(model: LlamaModel, token: int, pos: int, cache: list) -> torch.Tensor:
