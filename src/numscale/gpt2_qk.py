@@ -296,7 +296,8 @@ def _bias_zeroing_core(u, w_q, b_q, w_k, b_k, scale):
     return p, np.abs(p_no_key_bias - p), np.abs(p_no_query_bias - p)
 
 
-def _as_common_dtype(u, w_q, b_q, w_k, b_k):
+def _checked_bias_inputs(u, w_q, b_q, w_k, b_k, scale):
+    """The arguments of :func:`bias_zeroing_change`, checked (shapes there)."""
     u = as_float_array(u, "u", ndim=2)
     w_q = as_float_array(w_q, "w_q", ndim=3)
     w_k = as_float_array(w_k, "w_k", ndim=3)
@@ -317,7 +318,7 @@ def _as_common_dtype(u, w_q, b_q, w_k, b_k):
             "u, w_q, b_q, w_k and b_k must share one dtype, got "
             f"{sorted(map(str, dtypes))}"
         )
-    return u, w_q, b_q, w_k, b_k
+    return u, w_q, b_q, w_k, b_k, finite_float(scale, "scale", positive=True)
 
 
 def bias_zeroing_change(
@@ -335,8 +336,7 @@ def bias_zeroing_change(
     (the softmax is then taken in float64). Returns ``(p, change_without_key_bias,
     change_without_query_bias)``, each (H, n, n): every query attends to all n tokens.
     """
-    u, w_q, b_q, w_k, b_k = _as_common_dtype(u, w_q, b_q, w_k, b_k)
-    scale = finite_float(scale, "scale", positive=True)
+    u, w_q, b_q, w_k, b_k, scale = _checked_bias_inputs(u, w_q, b_q, w_k, b_k, scale)
     return _bias_zeroing_core(u, w_q, b_q, w_k, b_k, scale)
 
 
@@ -365,8 +365,7 @@ def key_bias_rounding_bound(
     a factor within ``e^{±2Δ}``, so ``|p − p′| ≤ p_exact (e^{2Δ} − 1 + e^{2Δ′} − 1)``,
     with ``p_exact ≤ p e^{2Δ}``. A float64 term covers the float64 softmax. (H, n, n).
     """
-    u, w_q, b_q, w_k, b_k = _as_common_dtype(u, w_q, b_q, w_k, b_k)
-    scale = finite_float(scale, "scale", positive=True)
+    u, w_q, b_q, w_k, b_k, scale = _checked_bias_inputs(u, w_q, b_q, w_k, b_k, scale)
     roundoff = float(np.finfo(u.dtype).eps) / 2
     d, d_k = w_q.shape[1], w_q.shape[2]
     g_proj, g_dot = _gamma(d + 1, roundoff), _gamma(d_k, roundoff)
