@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numscale.attention import query_key_weights
 from numscale.checks import as_float_array, finite_float, positive_int, rng_from
 
 #: Unit roundoff of float32 (half its machine epsilon), for rounding-error bounds.
@@ -299,15 +300,9 @@ def _bias_zeroing_core(u, w_q, b_q, w_k, b_k, scale):
 def _checked_bias_inputs(u, w_q, b_q, w_k, b_k, scale):
     """The arguments of :func:`bias_zeroing_change`, checked (shapes there)."""
     u = as_float_array(u, "u", ndim=2)
-    w_q = as_float_array(w_q, "w_q", ndim=3)
-    w_k = as_float_array(w_k, "w_k", ndim=3)
+    w_q, w_k = query_key_weights(w_q, w_k, u.shape[1], ndim=3)
     b_q = as_float_array(b_q, "b_q", ndim=2)
     b_k = as_float_array(b_k, "b_k", ndim=2)
-    if w_q.shape != w_k.shape or w_q.shape[1] != u.shape[1]:
-        raise ValueError(
-            f"w_q and w_k must have shape (H, {u.shape[1]}, d_k), "
-            f"got {w_q.shape} and {w_k.shape}"
-        )
     expected = (w_q.shape[0], w_q.shape[2])
     for name, b in (("b_q", b_q), ("b_k", b_k)):
         if b.shape != expected:
