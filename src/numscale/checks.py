@@ -140,6 +140,17 @@ def as_index_tensor(
     return value.long()
 
 
+def of_type(value: Any, kind: type, name: str) -> Any:
+    """Return ``value`` if it is an instance of ``kind`` (a record of a summary module,
+    say), else raise ``TypeError`` naming ``name``, ``kind`` and what was given."""
+    if not isinstance(value, kind):
+        article = "an" if kind.__name__[:1] in "AEIOU" else "a"
+        raise TypeError(
+            f"{name} must be {article} {kind.__name__}, got {type(value).__name__}"
+        )
+    return value
+
+
 def positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """Return ``value`` as an int >= ``minimum`` or raise naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, Integral):
