@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,43 @@ def build_book(
     return subprocess.run(
         command, capture_output=True, text=True, env=full_env, timeout=1800
     )
+
+
+def write_toy_book_config(
+    book: Path,
+    chapters: Sequence[str],
+    extension: str,
+    sphinx_config: Mapping[str, object] | None = None,
+    *,
+    title: str = "Toy",
+    numbered: bool = False,
+    exclude: Sequence[str] = (),
+    execute: Mapping[str, object] | None = None,
+) -> None:
+    """``_toc.yml`` and ``_config.yml`` of a throw-away book in ``book`` (tests of the
+    build): the root page ``intro``, then ``chapters`` (numbered if ``numbered``); only
+    those files are built, hidden folders, ``_build`` and ``exclude`` are left out; the
+    extension ``_ext/<extension>.py`` is loaded, with ``sphinx_config`` as Sphinx's
+    ``config``; ``execute``: the execution settings (None: Jupyter Book's default)."""
+    import yaml
+
+    toc: dict[str, object] = {"format": "jb-book", "root": "intro"}
+    if numbered:
+        toc["defaults"] = {"numbered": True}
+    toc["chapters"] = [{"file": name} for name in chapters]
+    config: dict[str, object] = {
+        "title": title,
+        "only_build_toc_files": True,
+        "exclude_patterns": [".*", "**/.*", "_build", *exclude],
+    }
+    if execute is not None:
+        config["execute"] = dict(execute)
+    sphinx: dict[str, object] = {"local_extensions": {extension: str(ROOT / "_ext")}}
+    if sphinx_config is not None:
+        sphinx["config"] = {k: str(v) for k, v in sphinx_config.items()}
+    config["sphinx"] = sphinx
+    (book / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    (book / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def load_extension(name: str):
@@ -208,6 +246,31 @@ def values(request: pytest.FixtureRequest, built_site: Path):
     if found is None:
         pytest.skip(f"{page} was built without its data ({page_data()[page]})")
     return found
+
+
+def off_reference(
+    values: Mapping[str, float],
+    reference: Mapping[str, float],
+    rel: float,
+    loose: Mapping[str, tuple[str, float]] | None = None,
+) -> dict[str, tuple[float, float]]:
+    """name -> (glued, expected) for every name of ``reference`` whose glued value in
+    ``values`` is off its expected value: by more than the relative tolerance ``rel``,
+    or the tolerance ``loose[name]`` gives, ``("rel", r)`` or ``("abs", a)``. A
+    chapter test asserts it is empty, so that one run lists every wrong number."""
+    wrong = {}
+    for name, expected in reference.items():
+        kind, tolerance = (loose or {}).get(name, ("rel", rel))
+        if kind not in ("rel", "abs"):
+            raise ValueError(f"loose[{name!r}] must be ('rel', r) or ('abs', a)")
+        within = (
+            values[name] == pytest.approx(expected, rel=tolerance, abs=0)
+            if kind == "rel"
+            else abs(values[name] - expected) <= tolerance
+        )
+        if not within:
+            wrong[name] = (values[name], expected)
+    return wrong
 
 
 @pytest.fixture(scope="module")

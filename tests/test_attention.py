@@ -143,8 +143,22 @@ def test_wrong_shape_raises() -> None:
         attention.attention_logits(x[0], w_q, w_k)
     with pytest.raises(ValueError, match="w_q"):
         attention.attention_logits(x, w_q[:5], w_k)
+    with pytest.raises(ValueError, match="w_q and w_k"):
+        attention.attention_logits(x, w_q, w_k[:, :5])
     with pytest.raises(ValueError, match="sigmas"):
         attention.iid_entropy_sweep(10, [[1.0]], rows=5, seed=0)
+
+
+def test_query_key_weights_of_every_head() -> None:
+    w = np.ones((2, 8, 4))
+    w_q, w_k = attention.query_key_weights(w, 2 * w, 8, ndim=3)
+    assert w_q.shape == w_k.shape == (2, 8, 4) and np.all(w_k == 2)
+    with pytest.raises(ValueError, match=r"\(H, d_model=6, d_k\)"):
+        attention.query_key_weights(w, w, 6, ndim=3)  # the input axis is 8 wide
+    with pytest.raises(ValueError, match="w_q and w_k"):
+        attention.query_key_weights(w, w[:1], 8, ndim=3)  # one head fewer
+    with pytest.raises(ValueError, match="w_k must have 3"):
+        attention.query_key_weights(w, w[0], 8, ndim=3)
 
 
 def test_nonfinite_raises() -> None:

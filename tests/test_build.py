@@ -234,54 +234,58 @@ def test_page_has_no_error_output(built_site: Path, page: str) -> None:
         assert marker not in html, f"{page} shows {marker!r}"
 
 
-@pytest.mark.parametrize("page", notebook_pages())
-def test_no_cell_shows_a_dictionary_of_glue_names(built_site: Path, page: str) -> None:
+@pytest.fixture(params=notebook_pages())
+def executed_page(request: pytest.FixtureRequest, built_site: Path) -> str:
+    """Each notebook page in turn (the tests' parameter); a page the build replaced by
+    the note naming the data it lacks is skipped (tests/test_data_pages.py checks it)."""
+    if built_without_data(built_site, request.param):
+        pytest.skip(f"{request.param} was built without its data")
+    return request.param
+
+
+def test_no_cell_shows_a_dictionary_of_glue_names(
+    built_site: Path, executed_page: str
+) -> None:
     """A cell ending in a glue call shows nothing (report.Glued), never the mapping."""
-    if built_without_data(built_site, page):
-        pytest.skip(f"{page} was built without its data")
-    path = built_site.parent / ".numscale_exec" / "executed" / f"{page}.ipynb"
-    names = set(glued_values(built_site, page)._raw)
+    path = built_site.parent / ".numscale_exec" / "executed" / f"{executed_page}.ipynb"
+    names = set(glued_values(built_site, executed_page)._raw)
     for cell in json.loads(path.read_text())["cells"]:
         for output in cell.get("outputs", []):
             text = "".join(output.get("data", {}).get("text/plain", ""))
             if output.get("output_type") == "execute_result" and text.startswith("{"):
                 shown = {name for name in names if repr(name) in text}
                 assert not shown, (
-                    f"{page} shows a dictionary of glue names: {text[:200]}"
+                    f"{executed_page} shows a dictionary of glue names: {text[:200]}"
                 )
 
 
-@pytest.mark.parametrize("page", notebook_pages())
-def test_figures_exist_and_have_alt_text(built_site: Path, page: str) -> None:
-    if built_without_data(built_site, page):
-        pytest.skip(f"{page} was built without its data (tests/test_data_pages.py)")
-    parsed = parse_page(built_site, page)
+def test_figures_exist_and_have_alt_text(built_site: Path, executed_page: str) -> None:
+    parsed = parse_page(built_site, executed_page)
     figures = [img for img in parsed.images if "_images/" in img.get("src", "")]
-    assert figures, f"{page} has no figure"
+    assert figures, f"{executed_page} has no figure"
     for img in figures:
-        path = (built_site / page).parent / img["src"]
+        path = (built_site / executed_page).parent / img["src"]
         assert path.is_file() and path.stat().st_size > 200, (
-            f"{page}: missing or empty {img['src']}"
+            f"{executed_page}: missing or empty {img['src']}"
         )
         # Vector figures (dense scatters are rasterized inside them): crisp at any zoom.
-        assert path.suffix == ".svg", f"{page}: figure is not SVG: {img['src']}"
+        assert path.suffix == ".svg", (
+            f"{executed_page}: figure is not SVG: {img['src']}"
+        )
         alt = img.get("alt", "").strip()
         assert len(alt) > 20 and not alt.endswith((".svg", ".png")), (
-            f"{page}: figure without real alt text: {alt!r}"
+            f"{executed_page}: figure without real alt text: {alt!r}"
         )
 
 
-@pytest.mark.parametrize("page", notebook_pages())
-def test_glued_numbers_render(built_site: Path, page: str) -> None:
-    if built_without_data(built_site, page):
-        pytest.skip(f"{page} was built without its data (tests/test_data_pages.py)")
-    parsed = parse_page(built_site, page)
-    values = glued_values(built_site, page)
-    assert values, f"{page} glues no numbers"
-    assert parsed.pasted, f"{page} quotes no glued number"
+def test_glued_numbers_render(built_site: Path, executed_page: str) -> None:
+    parsed = parse_page(built_site, executed_page)
+    values = glued_values(built_site, executed_page)
+    assert values, f"{executed_page} glues no numbers"
+    assert parsed.pasted, f"{executed_page} quotes no glued number"
     for text in parsed.pasted:
         assert text.strip() and "nan" not in text.lower(), (
-            f"{page}: bad glued text {text!r}"
+            f"{executed_page}: bad glued text {text!r}"
         )
 
 

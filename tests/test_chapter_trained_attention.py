@@ -13,6 +13,8 @@ import math
 import numpy as np
 import pytest
 
+from conftest import off_reference
+
 pytestmark = pytest.mark.build
 PAGE = "book/trained_attention"
 PREFIX = "tatt_"
@@ -274,16 +276,7 @@ LOOSE = {
 
 
 def test_quoted_numbers_match_an_independent_float64_forward(values, reference):
-    wrong = {}
-    for name, expected in reference.items():
-        kind, tol = LOOSE.get(name, ("rel", REL))
-        ok = (
-            values[name] == pytest.approx(expected, rel=tol, abs=0)
-            if kind == "rel"
-            else abs(values[name] - expected) <= tol
-        )
-        if not ok:
-            wrong[name] = (values[name], expected)
+    wrong = off_reference(values, reference, REL, LOOSE)
     assert not wrong, wrong
 
 

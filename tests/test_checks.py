@@ -3,6 +3,8 @@ bad input with the right exception type and a message that names the argument.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -314,3 +316,13 @@ def test_spawn_rngs_is_reproducible_and_prefix_stable():
 def test_spawn_rngs_rejects_bad_seeds(bad, error):
     with pytest.raises(error, match="seed"):
         checks.spawn_rngs(bad, 2)
+
+
+def test_of_type_returns_the_record_or_names_what_is_wrong():
+    from numscale.streaming import OnlineState
+
+    assert checks.of_type(3, int, "n") == 3
+    with pytest.raises(TypeError, match=r"^summary must be an OnlineState, got dict$"):
+        checks.of_type({}, OnlineState, "summary")
+    with pytest.raises(TypeError, match=r"^rec must be a Path, got int$"):
+        checks.of_type(3, Path, "rec")

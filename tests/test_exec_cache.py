@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, build_book
+from conftest import ROOT, build_book, write_toy_book_config
 
 # Each test builds a small book with Sphinx (seconds per build, several builds): part of
 # ``make test`` (its claims phase), not of ``make check``'s fast loop.
@@ -67,32 +67,25 @@ def _write_toc_and_config(
     title: str,
     chapters: list[str],
     mathjax_dir: str | Path,
-    extra_config: str = "",
+    extra_config: dict[str, str] | None = None,
 ) -> None:
     """The toy book's _toc.yml (intro, then ``chapters``) and _config.yml: executed
     with the cache, built with numscale_build for the package ``toypkg`` in ``src``;
-    ``extra_config`` is one more line of its Sphinx config."""
-    toc = "".join(f"  - file: {name}\n" for name in chapters)
-    (book / "_toc.yml").write_text(f"format: jb-book\nroot: intro\nchapters:\n{toc}")
-    config = textwrap.dedent(f"""\
-        title: {title}
-        only_build_toc_files: true
-        exclude_patterns: [".*", "**/.*", "_build"]
-        execute:
-          execute_notebooks: cache
-          raise_on_error: true
-        sphinx:
-          local_extensions:
-            numscale_build: {ROOT / "_ext"}
-          config:
-            numscale_src_dir: src
-            numscale_package: toypkg
-            numscale_mathjax_dir: {mathjax_dir}
-            mathjax_path: mathjax/tex-chtml.js
-        """)
-    if extra_config:
-        config += f"    {extra_config}\n"
-    (book / "_config.yml").write_text(config)
+    ``extra_config`` is more of its Sphinx config."""
+    write_toy_book_config(
+        book,
+        chapters,
+        "numscale_build",
+        {
+            "numscale_src_dir": "src",
+            "numscale_package": "toypkg",
+            "numscale_mathjax_dir": mathjax_dir,
+            "mathjax_path": "mathjax/tex-chtml.js",
+            **(extra_config or {}),
+        },
+        title=title,
+        execute={"execute_notebooks": "cache", "raise_on_error": True},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +268,7 @@ def small_book(tmp_path: Path) -> Path:
         "Small",
         ["first", "second"],
         "node_modules/mathjax/es5",
-        extra_config='html_last_updated_fmt: "%Y-%m-%d"',
+        extra_config={"html_last_updated_fmt": "%Y-%m-%d"},
     )
     return book
 

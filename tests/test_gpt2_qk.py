@@ -237,6 +237,9 @@ def test_bias_zeroing_bad_input():
         gpt2_qk.key_bias_rounding_bound(
             np.full_like(u, np.nan), w_q, b_q, w_k, b_k, 1.0
         )
+    for function in (gpt2_qk.bias_zeroing_change, gpt2_qk.key_bias_rounding_bound):
+        with pytest.raises(ValueError, match="scale must be > 0"):
+            function(u, w_q, b_q, w_k, b_k, 0.0)
     with pytest.raises(ValueError, match="gain and shift"):
         gpt2_qk.probe_inputs(np.ones(3), np.ones(4), 5, seed=0)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, build_book
+from conftest import build_book, write_toy_book_config
 
 # Each test builds a small book with Sphinx several times: part of ``make test``'s
 # claims phase, not of ``make check``.
@@ -69,23 +69,16 @@ def api_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "# Shows\n\n```{literalinclude} src/toypkg/base.py\n"
         ":pyobject: shown\n:language: python\n```\n"
     )
-    (book / "_toc.yml").write_text(
-        "format: jb-book\nroot: intro\nchapters:\n  - file: reference\n"
-        "  - file: shows\n"
-    )
-    (book / "_config.yml").write_text(
-        textwrap.dedent(f"""\
-        title: Toy
-        only_build_toc_files: true
-        exclude_patterns: [".*", "**/.*", "_build", "src"]
-        sphinx:
-          local_extensions:
-            numscale_api: {ROOT / "_ext"}
-          config:
-            numscale_src_dir: src
-            numscale_package: toypkg
-            numscale_api_pages: "*.md"
-        """)
+    write_toy_book_config(
+        book,
+        ["reference", "shows"],
+        "numscale_api",
+        {
+            "numscale_src_dir": "src",
+            "numscale_package": "toypkg",
+            "numscale_api_pages": "*.md",
+        },
+        exclude=["src"],
     )
     return book
 
@@ -164,20 +157,7 @@ def figure_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "# Second\n\n```{index} single: toyterm\n```\n\n"
         + _table("Other", "tab-second")
     )
-    (book / "_toc.yml").write_text(
-        "format: jb-book\nroot: intro\ndefaults:\n  numbered: true\n"
-        "chapters:\n  - file: first\n  - file: second\n"
-    )
-    (book / "_config.yml").write_text(
-        textwrap.dedent(f"""\
-        title: Toy
-        only_build_toc_files: true
-        exclude_patterns: [".*", "**/.*", "_build"]
-        sphinx:
-          local_extensions:
-            numscale_build: {ROOT / "_ext"}
-        """)
-    )
+    write_toy_book_config(book, ["first", "second"], "numscale_build", numbered=True)
     return book
 
 

@@ -26,13 +26,7 @@ from numscale.activation_stats import (
     OutlierStats,
     OutputLogitStats,
 )
-from numscale.checks import as_float_array, finite_float, positive_int
-
-
-def _of_type(value: object, kind: type, name: str):
-    if not isinstance(value, kind):
-        raise TypeError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
-    return value
+from numscale.checks import as_float_array, finite_float, of_type, positive_int
 
 
 def _depth_array(value: object, name: str, size: int | None = None) -> np.ndarray:
@@ -82,7 +76,7 @@ def growth_summary(
     rms = _depth_array(rms, "rms")
     rms_init = _depth_array(rms_init, "rms_init", rms.size)
     rms_first = _depth_array(rms_first, "rms_first", rms.size)
-    updates = _of_type(updates, BlockUpdates, "updates")
+    updates = of_type(updates, BlockUpdates, "updates")
     if updates.update_rms.shape != (rms.size - 1,):
         raise ValueError(
             f"updates must have {rms.size - 1} blocks, got {updates.update_rms.shape}"
@@ -112,7 +106,7 @@ def format_growth(rms: np.ndarray, updates: BlockUpdates) -> str:
     each block's update RMS and mean cosine with the stream, three lines rounded to 3
     decimals."""
     rms = _depth_array(rms, "rms")
-    updates = _of_type(updates, BlockUpdates, "updates")
+    updates = of_type(updates, BlockUpdates, "updates")
     return "\n".join(
         [
             f"RMS at the embedding, then after each block: {np.round(rms, 3)}",
@@ -143,9 +137,9 @@ def outlier_summary(
     """Summarize :class:`~numscale.activation_stats.OutlierStats` of the trained stream
     (all real tokens), at initialization, and of the trained stream at the first
     position."""
-    trained = _of_type(trained, OutlierStats, "trained")
-    init = _of_type(init, OutlierStats, "init")
-    first = _of_type(first, OutlierStats, "first")
+    trained = of_type(trained, OutlierStats, "trained")
+    init = of_type(init, OutlierStats, "init")
+    first = of_type(first, OutlierStats, "first")
     channel = trained.channel_rms  # (L + 1, d)
     return OutlierSummary(
         token_ratio_max=float(trained.token_ratio.max()),
@@ -166,8 +160,8 @@ def format_outliers(trained: OutlierStats, init: OutlierStats) -> str:
     """Largest |x| and within-token max/median ratio per depth (trained; the ratio also
     at initialization), then the (position, channel) of each depth's largest |x|,
     wrapped at 80 columns."""
-    trained = _of_type(trained, OutlierStats, "trained")
-    init = _of_type(init, OutlierStats, "init")
+    trained = of_type(trained, OutlierStats, "trained")
+    init = of_type(init, OutlierStats, "init")
     where = list(zip(trained.where_position.tolist(), trained.where_channel.tolist()))
     return "\n".join(
         [
@@ -262,7 +256,7 @@ def output_summary(
 ) -> OutputSummary:
     """Summarize :class:`~numscale.activation_stats.OutputLogitStats` (``(N,)`` arrays
     over N positions) with the loss (mean, SE) and loss − entropy (mean, SE)."""
-    out = _of_type(out, OutputLogitStats, "out")
+    out = of_type(out, OutputLogitStats, "out")
     vocab_size = positive_int(vocab_size, "vocab_size", minimum=2)
     if len(loss) != 2 or len(gap) != 2:
         raise ValueError("loss and gap must each be a (mean, standard error) pair")
@@ -282,7 +276,7 @@ def output_summary(
 
 def format_output(summary: OutputSummary) -> str:
     """Mean next-token entropy against the uniform one, and the loss, one line."""
-    s = _of_type(summary, OutputSummary, "summary")
+    s = of_type(summary, OutputSummary, "summary")
     return (
         f"next-token entropy {s.entropy_mean:.3f} nats (uniform: {s.ln_vocab:.3f}); "
         f"loss {s.loss32:.3f} ± {s.loss32_se:.3f}"
@@ -384,7 +378,7 @@ def low_precision_summary(
             raise ValueError(f"diffs must hold {dtype}")
     m = {}
     for key, name in MARGIN_NAMES.items():
-        m[key] = _of_type(margins.get((name, f16)), FormatMargin, f"margins[{name!r}]")
+        m[key] = of_type(margins.get((name, f16)), FormatMargin, f"margins[{name!r}]")
     for key in ("below_normal", "to_zero"):
         if key not in underflow:
             raise ValueError(f"underflow must hold {key!r}")
@@ -419,7 +413,7 @@ def low_precision_summary(
 def format_low_precision(summary: LowPrecisionSummary, n_attention_stories: int) -> str:
     """The paired loss changes and the float16 underflow of the causal attention weights,
     measured on ``n_attention_stories`` stories."""
-    s = _of_type(summary, LowPrecisionSummary, "summary")
+    s = of_type(summary, LowPrecisionSummary, "summary")
     n = positive_int(n_attention_stories, "n_attention_stories")
     rows = [
         ("bfloat16", s.bf16_diff, s.bf16_diff_se),

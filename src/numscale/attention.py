@@ -136,6 +136,26 @@ def _qk_mode(qk_norm: bool | str) -> str:
     )
 
 
+def query_key_weights(
+    w_q: np.ndarray, w_k: np.ndarray, d_model: int, *, ndim: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(w_q, w_k)`` as float arrays of one shape ``(d_model, d_k)`` (one head,
+    ``ndim=2``) or ``(H, d_model, d_k)`` (every head, ``ndim=3``), or raise naming them.
+
+    The query and key projections of a head must have the same shape, and their input
+    axis (the second-last) must match the width ``d_model`` of the tokens they read.
+    """
+    w_q = as_float_array(w_q, "w_q", ndim=ndim)
+    w_k = as_float_array(w_k, "w_k", ndim=ndim)
+    if w_q.shape != w_k.shape or w_q.shape[-2] != d_model:
+        heads = "H, " if ndim == 3 else ""
+        raise ValueError(
+            f"w_q and w_k must both have shape ({heads}d_model={d_model}, d_k), "
+            f"got {w_q.shape} and {w_k.shape}"
+        )
+    return w_q, w_k
+
+
 def attention_logits(
     x: np.ndarray,
     w_q: np.ndarray,
@@ -155,13 +175,7 @@ def attention_logits(
     (default √d_k, which gives logits of the scale of q·k/√d_k for random q and k).
     """
     x = as_float_array(x, "x", ndim=2)
-    w_q = as_float_array(w_q, "w_q", ndim=2)
-    w_k = as_float_array(w_k, "w_k", ndim=2)
-    if w_q.shape != w_k.shape or w_q.shape[0] != x.shape[1]:
-        raise ValueError(
-            f"w_q and w_k must both have shape (d_model={x.shape[1]}, d_k), "
-            f"got {w_q.shape} and {w_k.shape}"
-        )
+    w_q, w_k = query_key_weights(w_q, w_k, x.shape[1])
     mode = _qk_mode(qk_norm)
     q, k = x @ w_q, x @ w_k
     d_k = q.shape[1]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from numscale import fp
-from numscale.checks import as_float_array, finite_float, positive_int
+from numscale.checks import as_float_array, finite_float, of_type, positive_int
 
 
 def _heads(value: object, name: str) -> np.ndarray:
@@ -73,9 +73,7 @@ def init_summary(
 def format_init(summary: InitSummary) -> str:
     """The pooled std of the scaled logits at initialization: a header line, then the
     corrected prediction against the heads' measured values."""
-    if not isinstance(summary, InitSummary):
-        raise TypeError(f"summary must be an InitSummary, got {type(summary).__name__}")
-    s = summary
+    s = of_type(summary, InitSummary, "summary")
     return (
         "pooled std of the scaled logits at initialization:\n"
         f"predicted {s.init_std_corrected:.4f}; measured per head "
@@ -354,11 +352,7 @@ def headroom_summary(
 
 def format_headroom(summary: HeadroomSummary) -> str:
     """float16's exp threshold against the largest attention and output logits."""
-    if not isinstance(summary, HeadroomSummary):
-        raise TypeError(
-            f"summary must be a HeadroomSummary, got {type(summary).__name__}"
-        )
-    s = summary
+    s = of_type(summary, HeadroomSummary, "summary")
     return (
         f"ln(float16 max) = {s.fp16_ln_max:.3f}; largest attention logit "
         f"{s.attn_logit_max:.2f}; largest |output logit| {s.output_logit_max:.2f}"

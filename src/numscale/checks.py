@@ -130,15 +130,7 @@ def as_index_tensor(
         )
     if value.dtype == torch.bool or value.dtype.is_floating_point or value.is_complex():
         raise TypeError(f"{name} must hold integer indices, got dtype {value.dtype}")
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if value.ndim not in allowed:
-            raise ValueError(
-                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), "
-                f"got shape {tuple(value.shape)}"
-            )
-    if value.numel() == 0:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    _check_shape(tuple(value.shape), name, ndim, allow_empty=False)
     low, top = int(value.min()), int(value.max())
     if low < 0 or (high is not None and top >= high):
         raise ValueError(
@@ -146,6 +138,17 @@ def as_index_tensor(
             f"got values in [{low}, {top}]"
         )
     return value.long()
+
+
+def of_type(value: Any, kind: type, name: str) -> Any:
+    """Return ``value`` if it is an instance of ``kind`` (a record of a summary module,
+    say), else raise ``TypeError`` naming ``name``, ``kind`` and what was given."""
+    if not isinstance(value, kind):
+        article = "an" if kind.__name__[:1] in "AEIOU" else "a"
+        raise TypeError(
+            f"{name} must be {article} {kind.__name__}, got {type(value).__name__}"
+        )
+    return value
 
 
 def positive_int(value: Any, name: str, *, minimum: int = 1) -> int:

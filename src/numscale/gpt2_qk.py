@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numscale.attention import query_key_weights
 from numscale.checks import as_float_array, finite_float, positive_int, rng_from
 
 #: Unit roundoff of float32 (half its machine epsilon), for rounding-error bounds.
@@ -296,17 +297,12 @@ def _bias_zeroing_core(u, w_q, b_q, w_k, b_k, scale):
     return p, np.abs(p_no_key_bias - p), np.abs(p_no_query_bias - p)
 
 
-def _as_common_dtype(u, w_q, b_q, w_k, b_k):
+def _checked_bias_inputs(u, w_q, b_q, w_k, b_k, scale):
+    """The arguments of :func:`bias_zeroing_change`, checked (shapes there)."""
     u = as_float_array(u, "u", ndim=2)
-    w_q = as_float_array(w_q, "w_q", ndim=3)
-    w_k = as_float_array(w_k, "w_k", ndim=3)
+    w_q, w_k = query_key_weights(w_q, w_k, u.shape[1], ndim=3)
     b_q = as_float_array(b_q, "b_q", ndim=2)
     b_k = as_float_array(b_k, "b_k", ndim=2)
-    if w_q.shape != w_k.shape or w_q.shape[1] != u.shape[1]:
-        raise ValueError(
-            f"w_q and w_k must have shape (H, {u.shape[1]}, d_k), "
-            f"got {w_q.shape} and {w_k.shape}"
-        )
     expected = (w_q.shape[0], w_q.shape[2])
     for name, b in (("b_q", b_q), ("b_k", b_k)):
         if b.shape != expected:
@@ -317,7 +313,7 @@ def _as_common_dtype(u, w_q, b_q, w_k, b_k):
             "u, w_q, b_q, w_k and b_k must share one dtype, got "
             f"{sorted(map(str, dtypes))}"
         )
-    return u, w_q, b_q, w_k, b_k
+    return u, w_q, b_q, w_k, b_k, finite_float(scale, "scale", positive=True)
 
 
 def bias_zeroing_change(
@@ -335,8 +331,7 @@ def bias_zeroing_change(
     (the softmax is then taken in float64). Returns ``(p, change_without_key_bias,
     change_without_query_bias)``, each (H, n, n): every query attends to all n tokens.
     """
-    u, w_q, b_q, w_k, b_k = _as_common_dtype(u, w_q, b_q, w_k, b_k)
-    scale = finite_float(scale, "scale", positive=True)
+    u, w_q, b_q, w_k, b_k, scale = _checked_bias_inputs(u, w_q, b_q, w_k, b_k, scale)
     return _bias_zeroing_core(u, w_q, b_q, w_k, b_k, scale)
 
 
@@ -365,8 +360,7 @@ def key_bias_rounding_bound(
     a factor within ``e^{±2Δ}``, so ``|p − p′| ≤ p_exact (e^{2Δ} − 1 + e^{2Δ′} − 1)``,
     with ``p_exact ≤ p e^{2Δ}``. A float64 term covers the float64 softmax. (H, n, n).
     """
-    u, w_q, b_q, w_k, b_k = _as_common_dtype(u, w_q, b_q, w_k, b_k)
-    scale = finite_float(scale, "scale", positive=True)
+    u, w_q, b_q, w_k, b_k, scale = _checked_bias_inputs(u, w_q, b_q, w_k, b_k, scale)
     roundoff = float(np.finfo(u.dtype).eps) / 2
     d, d_k = w_q.shape[1], w_q.shape[2]
     g_proj, g_dot = _gamma(d + 1, roundoff), _gamma(d_k, roundoff)

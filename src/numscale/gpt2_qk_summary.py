@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from numscale.checks import as_float_array, finite_float, positive_int
+from numscale.checks import as_float_array, finite_float, of_type, positive_int
 from numscale.key_bias_toy import TOY_OPTIMIZERS, BiasRun
 
 
@@ -25,12 +25,6 @@ def _same_shape(**arrays: np.ndarray) -> None:
     shapes = {name: a.shape for name, a in arrays.items()}
     if len(set(shapes.values())) != 1:
         raise ValueError(f"{', '.join(shapes)} must have one shape, got {shapes}")
-
-
-def _of_type(value: object, kind: type, name: str):
-    if not isinstance(value, kind):
-        raise TypeError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
-    return value
 
 
 # ------------------------------------------------------------------ logit scales
@@ -95,7 +89,7 @@ def logit_std_summary(
 
 def format_logit_std(summary: LogitStdSummary) -> str:
     """The trained and initial ranges of the heads' stds, one line."""
-    s = _of_type(summary, LogitStdSummary, "summary")
+    s = of_type(summary, LogitStdSummary, "summary")
     return (
         f"logit std, trained: {s.std_min:.2f} … {s.std_max:.2f} (median "
         f"{s.std_median:.2f});  reconstructed init: {s.init_std_min:.3f} … "
@@ -124,7 +118,7 @@ def probe_summary(z_scores: np.ndarray, z_max_95: float) -> ProbeSummary:
 
 def format_probe(summary: ProbeSummary, n_heads: int) -> str:
     """The z-scores' largest magnitude and RMS over ``n_heads`` heads, one line."""
-    s = _of_type(summary, ProbeSummary, "summary")
+    s = of_type(summary, ProbeSummary, "summary")
     n_heads = positive_int(n_heads, "n_heads")
     return (
         f"(sample variance − formula) / SE over {n_heads} heads: max |z| = "
@@ -183,7 +177,7 @@ def bias_zeroing_summary(change: Mapping[str, np.ndarray]) -> BiasZeroingSummary
 
 def format_bias_zeroing(summary: BiasZeroingSummary) -> str:
     """The largest weight changes and float32's rounding, two lines."""
-    s = _of_type(summary, BiasZeroingSummary, "summary")
+    s = of_type(summary, BiasZeroingSummary, "summary")
     return (
         f"max |Δp|: zeroing b_k {s.bk_change_max:.2e} (float64: "
         f"{s.bk_change_max_f64:.1e}),\n"
@@ -248,8 +242,8 @@ class ToySummary:
 def toy_summary(run: BiasRun, run64: BiasRun) -> ToySummary:
     """Read the float32 ``run`` and the float64 ``run64`` (rows labelled as in
     :data:`numscale.key_bias_toy.TOY_OPTIMIZERS`; arrays ``(R, steps)``)."""
-    run = _of_type(run, BiasRun, "run")
-    run64 = _of_type(run64, BiasRun, "run64")
+    run = of_type(run, BiasRun, "run")
+    run64 = of_type(run64, BiasRun, "run64")
     adam8_label, adam12_label, sgd_label = TOY_OPTIMIZERS
     for name, r in (("run", run), ("run64", run64)):
         if adam8_label not in r.labels:
@@ -280,7 +274,7 @@ def toy_summary(run: BiasRun, run64: BiasRun) -> ToySummary:
 
 def format_toy(run: BiasRun) -> str:
     """Final loss and RMS of b_k and b_q of each optimizer, one line each."""
-    run = _of_type(run, BiasRun, "run")
+    run = of_type(run, BiasRun, "run")
     return "\n".join(
         f"{name:16s} loss {run.loss[r, -1]:.4f}   "
         f"b_k RMS {run.drift_key_bias[r, -1]:.1e}   "
@@ -377,6 +371,6 @@ ALIGNMENT_DISPLAY = ("top_heads", "top_names", "bottom_name")
 
 def format_alignment(summary: AlignmentSummary) -> str:
     """The three most aligned heads as (block, head, tr M/‖M‖_F to 2 decimals)."""
-    s = _of_type(summary, AlignmentSummary, "summary")
+    s = of_type(summary, AlignmentSummary, "summary")
     shown = [(b, h, round(r, 2)) for b, h, r in s.top_heads]
     return f"most aligned heads (block, head, tr M/‖M‖_F): {shown}"

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from numscale.checks import as_float_array, finite_float, positive_int
+from numscale.checks import positive_int
+from numscale.gpt2_stats import checked_wpe_norms
 
 
 def _int_array(value: object, name: str, ndim: int) -> np.ndarray:
@@ -78,12 +79,9 @@ def format_wpe_norms(
 ) -> str:
     """Two lines: the norms (n,) at ``positions`` (3 decimals), and both initial norms
     (Hugging Face's 0.02·√d reading and OpenAI's 0.01·√d)."""
-    norms = as_float_array(norms, "norms", ndim=1)
-    init_norm = finite_float(init_norm, "init_norm", positive=True)
-    openai_norm = finite_float(openai_norm, "openai_norm", positive=True)
-    bad = [p for p in positions if not 0 <= p < norms.size]
-    if bad:
-        raise ValueError(f"positions must lie in [0, {norms.size}), got {bad}")
+    norms, init_norm, openai_norm = checked_wpe_norms(
+        norms, init_norm, openai_norm, positions
+    )
     shown = {p: round(float(norms[p]), 3) for p in positions}
     return (
         f"‖wpe[p]‖ at positions p: {shown}\n"

@@ -192,6 +192,24 @@ def cproj_numbers(
     }
 
 
+def checked_wpe_norms(
+    norms: np.ndarray,
+    init_norm: float,
+    openai_norm: float,
+    positions: Sequence[int],
+) -> tuple[np.ndarray, float, float]:
+    """``(norms, init_norm, openai_norm)`` checked: the row norms (n,) of the position
+    embeddings, and both initial norms (> 0); ``ValueError`` naming the argument, also
+    for any of ``positions`` outside ``[0, n)``."""
+    norms = as_float_array(norms, "norms", ndim=1)
+    init_norm = finite_float(init_norm, "init_norm", positive=True)
+    openai_norm = finite_float(openai_norm, "openai_norm", positive=True)
+    bad = [p for p in positions if not 0 <= p < norms.size]
+    if bad:
+        raise ValueError(f"positions must lie in [0, {norms.size}), got {bad}")
+    return norms, init_norm, openai_norm
+
+
 def wpe_numbers(
     norms: np.ndarray,
     init_norm: float,
@@ -203,12 +221,9 @@ def wpe_numbers(
     The norm at each of ``positions`` (``wpe_norm_<p>``), both initial norms, the
     median, the number of positions, and how many rows are below each initial norm.
     """
-    norms = as_float_array(norms, "norms", ndim=1)
-    init_norm = finite_float(init_norm, "init_norm", positive=True)
-    openai_norm = finite_float(openai_norm, "openai_norm", positive=True)
-    bad = [p for p in positions if not 0 <= p < norms.size]
-    if bad:
-        raise ValueError(f"positions must lie in [0, {norms.size}), got {bad}")
+    norms, init_norm, openai_norm = checked_wpe_norms(
+        norms, init_norm, openai_norm, positions
+    )
     return {f"wpe_norm_{p}": norms[p] for p in positions} | {
         "wpe_init_norm": init_norm,
         "wpe_openai_norm": openai_norm,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from numscale.checks import as_float_array, finite_float, positive_int
+from numscale.checks import as_float_array, finite_float, of_type, positive_int
 from numscale.softmax_grad import (
     Crossover,
     LogitScaleSweep,
@@ -75,11 +75,6 @@ def format_jacobian_check(check: JacobianCheck) -> str:
     )
 
 
-def _require(value: object, kind: type, name: str) -> None:
-    if not isinstance(value, kind):
-        raise TypeError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
-
-
 def _index_of(dims: np.ndarray, d: int, name: str) -> int:
     where = np.flatnonzero(dims == d)
     if where.size == 0:
@@ -114,8 +109,8 @@ def norm_sweep_summary(
     """The numbers quoted from two :class:`~numscale.softmax_grad.NormSweep` on the same
     grid: the means at each d of ``quoted``, the combined standard error at each d of
     ``se_at`` (both must be grid points), and the scaled curve's extremes."""
-    _require(unscaled, NormSweep, "unscaled")
-    _require(scaled, NormSweep, "scaled")
+    of_type(unscaled, NormSweep, "unscaled")
+    of_type(scaled, NormSweep, "scaled")
     if not np.array_equal(unscaled.dims, scaled.dims):
         raise ValueError("unscaled and scaled must be sweeps over the same dims")
     at = {d: _index_of(unscaled.dims, d, "quoted") for d in quoted}
@@ -171,7 +166,7 @@ def crossover_summary(
         raise ValueError(f"gap_n = {gap_n} is not a key of cross")
     crossings: dict[str, float] = {}
     for n, c in cross.items():
-        _require(c, Crossover, f"cross[{n}]")
+        of_type(c, Crossover, f"cross[{n}]")
         crossings[f"{n}"] = float(c.d_cross)
         crossings[f"{n}_se"] = float(c.d_cross_se)
     g = cross[gap_n]
@@ -241,7 +236,7 @@ def query_gradient_summary(
     sweep: QueryGradientSweep, quoted: Sequence[int]
 ) -> QueryGradientSummary:
     """Summarize ``sweep`` at the head widths ``quoted`` (grid points of ``sweep.dims``)."""
-    _require(sweep, QueryGradientSweep, "sweep")
+    of_type(sweep, QueryGradientSweep, "sweep")
     at = {d: _index_of(sweep.dims, d, "quoted") for d in quoted}
     ratio: dict[str, float] = {}
     for d, i in at.items():
@@ -297,7 +292,7 @@ class LogitScaleEnds:
 
 def logit_scale_ends(sweep: LogitScaleSweep) -> LogitScaleEnds:
     """:class:`LogitScaleEnds` of ``sweep`` (curves of shape ``(k,)``, k ≥ 1)."""
-    _require(sweep, LogitScaleSweep, "sweep")
+    of_type(sweep, LogitScaleSweep, "sweep")
     w = as_float_array(sweep.ce_wrong, "sweep.ce_wrong", ndim=1)
     r = as_float_array(sweep.ce_right, "sweep.ce_right", ndim=1)
     j = as_float_array(sweep.jacobian, "sweep.jacobian", ndim=1)

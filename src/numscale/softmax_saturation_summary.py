@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from numscale.checks import as_float_array
+from numscale.checks import as_float_array, of_type
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,7 @@ def one_seed_saturation(
 
 def format_one_seed(rec: OneSeedSaturation) -> str:
     """Two lines: the logits' std and the mean largest weight, unscaled and scaled."""
-    if not isinstance(rec, OneSeedSaturation):
-        raise TypeError(f"rec must be a OneSeedSaturation, got {type(rec).__name__}")
+    of_type(rec, OneSeedSaturation, "rec")
     return (
         f"logit std:         unscaled {rec.std_unscaled:.2f}, "
         f"scaled {rec.std_scaled:.2f}\n"
