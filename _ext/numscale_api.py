@@ -21,7 +21,7 @@ document is re-read. Likewise a chapter that shows package source with
 part of the file does (:class:`LiteralIncludeListing`).
 
 Configuration (``_config.yml`` → ``sphinx: config:``): ``numscale_src_dir`` and
-``numscale_package`` (shared with ``numscale_build``), ``numscale_api_pages`` (glob of the
+``numscale_package`` (``numscale_package_source.py``), ``numscale_api_pages`` (glob of the
 pages scanned for uses, default ``"book/*.md"``).
 """
 
@@ -43,6 +43,7 @@ from typing import Any
 
 from docutils import nodes
 from docutils.statemachine import StringList
+from numscale_package_source import add_package_config, module_file, strip_magics
 from sphinx.application import Sphinx
 from sphinx.directives.code import LiteralInclude, LiteralIncludeReader
 from sphinx.pycode import ModuleAnalyzer
@@ -129,13 +130,6 @@ def public_constants(path: Path) -> list[str]:
 # ---------------------------------------------------------------------------- uses
 
 
-def _strip_magics(code: str) -> str:
-    return "\n".join(
-        "" if line.lstrip().startswith(("%", "!")) else line
-        for line in code.splitlines()
-    )
-
-
 def code_start(lines: list[str]) -> int:
     """Index of a code cell's first code line: after its options (a ``---`` YAML block
     or ``:key: value`` lines at the top), which the page does not show as code."""
@@ -154,7 +148,7 @@ def cell_code(body: str) -> str:
     magics; empty if it does not parse (the cell would fail anyway, and one such cell
     must not hide the others' uses)."""
     lines = body.splitlines()
-    code = _strip_magics("\n".join(lines[code_start(lines) :]))
+    code = strip_magics("\n".join(lines[code_start(lines) :]))
     try:
         ast.parse(code)
     except SyntaxError:
@@ -170,7 +164,7 @@ def names_used(code: str, package: str) -> set[str]:
     ``f``. A name is used when it is referred to (called, or passed as a value).
     """
     try:
-        tree = ast.parse(_strip_magics(code))
+        tree = ast.parse(strip_magics(code))
     except SyntaxError:
         return set()
     modules: dict[str, str] = {}  # local name -> dotted module
@@ -710,14 +704,10 @@ def _patch_viewcode_module_filename() -> None:
         if (
             modname == package or modname.startswith(package + ".")
         ) and not app.emit_firstresult("viewcode-find-source", modname):
-            base = (
-                Path(app.confdir, app.config.numscale_src_dir)
-                .resolve()
-                .joinpath(*modname.split("."))
-            )
-            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-                if candidate.is_file():
-                    return str(candidate)
+            src_dir = Path(app.confdir, app.config.numscale_src_dir).resolve()
+            found = module_file(modname, src_dir)
+            if found is not None:
+                return str(found)
         return original(app, modname)
 
     get_module_filename.numscale = True  # type: ignore[attr-defined]
@@ -725,12 +715,7 @@ def _patch_viewcode_module_filename() -> None:
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
-    for name, default in (
-        ("numscale_src_dir", "src"),
-        ("numscale_package", "numscale"),
-    ):
-        if name not in app.config:  # also declared by numscale_build
-            app.add_config_value(name, default, "env")
+    add_package_config(app)
     app.add_config_value("numscale_api_pages", "book/*.md", "env")
     app.setup_extension("sphinx.ext.autodoc")
     app.setup_extension("sphinx.ext.viewcode")

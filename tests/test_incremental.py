@@ -1,6 +1,6 @@
 """What an incremental build reads and writes again (behaviour, not timings).
 
-Figure numbers: ``_ext/numscale_build.py`` numbers figures from each page's skeleton
+Figure numbers: ``_ext/numscale_incremental.py`` numbers figures from each page's skeleton
 (its sections, toctrees and numbered nodes), kept while the page's doctree is unchanged.
 A book of two numbered chapters with captioned tables: after a table is added at the
 top of the first, its tables are renumbered and the second chapter, not read again,
@@ -175,7 +175,7 @@ def figure_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
         exclude_patterns: [".*", "**/.*", "_build"]
         sphinx:
           local_extensions:
-            numscale_build: {ROOT / "_ext"}
+            numscale_incremental: {ROOT / "_ext"}
         """)
     )
     return book
