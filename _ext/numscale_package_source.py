@@ -3,7 +3,7 @@
 Its settings (``_config.yml`` → ``sphinx: config:``): ``numscale_src_dir`` (package
 source root, default ``"src"``) and ``numscale_package`` (default ``"numscale"``),
 declared by :func:`add_package_config` for every extension that reads them
-(``numscale_execute``, ``numscale_api``). Also how a dotted module name maps to its file
+(``numscale_execute``, ``numscale_api``, ``numscale_viewcode``). Also how a dotted module name maps to its file
 (:func:`module_file`) and a code cell's text as Python (:func:`strip_magics`).
 """
 

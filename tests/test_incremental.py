@@ -8,9 +8,10 @@ keeps its number, as in a clean build, and its index entry in the search index.
 
 Helper modules: which pages an edit of a helper module makes Sphinx read again.
 
-A small throw-away book uses the real extension ``_ext/numscale_api.py``: a package
-reference page (the ``numscale-api`` directive: autodoc of every module, viewcode
-[source] pages) and a page showing one function with ``literalinclude :pyobject:``.
+A small throw-away book uses the real extensions ``_ext/numscale_api.py`` and
+``_ext/numscale_listings.py``: a package reference page (the ``numscale-api``
+directive: autodoc of every module, viewcode [source] pages) and a page showing one
+function with ``literalinclude :pyobject:``.
 Each step edits the module, rebuilds, and checks the pages Sphinx read and that what the
 site shows is the edited text:
 
@@ -81,6 +82,7 @@ def api_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
         sphinx:
           local_extensions:
             numscale_api: {ROOT / "_ext"}
+            numscale_listings: {ROOT / "_ext"}
           config:
             numscale_src_dir: src
             numscale_package: toypkg
