@@ -100,10 +100,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("literalinclude", LiteralIncludeListing, override=True)
     app.connect("env-purge-doc", purge_listings)
     app.connect("env-merge-info", merge_listings)
-    return {
-        "version": "1.0",
-        # what it keeps in the environment: another layout re-reads every page once
-        "env_version": 1,
-        "parallel_read_safe": True,
-        "parallel_write_safe": True,
-    }
+    # No env_version: what it keeps in the environment (``numscale_includes``) has the
+    # layout it had in numscale_api (env_version 2), so environments stay valid; declare
+    # one when that layout changes (another layout must re-read every page once).
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
