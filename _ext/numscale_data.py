@@ -14,7 +14,7 @@ Requirements (:data:`REQUIREMENTS`): ``gpt2-tensors``, the tensors of
 source named in ``NUMSCALE_GPT2`` that cannot be used fails the build with its one-line
 reason. :func:`replacement` is pure and tested on its own (tests/test_data_pages.py).
 
-``_ext/numscale_build.py`` reads the pages it executes through the event
+``_ext/numscale_execute.py`` reads the pages it executes through the event
 ``numscale-page-source`` that this extension answers, so the page it executes is the page
 Sphinx renders.
 """
@@ -98,7 +98,7 @@ def _decide(app: Sphinx, docname: str) -> tuple[str, str] | None:
         except ValueError:  # SourceError: a named source that cannot be used.
             # Not reported here: the page runs as written and fails at the cell that
             # reads the source, with that cell and the reason in one line
-            # (_ext/numscale_build.py), so the log names each failure once.
+            # (_ext/numscale_execute.py), so the log names each failure once.
             reason = None
         decided[docname] = None if reason is None else (requirement, reason)
         if reason is not None:
@@ -137,7 +137,7 @@ def report(app: Sphinx, exception: Exception | None) -> None:
 
 class _NoCacheChatter(std_logging.Filter):
     """Drops myst-nb's "Using cached notebook: ID=…", one line per page on every build:
-    the executor (_ext/numscale_build.py) already says which pages it ran."""
+    the executor (_ext/numscale_execute.py) already says which pages it ran."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
         return not str(record.msg).startswith("Using cached notebook")

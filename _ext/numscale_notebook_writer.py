@@ -39,6 +39,7 @@ from numscale_notebooks import notebook_text, site_notebook
 #: The modules the notebooks are made by (their code is part of every notebook's digest).
 CONVERTER_MODULES = (
     "numscale_notebooks",
+    "numscale_notebook_roles",
     "numscale_book_index",
     "numscale_install_cell",
     "numscale_notebook_writer",

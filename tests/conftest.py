@@ -49,7 +49,7 @@ def build_book(
 def write_toy_book_config(
     book: Path,
     chapters: Sequence[str],
-    extension: str,
+    extensions: str | Sequence[str],
     sphinx_config: Mapping[str, object] | None = None,
     *,
     title: str = "Toy",
@@ -60,7 +60,7 @@ def write_toy_book_config(
     """``_toc.yml`` and ``_config.yml`` of a throw-away book in ``book`` (tests of the
     build): the root page ``intro``, then ``chapters`` (numbered if ``numbered``); only
     those files are built, hidden folders, ``_build`` and ``exclude`` are left out; the
-    extension ``_ext/<extension>.py`` is loaded, with ``sphinx_config`` as Sphinx's
+    extensions ``_ext/<name>.py`` named in ``extensions`` are loaded, with ``sphinx_config`` as Sphinx's
     ``config``; ``execute``: the execution settings (None: Jupyter Book's default)."""
     import yaml
 
@@ -75,7 +75,10 @@ def write_toy_book_config(
     }
     if execute is not None:
         config["execute"] = dict(execute)
-    sphinx: dict[str, object] = {"local_extensions": {extension: str(ROOT / "_ext")}}
+    names = [extensions] if isinstance(extensions, str) else list(extensions)
+    sphinx: dict[str, object] = {
+        "local_extensions": {name: str(ROOT / "_ext") for name in names}
+    }
     if sphinx_config is not None:
         sphinx["config"] = {k: str(v) for k, v in sphinx_config.items()}
     config["sphinx"] = sphinx

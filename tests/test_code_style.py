@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ROOT, load_extension
 
-NUMSCALE_API = load_extension("numscale_api")  # the build's reading of a code cell
+API_SCAN = load_extension("numscale_api_scan")  # the build's reading of a code cell
 
 LIMIT = 88
 FENCE = re.compile(
@@ -43,7 +43,7 @@ def _code_lines(body: str) -> list[tuple[int, str]]:
     """(offset in the block, text) of a code cell's code: its options, a ``---`` YAML block
     or ``:key: value`` lines at the top, are metadata the page does not show as code."""
     lines = body.splitlines()
-    start = NUMSCALE_API.code_start(lines)
+    start = API_SCAN.code_start(lines)
     return [(i + 1, lines[i]) for i in range(start, len(lines))]
 
 

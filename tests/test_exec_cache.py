@@ -1,9 +1,10 @@
 """Which pages the build re-executes after which edit (behaviour, not timings), and what
 a failed build, a missing MathJax and the page dates look like.
 
-A small throw-away book uses the real extension ``_ext/numscale_build.py``: pages import a
-toy package whose modules import each other. Each test edits one file, rebuilds, and checks
-the set of pages the extension executed (its report) and that the rendered output is fresh.
+A small throw-away book uses the real extension ``_ext/numscale_execute.py`` (with
+``numscale_mathjax.py`` and ``numscale_reproducible.py``): pages import a toy package
+whose modules import each other. Each test edits one file, rebuilds, and checks the set
+of pages the extension executed (its report) and that the rendered output is fresh.
 """
 
 from __future__ import annotations
@@ -70,12 +71,13 @@ def _write_toc_and_config(
     extra_config: dict[str, str] | None = None,
 ) -> None:
     """The toy book's _toc.yml (intro, then ``chapters``) and _config.yml: executed
-    with the cache, built with numscale_build for the package ``toypkg`` in ``src``;
+    with the cache, built with numscale_execute (and the MathJax and page-date
+    extensions) for the package ``toypkg`` in ``src``;
     ``extra_config`` is more of its Sphinx config."""
     write_toy_book_config(
         book,
         chapters,
-        "numscale_build",
+        ("numscale_execute", "numscale_mathjax", "numscale_reproducible"),
         {
             "numscale_src_dir": "src",
             "numscale_package": "toypkg",

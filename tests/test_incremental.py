@@ -1,6 +1,6 @@
 """What an incremental build reads and writes again (behaviour, not timings).
 
-Figure numbers: ``_ext/numscale_build.py`` numbers figures from each page's skeleton
+Figure numbers: ``_ext/numscale_incremental.py`` numbers figures from each page's skeleton
 (its sections, toctrees and numbered nodes), kept while the page's doctree is unchanged.
 A book of two numbered chapters with captioned tables: after a table is added at the
 top of the first, its tables are renumbered and the second chapter, not read again,
@@ -8,9 +8,10 @@ keeps its number, as in a clean build, and its index entry in the search index.
 
 Helper modules: which pages an edit of a helper module makes Sphinx read again.
 
-A small throw-away book uses the real extension ``_ext/numscale_api.py``: a package
-reference page (the ``numscale-api`` directive: autodoc of every module, viewcode
-[source] pages) and a page showing one function with ``literalinclude :pyobject:``.
+A small throw-away book uses the real extensions ``_ext/numscale_api.py`` and
+``_ext/numscale_listings.py``: a package reference page (the ``numscale-api``
+directive: autodoc of every module, viewcode [source] pages) and a page showing one
+function with ``literalinclude :pyobject:``.
 Each step edits the module, rebuilds, and checks the pages Sphinx read and that what the
 site shows is the edited text:
 
@@ -72,7 +73,7 @@ def api_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_toy_book_config(
         book,
         ["reference", "shows"],
-        "numscale_api",
+        ("numscale_api", "numscale_listings"),
         {
             "numscale_src_dir": "src",
             "numscale_package": "toypkg",
@@ -157,7 +158,9 @@ def figure_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "# Second\n\n```{index} single: toyterm\n```\n\n"
         + _table("Other", "tab-second")
     )
-    write_toy_book_config(book, ["first", "second"], "numscale_build", numbered=True)
+    write_toy_book_config(
+        book, ["first", "second"], "numscale_incremental", numbered=True
+    )
     return book
 
 

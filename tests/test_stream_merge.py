@@ -1,5 +1,5 @@
 """The executor joins a cell's stream pieces exactly, so how the kernel happened to cut
-printed text (timing) no longer reaches the page (``_ext/numscale_build.merge_streams``)."""
+printed text (timing) no longer reaches the page (``_ext/numscale_execute.merge_streams``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from nbformat import NotebookNode
 
 from conftest import load_extension
 
-numscale_build = load_extension("numscale_build")
+numscale_execute = load_extension("numscale_execute")
 
 TEXT = "block    1: max = 51.0 eps\nblock   64: max = 4.5 eps\n"
 
@@ -37,7 +37,7 @@ def test_myst_nb_alone_renders_a_cut_before_a_newline_as_a_blank_line():
 
 @pytest.mark.parametrize("cut", [1, 5, TEXT.index("\n"), TEXT.index("\n") + 1, 40])
 def test_merged_pieces_render_the_same_wherever_the_cut(cut):
-    merged = numscale_build.merge_streams(_pieces(cut))
+    merged = numscale_execute.merge_streams(_pieces(cut))
     assert [o["output_type"] for o in merged] == ["stream", "display_data"]
     assert merged[0]["text"] == TEXT  # exactly what was printed
     rendered = coalesce_streams(copy.deepcopy(merged))
@@ -53,7 +53,7 @@ def test_only_consecutive_pieces_of_one_stream_are_joined():
         NotebookNode(output_type="stream", name="stdout", text="c\n"),
         NotebookNode(output_type="stream", name="stdout", text="d\n"),
     ]
-    merged = numscale_build.merge_streams(outputs)
+    merged = numscale_execute.merge_streams(outputs)
     assert [(o["output_type"], o.get("text")) for o in merged] == [
         ("stream", "a\n"),
         ("stream", "w\n"),

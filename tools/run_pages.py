@@ -5,7 +5,7 @@
 Each page is read as a notebook (jupytext), executed top to bottom in a fresh kernel
 with nbclient in a temporary directory, and written to ``--out`` (default a temporary
 folder) as ``.ipynb``. Exits non-zero if any page fails. Useful while writing a chapter;
-the book build itself executes pages through ``_ext/numscale_build.py``.
+the book build itself executes pages through ``_ext/numscale_execute.py``.
 """
 
 from __future__ import annotations
