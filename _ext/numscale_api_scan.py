@@ -129,8 +129,8 @@ def names_used(code: str, package: str) -> set[str]:
     """Dotted names of package objects that ``code`` refers to (``pkg.mod.func``).
 
     Understands ``from pkg import mod [as m]`` then ``m.func``, ``import pkg.mod [as m]``
-    then ``m.func`` (or ``pkg.mod.func``), and ``from pkg.mod import func [as f]`` then
-    ``f``. A name is used when it is referred to (called, or passed as a value).
+    then ``m.func`` (or ``pkg.mod.func``), ``from pkg.mod import func [as f]`` then
+    ``f``, and ``from pkg.sub import mod [as m]`` then ``m.func``. A name is used when it is referred to (called, or passed as a value).
     """
     try:
         tree = ast.parse(strip_magics(code))
@@ -146,7 +146,11 @@ def names_used(code: str, package: str) -> set[str]:
                     modules[alias.asname or alias.name] = f"{package}.{alias.name}"
             elif node.module.startswith(package + "."):
                 for alias in node.names:
-                    objects[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+                    dotted = f"{node.module}.{alias.name}"
+                    objects[alias.asname or alias.name] = dotted
+                    # ``from pkg.sub import mod`` binds a module when ``mod`` is one
+                    # (``from numscale.models import llama``, then ``llama.f``)
+                    modules[alias.asname or alias.name] = dotted
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith(package + ".") and alias.asname:
@@ -156,6 +160,7 @@ def names_used(code: str, package: str) -> set[str]:
                 ) and not alias.asname:
                     bound_package = True  # ``import pkg.mod`` binds ``pkg``
     used: set[str] = set()
+    module_bases: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
             parts = []
@@ -169,12 +174,14 @@ def names_used(code: str, package: str) -> set[str]:
                 head = parts[0]
                 if head in modules and len(parts) >= 2:
                     used.add(f"{modules[head]}.{parts[1]}")
+                    module_bases.add(id(inner))  # ``mod`` of ``mod.f``: not an object
                 elif head == package and bound_package and len(parts) >= 3:
                     used.add(".".join(parts[:3]))
         elif (
             isinstance(node, ast.Name)
             and isinstance(node.ctx, ast.Load)
             and node.id in objects
+            and id(node) not in module_bases  # ast.walk visits ``mod.f`` before ``mod``
         ):
             used.add(objects[node.id])
     return used

@@ -30,6 +30,8 @@ def test_names_used_follows_imports() -> None:
         "from numscale import softmax, streaming as st\n"
         "import numscale.norms as norms\n"
         "from numscale.fp import round_to as rt\n"
+        "from numscale.models import llama\n"
+        "m = llama.LlamaModel(w)\n"
         "p = softmax.stable_softmax(z)\n"
         "f = st.online_softmax\n"
         "y = norms.layer_norm(x, g, b)\n"
@@ -42,6 +44,7 @@ def test_names_used_follows_imports() -> None:
         "numscale.streaming.online_softmax",
         "numscale.norms.layer_norm",
         "numscale.fp.round_to",
+        "numscale.models.llama.LlamaModel",  # a module of a subpackage, then its object
     }
 
 
