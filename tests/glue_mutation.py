@@ -76,7 +76,7 @@ class Target:
     """One quoted name: its page, kind and (for results) its glued value."""
 
     page: str
-    kind: str  # "result", "input", "text" or "missing"
+    kind: str  # "result", "input", "text", "missing" or "no data" (page not built with it)
     value: object = None
     caught: set[int] = field(default_factory=set)  # indices of caught mutants
     caught_by: set[str] = field(default_factory=set)
@@ -84,11 +84,18 @@ class Target:
 
 def find_targets(site: Path) -> dict[str, Target]:
     """name -> Target for every name quoted in the prose of the built ``site``."""
+    from conftest import pages_without_data
     from test_build import glued_values
 
+    # a page the build replaced by the note naming the data it lacks (a machine without
+    # GPT-2's tensors): its chapter tests skip, so its numbers cannot be checked here
+    without_data = pages_without_data(site)
     targets: dict[str, Target] = {}
     for page in quoting_pages():
         source = (ROOT / f"{page}.md").read_text(encoding="utf-8")
+        if page in without_data:
+            targets.update({n: Target(page, "no data") for n in quoted_names(source)})
+            continue
         try:
             values = dict(glued_values(site, page)._raw)
         except FileNotFoundError:
@@ -228,6 +235,12 @@ def table(targets: dict[str, Target]) -> tuple[str, float]:
     total_results = total_guarded = 0
     for page in sorted({t.page for t in targets.values()}):
         mine = [t for t in targets.values() if t.page == page]
+        if all(t.kind == "no data" for t in mine):
+            rows.append(
+                f"| {page.removeprefix('book/')} | {len(mine)} | built without its "
+                "data: not checked, not counted | | | | | |"
+            )
+            continue
         results = [t for t in mine if t.kind in ("result", "missing")]
         guarded = [t for t in results if t.caught]
         tried = sum(len(mutants(t.value)) for t in results if t.kind == "result")
@@ -241,10 +254,11 @@ def table(targets: dict[str, Target]) -> tuple[str, float]:
         total_results += len(results)
         total_guarded += len(guarded)
     overall = total_guarded / total_results if total_results else 1.0
+    checked = [t for t in targets.values() if t.kind != "no data"]
     rows.append(
-        f"| **all** | {len(targets)} | "
-        f"{sum(t.kind == 'input' for t in targets.values())} | "
-        f"{sum(t.kind == 'text' for t in targets.values())} | {total_results} | "
+        f"| **all** | {len(checked)} | "
+        f"{sum(t.kind == 'input' for t in checked)} | "
+        f"{sum(t.kind == 'text' for t in checked)} | {total_results} | "
         f"{total_guarded} | {100 * overall:.0f} | |"
     )
     return "\n".join(rows), overall
