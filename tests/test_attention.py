@@ -250,6 +250,11 @@ def test_l2_growth_sweep_is_flat() -> None:
     # ℓ2 normalization removes c exactly (no ε): rounding only.
     np.testing.assert_allclose(sweep.max_logit, sweep.max_logit[0], rtol=1e-12)
     assert sweep.max_logit.max() <= np.sqrt(64)
+    # g reaches the logits: g · cos(q, k), so g = 2 gives 2/√64 of the default √d_k
+    scaled = attention.query_growth_sweep(
+        x, w_q, w_k, np.geomspace(1, 64, 5), qk_norm="l2", g=2.0
+    )
+    np.testing.assert_allclose(scaled.max_logit, sweep.max_logit / 4, rtol=1e-14)
 
 
 def test_bad_qk_norm_mode_raises() -> None:

@@ -33,6 +33,8 @@ def test_both_qk_norms_bound_the_growing_logits(values):
     # LayerNorm variant: changes only through ε = 1e-5 (relative ≤ ε/(2 v_min)); ℓ2: rounding.
     assert values["ec_ln_spread"] < 1e-3 and values["ec_l2_spread"] < 1e-9
     assert values["ec_ln_max"] <= values["ec_ln_bound64"] == 8.0
+    # g is the page's choice (an input), the scale the ℓ2 sweep was run with
+    assert values["ec_l2_g__is_input"] == 1
     assert values["ec_l2_max"] <= values["ec_l2_g"] == 8.0
 
 
@@ -57,6 +59,23 @@ def test_training_loss_stalls_rather_than_diverges(values):
     # Finite, below the error of answering 0, after an early peak well above it.
     assert values["ec_train_hi_loss_last"] < values["ec_train_target_var"]
     assert values["ec_train_hi_loss_peak"] > 5 * values["ec_train_hi_loss_last"]
+
+
+def test_early_jump_needs_no_logit_growth(values):
+    # prose: every high-lr run, plain or fixed, jumps early: its peak 10-step trailing
+    # mean is above every run's first-step loss (by a factor taken as at least 1.5;
+    # measured 1.9); the smallest peak over all runs is at most the plain runs' smallest
+    assert values["ec_train_all_hi_loss_peak_min"] > (
+        1.5 * values["ec_train_hi_loss_start_max"]
+    )
+    assert values["ec_train_all_hi_loss_peak_min"] <= values["ec_train_hi_loss_peak"]
+    # prose: σReparam's largest logit never grows (the ratio of the largest over all
+    # steps to the first step's is ≥ 1 by definition, = 1 exactly if it never grows) ...
+    assert values["ec_train_sigma_hi_logit_rise"] == 1.0
+    # ... yet one of its runs peaks at more than twice the smaller of the plain peaks
+    assert (
+        values["ec_train_sigma_hi_loss_peak_max"] > 2 * values["ec_train_hi_loss_peak"]
+    )
 
 
 def test_fixes_train_at_the_high_learning_rate(values):

@@ -37,10 +37,13 @@ def test_sweep_summary_on_linear_curves():
         assert getattr(rec, f"keys_at_collapse{n}") == pytest.approx(
             math.exp(h), rel=1e-12
         )
-    assert str(rec).splitlines()[0] == (
-        f"n = 50: √(2 ln n) = {math.sqrt(2 * math.log(50)):.2f}, measured entropy "
-        f"there {rec.h_at_collapse50:.2f} nats"
-    )
+    # both lines, with the values worked out above (not read back from the record)
+    assert str(rec).splitlines() == [
+        f"n = {n}: √(2 ln n) = {math.sqrt(2 * math.log(n)):.2f}, measured entropy "
+        f"there {math.log(n) - math.sqrt(2 * math.log(n)) / 2:.2f} nats "
+        "(interpolated on the σ grid)"
+        for n in (50, 1000)
+    ]
 
 
 def test_sweep_summary_relative_error_sign():
@@ -75,8 +78,9 @@ def _growth(max_logit, entropy):
 def test_growth_summary_by_hand():
     growth = {
         "none": _growth([2.0, 4.0, 8.0], [3.0, 2.0, 0.5]),
-        "layernorm": _growth([5.0, 5.5, 5.25], [3.9, 3.9, 3.9]),
-        "l2": _growth([6.0, 6.0, 6.0], [3.8, 3.8, 3.8]),
+        # first, last and largest entries differ, so picking the wrong one fails
+        "layernorm": _growth([5.0, 5.5, 5.25], [3.9, 3.85, 3.8]),
+        "l2": _growth([5.75, 6.0, 5.9], [3.8, 3.8, 3.8]),
     }
     rec = collapse.growth_summary(growth, n_keys=16, d_head=36)
     assert (rec.plain_max_c1, rec.plain_max_cmax) == (2.0, 8.0)
@@ -84,8 +88,8 @@ def test_growth_summary_by_hand():
     assert rec.ln64 == pytest.approx(math.log(16), rel=1e-15)
     assert (rec.ln_max, rec.ln_spread, rec.ln_entropy) == (5.5, 0.5, 3.9)
     assert rec.ln_bound64 == pytest.approx(6.0, rel=1e-15)  # √36, unit gains
-    assert (rec.l2_max, rec.l2_spread) == (6.0, 0.0)
-    assert rec.l2_g == 6.0
+    assert rec.l2_max == 6.0
+    assert rec.l2_spread == pytest.approx(0.25, abs=1e-15)
     lines = collapse.format_growth(growth).splitlines()
     assert lines[0] == (
         "none     : max |logit|    2.00 →    8.00, entropy 3.000 → 0.500 nats"
@@ -133,18 +137,25 @@ def _made_up_runs():
         loss=loss,
         bound=np.full((steps, 4), np.inf),
     )
-    small = np.full((steps, 4), 0.01)
 
-    def fixed(name, top_logit, bound, mse):
+    def fixed(name, top_logit, bound, mse, hi_loss):
+        """hi_loss: (first step, every later step) of the two high-lr runs' loss, so
+        that their 10-step trailing mean peaks at the later value."""
         logit = np.full((steps, 4), 2.0)
         logit[5, 3] = top_logit
-        return _runs(name, lrs, logit, mse, [0, 0, 0, 0.01], [np.nan] * 4, small, bound)
+        loss = np.full((steps, 4), 0.01)
+        for col, (first, later) in zip((2, 3), hi_loss):
+            loss[:, col] = np.r_[first, np.full(steps - 1, later)]
+        return _runs(name, lrs, logit, mse, [0, 0, 0, 0.01], [np.nan] * 4, loss, bound)
 
+    ln_loss, l2_loss = ((0.1, 0.6), (0.15, 0.3)), ((0.1, 0.95), (0.45, 0.7))
+    sigma_loss = ((0.1, 0.9), (0.1, 0.15))
+    bounds = [np.full((steps, 4), b) for b in (4.2, 4.0, 1.0)]
     return {
         "none": plain,
-        "qk_layernorm": fixed("qk_layernorm", 4.5, np.full((steps, 4), 4.2), [0] * 4),
-        "qk_l2": fixed("qk_l2", 3.0, np.full((steps, 4), 4.0), [0, 0, 0.002, 0.003]),
-        "sigma_reparam": fixed("sigma_reparam", 2.5, np.full((steps, 4), 1.0), [0] * 4),
+        "qk_layernorm": fixed("qk_layernorm", 4.5, bounds[0], [0] * 4, ln_loss),
+        "qk_l2": fixed("qk_l2", 3.0, bounds[1], [0, 0, 0.002, 0.003], l2_loss),
+        "sigma_reparam": fixed("sigma_reparam", 2.5, bounds[2], [0] * 4, sigma_loss),
     }
 
 
@@ -161,6 +172,14 @@ def test_training_summary_by_hand():
     assert rec.hi_loss_last_pct == pytest.approx(180.0, rel=1e-12)
     # the 10-step trailing mean peaks at the flat start (0.4 and 0.2): the smaller
     assert rec.hi_loss_peak == pytest.approx(0.2, rel=1e-12)
+    # every high-lr run: the largest first-step loss (ℓ2's 0.45, above the plain 0.4)
+    # and the smallest peak (σReparam's 0.15, below the plain runs' 0.2)
+    assert rec.hi_loss_start_max == 0.45
+    assert rec.all_hi_loss_peak_min == pytest.approx(0.15, rel=1e-12)
+    # σReparam's high-lr runs: the larger peak (0.9; ℓ2 reaches 0.95), and the largest
+    # |logit| over the steps over the first step's: 2.0/2.0 and 2.5/2.0
+    assert rec.sigma_hi_loss_peak_max == pytest.approx(0.9, rel=1e-12)
+    assert rec.sigma_hi_logit_rise == 1.25
     # low-lr runs: the first step's largest |logit| (1.0, 1.5) and the last's (1.2, 1.0)
     assert (rec.lo_mse_max, rec.lo_init_logit, rec.lo_logit_max) == (0.002, 1.5, 1.2)
     assert rec.fixed_hi_mse_max == 0.003

@@ -53,6 +53,23 @@ def test_pre_and_post_share_weights():
         assert na == nb and torch.equal(pa, pb)
 
 
+def test_models_of_one_seed_are_nested():
+    # the chapter says so: the 2-block model is the first 2 blocks of the 5-block one,
+    # with the same embedding; only the unembedding (drawn last) differs
+    short = residual.ToyTransformer(16, 2, "pre", seed=3, vocab=20)
+    deep = residual.ToyTransformer(16, 5, "pre", seed=3, vocab=20)
+    assert torch.equal(short.embed, deep.embed)
+    for a, b in zip(short.blocks, deep.blocks):
+        assert all(torch.equal(a[name], b[name]) for name in a)
+    assert not torch.equal(short.unembed, deep.unembed)
+    # hence the short model's streams are the deep model's first three
+    ids = torch.arange(8).reshape(1, 8)
+    _, s_short = short(ids)
+    _, s_deep = deep(ids)
+    for x, y in zip(s_short, s_deep):
+        assert torch.equal(x, y)
+
+
 def test_xavier_scale_of_weights():
     # Xavier std √(2/(fan_in+fan_out)); 6 blocks × 128×512 draws = 393,216 for fc: relative SE
     # of a sample std 1/√(2n) = 0.11%; 5 SE

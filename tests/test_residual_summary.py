@@ -81,9 +81,9 @@ def test_profile_records_reject_bad_input() -> None:
 def test_format_profiles_rows() -> None:
     text = residual_summary.format_profiles({"pre": PRE, "post": POST}, "stream_norm")
     assert text.splitlines() == [
-        "pre-LN  stream norm:",
+        "pre-LN  stream norm, depth 0 (embedding) … 3:",
         "[ 2.  3.  5. 10.]",
-        "post-LN stream norm:",
+        "post-LN stream norm, depth 0 (embedding) … 3:",
         "[2.   1.5  1.25 1.75]",
     ]
     text = residual_summary.format_profiles({"pre": PRE, "post": POST}, "weights")

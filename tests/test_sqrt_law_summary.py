@@ -19,16 +19,17 @@ def test_slope_fit_measures_the_distance_to_one_half():
         summary.slope_fit(0.5, 0.0, 0.01)
 
 
-def test_range_fit_keeps_the_slope_and_roots_the_largest_length():
-    fit = summary.range_fit(np.array([2, 10, 1024]), 0.49, 0.004)
+def test_range_record_keeps_the_slope_and_roots_the_largest_length():
+    fit = summary.range_record(np.array([2, 10, 1024]), 0.49, 0.004)
     assert (fit.slope, fit.slope_se) == (0.49, 0.004)
     assert fit.sqrt_dmax == 32.0  # √1024 exactly; √2 or √10 would be the wrong end
+    assert str(fit) == "slope 0.4900 ± 0.0040"  # the line the chapter prints
     with pytest.raises(ValueError, match="dims"):
-        summary.range_fit(np.array([2, 1024, 10]), 0.49, 0.004)
+        summary.range_record(np.array([2, 1024, 10]), 0.49, 0.004)
     with pytest.raises(TypeError, match="dims"):
-        summary.range_fit(np.array([2.0, 4.0]), 0.49, 0.004)
+        summary.range_record(np.array([2.0, 4.0]), 0.49, 0.004)
     with pytest.raises((TypeError, ValueError), match="slope_se"):
-        summary.range_fit(np.array([2, 4]), 0.49, -1.0)
+        summary.range_record(np.array([2, 4]), 0.49, -1.0)
 
 
 def test_format_sweep_shows_the_chosen_rows():

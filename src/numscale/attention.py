@@ -237,15 +237,19 @@ def query_growth_sweep(
     factors: Sequence[float],
     *,
     qk_norm: bool | str,
+    g: float | None = None,
 ) -> GrowthSweep:
     """Attention logits and entropy when W_Q is replaced by c·W_Q, for each c in ``factors``.
 
-    ``qk_norm`` as in :func:`attention_logits` (unit gains; g = √d_k for ``"l2"``).
+    ``qk_norm`` and ``g`` as in :func:`attention_logits` (unit gains; for ``"l2"`` the
+    scale ``g``, default √d_k; ``g`` is unused by the other modes).
     """
     c = as_float_array(np.asarray(factors, dtype=float), "factors", ndim=1)
     if np.any(c <= 0):
         raise ValueError("factors must be > 0")
-    rows = [attention_logits(x, ci * np.asarray(w_q), w_k, qk_norm=qk_norm) for ci in c]
+    rows = [
+        attention_logits(x, ci * np.asarray(w_q), w_k, qk_norm=qk_norm, g=g) for ci in c
+    ]
     return GrowthSweep(
         factors=c,
         max_logit=np.array([np.abs(r).max() for r in rows]),

@@ -28,8 +28,9 @@ class SweepSummary:
     at σ = 1, n = 50; ``h50_sigma1_approx``: ln n − σ²/2 there;
     ``h50_sigma1_relerr_pct``: (measured − approximation)/measured in %;
     ``collapse50``, ``collapse1000``: σ* = √(2 ln n); ``h_at_collapse50``,
-    ``h_at_collapse1000``: the measured mean entropy at σ* (linear interpolation on
-    the sweep's grid); ``keys_at_collapse50``, ``keys_at_collapse1000``: e to that
+    ``h_at_collapse1000``: the measured mean entropy at σ*, linearly interpolated
+    between the two grid points of the sweep around σ* (σ* itself is not sampled);
+    ``keys_at_collapse50``, ``keys_at_collapse1000``: e to that
     entropy, the number of keys a uniform row of that entropy spreads over.
     """
 
@@ -46,7 +47,8 @@ class SweepSummary:
 
     def __str__(self) -> str:
         return "\n".join(
-            f"n = {n}: √(2 ln n) = {s:.2f}, measured entropy there {h:.2f} nats"
+            f"n = {n}: √(2 ln n) = {s:.2f}, measured entropy there {h:.2f} nats "
+            "(interpolated on the σ grid)"
             for n, s, h in (
                 (50, self.collapse50, self.h_at_collapse50),
                 (1000, self.collapse1000, self.h_at_collapse1000),
@@ -93,11 +95,13 @@ class GrowthSummary:
 
     ``plain_max_c1``, ``plain_max_cmax``: largest |logit| without normalization at the
     first and last factor; ``plain_entropy_c1``, ``plain_entropy_cmax``: mean
-    entropy (nats) there; ``ln64``: ln n, the largest entropy over n keys;
-    ``ln_max``, ``ln_spread``: largest |logit| with LayerNorm QK-norm over the sweep
-    and its range (max − min over factors); ``ln_entropy``: its entropy at the first
-    factor; ``ln_bound64``: its bound √d_k (unit gains); ``l2_max``, ``l2_spread``:
-    the same for ℓ2 QK-norm; ``l2_g``: its scale g = √d_k.
+    entropy (nats) there; ``ln64``: ln n, the largest entropy over n keys (a
+    constant of the head's size, not a measurement); ``ln_max``, ``ln_spread``:
+    largest |logit| with LayerNorm QK-norm over the sweep and its range (max − min
+    over factors); ``ln_entropy``: its entropy at the first factor; ``ln_bound64``:
+    its bound √d_k (unit gains; a constant of the head's width); ``l2_max``,
+    ``l2_spread``: the same for ℓ2 QK-norm (whose scale g is the caller's choice,
+    passed to the sweep: not part of the record).
     """
 
     plain_max_c1: float
@@ -111,7 +115,6 @@ class GrowthSummary:
     ln_bound64: float
     l2_max: float
     l2_spread: float
-    l2_g: float
 
 
 _MODES = ("none", "layernorm", "l2")
@@ -131,7 +134,8 @@ def growth_summary(
 ) -> GrowthSummary:
     """:class:`GrowthSummary` of the sweeps ``growth`` keyed ``"none"``,
     ``"layernorm"`` and ``"l2"`` (QK-norm modes) over ``n_keys`` keys and a head of
-    width ``d_head``."""
+    width ``d_head`` (the shapes of the head the sweeps ran on: ``x.shape[0]`` and
+    ``w_q.shape[1]``)."""
     growth = _growth_sweeps(growth)
     plain, ln_qk, l2_qk = growth["none"], growth["layernorm"], growth["l2"]
     return GrowthSummary(
@@ -146,7 +150,6 @@ def growth_summary(
         ln_bound64=attention.qk_norm_bound(d_head),
         l2_max=l2_qk.max_logit.max(),
         l2_spread=np.ptp(l2_qk.max_logit),
-        l2_g=np.sqrt(d_head),
     )
 
 
@@ -212,7 +215,13 @@ class TrainingSummary:
     to 0.1); ``hi_locked_min`` (smallest % of collapsed rows locked since mid-training);
     ``hi_loss_last`` (training loss over the last 10 steps) and ``hi_loss_last_pct``
     (that in % of ``target_var``); ``hi_loss_peak`` (smallest over runs of the largest
-    10-step trailing mean of the loss); low-lr runs: ``lo_mse_max`` (held-out squared
+    10-step trailing mean of the loss); every high-lr run, plain or fixed:
+    ``hi_loss_start_max`` (largest first-step training loss) and
+    ``all_hi_loss_peak_min`` (smallest over runs of the largest 10-step trailing mean
+    of the loss); high-lr σReparam runs: ``sigma_hi_loss_peak_max`` (largest over runs
+    of that peak) and ``sigma_hi_logit_rise`` (largest over runs of the largest |logit|
+    over all steps divided by the first step's; 1 when it never grows);
+    low-lr runs: ``lo_mse_max`` (held-out squared
     error), ``lo_init_logit`` (largest first-step |logit|) and ``lo_logit_max``
     (largest **final** |logit|, at the last step).
     Fixes: ``fixed_hi_mse_max``, ``fixed_hi_logit_max`` (at any step),
@@ -235,6 +244,10 @@ class TrainingSummary:
     hi_loss_last: float
     hi_loss_last_pct: float
     hi_loss_peak: float
+    hi_loss_start_max: float
+    all_hi_loss_peak_min: float
+    sigma_hi_loss_peak_max: float
+    sigma_hi_logit_rise: float
     ln_bound_init: float
     lo_mse_max: float
     lo_init_logit: float
@@ -263,6 +276,12 @@ def training_summary(
     fixed_hi = np.concatenate([runs[v].test_mse[runs[v].lrs > hi_lr] for v in fixes])
     fixed_hi_logit = max(runs[v].max_logit[:, runs[v].lrs > hi_lr].max() for v in fixes)
     last_loss = plain.loss[-10:, hi].mean()
+    # per high-lr run of each variant: first-step loss, peak 10-step trailing mean
+    hi_runs = {v: runs[v].lrs > hi_lr for v in runs}
+    start = {v: runs[v].loss[0, hi_runs[v]] for v in runs}
+    peak = {v: trailing_mean(runs[v].loss[:, hi_runs[v]], 10).max(axis=0) for v in runs}
+    sigma = runs["sigma_reparam"]
+    sigma_z = sigma.max_logit[:, hi_runs["sigma_reparam"]]  # (steps, high-lr runs)
     bound = np.sqrt(plain.config["d_head"])
     others = plain.config["seq_len"] - 1
     return TrainingSummary(
@@ -278,7 +297,11 @@ def training_summary(
         hi_locked_min=100 * plain.locked_fraction[hi].min(),
         hi_loss_last=last_loss,
         hi_loss_last_pct=100 * last_loss / plain.target_variance,
-        hi_loss_peak=trailing_mean(plain.loss[:, hi], 10).max(axis=0).min(),
+        hi_loss_peak=peak["none"].min(),
+        hi_loss_start_max=max(x.max() for x in start.values()),
+        all_hi_loss_peak_min=min(x.min() for x in peak.values()),
+        sigma_hi_loss_peak_max=peak["sigma_reparam"].max(),
+        sigma_hi_logit_rise=(sigma_z.max(axis=0) / sigma_z[0]).max(),
         ln_bound_init=bound,
         lo_mse_max=plain.test_mse[~hi].max(),
         lo_init_logit=plain.max_logit[0, ~hi].max(),

@@ -90,7 +90,10 @@ class ToyTransformer(torch.nn.Module):
     initial values) and no learnable parameters here. ``proj_scale`` multiplies the
     output matrices of both branches (``o`` and ``proj``) after drawing them:
     ``1/√(2·n_layer)`` is GPT-2's residual scaling as Hugging Face reads it.
-    Blocks are :func:`pre_ln_block` or :func:`post_ln_block`.
+    Blocks are :func:`pre_ln_block` or :func:`post_ln_block`. One generator draws the
+    embedding, then the blocks in order, then the unembedding: models of one ``seed``
+    are nested, the ``n_layer``-block model's embedding and blocks being the first
+    blocks of any deeper model's (only the unembedding differs).
     """
 
     def __init__(
@@ -274,7 +277,10 @@ def last_block_sweep(
 
     One :func:`gradient_profile` per (seed, depth, position); ``ids``/``targets`` are
     ``(batch, seq)``. Seeds give independent models, so their spread is the
-    sampling error of a single model's numbers. Every profile is kept in ``profiles``.
+    sampling error of a single model's numbers; the depths of one seed do not: its
+    L-block model is the first L blocks of its deepest model (see
+    :class:`ToyTransformer`), so one seed's values across depths are one stream read
+    at several depths. Every profile is kept in ``profiles``.
     """
     depths_arr = np.array([positive_int(L, "depths") for L in depths])
     seeds_arr = np.array([positive_int(s, "seeds", minimum=0) for s in seeds])

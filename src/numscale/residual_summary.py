@@ -114,8 +114,9 @@ def gradient_summary(pre: GradientProfile, post: GradientProfile) -> GradientSum
 
 def format_profiles(profiles: Mapping[str, GradientProfile], field: str) -> str:
     """One labelled row per arrangement of ``profiles`` (position -> profile): the
-    profile's ``field``, as the chapter prints them: ``"stream_norm"`` (``(L + 1,)``)
-    rounded to 1 decimal for pre-LN and 2 for post-LN, 80 columns; ``"weights"``
+    profile's ``field``, as the chapter prints them: ``"stream_norm"`` (``(L + 1,)``,
+    its header naming depths 0 (the embedding) … L) rounded to 1 decimal for pre-LN
+    and 2 for post-LN, 80 columns; ``"weights"``
     (``(L,)``) rounded to 3 decimals, 72 columns."""
     if field not in ("stream_norm", "weights"):
         raise ValueError(f"field must be 'stream_norm' or 'weights', got {field!r}")
@@ -125,7 +126,9 @@ def format_profiles(profiles: Mapping[str, GradientProfile], field: str) -> str:
         values = getattr(profile, field)
         if field == "stream_norm":
             decimals, width = (1 if pos == "pre" else 2), 80
-            lines.append(f"{pos + '-LN':8s}stream norm:")
+            lines.append(
+                f"{pos + '-LN':8s}stream norm, depth 0 (embedding) … {values.size - 1}:"
+            )
         else:
             decimals, width = 3, 72
             lines.append(f"{pos}-LN: gradient norm, blocks 1…{values.size}:")
@@ -146,7 +149,9 @@ class DepthSummary:
     slope_pre_se: float  #: its standard error
     slope_pre_z: float  #: (slope_pre + ½) / slope_pre_se: distance from −½ in SEs
     slope_pre_seed0: float  #: the slope of the first seed alone
-    slope_pre_seed0_fit_se: float  #: that fit's own least-squares standard error
+    #: that fit's least-squares standard error (a standard error only if the depths'
+    #: points are independent; the chapter's depths of one seed are nested models)
+    slope_pre_seed0_fit_se: float
     slope_pre_seed_sd: float  #: standard deviation of the slopes over the seeds
     slope_post: float  #: post-LN last-block gradient: mean slope
     slope_post_se: float  #: its standard error

@@ -48,27 +48,33 @@ def slope_fit(slope: float, slope_se: float, slope_se_theory: float) -> SlopeFit
 
 
 @dataclass(frozen=True)
-class RangeFit:
-    """A log–log slope of std against d over a range of lengths, and the square root
-    of the range's largest length (the factor 1/√d_k divides by there)."""
+class RangeRecord:
+    """A log–log slope of std against d fitted over a range of lengths (passed
+    through, not fitted here), and the square root of the range's largest length (the
+    factor 1/√d_k divides by there; a function of the chosen range). Its ``str`` is
+    the line the chapter prints: the slope and its standard error."""
 
     slope: float  #: least-squares slope
     slope_se: float  #: its standard error, from the scatter of the fit
     sqrt_dmax: float  #: √ of the largest length d
 
+    def __str__(self) -> str:
+        return f"slope {self.slope:.4f} ± {self.slope_se:.4f}"
 
-def range_fit(dims: np.ndarray, slope: float, slope_se: float) -> RangeFit:
-    """:class:`RangeFit` of a ``slope`` (with its standard error ``slope_se`` > 0)
-    fitted over the increasing lengths ``dims`` ``(m,)``."""
+
+def range_record(dims: np.ndarray, slope: float, slope_se: float) -> RangeRecord:
+    """Record a ``slope`` (with its standard error ``slope_se`` > 0) that the caller
+    fitted over the increasing lengths ``dims`` ``(m,)``, with √max(dims); the slope
+    is checked and kept, not fitted."""
     dims = np.asarray(dims)
     if dims.ndim != 1 or dims.size == 0 or not np.issubdtype(dims.dtype, np.integer):
         raise TypeError(f"dims must be a non-empty (m,) integer array, got {dims!r}")
     if np.any(dims < 1) or np.any(np.diff(dims) <= 0):
         raise ValueError(f"dims must be increasing positive lengths, got {dims}")
-    return RangeFit(
+    return RangeRecord(
         slope=finite_float(slope, "slope"),
         slope_se=finite_float(slope_se, "slope_se", positive=True),
-        sqrt_dmax=np.sqrt(dims[-1]),
+        sqrt_dmax=float(np.sqrt(dims[-1])),
     )
 
 
