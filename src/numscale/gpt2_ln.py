@@ -159,9 +159,9 @@ def outside_by_module(
 @dataclass(frozen=True)
 class GainsOutside:
     """Gains outside a range with ``edges`` (low, high): ``total`` (all modules,
-    :func:`gpt2_stats.count_outside`), ``lnf`` (of them in the last module, ln_f),
-    ``counts`` (module name -> how many, for the modules that have any) and
-    ``blocks`` (Markdown: those of them other than ln_f, in backticks,
+    :func:`numscale.gpt2_stats.count_outside`), ``lnf`` (of them in the last
+    module, ln_f), ``counts`` (module name -> how many, for the modules that have
+    any) and ``blocks`` (Markdown: those of them other than ln_f, in backticks,
     comma-separated). Its ``str`` is the line the chapter prints."""
 
     edges: tuple[float, float]
