@@ -52,10 +52,10 @@ def test_fixed_ranges_drop_values(values):
     assert values["ln_gain_outside_lnf"] == int(outside[-1].sum())
     assert values["ln_bias_outside"] == int(((biases < -5) | (biases > 5)).sum())
     outside_02 = (gains < 0) | (gains > 2)
-    assert values["ln_gain_outside_02"] == int(outside_02.sum())
-    assert values["ln_gain_outside_02_lnf"] == int(outside_02[-1].sum())
+    assert values["ln_outside_02_total"] == int(outside_02.sum())
+    assert values["ln_outside_02_lnf"] == int(outside_02[-1].sum())
     # the prose's reading: most of the dropped gains are ln_f's
-    assert values["ln_gain_outside_02_lnf"] > values["ln_gain_outside_02"] / 2
+    assert values["ln_outside_02_lnf"] > values["ln_outside_02_total"] / 2
 
 
 def test_summary_statistics_recomputed_from_the_npz(values):
@@ -110,7 +110,22 @@ def test_exercise_names_the_block_modules_outside_0_2(values, built_site):
     assert markdown_glue(built_site, PAGE, "ln_outside_02_blocks") == expected
     negative = gains[:-1] < 0
     assert int(negative.sum()) == 1 and np.array_equal(negative, outside)
-    assert values["ln_gain_outside_02"] - values["ln_gain_outside_02_lnf"] == 1
+    assert values["ln_outside_02_total"] - values["ln_outside_02_lnf"] == 1
+
+
+def test_markdown_glues_name_the_module_of_the_maximum(built_site):
+    # the module and channel of the largest gain, and the module of the largest
+    # output RMS √mean(γ² + β²), found from the npz (exact: argmax of the tensors)
+    gains, biases = reference_layernorms()
+    names = [f"h.{i}.ln_{j}" for i in range(12) for j in (1, 2)] + ["ln_f"]
+    module, channel = np.unravel_index(np.argmax(gains), gains.shape)
+    assert markdown_glue(built_site, PAGE, "ln_gain_max_where") == (
+        f"`{names[module]}`, channel {channel}"
+    )
+    rms = np.sqrt(np.mean(gains**2 + biases**2, axis=1))
+    assert markdown_glue(built_site, PAGE, "ln_rms_largest_module") == (
+        f"`{names[int(np.argmax(rms))]}`"
+    )
 
 
 def test_small_gains_share_channels(values):

@@ -21,6 +21,9 @@ def test_rules(values):
 
 
 def test_fifty_relu_layers(values):
+    # the page's inputs, for which the expectations below are written out
+    assert (values["init_depth"], values["init_width"]) == (50, 512)
+    assert values["init_n_samples"] == 256
     # log2 of the final ratio for one input: mean −5·50/(2·512·ln 2) and sd √(5·50/512)/ln 2
     # (delta method on the per-layer factor, derived in init.log2_moment_spread's docstring;
     # written out here so that the test does not call the formula it checks).

@@ -89,8 +89,9 @@ def test_seed_spread_fields():
     assert rec.wishart_spread_pct == pytest.approx(
         100 * math.sqrt(21 / 500), rel=1e-15
     )  # (2·5 + 10 + 1)/(2·25·10)
-    assert records.format_seed_spread(rec).startswith(
-        "mean 7.000, relative spread 20.20%"
+    # spreads: √2/7 = 20.20%, √(1.3/50) = 16.12%, √(21/500) = 20.49%
+    assert records.format_seed_spread(rec) == (
+        "mean 7.000, relative spread 20.20% (independent draws: 16.12%, Wishart: 20.49%)"
     )
     with pytest.raises(ValueError, match="stds"):
         records.seed_spread(np.array([7.0]), 5, 10)
@@ -112,5 +113,6 @@ def test_records_print_as_their_format():
     assert str(stds) == records.format_score_stds(stds)
     assert str(stds).startswith("std(Q) = 1.000   std(K) = 2.000")
     spread = records.seed_spread(np.array([6.0, 8.0]), 5, 10)
-    assert str(spread) == records.format_seed_spread(spread)
-    assert str(spread).startswith("mean 7.000, relative spread 20.20%")
+    assert str(spread) == (
+        "mean 7.000, relative spread 20.20% (independent draws: 16.12%, Wishart: 20.49%)"
+    )

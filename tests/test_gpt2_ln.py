@@ -59,7 +59,7 @@ def test_layernorm_summary_prints_the_value_ranges():
     assert rec.bias_median == pytest.approx(0.05, rel=1e-15)
     assert str(rec) == gpt2_ln.format_value_ranges({"gains": GAINS, "biases": BIASES})
     assert str(rec).splitlines() == [
-        "gains : 12 values, min -0.1000, median +0.7500, max +12.0000",
+        "gains:  12 values, min -0.1000, median +0.7500, max +12.0000",
         "biases: 12 values, min -6.0000, median +0.0500, max +5.5000",
     ]
 
@@ -67,10 +67,9 @@ def test_layernorm_summary_prints_the_value_ranges():
 def test_range_losses_by_hand():
     rec = gpt2_ln.range_losses(GAINS, BIASES)
     # outside [0, 3]: −0.1, 4.0, 12.0 (two of them in ln_f); biases outside [−5, 5]:
-    # −6.0 and 5.5; gains outside [0, 2]: −0.1, 2.5, 4.0, 12.0 (three in ln_f)
+    # −6.0 and 5.5
     assert (rec.gain_outside, rec.gain_outside_lnf) == (3, 2)
     assert rec.bias_outside == 2
-    assert (rec.gain_outside_02, rec.gain_outside_02_lnf) == (4, 3)
 
 
 def test_gain_medians_by_hand():
@@ -127,7 +126,9 @@ def test_output_rms_summary_and_extremes():
     lines = gpt2_ln.format_rms_extremes(NAMES, rms, np.ones(3)).splitlines()
     assert lines[0].startswith("largest output RMS: ln_f")
     assert lines[1].startswith("smallest output RMS: h.0.ln_2")
-    assert lines[2] == "at initialization: every module [1.]"
+    assert lines[2] == "at initialization: every module 1.000"
+    two = gpt2_ln.format_rms_extremes(NAMES, rms, np.array([1.0, 0.5, 1.0]))
+    assert two.splitlines()[2] == "at initialization: values 0.500, 1.000"
     with pytest.raises(ValueError, match="rms"):
         gpt2_ln.output_rms_summary(NAMES[:1], rms[:1], np.ones(1))
     with pytest.raises(ValueError, match="names"):
@@ -157,15 +158,21 @@ def test_outside_by_module_counts_by_hand():
 
 
 def test_gains_outside_names_the_blocks_and_prints_the_counts():
-    # outside [0, 2]: −0.1 in h.0.ln_1, three in ln_f: the blocks are h.0.ln_1 only
+    # outside [0, 2]: −0.1 in h.0.ln_1, 2.5, 4.0, 12.0 in ln_f: the blocks are
+    # h.0.ln_1 only; 4 in all, 3 in ln_f (the last row, not the first)
     rec = gpt2_ln.gains_outside(NAMES, GAINS, 0.0, 2.0)
     assert rec.counts == {"h.0.ln_1": 1, "ln_f": 3}
+    assert (rec.total, rec.lnf) == (4, 3)
     assert rec.blocks == "`h.0.ln_1`" and isinstance(rec.blocks, MarkdownText)
-    assert str(rec) == "gains outside [0, 2], by module: {'h.0.ln_1': 1, 'ln_f': 3}"
+    assert str(rec) == (
+        "gains outside [0, 2]: 4 (ln_f 3); by module: {'h.0.ln_1': 1, 'ln_f': 3}"
+    )
     # outside [0.2, 1.0]: both blocks (2 and 1) and ln_f (3), ln_f left out of blocks
     rec = gpt2_ln.gains_outside(NAMES, GAINS, 0.2, 1.0)
     assert rec.blocks == "`h.0.ln_1`, `h.0.ln_2`"
-    assert str(rec).startswith("gains outside [0.2, 1], by module: {'h.0.ln_1': 2")
+    assert (rec.total, rec.lnf) == (6, 3)  # 0.2 and 1.0 themselves are inside
+    assert str(rec).startswith("gains outside [0.2, 1]: 6 (ln_f 3); ")
+    assert "; by module: {'h.0.ln_1': 2" in str(rec)
     # outside [-1, 13]: nothing anywhere
     rec = gpt2_ln.gains_outside(NAMES, GAINS, -1.0, 13.0)
     assert (rec.counts, rec.blocks) == ({}, "")
@@ -188,7 +195,7 @@ def test_low_channel():
 
 def test_formatters():
     text = gpt2_ln.format_value_ranges({"gains": GAINS})
-    assert text == "gains : 12 values, min -0.1000, median +0.7500, max +12.0000"
+    assert text == "gains:  12 values, min -0.1000, median +0.7500, max +12.0000"
     assert gpt2_ln.format_parameters(NAMES, GAINS, BIASES) == (
         "gains (3, 4) biases (3, 4) rows h.0.ln_1 ... ln_f"
     )

@@ -287,7 +287,13 @@ def test_depth_summary_made_up_moments():
     assert rec.final_log2 == {"lecun": -2.0, "xavier": -2.0, "he": 1.0}
     assert rec.two_pow_minus_depth == 0.25  # depth 2
     assert rec.xavier_is_lecun is True
-    assert "after 2 layers" in str(rec) and str(rec).endswith("True")
+    # last over first: 0.5/2 = 0.25 (log2 −2), 4/2 = 2 (log2 1), after 3 − 1 = 2 layers
+    assert str(rec).splitlines() == [
+        " lecun: E[x²] after 2 layers / at the input = 0.25  (log2: -2.00)",
+        "xavier: E[x²] after 2 layers / at the input = 0.25  (log2: -2.00)",
+        "    he: E[x²] after 2 layers / at the input = 2  (log2: 1.00)",
+        "Xavier and LeCun identical for square layers: True",
+    ]
     other = init.depth_summary({**moments, "xavier": np.array([2.0, 1.0, 0.25])})
     assert other.xavier_is_lecun is False
     with pytest.raises(ValueError, match="one length"):
@@ -310,7 +316,11 @@ def test_gpt2_start_scales_arithmetic():
     assert rec.gpt2_logit_std == pytest.approx(0.25, rel=1e-15)
     assert rec.gpt2_entropy_gap == pytest.approx(0.25**2 / 2, rel=1e-15)
     assert rec.lecun == {100: pytest.approx(0.1), 400: pytest.approx(0.05)}
-    assert "GPT-2: 0.05" in str(rec)
+    assert rec.w_std == 0.05
+    assert str(rec).splitlines() == [
+        "1/√100 = 0.1000   1/√400 = 0.0500   GPT-2: 0.05",
+        "q, k entries: std 0.500;  scaled logits: std 0.250",
+    ]
     with pytest.raises(ValueError, match="w_std"):
         init.gpt2_start_scales(w_std=0.0)
 

@@ -108,6 +108,30 @@ def test_glue_record_glues_inputs_as_inputs_and_shows_the_record(
         report.glue_record(rec, exclude=("curve",), inputs={"loss": 1.0})
 
 
+@pytest.mark.parametrize(
+    ("inputs", "error", "match"),
+    [
+        ({"seed": float("nan")}, ValueError, "seed"),
+        ({"seed": True}, TypeError, "seed"),
+        ({"n": np.ones(2)}, ValueError, "n"),
+        ({}, ValueError, "inputs"),
+    ],
+)
+def test_glue_record_checks_inputs_before_gluing_anything(
+    monkeypatch: pytest.MonkeyPatch, inputs: dict, error: type, match: str
+) -> None:
+    import myst_nb
+
+    calls = []
+    monkeypatch.setattr(
+        myst_nb, "glue", lambda name, value, display=True: calls.append((name, value))
+    )
+    rec = _Result(2.0, {"tensor": 0.5}, np.ones(3))
+    with pytest.raises(error, match=match):
+        report.glue_record(rec, prefix="q_", exclude=("curve",), inputs=inputs)
+    assert calls == []  # not even the record's own fields
+
+
 def test_markdown_text_is_glued_as_markdown(monkeypatch: pytest.MonkeyPatch) -> None:
     import myst_nb
     from IPython.display import Markdown

@@ -128,10 +128,12 @@ def seed_spread(stds: np.ndarray, n: int, d: int) -> SeedSpread:
 
 
 def format_seed_spread(rec: SeedSpread) -> str:
-    """One line: the mean std, its spread across seeds, and the independent-draw one."""
+    """One line: the mean std, its spread across seeds, and the two predicted
+    spreads (independent draws, Wishart)."""
     return (
         f"mean {rec.seed_mean:.3f}, relative spread {rec.seed_spread_pct:.2f}%"
-        f" (independent draws: {rec.iid_spread_pct:.2f}%)"
+        f" (independent draws: {rec.iid_spread_pct:.2f}%,"
+        f" Wishart: {rec.wishart_spread_pct:.2f}%)"
     )
 
 

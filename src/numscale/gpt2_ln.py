@@ -96,7 +96,7 @@ def layernorm_summary(names: Sequence[str], gains, biases) -> LayerNormSummary:
 def _range_line(name: str, count: int, low: float, median: float, high: float) -> str:
     """One line of :func:`format_value_ranges`."""
     return (
-        f"{name:6s}: {count:,} values, min {low:+.4f}, "
+        f"{name + ':':7s} {count:,} values, min {low:+.4f}, "
         f"median {median:+.4f}, max {high:+.4f}"
     )
 
@@ -125,27 +125,20 @@ class RangeLosses:
     """What fixed histogram ranges drop, from LayerNorm parameters (L, d) whose last
     row is ln_f: ``gain_outside`` (gains outside :data:`GAIN_RANGE`) and
     ``gain_outside_lnf`` (of them in the last row), ``bias_outside`` (biases outside
-    :data:`BIAS_RANGE`), ``gain_outside_02`` and ``gain_outside_02_lnf`` (the same
-    for :data:`NARROW_GAIN_RANGE`, [0, 2])."""
+    :data:`BIAS_RANGE`). The exercise's [0, 2] is :func:`gains_outside`'s."""
 
     gain_outside: int
     bias_outside: int
     gain_outside_lnf: int
-    gain_outside_02: int
-    gain_outside_02_lnf: int
 
 
 def range_losses(gains, biases) -> RangeLosses:
     """:class:`RangeLosses` of ``gains`` and ``biases`` (L, d), last row ln_f."""
     gains, biases = _gains_biases(gains, biases)
-    low, high = NARROW_GAIN_RANGE
-    outside_narrow = (gains < low) | (gains > high)
     return RangeLosses(
         gain_outside=count_outside(gains, *GAIN_RANGE),
         bias_outside=count_outside(biases, *BIAS_RANGE),
         gain_outside_lnf=count_outside(gains[-1], *GAIN_RANGE),
-        gain_outside_02=int(outside_narrow.sum()),
-        gain_outside_02_lnf=int(outside_narrow[-1].sum()),
     )
 
 
@@ -165,26 +158,38 @@ def outside_by_module(
 
 @dataclass(frozen=True)
 class GainsOutside:
-    """Gains outside a range with ``edges`` (low, high), module by module: ``counts``
-    (module name -> how many, for the modules that have any) and ``blocks``
-    (Markdown: those of them other than the last module, ln_f, in backticks,
+    """Gains outside a range with ``edges`` (low, high): ``total`` (all modules,
+    :func:`numscale.gpt2_stats.count_outside`), ``lnf`` (of them in the last
+    module, ln_f), ``counts`` (module name -> how many, for the modules that have
+    any) and ``blocks`` (Markdown: those of them other than ln_f, in backticks,
     comma-separated). Its ``str`` is the line the chapter prints."""
 
     edges: tuple[float, float]
+    total: int
+    lnf: int
     counts: dict[str, int]
     blocks: MarkdownText
 
     def __str__(self) -> str:
         low, high = self.edges
-        return f"gains outside [{low:g}, {high:g}], by module: {self.counts}"
+        return (
+            f"gains outside [{low:g}, {high:g}]: {self.total:,} "
+            f"(ln_f {self.lnf:,}); by module: {self.counts}"
+        )
 
 
 def gains_outside(names: Sequence[str], gains, low: float, high: float) -> GainsOutside:
     """:class:`GainsOutside` of ``gains`` (L, d), one row per name of ``names``
-    (ln_f last): :func:`outside_by_module` and the block modules among them."""
+    (ln_f last): :func:`outside_by_module`, the total and the block modules."""
     counts = outside_by_module(names, gains, low, high)
     blocks = ", ".join(f"`{name}`" for name in counts if name != names[-1])
-    return GainsOutside(edges=(low, high), counts=counts, blocks=MarkdownText(blocks))
+    return GainsOutside(
+        edges=(low, high),
+        total=count_outside(gains, low, high),
+        lnf=count_outside(np.asarray(gains)[-1], low, high),
+        counts=counts,
+        blocks=MarkdownText(blocks),
+    )
 
 
 @dataclass(frozen=True)
@@ -282,7 +287,7 @@ def output_rms_summary(names: Sequence[str], rms, rms_init) -> OutputRms:
 
 def format_rms_extremes(names: Sequence[str], rms, rms_init) -> str:
     """The modules of largest and smallest output RMS ``rms`` (L,), and the distinct
-    values of ``rms_init`` (L,) at initialization, three lines."""
+    values of ``rms_init`` (L,) at initialization (3 decimals), three lines."""
     rms = as_float_array(rms, "rms", ndim=1)
     rms_init = as_float_array(rms_init, "rms_init", ndim=1)
     if isinstance(names, str) or len(names) != rms.size or rms_init.size != rms.size:
@@ -291,7 +296,9 @@ def format_rms_extremes(names: Sequence[str], rms, rms_init) -> str:
         [
             f"largest output RMS: {names[int(np.argmax(rms))]} {rms.max():.3f}",
             f"smallest output RMS: {names[int(np.argmin(rms))]} {rms.min():.3f}",
-            f"at initialization: every module {np.unique(rms_init)}",
+            "at initialization: "
+            + ("every module " if np.unique(rms_init).size == 1 else "values ")
+            + ", ".join(f"{v:.3f}" for v in np.unique(rms_init)),
         ]
     )
 

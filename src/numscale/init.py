@@ -322,19 +322,20 @@ class StartScales:
     ``lecun``: 1/√fan_in for fan_in = d_model and 4·d_model (keys); ``gpt2_qk_std``:
     std of q, k, v and MLP pre-activations for unit-scale input; ``gpt2_logit_std``:
     std of the scaled logits q·k/√d_k; ``gpt2_entropy_gap``: ln n minus the mean
-    attention entropy, σ²/2 at σ = ``gpt2_logit_std`` (small-σ approximation).
+    attention entropy, σ²/2 at σ = ``gpt2_logit_std`` (small-σ approximation);
+    ``w_std``, the weights' std it was computed for (an input: exclude it when gluing).
     """
 
     lecun: dict[int, float]
     gpt2_qk_std: float
     gpt2_logit_std: float
     gpt2_entropy_gap: float
+    w_std: float
 
     def __str__(self) -> str:
         rules = "   ".join(f"1/√{n} = {v:.4f}" for n, v in self.lecun.items())
-        w_std = self.gpt2_qk_std / np.sqrt(min(self.lecun))  # qk_std = w_std·√d_model
         return (
-            f"{rules}   GPT-2: {w_std:.3g}\n"
+            f"{rules}   GPT-2: {self.w_std:.3g}\n"
             f"q, k entries: std {self.gpt2_qk_std:.3f};  "
             f"scaled logits: std {self.gpt2_logit_std:.3f}"
         )
@@ -351,6 +352,7 @@ def gpt2_start_scales(d_model: int = 768, w_std: float = 0.02) -> StartScales:
         gpt2_qk_std=qk_std,
         gpt2_logit_std=logit_std,
         gpt2_entropy_gap=logit_std**2 / 2,
+        w_std=w_std,
     )
 
 

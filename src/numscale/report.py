@@ -1,8 +1,16 @@
-"""Glue many measured numbers at once, so a chapter's cells show the computation, not bookkeeping.
+"""Glue a chapter's numbers for its prose, so cells show computation, not bookkeeping.
 
-``glue_numbers(prefix_value_pairs)`` calls :func:`myst_nb.glue` once per entry with
-``display=False``, casting NumPy scalars to plain ``int``/``float`` (glue's text formatting
-fails on ``np.float64``). Names must be unique across the book, as for ``glue`` itself.
+- ``glue_record(record, prefix=, exclude=, inputs=, show=)``: glue the fields of a
+  helper's result record (a dataclass) in one call, with the page's chosen inputs.
+- ``glue_inputs(values, prefix=)``: glue numbers the page chose (a seed, a count),
+  marked as inputs for the glue-mutation check.
+- ``glue_numbers(values, prefix=)``: glue every ``name -> value`` of a mapping.
+- ``MarkdownText``: a string glued as Markdown, for prose that reads it with ``{glue:md}``.
+
+Every glue is hidden from the cell's output (``display=False``); NumPy scalars are cast to
+plain ``int``/``float`` (glue's text formatting fails on ``np.float64``), and a value
+that is not a finite number or a string raises naming its entry before anything is
+glued. Names must be unique across the book, as for :func:`myst_nb.glue` itself.
 """
 
 from __future__ import annotations
@@ -136,11 +144,18 @@ def glue_record(
     the same ``prefix`` as inputs (:func:`glue_inputs`). ``show=True`` prints the
     record (its ``str``) after gluing it, for a cell whose output the prose reads.
     Returns the glued mapping (full names -> plain values), inputs included.
+    Raises ``TypeError``/``ValueError`` naming the entry (a bad field, a bad input, an
+    input named like a field) before anything is glued.
     """
     numbers = record_numbers(record, exclude=exclude)
+    # every check comes before anything is glued (glue_numbers checks the fields)
+    if inputs is not None and (not isinstance(inputs, Mapping) or not inputs):
+        raise ValueError("inputs must be a non-empty mapping of names to numbers")
     clash = sorted(set(numbers) & set(inputs or {}))
-    if clash:  # checked before anything is glued
+    if clash:
         raise ValueError(f"inputs repeat fields of the record: {clash}")
+    for key, value in (inputs or {}).items():
+        plain_number(value, f"inputs[{key!r}]")
     glued = glue_numbers(numbers, prefix=prefix)
     if inputs is not None:
         glued.update(glue_inputs(inputs, prefix=prefix))
