@@ -140,7 +140,7 @@ def mean_se(values) -> tuple[float, float]:
 
 
 def test_depth_summary_fields() -> None:
-    rec = residual_summary.depth_summary(fits(), -0.42, added(), COSINE)
+    rec = residual_summary.depth_summary(fits(), -0.42, added(), COSINE, rho=0.6)
     expected = {}
     for key, name in (
         ("pre", "slope_pre"),
@@ -155,6 +155,7 @@ def test_depth_summary_fields() -> None:
     expected["slope_pre_seed0_fit_se"] = 0.02
     expected["slope_pre_seed_sd"] = statistics.stdev(SLOPES["pre"])
     expected["equal_updates_slope"] = -0.42
+    expected["rho"] = 0.6
     expected["added_first"], expected["added_first_se"] = mean_se(FIRST_BLOCK)
     expected["added_last"], expected["added_last_se"] = mean_se(LAST_BLOCK)
     expected["added_last_seed0"] = -0.25
@@ -176,20 +177,28 @@ def test_depth_summary_rejects_bad_input() -> None:
     good = fits()
     with pytest.raises(ValueError, match="corrected"):
         residual_summary.depth_summary(
-            {k: v for k, v in good.items() if k != "corrected"}, -0.4, added(), COSINE
+            {k: v for k, v in good.items() if k != "corrected"},
+            -0.4,
+            added(),
+            COSINE,
+            rho=0.6,
         )
     with pytest.raises(ValueError, match="fits\\['pre'\\]"):
         residual_summary.depth_summary(
-            {**good, "pre": good["pre"][:, :1]}, -0.4, added(), COSINE
+            {**good, "pre": good["pre"][:, :1]}, -0.4, added(), COSINE, rho=0.6
         )
     with pytest.raises(ValueError, match="added"):
-        residual_summary.depth_summary(good, -0.4, added()[:, :8], COSINE)
+        residual_summary.depth_summary(good, -0.4, added()[:, :8], COSINE, rho=0.6)
     with pytest.raises(ValueError, match="equal_updates_slope"):
-        residual_summary.depth_summary(good, float("nan"), added(), COSINE)
+        residual_summary.depth_summary(good, float("nan"), added(), COSINE, rho=0.6)
     with pytest.raises(TypeError, match="cosine\\['post'\\]"):
-        residual_summary.depth_summary(good, -0.4, added(), {"pre": COSINE["pre"]})
+        residual_summary.depth_summary(
+            good, -0.4, added(), {"pre": COSINE["pre"]}, rho=0.6
+        )
+    with pytest.raises(ValueError, match="rho"):
+        residual_summary.depth_summary(good, -0.4, added(), COSINE, rho=0.0)
     with pytest.raises(TypeError, match="fits"):
-        residual_summary.depth_summary([1.0], -0.4, added(), COSINE)
+        residual_summary.depth_summary([1.0], -0.4, added(), COSINE, rho=0.6)
 
 
 def _sweep(cosine, depths) -> DepthSweep:

@@ -161,6 +161,7 @@ class DepthSummary:
     slope_corrected: float  #: mean slope of the pre-LN gradient times growth
     slope_corrected_se: float  #: its standard error
     equal_updates_slope: float  #: the slope equal updates predict (given, not computed)
+    rho: float  #: the relative update size ρ that prediction assumes (given, > 0)
     added_first: float  #: mean over seeds of block 1's addition to (mean ‖x‖)²/d
     added_first_se: float  #: its standard error
     added_last: float  #: mean over seeds of block L's addition to (mean ‖x‖)²/d
@@ -189,6 +190,8 @@ def depth_summary(
     equal_updates_slope: float,
     added: np.ndarray,
     cosine: Mapping[str, np.ndarray],
+    *,
+    rho: float,
 ) -> DepthSummary:
     """Means, standard errors and ratios of the chapter's depth sweep.
 
@@ -199,7 +202,8 @@ def depth_summary(
     of the deepest pre-LN model of each seed adds to the stream's squared norm over d,
     whichever norm the caller differences (the chapter: the square of the mean norm
     over tokens, (mean ‖x_l‖)²/d); L ≥ 12: the first and last six blocks are compared. ``cosine`` maps each position to ``(s, m)`` token cosines
-    (as in :class:`numscale.residual.DepthSweep`). At least two seeds.
+    (as in :class:`numscale.residual.DepthSweep`). At least two seeds. ``rho``: the
+    relative update size behind ``equal_updates_slope``, kept in the record.
     """
     fits, cosine, arrays = _mapping(fits, "fits"), _mapping(cosine, "cosine"), {}
     for key in ("pre", "post", "growth", "corrected"):
@@ -244,6 +248,7 @@ def depth_summary(
         slope_corrected=slope_corr,
         slope_corrected_se=se_corr,
         equal_updates_slope=finite_float(equal_updates_slope, "equal_updates_slope"),
+        rho=finite_float(rho, "rho", positive=True),
         added_first=added_first,
         added_first_se=added_first_se,
         added_last=added_last,
