@@ -60,11 +60,17 @@ def test_epsilon_regime(values):
 
 
 def test_rms_norm_mean(values):
-    # mean of 8·768 normalized outputs of N(1, 1) input: SE ≈ 0.71/√(8·768); 5 SE
+    # mean of 8·768 normalized outputs of N(m, s²) input (m = s = 1 on the page): SE ≈
+    # 0.71/√(8·768); 5 SE
     assert values["norm_rms_mean_measured"] == pytest.approx(
         values["norm_rms_mean_predicted"], abs=5 * 0.71 / math.sqrt(8 * 768)
     )
     assert values["norm_ln_mean_max"] < 1e-12
+    # the prediction m/√(m² + s²) at the page's inputs m, s (exact arithmetic)
+    m, s = values["norm_centring_m"], values["norm_centring_s"]
+    assert values["norm_rms_mean_predicted"] == pytest.approx(
+        m / math.sqrt(m**2 + s**2), rel=1e-15
+    )
 
 
 def test_float32_agreement_tolerance_and_bound(values):
@@ -117,7 +123,7 @@ def reference(values):
     # the page's inputs, read from the glued inputs; the rest of the draws as on the page
     d, n_tokens = 768, values["norm_n_tokens"]
     rng = np.random.default_rng(0)
-    x = 3.0 + 5.0 * rng.standard_normal((4, d))
+    x = values["norm_x_mean"] + values["norm_x_std"] * rng.standard_normal((4, d))
     var = x.var(axis=1)
     r = {"norm_l2_max_dev": np.abs(np.sqrt(d * var / (var + 1e-5)) - np.sqrt(d)).max()}
     gamma = rng.uniform(0.2, 2.0, d)
@@ -137,7 +143,8 @@ def reference(values):
     z = rng.standard_normal(d)
     tiny = values["norm_tiny_std"] * z / z.std()
     r["norm_tiny_out"] = np.sqrt((_ln(tiny) ** 2).mean())
-    xs = 1.0 + rng.standard_normal((8, d))
+    m, s = values["norm_centring_m"], values["norm_centring_s"]
+    xs = m + s * rng.standard_normal((8, d))
     r["norm_rms_mean_measured"] = _rms(xs).mean()
     x64 = (
         (2.0 + 3.0 * rng.standard_normal((16, d))).astype(np.float32).astype(np.float64)
@@ -176,6 +183,7 @@ def test_exact_constants(values):
 
 def test_inputs_are_declared(values):
     names = ("norm_n_tokens", "norm_tiny_std", "norm_inv_a", "norm_inv_b")
+    names += ("norm_x_mean", "norm_x_std", "norm_centring_m", "norm_centring_s")
     for name in names:
         assert values[f"{name}__is_input"] == 1
     # results are not marked as inputs
