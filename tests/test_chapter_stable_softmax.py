@@ -132,11 +132,12 @@ def test_naive_and_stable_errors(v):
 def test_shift_changes_only_the_rounding_of_z(v):
     z = np.random.default_rng(0).standard_normal(50) * 3  # the page's row (input)
     eps = float(np.finfo(np.float64).eps)
-    shifted = z + 100.0
+    assert v["ss_shift__is_input"] == 1
+    shifted = z + v["ss_shift"]  # the page's shift c (an input)
     exact_z, exact_shifted = exact_softmax(z), exact_softmax(shifted)
-    # the exact softmaxes of z and of the rounded z + 100 differ by D; the computed ones
+    # the exact softmaxes of z and of the rounded z + c differ by D; the computed ones
     # each differ from their exact values by e1, e2, so the quoted difference lies in
-    # D ± (e1 + e2) (triangle inequality): "the rounding of z + 100, nothing more"
+    # D ± (e1 + e2) (triangle inequality): "the rounding of z + c, nothing more"
     d_exact = max(abs(a - b) for a, b in zip(exact_z, exact_shifted))
     e1, _ = errors_in_eps(shifted_softmax(z), exact_z, eps, 0.0)
     e2, _ = errors_in_eps(shifted_softmax(shifted), exact_shifted, eps, 0.0)
