@@ -25,38 +25,52 @@ def test_bare_normalization(values):
 def test_gamma_beta_are_coordinate_mean_and_std(values):
     # 768 coordinate means, each within z SE of βᵢ: P(max |z| > 5) ≤ 768·5.7e-7
     assert values["norm_beta_max_z"] < 5
-    # std of 2,000 draws: relative SE 1/√(2·1999) (glued); the largest of 768 deviations is
-    # within 5 SE, plus 1/d for the (d−1)/d variance of x̂ after centring
+    # std of n draws (the page's input n_tokens): relative SE 1/√(2(n − 1)) (glued); the
+    # largest of 768 deviations is within 5 SE, plus 1/d for the (d−1)/d variance of x̂
+    # after centring
+    n = values["norm_n_tokens"]
     assert values["norm_gamma_rel_se"] == pytest.approx(
-        1 / math.sqrt(2 * 1999), rel=1e-12
+        1 / math.sqrt(2 * (n - 1)), rel=1e-12
     )
     assert values["norm_gamma_max_rel"] < 5 * values["norm_gamma_rel_se"] + 1 / 768
 
 
 def test_invariances(values):
-    # ε = 0: LN(3.7x − 2) = LN(x) to float64 rounding of O(1) values (≤ 1e3·eps64)
+    # ε = 0: LN(a·x + b) = LN(x) to float64 rounding of O(1) values (≤ 1e3·eps64)
     assert values["norm_inv_ln_exact"] < 1e3 * np.finfo(float).eps
     assert values["norm_inv_rms_scale"] < 1e3 * np.finfo(float).eps
     # with ε: first-order change max|x̂|·ε/(2σ²)·(1 − 1/a²) for σ² ≈ 1 and max|x̂| ≤ 5:
     # nonzero and below 5·1e-5/2
     assert 0 < values["norm_inv_ln_eps"] < 5 * 1e-5 / 2
+    # RMSNorm with ε under x → a·x: the same first-order change with the mean square in
+    # place of σ² (x ~ N(0, 1), |mean| ≈ 1/√768, so both ≈ 1): "the same order as
+    # LayerNorm's" is a ratio within a factor 2
+    ratio = values["norm_inv_rms_scale_eps"] / values["norm_inv_ln_eps"]
+    assert 1 / 2 < ratio < 2
     # a shift by −2 moves RMSNorm's output by O(1): the prose says "not the shift"
     assert values["norm_inv_rms_shift"] > 0.5
 
 
 def test_epsilon_regime(values):
     assert values["norm_sqrt_eps"] == pytest.approx(math.sqrt(1e-5), rel=1e-15)
-    # σ = 1e-4 ≪ √ε: output RMS = σ/√(σ²+ε), measured to float64 rounding
+    # σ = tiny_std (1e-4) ≪ √ε: output RMS = σ/√(σ²+ε), measured to float64 rounding
     assert values["norm_tiny_out"] == pytest.approx(values["norm_tiny_gain"], rel=1e-10)
-    assert values["norm_tiny_gain"] == pytest.approx(1e-4 / math.sqrt(1e-5), rel=1e-3)
+    tiny = values["norm_tiny_std"]
+    assert values["norm_tiny_gain"] == pytest.approx(tiny / math.sqrt(1e-5), rel=1e-3)
 
 
 def test_rms_norm_mean(values):
-    # mean of 8·768 normalized outputs of N(1, 1) input: SE ≈ 0.71/√(8·768); 5 SE
+    # mean of 8·768 normalized outputs of N(m, s²) input (m = s = 1 on the page): SE ≈
+    # 0.71/√(8·768); 5 SE
     assert values["norm_rms_mean_measured"] == pytest.approx(
         values["norm_rms_mean_predicted"], abs=5 * 0.71 / math.sqrt(8 * 768)
     )
     assert values["norm_ln_mean_max"] < 1e-12
+    # the prediction m/√(m² + s²) at the page's inputs m, s (exact arithmetic)
+    m, s = values["norm_centring_m"], values["norm_centring_s"]
+    assert values["norm_rms_mean_predicted"] == pytest.approx(
+        m / math.sqrt(m**2 + s**2), rel=1e-15
+    )
 
 
 def test_float32_agreement_tolerance_and_bound(values):
@@ -105,10 +119,11 @@ def _rms(x, gamma=1.0, eps=1e-5):
 
 
 @pytest.fixture(scope="module")
-def reference():
-    d, n_tokens = 768, 2000
+def reference(values):
+    # the page's inputs, read from the glued inputs; the rest of the draws as on the page
+    d, n_tokens = 768, values["norm_n_tokens"]
     rng = np.random.default_rng(0)
-    x = 3.0 + 5.0 * rng.standard_normal((4, d))
+    x = values["norm_x_mean"] + values["norm_x_std"] * rng.standard_normal((4, d))
     var = x.var(axis=1)
     r = {"norm_l2_max_dev": np.abs(np.sqrt(d * var / (var + 1e-5)) - np.sqrt(d)).max()}
     gamma = rng.uniform(0.2, 2.0, d)
@@ -121,13 +136,15 @@ def reference():
     )
     r["norm_gamma_max_rel"] = np.max(np.abs(out.std(0, ddof=1) / gamma - 1))
     x1 = rng.standard_normal(d)
-    a, b = 3.7, -2.0
+    a, b = values["norm_inv_a"], values["norm_inv_b"]
     r["norm_inv_ln_eps"] = np.abs(_ln(a * x1 + b) - _ln(x1)).max()
+    r["norm_inv_rms_scale_eps"] = np.abs(_rms(a * x1) - _rms(x1)).max()
     r["norm_inv_rms_shift"] = np.abs(_rms(x1 + b) - _rms(x1)).max()
     z = rng.standard_normal(d)
-    tiny = 1e-4 * z / z.std()
+    tiny = values["norm_tiny_std"] * z / z.std()
     r["norm_tiny_out"] = np.sqrt((_ln(tiny) ** 2).mean())
-    xs = 1.0 + rng.standard_normal((8, d))
+    m, s = values["norm_centring_m"], values["norm_centring_s"]
+    xs = m + s * rng.standard_normal((8, d))
     r["norm_rms_mean_measured"] = _rms(xs).mean()
     x64 = (
         (2.0 + 3.0 * rng.standard_normal((16, d))).astype(np.float32).astype(np.float64)
@@ -165,6 +182,9 @@ def test_exact_constants(values):
 
 
 def test_inputs_are_declared(values):
-    for name in ("norm_n_tokens", "norm_tiny_std"):
+    names = ("norm_n_tokens", "norm_tiny_std", "norm_inv_a", "norm_inv_b")
+    names += ("norm_x_mean", "norm_x_std", "norm_centring_m", "norm_centring_s")
+    for name in names:
         assert values[f"{name}__is_input"] == 1
-    assert (values["norm_n_tokens"], values["norm_tiny_std"]) == (2000, 1e-4)
+    # results are not marked as inputs
+    assert "norm_inv_rms_scale_eps__is_input" not in values

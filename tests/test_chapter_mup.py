@@ -13,6 +13,9 @@ PAGE = "book/mup"
 def test_slopes(values):
     # Independent: exactly 1/2, within 5 of the page's own sampling SEs.
     assert abs(values["mup_slope_indep"] - 0.5) < 5 * values["mup_slope_indep_se"]
+    # The exact formula at ρ = 0 is √d: its fitted slope is 1/2 up to float64 rounding of a
+    # least-squares fit over 8 points (~1e-15 relative; 1e-12 allowed).
+    assert values["mup_slope_indep_pred"] == pytest.approx(0.5, rel=1e-12, abs=0)
     # Aligned and ρ = 1/2: within 5 SE of the slope of the exact formula over the same widths.
     for tag in ("aligned", "half"):
         assert (

@@ -132,18 +132,23 @@ def test_naive_and_stable_errors(v):
 def test_shift_changes_only_the_rounding_of_z(v):
     z = np.random.default_rng(0).standard_normal(50) * 3  # the page's row (input)
     eps = float(np.finfo(np.float64).eps)
-    shifted = z + 100.0
+    assert v["ss_shift__is_input"] == 1
+    shifted = z + v["ss_shift"]  # the page's shift c (an input)
     exact_z, exact_shifted = exact_softmax(z), exact_softmax(shifted)
-    # the exact softmaxes of z and of the rounded z + 100 differ by D; the computed ones
+    # the exact softmaxes of z and of the rounded z + c differ by D; the computed ones
     # each differ from their exact values by e1, e2, so the quoted difference lies in
-    # D ± (e1 + e2) (triangle inequality): "the rounding of z + 100, nothing more"
+    # D ± (e1 + e2) (triangle inequality): "the rounding of z + c, nothing more"
     d_exact = max(abs(a - b) for a, b in zip(exact_z, exact_shifted))
     e1, _ = errors_in_eps(shifted_softmax(z), exact_z, eps, 0.0)
     e2, _ = errors_in_eps(shifted_softmax(shifted), exact_shifted, eps, 0.0)
     assert abs(v["ss_shift_diff_eps"] - float(d_exact) / eps) <= e1 + e2
-    # the NLL from log-softmax: LSE − z_y = 120 + log(1 + e^-117 + e^-120), within float32
-    # rounding of 120 (one ulp, 7.6e-6)
-    assert v["ss_nll_log"] == pytest.approx(120, abs=1e-5)
+    # the NLL from log-softmax, for the logits [gap, 0, 3] (gap: the page's input):
+    # LSE − z_y = gap + log(1 + e^(3 − gap) + e^-gap), within float32 rounding of gap
+    # (one ulp of 120 is 7.6e-6)
+    gap = v["ss_nll_gap"]
+    assert v["ss_nll_gap__is_input"] == 1
+    nll = gap + math.log1p(math.exp(3 - gap) + math.exp(-gap))
+    assert v["ss_nll_log"] == pytest.approx(nll, abs=1e-5)
 
 
 def online_softmax(z: np.ndarray, block: int) -> np.ndarray:
@@ -159,9 +164,16 @@ def online_softmax(z: np.ndarray, block: int) -> np.ndarray:
 
 @pytest.mark.build
 def test_block_size_sweep_recomputed(v):
-    n = v["ss_n_keys"]  # inputs of the page
-    sizes = np.unique(np.logspace(0, np.log10(n), 40).round().astype(int))
-    assert sizes.size == v["ss_n_block_sizes"]
+    n, grid, c = v["ss_n_keys"], v["ss_n_block_grid"], v["ss_block_bound_c"]  # inputs
+    for name in ("ss_n_keys", "ss_n_block_grid", "ss_block_bound_c"):
+        assert v[f"{name}__is_input"] == 1
+    # the distinct integers among `grid` log-spaced sizes from 1 to n, counted in exact
+    # arithmetic (round-half-even like NumPy; no size sits at a half here)
+    sizes = sorted({round(n ** (k / (grid - 1))) for k in range(grid)})
+    assert v["ss_n_block_sizes"] == len(sizes)
+    # the worst-case bound c·n·u in eps (u = eps/2): exact arithmetic
+    assert v["ss_block_bound_eps"] == c * n / 2
+    sizes = np.array(sizes)
     row32 = (np.random.default_rng(3).standard_normal(n) * 4).astype(np.float32)
     curves = {}
     for dtype in (np.float32, np.float64):

@@ -472,20 +472,29 @@ def test_invariance_changes_against_the_formulas():
         np.abs(rms(x - 2.0) - rms(x)).max(), rel=1e-12
     )
     assert 0 < rec.ln_eps < 1e-4  # first order in ε/σ² ≈ 1e-5 (times max|x̂| ≲ 3)
+    # RMSNorm with ε under x → 3.7x: written out; a difference of two O(1) outputs
+    # (≈ 1e-5) keeps float64 rounding of ~1e-16 absolute, 1e-9 relative is ample
+    assert rec.rms_scale_eps == pytest.approx(
+        np.abs(rms(3.7 * x) - rms(x)).max(), rel=1e-9, abs=0
+    )
+    assert rec.rms_scale_eps > 1e3 * rec.rms_scale  # ε breaks it, as it does for LN
     with pytest.raises(ValueError, match="^a must be finite"):
         norms_summary.invariance_changes(x, float("nan"), 1.0)
 
 
 def test_invariance_changes_str_labels_each_change():
-    rec = norms_summary.InvarianceChanges(1.0e-16, 2.0e-5, 3.0e-16, 4.0, 3.7, -2.0)
+    rec = norms_summary.InvarianceChanges(
+        1.0e-16, 2.0e-5, 3.0e-16, 5.0e-6, 4.0, 3.7, -2.0
+    )
     assert str(rec).splitlines() == [
         "largest |change| of the output:",
         "  LayerNorm (ε = 0)   x → 3.7·x − 2: 1.0e-16",
         "  LayerNorm (with ε)  x → 3.7·x − 2: 2.0e-05",
         "  RMSNorm (ε = 0)     x → 3.7·x:     3.0e-16",
+        "  RMSNorm (with ε)    x → 3.7·x:     5.0e-06",
         "  RMSNorm (with ε)    x → x − 2:     4.0e+00",
     ]
-    other = norms_summary.InvarianceChanges(1.0, 2.0, 3.0, 4.0, 2.0, 0.5)
+    other = norms_summary.InvarianceChanges(1.0, 2.0, 3.0, 3.5, 4.0, 2.0, 0.5)
     assert "x → 2·x + 0.5" in str(other)
     # the record keeps the transformation it was measured under
     built = norms_summary.invariance_changes(np.ones(8) + np.arange(8), 3.7, -2.0)
@@ -517,9 +526,10 @@ def test_layer_norm_output_rms_is_rms_per_vector():
 
 def test_centring_summary_and_its_table():
     rms_means, ln_means = np.array([0.5, 0.7]), np.array([1e-17, -3e-17])
-    rec = norms_summary.centring_summary(rms_means, ln_means, 1.0, 1.0)
+    # mean 2, std 1: m/√(m² + s²) = 2/√5 (swapping them would give 1/√5)
+    rec = norms_summary.centring_summary(rms_means, ln_means, 2.0, 1.0)
     assert rec.rms_mean_measured == pytest.approx(0.6, rel=1e-15)
-    assert rec.rms_mean_predicted == pytest.approx(1 / np.sqrt(2), rel=1e-15)
+    assert rec.rms_mean_predicted == pytest.approx(2 / np.sqrt(5), rel=1e-15)
     assert rec.ln_mean_max == 3e-17
     assert (
         norms_summary.format_centring(rms_means, ln_means).splitlines()[1]
@@ -550,6 +560,24 @@ def test_float32_agreement_fields():
     assert 0 < rec.numpy32_rms_diff <= rec.rms_bound
     lib32 = norms.layer_norm(x32, gamma, beta).astype(np.float64)
     assert rec.numpy32_ln_diff == pytest.approx(np.abs(lib32 - ref).max(), rel=1e-6)
+    # the "PyTorch" rows come from PyTorch: its functional layers, called here with
+    # float32 γ, β as nn.LayerNorm/nn.RMSNorm hold them; deterministic on the CPU, so
+    # the same outputs to the last bit; the float64 references (the helper's and the
+    # one written out above) agree to ~1e-15 absolute, ~1e-8 of differences ~1e-7
+    # (NumPy's float32 helpers differ from torch's by a few ulp: a wrong source fails)
+    import torch
+
+    xt = torch.from_numpy(x32)
+    g32, b32 = (torch.from_numpy(v.astype(np.float32)) for v in (gamma, beta))
+    with torch.no_grad():
+        t_ln = torch.nn.functional.layer_norm(xt, (d,), g32, b32, eps=1e-5)
+        t_rms = torch.nn.functional.rms_norm(xt, (d,), g32, eps=1e-5)
+    t_ln, t_rms = t_ln.numpy().astype(np.float64), t_rms.numpy().astype(np.float64)
+    ref_rms = gamma * x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-5)
+    assert rec.torch_ln_diff == pytest.approx(np.abs(t_ln - ref).max(), rel=1e-8, abs=0)
+    assert rec.torch_rms_diff == pytest.approx(
+        np.abs(t_rms - ref_rms).max(), rel=1e-8, abs=0
+    )
     assert rec.torch_ln_diff_per_eps == pytest.approx(rec.torch_ln_diff / EPS32)
     assert rec.torch_rms_diff_per_eps == pytest.approx(rec.torch_rms_diff / EPS32)
     with pytest.raises(TypeError, match="x32"):

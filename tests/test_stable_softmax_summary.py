@@ -130,6 +130,16 @@ def test_block_size_summary():
         "block_rest_eps": 3.0,
         "block_one_others_eps": 2.0,
     }
+    # the worst difference away from the outlier's first entry (there it coincided):
+    # a later block size of another sweep
+    sweeps[("float64", "increasing")] = np.array([0.5, 12.0, 0.0])
+    s = records.block_size_summary(sweeps)
+    assert report.record_numbers(s) == {
+        "block_worst_eps": 12.0,
+        "block_one32_eps": 9.0,
+        "block_rest_eps": 12.0,
+        "block_one_others_eps": 2.0,
+    }
     with pytest.raises(ValueError, match="sweeps"):
         records.block_size_summary(sweeps, outlier=("float16", "random order"))
     with pytest.raises(ValueError, match="besides"):

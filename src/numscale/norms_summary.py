@@ -121,15 +121,17 @@ class InvarianceChanges:
     """Largest |change| of a layer's output under a transformation of its input.
 
     ``ln_exact``: LayerNorm (ε = 0) under x → a·x + b; ``ln_eps``: the same with
-    ε; ``rms_scale``: RMSNorm (ε = 0) under x → a·x; ``rms_shift``: RMSNorm (with ε)
-    under x → x + b; ``a``, ``b``: the transformation (the page's choice, not a
-    result: the chapter glues the record without them). Its ``str`` is the table the
-    chapter prints: a title line, then four lines ``layer (ε), x → …: value``.
+    ε; ``rms_scale``: RMSNorm (ε = 0) under x → a·x; ``rms_scale_eps``: the same
+    with ε; ``rms_shift``: RMSNorm (with ε) under x → x + b; ``a``, ``b``: the
+    transformation (the page's choice, not a result: the chapter glues them as
+    inputs). Its ``str`` is the table the chapter prints: a title line, then five
+    lines ``layer (ε), x → …: value``.
     """
 
     ln_exact: float
     ln_eps: float
     rms_scale: float
+    rms_scale_eps: float
     rms_shift: float
     a: float
     b: float
@@ -140,6 +142,7 @@ class InvarianceChanges:
             ("LayerNorm (ε = 0)", f"x → {self.a:g}·x {shift}", self.ln_exact),
             ("LayerNorm (with ε)", f"x → {self.a:g}·x {shift}", self.ln_eps),
             ("RMSNorm (ε = 0)", f"x → {self.a:g}·x", self.rms_scale),
+            ("RMSNorm (with ε)", f"x → {self.a:g}·x", self.rms_scale_eps),
             ("RMSNorm (with ε)", f"x → x {shift}", self.rms_shift),
         ]
         layer = max(len(r[0]) for r in rows)
@@ -163,6 +166,7 @@ def invariance_changes(
         ln_exact=change(layer_norm, a * x + b, eps=0.0),
         ln_eps=change(layer_norm, a * x + b, eps=eps),
         rms_scale=change(rms_norm, a * x, eps=0.0),
+        rms_scale_eps=change(rms_norm, a * x, eps=eps),
         rms_shift=change(rms_norm, x + b, eps=eps),
         a=a,
         b=b,
